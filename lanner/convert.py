@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one place where protobuf events become domain events and back (``lanner.model`` <-> ``lanner.v1``)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from types import MappingProxyType
+from typing import Any
+
+from lanner import model
+from lanner.v1 import event_pb2
+
+_PROCESS_SCALAR = tuple(f.name for f in fields(model.Process) if f.name not in {"args", "env", "cgroups"})
+_FD_OPTIONAL = frozenset(
+    f.name for f in event_pb2.Fd.DESCRIPTOR.fields if f.has_presence and f.message_type is None
+)
+_FD_PLAIN = tuple(f.name for f in fields(model.Fd) if f.name not in _FD_OPTIONAL | {"type", "l4proto"})
+_CONTAINER_OPTIONAL = frozenset({"privileged", "host_pid", "host_network", "host_ipc"})
+_CONTAINER_PLAIN = tuple(
+    f.name for f in fields(model.Container) if f.name not in _CONTAINER_OPTIONAL | {"labels", "mounts"}
+)
+_FD_TYPES = {int(t): t for t in model.FdType}
+_L4_PROTOS = {int(t): t for t in model.L4Proto}
+_K8S_PLAIN = tuple(f.name for f in fields(model.K8s) if f.name != "pod_labels")
+
+
+_REPEATED = frozenset({"args", "env", "cgroups"})
+
+
+def process_from_pb(pb: event_pb2.Process) -> model.Process:
+    # ListFields yields only fields that carry a value, so unset optionals stay None and the rest keep the
+    # dataclass defaults, which equal proto3's.
+    kw: dict[str, Any] = {}
+    for f, value in pb.ListFields():
+        kw[f.name] = tuple(value) if f.name in _REPEATED else value
+    return model.Process(**kw)
+
+
+def process_to_pb(p: model.Process, out: event_pb2.Process) -> None:
+    for name in _PROCESS_SCALAR:
+        value = getattr(p, name)
+        if value is not None:
+            setattr(out, name, value)
+    out.args.extend(p.args)
+    out.env.extend(p.env)
+    out.cgroups.extend(p.cgroups)
+
+
+def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
+    kw: dict[str, Any] = {f.name: value for f, value in pb.ListFields()}
+    if "type" in kw:
+        kw["type"] = _FD_TYPES[kw["type"]]
+    if "l4proto" in kw:
+        kw["l4proto"] = _L4_PROTOS[kw["l4proto"]]
+    return model.Fd(**kw)
+
+
+def fd_to_pb(fd: model.Fd, out: event_pb2.Fd) -> None:
+    for name in _FD_PLAIN:
+        setattr(out, name, getattr(fd, name))
+    for name in _FD_OPTIONAL:
+        value = getattr(fd, name)
+        if value is not None:
+            setattr(out, name, value)
+    out.type = int(fd.type)  # type: ignore[assignment]
+    out.l4proto = int(fd.l4proto)  # type: ignore[assignment]
+
+
+def container_from_pb(pb: event_pb2.Container) -> model.Container:
+    if not pb.id:
+        return model.HOST_CONTAINER
+    kw: dict[str, Any] = {name: getattr(pb, name) for name in _CONTAINER_PLAIN}
+    for name in _CONTAINER_OPTIONAL:
+        if pb.HasField(name):
+            kw[name] = getattr(pb, name)
+    mounts = tuple(
+        model.Mount(source=m.source, dest=m.dest, mode=m.mode, rw=m.rw, propagation=m.propagation) for m in pb.mounts
+    )
+    labels = MappingProxyType(dict(pb.labels)) if pb.labels else model.EMPTY_MAP
+    return model.Container(labels=labels, mounts=mounts, **kw)
+
+
+def container_to_pb(c: model.Container, out: event_pb2.Container) -> None:
+    for name in _CONTAINER_PLAIN:
+        setattr(out, name, getattr(c, name))
+    for name in _CONTAINER_OPTIONAL:
+        value = getattr(c, name)
+        if value is not None:
+            setattr(out, name, value)
+    out.labels.update(c.labels)
+    for m in c.mounts:
+        out.mounts.add(source=m.source, dest=m.dest, mode=m.mode, rw=m.rw, propagation=m.propagation)
+
+
+def k8s_from_pb(pb: event_pb2.K8s) -> model.K8s:
+    if not pb.pod_name and not pb.pod_uid and not pb.ns_name:
+        return model.NO_K8S
+    labels = MappingProxyType(dict(pb.pod_labels)) if pb.pod_labels else model.EMPTY_MAP
+    return model.K8s(pod_labels=labels, **{name: getattr(pb, name) for name in _K8S_PLAIN})
+
+
+def k8s_to_pb(k: model.K8s, out: event_pb2.K8s) -> None:
+    for name in _K8S_PLAIN:
+        setattr(out, name, getattr(k, name))
+    out.pod_labels.update(k.pod_labels)
+
+
+def _arg_from_pb(pb: event_pb2.Arg) -> model.Arg:
+    kind = pb.WhichOneof("value")
+    value: model.ArgValue = getattr(pb, kind) if kind else b""
+    return model.Arg(pb.name, value)
+
+
+def _arg_to_pb(a: model.Arg, out: event_pb2.Arg) -> None:
+    out.name = a.name
+    v = a.value
+    if isinstance(v, bool | int):
+        if v < 0:
+            out.int_value = int(v)
+        else:
+            out.uint_value = int(v)
+    elif isinstance(v, str):
+        out.str_value = v
+    else:
+        out.bytes_value = bytes(v)
+
+
+def event_from_pb(pb: event_pb2.Event) -> model.Event:
+    """Decode one wire event into the domain model."""
+    ident = pb.id
+    t = pb.timing
+    return model.Event(
+        type=pb.type,
+        source=pb.source or model.SOURCE_SYSCALL,
+        identity=model.EventIdentity(ident.node, ident.boot_id, ident.seq, ident.producer_id),
+        timing=model.EventTiming(t.event_ns, t.collected_ns, t.enriched_ns, t.evaluated_ns),
+        res=pb.res,
+        cpu=pb.cpu,
+        proc=process_from_pb(pb.proc),
+        ancestors=tuple(process_from_pb(a) for a in pb.ancestors),
+        fd=fd_from_pb(pb.fd) if pb.HasField("fd") else None,
+        args=tuple(_arg_from_pb(a) for a in pb.args),
+        container=container_from_pb(pb.container),
+        k8s=k8s_from_pb(pb.k8s),
+        audit_json=pb.audit_json,
+        proc_incomplete=pb.proc_incomplete,
+    )
+
+
+def event_to_pb(ev: model.Event, out: event_pb2.Event | None = None) -> event_pb2.Event:
+    """Encode one domain event for the wire."""
+    pb = out if out is not None else event_pb2.Event()
+    i = ev.identity
+    pb.id.node, pb.id.boot_id, pb.id.seq, pb.id.producer_id = i.node, i.boot_id, i.seq, i.producer_id
+    t = ev.timing
+    pb.timing.event_ns, pb.timing.collected_ns = t.event_ns, t.collected_ns
+    pb.timing.enriched_ns, pb.timing.evaluated_ns = t.enriched_ns, t.evaluated_ns
+    pb.source = ev.source
+    pb.type = ev.type
+    pb.res = ev.res
+    pb.cpu = ev.cpu
+    process_to_pb(ev.proc, pb.proc)
+    for a in ev.ancestors:
+        process_to_pb(a, pb.ancestors.add())
+    if ev.fd is not None:
+        fd_to_pb(ev.fd, pb.fd)
+    for arg in ev.args:
+        _arg_to_pb(arg, pb.args.add())
+    if ev.container is not model.HOST_CONTAINER:
+        container_to_pb(ev.container, pb.container)
+    if ev.k8s is not model.NO_K8S:
+        k8s_to_pb(ev.k8s, pb.k8s)
+    pb.audit_json = ev.audit_json
+    pb.proc_incomplete = ev.proc_incomplete
+    return pb
