@@ -11,9 +11,7 @@ from lanner import model
 from lanner.v1 import event_pb2
 
 _PROCESS_SCALAR = tuple(f.name for f in fields(model.Process) if f.name not in {"args", "env", "cgroups"})
-_FD_OPTIONAL = frozenset(
-    f.name for f in event_pb2.Fd.DESCRIPTOR.fields if f.has_presence and f.message_type is None
-)
+_FD_OPTIONAL = frozenset(f.name for f in event_pb2.Fd.DESCRIPTOR.fields if f.has_presence and f.message_type is None)
 _FD_PLAIN = tuple(f.name for f in fields(model.Fd) if f.name not in _FD_OPTIONAL | {"type", "l4proto"})
 _CONTAINER_OPTIONAL = frozenset({"privileged", "host_pid", "host_network", "host_ipc"})
 _CONTAINER_PLAIN = tuple(
@@ -71,7 +69,7 @@ def container_from_pb(pb: event_pb2.Container) -> model.Container:
         return model.HOST_CONTAINER
     kw: dict[str, Any] = {name: getattr(pb, name) for name in _CONTAINER_PLAIN}
     for name in _CONTAINER_OPTIONAL:
-        if pb.HasField(name):
+        if pb.HasField(name):  # type: ignore[arg-type]
             kw[name] = getattr(pb, name)
     mounts = tuple(
         model.Mount(source=m.source, dest=m.dest, mode=m.mode, rw=m.rw, propagation=m.propagation) for m in pb.mounts

@@ -9,9 +9,9 @@ which Falco renders as ``<NA>`` and which makes every comparison on that field f
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
 

@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: Apache-2.0
+# Lanner tasks. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup run test lint typecheck fmt protos bench container-stack clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## install everything Lanner needs on this host (apt packages, kernel headers, tracefs, venv)
+	bash scripts/setup-host.sh
+
+run: setup ## run Lanner locally: Redis + collector + enricher + ruleengine + dispatcher (root, real eBPF)
+	$(VENV)/bin/lanner up $(ARGS)
+
+test: setup ## run all tests (unit, integration with real Redis/gRPC, eBPF, containers, end to end)
+	bash scripts/run-tests.sh
+
+lint: ## ruff + mypy --strict + generated-code drift check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy -p lanner -p collector -p enricher -p ruleengine -p dispatcher
+
+fmt: ## format the code
+	$(VENV)/bin/ruff format lanner collector enricher ruleengine dispatcher tests
+	$(VENV)/bin/ruff check --fix .
+
+protos: ## regenerate the Python code from protos/
+	$(PY) scripts/gen_protos.py
+
+bench: ## print throughput and latency figures (engine, dispatcher, collector, whole pipeline)
+	bash scripts/bench.sh
+
+container-stack: ## bring up containerd + Docker + compose with local images (for the container tests)
+	bash scripts/container-stack.sh
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Upstream side of a hop: a bounded queue, batching, and a reconnecting bidirectional gRPC stream.
+
+A slow or absent downstream never blocks the producer: ``submit`` returns at once, and when the queue is full
+the oldest item is dropped and counted. Batches close on size or after ``linger_s``, whichever comes first, so
+latency stays low at low rates. At most ``max_inflight`` batches wait for an ack; beyond that the sender waits,
+the queue fills, and drops happen here, where they are counted, rather than in an unbounded buffer somewhere.
+
+With ``reliable=True`` (alerts), items are kept until acked and are sent again, in order, after a reconnect, so
+nothing is lost while the downstream restarts; the receiver dedups. Only a full queue can then drop, and the
+ruleengine sizes that queue for alerts, which are rare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import grpc
+
+from lanner.metrics import DOWNSTREAM_CONNECTED, EVENTS_DROPPED, EVENTS_OUT, QUEUE_DEPTH
+from lanner.server import GRPC_OPTIONS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OpenStream = Callable[[grpc.aio.Channel], Any]
+MakeBatch = Callable[[int, Sequence[T], int], Any]
+
+
+class BatchSender(Generic[T]):
+    """Batches items onto a long-lived ``stream Batch -> stream Ack`` RPC, reconnecting with backoff."""
+
+    def __init__(
+        self,
+        name: str,
+        target: str,
+        open_stream: OpenStream,
+        make_batch: MakeBatch[T],
+        *,
+        max_queue: int = 65536,
+        batch_size: int = 256,
+        linger_s: float = 0.005,
+        reliable: bool = False,
+        max_inflight: int = 32,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.target = target
+        self._open_stream = open_stream
+        self._make_batch = make_batch
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.linger_s = linger_s
+        self.reliable = reliable
+        self.max_inflight = max_inflight
+        self._backoff_initial = backoff_initial_s
+        self._backoff_max = backoff_max_s
+        self._queue: collections.deque[T] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._inflight: dict[int, list[T]] = {}
+        self._seq = 0
+        self._dropped_since_last = 0
+        self.dropped = 0
+        self.sent = 0
+        self.connected = False
+        self._closing = False
+        self._drop_counter = EVENTS_DROPPED.labels(name, "queue_full")
+        self._out_counter = EVENTS_OUT.labels(name)
+        self._depth = QUEUE_DEPTH.labels(name)
+        self._connected_gauge = DOWNSTREAM_CONNECTED.labels(name)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, item: T) -> None:
+        """Queue one item; never blocks. Drops (and counts) the oldest item when the queue is full."""
+        if len(self._queue) >= self.max_queue:
+            self._queue.popleft()
+            self._count_drop(1)
+        self._queue.append(item)
+        if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+            self._wakeup.set()
+
+    def submit_many(self, items: Sequence[T]) -> None:
+        """Queue several items at once (same drop policy as ``submit``)."""
+        overflow = len(self._queue) + len(items) - self.max_queue
+        if overflow > 0:
+            for _ in range(min(overflow, len(self._queue))):
+                self._queue.popleft()
+            self._count_drop(overflow)
+            if len(items) > self.max_queue:
+                items = items[len(items) - self.max_queue :]
+        self._queue.extend(items)
+        self._wakeup.set()
+
+    def _count_drop(self, n: int) -> None:
+        self.dropped += n
+        self._dropped_since_last += n
+        self._drop_counter.inc(n)
+
+    async def run(self) -> None:
+        """Keep a stream open to the target and drain the queue into it, until cancelled."""
+        backoff = self._backoff_initial
+        while True:
+            try:
+                await self._run_once()
+                backoff = self._backoff_initial
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "downstream unavailable; retrying",
+                    extra={
+                        "stage": self.name,
+                        "target": self.target,
+                        "code": exc.code().name,
+                        "detail": exc.details(),
+                        "retry_in_s": round(backoff, 2),
+                    },
+                )
+            except Exception as exc:
+                log.warning(
+                    "downstream stream failed; retrying",
+                    extra={
+                        "stage": self.name,
+                        "target": self.target,
+                        "error": repr(exc),
+                        "retry_in_s": round(backoff, 2),
+                    },
+                )
+            finally:
+                self._on_disconnect()
+            if self._closing and not self._queue:
+                return
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, self._backoff_max)
+
+    def _on_disconnect(self) -> None:
+        if self.connected:
+            log.info("downstream disconnected", extra={"stage": self.name, "target": self.target})
+        self.connected = False
+        self._connected_gauge.set(0)
+        if not self._inflight:
+            return
+        if self.reliable:
+            # Resend unacked items first, in their original order.
+            pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
+            self._queue.extendleft(reversed(pending))
+        else:
+            lost = sum(len(v) for v in self._inflight.values())
+            EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
+            self.dropped += lost
+        self._inflight.clear()
+
+    async def _run_once(self) -> None:
+        async with grpc.aio.insecure_channel(self.target, options=GRPC_OPTIONS) as channel:
+            await asyncio.wait_for(channel.channel_ready(), timeout=self._backoff_max)
+            call = self._open_stream(channel)()
+            self.connected = True
+            self._connected_gauge.set(1)
+            log.info("downstream connected", extra={"stage": self.name, "target": self.target})
+            reader = asyncio.create_task(self._read_acks(call))
+            try:
+                await self._write_loop(call, reader)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+                call.cancel()
+
+    async def _read_acks(self, call: Any) -> None:
+        async for ack in call:
+            items = self._inflight.pop(ack.batch_seq, None)
+            if items is not None:
+                self._out_counter.inc(len(items))
+                self.sent += len(items)
+            self._acked.set()
+        raise ConnectionError("downstream closed the stream")
+
+    async def _write_loop(self, call: Any, reader: asyncio.Task[None]) -> None:
+        while True:
+            if reader.done():
+                reader.result()  # re-raise the reader's error
+                return
+            if not self._queue:
+                if self._closing:
+                    await self._wait_all_acked(reader)
+                    return
+                self._wakeup.clear()
+                await self._wait_or_reader(self._wakeup.wait(), reader)
+                continue
+            if len(self._queue) < self.batch_size and self.linger_s > 0 and not self._closing:
+                await asyncio.sleep(self.linger_s)
+            while len(self._inflight) >= self.max_inflight:
+                self._acked.clear()
+                await self._wait_or_reader(self._acked.wait(), reader)
+            n = min(self.batch_size, len(self._queue))
+            items = [self._queue.popleft() for _ in range(n)]
+            self._depth.set(len(self._queue))
+            self._seq += 1
+            batch = self._make_batch(self._seq, items, self._dropped_since_last)
+            self._dropped_since_last = 0
+            self._inflight[self._seq] = items
+            await call.write(batch)
+
+    async def _wait_all_acked(self, reader: asyncio.Task[None]) -> None:
+        while self._inflight:
+            self._acked.clear()
+            await self._wait_or_reader(self._acked.wait(), reader)
+
+    @staticmethod
+    async def _wait_or_reader(aw: Any, reader: asyncio.Task[None]) -> None:
+        waiter = asyncio.ensure_future(aw)
+        done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if reader in done:
+            waiter.cancel()
+            reader.result()
+            raise ConnectionError("downstream closed the stream")
+
+    async def close(self, drain_timeout: float = 2.0) -> None:
+        """Stop accepting new work and give queued items ``drain_timeout`` seconds to go out."""
+        self._closing = True
+        self._wakeup.set()
+        deadline = asyncio.get_running_loop().time() + drain_timeout
+        while (self._queue or self._inflight) and asyncio.get_running_loop().time() < deadline:
+            if not self.connected:
+                break
+            await asyncio.sleep(0.01)
+        left = len(self._queue) + sum(len(v) for v in self._inflight.values())
+        if left:
+            log.warning("stopping with undelivered items", extra={"stage": self.name, "items": left})

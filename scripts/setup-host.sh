@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Install what Lanner needs on a Debian host: bcc + kernel headers (eBPF), redis-server, a venv with Lanner.
+# Idempotent and quick when everything is already there. Needs root for apt, the headers link and tracefs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+log() { echo "[setup] $*" >&2; }
+
+need=()
+for p in python3-bpfcc linux-headers-amd64 redis-server python3-venv gcc libc6-dev make; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then log "missing packages ${need[*]}: run as root (sudo make run)"; exit 1; fi
+  log "apt-get install ${need[*]}"
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then break; fi
+    log "apt busy or failed; retry $i"; sleep 10
+  done
+fi
+
+# bcc compiles against /lib/modules/$(uname -r)/build; this kernel ships none, so point it at the installed
+# headers. Lanner reads tracepoint arguments only, never kernel structs, so a version mismatch is harmless.
+build="/lib/modules/$(uname -r)/build"
+if [ ! -e "$build" ] && [ "$(id -u)" = 0 ]; then
+  hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -n "$hdr" ]; then
+    mkdir -p "/lib/modules/$(uname -r)"
+    ln -sfn "$hdr" "$build"
+    log "linked $build -> $hdr"
+  fi
+fi
+if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" = 0 ]; then
+  mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null && log "mounted tracefs at /sys/kernel/tracing" || true
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import lanner, grpc_tools, pytest' 2>/dev/null || [ pyproject.toml -nt "$VENV/.installed" ]; then
+  log "pip install -e .[dev]"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q -e '.[dev]'
+  touch "$VENV/.installed"
+fi
+log "ok"
