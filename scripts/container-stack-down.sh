@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Stop what scripts/container-stack.sh started, by the PIDs it recorded (never by process name).
+# Images, /var/lib/docker and /var/lib/containerd are kept, so the next bring-up is quick.
+# Usage: scripts/container-stack-down.sh [--keep-containers]
+set -uo pipefail
+R=${LANNER_STACK_DIR:-/var/tmp/lanner-stack}
+KEEP=0
+[ "${1:-}" = --keep-containers ] && KEEP=1
+[ -d "$R" ] || { echo "nothing to stop ($R missing)"; exit 0; }
+
+if [ $KEEP = 0 ]; then
+  # CRI pods first: their shims outlive containerd otherwise.
+  if [ -S /run/containerd/containerd.sock ]; then
+    for c in $(ctr -n k8s.io containers ls -q 2>/dev/null); do
+      ctr -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+      for _ in $(seq 1 20); do ctr -n k8s.io tasks ls -q 2>/dev/null | grep -qx "$c" || break
+        ctr -n k8s.io tasks delete "$c" >/dev/null 2>&1 || sleep 0.1; done
+      ctr -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
+    done
+  fi
+  if docker info >/dev/null 2>&1; then
+    ids=$(docker ps -aq)
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null
+    docker network prune -f >/dev/null 2>&1 || true
+  fi
+fi
+
+stop() {  # $1 = pidfile
+  [ -f "$1" ] || return 0
+  local p; p=$(cat "$1")
+  if kill -0 "$p" 2>/dev/null; then
+    kill "$p"
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -9 "$p"
+  fi
+  rm -f "$1"
+}
+stop "$R/dockerd.pid"
+stop "$R/containerd.pid"
+for br in cni-lanner0 docker0; do ip link show "$br" >/dev/null 2>&1 && ip link del "$br"; done
+echo "container stack stopped (images kept)"
