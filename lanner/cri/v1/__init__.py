@@ -1,0 +1,1 @@
+# Generated protobuf package: regenerate with `make protos`, never edit.
