@@ -1,0 +1,755 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Lanner's syscall probes, compiled by bcc.
+//
+// Only tracepoint arguments and BPF helpers are read, never kernel structs: the installed headers are older than
+// the running kernel, so struct offsets from them are wrong (collector docs, "kernel headers"). Every syscall
+// tracepoint stores its arguments as 8-byte slots starting at offset 16, which SC_ARG() reads directly.
+//
+// Syscalls are paired enter/exit through a per-thread map so each call produces one record carrying both the
+// arguments and the result. User strings are read at exit, when the kernel has just faulted the pages in.
+//
+// Build-time configuration (bcc cflags, -DNAME=value):
+//   LANNER_RB_PAGES     ring buffer size in pages (power of two)
+//   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat
+//   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4
+//   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir
+// Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
+
+#include <uapi/linux/ptrace.h>
+#include "lanner_events.h"
+
+#ifndef LANNER_RB_PAGES
+#define LANNER_RB_PAGES 256
+#endif
+#ifndef LANNER_FAM_OPEN
+#define LANNER_FAM_OPEN 1
+#endif
+#ifndef LANNER_FAM_NET
+#define LANNER_FAM_NET 1
+#endif
+#ifndef LANNER_FAM_FILEOP
+#define LANNER_FAM_FILEOP 1
+#endif
+
+#define SCRATCH_SIZE 16384
+#define AT_FDCWD_VAL (-100)
+#define K_CLONE_THREAD 0x00010000ULL
+#define K_CLONE_VM 0x00000100ULL
+#define K_CLONE_VFORK 0x00004000ULL
+#define K_SIGCHLD 17ULL
+#define SC_EXIT_STASH 1000
+
+#define SC_ARG(n) (*(const __u64 *)((const char *)args + 16 + 8 * (n)))
+#define SC_RET() (*(const __s64 *)((const char *)args + 16))
+
+// Bounds a length so the verifier sees the limit: the empty asm hides the value from the optimizer, which would
+// otherwise drop a check it can prove redundant while the verifier cannot.
+#define CLAMP(v, max)                                                                                              \
+	({                                                                                                         \
+		__u64 _v = (__u64)(v);                                                                             \
+		asm volatile("" : "+r"(_v));                                                                       \
+		if (_v > (max))                                                                                    \
+			_v = (max);                                                                                \
+		_v;                                                                                                \
+	})
+
+struct inflight {
+	__u64 a[6];
+	__u32 sc;
+	__u32 _pad;
+};
+
+struct exec_inflight {
+	__u64 filename_ptr;
+	__u32 sc;
+	__s32 dirfd;
+	__u32 at_flags;
+	__u32 argc;
+	__u32 args_len;
+	__u32 truncated;
+	char argv[LANNER_ARGS_MAX];
+};
+
+struct scratch {
+	__u8 buf[SCRATCH_SIZE];
+};
+
+BPF_RINGBUF_OUTPUT(events, LANNER_RB_PAGES);
+BPF_HASH(inflight, __u32, struct inflight, 16384);
+BPF_HASH(execs, __u32, struct exec_inflight, 1024);
+BPF_HASH(excluded, __u32, __u8, 4096);
+BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
+BPF_PERCPU_ARRAY(exec_scratch, struct exec_inflight, 1);
+BPF_PERCPU_ARRAY(drops, __u64, 1);
+
+static __always_inline int is_excluded(__u32 tgid)
+{
+	return excluded.lookup(&tgid) != NULL;
+}
+
+static __always_inline struct lanner_hdr *begin(__u32 type, __u64 id)
+{
+	__u32 zero = 0;
+	struct scratch *s = scratch.lookup(&zero);
+	if (!s)
+		return NULL;
+	struct lanner_hdr *h = (struct lanner_hdr *)s->buf;
+	__u64 ug = bpf_get_current_uid_gid();
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->type = type;
+	h->size = 0;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	h->cpu = bpf_get_smp_processor_id();
+	h->flags = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	return h;
+}
+
+// The record is sent without waking the reader: it polls every millisecond, and a wakeup per record costs
+// several times the throughput.
+static __always_inline void submit(struct lanner_hdr *h, __u64 size)
+{
+	// Hide the value from the optimizer so the bound check below survives for the verifier.
+	asm volatile("" : "+r"(size));
+	if (size > SCRATCH_SIZE)
+		size = SCRATCH_SIZE;
+	h->size = size;
+	if (events.ringbuf_output(h, size, BPF_RB_NO_WAKEUP) != 0) {
+		__u32 zero = 0;
+		__u64 *d = drops.lookup(&zero);
+		if (d)
+			*d += 1;
+	}
+}
+
+static __always_inline int stash(void *args, __u32 sc, int nargs)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	if (is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = sc;
+	if (nargs > 0)
+		f.a[0] = SC_ARG(0);
+	if (nargs > 1)
+		f.a[1] = SC_ARG(1);
+	if (nargs > 2)
+		f.a[2] = SC_ARG(2);
+	if (nargs > 3)
+		f.a[3] = SC_ARG(3);
+	if (nargs > 4)
+		f.a[4] = SC_ARG(4);
+	inflight.update(&tid, &f);
+	return 0;
+}
+
+static __always_inline int take(__u32 tid, struct inflight *out)
+{
+	struct inflight *f = inflight.lookup(&tid);
+	if (!f)
+		return 0;
+	__builtin_memcpy(out, f, sizeof(*out));
+	inflight.delete(&tid);
+	return 1;
+}
+
+/* ---------------------------------------------------------------- exec */
+
+static __always_inline int exec_enter(void *args, __u32 sc, __u64 fname, __u64 argv, __s32 dirfd, __u32 at_flags)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u32 zero = 0;
+	if (is_excluded(id >> 32))
+		return 0;
+	struct exec_inflight *e = exec_scratch.lookup(&zero);
+	if (!e)
+		return 0;
+	e->filename_ptr = fname;
+	e->sc = sc;
+	e->dirfd = dirfd;
+	e->at_flags = at_flags;
+	e->truncated = 0;
+	__u32 off = 0;
+	__u32 argc = 0;
+	const char *const *uargv = (const char *const *)argv;
+#pragma unroll
+	for (int i = 0; i < LANNER_MAX_ARGC; i++) {
+		const char *p = NULL;
+		if (bpf_probe_read_user(&p, sizeof(p), &uargv[i]) != 0 || !p)
+			goto done;
+		if (off > LANNER_ARGS_MAX - LANNER_ARG_MAX) {
+			e->truncated = 1;
+			goto done;
+		}
+		int n = bpf_probe_read_user_str(&e->argv[off], LANNER_ARG_MAX, p);
+		if (n <= 0)
+			goto done;
+		if (n == LANNER_ARG_MAX)
+			e->truncated = 1;
+		off += n;
+		argc++;
+	}
+	{
+		const char *more = NULL;
+		bpf_probe_read_user(&more, sizeof(more), &uargv[LANNER_MAX_ARGC]);
+		if (more)
+			e->truncated = 1;
+	}
+done:
+	e->argc = argc;
+	e->args_len = off;
+	execs.update(&tid, e);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	return exec_enter(args, LANNER_SC_EXECVE, SC_ARG(0), SC_ARG(1), AT_FDCWD_VAL, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	return exec_enter(args, LANNER_SC_EXECVEAT, SC_ARG(1), SC_ARG(2), (__s32)SC_ARG(0), (__u32)SC_ARG(4));
+}
+
+// Copies the argv captured at enter behind the filename already placed at `tail`.
+static __always_inline __u32 put_exec_args(struct lanner_exec *x, char *tail, __u32 fn_len, struct exec_inflight *e,
+					   struct lanner_hdr *h)
+{
+	__u64 len = CLAMP(e->args_len, LANNER_ARGS_MAX);
+	__u64 off = CLAMP(fn_len, LANNER_PATH_MAX);
+	if (len > 0 && bpf_probe_read_kernel(tail + off, len, e->argv) != 0)
+		len = 0;
+	x->args_len = len;
+	x->argc = e->argc;
+	x->sc = e->sc;
+	x->dirfd = e->dirfd;
+	x->at_flags = e->at_flags;
+	if (e->truncated)
+		h->flags |= LANNER_HF_ARGS_TRUNCATED;
+	return len;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (is_excluded(id >> 32))
+		return 0;
+	__u32 old = (__u32)args->old_pid;
+	struct lanner_hdr *h = begin(LANNER_MSG_EXEC, id);
+	if (!h)
+		return 0;
+	struct lanner_exec *x = (struct lanner_exec *)(h + 1);
+	char *tail = (char *)(x + 1);
+	x->res = 0;
+	x->old_tid = old;
+	x->sc = LANNER_SC_EXECVE;
+	x->dirfd = AT_FDCWD_VAL;
+	x->at_flags = 0;
+	x->argc = 0;
+	x->args_len = 0;
+	unsigned short loc = args->data_loc_filename & 0xFFFF;
+	int n = bpf_probe_read_kernel_str(tail, LANNER_PATH_MAX, (const char *)args + loc);
+	__u32 fn_len = n > 0 ? n : 0;
+	x->filename_len = fn_len;
+	__u32 alen = 0;
+	struct exec_inflight *e = execs.lookup(&old);
+	if (e) {
+		alen = put_exec_args(x, tail, fn_len, e, h);
+		execs.delete(&old);
+	}
+	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX));
+	return 0;
+}
+
+// A successful exec already reported from sched_process_exec and removed its entry; what is left here failed.
+static __always_inline int exec_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct exec_inflight *e = execs.lookup(&tid);
+	if (!e)
+		return 0;
+	__s64 ret = SC_RET();
+	if (ret >= 0) {
+		execs.delete(&tid);
+		return 0;
+	}
+	struct lanner_hdr *h = begin(LANNER_MSG_EXEC, id);
+	if (!h) {
+		execs.delete(&tid);
+		return 0;
+	}
+	struct lanner_exec *x = (struct lanner_exec *)(h + 1);
+	char *tail = (char *)(x + 1);
+	x->res = ret;
+	x->old_tid = tid;
+	int n = bpf_probe_read_user_str(tail, LANNER_PATH_MAX, (const char *)e->filename_ptr);
+	__u32 fn_len = n > 0 ? n : 0;
+	x->filename_len = fn_len;
+	__u32 alen = put_exec_args(x, tail, fn_len, e, h);
+	execs.delete(&tid);
+	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+	return exec_exit(args);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+	return exec_exit(args);
+}
+
+/* ---------------------------------------------------------------- fork / exit */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+	return stash(args, LANNER_SC_CLONE, 1);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	if (is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = LANNER_SC_CLONE3;
+	// struct clone_args starts with the u64 flags.
+	bpf_probe_read_user(&f.a[0], sizeof(f.a[0]), (const void *)SC_ARG(0));
+	inflight.update(&tid, &f);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fork)
+{
+	return stash(args, LANNER_SC_FORK, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+{
+	return stash(args, LANNER_SC_VFORK, 0);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u32 ptgid = id >> 32;
+	__u32 child = (__u32)args->child_pid;
+	__u32 sc = LANNER_SC_KTHREAD;
+	__u64 flags = 0;
+	struct inflight f = {};
+	if (take(tid, &f)) {
+		sc = f.sc;
+		if (sc == LANNER_SC_CLONE || sc == LANNER_SC_CLONE3)
+			flags = f.a[0];
+		else if (sc == LANNER_SC_FORK)
+			flags = K_SIGCHLD;
+		else if (sc == LANNER_SC_VFORK)
+			flags = K_CLONE_VFORK | K_CLONE_VM | K_SIGCHLD;
+		else
+			sc = LANNER_SC_KTHREAD;
+	}
+	__u32 child_tgid = (flags & K_CLONE_THREAD) ? ptgid : child;
+	if (is_excluded(ptgid)) {
+		// Children of excluded processes (the collector's helpers) are excluded too.
+		if (!(flags & K_CLONE_THREAD)) {
+			__u8 one = 1;
+			excluded.update(&child_tgid, &one);
+		}
+		return 0;
+	}
+	struct lanner_hdr *h = begin(LANNER_MSG_FORK, id);
+	if (!h)
+		return 0;
+	struct lanner_fork *k = (struct lanner_fork *)(h + 1);
+	k->clone_flags = flags;
+	k->sc = sc;
+	k->parent_pid = ptgid;
+	k->parent_tid = tid;
+	k->child_tid = child;
+	k->child_pid = child_tgid;
+	k->_pad = 0;
+	submit(h, sizeof(*h) + sizeof(*k));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit_group)
+{
+	return stash(args, SC_EXIT_STASH, 1);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit)
+{
+	return stash(args, SC_EXIT_STASH, 1);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u32 tgid = id >> 32;
+	struct inflight f = {};
+	int have = take(tid, &f) && f.sc == SC_EXIT_STASH;
+	execs.delete(&tid);
+	__u32 group_dead = args->group_dead ? 1 : 0;
+	if (is_excluded(tgid)) {
+		if (group_dead)
+			excluded.delete(&tgid);
+		return 0;
+	}
+	struct lanner_hdr *h = begin(LANNER_MSG_EXIT, id);
+	if (!h)
+		return 0;
+	struct lanner_exit *x = (struct lanner_exit *)(h + 1);
+	x->code = have ? (__s32)f.a[0] : 0;
+	x->has_code = have;
+	x->group_dead = group_dead;
+	x->_pad = 0;
+	submit(h, sizeof(*h) + sizeof(*x));
+	return 0;
+}
+
+/* ---------------------------------------------------------------- open family */
+
+#if LANNER_FAM_OPEN
+struct open_how_user {
+	__u64 flags;
+	__u64 mode;
+	__u64 resolve;
+};
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+	return stash(args, LANNER_SC_OPEN, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+	return stash(args, LANNER_SC_OPENAT, 4);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+	return stash(args, LANNER_SC_OPENAT2, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+{
+	return stash(args, LANNER_SC_CREAT, 2);
+}
+
+static __always_inline int open_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_OPEN, id);
+	if (!h)
+		return 0;
+	struct lanner_open *o = (struct lanner_open *)(h + 1);
+	char *name = (char *)(o + 1);
+	__u64 name_ptr = 0;
+	o->res = SC_RET();
+	o->sc = f.sc;
+	o->resolve = 0;
+	o->_pad[0] = o->_pad[1] = o->_pad[2] = 0;
+	if (f.sc == LANNER_SC_OPEN) {
+		o->dirfd = AT_FDCWD_VAL;
+		name_ptr = f.a[0];
+		o->flags = f.a[1];
+		o->mode = f.a[2];
+	} else if (f.sc == LANNER_SC_CREAT) {
+		o->dirfd = AT_FDCWD_VAL;
+		name_ptr = f.a[0];
+		o->flags = 01 | 0100 | 01000; /* O_WRONLY|O_CREAT|O_TRUNC, as creat(2) defines */
+		o->mode = f.a[1];
+	} else if (f.sc == LANNER_SC_OPENAT2) {
+		struct open_how_user how = {};
+		o->dirfd = (__s32)f.a[0];
+		name_ptr = f.a[1];
+		bpf_probe_read_user(&how, sizeof(how), (const void *)f.a[2]);
+		o->flags = how.flags;
+		o->mode = how.mode;
+		o->resolve = how.resolve;
+	} else {
+		o->dirfd = (__s32)f.a[0];
+		name_ptr = f.a[1];
+		o->flags = f.a[2];
+		o->mode = f.a[3];
+	}
+	int n = bpf_probe_read_user_str(name, LANNER_PATH_MAX, (const char *)name_ptr);
+	__u32 len = n > 0 ? n : 0;
+	len = CLAMP(len, LANNER_PATH_MAX);
+	o->name_len = len;
+	submit(h, sizeof(*h) + sizeof(*o) + CLAMP(len, LANNER_PATH_MAX));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_open)
+{
+	return open_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat)
+{
+	return open_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
+{
+	return open_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_creat)
+{
+	return open_exit(args);
+}
+#endif
+
+/* ---------------------------------------------------------------- network */
+
+#if LANNER_FAM_NET
+TRACEPOINT_PROBE(syscalls, sys_enter_socket)
+{
+	return stash(args, LANNER_SC_SOCKET, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_socket)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_SOCKET, id);
+	if (!h)
+		return 0;
+	struct lanner_socket *s = (struct lanner_socket *)(h + 1);
+	s->res = SC_RET();
+	s->sc = LANNER_SC_SOCKET;
+	s->domain = f.a[0];
+	s->type = f.a[1];
+	s->protocol = f.a[2];
+	submit(h, sizeof(*h) + sizeof(*s));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+	return stash(args, LANNER_SC_CONNECT, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+{
+	return stash(args, LANNER_SC_ACCEPT, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
+{
+	return stash(args, LANNER_SC_ACCEPT4, 4);
+}
+
+static __always_inline int sock_exit(void *args, __u32 type)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(type, id);
+	if (!h)
+		return 0;
+	struct lanner_sock *s = (struct lanner_sock *)(h + 1);
+	__s64 ret = SC_RET();
+	s->res = ret;
+	s->sc = f.sc;
+	s->fd = (__s32)f.a[0];
+	s->flags = f.sc == LANNER_SC_ACCEPT4 ? (__u32)f.a[3] : 0;
+	__u32 len = 0;
+	if (f.sc == LANNER_SC_CONNECT) {
+		len = (__u32)f.a[2];
+	} else if (ret >= 0 && f.a[1] && f.a[2]) {
+		int ulen = 0;
+		bpf_probe_read_user(&ulen, sizeof(ulen), (const void *)f.a[2]);
+		len = ulen > 0 ? ulen : 0;
+	}
+	len = CLAMP(len, LANNER_SOCKADDR_MAX);
+	if (!f.a[1] || (len > 0 && bpf_probe_read_user(s->addr, CLAMP(len, LANNER_SOCKADDR_MAX), (const void *)f.a[1]) != 0))
+		len = 0;
+	s->addr_len = len;
+	submit(h, sizeof(*h) + sizeof(*s));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+	return sock_exit(args, LANNER_MSG_CONNECT);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_accept)
+{
+	return sock_exit(args, LANNER_MSG_ACCEPT);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
+{
+	return sock_exit(args, LANNER_MSG_ACCEPT);
+}
+#endif
+
+/* ---------------------------------------------------------------- unlink / rename / mkdir / chdir */
+
+#if LANNER_FAM_FILEOP
+TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
+{
+	return stash(args, LANNER_SC_UNLINK, 1);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
+{
+	return stash(args, LANNER_SC_UNLINKAT, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_rename)
+{
+	return stash(args, LANNER_SC_RENAME, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
+{
+	return stash(args, LANNER_SC_RENAMEAT, 4);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
+{
+	return stash(args, LANNER_SC_RENAMEAT2, 5);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_mkdir)
+{
+	return stash(args, LANNER_SC_MKDIR, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_mkdirat)
+{
+	return stash(args, LANNER_SC_MKDIRAT, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_rmdir)
+{
+	return stash(args, LANNER_SC_RMDIR, 1);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+{
+	return stash(args, LANNER_SC_CHDIR, 1);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
+{
+	return stash(args, LANNER_SC_FCHDIR, 1);
+}
+
+static __always_inline int fileop_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_FILEOP, id);
+	if (!h)
+		return 0;
+	struct lanner_fileop *o = (struct lanner_fileop *)(h + 1);
+	char *tail = (char *)(o + 1);
+	__u64 p1 = 0, p2 = 0;
+	o->res = SC_RET();
+	o->sc = f.sc;
+	o->dirfd1 = AT_FDCWD_VAL;
+	o->dirfd2 = AT_FDCWD_VAL;
+	o->flags = 0;
+	o->mode = 0;
+	switch (f.sc) {
+	case LANNER_SC_UNLINK:
+	case LANNER_SC_RMDIR:
+	case LANNER_SC_CHDIR:
+		p1 = f.a[0];
+		break;
+	case LANNER_SC_FCHDIR:
+		o->dirfd1 = (__s32)f.a[0];
+		break;
+	case LANNER_SC_UNLINKAT:
+		o->dirfd1 = (__s32)f.a[0];
+		p1 = f.a[1];
+		o->flags = f.a[2];
+		break;
+	case LANNER_SC_RENAME:
+		p1 = f.a[0];
+		p2 = f.a[1];
+		break;
+	case LANNER_SC_RENAMEAT:
+	case LANNER_SC_RENAMEAT2:
+		o->dirfd1 = (__s32)f.a[0];
+		p1 = f.a[1];
+		o->dirfd2 = (__s32)f.a[2];
+		p2 = f.a[3];
+		o->flags = f.sc == LANNER_SC_RENAMEAT2 ? (__u32)f.a[4] : 0;
+		break;
+	case LANNER_SC_MKDIR:
+		p1 = f.a[0];
+		o->mode = f.a[1];
+		break;
+	case LANNER_SC_MKDIRAT:
+		o->dirfd1 = (__s32)f.a[0];
+		p1 = f.a[1];
+		o->mode = f.a[2];
+		break;
+	}
+	__u32 l1 = 0, l2 = 0;
+	if (p1) {
+		int n = bpf_probe_read_user_str(tail, LANNER_PATH_MAX, (const char *)p1);
+		l1 = n > 0 ? n : 0;
+	}
+	l1 = CLAMP(l1, LANNER_PATH_MAX);
+	if (p2) {
+		int n = bpf_probe_read_user_str(tail + CLAMP(l1, LANNER_PATH_MAX), LANNER_PATH_MAX, (const char *)p2);
+		l2 = n > 0 ? n : 0;
+	}
+	l2 = CLAMP(l2, LANNER_PATH_MAX);
+	o->path1_len = l1;
+	o->path2_len = l2;
+	submit(h, sizeof(*h) + sizeof(*o) + CLAMP(l1, LANNER_PATH_MAX) + CLAMP(l2, LANNER_PATH_MAX));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_rename)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat2)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_mkdir)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_mkdirat)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_rmdir)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
+{
+	return fileop_exit(args);
+}
+#endif

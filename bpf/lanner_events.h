@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Wire layout of the records the Lanner probes write into the ring buffer.
+ *
+ * Every record starts with struct lanner_hdr; `type` selects the body that follows it, and `size` is the total
+ * record length (header + body + trailing variable data). Strings in the trailing data are NUL-terminated and
+ * their lengths (including the NUL) are given in the body, so userspace never scans for terminators.
+ *
+ * collector/layout.py mirrors this file with ctypes; tests/collector/test_layout.py compiles a probe of this
+ * header with gcc and compares every offset and size, so the two cannot drift silently.
+ * Only fixed-width types are used so the same header compiles for BPF and for the host.
+ */
+#ifndef LANNER_EVENTS_H
+#define LANNER_EVENTS_H
+
+#include <linux/types.h>
+
+/* Message type ids (lanner_hdr.type). */
+#define LANNER_MSG_EXEC 1    /* execve/execveat, success (sched_process_exec) or failure (sys_exit) */
+#define LANNER_MSG_FORK 2    /* sched_process_fork: new process or thread */
+#define LANNER_MSG_EXIT 3    /* sched_process_exit */
+#define LANNER_MSG_OPEN 4    /* open/openat/openat2/creat exit */
+#define LANNER_MSG_CONNECT 5 /* connect exit */
+#define LANNER_MSG_ACCEPT 6  /* accept/accept4 exit */
+#define LANNER_MSG_SOCKET 7  /* socket exit */
+#define LANNER_MSG_FILEOP 8  /* unlink*, rename*, mkdir*, rmdir, chdir, fchdir exit */
+
+/* Syscall ids inside a family (the `sc` field of each body); the decoders map them to Falco event names. */
+#define LANNER_SC_EXECVE 1
+#define LANNER_SC_EXECVEAT 2
+#define LANNER_SC_CLONE 3
+#define LANNER_SC_CLONE3 4
+#define LANNER_SC_FORK 5
+#define LANNER_SC_VFORK 6
+#define LANNER_SC_KTHREAD 7 /* fork with no clone syscall in flight (kernel threads) */
+#define LANNER_SC_OPEN 10
+#define LANNER_SC_OPENAT 11
+#define LANNER_SC_OPENAT2 12
+#define LANNER_SC_CREAT 13
+#define LANNER_SC_CONNECT 20
+#define LANNER_SC_ACCEPT 21
+#define LANNER_SC_ACCEPT4 22
+#define LANNER_SC_SOCKET 23
+#define LANNER_SC_UNLINK 30
+#define LANNER_SC_UNLINKAT 31
+#define LANNER_SC_RENAME 32
+#define LANNER_SC_RENAMEAT 33
+#define LANNER_SC_RENAMEAT2 34
+#define LANNER_SC_MKDIR 35
+#define LANNER_SC_MKDIRAT 36
+#define LANNER_SC_RMDIR 37
+#define LANNER_SC_CHDIR 38
+#define LANNER_SC_FCHDIR 39
+
+/* Size limits of the variable parts. Powers of two: the probes mask offsets with (size - 1). */
+#define LANNER_PATH_MAX 512
+#define LANNER_ARGS_MAX 4096
+#define LANNER_ARG_MAX 1024 /* one argv string */
+#define LANNER_MAX_ARGC 32
+#define LANNER_SOCKADDR_MAX 128
+
+struct lanner_hdr {
+	__u64 ts_ns;     /* bpf_ktime_get_boot_ns() */
+	__u64 cgroup_id; /* bpf_get_current_cgroup_id() */
+	__u32 type;      /* LANNER_MSG_* */
+	__u32 size;      /* whole record, bytes */
+	__u32 pid;       /* tgid of the current task */
+	__u32 tid;
+	__u32 uid; /* real uid/gid from bpf_get_current_uid_gid() */
+	__u32 gid;
+	__u32 cpu;
+	__u32 flags; /* LANNER_HF_* */
+	char comm[16];
+};
+
+/* lanner_hdr.flags */
+#define LANNER_HF_ARGS_TRUNCATED 1 /* argv had more strings or bytes than fit */
+
+struct lanner_exec {
+	__s64 res;
+	__u32 sc;       /* LANNER_SC_EXECVE / LANNER_SC_EXECVEAT */
+	__s32 old_tid;  /* tid before exec (differs when a non-leader thread execs) */
+	__s32 dirfd;    /* execveat only */
+	__u32 at_flags; /* execveat only, kernel AT_* numbering */
+	__u16 filename_len;
+	__u16 args_len; /* argv blob: NUL-separated strings, argv[0] first */
+	__u32 argc;     /* strings captured */
+	/* followed by: filename[filename_len], args[args_len] */
+};
+
+struct lanner_fork {
+	__u64 clone_flags; /* kernel CLONE_* of the clone call; synthesized for fork/vfork */
+	__u32 sc;          /* LANNER_SC_CLONE ... LANNER_SC_KTHREAD */
+	__u32 parent_pid;  /* tgid of the parent */
+	__u32 parent_tid;
+	__u32 child_tid;
+	__u32 child_pid; /* tgid of the child: parent_pid for CLONE_THREAD, else child_tid */
+	__u32 _pad;
+};
+
+struct lanner_exit {
+	__s32 code;      /* exit(2)/exit_group(2) status argument; valid when has_code */
+	__u32 has_code;
+	__u32 group_dead; /* last thread of the process */
+	__u32 _pad;
+};
+
+struct lanner_open {
+	__s64 res; /* new fd or -errno */
+	__u64 resolve; /* openat2 how.resolve */
+	__u32 sc;
+	__s32 dirfd;
+	__u32 flags; /* kernel O_* numbering */
+	__u32 mode;
+	__u16 name_len;
+	__u16 _pad[3];
+	/* followed by: name[name_len] */
+};
+
+struct lanner_sock {
+	__s64 res;
+	__u32 sc;
+	__s32 fd;         /* connect: the socket; accept: the listening socket */
+	__u32 flags;      /* accept4 flags */
+	__u32 addr_len;   /* bytes valid in addr (0 when unknown) */
+	__u8 addr[LANNER_SOCKADDR_MAX]; /* struct sockaddr_* as the process passed (connect) or received (accept) */
+};
+
+struct lanner_socket {
+	__s64 res;
+	__u32 sc;
+	__u32 domain;
+	__u32 type;
+	__u32 protocol;
+};
+
+struct lanner_fileop {
+	__s64 res;
+	__u32 sc;
+	__s32 dirfd1; /* olddirfd / dirfd / fchdir fd */
+	__s32 dirfd2; /* newdirfd */
+	__u32 flags;  /* unlinkat / renameat2 flags */
+	__u32 mode;   /* mkdir mode */
+	__u16 path1_len;
+	__u16 path2_len;
+	/* followed by: path1[path1_len], path2[path2_len] */
+};
+
+#endif
