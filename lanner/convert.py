@@ -25,7 +25,24 @@ _K8S_PLAIN = tuple(f.name for f in fields(model.K8s) if f.name != "pod_labels")
 _REPEATED = frozenset({"args", "env", "cgroups"})
 
 
+_CACHE_LIMIT = 8192
+_process_cache: dict[bytes, model.Process] = {}
+_container_cache: dict[bytes, model.Container] = {}
+
+
 def process_from_pb(pb: event_pb2.Process) -> model.Process:
+    """Decode a process; identical processes (the same ancestors, event after event) share one object."""
+    key = pb.SerializeToString()
+    cached = _process_cache.get(key)
+    if cached is not None:
+        return cached
+    if len(_process_cache) >= _CACHE_LIMIT:
+        _process_cache.clear()
+    proc = _process_cache[key] = _decode_process(pb)
+    return proc
+
+
+def _decode_process(pb: event_pb2.Process) -> model.Process:
     # ListFields yields only fields that carry a value, so unset optionals stay None and the rest keep the
     # dataclass defaults, which equal proto3's.
     kw: dict[str, Any] = {}
@@ -67,6 +84,17 @@ def fd_to_pb(fd: model.Fd, out: event_pb2.Fd) -> None:
 def container_from_pb(pb: event_pb2.Container) -> model.Container:
     if not pb.id:
         return model.HOST_CONTAINER
+    key = pb.SerializeToString()
+    cached = _container_cache.get(key)
+    if cached is not None:
+        return cached
+    if len(_container_cache) >= _CACHE_LIMIT:
+        _container_cache.clear()
+    container = _container_cache[key] = _decode_container(pb)
+    return container
+
+
+def _decode_container(pb: event_pb2.Container) -> model.Container:
     kw: dict[str, Any] = {name: getattr(pb, name) for name in _CONTAINER_PLAIN}
     for name in _CONTAINER_OPTIONAL:
         if pb.HasField(name):  # type: ignore[arg-type]

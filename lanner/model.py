@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Lanner's domain model of an observed event: frozen dataclasses mirroring ``protos/lanner/v1/event.proto``.
+"""Lanner's domain model of an observed event: dataclasses mirroring ``protos/lanner/v1/event.proto``.
 
 Protobuf objects stay at the service edges (``lanner.convert``); collectors build these, the rule engine reads
 them. Every field holds a raw fact (numeric flags, address bytes, capability masks). ``None`` means "no value",
@@ -19,6 +19,10 @@ SOURCE_SYSCALL = "syscall"
 SOURCE_K8S_AUDIT = "k8s_audit"
 SOURCE_INTERNAL = "internal"
 HOST_CONTAINER_ID = "host"
+
+# The per-event classes below are built for every event on the hot path. A frozen dataclass pays one
+# object.__setattr__ per field in __init__, measured 6x slower here (5.3 us against 0.9 us for 17 fields), so
+# they are plain slotted dataclasses, immutable by convention: nothing after the decoder may assign to them.
 
 
 class FdType(enum.IntEnum):
@@ -55,7 +59,7 @@ class L4Proto(enum.IntEnum):
     RAW = 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventIdentity:
     """(node, boot_id, seq) is unique per host; producer_id names one collector lifetime."""
 
@@ -65,7 +69,7 @@ class EventIdentity:
     producer_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventTiming:
     """Nanoseconds since the epoch: when the event happened and when each stage saw it (0 = not yet)."""
 
@@ -75,7 +79,7 @@ class EventTiming:
     evaluated_ns: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Process:
     """A process/thread: the one that made the syscall, or an ancestor. See event.proto for each field."""
 
@@ -127,7 +131,7 @@ class Process:
     vm_swap_kb: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fd:
     """The fd an event refers to. IP addresses are raw bytes (4 or 16), network byte order."""
 
@@ -153,7 +157,7 @@ class Fd:
 ArgValue = int | str | bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arg:
     """One syscall parameter under Falco's name, with the kernel's raw value."""
 
@@ -216,17 +220,17 @@ class K8s:
 NO_K8S = K8s()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One observed event (a syscall, or a Kubernetes audit event when ``source == 'k8s_audit'``)."""
 
     type: str
     source: str = SOURCE_SYSCALL
-    identity: EventIdentity = EventIdentity()
-    timing: EventTiming = EventTiming()
+    identity: EventIdentity = field(default_factory=EventIdentity)
+    timing: EventTiming = field(default_factory=EventTiming)
     res: int = 0
     cpu: int = 0
-    proc: Process = Process()
+    proc: Process = field(default_factory=Process)
     ancestors: tuple[Process, ...] = ()
     fd: Fd | None = None
     args: tuple[Arg, ...] = ()
