@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``lanner dispatcher`` (run the service) and ``lanner subscribe`` (print alerts as they arrive)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lanner.config import ConfigError
+
+
+def _run_dispatcher(args: argparse.Namespace) -> int:
+    from dispatcher import config as dconfig
+    from dispatcher.server import serve
+    from lanner.logs import setup_logging
+    from lanner.server import ServiceStartError, run
+
+    try:
+        cfg, specs = dconfig.load(args.config)
+    except ConfigError as exc:
+        print(f"lanner dispatcher: config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("dispatcher", cfg.log_level)
+    try:
+        run(serve(cfg, specs))
+    except ServiceStartError as exc:
+        print(f"lanner dispatcher: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _run_subscribe(args: argparse.Namespace) -> int:
+    from dispatcher.client import run_subscribe, subscribe_request
+    from dispatcher.model import Priority
+
+    try:
+        prio = Priority.parse(args.min_priority) if args.min_priority else None
+    except ValueError as exc:
+        print(f"lanner subscribe: --min-priority: {exc}", file=sys.stderr)
+        return 2
+    req = subscribe_request(prio, args.rule, args.tag, args.source, args.name)
+    return run_subscribe(args.target, req, args.json)
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``dispatcher`` and ``subscribe`` to the ``lanner`` command."""
+    p = subparsers.add_parser("dispatcher", help="run the alert dispatcher service")
+    p.add_argument("--config", "-c", default=None, help="YAML config file (section 'dispatcher')")
+    p.set_defaults(func=_run_dispatcher)
+
+    s = subparsers.add_parser(
+        "subscribe", help="print alerts live from a dispatcher (no replay of older alerts)"
+    )
+    s.add_argument("--target", default="127.0.0.1:7704", help="dispatcher address HOST:PORT")
+    s.add_argument("--json", action="store_true", help="print Falco JSON lines instead of text lines")
+    s.add_argument("--min-priority", default="", help="only alerts at least this severe (e.g. warning)")
+    s.add_argument("--rule", action="append", default=[], help="only this rule (repeatable)")
+    s.add_argument("--tag", action="append", default=[], help="only alerts with this tag (repeatable)")
+    s.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
+    s.add_argument("--name", default="lanner-subscribe", help="subscriber name used in metrics")
+    s.set_defaults(func=_run_subscribe)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m dispatcher``: the same as ``lanner dispatcher``."""
+    parser = argparse.ArgumentParser(prog="python -m dispatcher")
+    parser.add_argument("--config", "-c", default=None, help="YAML config file (section 'dispatcher')")
+    return _run_dispatcher(parser.parse_args(argv))

@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``dispatcher:`` section of the config file, and the per-output settings inside it.
+
+``outputs`` maps an output name to its settings. Each mapping mixes the driver's keys (``DriverOptions``:
+``enabled``, ``min_priority``, ``rules``, ``tags``, ``sources``, ``concurrency``, ``rate_limit``, ``timeout_s``...)
+with the output's own keys (its ``Config`` dataclass, e.g. ``path`` for ``file``). A key ``<type>:<instance>``
+configures one more output of that type (``file:audit``). Environment overrides follow
+the usual scheme: ``LANNER_DISPATCHER__OUTPUTS__FILE__PATH=/var/log/lanner.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from dispatcher.driver import DriverOptions
+from dispatcher.falco_format import JsonOptions
+from dispatcher.registry import registered_outputs
+from lanner.config import ConfigError, build, load_section
+
+_DRIVER_KEYS = frozenset(f.name for f in dataclasses.fields(DriverOptions))
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherConfig:
+    """Settings of the dispatcher service."""
+
+    bind: str = "127.0.0.1:7704"
+    metrics_bind: str = "127.0.0.1:9704"
+    log_level: str = "info"
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    # The Redis Stream holding accepted alerts; dead letters go to "<stream>:dead".
+    stream: str = "lanner:alerts"
+    # A redelivered alert_id within this many seconds is accepted (acked) but not stored again.
+    dedup_window_s: float = 600.0
+    dedup_prefix: str = "lanner:alert-seen:"
+    # Consumer name in the output groups; keep it stable per host so a restart resumes its own pending list.
+    consumer: str = ""
+    # Pending entries of another consumer idle this long are taken over (a replica that died for good).
+    claim_idle_s: float = 60.0
+    read_batch: int = 256
+    # How often acknowledged entries are trimmed from the stream.
+    trim_interval_s: float = 5.0
+    # Entries kept for live tail when no output group exists.
+    idle_keep: int = 10000
+    # Per-subscriber queue length; a subscriber that falls further behind loses alerts (counted).
+    subscriber_queue: int = 1024
+    max_subscribers: int = 256
+    # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME).
+    hostname: str = ""
+    json: JsonOptions = field(default_factory=JsonOptions)
+    outputs: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({"stdout": MappingProxyType({"enabled": True})})
+    )
+
+    def __post_init__(self) -> None:
+        if self.dedup_window_s <= 0:
+            raise ValueError("dedup_window_s: must be positive")
+        if self.subscriber_queue < 1 or self.read_batch < 1 or self.max_subscribers < 1:
+            raise ValueError("subscriber_queue, read_batch and max_subscribers: must be at least 1")
+
+    @property
+    def consumer_name(self) -> str:
+        """The consumer name, defaulting to the host name."""
+        return self.consumer or socket.gethostname()
+
+    @property
+    def host_name(self) -> str:
+        """The host name stamped on alerts that carry none."""
+        return self.hostname or os.environ.get("FALCO_HOSTNAME") or socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """One enabled output: its name, the driver's options and the output's own config."""
+
+    name: str
+    driver: DriverOptions
+    config: Any
+
+
+def output_type(name: str) -> str:
+    """The output type of a configured output: ``file`` for both ``file`` and ``file:audit``.
+
+    The ``type:instance`` form lets one type be configured more than once (two files, two webhooks).
+    """
+    return name.split(":", 1)[0]
+
+
+def output_specs(cfg: DispatcherConfig, origin: str = "<config>") -> tuple[OutputSpec, ...]:
+    """Validate the ``outputs`` mapping into specs for the enabled outputs; raise ConfigError naming the key."""
+    known = registered_outputs()
+    specs: list[OutputSpec] = []
+    for name, raw in cfg.outputs.items():
+        path = f"dispatcher.outputs.{name}"
+        kind = known.get(output_type(name))
+        if kind is None:
+            raise ConfigError(f"{origin}: {path}: unknown output type (known: {', '.join(sorted(known))})")
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{origin}: {path}: expected a mapping")
+        driver_part = {k: v for k, v in raw.items() if str(k).replace("-", "_") in _DRIVER_KEYS}
+        own_part = {k: v for k, v in raw.items() if str(k).replace("-", "_") not in _DRIVER_KEYS}
+        driver = build(DriverOptions, driver_part, origin, path)
+        if not driver.enabled:
+            continue
+        specs.append(OutputSpec(name, driver, build(kind.config_cls, own_part, origin, path)))
+    return tuple(specs)
+
+
+def load(
+    path: str | None = None, env: Mapping[str, str] | None = None
+) -> tuple[DispatcherConfig, tuple[OutputSpec, ...]]:
+    """Load and validate the dispatcher section and its outputs."""
+    cfg = load_section("dispatcher", DispatcherConfig, path, env)
+    env = os.environ if env is None else env
+    origin = path or env.get("LANNER_CONFIG") or "<defaults>"
+    return cfg, output_specs(cfg, origin)

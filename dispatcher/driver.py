@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The delivery driver: everything outputs have in common, written once.
+
+One driver per configured output. It reads the durable stream through the output's own consumer group,
+applies the output's route (minimum priority, rules, tags, sources), sends with a timeout, a concurrency cap and
+a rate limit, retries failures with backoff, counts sent/failed/retried per output, and acknowledges an entry
+only after the destination accepted it. Pending entries left by a crash are delivered again on restart
+(this consumer's own pending list first, then XAUTOCLAIM for entries of consumers that never came back), so
+delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from dispatcher.backoff import Backoff, RateLimiter
+from dispatcher.convert import AlertError, alert_from_pb
+from dispatcher.metrics import OUTPUT_DEAD, OUTPUT_FAILED, OUTPUT_FILTERED, OUTPUT_RETRIED, OUTPUT_SENT
+from dispatcher.model import Alert, Priority
+from dispatcher.registry import Output, PermanentError, Reopenable
+from dispatcher.routing import Route
+from dispatcher.store import AlertStore, Entry, retry_redis
+from lanner.v1 import alert_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverOptions:
+    """Per-output settings the driver applies; they sit beside the output's own keys in the config."""
+
+    enabled: bool = True
+    # Only alerts at least this severe (Falco names: emergency .. debug, or info).
+    min_priority: str = "debug"
+    # Allow-lists; empty means everything. ``tags`` matches alerts carrying at least one of them.
+    rules: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    # Deliveries in flight at once for this output (1 keeps order).
+    concurrency: int = 1
+    # Alerts per second (token bucket), 0 for no limit; ``burst`` tokens may be spent at once.
+    rate_limit: float = 0.0
+    burst: float = 10.0
+    # Seconds one delivery attempt may take.
+    timeout_s: float = 10.0
+    # Attempts after the first before the alert goes to the dead-letter stream; 0 retries forever.
+    max_retries: int = 0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        Priority.parse(self.min_priority)
+        if self.concurrency < 1:
+            raise ValueError("concurrency: must be at least 1")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s: must be positive")
+        if self.rate_limit < 0 or self.max_retries < 0:
+            raise ValueError("rate_limit and max_retries: must not be negative")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            raise ValueError("backoff_initial_s: must be positive and at most backoff_max_s")
+
+    @property
+    def route(self) -> Route:
+        """The routing filter these options describe."""
+        return Route.build(self.min_priority, self.rules, self.tags, self.sources)
+
+
+def group_name(output: str) -> str:
+    """The Redis consumer group of an output."""
+    return f"lanner-out:{output}"
+
+
+class OutputDriver:
+    """Feeds one output from its consumer group until cancelled."""
+
+    def __init__(
+        self,
+        name: str,
+        output: Output,
+        opts: DriverOptions,
+        store: AlertStore,
+        *,
+        consumer: str,
+        read_batch: int = 256,
+        claim_idle_s: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.output = output
+        self.opts = opts
+        self.route = opts.route
+        self.group = group_name(name)
+        self._store = store
+        self._consumer = consumer
+        self._batch = read_batch
+        self._claim_idle_ms = int(claim_idle_s * 1000)
+        self._limiter = RateLimiter(opts.rate_limit, opts.burst)
+        self._sem = asyncio.Semaphore(opts.concurrency)
+        self._sent = OUTPUT_SENT.labels(output=name)
+        self._failed = OUTPUT_FAILED.labels(output=name)
+        self._retried = OUTPUT_RETRIED.labels(output=name)
+        self._dead = OUTPUT_DEAD.labels(output=name)
+        self._filtered = OUTPUT_FILTERED.labels(output=name)
+
+    async def prepare(self) -> None:
+        """Create the consumer group (before intake starts, so no alert can precede it)."""
+        await retry_redis(lambda: self._store.ensure_group(self.group), f"output {self.name} setup", self._store.url)
+
+    async def run(self) -> None:
+        """Deliver forever: own pending entries first, then new ones, claiming abandoned ones periodically."""
+        await self.prepare()
+        own_pending = True
+        next_claim = time.monotonic() + self._claim_idle_ms / 1000
+        while True:
+            if own_pending:
+                entries = await self._read("0", block_ms=0)
+                if not entries:
+                    own_pending = False
+                    continue
+            else:
+                entries = await self._read(">", block_ms=1000)
+                if not entries and time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + self._claim_idle_ms / 1000
+                    entries = await retry_redis(
+                        lambda: self._store.autoclaim(self.group, self._consumer, self._claim_idle_ms, self._batch),
+                        f"output {self.name} claim",
+                        self._store.url,
+                    )
+                    if entries:
+                        log.info("claimed abandoned alerts", extra={"output": self.name, "count": len(entries)})
+            if entries:
+                await self.process(entries)
+
+    async def _read(self, start: str, block_ms: int) -> list[Entry]:
+        return await retry_redis(
+            lambda: self._store.read_group(self.group, self._consumer, start, self._batch, block_ms),
+            f"output {self.name} reads",
+            self._store.url,
+        )
+
+    async def process(self, entries: Sequence[Entry]) -> None:
+        """Deliver a batch of entries and acknowledge the ones that are done (delivered, filtered or dead)."""
+        if self.opts.concurrency == 1:
+            for entry in entries:
+                await self._handle(entry)
+        else:
+            await asyncio.gather(*(self._bounded(e) for e in entries))
+        ids = [e.id for e in entries]
+        await retry_redis(lambda: self._store.ack(self.group, ids), f"output {self.name} acks", self._store.url)
+
+    async def _bounded(self, entry: Entry) -> None:
+        async with self._sem:
+            await self._handle(entry)
+
+    async def _handle(self, entry: Entry) -> None:
+        if entry.payload is None:
+            # The entry was trimmed while pending; nothing is left to deliver.
+            log.error("pending alert vanished from the stream", extra={"output": self.name, "entry": entry.id})
+            return
+        try:
+            alert = alert_from_pb(alert_pb2.Alert.FromString(entry.payload))
+        except (DecodeError, AlertError) as exc:
+            await self._dead_letter(entry, f"undecodable alert: {exc}")
+            return
+        if not self.route.matches(alert):
+            self._filtered.inc()
+            return
+        await self._deliver(entry, alert)
+
+    async def _deliver(self, entry: Entry, alert: Alert) -> None:
+        backoff = Backoff(self.opts.backoff_initial_s, self.opts.backoff_max_s)
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._limiter.acquire()
+            try:
+                async with asyncio.timeout(self.opts.timeout_s):
+                    await self.output.send(alert)
+            except PermanentError as exc:
+                self._failed.inc()
+                await self._dead_letter(entry, f"refused: {exc}")
+                return
+            except Exception as exc:
+                self._failed.inc()
+                error = f"timed out after {self.opts.timeout_s}s" if isinstance(exc, TimeoutError) else str(exc)
+                error = f"{type(exc).__name__}: {error}"
+                if self.opts.max_retries and attempt > self.opts.max_retries:
+                    await self._dead_letter(entry, f"gave up after {attempt} attempts: {error}")
+                    return
+                self._retried.inc()
+                delay = backoff.next_delay()
+                # Log the first failure and then at powers of two, so a dead destination does not flood logs.
+                if attempt & (attempt - 1) == 0:
+                    log.warning(
+                        "output delivery failed; retrying",
+                        extra={"output": self.name, "rule": alert.rule, "attempt": attempt,
+                               "retry_in_s": round(delay, 3), "error": error},
+                    )
+                await asyncio.sleep(delay)
+                continue
+            self._sent.inc()
+            if attempt > 1:
+                log.info("output delivered after retries", extra={"output": self.name, "attempts": attempt})
+            return
+
+    async def _dead_letter(self, entry: Entry, error: str) -> None:
+        self._dead.inc()
+        log.error("alert dead-lettered", extra={"output": self.name, "entry": entry.id.decode(), "error": error})
+        await retry_redis(
+            functools.partial(self._store.dead_letter, self.name, entry, error),
+            f"output {self.name} dead letters",
+            self._store.url,
+        )
+
+    async def reopen(self) -> None:
+        """Reopen the output's file or process (SIGUSR1), if it has one."""
+        if isinstance(self.output, Reopenable):
+            await self.output.reopen()
+
+    async def close(self) -> None:
+        """Close the output."""
+        await self.output.close()

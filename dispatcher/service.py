@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The dispatcher's RPCs and its moving parts.
+
+``PushAlerts`` persists every valid alert of a batch (with dedup) before it acks the batch; while Redis is away
+it holds the ack, so the rule engine keeps the alerts and nothing accepted is lost. ``Subscribe`` is a live tail
+for any client. Delivery to the configured outputs runs in one ``OutputDriver`` per output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from dispatcher.config import DispatcherConfig, OutputSpec, output_type
+from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
+from dispatcher.driver import OutputDriver
+from dispatcher.hub import SubscriberHub
+from dispatcher.metrics import ALERTS_ACCEPTED, ALERTS_DUPLICATE, ALERTS_REJECTED, BAD_MESSAGES
+from dispatcher.model import Priority
+from dispatcher.registry import Output, OutputContext, registered_outputs
+from dispatcher.routing import Route
+from dispatcher.store import AlertStore, retry_redis
+from lanner.metrics import EVENTS_IN, EVENTS_OUT
+from lanner.v1 import alert_pb2, services_pb2
+
+log = logging.getLogger(__name__)
+
+DISPATCHER_SERVICE = "lanner.v1.DispatcherService"
+SUBSCRIBER_SERVICE = "lanner.v1.SubscriberService"
+MAX_ALERT_ID = 512
+MAX_NAME = 64
+
+
+class Dispatcher:
+    """Owns the store, the output drivers and the subscriber hub, and serves the two gRPC services."""
+
+    def __init__(
+        self,
+        cfg: DispatcherConfig,
+        specs: Sequence[OutputSpec],
+        outputs: Mapping[str, Output] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = AlertStore(cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000))
+        self.hub = SubscriberHub(self.store, cfg.subscriber_queue)
+        self.ctx = OutputContext(hostname=cfg.host_name, json=cfg.json)
+        kinds = registered_outputs()
+        self.drivers: list[OutputDriver] = []
+        for spec in specs:
+            output = (outputs or {}).get(spec.name) or kinds[output_type(spec.name)].factory(spec.config, self.ctx)
+            self.drivers.append(
+                OutputDriver(
+                    spec.name, output, spec.driver, self.store,
+                    consumer=cfg.consumer_name, read_batch=cfg.read_batch, claim_idle_s=cfg.claim_idle_s,
+                )
+            )
+
+    async def prepare(self) -> None:
+        """Wait for Redis and create the output groups, so intake never runs ahead of delivery setup."""
+        log.info("connecting to redis", extra={"redis_url": self.cfg.redis_url, "stream": self.cfg.stream})
+        await retry_redis(self.store.ping, "start-up (waiting for redis)", self.cfg.redis_url)
+        for driver in self.drivers:
+            await driver.prepare()
+        log.info(
+            "dispatcher ready",
+            extra={"outputs": [d.name for d in self.drivers], "consumer": self.cfg.consumer_name},
+        )
+
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        """Add both services to the server; requests are parsed here so bad bytes get a clear error."""
+        push: grpc.RpcMethodHandler[bytes, alert_pb2.AlertAck] = grpc.stream_stream_rpc_method_handler(
+            self.push_alerts, response_serializer=alert_pb2.AlertAck.SerializeToString
+        )
+        sub: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(self.subscribe)
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(DISPATCHER_SERVICE, {"PushAlerts": push}),
+                grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, {"Subscribe": sub}),
+            )
+        )
+        return [DISPATCHER_SERVICE, SUBSCRIBER_SERVICE]
+
+    def background(self) -> list[Callable[[], Awaitable[None]]]:
+        """Coroutines to run beside the server: the hub, one loop per output, the trimmer, SIGUSR1."""
+        return [self.hub.run, *(d.run for d in self.drivers), self._trim_loop, self._reopen_on_sigusr1]
+
+    async def close(self) -> None:
+        """Close every output, then Redis."""
+        for driver in self.drivers:
+            try:
+                await driver.close()
+            except Exception as exc:
+                log.error("output close failed", extra={"output": driver.name, "error": str(exc)})
+        await self.store.close()
+
+    # -- intake -------------------------------------------------------------------------------------------
+
+    def _intake(self, batch: alert_pb2.AlertBatch, peer: str) -> list[tuple[str, bytes]]:
+        items: list[tuple[str, bytes]] = []
+        for i, pb in enumerate(batch.alerts):
+            try:
+                if not pb.rule:
+                    raise AlertError("rule: must not be empty")
+                priority_from_pb(pb.priority)
+                if len(pb.alert_id) > MAX_ALERT_ID:
+                    raise AlertError(f"alert_id: longer than {MAX_ALERT_ID} characters")
+            except AlertError as exc:
+                ALERTS_REJECTED.labels(reason=str(exc).split(":", 1)[0]).inc()
+                log.warning(
+                    "alert rejected",
+                    extra={"peer": peer, "batch_seq": batch.batch_seq, "index": i, "error": str(exc)},
+                )
+                continue
+            if not pb.hostname:
+                pb.hostname = self.ctx.hostname
+            items.append((pb.alert_id, pb.SerializeToString()))
+        return items
+
+    async def push_alerts(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, alert_pb2.AlertAck]
+    ) -> AsyncIterator[alert_pb2.AlertAck]:
+        """Bidi stream: persist each batch, then ack it with how many alerts were accepted."""
+        peer = context.peer()
+        n = 0
+        async for raw in requests:
+            n += 1
+            try:
+                batch = alert_pb2.AlertBatch.FromString(raw)
+            except DecodeError as exc:
+                BAD_MESSAGES.inc()
+                msg = f"PushAlerts message #{n} ({len(raw)} bytes): not a valid lanner.v1.AlertBatch: {exc}"
+                log.warning("bad PushAlerts message", extra={"peer": peer, "error": msg})
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
+            EVENTS_IN.labels(stage="dispatcher").inc(len(batch.alerts))
+            items = self._intake(batch, peer)
+            persist = functools.partial(self.store.persist, items)
+            added = await retry_redis(persist, f"ack of batch {batch.batch_seq}", self.cfg.redis_url)
+            ALERTS_ACCEPTED.inc(added)
+            ALERTS_DUPLICATE.inc(len(items) - added)
+            yield alert_pb2.AlertAck(batch_seq=batch.batch_seq, accepted=len(items))
+
+    # -- public subscription --------------------------------------------------------------------------------
+
+    async def subscribe(
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        """Server stream of serialized alerts matching the request, from now on (live tail, no replay)."""
+        try:
+            req = services_pb2.SubscribeRequest.FromString(raw)
+            min_prio = priority_from_pb(req.min_priority) if req.HasField("min_priority") else Priority.DEBUG
+        except (DecodeError, AlertError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SubscribeRequest: {exc}")
+        if len(self.hub) >= self.cfg.max_subscribers:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many subscribers (max_subscribers={self.cfg.max_subscribers})"
+            )
+        name = (req.subscriber_name or "anonymous")[:MAX_NAME]
+        route = Route(min_prio, frozenset(req.rules), frozenset(req.tags), frozenset(req.sources))
+        sub = self.hub.add(name, route)
+        try:
+            while True:
+                payload = await sub.queue.get()
+                EVENTS_OUT.labels(stage="dispatcher").inc()
+                yield payload
+        finally:
+            self.hub.remove(sub)
+
+    # -- housekeeping -----------------------------------------------------------------------------------------
+
+    async def _trim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.trim_interval_s)
+            removed = await retry_redis(lambda: self.store.trim(self.cfg.idle_keep), "trimming", self.cfg.redis_url)
+            if removed:
+                log.debug("trimmed delivered alerts", extra={"removed": removed})
+
+    async def _reopen_on_sigusr1(self) -> None:
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGUSR1, wake.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                log.info("SIGUSR1: reopening outputs")
+                for driver in self.drivers:
+                    try:
+                        await driver.reopen()
+                    except Exception as exc:
+                        log.error("output reopen failed", extra={"output": driver.name, "error": str(exc)})
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def decode_alert(payload: bytes) -> alert_pb2.Alert:
+    """Parse a serialized alert as sent by ``Subscribe``."""
+    return alert_pb2.Alert.FromString(payload)
+
+
+__all__ = ["DISPATCHER_SERVICE", "SUBSCRIBER_SERVICE", "Dispatcher", "alert_from_pb", "decode_alert"]

@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The durable alert queue: one Redis Stream, a dedup window, and one consumer group per output.
+
+Persisting is one Lua script per chunk, so "mark the alert id as seen" and "append it to the stream" happen
+together or not at all: a dispatcher that dies between the two can never leave an id marked but not stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from dispatcher.backoff import Backoff
+from dispatcher.metrics import REDIS_UP
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# KEYS[1] = stream; ARGV[1] = dedup key prefix, ARGV[2] = dedup window in ms, then (alert_id, payload) pairs.
+# Returns how many were new; an empty alert_id skips dedup.
+_PERSIST_LUA = """
+local added = 0
+for i = 3, #ARGV, 2 do
+  local fresh = true
+  if ARGV[i] ~= '' then
+    fresh = redis.call('SET', ARGV[1] .. ARGV[i], '1', 'NX', 'PX', ARGV[2])
+  end
+  if fresh then
+    redis.call('XADD', KEYS[1], '*', 'a', ARGV[i + 1])
+    added = added + 1
+  end
+end
+return added
+"""
+
+# Alerts per script call: keeps each call short so Redis stays responsive to the delivery workers.
+_CHUNK = 512
+PAYLOAD_FIELD = b"a"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry: its id and the serialized ``lanner.v1.Alert`` (None if it was trimmed away)."""
+
+    id: bytes
+    payload: bytes | None
+
+
+def _entries(raw: Sequence[Any]) -> list[Entry]:
+    out: list[Entry] = []
+    for item in raw:
+        entry_id, fields = item[0], item[1]
+        out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD) if fields else None))
+    return out
+
+
+class AlertStore:
+    """Redis Streams adapter for the dispatcher: persist with dedup, group reads, acks, claims, trimming."""
+
+    def __init__(self, url: str, stream: str, dedup_prefix: str, dedup_window_ms: int) -> None:
+        self.url = url
+        self.stream = stream
+        self.dead_stream = f"{stream}:dead"
+        self._prefix = dedup_prefix
+        self._window = str(max(1, dedup_window_ms))
+        # Typed as Any: the installed redis stubs lag behind redis-py 8 (aclose, xautoclaim...).
+        self._r: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2.0, health_check_interval=10)
+        self._persist = self._r.register_script(_PERSIST_LUA)
+
+    @property
+    def redis(self) -> Any:
+        """The underlying client (blocking reads each take a pooled connection)."""
+        return self._r
+
+    async def ping(self) -> None:
+        """Raise if Redis is not reachable."""
+        await self._r.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._r.aclose()
+
+    async def persist(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """Append ``(alert_id, payload)`` pairs not seen within the dedup window; return how many were new."""
+        added = 0
+        for start in range(0, len(items), _CHUNK):
+            args: list[str | bytes] = [self._prefix, self._window]
+            for alert_id, payload in items[start : start + _CHUNK]:
+                args.append(alert_id)
+                args.append(payload)
+            added += int(await self._persist(keys=[self.stream], args=args))
+        return added
+
+    async def ensure_group(self, group: str) -> None:
+        """Create the consumer group at the stream's end (new outputs start with new alerts)."""
+        try:
+            await self._r.xgroup_create(self.stream, group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(self, group: str, consumer: str, start: str, count: int, block_ms: int) -> list[Entry]:
+        """XREADGROUP: ``start`` ">" for new entries, "0" for this consumer's own pending ones."""
+        resp = await self._r.xreadgroup(
+            group, consumer, {self.stream: start}, count=count, block=block_ms if start == ">" else None
+        )
+        if not resp:
+            return []
+        return _entries(cast(list[Any], resp)[0][1])
+
+    async def ack(self, group: str, ids: Sequence[bytes]) -> None:
+        """XACK the given ids for the group."""
+        if ids:
+            await self._r.xack(self.stream, group, *ids)
+
+    async def autoclaim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Take over entries other (dead) consumers left pending for longer than ``min_idle_ms``."""
+        resp = await self._r.xautoclaim(self.stream, group, consumer, min_idle_ms, "0-0", count=count)
+        return _entries(resp[1])
+
+    async def dead_letter(self, output: str, entry: Entry, error: str) -> None:
+        """Keep an alert an output gave up on, with the reason, for an operator to inspect or replay."""
+        fields: dict[str | bytes, str | bytes] = {"output": output, "entry": entry.id, "error": error}
+        if entry.payload is not None:
+            fields["a"] = entry.payload
+        await self._r.xadd(self.dead_stream, fields)
+
+    async def last_id(self) -> str:
+        """The id of the newest entry ever added ("0-0" when the stream does not exist yet)."""
+        try:
+            info = await self._r.xinfo_stream(self.stream)
+        except ResponseError:
+            return "0-0"
+        last = info.get("last-generated-id", b"0-0")
+        return last.decode() if isinstance(last, bytes) else str(last)
+
+    async def read_after(self, cursor: str, count: int, block_ms: int) -> list[Entry]:
+        """Plain XREAD after ``cursor`` (live tail, no group)."""
+        resp = await self._r.xread({self.stream: cursor}, count=count, block=block_ms)
+        if not resp:
+            return []
+        return _entries(cast(list[Any], resp)[0][1])
+
+    async def trim(self, idle_keep: int) -> int:
+        """Drop entries every consumer group has acknowledged; return how many were removed.
+
+        Entries still pending or not yet read by any group are kept, so trimming never loses an accepted alert.
+        With no groups at all only the newest ``idle_keep`` entries are kept (for live-tail subscribers).
+        """
+        try:
+            groups = await self._r.xinfo_groups(self.stream)
+        except ResponseError:
+            return 0
+        if not groups:
+            return int(await self._r.xtrim(self.stream, maxlen=idle_keep, approximate=True))
+        floor: tuple[int, int] | None = None
+        for g in groups:
+            name = g["name"]
+            pending = await self._r.xpending(self.stream, name)
+            raw_id = pending["min"] if pending["pending"] else g["last-delivered-id"]
+            gid = _parse_id(raw_id)
+            if floor is None or gid < floor:
+                floor = gid
+        if floor is None or floor == (0, 0):
+            return 0
+        return int(await self._r.xtrim(self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=False))
+
+
+def _parse_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+
+
+async def retry_redis(op: Callable[[], Awaitable[T]], what: str, url: str, backoff: Backoff | None = None) -> T:
+    """Run ``op`` until Redis answers, logging the outage once (then every 30 s) and the recovery.
+
+    Used wherever giving up would lose an alert: intake holds its ack, delivery holds its ack, until Redis is back.
+    """
+    backoff = backoff or Backoff(0.1, 5.0)
+    failures = 0
+    last_log = 0.0
+    while True:
+        try:
+            result = await op()
+        except REDIS_ERRORS as exc:
+            failures += 1
+            REDIS_UP.set(0)
+            now = time.monotonic()
+            if failures == 1 or now - last_log >= 30.0:
+                last_log = now
+                log.warning(
+                    "redis unavailable; holding %s and retrying",
+                    what,
+                    extra={"redis_url": url, "error": f"{type(exc).__name__}: {exc}", "failures": failures},
+                )
+            await backoff.sleep()
+            continue
+        if failures:
+            log.info("redis reachable again; resuming %s", what, extra={"redis_url": url, "failures": failures})
+        REDIS_UP.set(1)
+        return result

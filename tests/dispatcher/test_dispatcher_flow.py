@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: Apache-2.0
+"""PushAlerts -> Redis -> outputs and Subscribe, on a real redis-server and a real gRPC socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from dispatcher_testlib import base_config, lines, make_alert, push, running, subscribe_call, wait_for
+
+from lanner.v1 import alert_pb2
+
+pytestmark = pytest.mark.integration
+
+
+async def test_push_then_subscribe_and_file(redis_url: str, bind: str, tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
+    cfg = base_config(redis_url, bind, outputs={"file": {"path": str(out)}})
+    async with running(cfg) as d, grpc.aio.insecure_channel(d.target) as ch:
+        call = subscribe_call(ch, subscriber_name="t1")
+        await asyncio.sleep(0.2)  # let the subscription register before pushing (live tail)
+        alerts = [make_alert(i) for i in range(20)]
+        acks = await push(d.target, [alert_pb2.AlertBatch(batch_seq=1, alerts=alerts[:10]),
+                                     alert_pb2.AlertBatch(batch_seq=2, alerts=alerts[10:])])
+        assert [(a.batch_seq, a.accepted) for a in acks] == [(1, 10), (2, 10)]
+        got = [await asyncio.wait_for(call.read(), 5) for _ in range(20)]
+        assert [a.alert_id for a in got] == [f"alert-{i}" for i in range(20)]
+        assert got[3] == alerts[3]
+        call.cancel()
+        await wait_for(lambda: len(lines(out)) == 20)
+        first = json.loads(lines(out)[0])
+        assert first["rule"] == "Terminal shell in container"
+        assert first["priority"] == "Notice"
+        assert first["time"] == "2024-06-10T06:13:31.726060287Z"
+
