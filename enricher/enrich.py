@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The enricher's core: find each event's container from its cgroup, fill ``Event.container`` and ``Event.k8s``.
+
+Works on protobuf events directly: this is the service edge, and converting whole events to the domain model
+and back would cost more than the enrichment itself.
+
+Never blocking the stream on a slow runtime
+-------------------------------------------
+The container id comes from the cgroup path, which is in the event, so it is always known at once. Metadata
+needs a runtime lookup (a few ms against a local Docker or containerd, but unbounded when a runtime hangs). The
+trade-off chosen here:
+
+* Lookups run as background tasks, one per container id, each with a hard timeout (``lookup_timeout_s``).
+* A batch whose containers are still being looked up waits for them at most ``wait_s`` (default 100 ms), then
+  goes out with what is known: for a pending container only ``container.id``/``full_id`` are set and
+  ``metadata_complete`` is false, which is Falco's "id known, metadata not yet" state (every other
+  ``container.*``/``k8s.*`` field is NULL). Later events of the same container get the metadata once the lookup
+  completes.
+* Batches of one stream are handled in order, so this bounded wait adds latency but never reorders events. The
+  wait exists because the first events of a container (``docker exec sh`` is the classic) are the ones detection
+  rules care most about; with a local runtime they nearly always complete within the wait.
+* Answers are remembered in memory (positive ``meta_ttl_s``, negative and failed ``negative_ttl_s``), and the
+  provider behind may itself be the Redis cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import Counter
+
+from enricher.cgroups import CgroupMatch, match_cgroup_lines
+from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
+from lanner.convert import container_to_pb, k8s_to_pb
+from lanner.model import HOST_CONTAINER_ID, SOURCE_SYSCALL
+from lanner.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+
+LOOKUPS = Counter("lanner_enricher_lookups_total", "Runtime metadata lookups, by result", ["result"])
+ENRICHED = Counter(
+    "lanner_enricher_events_total", "Events by enrichment outcome (host, container, pending, unknown)", ["outcome"]
+)
+
+_HOST_PB = event_pb2.Container(
+    id=HOST_CONTAINER_ID, full_id=HOST_CONTAINER_ID, name=HOST_CONTAINER_ID, type=HOST_CONTAINER_ID,
+    privileged=False, metadata_complete=True,
+)
+
+
+class _Entry:
+    """What is known about one container id: its metadata as ready-to-copy protobuf, and until when."""
+
+    __slots__ = ("container", "expires", "k8s", "meta")
+
+    def __init__(self, meta: ContainerMeta | None, expires: float, full_id: str) -> None:
+        self.meta = meta
+        self.expires = expires
+        self.container = event_pb2.Container()
+        self.k8s: event_pb2.K8s | None = None
+        if meta is None:
+            self.container.id = full_id[:12]
+            self.container.full_id = full_id
+            return
+        container_to_pb(meta.container, self.container)
+        self.container.metadata_complete = True
+        if meta.k8s.pod_name or meta.k8s.pod_uid:
+            self.k8s = event_pb2.K8s()
+            k8s_to_pb(meta.k8s, self.k8s)
+
+
+class Enricher:
+    """Fills container and pod metadata into protobuf events, looking metadata up asynchronously."""
+
+    def __init__(
+        self,
+        provider: MetadataProvider | None,
+        *,
+        wait_s: float = 0.1,
+        lookup_timeout_s: float = 2.0,
+        meta_ttl_s: float = 60.0,
+        negative_ttl_s: float = 10.0,
+        max_entries: int = 65536,
+    ) -> None:
+        self.provider = provider
+        self.wait_s = wait_s
+        self.lookup_timeout_s = lookup_timeout_s
+        self.meta_ttl_s = meta_ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, _Entry] = {}
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        # When an event has no cgroup lines (the collector could not read /proc), fall back to what an earlier
+        # event of the same cgroup (by cgroup v2 inode) or the same pid said.
+        self._by_cgroup_id: dict[int, CgroupMatch | None] = {}
+        self._by_pid: dict[int, CgroupMatch | None] = {}
+        self._outcome = {o: ENRICHED.labels(o) for o in ("host", "container", "pending", "unknown")}
+        self._last_failure_log = 0.0
+
+    # ---- container id -------------------------------------------------------------------------------------
+
+    def resolve(self, proc: event_pb2.Process) -> tuple[bool, CgroupMatch | None]:
+        """(known, match): the container of this process (None = host); known=False when nothing says."""
+        if proc.cgroups:
+            match = match_cgroup_lines(proc.cgroups)
+            self._remember(self._by_pid, proc.pid, match)
+            if proc.cgroup_id:
+                self._remember(self._by_cgroup_id, proc.cgroup_id, match)
+            return True, match
+        if proc.cgroup_id and proc.cgroup_id in self._by_cgroup_id:
+            return True, self._by_cgroup_id[proc.cgroup_id]
+        if proc.pid in self._by_pid:
+            return True, self._by_pid[proc.pid]
+        return False, None
+
+    def _remember(self, table: dict[int, CgroupMatch | None], key: int, value: CgroupMatch | None) -> None:
+        if len(table) >= self.max_entries:
+            for old in list(table)[: self.max_entries // 8]:
+                del table[old]
+        table[key] = value
+
+    # ---- metadata -----------------------------------------------------------------------------------------
+
+    def _entry(self, full_id: str, now: float) -> _Entry | None:
+        entry = self._entries.get(full_id)
+        if entry is not None and entry.expires < now:
+            del self._entries[full_id]
+            return None
+        return entry
+
+    def ensure_lookup(self, full_id: str) -> asyncio.Task[None] | None:
+        """Start a background lookup for this id unless one is running or the answer is fresh."""
+        if self.provider is None:
+            return None
+        task = self._pending.get(full_id)
+        if task is not None:
+            return task
+        if self._entry(full_id, time.monotonic()) is not None:
+            return None
+        task = asyncio.create_task(self._lookup(full_id))
+        self._pending[full_id] = task
+        return task
+
+    async def _lookup(self, full_id: str) -> None:
+        assert self.provider is not None
+        meta: ContainerMeta | None = None
+        ttl = self.negative_ttl_s
+        try:
+            meta = await asyncio.wait_for(self.provider.lookup(full_id), self.lookup_timeout_s)
+            LOOKUPS.labels("found" if meta is not None else "not_found").inc()
+            if meta is not None:
+                ttl = self.meta_ttl_s
+        except (LookupFailed, TimeoutError) as exc:
+            LOOKUPS.labels("timeout" if isinstance(exc, TimeoutError) else "failed").inc()
+            now = time.monotonic()
+            if now - self._last_failure_log > 10.0:
+                self._last_failure_log = now
+                log.warning(
+                    "container metadata lookup failed; events pass with the container id only",
+                    extra={"container_id": full_id[:12], "error": str(exc) or "timeout"},
+                )
+        except Exception as exc:  # a provider bug must not kill the stream
+            LOOKUPS.labels("failed").inc()
+            log.error("container metadata lookup crashed", extra={"container_id": full_id[:12], "error": repr(exc)})
+        finally:
+            self._pending.pop(full_id, None)
+        if len(self._entries) >= self.max_entries:
+            for old in list(self._entries)[: self.max_entries // 8]:
+                del self._entries[old]
+        self._entries[full_id] = _Entry(meta, time.monotonic() + ttl, full_id)
+
+    async def warm(self, full_ids: Iterable[str]) -> None:
+        """Look these containers up now (e.g. all running ones at start-up) and wait for the answers."""
+        tasks = [t for cid in full_ids if (t := self.ensure_lookup(cid)) is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def known(self, full_id: str) -> ContainerMeta | None:
+        """The metadata currently held in memory for this id (None when unknown or pending)."""
+        entry = self._entry(full_id, time.monotonic())
+        return entry.meta if entry is not None else None
+
+    # ---- events -------------------------------------------------------------------------------------------
+
+    async def enrich(self, events: Sequence[event_pb2.Event]) -> None:
+        """Fill container/k8s on every syscall event of a batch, waiting at most ``wait_s`` for lookups."""
+        matches: list[tuple[bool, CgroupMatch | None]] = []
+        waiting: list[asyncio.Task[None]] = []
+        for ev in events:
+            if ev.source and ev.source != SOURCE_SYSCALL:
+                matches.append((False, None))
+                continue
+            known, match = self.resolve(ev.proc)
+            matches.append((known, match))
+            if match is not None:
+                task = self.ensure_lookup(match.full_id)
+                if task is not None:
+                    waiting.append(task)
+        if waiting and self.wait_s > 0:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(set(waiting), timeout=self.wait_s)
+        now = time.monotonic()
+        for ev, (known, match) in zip(events, matches, strict=True):
+            if ev.source and ev.source != SOURCE_SYSCALL:
+                continue
+            if match is None:
+                ev.container.CopyFrom(_HOST_PB)
+                self._outcome["host" if known else "unknown"].inc()
+                continue
+            entry = self._entry(match.full_id, now)
+            if entry is None:
+                ev.container.id = match.short_id
+                ev.container.full_id = match.full_id
+                ev.container.metadata_complete = False
+                self._outcome["pending"].inc()
+                continue
+            ev.container.CopyFrom(entry.container)
+            if entry.k8s is not None:
+                ev.k8s.CopyFrom(entry.k8s)
+            self._outcome["container" if entry.meta is not None else "pending"].inc()
+
+    async def close(self) -> None:
+        """Cancel lookups still running."""
+        for task in list(self._pending.values()):
+            task.cancel()
+        for task in list(self._pending.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

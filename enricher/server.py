@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Wires the enricher into the shared service lifecycle: runtimes, Redis cache, sender, gRPC server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from enricher.cache import RedisCachedProvider
+from enricher.config import EnricherConfig
+from enricher.enrich import Enricher
+from enricher.meta import MetadataProvider
+from enricher.runtimes import RuntimeChain, connect_runtimes
+from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream
+from lanner.server import run_service
+from lanner.streaming import BatchSender
+from lanner.v1 import event_pb2, services_pb2, services_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_name
+
+
+async def serve(cfg: EnricherConfig) -> None:
+    """Run the enricher until SIGTERM/SIGINT."""
+    runtimes: RuntimeChain = await connect_runtimes(cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s)
+    provider: MetadataProvider | None = runtimes if runtimes.providers else None
+    cache: RedisCachedProvider | None = None
+    if provider is not None and cfg.redis_url:
+        cache = RedisCachedProvider(
+            runtimes, cfg.redis_url, ttl_s=cfg.cache_ttl_s, negative_ttl_s=cfg.negative_ttl_s
+        )
+        provider = cache
+    enricher = Enricher(
+        provider,
+        wait_s=cfg.wait_ms / 1000.0,
+        lookup_timeout_s=cfg.lookup_timeout_s,
+        meta_ttl_s=cfg.memory_ttl_s,
+        negative_ttl_s=cfg.negative_ttl_s,
+    )
+    sender: BatchSender[event_pb2.Event] = BatchSender(
+        STAGE,
+        cfg.ruleengine_target,
+        open_ruleengine_stream,
+        make_batch,
+        max_queue=cfg.max_queue,
+        batch_size=cfg.batch_size,
+    )
+
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        services_pb2_grpc.add_EnricherServiceServicer_to_server(EnricherServicer(enricher, sender), server)
+        return [SERVICE_NAME]
+
+    async def warm() -> None:
+        if not cfg.warm_start or provider is None:
+            return
+        ids = await runtimes.list_running()
+        await enricher.warm(ids)
+        log.info("container metadata warmed", extra={"containers": len(ids)})
+
+    background: list[Callable[[], Awaitable[Any]]] = [sender.run, warm]
+    if cache is not None:
+        background.append(cache.connect_loop)
+
+    async def close_provider() -> None:
+        if cache is not None:
+            await cache.close()
+        else:
+            await runtimes.close()
+
+    await run_service(
+        "enricher",
+        cfg.bind,
+        register,
+        background=background,
+        on_stop=[close_provider, enricher.close, sender.close],
+        metrics_bind=cfg.metrics_bind,
+    )
