@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Compiles a resolved condition tree to a Python function, once, at load time.
+
+Each rule becomes ``def _f(_g): return <expr>`` where ``_g`` is the event's cached field getter
+(``EventContext.get``). Every check reads its field once into a walrus temporary and is false when the field has
+no value, whatever the operator (``!=`` included), as in libsinsp. Literals are parsed into the field's type up
+front; ``in``/``intersects`` lists become frozensets, ``startswith``/``endswith`` lists become tuples, ``pmatch``
+lists become component tries, and ``contains`` over many values becomes an Aho-Corasick automaton.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ruleengine.compiler_ops import RUNTIME, OpBuilder, OpError, Operand
+from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
+from ruleengine.evttypes import EVENT_TYPES, TYPE_FIELDS
+from ruleengine.fields import BoundField, FieldArgError, FieldType, UnknownFieldError, resolve_field
+
+Getter = Callable[[BoundField], object]
+RuleFn = Callable[[Getter], bool]
+
+_STRINGY = (FieldType.STRING, FieldType.CHAR)
+_TRANSFORMER_OUT = {"tolower": "str", "toupper": "str", "basename": "str", "b64": "same", "len": "int"}
+
+
+class CompileError(Exception):
+    """A condition that parses but does not compile; ``pos`` is the offending check's offset."""
+
+    def __init__(self, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFilter:
+    """The compiled predicate, the generated source (for debugging) and the fields it reads."""
+
+    fn: RuleFn
+    source_code: str
+    fields: tuple[BoundField, ...]
+
+
+class _Gen:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.ns: dict[str, Any] = dict(RUNTIME)
+        self.n = 0
+        self.fields: dict[str, tuple[str, BoundField]] = {}
+
+    def const(self, value: object, prefix: str = "K") -> str:
+        self.n += 1
+        name = f"_{prefix}{self.n}"
+        self.ns[name] = value
+        return name
+
+    def tmp(self) -> str:
+        self.n += 1
+        return f"_v{self.n}"
+
+    def bind(self, ref: FieldRef) -> BoundField:
+        try:
+            return resolve_field(self.source, ref.name, ref.arg)
+        except UnknownFieldError:
+            raise CompileError(f"filter_check called with nonexistent field {ref.name}", ref.pos) from None
+        except FieldArgError as exc:
+            raise CompileError(str(exc), ref.pos) from None
+
+    def field_code(self, bf: BoundField) -> str:
+        got = self.fields.get(bf.token)
+        if got is None:
+            got = (self.const(bf, "F"), bf)
+            self.fields[bf.token] = got
+        return f"_g({got[0]})"
+
+    def operand(self, node: FieldRef | Transformer) -> Operand:
+        if isinstance(node, FieldRef):
+            bf = self.bind(node)
+            multi = "list" if bf.info.is_list else ("any" if bf.any_of else "")
+            return Operand(self.field_code(bf), bf.info.type, multi, bf.token, bf)
+        if node.name == "val":
+            raise CompileError("'val' can only be used on the right-hand side of a check", node.pos)
+        if node.name not in _TRANSFORMER_OUT:
+            raise CompileError(f"field transformer '{node.name}' is not supported", node.pos)
+        if len(node.args) != 1 or isinstance(node.args[0], str):
+            raise CompileError(f"transformer '{node.name}' takes exactly one field argument", node.pos)
+        inner = self.operand(node.args[0])
+        out = _TRANSFORMER_OUT[node.name]
+        if node.name == "len":
+            if inner.ftype not in (*_STRINGY, FieldType.BYTES) and not inner.multi:
+                raise CompileError(f"transformer 'len' does not support field type {inner.ftype.value}", node.pos)
+            return Operand(f"_t_len({inner.code})", FieldType.INT, "", node.token, None)
+        if node.name == "b64":
+            if inner.ftype not in (*_STRINGY, FieldType.BYTES):
+                raise CompileError(f"transformer 'b64' does not support field type {inner.ftype.value}", node.pos)
+        elif inner.ftype not in _STRINGY:
+            raise CompileError(
+                f"transformer '{node.name}' does not support field type {inner.ftype.value}", node.pos)
+        ftype = inner.ftype if out == "same" else FieldType.STRING
+        return Operand(f"_t_{node.name}({inner.code})", ftype, inner.multi, node.token, None)
+
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, And):
+            return "(" + " and ".join(self.expr(c) for c in e.children) + ")"
+        if isinstance(e, Or):
+            return "(" + " or ".join(self.expr(c) for c in e.children) + ")"
+        if isinstance(e, Not):
+            return "(not " + self.expr(e.child) + ")"
+        if isinstance(e, MacroRef):
+            raise CompileError(f"Undefined macro '{e.name}' used in filter.", e.pos)
+        return self.check(e)
+
+    def check(self, c: Check) -> str:
+        lhs = self.operand(c.lhs)
+        v = self.tmp()
+        if c.op == "exists":
+            return f"(({v} := {lhs.code}) is not None{' and ' + v + ' != ()' if lhs.multi else ''})"
+        if lhs.bound is not None and lhs.bound.info.name in TYPE_FIELDS:
+            self._check_evt_types(c)
+        ops = OpBuilder(self, lhs, c.op, c.modifier, c.pos)
+        try:
+            if isinstance(c.value, Transformer):
+                if c.value.name != "val" and c.value.name not in _TRANSFORMER_OUT:
+                    raise CompileError(f"field transformer '{c.value.name}' is not supported", c.value.pos)
+                if c.op in ("pmatch", "regex") or lhs.ftype is FieldType.IPNET:
+                    raise CompileError(f"operator '{c.op}' does not support field values on the right-hand side",
+                                       c.value.pos)
+                rhs = self.operand(c.value.args[0]) if c.value.name == "val" else self.operand(c.value)
+                if rhs.bound is not None and rhs.bound.info.no_rhs:
+                    raise CompileError(f"field '{rhs.token}' cannot be used as a right-hand side value",
+                                       c.value.pos)
+                w = self.tmp()
+                test = ops.dynamic(v, w, rhs)
+                return f"(({v} := {lhs.code}) is not None and ({w} := {rhs.code}) is not None and {test})"
+            assert c.value is not None
+            test = ops.static(v, c.value)
+        except OpError as exc:
+            raise CompileError(str(exc), c.pos) from None
+        present = f"({v} := {lhs.code})" if lhs.multi else f"({v} := {lhs.code}) is not None"
+        return f"({present} and {test})"
+
+    def _check_evt_types(self, c: Check) -> None:
+        vals: tuple[str, ...] = ()
+        if isinstance(c.value, ListValue):
+            vals = c.value.items
+        elif isinstance(c.value, StrValue):
+            vals = (c.value.text,)
+        for name in vals:
+            if name not in EVENT_TYPES:
+                raise CompileError(f"unknown event type {name}", c.pos)
+
+
+def compile_filter(expr: Expr, source: str) -> CompiledFilter:
+    """Compile a macro-free condition tree for ``source``; raises :class:`CompileError`."""
+    gen = _Gen(source)
+    body = gen.expr(expr)
+    code = f"def _f(_g):\n    return bool({body})\n"
+    try:
+        compiled = compile(code, "<rule>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):
+        raise CompileError("condition is too deeply nested to compile", 0) from None
+    exec(compiled, gen.ns)
+    fn: RuleFn = gen.ns["_f"]
+    return CompiledFilter(fn, code, tuple(bf for _, bf in gen.fields.values()))
+
+
+__all__ = ["CompileError", "CompiledFilter", "Getter", "RuleFn", "compile_filter"]

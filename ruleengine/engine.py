@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The rule engine: load Falco rules files, then match events against them.
+
+API used by the service, the CLI and the harness::
+
+    result = load_rules(["rules/lanner_rules.yaml"], EngineOptions(rule_matching="all"))
+    for m in result.errors + result.warnings:
+        print(m.format())                        # file:line:col: error|warning: CODE (Title): message [rule 'x']
+    engine = result.engine                       # None when result.errors is non-empty
+    if engine.has_rules_for("syscall", "openat"):    # cheap: skip decoding events no enabled rule cares about
+        ctx = EventContext(event)
+        for match in engine.process(ctx):        # [] / first match / all matches (rule_matching)
+            alert = match.render(ctx, hostname, output_options)   # FIELDS' AlertRecord
+
+``load_rules`` reads every file (all errors of every file are reported, each with ``file:line:col``), compiles each
+rule once to a Python closure, and indexes enabled rules by event type (rules without an ``evt.type`` restriction
+run for every type). ``EngineOptions`` carries Falco's knobs: ``min_priority`` (falco.yaml ``priority``),
+``rule_matching`` (first|all), ``disabled_rules`` (``-D``: substring, or a ``*`` wildcard pattern),
+``enabled_tags`` (``-t``: only rules with one of these tags), ``disabled_tags`` (``-T``), and the plugin versions
+Lanner provides natively for ``required_plugin_versions``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ruleengine.build import Builder, CompiledRule
+from ruleengine.fields import EventContext, known_sources
+from ruleengine.loader.messages import LoadMessage, Location
+from ruleengine.loader.reader import Reader
+from ruleengine.priority import Priority
+
+if TYPE_CHECKING:
+    from ruleengine.output import AlertRecord
+
+log = logging.getLogger(__name__)
+
+# Lanner implements these plugins' fields natively; rules files name them in required_plugin_versions.
+BUILTIN_PLUGINS: Mapping[str, str] = MappingProxyType({"container": "0.6.0", "k8saudit": "0.18.0", "json": "0.7.0"})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """Falco's rule-selection and matching options."""
+
+    min_priority: Priority = Priority.DEBUG
+    rule_matching: str = "first"
+    disabled_rules: tuple[str, ...] = ()
+    enabled_tags: tuple[str, ...] = ()
+    disabled_tags: tuple[str, ...] = ()
+    plugins: Mapping[str, str] = field(default_factory=lambda: BUILTIN_PLUGINS)
+
+    def __post_init__(self) -> None:
+        if self.rule_matching not in ("first", "all"):
+            raise ValueError(f"rule_matching must be 'first' or 'all', not '{self.rule_matching}'")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A rule that matched an event."""
+
+    rule: CompiledRule
+
+    @property
+    def name(self) -> str:
+        """The rule's name."""
+        return self.rule.name
+
+    @property
+    def priority(self) -> Priority:
+        """The rule's priority."""
+        return self.rule.priority
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The rule's tags, sorted."""
+        return self.rule.tags
+
+    @property
+    def source(self) -> str:
+        """The rule's event source."""
+        return self.rule.source
+
+    @property
+    def output_format(self) -> Any:
+        """The parsed output format (FIELDS' OutputFormat)."""
+        return self.rule.output_format
+
+    def render(self, ctx: EventContext, hostname: str, options: Any = None) -> AlertRecord:
+        """Build the alert for this match with FIELDS' ``render_alert``."""
+        from ruleengine.output import OutputOptions, render_alert
+
+        return render_alert(self.rule.name, self.rule.priority, self.rule.tags, self.rule.source,
+                            self.rule.output_format, ctx, hostname, options or OutputOptions())
+
+
+def _selected(rule: CompiledRule, opts: EngineOptions) -> bool:
+    if rule.priority > opts.min_priority:
+        return False
+    enabled = rule.enabled
+    if opts.enabled_tags:
+        enabled = any(t in rule.tags for t in opts.enabled_tags)
+    if opts.disabled_tags and any(t in rule.tags for t in opts.disabled_tags):
+        enabled = False
+    for pattern in opts.disabled_rules:
+        hit = fnmatch.fnmatchcase(rule.name, pattern) if "*" in pattern else pattern in rule.name
+        if hit:
+            enabled = False
+    return enabled
+
+
+class Engine:
+    """Compiled, indexed rules. Immutable after construction; swap whole engines to reload."""
+
+    def __init__(self, rules: Sequence[CompiledRule], options: EngineOptions) -> None:
+        self.options = options
+        self.rules: tuple[CompiledRule, ...] = tuple(rules)
+        self.enabled: tuple[CompiledRule, ...] = tuple(r for r in self.rules if _selected(r, options))
+        self._first = options.rule_matching == "first"
+        self._any: dict[str, tuple[CompiledRule, ...]] = {}
+        self._by_type: dict[str, dict[str, tuple[CompiledRule, ...]]] = {}
+        by_source: dict[str, list[CompiledRule]] = {}
+        for r in self.enabled:
+            by_source.setdefault(r.source, []).append(r)
+        for source, rules_ in by_source.items():
+            if source != "syscall":
+                self._any[source] = tuple(rules_)
+                self._by_type[source] = {}
+                continue
+            self._any[source] = tuple(r for r in rules_ if r.evttypes.complement)
+            names: set[str] = set()
+            for r in rules_:
+                names |= r.evttypes.names
+            self._by_type[source] = {
+                n: tuple(r for r in rules_ if r.evttypes.contains(n)) for n in sorted(names)
+            }
+        self.sources: frozenset[str] = frozenset(by_source)
+        self.errors_total = 0
+
+    def candidates(self, source: str, evt_type: str) -> tuple[CompiledRule, ...]:
+        """The enabled rules that can match an event of this source and type, in rules-file order."""
+        table = self._by_type.get(source)
+        if table is None:
+            return ()
+        found = table.get(evt_type)
+        return self._any[source] if found is None else found
+
+    def has_rules_for(self, source: str, evt_type: str) -> bool:
+        """True when some enabled rule could match this source/type (so the event is worth decoding)."""
+        table = self._by_type.get(source)
+        if table is None:
+            return False
+        return evt_type in table or bool(self._any[source])
+
+    def process(self, ctx: EventContext) -> list[Match]:
+        """Evaluate the candidate rules; the first match only under ``rule_matching: first``."""
+        ev = ctx.event
+        table = self._by_type.get(ev.source)
+        if table is None:
+            return []
+        cands = table.get(ev.type)
+        if cands is None:
+            cands = self._any[ev.source]
+        get = ctx.get
+        out: list[Match] = []
+        for rule in cands:
+            try:
+                hit = rule.fn(get)
+            except Exception:
+                # a value of an unexpected type must not take the engine down; count it and move on
+                self.errors_total += 1
+                log.warning("rule evaluation failed", extra={"rule": rule.name}, exc_info=True)
+                continue
+            if hit:
+                out.append(Match(rule))
+                if self._first:
+                    break
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """Outcome of :func:`load_rules`: the engine (None if any error) and every located message."""
+
+    engine: Engine | None
+    errors: tuple[LoadMessage, ...]
+    warnings: tuple[LoadMessage, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when there were no errors."""
+        return not self.errors
+
+
+def load_texts(files: Sequence[tuple[str, str]], options: EngineOptions | None = None) -> LoadResult:
+    """Load rules from (name, content) pairs, in order, as one rule set."""
+    opts = options or EngineOptions()
+    reader = Reader(known_sources())
+    for name, text in files:
+        reader.read_file(name, text)
+    builder = Builder(reader.col)
+    builder.build_macros()
+    rules = builder.build_rules()
+    builder.check_plugins(dict(opts.plugins))
+    messages = reader.messages + builder.messages
+    if not any(m.is_error for m in messages):
+        builder.unused_warnings()
+        messages = reader.messages + builder.messages
+    errors = tuple(m for m in messages if m.is_error)
+    warnings = tuple(m for m in messages if not m.is_error)
+    engine = None if errors else Engine(rules, opts)
+    return LoadResult(engine, errors, warnings)
+
+
+def load_rules(paths: Sequence[str], options: EngineOptions | None = None) -> LoadResult:
+    """Load rules files in order; unreadable files are reported as LOAD_ERR_FILE_READ."""
+    files: list[tuple[str, str]] = []
+    read_errors: list[LoadMessage] = []
+    for p in paths:
+        try:
+            with open(p, encoding="utf-8") as fh:
+                files.append((p, fh.read()))
+        except (OSError, UnicodeDecodeError) as exc:
+            read_errors.append(LoadMessage("LOAD_ERR_FILE_READ", f"Could not read file: {exc}", Location(p), True))
+    res = load_texts(files, options)
+    if read_errors:
+        return LoadResult(None, tuple(read_errors) + res.errors, res.warnings)
+    return res
+
+
+__all__ = ["BUILTIN_PLUGINS", "CompiledRule", "Engine", "EngineOptions", "LoadResult", "Match", "load_rules",
+           "load_texts"]
