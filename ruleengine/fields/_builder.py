@@ -13,10 +13,6 @@ from typing import Any
 from lanner import model
 
 
-def _defaults(cls: type) -> dict[str, Any]:
-    return {}
-
-
 class EventBuilder:
     """Raw facts collected from a record, turned into a frozen Event by ``build``."""
 

@@ -139,6 +139,10 @@ def _set_label(key_attr: str, target: str) -> Any:
     return setter
 
 
+def _host_ns(ns: str) -> CGet:
+    return lambda c: bool(getattr(c, f"host_{ns}"))
+
+
 _S = FieldType.STRING
 register("container.id", _S, "The truncated container ID (first 12 characters), e.g. 3ad7b26ded6d is extracted "
          "from the Linux cgroups by Falco within the kernel. Consequently, this field is reliably available and "
@@ -196,7 +200,7 @@ register("container.cni.json", _S, "The container's / pod's CNI result field fro
          "info.", extract=_meta(lambda c: c.cni_json, ""), setter=_set_c("cni_json"))
 for _ns in ("pid", "network", "ipc"):
     register(f"container.host_{_ns}", FieldType.BOOL, f"'true' if the container is running in the host {_ns} "
-             "namespace, 'false' otherwise.", extract=_meta(lambda c, n=_ns: bool(getattr(c, f"host_{n}")), False),
+             "namespace, 'false' otherwise.", extract=_meta(_host_ns(_ns), False),
              setter=_set_c(f"host_{_ns}", as_bool))
 register("container.label", _S, "Container label. E.g. 'container.label.foo'.", arg=ArgKind.REQUIRED,
          arg_form="key", bind=lambda k: _meta(lambda c: c.labels.get(k), None),

@@ -10,7 +10,7 @@ from ruleengine.fields import _params as P
 from ruleengine.fields import _tables as T
 from ruleengine.fields._builder import EventBuilder
 from ruleengine.fields._context import EventContext
-from ruleengine.fields._registry import K8S_AUDIT, SYSCALL, register, register_dynamic
+from ruleengine.fields._registry import K8S_AUDIT, SYSCALL, Setter, register, register_dynamic
 from ruleengine.fields._types import ArgKind, Extractor, FieldInfo, FieldType
 from ruleengine.fields._values import as_bool, as_int, as_str
 
@@ -62,7 +62,7 @@ def _set_time_iso(b: EventBuilder, arg: str | None, v: object) -> None:
     except ValueError:
         raise ValueError(f"'{text}' is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     b.timing["event_ns"] = int(parsed.timestamp()) * 1_000_000_000 + frac
 
 
@@ -214,15 +214,6 @@ def _is_open_create(ctx: EventContext) -> bool:
     return bool(f & T.O_F_CREATED) or bool(f & T.O_TMPFILE_BIT and ev.res >= 0)
 
 
-def _flags_setter(mask: int, clear: int = 0) -> object:
-    def setter(b: EventBuilder, arg: str | None, v: object) -> None:
-        if not as_bool(v) or "flags" in b.args or (b.fd and b.fd.get("open_flags") is not None):
-            return
-        fd = b.fd_dict()
-        fd["open_flags"] = ((fd.get("open_flags") or 0) & ~clear) | mask
-    return setter
-
-
 def _set_open_read(b: EventBuilder, arg: str | None, v: object) -> None:
     if not as_bool(v) or "flags" in b.args:
         return
@@ -316,7 +307,7 @@ def _rawarg_by_name(name: str) -> Extractor:
     return extract
 
 
-def _arg_setter(name: str) -> object:
+def _arg_setter(name: str) -> Setter:
     def setter(b: EventBuilder, arg: str | None, v: object) -> None:
         kind = P.param_kind(str(b.event.get("type", "")), name)
         if kind is None:
@@ -328,7 +319,7 @@ def _arg_setter(name: str) -> object:
     return setter
 
 
-def _resolve_arg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, object] | None:
+def _resolve_arg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, Setter | None] | None:
     if suffix not in P.ALL_PARAM_NAMES:
         return None
     info = FieldInfo("evt.arg." + suffix, FieldType.STRING, "one of the event arguments specified by name.",
@@ -336,7 +327,7 @@ def _resolve_arg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, object
     return info, _arg_by_name(suffix), _arg_setter(suffix)
 
 
-def _resolve_rawarg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, object] | None:
+def _resolve_rawarg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, Setter | None] | None:
     if suffix not in P.ALL_PARAM_NAMES:
         return None
     kinds = {k for plist in P.PARAMS.values() for n, k in plist if n == suffix}
@@ -346,8 +337,8 @@ def _resolve_rawarg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, obj
     return info, _rawarg_by_name(suffix), _arg_setter(suffix)
 
 
-register_dynamic("evt.arg.", _resolve_arg)  # type: ignore[arg-type]
-register_dynamic("evt.rawarg.", _resolve_rawarg)  # type: ignore[arg-type]
+register_dynamic("evt.arg.", _resolve_arg)
+register_dynamic("evt.rawarg.", _resolve_rawarg)
 
 
 def _bind_arg(arg: str) -> Extractor:
@@ -380,7 +371,7 @@ def _set_arg_indexed(b: EventBuilder, arg: str | None, v: object) -> None:
         if plist is None or int(arg) >= len(plist):
             raise ValueError(f"event type has no argument number {arg}")
         name = plist[int(arg)][0]
-    _arg_setter(name)(b, None, v)  # type: ignore[operator]
+    _arg_setter(name)(b, None, v)
 
 
 register("evt.arg", FieldType.STRING, "one of the event arguments specified by name or by number. E.g. "
@@ -443,7 +434,7 @@ for _cat, _names in (
 ):
     for _n in _names.split():
         _CATEGORY[_n] = _cat
-_IO = frozenset("read write pread pwrite readv writev sendto sendmsg recvfrom recvmsg".split())
+_IO = frozenset(["read", "write", "pread", "pwrite", "readv", "writev", "sendto", "sendmsg", "recvfrom", "recvmsg"])
 
 
 def _category(ctx: EventContext) -> str:

@@ -237,9 +237,15 @@ for _probe in ("healthcheck", "liveness_probe", "readiness_probe"):
 _STD_TYPES = {"f": "file", "d": "directory", "4": "ipv4", "6": "ipv6", "u": "unix", "p": "pipe", "e": "event",
               "s": "signalfd", "l": "eventpoll", "i": "inotify", "t": "timerfd", "n": "netlink", "b": "bpf",
               "r": "io_uring", "m": "memfd", "P": "pidfd"}
+
+
+def _std_type(i: int) -> Extractor:
+    return lambda c: _STD_TYPES.get(c.event.proc.std_fd_types[i:i + 1])
+
+
 for _i, _stream in enumerate(("stdin", "stdout", "stderr")):
     register(f"proc.{_stream}.type", FieldType.STRING, f"The type of file descriptor {_i} ({_stream}).",
-             extract=lambda c, i=_i: _STD_TYPES.get(c.event.proc.std_fd_types[i:i + 1]), derived=True)
+             extract=_std_type(_i), derived=True)
 
 
 # ---- parent and ancestors ------------------------------------------------------------------------------------
@@ -330,9 +336,13 @@ register("thread.vtid", FieldType.INT, "The id of the thread generating the even
          "namespace.", extract=lambda c: c.event.proc.vtid or None, setter=_set_proc("vtid", as_int))
 register("thread.ismain", FieldType.BOOL, "'true' if the thread generating the event is the main one in the "
          "process.", extract=lambda c: not c.event.proc.tid or c.event.proc.tid == c.event.proc.pid, derived=True)
+def _cap_attr(which: str) -> Callable[[Process], int | None]:
+    return lambda p: getattr(p, f"cap_{which}")
+
+
 for _set in ("effective", "permitted", "inheritable"):
-    register(f"thread.cap_{_set}", FieldType.STRING, f"The {_set} capabilities set", extract=_caps(
-        lambda p, s=_set: getattr(p, f"cap_{s}")), setter=_caps_setter(f"cap_{_set}"))
+    register(f"thread.cap_{_set}", FieldType.STRING, f"The {_set} capabilities set",
+             extract=_caps(_cap_attr(_set)), setter=_caps_setter(f"cap_{_set}"))
 register("thread.cgroups", FieldType.STRING, "All cgroups the thread belongs to, aggregated into a single string.",
          extract=lambda c: " ".join(c.event.proc.cgroups), setter=_set_proc("cgroups", as_str_list))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from lanner.model import Process
 from ruleengine.fields._builder import EventBuilder
 from ruleengine.fields._context import EventContext
-from ruleengine.fields._registry import register
+from ruleengine.fields._registry import Setter, register
 from ruleengine.fields._types import NA, FieldType
 from ruleengine.fields._values import as_int, as_str
 
@@ -54,7 +54,7 @@ def _loginname(ctx: EventContext) -> str:
     return _named(p.loginuser_name, _loginuid(ctx), "root")
 
 
-def _set(key: str, name_key: str | None = None, root: str | None = None) -> object:
+def _set(key: str, name_key: str | None = None) -> Setter:
     def setter(b: EventBuilder, arg: str | None, v: object) -> None:
         if name_key is None:
             text = as_str(v)
