@@ -227,9 +227,7 @@ class CriProvider:
         try:
             cs = await self._rt.ListContainers(
                 cri_pb2.ListContainersRequest(
-                    filter=cri_pb2.ContainerFilter(
-                        state=cri_pb2.ContainerStateValue(state=cri_pb2.CONTAINER_RUNNING)
-                    )
+                    filter=cri_pb2.ContainerFilter(state=cri_pb2.ContainerStateValue(state=cri_pb2.CONTAINER_RUNNING))
                 ),
                 timeout=self.timeout_s,
             )

@@ -47,8 +47,12 @@ ENRICHED = Counter(
 )
 
 _HOST_PB = event_pb2.Container(
-    id=HOST_CONTAINER_ID, full_id=HOST_CONTAINER_ID, name=HOST_CONTAINER_ID, type=HOST_CONTAINER_ID,
-    privileged=False, metadata_complete=True,
+    id=HOST_CONTAINER_ID,
+    full_id=HOST_CONTAINER_ID,
+    name=HOST_CONTAINER_ID,
+    type=HOST_CONTAINER_ID,
+    privileged=False,
+    metadata_complete=True,
 )
 
 

@@ -30,9 +30,7 @@ async def serve(cfg: EnricherConfig) -> None:
     provider: MetadataProvider | None = runtimes if runtimes.providers else None
     cache: RedisCachedProvider | None = None
     if provider is not None and cfg.redis_url:
-        cache = RedisCachedProvider(
-            runtimes, cfg.redis_url, ttl_s=cfg.cache_ttl_s, negative_ttl_s=cfg.negative_ttl_s
-        )
+        cache = RedisCachedProvider(runtimes, cfg.redis_url, ttl_s=cfg.cache_ttl_s, negative_ttl_s=cfg.negative_ttl_s)
         provider = cache
     enricher = Enricher(
         provider,
