@@ -97,19 +97,34 @@ class AlertStore:
             added += int(await self._persist(keys=[self.stream], args=args))
         return added
 
-    async def ensure_group(self, group: str) -> None:
-        """Create the consumer group at the stream's end (new outputs start with new alerts)."""
+    async def ensure_group(self, group: str, start: str = "$") -> None:
+        """Create the consumer group, by default at the stream's end (new outputs start with new alerts)."""
         try:
-            await self._r.xgroup_create(self.stream, group, id="$", mkstream=True)
+            await self._r.xgroup_create(self.stream, group, id=start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def _regroup(self, group: str) -> None:
+        # The group vanished while we ran: Redis restarted without persistence, or someone deleted the key.
+        # Whatever the stream holds now was never delivered to this group, so start from its beginning.
+        log.warning(
+            "consumer group missing (did Redis lose its data? run it with appendonly yes); recreating it",
+            extra={"group": group, "stream": self.stream, "redis_url": self.url},
+        )
+        await self.ensure_group(group, "0")
+
     async def read_group(self, group: str, consumer: str, start: str, count: int, block_ms: int) -> list[Entry]:
         """XREADGROUP: ``start`` ">" for new entries, "0" for this consumer's own pending ones."""
-        resp = await self._r.xreadgroup(
-            group, consumer, {self.stream: start}, count=count, block=block_ms if start == ">" else None
-        )
+        try:
+            resp = await self._r.xreadgroup(
+                group, consumer, {self.stream: start}, count=count, block=block_ms if start == ">" else None
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._regroup(group)
+            return []
         if not resp:
             return []
         return _entries(cast(list[Any], resp)[0][1])
@@ -121,7 +136,13 @@ class AlertStore:
 
     async def autoclaim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries other (dead) consumers left pending for longer than ``min_idle_ms``."""
-        resp = await self._r.xautoclaim(self.stream, group, consumer, min_idle_ms, "0-0", count=count)
+        try:
+            resp = await self._r.xautoclaim(self.stream, group, consumer, min_idle_ms, "0-0", count=count)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._regroup(group)
+            return []
         return _entries(resp[1])
 
     async def dead_letter(self, output: str, entry: Entry, error: str) -> None:

@@ -132,8 +132,7 @@ class RunningDispatcher:
     async def start(self) -> None:
         self.task = asyncio.create_task(serve(self.cfg, self.specs, stop_event=self.stop, grace=0.2,
                                               outputs=self._outputs))
-        async with grpc.aio.insecure_channel(self.target) as ch:
-            await asyncio.wait_for(ch.channel_ready(), 10)
+        await wait_listening(self.target)
 
     async def close(self) -> None:
         self.stop.set()
@@ -189,6 +188,23 @@ async def wait_for(cond: Any, timeout: float = 10.0, interval: float = 0.02) -> 
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+async def wait_listening(target: str, timeout: float = 20.0) -> None:
+    """Wait until something accepts TCP connections on ``host:port`` (gRPC's own reconnect backoff is 1 s)."""
+    host, _, port = target.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
 
 
 def lines(path: Path) -> list[str]:
