@@ -51,9 +51,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--config", "-c", default=None, help="YAML config file (section 'dispatcher')")
     p.set_defaults(func=_run_dispatcher)
 
-    s = subparsers.add_parser(
-        "subscribe", help="print alerts live from a dispatcher (no replay of older alerts)"
-    )
+    s = subparsers.add_parser("subscribe", help="print alerts live from a dispatcher (no replay of older alerts)")
     s.add_argument("--target", default="127.0.0.1:7704", help="dispatcher address HOST:PORT")
     s.add_argument("--json", action="store_true", help="print Falco JSON lines instead of text lines")
     s.add_argument("--min-priority", default="", help="only alerts at least this severe (e.g. warning)")

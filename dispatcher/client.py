@@ -40,9 +40,7 @@ def stream_alerts(target: str, request: services_pb2.SubscribeRequest) -> Iterat
                 print(f"lanner subscribe: skipping malformed alert: {exc}", file=sys.stderr)
 
 
-def run_subscribe(
-    target: str, request: services_pb2.SubscribeRequest, as_json: bool, out: TextIO = sys.stdout
-) -> int:
+def run_subscribe(target: str, request: services_pb2.SubscribeRequest, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Print alerts until interrupted; return the exit status."""
     try:
         for alert in stream_alerts(target, request):

@@ -199,8 +199,13 @@ class OutputDriver:
                 if attempt & (attempt - 1) == 0:
                     log.warning(
                         "output delivery failed; retrying",
-                        extra={"output": self.name, "rule": alert.rule, "attempt": attempt,
-                               "retry_in_s": round(delay, 3), "error": error},
+                        extra={
+                            "output": self.name,
+                            "rule": alert.rule,
+                            "attempt": attempt,
+                            "retry_in_s": round(delay, 3),
+                            "error": error,
+                        },
                     )
                 await asyncio.sleep(delay)
                 continue

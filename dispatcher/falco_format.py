@@ -61,9 +61,7 @@ def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
 
 def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:
     """Render the alert exactly as Falco's JSON output does (one line, no trailing newline)."""
-    return json.dumps(
-        falco_dict(alert, opts, hostname), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json.dumps(falco_dict(alert, opts, hostname), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def text_line(alert: Alert) -> str:

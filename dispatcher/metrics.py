@@ -14,9 +14,7 @@ ALERTS_DUPLICATE = Counter(
 ALERTS_REJECTED = Counter(
     "lanner_dispatcher_alerts_rejected_total", "Alerts refused at intake because a field was invalid", ["reason"]
 )
-BAD_MESSAGES = Counter(
-    "lanner_dispatcher_bad_messages_total", "PushAlerts messages that were not a valid AlertBatch"
-)
+BAD_MESSAGES = Counter("lanner_dispatcher_bad_messages_total", "PushAlerts messages that were not a valid AlertBatch")
 OUTPUT_SENT = Counter("lanner_dispatcher_output_sent_total", "Alerts an output's destination accepted", ["output"])
 OUTPUT_FAILED = Counter(
     "lanner_dispatcher_output_failed_total", "Delivery attempts that failed (each attempt counts)", ["output"]

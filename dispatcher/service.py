@@ -57,8 +57,13 @@ class Dispatcher:
             output = (outputs or {}).get(spec.name) or kinds[output_type(spec.name)].factory(spec.config, self.ctx)
             self.drivers.append(
                 OutputDriver(
-                    spec.name, output, spec.driver, self.store,
-                    consumer=cfg.consumer_name, read_batch=cfg.read_batch, claim_idle_s=cfg.claim_idle_s,
+                    spec.name,
+                    output,
+                    spec.driver,
+                    self.store,
+                    consumer=cfg.consumer_name,
+                    read_batch=cfg.read_batch,
+                    claim_idle_s=cfg.claim_idle_s,
                 )
             )
 
@@ -148,9 +153,7 @@ class Dispatcher:
 
     # -- public subscription --------------------------------------------------------------------------------
 
-    async def subscribe(
-        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
-    ) -> AsyncIterator[bytes]:
+    async def subscribe(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
         """Server stream of serialized alerts matching the request, from now on (live tail, no replay)."""
         try:
             req = services_pb2.SubscribeRequest.FromString(raw)

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dispatcher_testlib import RedisProcess, free_port  # noqa: E402
+from dispatcher_testlib import RedisProcess, free_port
 
 
 @pytest.fixture(scope="session")

@@ -130,8 +130,9 @@ class RunningDispatcher:
         return self.cfg.bind
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(serve(self.cfg, self.specs, stop_event=self.stop, grace=0.2,
-                                              outputs=self._outputs))
+        self.task = asyncio.create_task(
+            serve(self.cfg, self.specs, stop_event=self.stop, grace=0.2, outputs=self._outputs)
+        )
         await wait_listening(self.target)
 
     async def close(self) -> None:
@@ -141,7 +142,9 @@ class RunningDispatcher:
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: DispatcherConfig, outputs: Mapping[str, Output] | None = None) -> AsyncIterator[RunningDispatcher]:
+async def running(
+    cfg: DispatcherConfig, outputs: Mapping[str, Output] | None = None
+) -> AsyncIterator[RunningDispatcher]:
     """Serve a dispatcher for the duration of the block."""
     d = RunningDispatcher(cfg, outputs)
     await d.start()

@@ -93,8 +93,7 @@ def own_redis() -> Iterator[RedisProcess]:
     proc.stop()
 
 
-async def test_redis_outage_holds_acks_and_delivery_resumes(own_redis: RedisProcess, bind: str,
-                                                            tmp_path: Path) -> None:
+async def test_redis_outage_holds_acks_and_delivery_resumes(own_redis: RedisProcess, bind: str, tmp_path: Path) -> None:
     out = tmp_path / "a.jsonl"
     cfg = base_config(own_redis.url, bind, outputs={"file": {"path": str(out)}})
     async with running(cfg) as d:
@@ -135,8 +134,7 @@ async def _ready(target: str) -> None:
     await wait_listening(target)
 
 
-async def test_pending_alerts_delivered_after_crash(redis_url: str, redis_proc: RedisProcess,
-                                                    tmp_path: Path) -> None:
+async def test_pending_alerts_delivered_after_crash(redis_url: str, redis_proc: RedisProcess, tmp_path: Path) -> None:
     bind = f"127.0.0.1:{free_port()}"
     out = tmp_path / "not-yet" / "alerts.jsonl"  # directory missing: the file output keeps failing
     config = tmp_path / "lanner.yaml"

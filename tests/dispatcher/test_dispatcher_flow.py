@@ -23,8 +23,13 @@ async def test_push_then_subscribe_and_file(redis_url: str, bind: str, tmp_path:
         call = subscribe_call(ch, subscriber_name="t1")
         await asyncio.sleep(0.2)  # let the subscription register before pushing (live tail)
         alerts = [make_alert(i) for i in range(20)]
-        acks = await push(d.target, [alert_pb2.AlertBatch(batch_seq=1, alerts=alerts[:10]),
-                                     alert_pb2.AlertBatch(batch_seq=2, alerts=alerts[10:])])
+        acks = await push(
+            d.target,
+            [
+                alert_pb2.AlertBatch(batch_seq=1, alerts=alerts[:10]),
+                alert_pb2.AlertBatch(batch_seq=2, alerts=alerts[10:]),
+            ],
+        )
         assert [(a.batch_seq, a.accepted) for a in acks] == [(1, 10), (2, 10)]
         got = [await asyncio.wait_for(call.read(), 5) for _ in range(20)]
         assert [a.alert_id for a in got] == [f"alert-{i}" for i in range(20)]
@@ -35,4 +40,3 @@ async def test_push_then_subscribe_and_file(redis_url: str, bind: str, tmp_path:
         assert first["rule"] == "Terminal shell in container"
         assert first["priority"] == "Notice"
         assert first["time"] == "2024-06-10T06:13:31.726060287Z"
-

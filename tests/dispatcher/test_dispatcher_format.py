@@ -49,13 +49,17 @@ def test_evt_time_keeps_nanosecond_precision() -> None:
 
 def test_optional_keys_follow_json_options() -> None:
     alert = alert_from_pb(canonical_pb())
-    out = json.loads(falco_json(alert, JsonOptions(include_output=False, include_tags=False,
-                                                   include_message=True, include_output_fields=False)))
+    out = json.loads(
+        falco_json(
+            alert,
+            JsonOptions(include_output=False, include_tags=False, include_message=True, include_output_fields=False),
+        )
+    )
     assert sorted(out) == ["hostname", "message", "priority", "rule", "source", "time"]
 
 
 def test_unicode_and_control_characters() -> None:
-    alert = Alert(rule="r", priority=Priority.INFORMATIONAL, output="é\t\x01\"x\"/", time_ns=5)
+    alert = Alert(rule="r", priority=Priority.INFORMATIONAL, output='é\t\x01"x"/', time_ns=5)
     line = falco_json(alert)
     assert '"output":"é\\t\\u0001\\"x\\"/"' in line
     assert '"priority":"Informational"' in line

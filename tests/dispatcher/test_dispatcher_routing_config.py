@@ -78,8 +78,9 @@ def test_outputs_split_driver_and_own_keys(tmp_path: Path) -> None:
 
 
 def test_env_overrides_reach_outputs(tmp_path: Path) -> None:
-    cfg, specs = load(None, env={"LANNER_DISPATCHER__OUTPUTS__FILE__PATH": "/tmp/e.jsonl",
-                                 "LANNER_DISPATCHER__DEDUP_WINDOW_S": "5"})
+    cfg, specs = load(
+        None, env={"LANNER_DISPATCHER__OUTPUTS__FILE__PATH": "/tmp/e.jsonl", "LANNER_DISPATCHER__DEDUP_WINDOW_S": "5"}
+    )
     assert cfg.dedup_window_s == 5.0
     assert {s.name: s.config for s in specs}["file"].path == "/tmp/e.jsonl"
 
