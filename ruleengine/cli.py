@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``lanner rules validate|list|test`` and ``lanner replay``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ruleengine.engine import EngineOptions, LoadResult, load_rules
+from ruleengine.priority import Priority
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+def default_rules() -> list[str]:
+    """The project's rules: ``rules/*.yaml`` in sorted order."""
+    if not DEFAULT_RULES_DIR.is_dir():
+        return []
+    return [str(p) for p in sorted(DEFAULT_RULES_DIR.glob("*.yaml"))]
+
+
+def _expand(paths: Sequence[str] | None) -> list[str]:
+    if not paths:
+        return default_rules()
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            out.extend(str(f) for f in sorted(Path(p).iterdir()) if f.suffix in (".yaml", ".yml"))
+        else:
+            out.append(p)
+    return out
+
+
+def _print_messages(res: LoadResult) -> None:
+    for m in res.errors:
+        print(m.format())
+    for m in res.warnings:
+        print(m.format())
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Like ``falco -V``: load the files in order as one set; exit 1 on any error."""
+    files = _expand(args.files)
+    res = load_rules(files)
+    _print_messages(res)
+    for f in files:
+        bad = any(m.location.file == f for m in res.errors)
+        print(f"{f}: {'Invalid' if bad else 'Ok'}")
+    print(f"{len(res.errors)} error(s), {len(res.warnings)} warning(s)")
+    return 1 if res.errors else 0
+
+
+def _options(args: argparse.Namespace) -> EngineOptions:
+    try:
+        prio = Priority.parse(args.priority) if getattr(args, "priority", None) else Priority.DEBUG
+    except ValueError as exc:
+        raise SystemExit(f"lanner: {exc}") from None
+    return EngineOptions(
+        min_priority=prio,
+        rule_matching=getattr(args, "rule_matching", "first") or "first",
+        disabled_rules=tuple(getattr(args, "disable_rule", None) or ()),
+        enabled_tags=tuple(getattr(args, "enable_tag", None) or ()),
+        disabled_tags=tuple(getattr(args, "disable_tag", None) or ()),
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List loaded rules: name, priority, source, enabled, tags."""
+    res = load_rules(_expand(args.rules), _options(args))
+    if res.engine is None:
+        _print_messages(res)
+        return 1
+    enabled = {r.name for r in res.engine.enabled}
+    if args.json:
+        print(json.dumps([{"name": r.name, "priority": r.priority.falco_name, "source": r.source,
+                           "enabled": r.name in enabled, "tags": list(r.tags),
+                           "evttypes": sorted(r.evttypes.names) if not r.evttypes.complement else "all"}
+                          for r in res.engine.rules], indent=2))
+        return 0
+    for r in res.engine.rules:
+        flag = "enabled " if r.name in enabled else "disabled"
+        print(f"{flag}  {r.priority.falco_name:<13} {r.source:<9} {r.name}  [{', '.join(r.tags)}]")
+    print(f"{len(res.engine.rules)} rule(s), {len(enabled)} enabled")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run rule test files; pytest-like report; non-zero exit on any failure."""
+    from ruleengine.harness import Harness
+
+    harness = Harness(_expand(args.rules))
+    report = harness.run_files(args.files)
+    for o in report.outcomes:
+        status = "PASSED" if o.passed else "FAILED"
+        print(f"{o.file}::{o.name} {status}")
+    failures = [o for o in report.outcomes if not o.passed]
+    if failures:
+        print("\n=================================== FAILURES ===================================")
+        for o in failures:
+            print(f"___ {o.file}:{o.line}: {o.name} ___")
+            for d in o.details:
+                print(d)
+    print(f"\n{report.summary()}")
+    return 1 if failures or not report.outcomes else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Evaluate recorded JSON-lines events and print alerts as the live pipeline would."""
+    from ruleengine.events_json import EventFormatError, read_events
+    from ruleengine.fields import EventContext
+    from ruleengine.output import OutputOptions, alert_to_json
+
+    res = load_rules(_expand(args.rules), _options(args))
+    if res.engine is None:
+        _print_messages(res)
+        return 1
+    engine = res.engine
+    hostname = args.hostname or os.uname().nodename
+    opts = OutputOptions()
+    count = 0
+    try:
+        for event in read_events(args.events, args.source):
+            if not engine.has_rules_for(event.source, event.type):
+                continue
+            ctx = EventContext(event)
+            for m in engine.process(ctx):
+                alert = m.render(ctx, hostname, opts)
+                print(alert_to_json(alert, opts) if args.json else alert.output)
+                count += 1
+    except (OSError, EventFormatError) as exc:
+        print(f"lanner replay: {exc}", file=sys.stderr)
+        return 1
+    print(f"{count} alert(s)", file=sys.stderr)
+    return 0
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--priority", help="minimum rule priority (falco.yaml 'priority'), e.g. warning")
+    p.add_argument("--rule-matching", choices=("first", "all"), default="first")
+    p.add_argument("--disable-rule", action="append", metavar="NAME",
+                   help="disable rules whose name contains NAME (or matches it, with * wildcards)")
+    p.add_argument("--enable-tag", action="append", metavar="TAG", help="only enable rules with this tag")
+    p.add_argument("--disable-tag", action="append", metavar="TAG", help="disable rules with this tag")
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``rules`` and ``replay``."""
+    rules = subparsers.add_parser("rules", help="validate, list and test Falco rules files")
+    sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
+    v = sub.add_parser("validate", help="validate rules files like 'falco -V'")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(func=cmd_validate)
+    ls = sub.add_parser("list", help="list the rules of a rule set")
+    ls.add_argument("--rules", nargs="+", metavar="FILE")
+    ls.add_argument("--json", action="store_true")
+    _selection_args(ls)
+    ls.set_defaults(func=cmd_list)
+    t = sub.add_parser("test", help="run rule test files (events -> expected alerts)")
+    t.add_argument("files", nargs="+", metavar="TESTS.yaml")
+    t.add_argument("--rules", nargs="+", metavar="FILE", help="rules for tests without their own 'rules:'")
+    t.set_defaults(func=cmd_test)
+    r = subparsers.add_parser("replay", help="evaluate recorded JSON-lines events and print alerts")
+    r.add_argument("events", metavar="EVENTS")
+    r.add_argument("--rules", nargs="+", metavar="FILE")
+    r.add_argument("--json", action="store_true", help="print Falco JSON alerts")
+    r.add_argument("--source", choices=("syscall", "k8s_audit"), default=None)
+    r.add_argument("--hostname", default="")
+    _selection_args(r)
+    r.set_defaults(func=cmd_replay)
