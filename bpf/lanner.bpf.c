@@ -14,6 +14,7 @@
 //   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat
 //   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4
 //   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir
+//   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -21,6 +22,9 @@
 
 #ifndef LANNER_RB_PAGES
 #define LANNER_RB_PAGES 256
+#endif
+#ifndef LANNER_SELF_TGID
+#define LANNER_SELF_TGID 0
 #endif
 #ifndef LANNER_FAM_OPEN
 #define LANNER_FAM_OPEN 1
@@ -85,6 +89,8 @@ BPF_PERCPU_ARRAY(drops, __u64, 1);
 
 static __always_inline int is_excluded(__u32 tgid)
 {
+	if (tgid == LANNER_SELF_TGID)
+		return 1;
 	return excluded.lookup(&tgid) != NULL;
 }
 

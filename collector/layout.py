@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: Apache-2.0
+"""ctypes mirror of ``bpf/lanner_events.h``: the ring-buffer record layout and its message/syscall ids.
+
+The ctypes structures are the single Python statement of the layout; the decoders use ``struct.Struct`` formats
+derived from them (faster per record than ctypes). ``tests/collector/test_layout.py`` compiles the C header with
+gcc and checks every size and offset against these classes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from pathlib import Path
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+HEADER_PATH = BPF_DIR / "lanner_events.h"
+PROGRAM_PATH = BPF_DIR / "lanner.bpf.c"
+
+MSG_EXEC = 1
+MSG_FORK = 2
+MSG_EXIT = 3
+MSG_OPEN = 4
+MSG_CONNECT = 5
+MSG_ACCEPT = 6
+MSG_SOCKET = 7
+MSG_FILEOP = 8
+
+SC_EXECVE = 1
+SC_EXECVEAT = 2
+SC_CLONE = 3
+SC_CLONE3 = 4
+SC_FORK = 5
+SC_VFORK = 6
+SC_KTHREAD = 7
+SC_OPEN = 10
+SC_OPENAT = 11
+SC_OPENAT2 = 12
+SC_CREAT = 13
+SC_CONNECT = 20
+SC_ACCEPT = 21
+SC_ACCEPT4 = 22
+SC_SOCKET = 23
+SC_UNLINK = 30
+SC_UNLINKAT = 31
+SC_RENAME = 32
+SC_RENAMEAT = 33
+SC_RENAMEAT2 = 34
+SC_MKDIR = 35
+SC_MKDIRAT = 36
+SC_RMDIR = 37
+SC_CHDIR = 38
+SC_FCHDIR = 39
+
+PATH_MAX = 512
+ARGS_MAX = 4096
+ARG_MAX = 1024
+MAX_ARGC = 32
+SOCKADDR_MAX = 128
+
+HF_ARGS_TRUNCATED = 1
+
+
+class Hdr(ctypes.Structure):
+    """``struct lanner_hdr``."""
+
+    _fields_ = [
+        ("ts_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("type", ctypes.c_uint32),
+        ("size", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+class ExecBody(ctypes.Structure):
+    """``struct lanner_exec``."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("old_tid", ctypes.c_int32),
+        ("dirfd", ctypes.c_int32),
+        ("at_flags", ctypes.c_uint32),
+        ("filename_len", ctypes.c_uint16),
+        ("args_len", ctypes.c_uint16),
+        ("argc", ctypes.c_uint32),
+    ]
+
+
+class ForkBody(ctypes.Structure):
+    """``struct lanner_fork``."""
+
+    _fields_ = [
+        ("clone_flags", ctypes.c_uint64),
+        ("sc", ctypes.c_uint32),
+        ("parent_pid", ctypes.c_uint32),
+        ("parent_tid", ctypes.c_uint32),
+        ("child_tid", ctypes.c_uint32),
+        ("child_pid", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class ExitBody(ctypes.Structure):
+    """``struct lanner_exit``."""
+
+    _fields_ = [
+        ("code", ctypes.c_int32),
+        ("has_code", ctypes.c_uint32),
+        ("group_dead", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class OpenBody(ctypes.Structure):
+    """``struct lanner_open``."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("resolve", ctypes.c_uint64),
+        ("sc", ctypes.c_uint32),
+        ("dirfd", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("name_len", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16 * 3),
+    ]
+
+
+class SockBody(ctypes.Structure):
+    """``struct lanner_sock`` (connect / accept)."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+        ("addr_len", ctypes.c_uint32),
+        ("addr", ctypes.c_uint8 * SOCKADDR_MAX),
+    ]
+
+
+class SocketBody(ctypes.Structure):
+    """``struct lanner_socket``."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("domain", ctypes.c_uint32),
+        ("type", ctypes.c_uint32),
+        ("protocol", ctypes.c_uint32),
+    ]
+
+
+class FileopBody(ctypes.Structure):
+    """``struct lanner_fileop``."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("dirfd1", ctypes.c_int32),
+        ("dirfd2", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("path1_len", ctypes.c_uint16),
+        ("path2_len", ctypes.c_uint16),
+    ]
+
+
+C_NAMES: dict[type[ctypes.Structure], str] = {
+    Hdr: "lanner_hdr",
+    ExecBody: "lanner_exec",
+    ForkBody: "lanner_fork",
+    ExitBody: "lanner_exit",
+    OpenBody: "lanner_open",
+    SockBody: "lanner_sock",
+    SocketBody: "lanner_socket",
+    FileopBody: "lanner_fileop",
+}
+
+_CODES: dict[type, str] = {
+    ctypes.c_uint64: "Q",
+    ctypes.c_int64: "q",
+    ctypes.c_uint32: "I",
+    ctypes.c_int32: "i",
+    ctypes.c_uint16: "H",
+    ctypes.c_uint8: "B",
+}
+
+
+def struct_of(cls: type[ctypes.Structure]) -> struct.Struct:
+    """A little-endian ``struct.Struct`` with the same offsets as ``cls``; arrays become one ``Ns`` bytes item."""
+    fmt = "<"
+    pos = 0
+    for name, ctype in cls._fields_:  # type: ignore[misc]
+        off = getattr(cls, name).offset
+        if off > pos:
+            fmt += f"{off - pos}x"
+        size = ctypes.sizeof(ctype)
+        code = _CODES.get(ctype)
+        fmt += code if code is not None else f"{size}s"
+        pos = off + size
+    if ctypes.sizeof(cls) > pos:
+        fmt += f"{ctypes.sizeof(cls) - pos}x"
+    st = struct.Struct(fmt)
+    if st.size != ctypes.sizeof(cls):
+        raise AssertionError(f"{cls.__name__}: struct size {st.size} != ctypes size {ctypes.sizeof(cls)}")
+    return st
+
+
+HDR = struct_of(Hdr)
+EXEC = struct_of(ExecBody)
+FORK = struct_of(ForkBody)
+EXIT = struct_of(ExitBody)
+OPEN = struct_of(OpenBody)
+SOCK = struct_of(SockBody)
+SOCKET = struct_of(SocketBody)
+FILEOP = struct_of(FileopBody)

@@ -1,0 +1,385 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The process table: every live process with its fds, seeded from /proc and kept current by exec/fork/exit.
+
+The table is keyed by thread-group id. Each entry holds the frozen ``Process`` the events carry, rebuilt only
+when the process changes (exec, fork, chdir, a new uid), so the hot path (an open) costs a few dict lookups.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field, replace
+
+from collector import procfs
+from collector.cgroups import CgroupMap
+from collector.procfs import BootClock, Snapshot
+from collector.users import UserDb
+from lanner.model import Fd, FdType, Process
+
+CLONE_NEWNS = 0x00020000
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+CLONE_NEWPID = 0x20000000
+O_CLOEXEC = 0o2000000
+
+
+@dataclass(slots=True)
+class ProcEntry:
+    """One process. ``proc`` is the main thread's view; ``threads`` caches views of other threads (tid, comm)."""
+
+    proc: Process
+    mntns: int
+    fds: dict[int, Fd] = field(default_factory=dict)
+    cloexec: set[int] = field(default_factory=set)
+    threads: dict[int, Process] = field(default_factory=dict)
+    complete: bool = True
+    anc_gen: int = -1
+    anc: tuple[Process, ...] = ()
+    ppid_checked: bool = False
+
+
+def with_slash(cwd: str) -> str:
+    """Falco renders proc.cwd with a trailing slash."""
+    if not cwd:
+        return ""
+    return cwd if cwd.endswith("/") else cwd + "/"
+
+
+def normalize(path: str) -> str:
+    """Lexical normalisation of an absolute path (``.``, ``..``, repeated slashes)."""
+    p = posixpath.normpath(path)
+    return "/" + p.lstrip("/") if p.startswith("//") else p
+
+
+class ProcessTable:
+    """Process and fd state for decoding events."""
+
+    def __init__(
+        self,
+        users: UserDb,
+        cgroups: CgroupMap,
+        clock: BootClock,
+        *,
+        proc_root: str = "/proc",
+        max_fds_per_process: int = 4096,
+        max_ancestors: int = 32,
+    ) -> None:
+        self.users = users
+        self.cgroups = cgroups
+        self.clock = clock
+        self.proc_root = proc_root
+        self.max_fds = max_fds_per_process
+        self.max_ancestors = max_ancestors
+        self.procs: dict[int, ProcEntry] = {}
+        self._gen = 0
+
+    # ------------------------------------------------------------------ building entries
+
+    def _names(self, p: Process, mntns: int) -> Process:
+        uid = p.euid if p.euid is not None else p.uid
+        gid = p.egid if p.egid is not None else p.gid
+        user = self.users.user(mntns, p.pid, uid)
+        login = self.users.user(mntns, p.pid, p.loginuid) if p.loginuid is not None and p.loginuid >= 0 else None
+        return replace(
+            p,
+            user_name=user.name if user else "",
+            user_homedir=user.home if user else "",
+            user_shell=user.shell if user else "",
+            group_name=self.users.group(mntns, p.pid, gid),
+            loginuser_name=login.name if login else "",
+        )
+
+    def entry_from_snapshot(self, snap: Snapshot) -> ProcEntry:
+        """Build a table entry from a /proc snapshot."""
+        st = snap.status
+        vpid = st.nspid[-1] if st.nspid else snap.pid
+        vpgid = st.nspgid[-1] if len(st.nspgid) > 1 else 0
+        cgroup_id = self.cgroups.id_of(snap.cgroups)
+        self.cgroups.learn(cgroup_id, snap.cgroups)
+        stat = snap.stat
+        p = Process(
+            pid=snap.pid,
+            tid=snap.pid,
+            ppid=st.ppid,
+            vpid=vpid,
+            vtid=vpid,
+            sid=stat.session if stat else 0,
+            pgid=stat.pgrp if stat else 0,
+            vpgid=vpgid,
+            comm=snap.comm,
+            exe=snap.argv[0] if snap.argv else "",
+            exepath=snap.exepath,
+            args=snap.argv[1:],
+            cwd=with_slash(snap.cwd),
+            uid=st.uids[0] if st.uids[0] != procfs.UNSET_ID else None,
+            gid=st.gids[0] if st.gids[0] != procfs.UNSET_ID else None,
+            euid=st.uids[1] if st.uids[1] != procfs.UNSET_ID else None,
+            egid=st.gids[1] if st.gids[1] != procfs.UNSET_ID else None,
+            loginuid=snap.loginuid,
+            cap_effective=st.cap_effective,
+            cap_permitted=st.cap_permitted,
+            cap_inheritable=st.cap_inheritable,
+            tty=stat.tty if stat else None,
+            start_ns=self.clock.ticks_to_wall(stat.start_ticks) if stat else 0,
+            cgroup_id=cgroup_id,
+            cgroups=snap.cgroups,
+            is_sid_leader=(stat.session == snap.pid) if stat else None,
+            is_vpgid_leader=(vpgid == vpid) if vpgid else None,
+        )
+        return ProcEntry(proc=self._names(p, snap.mntns), mntns=snap.mntns)
+
+    def seed(self) -> int:
+        """Load every process alive now; returns how many were read."""
+        for pid in procfs.list_pids(self.proc_root):
+            snap = procfs.read_snapshot(pid, self.proc_root)
+            if snap is not None:
+                self.procs[pid] = self.entry_from_snapshot(snap)
+        self._gen += 1
+        return len(self.procs)
+
+    def _load(self, pid: int, comm: str, uid: int, gid: int, cgroup_id: int) -> ProcEntry:
+        snap = procfs.read_snapshot(pid, self.proc_root)
+        if snap is not None and snap.status.tgid == pid:
+            entry = self.entry_from_snapshot(snap)
+        else:
+            # Gone before we could look: keep what the event itself told us and mark it incomplete.
+            p = Process(pid=pid, tid=pid, comm=comm, uid=uid, gid=gid, cgroup_id=cgroup_id,
+                        cgroups=self.cgroups.lookup(cgroup_id, pid))
+            entry = ProcEntry(proc=self._names(p, 0), mntns=0, complete=False)
+        self.procs[pid] = entry
+        return entry
+
+    # ------------------------------------------------------------------ lookups
+
+    def get(self, pid: int, comm: str, uid: int, gid: int, cgroup_id: int) -> ProcEntry:
+        """The entry for a thread group, reading /proc when the table has none."""
+        entry = self.procs.get(pid)
+        if entry is None:
+            entry = self._load(pid, comm, uid, gid, cgroup_id)
+        p = entry.proc
+        if p.uid != uid or p.gid != gid:
+            # setuid/setgid family: the real ids changed; a privileged setuid sets all ids alike.
+            p = replace(p, uid=uid, gid=gid, euid=uid, egid=gid)
+            entry.proc = self._names(p, entry.mntns)
+            entry.threads.clear()
+            self._gen += 1
+        return entry
+
+    def view(self, entry: ProcEntry, tid: int, comm: str) -> Process:
+        """The Process as seen from one thread (tid and comm may differ from the main thread's)."""
+        p = entry.proc
+        if tid == p.pid and comm == p.comm:
+            return p
+        t = entry.threads.get(tid)
+        if t is None or t.comm != comm or t.uid != p.uid:
+            vtid = tid if p.vpid == p.pid else 0
+            t = replace(p, tid=tid, vtid=vtid, comm=comm)
+            if len(entry.threads) > 1024:
+                entry.threads.clear()
+            entry.threads[tid] = t
+        return t
+
+    def ancestors(self, entry: ProcEntry) -> tuple[Process, ...]:
+        """Parent first, then grandparent...; stops at a pid missing from the table, pid 0, or a loop."""
+        if entry.anc_gen == self._gen:
+            return entry.anc
+        chain: list[Process] = []
+        seen = {entry.proc.pid}
+        cur = entry
+        while len(chain) < self.max_ancestors:
+            ppid = cur.proc.ppid
+            if ppid <= 0 or ppid in seen:
+                break
+            parent = self.procs.get(ppid)
+            if parent is None:
+                parent = self._reparent(cur)
+                if parent is None:
+                    break
+            chain.append(parent.proc)
+            seen.add(parent.proc.pid)
+            cur = parent
+        entry.anc = tuple(chain)
+        entry.anc_gen = self._gen
+        return entry.anc
+
+    def _reparent(self, entry: ProcEntry) -> ProcEntry | None:
+        # The parent exited; the kernel moved this process to a reaper. Ask /proc once for the new parent.
+        if entry.ppid_checked:
+            return None
+        entry.ppid_checked = True
+        try:
+            with open(f"{self.proc_root}/{entry.proc.pid}/status", encoding="utf-8") as f:
+                ppid = procfs.parse_status(f.read()).ppid
+        except OSError:
+            return None
+        if ppid == entry.proc.ppid:
+            return None
+        entry.proc = replace(entry.proc, ppid=ppid)
+        entry.threads.clear()
+        return self.procs.get(ppid)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def fork(self, parent: ProcEntry, child_pid: int, child_tid: int, flags: int, ts_ns: int) -> ProcEntry | None:
+        """A new process (not a thread) was forked from ``parent``; returns its entry, None for a new thread."""
+        if flags & CLONE_THREAD:
+            return None
+        pp = parent.proc
+        ppid = pp.ppid if flags & CLONE_PARENT else pp.pid
+        vpid = child_pid
+        if pp.vpid != pp.pid or flags & CLONE_NEWPID:
+            vpid = 0
+            try:
+                with open(f"{self.proc_root}/{child_pid}/status", encoding="utf-8") as f:
+                    nspid = procfs.parse_status(f.read()).nspid
+                vpid = nspid[-1] if nspid else 0
+            except OSError:
+                pass
+        mntns = parent.mntns
+        if flags & CLONE_NEWNS:
+            mntns = procfs.ns_inode(self.proc_root, child_pid, "mnt") or mntns
+        child = replace(pp, pid=child_pid, tid=child_pid, ppid=ppid, vpid=vpid, vtid=vpid, start_ns=ts_ns,
+                        is_sid_leader=False if pp.sid else None)
+        entry = ProcEntry(proc=child, mntns=mntns, fds=dict(parent.fds), cloexec=set(parent.cloexec),
+                          complete=parent.complete)
+        self.procs[child_pid] = entry
+        return entry
+
+    def exec(
+        self,
+        entry: ProcEntry,
+        *,
+        comm: str,
+        filename: str,
+        argv: tuple[str, ...],
+        uid: int,
+        gid: int,
+        cgroup_id: int,
+    ) -> Process:
+        """The process replaced its image; returns the new Process."""
+        pid = entry.proc.pid
+        base = f"{self.proc_root}/{pid}"
+        exepath = ""
+        try:
+            exepath = procfs.strip_deleted(os.readlink(f"{base}/exe"))
+        except OSError:
+            exepath = filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/",
+                                                                                           filename))
+            if entry.mntns in (0, self.users_host_mntns):
+                exepath = os.path.realpath(exepath)
+        euid: int | None = uid
+        egid: int | None = gid
+        caps = (entry.proc.cap_inheritable, entry.proc.cap_permitted, entry.proc.cap_effective)
+        exe_ino: int | None = None
+        ctime: int | None = None
+        mtime: int | None = None
+        try:
+            with open(f"{base}/status", encoding="utf-8") as f:
+                st = procfs.parse_status(f.read())
+            if st.uids[1] != procfs.UNSET_ID:
+                euid, egid = st.uids[1], st.gids[1]
+            caps = (st.cap_inheritable, st.cap_permitted, st.cap_effective)
+            s = os.stat(f"{base}/exe")
+            exe_ino, ctime, mtime = s.st_ino, s.st_ctime_ns, s.st_mtime_ns
+        except OSError:
+            pass
+        mntns = procfs.ns_inode(self.proc_root, pid, "mnt") or entry.mntns
+        cgroups = entry.proc.cgroups
+        if cgroup_id != entry.proc.cgroup_id or not cgroups:
+            cgroups = self.cgroups.lookup(cgroup_id, pid)
+        p = replace(
+            entry.proc,
+            tid=pid,
+            comm=comm,
+            exe=argv[0] if argv else filename,
+            exepath=exepath,
+            args=argv[1:],
+            uid=uid,
+            gid=gid,
+            euid=euid,
+            egid=egid,
+            cap_inheritable=caps[0],
+            cap_permitted=caps[1],
+            cap_effective=caps[2],
+            cgroup_id=cgroup_id,
+            cgroups=cgroups,
+            exe_ino=exe_ino,
+            exe_ino_ctime=ctime,
+            exe_ino_mtime=mtime,
+        )
+        entry.proc = self._names(p, mntns)
+        entry.mntns = mntns
+        for fd in entry.cloexec:
+            entry.fds.pop(fd, None)
+        entry.cloexec.clear()
+        entry.threads.clear()
+        self._gen += 1
+        return entry.proc
+
+    @property
+    def users_host_mntns(self) -> int:
+        """Mount namespace whose files are the host's."""
+        return self.users.host_mntns
+
+    def exit(self, pid: int, tid: int, group_dead: bool) -> None:
+        """A thread exited; the whole entry goes when it was the last one."""
+        if group_dead:
+            if self.procs.pop(pid, None) is not None:
+                self._gen += 1
+        else:
+            entry = self.procs.get(pid)
+            if entry is not None:
+                entry.threads.pop(tid, None)
+
+    def chdir(self, entry: ProcEntry, path: str) -> None:
+        """The working directory changed."""
+        entry.proc = replace(entry.proc, cwd=with_slash(path))
+        entry.threads.clear()
+        self._gen += 1
+
+    # ------------------------------------------------------------------ fds and paths
+
+    def set_fd(self, entry: ProcEntry, fd: Fd, cloexec: bool) -> None:
+        """Record a newly opened fd."""
+        if len(entry.fds) >= self.max_fds and fd.num not in entry.fds:
+            # No close tracing: bound the table by forgetting the oldest entries.
+            for old in list(entry.fds)[: self.max_fds // 4]:
+                del entry.fds[old]
+                entry.cloexec.discard(old)
+        entry.fds[fd.num] = fd
+        if cloexec:
+            entry.cloexec.add(fd.num)
+        else:
+            entry.cloexec.discard(fd.num)
+
+    def get_fd(self, entry: ProcEntry, num: int) -> Fd | None:
+        """The fd from the table, or from /proc/PID/fd when the table does not know it."""
+        fd = entry.fds.get(num)
+        if fd is not None:
+            return fd
+        try:
+            target = os.readlink(f"{self.proc_root}/{entry.proc.pid}/fd/{num}")
+        except OSError:
+            return None
+        if target.startswith("/"):
+            fd = Fd(num=num, type=FdType.DIRECTORY if os.path.isdir(target) else FdType.FILE, path=target)
+        else:
+            fd = Fd(num=num, path=target)
+        entry.fds[num] = fd
+        return fd
+
+    def resolve(self, entry: ProcEntry, dirfd: int, path: str) -> str:
+        """Absolute, normalised path of ``path`` relative to ``dirfd`` (AT_FDCWD = the cwd)."""
+        if not path:
+            return ""
+        if path.startswith("/"):
+            return normalize(path)
+        if dirfd == -100:
+            base = entry.proc.cwd or "/"
+        else:
+            fd = self.get_fd(entry, dirfd)
+            if fd is None or not fd.path.startswith("/"):
+                return "<UNKNOWN>/" + path
+            base = fd.path
+        return normalize(posixpath.join(base, path))

@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Event sources: the kernel (bcc probes + decoder + process table) behind the small ``EventSource`` Protocol.
+
+The BPF part is a thin adapter (``BpfProbe``) that compiles ``bpf/lanner.bpf.c``, attaches it and drains the ring
+buffer into raw records; everything after that is plain Python over bytes, testable without a kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from collector import layout, preflight
+from collector.cgroups import CgroupMap
+from collector.decode import Decoder, Identity
+from collector.procfs import BootClock, ns_inode
+from collector.proctable import ProcessTable
+from collector.users import UserDb
+from lanner.model import Event
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("process", "file", "network", "fileop")
+_FAMILY_MACROS = {"file": "LANNER_FAM_OPEN", "network": "LANNER_FAM_NET", "fileop": "LANNER_FAM_FILEOP"}
+
+
+class EventSource(Protocol):
+    """Anything that yields events: the kernel probes, a recording, a webhook."""
+
+    name: str
+
+    def start(self) -> None:
+        """Begin producing; raise ``preflight.SetupError`` when the source cannot work here."""
+
+    def poll(self) -> list[Event]:
+        """Events available now, without blocking (possibly none)."""
+
+    def dropped(self) -> int:
+        """Events lost inside the source so far (e.g. ring buffer full)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class RecordReader(Protocol):
+    """Raw ring-buffer records; implemented by ``BpfProbe``."""
+
+    def start(self) -> None:
+        """Load and attach."""
+
+    def read(self) -> list[bytes]:
+        """Records available now."""
+
+    def dropped(self) -> int:
+        """Records the kernel side could not queue."""
+
+    def close(self) -> None:
+        """Detach and free."""
+
+
+def read_boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
+    """This boot's id (empty when unreadable)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def default_identity() -> Identity:
+    """Host name, boot id and a fresh producer id for this collector run."""
+    return Identity(node=socket.gethostname(), boot_id=read_boot_id(), producer_id=uuid.uuid4().hex)
+
+
+class BpfProbe:
+    """Compiles and attaches the probes with bcc; ``read`` drains the ring buffer without waiting.
+
+    The collector's own process and everything it forks are excluded in the kernel (``exclude_self``; tests that
+    trace their own children turn it off), as are ``exclude_pids`` and their future children.
+    """
+
+    def __init__(
+        self,
+        *,
+        ring_buffer_pages: int = 1024,
+        families: Iterable[str] = FAMILIES,
+        exclude_pids: Iterable[int] = (),
+        exclude_self: bool = True,
+    ) -> None:
+        if ring_buffer_pages <= 0 or ring_buffer_pages & (ring_buffer_pages - 1):
+            raise ValueError(f"ring_buffer_pages must be a power of two, got {ring_buffer_pages}")
+        unknown = set(families) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown syscall families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+        self._pages = ring_buffer_pages
+        self._families = frozenset(families)
+        self._exclude = tuple(exclude_pids)
+        self._exclude_self = exclude_self
+        self._bpf: Any = None
+        self._pending: list[bytes] = []
+        self._callback: Any = None
+
+    def cflags(self) -> list[str]:
+        """The compile-time configuration passed to bcc."""
+        flags = [
+            f"-I{layout.BPF_DIR}",
+            f"-DLANNER_RB_PAGES={self._pages}",
+            f"-DLANNER_SELF_TGID={os.getpid() if self._exclude_self else 0}",
+            "-Wno-unused-function",
+        ]
+        for fam, macro in _FAMILY_MACROS.items():
+            flags.append(f"-D{macro}={1 if fam in self._families else 0}")
+        return flags
+
+    def start(self) -> None:
+        """Compile, load and attach (takes a few seconds); raises SetupError with the fix when it cannot."""
+        preflight.check()
+        bcc = preflight.import_bcc()
+        try:
+            self._bpf = bcc.BPF(src_file=str(layout.PROGRAM_PATH).encode(), cflags=self.cflags())
+        except Exception as exc:
+            raise preflight.SetupError(f"loading the eBPF probes failed: {exc}") from None
+        excluded = self._bpf["excluded"]
+        for pid in self._exclude:
+            excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        pending = self._pending
+
+        def on_record(_ctx: Any, data: Any, size: int) -> int:
+            pending.append(ctypes.string_at(data, size))
+            return 0
+
+        self._callback = on_record
+        self._bpf["events"].open_ring_buffer(on_record)
+
+    def exclude(self, pid: int) -> None:
+        """Stop tracing a process (and the children it forks from now on)."""
+        if self._bpf is not None:
+            self._bpf["excluded"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+
+    def read(self) -> list[bytes]:
+        """Drain whatever the ring buffer holds now."""
+        if self._bpf is None:
+            return []
+        self._bpf.ring_buffer_consume()
+        if not self._pending:
+            return []
+        out = self._pending[:]
+        self._pending.clear()
+        return out
+
+    def dropped(self) -> int:
+        """Records lost because the ring buffer was full, summed over CPUs."""
+        if self._bpf is None:
+            return 0
+        return int(sum(self._bpf["drops"][ctypes.c_int(0)]))
+
+    def close(self) -> None:
+        """Detach the probes and free the maps."""
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+
+class KernelSource:
+    """The live source: BPF records decoded into Events against a process table seeded from /proc."""
+
+    name = "syscall"
+
+    def __init__(
+        self,
+        reader: RecordReader,
+        *,
+        identity: Identity | None = None,
+        proc_root: str = "/proc",
+        host_root: str = "",
+    ) -> None:
+        self.reader = reader
+        clock = BootClock()
+        users = UserDb(ns_inode(proc_root, 1, "mnt") or ns_inode(proc_root, os.getpid(), "mnt"),
+                       proc_root=proc_root, host_root=host_root)
+        self.table = ProcessTable(users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root)
+        self.decoder = Decoder(self.table, identity or default_identity())
+
+    def start(self) -> None:
+        """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
+        self.reader.start()
+        t0 = time.monotonic()
+        n = self.table.seed()
+        log.info("process table seeded", extra={"processes": n, "seconds": round(time.monotonic() - t0, 3)})
+
+    def poll(self) -> list[Event]:
+        """Decode what the ring buffer holds now."""
+        records = self.reader.read()
+        if not records:
+            return []
+        return self.decoder.decode_many(records, time.time_ns())
+
+    def dropped(self) -> int:
+        """Records lost in the kernel ring buffer."""
+        return self.reader.dropped()
+
+    def close(self) -> None:
+        """Detach the probes."""
+        self.reader.close()

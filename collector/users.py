@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: Apache-2.0
+"""User and group names, resolved against the passwd/group files of the process's own root.
+
+A process in another mount namespace (a container) is resolved against ``/proc/PID/root/etc/passwd``, as Falco
+does, so ``user.name`` inside a container names the container's user. Files are cached per mount namespace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from collector.procfs import UNSET_ID
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    """One passwd line."""
+
+    name: str
+    home: str
+    shell: str
+
+
+ROOT_USER = UserEntry("root", "/root", "")
+
+
+def parse_passwd(text: str) -> dict[int, UserEntry]:
+    """uid -> entry; NSS compat lines (``+``/``-``) and malformed lines are skipped; the first entry wins."""
+    out: dict[int, UserEntry] = {}
+    for line in text.splitlines():
+        if not line or line[0] in "+-#":
+            continue
+        parts = line.split(":")
+        if len(parts) < 7:
+            continue
+        try:
+            uid = int(parts[2])
+        except ValueError:
+            continue
+        out.setdefault(uid, UserEntry(parts[0], parts[5], parts[6]))
+    return out
+
+
+def parse_group(text: str) -> dict[int, str]:
+    """gid -> name, with the same skipping rules as :func:`parse_passwd`."""
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        if not line or line[0] in "+-#":
+            continue
+        parts = line.split(":")
+        if len(parts) < 3:
+            continue
+        try:
+            gid = int(parts[2])
+        except ValueError:
+            continue
+        out.setdefault(gid, parts[0])
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+@dataclass(slots=True)
+class _Db:
+    users: dict[int, UserEntry]
+    groups: dict[int, str]
+    loaded_at: float
+
+
+class UserDb:
+    """Resolves ids to names per mount namespace; ``host_mntns`` selects the host files under ``host_root``."""
+
+    def __init__(self, host_mntns: int, proc_root: str = "/proc", host_root: str = "", ttl_s: float = 30.0) -> None:
+        self.host_mntns = host_mntns
+        self._proc_root = proc_root
+        self._host_root = host_root.rstrip("/")
+        self._ttl = ttl_s
+        self._dbs: dict[int, _Db] = {}
+
+    def _db(self, mntns: int, pid: int) -> _Db:
+        db = self._dbs.get(mntns)
+        now = time.monotonic()
+        if db is not None and now - db.loaded_at < self._ttl:
+            return db
+        if mntns == self.host_mntns or mntns == 0:
+            root = self._host_root
+        else:
+            root = f"{self._proc_root}/{pid}/root"
+        users = parse_passwd(_read(f"{root}/etc/passwd"))
+        groups = parse_group(_read(f"{root}/etc/group"))
+        if db is not None and not users and not groups:
+            # The process that gave access to this namespace's root is gone; keep the old tables.
+            db.loaded_at = now
+            return db
+        db = _Db(users, groups, now)
+        self._dbs[mntns] = db
+        return db
+
+    def user(self, mntns: int, pid: int, uid: int | None) -> UserEntry | None:
+        """The passwd entry of ``uid``; uid 0 is always root. None when unknown."""
+        if uid is None or uid == UNSET_ID or uid < 0:
+            return None
+        if uid == 0:
+            return ROOT_USER
+        return self._db(mntns, pid).users.get(uid)
+
+    def group(self, mntns: int, pid: int, gid: int | None) -> str:
+        """The group name of ``gid``; gid 0 is always root. Empty when unknown."""
+        if gid is None or gid == UNSET_ID or gid < 0:
+            return ""
+        if gid == 0:
+            return "root"
+        return self._db(mntns, pid).groups.get(gid, "")
+
+    def forget(self, mntns: int) -> None:
+        """Drop a namespace's cached tables (its last process exited)."""
+        self._dbs.pop(mntns, None)
