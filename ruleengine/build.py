@@ -24,6 +24,7 @@ from ruleengine.resolve import ListTable, MacroError, MappedText, build_exceptio
 DEPRECATED_FIELDS = ("evt.dir", "evt.latency", "evt.latency.s", "evt.latency.ns", "evt.latency.human",
                      "evt.wait_latency")
 CONTAINER_INFO = "%container.info"
+_NA_OPS = ("=", "==", "!=", "in", "intersects", "pmatch")
 UNKNOWN_FILTER_MARKERS = ("nonexistent field", "invalid formatting token", "unknown event type", "unknown filter:")
 NA_WARNING = ("comparing a field value with <NA> is unsafe and can lead to unpredictable behavior of the rule "
               "condition. If you need to check for the existence of a field, consider using the 'exists' "
@@ -183,7 +184,8 @@ class Builder:
         from ruleengine.output import OutputFormatError, parse_output
 
         try:
-            return parse_output(output, r.source)
+            fmt: object = parse_output(output, r.source)
+            return fmt
         except OutputFormatError as exc:
             text = str(exc)
             if r.skip_if_unknown_filter and any(m in text for m in UNKNOWN_FILTER_MARKERS):
@@ -200,13 +202,13 @@ class Builder:
                 stack.extend(e.children)
             elif isinstance(e, Not):
                 stack.append(e.child)
-            elif isinstance(e, Check) and isinstance(e.lhs, FieldRef) and e.lhs.name.startswith(("ka.", "jevt.")):
-                if e.op in ("=", "==", "!=", "in", "intersects", "pmatch"):
-                    vals = e.value.items if isinstance(e.value, ListValue) else (
-                        (e.value.text,) if isinstance(e.value, StrValue) else ())
-                    if "<NA>" in vals:
-                        self._add("LOAD_UNSAFE_NA_CHECK", NA_WARNING, r.cond.locate(0) or r.loc, False, "rule",
-                                  r.name)
+            elif (isinstance(e, Check) and isinstance(e.lhs, FieldRef)
+                  and e.lhs.name.startswith(("ka.", "jevt.")) and e.op in _NA_OPS):
+                vals = e.value.items if isinstance(e.value, ListValue) else (
+                    (e.value.text,) if isinstance(e.value, StrValue) else ())
+                if "<NA>" in vals:
+                    self._add("LOAD_UNSAFE_NA_CHECK", NA_WARNING, r.cond.locate(0) or r.loc, False, "rule",
+                              r.name)
 
     # --- final checks -----------------------------------------------------------------------------------------
     def unused_warnings(self) -> None:

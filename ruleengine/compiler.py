@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ruleengine.compiler_ops import RUNTIME, OpBuilder, OpError, Operand
+from ruleengine.compiler_ops import RUNTIME, OpBuilder, Operand, OpError
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
 from ruleengine.evttypes import EVENT_TYPES, TYPE_FIELDS
 from ruleengine.fields import BoundField, FieldArgError, FieldType, UnknownFieldError, resolve_field
@@ -128,7 +128,10 @@ class _Gen:
                 if c.op in ("pmatch", "regex") or lhs.ftype is FieldType.IPNET:
                     raise CompileError(f"operator '{c.op}' does not support field values on the right-hand side",
                                        c.value.pos)
-                rhs = self.operand(c.value.args[0]) if c.value.name == "val" else self.operand(c.value)
+                target = c.value.args[0] if c.value.name == "val" else c.value
+                if isinstance(target, str):
+                    raise CompileError("expected a field in 'val'", c.value.pos)
+                rhs = self.operand(target)
                 if rhs.bound is not None and rhs.bound.info.no_rhs:
                     raise CompileError(f"field '{rhs.token}' cannot be used as a right-hand side value",
                                        c.value.pos)

@@ -225,8 +225,7 @@ class OpBuilder:
             raise OpError(str(exc) or f"invalid value '{text}' for field {lhs.token}") from None
         if op == "icontains" and isinstance(value, str):
             value = value.lower()
-        if lhs.ftype in _IP and op in ("=", "==", "!=", "in", "intersects") and not isinstance(
-                value, ipaddress.IPv4Network | ipaddress.IPv6Network) and lhs.ftype is FieldType.IPNET:
+        if lhs.ftype is FieldType.IPNET and isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
             value = ipaddress.ip_network(value)
         return value
 

@@ -101,8 +101,8 @@ class Harness:
             doc = yaml.compose(src.text, Loader=yaml.SafeLoader)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-            return [TestOutcome(path, "<file>", 0, False, (f"{where}: cannot read test file: {exc}",))]
+            at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+            return [TestOutcome(path, "<file>", 0, False, (f"{at}: cannot read test file: {exc}",))]
         if is_null(doc):
             return []
         if not isinstance(doc, yaml.SequenceNode):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ruleengine.condition.ast import And, Check, Expr, MacroRef, Not, Or
+from ruleengine.condition.ast import And, Check, Expr, Not, Or
 from ruleengine.condition.parser import LIST_OPS, ConditionSyntaxError, parse_condition
 from ruleengine.loader.model import ExceptionEntry, ExceptionInfo, ListInfo
 
@@ -65,7 +65,7 @@ def resolve_list(mt: MappedText, name: str, items: list[str]) -> bool:
                 elif end < len(cnd) and cnd[end] == ",":
                     end += 1
             head = cnd[:start] + " " if start > 0 else ""
-            head_o = mt.origin[:start] + [anchor] if start > 0 else []
+            head_o = [*mt.origin[:start], anchor] if start > 0 else []
             mid = sub + " "
             cnd = head + mid + cnd[end:]
             mt.origin = head_o + [anchor] * len(mid) + mt.origin[end:]
@@ -121,7 +121,7 @@ def _value_text(v: ExceptionEntry) -> str:
 def build_exceptions(cond: str, exceptions: list[ExceptionInfo]) -> tuple[MappedText, set[str]]:
     """``(cond) and not <exception>...``, as text; returns the mapped text and the exception fields."""
     text = "(" + cond + ")"
-    origin = [0] + list(range(len(cond))) + [max(0, len(cond) - 1)]
+    origin = [0, *list(range(len(cond))), max(0, len(cond) - 1)]
     fields: set[str] = set()
     for ex in exceptions:
         assert ex.fields is not None and ex.comps is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -31,11 +32,9 @@ from ruleengine.loader.yamlnodes import (
     SourceFile,
     compose_documents,
     is_null,
-    is_scalar,
     loc,
     mapping,
 )
-from ruleengine.priority import Priority
 
 ENGINE_VERSION = (0, 63, 0)
 
@@ -324,7 +323,7 @@ class Reader:
         self._define(self.col.lists, info, ident)
 
     @staticmethod
-    def _define(table: dict[str, object], info: ListInfo | MacroInfo | RuleInfo, ident: int) -> None:
+    def _define(table: dict[str, Any], info: ListInfo | MacroInfo | RuleInfo, ident: int) -> None:
         prev = table.get(info.name)
         if prev is not None:
             assert isinstance(prev, type(info))

@@ -100,7 +100,7 @@ def _define(r: Reader, name: str, fields: Fields, where: Location) -> None:
     if info.source not in r.known_sources:
         info.unknown_source = True
         r.warn("LOAD_UNKNOWN_SOURCE", f"Unknown source {info.source}, skipping", where)
-    r._define(r.col.rules, info, r.col.next_id())  # type: ignore[arg-type]
+    r._define(r.col.rules, info, r.col.next_id())
 
 
 def _read_overrides(
