@@ -7,6 +7,14 @@ import asyncio
 import subprocess
 
 import pytest
+
+from enricher.cache import KEY_PREFIX, RedisCachedProvider
+from enricher.cgroups import match_cgroup_lines
+from enricher.cri import CriProvider, detect_cri
+from enricher.docker import DockerProvider
+from enricher.meta import ContainerMeta, LookupFailed
+from enricher.runtimes import RuntimeChain, connect_runtimes
+from lanner.model import Container
 from tests.enricher.enricher_testlib import (
     BOOKWORM,
     CRI_ENDPOINT,
@@ -17,14 +25,6 @@ from tests.enricher.enricher_testlib import (
     docker_run,
     host_cgroup_lines,
 )
-
-from enricher.cache import KEY_PREFIX, RedisCachedProvider
-from enricher.cgroups import match_cgroup_lines
-from enricher.cri import CriProvider, detect_cri
-from enricher.docker import DockerProvider
-from enricher.meta import ContainerMeta, LookupFailed
-from enricher.runtimes import RuntimeChain, connect_runtimes
-from lanner.model import Container
 
 pytestmark = pytest.mark.integration
 
