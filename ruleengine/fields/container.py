@@ -230,8 +230,6 @@ def _set_k(key: str) -> Callable[[EventBuilder, str | None, object], None]:
     def setter(b: EventBuilder, arg: str | None, v: object) -> None:
         b.k8s[key] = as_str(v)
         b.container["metadata_complete"] = True
-        if b.container.get("id", HOST_CONTAINER_ID) == HOST_CONTAINER_ID:
-            raise ValueError("k8s.* fields need a container.id other than host")
     return setter
 
 

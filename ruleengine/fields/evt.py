@@ -116,6 +116,11 @@ register("evt.latency", FieldType.RELTIME, "delta between an exit event and the 
 register("evt.count", FieldType.UINT, "This filter field always returns 1.", extract=lambda c: 1, derived=True)
 
 
+def has_result(ev: Event) -> bool:
+    """Whether Falco gives this event a return value (tracepoint-style events such as procexit have none)."""
+    return ev.type not in _NO_RESULT
+
+
 def _rawres(ctx: EventContext) -> int | None:
     ev = ctx.event
     return None if ev.type in _NO_RESULT else ev.res
