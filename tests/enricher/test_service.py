@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -72,8 +73,8 @@ def enricher_process(port: int, ruleengine: str, redis_url: str, log_path: str) 
     try:
         deadline = time.monotonic() + 20
         while not check_health(f"127.0.0.1:{port}", "lanner.v1.EnricherService", 0.5)[0]:
-            assert proc.poll() is None, open(log_path).read()
-            assert time.monotonic() < deadline, "enricher did not become healthy: " + open(log_path).read()
+            assert proc.poll() is None, Path(log_path).read_text()
+            assert time.monotonic() < deadline, "enricher did not become healthy: " + Path(log_path).read_text()
             time.sleep(0.1)
         yield proc
     finally:
@@ -169,7 +170,7 @@ async def test_enricher_starts_with_dead_redis_and_no_ruleengine(tmp_path: objec
         acks = await push(f"127.0.0.1:{port}", [[make_event(1, os.getpid(), host_cgroup_lines(os.getpid()))]])
         assert acks[0].accepted == 1
         await asyncio.sleep(0.5)
-    log = open(log_path).read()
+    log = Path(log_path).read_text()
     if os.path.exists("/var/run/docker.sock") or os.path.exists("/run/containerd/containerd.sock"):
         assert "redis unavailable" in log
     assert "Traceback" not in log
