@@ -21,11 +21,11 @@ from ruleengine.fields import EventContext, FieldArgError, UnknownFieldError
 from ruleengine.fields import _params as P
 from ruleengine.fields._builder import EventBuilder
 from ruleengine.fields._registry import resolve_with_setter
+from ruleengine.fields._tables import caps_to_string
 from ruleengine.fields._types import BoundField, FieldType, render_value
 from ruleengine.fields.container import _mount_str
-from ruleengine.fields.fd import finalize_fd, ip_of
-from ruleengine.fields._tables import caps_to_string
 from ruleengine.fields.evt import has_result
+from ruleengine.fields.fd import finalize_fd, ip_of
 from ruleengine.fields.proc import cmdline
 
 __all__ = ["EventFormatError", "event_from_fields", "event_to_fields", "read_events"]
@@ -63,7 +63,7 @@ def _matches(bound: BoundField, got: object, want: object) -> bool:
     if got is None:
         return False
     if isinstance(got, tuple) and not bound.any_of:
-        return isinstance(want, list) and list(bound.to_json(got)) == want  # type: ignore[arg-type]
+        return isinstance(want, list) and bound.to_json(got) == want
     if isinstance(got, bool):
         return got is want or (isinstance(want, str) and want == ("true" if got else "false"))
     if isinstance(got, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
@@ -295,16 +295,16 @@ def _container_fields(out: dict[str, object], ev: Event) -> None:
             out[key] = flag
     if c.mounts:
         out["container.mounts"] = ",".join(_mount_str(m) for m in c.mounts)
-    for k, v in c.labels.items():
-        out[f"container.label[{k}]"] = v
+    for lk, lv in c.labels.items():
+        out[f"container.label[{lk}]"] = lv
     k = ev.k8s
     for key, val in (("k8s.pod.name", k.pod_name), ("k8s.ns.name", k.ns_name), ("k8s.pod.uid", k.pod_uid),
                      ("k8s.pod.sandbox_id", k.pod_sandbox_id), ("k8s.pod.ip", k.pod_ip),
                      ("k8s.pod.cni.json", k.pod_cni_json), ("k8s.ns.uid", k.ns_uid)):
         if val:
             out[key] = val
-    for lk, lv in k.pod_labels.items():
-        out[f"k8s.pod.label[{lk}]"] = lv
+    for pk, pv in k.pod_labels.items():
+        out[f"k8s.pod.label[{pk}]"] = pv
 
 
 def event_to_fields(event: Event) -> dict[str, object]:
