@@ -89,10 +89,8 @@ class UserDb:
         now = time.monotonic()
         if db is not None and now - db.loaded_at < self._ttl:
             return db
-        if mntns == self.host_mntns or mntns == 0:
-            root = self._host_root
-        else:
-            root = f"{self._proc_root}/{pid}/root"
+        in_host = mntns in (self.host_mntns, 0)
+        root = self._host_root if in_host else f"{self._proc_root}/{pid}/root"
         users = parse_passwd(_read(f"{root}/etc/passwd"))
         groups = parse_group(_read(f"{root}/etc/group"))
         if db is not None and not users and not groups:

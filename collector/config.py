@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The collector's configuration (section ``collector:`` of the Lanner config file, env ``LANNER_COLLECTOR__*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lanner.config import ConfigError, load_section
+
+FAMILIES = ("process", "file", "network", "fileop")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """Settings of the collector service.
+
+    ``families`` selects the syscall groups traced: ``process`` (execve/execveat, clone/fork/vfork, exit; always
+    on, the process table needs it), ``file`` (open/openat/openat2/creat), ``network`` (socket/connect/accept)
+    and ``fileop`` (unlink/rename/mkdir/rmdir/chdir). ``exclude_pids`` are not traced, nor are their children
+    forked after start; the collector's own process always is excluded. ``record_path``, when set, appends every
+    event as one JSON line (protobuf JSON mapping) for later replay.
+    """
+
+    bind: str = "127.0.0.1:7701"
+    metrics_bind: str = "127.0.0.1:9701"
+    enricher_target: str = "127.0.0.1:7702"
+    batch_size: int = 256
+    linger_ms: float = 5.0
+    max_queue: int = 65536
+    exclude_pids: tuple[int, ...] = ()
+    ring_buffer_pages: int = 1024
+    families: tuple[str, ...] = FAMILIES
+    poll_interval_ms: float = 1.0
+    record_path: str = ""
+    proc_root: str = "/proc"
+    host_root: str = ""
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_queue < 1:
+            raise ValueError("batch_size and max_queue must be >= 1")
+        if self.linger_ms < 0 or self.poll_interval_ms <= 0:
+            raise ValueError("linger_ms must be >= 0 and poll_interval_ms > 0")
+        pages = self.ring_buffer_pages
+        if pages <= 0 or pages & (pages - 1):
+            raise ValueError(f"ring_buffer_pages must be a power of two, got {pages}")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"families: unknown {unknown}; known: {', '.join(FAMILIES)}")
+        if any(p <= 0 for p in self.exclude_pids):
+            raise ValueError("exclude_pids must be positive pids")
+
+
+def load_config(path: str | None = None) -> CollectorConfig:
+    """Load the ``collector`` section; raises ``ConfigError`` naming file and key on bad input."""
+    return load_section("collector", CollectorConfig, path)
+
+
+__all__ = ["FAMILIES", "CollectorConfig", "ConfigError", "load_config"]

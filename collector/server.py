@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Wires the collector into the shared service lifecycle: event source, sender to the enricher, health server."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import IO
+
+import grpc
+
+from collector.config import CollectorConfig
+from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
+from collector.source import BpfProbe, EventSource, KernelSource
+from lanner.server import run_service
+from lanner.streaming import BatchSender
+from lanner.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+
+
+def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> KernelSource:
+    """The kernel source described by the config (not started)."""
+    probe = BpfProbe(
+        ring_buffer_pages=cfg.ring_buffer_pages,
+        families=cfg.families,
+        exclude_pids=cfg.exclude_pids,
+        exclude_self=exclude_self,
+    )
+    return KernelSource(probe, proc_root=cfg.proc_root, host_root=cfg.host_root)
+
+
+async def serve(cfg: CollectorConfig, source: EventSource) -> None:
+    """Run the collector until SIGTERM/SIGINT. ``source`` must already be started (loading BPF can fail; the
+    caller reports that before any server starts)."""
+    sender: BatchSender[event_pb2.Event] = BatchSender(
+        STAGE,
+        cfg.enricher_target,
+        open_enricher_stream,
+        make_batch,
+        max_queue=cfg.max_queue,
+        batch_size=cfg.batch_size,
+        linger_s=cfg.linger_ms / 1000.0,
+    )
+    record: IO[str] | None = None
+    if cfg.record_path:
+        record = open(cfg.record_path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+    service = CollectorService(source, sender, poll_interval_s=cfg.poll_interval_ms / 1000.0, record=record)
+
+    def register(_server: grpc.aio.Server) -> Sequence[str]:
+        # The collector serves nothing but health; it pushes to the enricher.
+        return []
+
+    async def close_source() -> None:
+        source.close()
+        if record is not None:
+            with contextlib.suppress(OSError):
+                record.close()
+        log.info("collector stopped", extra={"events": service.events, "queue_dropped": sender.dropped})
+
+    await run_service(
+        "collector",
+        cfg.bind,
+        register,
+        background=[sender.run, service.run],
+        on_stop=[close_source, sender.close],
+        metrics_bind=cfg.metrics_bind,
+    )
