@@ -84,6 +84,13 @@ class RedisCachedProvider:
             announced_down = False
             log.info("redis connected; container metadata cache enabled", extra={"redis_url": self.redis_url})
 
+    async def wait_healthy(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the first successful connection; True when Redis is usable."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.healthy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        return self.healthy
+
     def _mark_down(self, exc: Exception) -> None:
         if self.healthy:
             log.warning("redis error; cache bypassed until it is back", extra={"error": str(exc)})

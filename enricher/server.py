@@ -55,6 +55,9 @@ async def serve(cfg: EnricherConfig) -> None:
     async def warm() -> None:
         if not cfg.warm_start or provider is None:
             return
+        if cache is not None:
+            # Warming also fills the shared cache, so give Redis a moment; without it, warm the memory only.
+            await cache.wait_healthy(2.0)
         ids = await runtimes.list_running()
         await enricher.warm(ids)
         log.info("container metadata warmed", extra={"containers": len(ids)})
