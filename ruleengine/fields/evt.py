@@ -383,6 +383,19 @@ register("evt.arg", FieldType.STRING, "one of the event arguments specified by n
          "'evt.arg.fd' or 'evt.arg[0]'.", arg=ArgKind.REQUIRED, bind=_bind_arg, setter=_set_arg_indexed)
 
 
+def _bind_rawarg(arg: str) -> Extractor:
+    if arg not in P.ALL_PARAM_NAMES:
+        from ruleengine.fields._types import FieldArgError
+
+        raise FieldArgError(f"unknown event argument '{arg}' (evt.rawarg takes a parameter name)")
+    return _rawarg_by_name(arg)
+
+
+register("evt.rawarg", FieldType.INT, "one of the event arguments specified by name, as its raw value (a number "
+         "for numeric parameters). E.g. 'evt.rawarg.fd'.", arg=ArgKind.REQUIRED, arg_form="key",
+         bind=_bind_rawarg, setter=lambda b, a, v: _arg_setter(str(a))(b, None, v))
+
+
 def _args(ctx: EventContext) -> str:
     ev = ctx.event
     plist = P.PARAMS.get(ev.type)
