@@ -155,8 +155,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=cmd_collector, collector_func=None)
     csub = p.add_subparsers(dest="collector_command", metavar="SUBCOMMAND")
     e = csub.add_parser("events", help="print decoded events live, without the other services")
-    e.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
-                   help="lanner YAML config (section 'collector')")
+    e.add_argument(
+        "--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help="lanner YAML config (section 'collector')"
+    )
     e.add_argument("--json", action="store_true", help="one JSON object per line (protobuf JSON mapping)")
     e.add_argument("--count", "-n", type=int, metavar="N", help="stop after N events")
     e.add_argument("--type", "-t", action="append", metavar="TYPE", help="only this event type (repeatable)")

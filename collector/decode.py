@@ -101,8 +101,19 @@ class Decoder:
             t = layout.HDR.unpack_from(raw)
             comm = t[10]
             nul = comm.find(b"\0")
-            h = Header(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9],
-                       (comm[:nul] if nul >= 0 else comm).decode("utf-8", "replace"))
+            h = Header(
+                t[0],
+                t[1],
+                t[2],
+                t[3],
+                t[4],
+                t[5],
+                t[6],
+                t[7],
+                t[8],
+                t[9],
+                (comm[:nul] if nul >= 0 else comm).decode("utf-8", "replace"),
+            )
             fam = self._families.get(h.type)
             if fam is None:
                 raise MalformedRecord(f"unknown record type {h.type}")
@@ -135,8 +146,7 @@ class Decoder:
         ident = self.identity
         return Event(
             type=type_,
-            identity=EventIdentity(node=ident.node, boot_id=ident.boot_id, seq=self.seq,
-                                   producer_id=ident.producer_id),
+            identity=EventIdentity(node=ident.node, boot_id=ident.boot_id, seq=self.seq, producer_id=ident.producer_id),
             timing=EventTiming(event_ns=self.table.clock.to_wall(h.ts_ns), collected_ns=self._collected_ns),
             res=res,
             cpu=h.cpu,

@@ -47,13 +47,27 @@ def decode_open(d: Decoder, h: Header, raw: bytes) -> Event | None:
     elif sc == layout.SC_OPEN:
         args = (Arg("fd", res), Arg("name", name), Arg("flags", flags), Arg("mode", mode))
     elif sc == layout.SC_OPENAT2:
-        args = (Arg("fd", res), Arg("dirfd", dirfd), Arg("name", name), Arg("flags", flags), Arg("mode", mode),
-                Arg("resolve", resolve))
+        args = (
+            Arg("fd", res),
+            Arg("dirfd", dirfd),
+            Arg("name", name),
+            Arg("flags", flags),
+            Arg("mode", mode),
+            Arg("resolve", resolve),
+        )
     else:
         args = (Arg("fd", res), Arg("dirfd", dirfd), Arg("name", name), Arg("flags", flags), Arg("mode", mode))
     proc = table.view(entry, h.tid, h.comm)
-    return d.event(h, _OPEN_NAMES.get(sc, "openat"), proc, table.ancestors(entry), res=res, fd=fd, args=args,
-                   incomplete=not entry.complete)
+    return d.event(
+        h,
+        _OPEN_NAMES.get(sc, "openat"),
+        proc,
+        table.ancestors(entry),
+        res=res,
+        fd=fd,
+        args=args,
+        incomplete=not entry.complete,
+    )
 
 
 def decode_fileop(d: Decoder, h: Header, raw: bytes) -> Event | None:
@@ -75,8 +89,13 @@ def decode_fileop(d: Decoder, h: Header, raw: bytes) -> Event | None:
         type_, args = "rename", (Arg("res", res), Arg("oldpath", p1), Arg("newpath", p2))
     elif sc in (layout.SC_RENAMEAT, layout.SC_RENAMEAT2):
         type_ = "renameat" if sc == layout.SC_RENAMEAT else "renameat2"
-        args = (Arg("res", res), Arg("olddirfd", dirfd1), Arg("oldpath", p1), Arg("newdirfd", dirfd2),
-                Arg("newpath", p2))
+        args = (
+            Arg("res", res),
+            Arg("olddirfd", dirfd1),
+            Arg("oldpath", p1),
+            Arg("newdirfd", dirfd2),
+            Arg("newpath", p2),
+        )
         if sc == layout.SC_RENAMEAT2:
             args += (Arg("flags", flags),)
     elif sc == layout.SC_MKDIR:

@@ -90,13 +90,25 @@ def decode_socket(d: Decoder, h: Header, raw: bytes) -> Event | None:
     res, _sc, domain, sock_type, protocol = layout.SOCKET.unpack_from(raw, layout.HDR.size)
     table = d.table
     entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
-    fd = Fd(num=res if res >= 0 else -1, type=fd_type_for(domain, sock_type & 0xF),
-            l4proto=l4proto_for(domain, sock_type, protocol), family=domain)
+    fd = Fd(
+        num=res if res >= 0 else -1,
+        type=fd_type_for(domain, sock_type & 0xF),
+        l4proto=l4proto_for(domain, sock_type, protocol),
+        family=domain,
+    )
     if res >= 0:
         table.set_fd(entry, fd, bool(sock_type & SOCK_CLOEXEC))
     args = (Arg("fd", res), Arg("domain", domain), Arg("type", sock_type), Arg("proto", protocol))
-    return d.event(h, "socket", table.view(entry, h.tid, h.comm), table.ancestors(entry), res=res, fd=fd,
-                   args=args, incomplete=not entry.complete)
+    return d.event(
+        h,
+        "socket",
+        table.view(entry, h.tid, h.comm),
+        table.ancestors(entry),
+        res=res,
+        fd=fd,
+        args=args,
+        incomplete=not entry.complete,
+    )
 
 
 def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
@@ -125,8 +137,16 @@ def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
     if fd.connected:
         table.set_fd(entry, fd, fdnum in entry.cloexec)
     args = (Arg("res", res), Arg("fd", fdnum), Arg("addr", addr_raw))
-    return d.event(h, "connect", table.view(entry, h.tid, h.comm), table.ancestors(entry), res=res, fd=fd,
-                   args=args, incomplete=not entry.complete)
+    return d.event(
+        h,
+        "connect",
+        table.view(entry, h.tid, h.comm),
+        table.ancestors(entry),
+        res=res,
+        fd=fd,
+        args=args,
+        incomplete=not entry.complete,
+    )
 
 
 def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
@@ -142,8 +162,9 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
         num=res if res >= 0 else -1,
         type=fd_type_for(family),
         family=family,
-        l4proto=lst.l4proto if lst and lst.l4proto else (L4Proto.TCP if family in (AF_INET, AF_INET6)
-                                                        else L4Proto.UNSPECIFIED),
+        l4proto=lst.l4proto
+        if lst and lst.l4proto
+        else (L4Proto.TCP if family in (AF_INET, AF_INET6) else L4Proto.UNSPECIFIED),
         client_ip=sa.ip if sa else b"",
         client_port=sa.port if sa else None,
         server_ip=lst.server_ip if lst else b"",
@@ -159,8 +180,16 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
     if sc == layout.SC_ACCEPT4:
         type_ = "accept4"
         args += (Arg("flags", flags),)
-    return d.event(h, type_, table.view(entry, h.tid, h.comm), table.ancestors(entry), res=res, fd=fd,
-                   args=args, incomplete=not entry.complete)
+    return d.event(
+        h,
+        type_,
+        table.view(entry, h.tid, h.comm),
+        table.ancestors(entry),
+        res=res,
+        fd=fd,
+        args=args,
+        incomplete=not entry.complete,
+    )
 
 
 FAMILY: dict[int, FamilyDecoder] = {

@@ -54,8 +54,7 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
     if res == 0:
         if old_tid != h.pid:
             entry.threads.pop(old_tid, None)
-        proc = table.exec(entry, comm=h.comm, filename=filename, argv=argv, uid=h.uid, gid=h.gid,
-                          cgroup_id=h.cgroup_id)
+        proc = table.exec(entry, comm=h.comm, filename=filename, argv=argv, uid=h.uid, gid=h.gid, cgroup_id=h.cgroup_id)
         entry.complete = True
     else:
         proc = table.view(entry, h.tid, h.comm)
@@ -92,8 +91,9 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
         args.append(Arg("flags", at_flags))
     if h.flags & layout.HF_ARGS_TRUNCATED:
         args.append(Arg("args_truncated", 1))
-    return d.event(h, _EXEC_NAMES.get(sc, "execve"), proc, anc, res=res, args=tuple(args),
-                   incomplete=not entry.complete)
+    return d.event(
+        h, _EXEC_NAMES.get(sc, "execve"), proc, anc, res=res, args=tuple(args), incomplete=not entry.complete
+    )
 
 
 def decode_fork(d: Decoder, h: Header, raw: bytes) -> Event | None:
@@ -124,8 +124,7 @@ def decode_fork(d: Decoder, h: Header, raw: bytes) -> Event | None:
         Arg("vtid", child_tid if child is None else cp.vtid),
         Arg("vpid", cp.vpid),
     )
-    return d.event(h, _FORK_NAMES.get(sc, "clone"), proc, anc, res=child_tid, args=args,
-                   incomplete=not parent.complete)
+    return d.event(h, _FORK_NAMES.get(sc, "clone"), proc, anc, res=child_tid, args=args, incomplete=not parent.complete)
 
 
 def decode_exit(d: Decoder, h: Header, raw: bytes) -> Event | None:

@@ -39,11 +39,15 @@ def problems(release: str | None = None, tracefs: str = TRACEFS) -> list[str]:
     found: list[str] = []
     release = release or os.uname().release
     if os.geteuid() != 0:
-        found.append("not running as root: loading eBPF programs needs root (or CAP_BPF, CAP_PERFMON and "
-                     "CAP_SYS_RESOURCE). Run with sudo, or in a container with cap_add: [SYS_ADMIN].")
+        found.append(
+            "not running as root: loading eBPF programs needs root (or CAP_BPF, CAP_PERFMON and "
+            "CAP_SYS_RESOURCE). Run with sudo, or in a container with cap_add: [SYS_ADMIN]."
+        )
     if not os.path.isdir(f"{tracefs}/events/syscalls"):
-        found.append(f"tracefs is not mounted at {tracefs} (no events/syscalls there). Mount it with: "
-                     f"mount -t tracefs tracefs {tracefs}")
+        found.append(
+            f"tracefs is not mounted at {tracefs} (no events/syscalls there). Mount it with: "
+            f"mount -t tracefs tracefs {tracefs}"
+        )
     build = f"/lib/modules/{release}/build"
     if not os.path.isdir(f"{build}/include") and not os.path.exists("/sys/kernel/kheaders.tar.xz"):
         candidates = sorted(glob.glob("/usr/src/linux-headers-*-amd64") + glob.glob("/usr/src/linux-headers-*-arm64"))
@@ -53,11 +57,15 @@ def problems(release: str | None = None, tracefs: str = TRACEFS) -> list[str]:
             fix = f"mkdir -p /lib/modules/{release} && ln -sfn {src} {build}"
             if os.path.isdir(common):
                 fix += f" && ln -sfn {common} /lib/modules/{release}/source"
-            found.append(f"kernel headers for {release} not found at {build}. Headers of another version are "
-                         f"installed; bcc can use them for tracepoints. Link them with: {fix}")
+            found.append(
+                f"kernel headers for {release} not found at {build}. Headers of another version are "
+                f"installed; bcc can use them for tracepoints. Link them with: {fix}"
+            )
         else:
-            found.append(f"kernel headers for {release} not found at {build}. Install them with: "
-                         f"apt-get install linux-headers-{release} (or linux-headers-amd64)")
+            found.append(
+                f"kernel headers for {release} not found at {build}. Install them with: "
+                f"apt-get install linux-headers-{release} (or linux-headers-amd64)"
+            )
     try:
         import_bcc()
     except SetupError as exc:

@@ -144,8 +144,15 @@ class ProcessTable:
             entry = self.entry_from_snapshot(snap)
         else:
             # Gone before we could look: keep what the event itself told us and mark it incomplete.
-            p = Process(pid=pid, tid=pid, comm=comm, uid=uid, gid=gid, cgroup_id=cgroup_id,
-                        cgroups=self.cgroups.lookup(cgroup_id, pid))
+            p = Process(
+                pid=pid,
+                tid=pid,
+                comm=comm,
+                uid=uid,
+                gid=gid,
+                cgroup_id=cgroup_id,
+                cgroups=self.cgroups.lookup(cgroup_id, pid),
+            )
             entry = ProcEntry(proc=self._names(p, 0), mntns=0, complete=False)
         self.procs[pid] = entry
         return entry
@@ -239,10 +246,19 @@ class ProcessTable:
         mntns = parent.mntns
         if flags & CLONE_NEWNS:
             mntns = procfs.ns_inode(self.proc_root, child_pid, "mnt") or mntns
-        child = replace(pp, pid=child_pid, tid=child_pid, ppid=ppid, vpid=vpid, vtid=vpid, start_ns=ts_ns,
-                        is_sid_leader=False if pp.sid else None)
-        entry = ProcEntry(proc=child, mntns=mntns, fds=dict(parent.fds), cloexec=set(parent.cloexec),
-                          complete=parent.complete)
+        child = replace(
+            pp,
+            pid=child_pid,
+            tid=child_pid,
+            ppid=ppid,
+            vpid=vpid,
+            vtid=vpid,
+            start_ns=ts_ns,
+            is_sid_leader=False if pp.sid else None,
+        )
+        entry = ProcEntry(
+            proc=child, mntns=mntns, fds=dict(parent.fds), cloexec=set(parent.cloexec), complete=parent.complete
+        )
         self.procs[child_pid] = entry
         return entry
 
@@ -264,8 +280,9 @@ class ProcessTable:
         try:
             exepath = procfs.strip_deleted(os.readlink(f"{base}/exe"))
         except OSError:
-            exepath = filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/",
-                                                                                           filename))
+            exepath = (
+                filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/", filename))
+            )
             if entry.mntns in (0, self.users_host_mntns):
                 exepath = os.path.realpath(exepath)
         euid: int | None = uid

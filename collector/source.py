@@ -182,8 +182,11 @@ class KernelSource:
     ) -> None:
         self.reader = reader
         clock = BootClock()
-        users = UserDb(ns_inode(proc_root, 1, "mnt") or ns_inode(proc_root, os.getpid(), "mnt"),
-                       proc_root=proc_root, host_root=host_root)
+        users = UserDb(
+            ns_inode(proc_root, 1, "mnt") or ns_inode(proc_root, os.getpid(), "mnt"),
+            proc_root=proc_root,
+            host_root=host_root,
+        )
         self.table = ProcessTable(users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root)
         self.decoder = Decoder(self.table, identity or default_identity())
 
