@@ -120,8 +120,8 @@ class _Gen:
             return f"(({v} := {lhs.code}) is not None{' and ' + v + ' != ()' if lhs.multi else ''})"
         if lhs.bound is not None and lhs.bound.info.name in TYPE_FIELDS:
             self._check_evt_types(c)
-        ops = OpBuilder(self, lhs, c.op, c.modifier, c.pos)
         try:
+            ops = OpBuilder(self, lhs, c.op, c.modifier, c.pos)
             if isinstance(c.value, Transformer):
                 if c.value.name != "val" and c.value.name not in _TRANSFORMER_OUT:
                     raise CompileError(f"field transformer '{c.value.name}' is not supported", c.value.pos)
