@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from dispatcher.convert import AlertError, alert_from_pb
+from dispatcher.convert import AlertError, alert_head_from_pb
 from dispatcher.metrics import ALERTS_DROPPED, SUBSCRIBER_SENT, SUBSCRIBERS
 from dispatcher.model import Alert
 from dispatcher.routing import Route
@@ -104,7 +104,7 @@ class SubscriberHub:
 
     def _fan_out(self, payload: bytes) -> None:
         try:
-            alert = alert_from_pb(alert_pb2.Alert.FromString(payload))
+            alert = alert_head_from_pb(alert_pb2.Alert.FromString(payload))
         except (DecodeError, AlertError) as exc:
             log.error("undecodable alert in stream; not sent to subscribers", extra={"error": str(exc)})
             return

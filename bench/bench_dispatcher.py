@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Dispatcher throughput: alerts/s through PushAlerts -> Redis Stream -> a Subscribe client and the file output.
+
+Starts a private redis-server and a dispatcher process (file output enabled), opens a Subscribe stream, then
+pushes N realistic alerts over one PushAlerts stream with a window of batches in flight, as the rule engine does.
+Prints: intake rate (alerts acked per second, i.e. persisted), the rate at which the subscriber received them,
+and the rate at which the file output wrote them. `python bench/bench_dispatcher.py [-n 50000] [--keep-alive]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from lanner.v1 import alert_pb2, services_pb2, services_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_alert(i: int) -> alert_pb2.Alert:
+    fields = struct_pb2.Struct()
+    fields.update(
+        {
+            "evt.time": 1718000011726060287 + i,
+            "proc.name": "bash",
+            "proc.cmdline": "bash -i",
+            "proc.pid": 1000 + i,
+            "proc.aname[2]": "containerd-shim",
+            "user.name": "root",
+            "user.loginuid": -1,
+            "container.id": "3ad7b26ded6d",
+            "container.name": "web",
+            "container.image.repository": "nginx",
+            "k8s.ns.name": None,
+        }
+    )
+    return alert_pb2.Alert(
+        rule="Terminal shell in container",
+        priority=alert_pb2.PRIORITY_NOTICE,
+        source="syscall",
+        tags=["container", "maturity_stable", "mitre_execution", "shell", "T1059"],
+        time=timestamp_pb2.Timestamp(seconds=1718000011, nanos=726060287),
+        output="13:53:31.726060287: Notice A shell was spawned in a container with an attached terminal "
+        f"(evt_type=execve user=root user_uid=0 process=bash proc_exepath=/bin/bash parent=runc n={i} "
+        "command=bash -i terminal=34816 container_id=3ad7b26ded6d container_name=web)",
+        output_fields=fields,
+        hostname="bench-host",
+        alert_id=f"bench-{i}",
+    )
+
+
+async def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def pusher(target: str, alerts: list[alert_pb2.Alert], batch: int, window: int) -> float:
+    """Push all alerts; return the time the last ack arrived."""
+    async with grpc.aio.insecure_channel(target) as ch:
+        call = ch.stream_stream(
+            "/lanner.v1.DispatcherService/PushAlerts",
+            request_serializer=alert_pb2.AlertBatch.SerializeToString,
+            response_deserializer=alert_pb2.AlertAck.FromString,
+        )()
+        batches = [alerts[i : i + batch] for i in range(0, len(alerts), batch)]
+        credits = asyncio.Semaphore(window)
+
+        async def reader() -> None:
+            for _ in batches:
+                await call.read()
+                credits.release()
+
+        rt = asyncio.create_task(reader())
+        for seq, b in enumerate(batches):
+            await credits.acquire()
+            await call.write(alert_pb2.AlertBatch(batch_seq=seq, alerts=b))
+        await rt
+        await call.done_writing()
+        return time.monotonic()
+
+
+async def subscriber(target: str, n: int, ready: asyncio.Event) -> float:
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = services_pb2_grpc.SubscriberServiceStub(ch)
+        call = stub.Subscribe(services_pb2.SubscribeRequest(subscriber_name="bench"))
+        await asyncio.wait_for(ch.channel_ready(), 10)
+        ready.set()
+        got = 0
+        async for _ in call:
+            got += 1
+            if got == n:
+                break
+        call.cancel()
+        return time.monotonic()
+
+
+async def file_done(path: Path, n: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    count, offset = 0, 0
+    while count < n:
+        if path.exists():
+            with path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            count += chunk.count(b"\n")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"file output wrote {count}/{n} lines")
+        await asyncio.sleep(0.01)
+    return time.monotonic()
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> None:
+    redis_port, grpc_port = free_port(), free_port()
+    redis = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
+         "--appendonly", "yes" if args.aof else "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+    )
+    out = tmp / "alerts.jsonl"
+    cfg = tmp / "lanner.yaml"
+    cfg.write_text(
+        "dispatcher:\n"
+        f"  bind: 127.0.0.1:{grpc_port}\n  metrics_bind: ''\n  log_level: warning\n"
+        f"  redis_url: redis://127.0.0.1:{redis_port}/0\n"
+        f"  subscriber_queue: {args.n}\n"
+        "  outputs:\n"
+        f"    file: {{enabled: {'false' if args.intake_only else 'true'}, path: {out}, "
+        f"keep_alive: {'true' if args.keep_alive else 'false'}}}\n"
+    )
+    prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    disp = subprocess.Popen([sys.executable, *prof, "-m", "dispatcher", "--config", str(cfg)])
+    try:
+        await wait_port(grpc_port)
+        target = f"127.0.0.1:{grpc_port}"
+        alerts = [make_alert(i) for i in range(args.n)]
+        size = sum(a.ByteSize() for a in alerts) / len(alerts)
+        print(f"alerts: {args.n} (avg {size:.0f} bytes protobuf), batch {args.batch}, window {args.window}, "
+              f"file keep_alive={args.keep_alive}, redis aof={args.aof}, intake only={args.intake_only}")
+        if args.intake_only:
+            t0 = time.monotonic()
+            acked = await pusher(target, alerts, args.batch, args.window)
+            print(f"PushAlerts intake (persisted + acked): {args.n / (acked - t0):10.0f} alerts/s")
+            return
+        ready = asyncio.Event()
+        sub = asyncio.create_task(subscriber(target, args.n, ready))
+        await ready.wait()
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        filed = asyncio.create_task(file_done(out, args.n, 600))
+        acked = await pusher(target, alerts, args.batch, args.window)
+        subbed = await sub
+        written = await filed
+        print(f"PushAlerts intake (persisted + acked): {args.n / (acked - t0):10.0f} alerts/s")
+        print(f"Subscribe client received all:        {args.n / (subbed - t0):10.0f} alerts/s")
+        print(f"file output wrote all:                {args.n / (written - t0):10.0f} alerts/s")
+    finally:
+        disp.send_signal(signal.SIGTERM)
+        disp.wait(20)
+        redis.terminate()
+        redis.wait(10)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("-n", type=int, default=50000, help="alerts to push")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--window", type=int, default=16, help="batches in flight (unacked)")
+    p.add_argument("--keep-alive", action="store_true", help="keep the output file open")
+    p.add_argument("--aof", action="store_true", help="run redis with appendonly yes (fsync every second)")
+    p.add_argument("--intake-only", action="store_true", help="no subscriber, no file output: intake alone")
+    p.add_argument("--profile", default="", help="write a cProfile of the dispatcher to this file")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        asyncio.run(run(args, Path(d)))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
