@@ -126,7 +126,7 @@ class BpfProbe:
             self._bpf = bcc.BPF(src_file=str(layout.PROGRAM_PATH).encode(), cflags=self.cflags())
         except Exception as exc:
             raise preflight.SetupError(f"loading the eBPF probes failed: {exc}") from None
-        excluded = self._bpf["excluded"]
+        excluded = self._bpf[b"excluded"]
         for pid in self._exclude:
             excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         pending = self._pending
@@ -136,12 +136,12 @@ class BpfProbe:
             return 0
 
         self._callback = on_record
-        self._bpf["events"].open_ring_buffer(on_record)
+        self._bpf[b"events"].open_ring_buffer(on_record)
 
     def exclude(self, pid: int) -> None:
         """Stop tracing a process (and the children it forks from now on)."""
         if self._bpf is not None:
-            self._bpf["excluded"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+            self._bpf[b"excluded"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
     def read(self) -> list[bytes]:
         """Drain whatever the ring buffer holds now."""
@@ -158,7 +158,7 @@ class BpfProbe:
         """Records lost because the ring buffer was full, summed over CPUs."""
         if self._bpf is None:
             return 0
-        return int(sum(self._bpf["drops"][ctypes.c_int(0)]))
+        return int(sum(self._bpf[b"drops"][ctypes.c_int(0)]))
 
     def close(self) -> None:
         """Detach the probes and free the maps."""

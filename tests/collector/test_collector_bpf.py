@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The probes on the real kernel: run real commands and check what the decoded events say about them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from collector import preflight
+from collector.source import BpfProbe, KernelSource
+from lanner.model import Event, FdType, L4Proto
+
+pytestmark = pytest.mark.bpf
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[KernelSource]:
+    found = preflight.problems()
+    if found:
+        pytest.skip("eBPF unavailable: " + "; ".join(found))
+    # The test process is the one spawning the workload, so it must not exclude itself.
+    src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
+    src.start()
+    yield src
+    src.close()
+
+
+def collect(src: KernelSource, done: Callable[[list[Event]], bool], timeout: float = 5.0) -> list[Event]:
+    """Poll until ``done(events)`` holds or the timeout passes; returns everything seen."""
+    seen: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.extend(src.poll())
+        if done(seen):
+            return seen
+        time.sleep(0.002)
+    return seen
+
+
+def of_pid(events: list[Event], pid: int, type_: str | None = None) -> list[Event]:
+    return [e for e in events if e.proc.pid == pid and (type_ is None or e.type == type_)]
+
+
+def run(cmd: list[str], **kw: object) -> int:
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+    p.wait(timeout=10)
+    return int(p.pid)
+
+
+def test_cat_etc_shadow(source: KernelSource) -> None:
+    source.poll()
+    pid = run(["cat", "/etc/shadow"])
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
+    execs = [e for e in of_pid(events, pid, "execve") if e.res == 0]
+    assert execs, f"no execve from {pid}"
+    ex = execs[0]
+    p = ex.proc
+    assert (p.comm, p.exe, p.args) == ("cat", "cat", ("/etc/shadow",))
+    assert p.exepath == "/usr/bin/cat"
+    assert p.uid == 0 and p.user_name == "root" and p.group_name == "root"
+    assert ex.ancestors and ex.ancestors[0].pid == os.getpid()
+    assert ex.arg("filename") == "/usr/bin/cat"
+    assert ex.identity.boot_id and ex.identity.seq > 0
+    assert abs(ex.timing.event_ns - time.time_ns()) < 10_000_000_000
+    opens = [e for e in of_pid(events, pid, "openat") if e.fd is not None and e.fd.path == "/etc/shadow"]
+    assert opens, "no openat of /etc/shadow"
+    fd = opens[0].fd
+    assert fd is not None and fd.num >= 3 and opens[0].res == fd.num
+    assert fd.open_flags is not None and fd.open_flags & 0o3 == os.O_RDONLY
+    assert fd.type == FdType.FILE and opens[0].arg("dirfd") == -100
+    assert opens[0].proc.comm == "cat" and opens[0].ancestors[0].pid == os.getpid()
+
+
+def test_bash_c_true(source: KernelSource) -> None:
+    source.poll()
+    pid = run(["bash", "-c", "true"])
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
+    ex = [e for e in of_pid(events, pid, "execve") if e.res == 0]
+    assert ex and ex[0].proc.comm == "bash" and ex[0].proc.args == ("-c", "true")
+    assert ex[0].proc.exepath == "/usr/bin/bash"
+    exits = of_pid(events, pid, "procexit")
+    assert exits[0].arg("ret") == 0
+
+
+def test_fork_chain_and_ancestors(source: KernelSource) -> None:
+    source.poll()
+    pid = run(["bash", "-c", "cat /etc/hostname; true"])
+
+    def cat_exec(evs: list[Event]) -> list[Event]:
+        return [e for e in evs if e.type == "execve" and e.res == 0 and e.proc.comm == "cat" and e.proc.ppid == pid]
+
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")) and bool(cat_exec(evs)))
+    forks = [e for e in of_pid(events, pid) if e.type in ("clone", "clone3", "fork", "vfork")]
+    assert forks, "no fork event from bash"
+    ex = cat_exec(events)[0]
+    assert ex.proc.args == ("/etc/hostname",)
+    assert [a.pid for a in ex.ancestors[:2]] == [pid, os.getpid()]
+    assert ex.ancestors[0].comm == "bash" and ex.ancestors[0].args == ("-c", "cat /etc/hostname; true")
+
+
+def test_unprivileged_user_and_relative_path(source: KernelSource) -> None:
+    source.poll()
+    pid = run(["cat", "hostname"], cwd="/etc", user=65534, group=65534, extra_groups=[])
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
+    ex = [e for e in of_pid(events, pid, "execve") if e.res == 0]
+    assert ex and ex[0].proc.uid == 65534 and ex[0].proc.user_name == "nobody"
+    assert ex[0].proc.cwd == "/etc/"
+    opens = [e for e in of_pid(events, pid, "openat") if e.fd is not None and e.fd.path_raw == "hostname"]
+    assert opens and opens[0].fd is not None and opens[0].fd.path == "/etc/hostname"
+    assert opens[0].proc.user_name == "nobody"
+
+
+def test_file_operations(source: KernelSource, tmp_path: Path) -> None:
+    source.poll()
+    pid = run(["bash", "-c", "mkdir d && mv d e && rmdir e && touch f && rm f"], cwd=str(tmp_path))
+    events = collect(source, lambda evs: any(e.type in ("unlink", "unlinkat") for e in evs))
+    mine = [e for e in events if e.proc.pid == pid or (e.ancestors and e.ancestors[0].pid == pid)]
+    types = {e.type for e in mine}
+    assert "mkdir" in types or "mkdirat" in types
+    assert types & {"rename", "renameat", "renameat2"}
+    assert types & {"rmdir", "unlinkat"}
+    created = [e for e in mine if e.type in ("openat", "creat") and e.fd is not None and e.fd.path_raw == "f"]
+    assert created and created[0].fd is not None and created[0].fd.path == str(tmp_path / "f")
+
+
+def test_connect_and_accept(source: KernelSource) -> None:
+    source.poll()
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        child = subprocess.Popen(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}; sleep 0.2"])
+        conn, _ = srv.accept()
+        conn.close()
+        child.wait(timeout=10)
+
+    def done(evs: list[Event]) -> bool:
+        return bool(of_pid(evs, child.pid, "connect")) and bool(of_pid(evs, os.getpid()))
+
+    events = collect(source, done)
+    con = [e for e in of_pid(events, child.pid, "connect") if e.fd is not None and e.fd.server_port == port]
+    assert con, "no connect event"
+    fd = con[0].fd
+    assert fd is not None and fd.server_ip == bytes([127, 0, 0, 1]) and fd.type == FdType.IPV4
+    assert fd.l4proto == L4Proto.TCP and fd.connected and fd.is_server is False
+    acc = [e for e in events if e.proc.pid == os.getpid() and e.type in ("accept", "accept4")]
+    assert acc and acc[0].fd is not None and acc[0].fd.client_ip == bytes([127, 0, 0, 1]) and acc[0].fd.is_server
+
+
+def test_excluded_process_and_its_children_are_silent(source: KernelSource) -> None:
+    source.poll()
+    child = subprocess.Popen(
+        ["bash", "-c", "read x; cat /etc/hostname"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    collect(source, lambda evs: bool(of_pid(evs, child.pid, "execve")))
+    probe = source.reader
+    assert isinstance(probe, BpfProbe)
+    probe.exclude(child.pid)
+    assert child.stdin is not None
+    child.stdin.write(b"go\n")
+    child.stdin.close()
+    child.wait(timeout=10)
+    marker = run(["true"])
+    events = collect(source, lambda evs: bool(of_pid(evs, marker, "procexit")))
+    assert not [e for e in events if e.proc.pid == child.pid or e.proc.ppid == child.pid]
+    assert source.dropped() == 0
