@@ -232,18 +232,11 @@ def _set_l4proto(b: EventBuilder, arg: str | None, v: object) -> None:
 
 
 def _set_directory(b: EventBuilder, arg: str | None, v: object) -> None:
-    fd = b.fd_dict()
-    if not fd.get("path"):
-        fd["path"] = as_str(v).rstrip("/") + "/" + (fd.pop("_filename", "") or "")
-    fd.setdefault("type", FdType.FILE)
+    b.fd_dict()["_dir"] = as_str(v)
 
 
 def _set_filename(b: EventBuilder, arg: str | None, v: object) -> None:
-    fd = b.fd_dict()
-    if not fd.get("path"):
-        fd["_filename"] = as_str(v)
-        fd["path"] = as_str(v)
-    fd.setdefault("type", FdType.FILE)
+    b.fd_dict()["_filename"] = as_str(v)
 
 
 def _endpoint_setter(server: bool | None, port: bool, local: bool | None = None) -> Any:
@@ -268,9 +261,10 @@ def finalize_fd(b: EventBuilder) -> None:
     fd = b.fd
     if fd is None:
         return
-    fname = fd.pop("_filename", None)
-    if fname is not None and fd.get("path") == fname and "/" not in fname:
-        fd["path"] = fname
+    dirname, fname = fd.pop("_dir", None), fd.pop("_filename", None)
+    if not fd.get("path") and (dirname is not None or fname is not None):
+        fd["path"] = (dirname or "").rstrip("/") + "/" + (fname or "")
+        fd.setdefault("type", FdType.FILE)
     if "type" not in fd:
         ip = fd.get("server_ip") or fd.get("client_ip")
         if ip:

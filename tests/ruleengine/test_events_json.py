@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: Apache-2.0
+"""JSON-lines events keyed by Falco field names <-> lanner.model.Event."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lanner.model import Arg, Container, Event, EventTiming, Fd, FdType, K8s, L4Proto, Process
+from ruleengine.events_json import EventFormatError, event_from_fields, event_to_fields, read_events
+from tests.ruleengine.fields_util import value
+
+
+def test_contract_example() -> None:
+    ev = event_from_fields({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow",
+                            "evt.arg.flags": "O_RDONLY", "proc.aname[2]": "sshd"})
+    assert ev.type == "openat" and ev.proc.comm == "cat"
+    assert ev.fd is not None and ev.fd.path == "/etc/shadow" and ev.fd.type is FdType.FILE
+    assert ev.arg("flags") == 0  # kernel numbering
+    assert ev.ancestors[1].comm == "sshd" and ev.ancestors[0].comm == ""
+    # Derived fields come out of the same extractors as for live events.
+    assert value(ev, "fd.directory") == "/etc" and value(ev, "fd.filename") == "shadow"
+    assert value(ev, "evt.is_open_read") is True
+    assert value(ev, "proc.aname", "2") == "sshd"
+
+
+def test_derived_fields_fill_missing_facts() -> None:
+    ev = event_from_fields({"evt.type": "openat", "fd.directory": "/etc", "fd.filename": "shadow",
+                            "evt.is_open_read": True, "proc.cmdline": "cat /etc/shadow", "evt.res": "ENOENT",
+                            "proc.pname": "bash", "user.name": "root", "thread.cap_effective": "CAP_SYS_ADMIN"})
+    assert value(ev, "fd.name") == "/etc/shadow"
+    assert ev.proc.comm == "cat" and ev.proc.args == ("/etc/shadow",)
+    assert ev.res == -2 and value(ev, "evt.rawres") == -2
+    assert value(ev, "user.uid") == 0
+    assert ev.proc.cap_effective == 1 << 21
+    write = event_from_fields({"evt.type": "open", "fd.name": "/etc/x", "evt.is_open_write": True,
+                               "evt.is_open_read": True})
+    assert value(write, "evt.arg.flags") == "O_RDWR"
+
+
+def test_sockets() -> None:
+    ev = event_from_fields({"evt.type": "connect", "fd.name": "10.0.0.1:3333->1.2.3.4:80", "fd.l4proto": "udp",
+                            "fd.sip": "1.2.3.4", "fd.snet": "1.2.3.0/24", "fd.typechar": "4"})
+    assert ev.fd is not None and ev.fd.type is FdType.IPV4 and ev.fd.l4proto is L4Proto.UDP
+    assert ev.fd.server_port == 80 and ev.fd.client_ip == bytes([10, 0, 0, 1])
+    v6 = event_from_fields({"evt.type": "connect", "fd.sip": "2001:db8::1", "fd.sport": 443, "fd.cip": "::1",
+                            "fd.cport": 5555})
+    assert value(v6, "fd.name") == "::1:5555->2001:db8::1:443" and value(v6, "fd.typechar") == "6"
+
+
+def test_container_and_pod() -> None:
+    ev = event_from_fields({"evt.type": "execve", "container.id": "3ad7b26ded6d",
+                            "container.image": "nginx:1.25", "k8s.ns.name": "prod",
+                            "container.mount.dest[/var/run/docker.sock]": "/var/run/docker.sock"})
+    assert value(ev, "container.image.repository") == "nginx" and value(ev, "container.image.tag") == "1.25"
+    assert value(ev, "k8s.ns.name") == "prod" and value(ev, "container.privileged") is False
+    assert value(ev, "container.mount.dest", "/var/run/docker.sock") == "/var/run/docker.sock"
+    pending = event_from_fields({"evt.type": "execve", "container.id": "3ad7b26ded6d"})
+    assert value(pending, "container.name") is None
+    assert value(event_from_fields({"evt.type": "execve"}), "container.id") == "host"
+
+
+def test_null_means_no_value() -> None:
+    ev = event_from_fields({"evt.type": "execve", "proc.pname": None, "fd.name": None})
+    assert value(ev, "proc.pname") is None
+    with pytest.raises(EventFormatError, match="proc.pname"):
+        event_from_fields({"evt.type": "execve", "proc.aname[1]": "bash", "proc.pname": None})
+
+
+@pytest.mark.parametrize(("record", "field", "message"), [
+    ({"proc.name": "x"}, "evt.type", "missing"),
+    ({"evt.type": "open", "proc.nmae": "x"}, "proc.nmae", "unknown field 'proc.nmae'"),
+    ({"evt.type": "open", "proc.name[2]": "x"}, "proc.name[2]", "does not take an argument"),
+    ({"evt.type": "openat", "evt.arg.flags": "O_FOO"}, "evt.arg.flags", "unknown open flag 'O_FOO'"),
+    ({"evt.type": "openat", "fd.name": "/etc/x", "fd.directory": "/tmp"}, "fd.directory", "does not match"),
+    ({"evt.type": "openat", "evt.arg.flags": "O_WRONLY", "evt.is_open_read": True}, "evt.is_open_read",
+     "does not match"),
+    ({"evt.type": "open", "proc.pid": "abc"}, "proc.pid", "expected an integer"),
+    ({"evt.type": "open", "fd.type": "socket"}, "fd.type", "unknown fd type"),
+    ({"evt.type": "open", "fd.sip": "1.2.3.400"}, "fd.sip", "not a valid IP address"),
+    ({"evt.type": "open", "evt.res": "EWHAT"}, "evt.res", "neither SUCCESS nor an errno name"),
+    ({"evt.type": "open", "thread.cap_effective": "CAP_FLY"}, "thread.cap_effective", "unknown capability"),
+    ({"evt.type": "open", "fd.is_server": "maybe"}, "fd.is_server", "expected true or false"),
+])
+def test_errors_name_the_field(record: dict[str, object], field: str, message: str) -> None:
+    with pytest.raises(EventFormatError) as info:
+        event_from_fields(record)
+    assert info.value.field == field
+    assert message in str(info.value)
+
+
+def test_read_events_names_path_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"evt.type": "execve", "proc.name": "bash"}\n\n{"evt.type": "open", "fd.nmae": "/x"}\n')
+    events = read_events(str(path))
+    assert next(events).proc.comm == "bash"
+    with pytest.raises(EventFormatError, match=rf"{path}:3: field 'fd.nmae': unknown field"):
+        next(events)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"evt.type": "open",\n')
+    with pytest.raises(EventFormatError, match=rf"{bad}:1: invalid JSON at column"):
+        list(read_events(str(bad)))
+
+
+def test_audit_lines(tmp_path: Path) -> None:
+    audit = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "verb": "create",
+             "stageTimestamp": "2024-06-10T06:13:31.726060Z", "user": {"username": "alice"}}
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps(audit) + "\n" + json.dumps({"kind": "EventList", "items": [audit, audit]}) + "\n")
+    events = list(read_events(str(path)))
+    assert len(events) == 3 and all(e.source == "k8s_audit" for e in events)
+    assert events[0].timing.event_ns == 1718000011726060000
+    assert value(events[0], "ka.user.name", source="k8s_audit") == "alice"
+    assert event_to_fields(events[0]) == audit
+    with pytest.raises(EventFormatError, match="stageTimestamp"):
+        event_from_fields({"kind": "Event", "verb": "get"}, "k8s_audit")
+
+
+def test_round_trip_of_a_live_style_event() -> None:
+    live = Event(
+        type="openat", res=3, cpu=2, timing=EventTiming(event_ns=1718000011726060287),
+        proc=Process(pid=200, tid=200, vpid=200, comm="cat", exe="cat", exepath="/usr/bin/cat",
+                     args=("/etc/shadow",), cwd="/root/", uid=0, gid=0, loginuid=1000, tty=34816,
+                     cap_effective=(1 << 41) - 1, cap_permitted=(1 << 41) - 1, cap_inheritable=0,
+                     user_name="root", group_name="root", start_ns=1718000011000000000),
+        ancestors=(Process(pid=100, comm="bash", exepath="/usr/bin/bash", args=("-i",)),
+                   Process(pid=50, comm="sshd", exe="sshd: alice@pts/0")),
+        fd=Fd(num=3, type=FdType.FILE, path="/etc/shadow", open_flags=0o2000000),
+        args=(Arg("dirfd", -100), Arg("name", "/etc/shadow"), Arg("flags", 0o2000000), Arg("mode", 0)),
+        container=Container(id="3ad7b26ded6d", name="web", image="nginx:1", image_repository="nginx",
+                            image_tag="1", privileged=False, metadata_complete=True),
+        k8s=K8s(pod_name="web-1", ns_name="prod"),
+    )
+    record = event_to_fields(live)
+    assert json.loads(json.dumps(record)) == record  # plain JSON
+    back = event_from_fields(record)
+    for name in ("proc.cmdline", "proc.pcmdline", "proc.aexe[2]", "evt.arg.flags", "fd.name", "user.loginuid",
+                 "thread.cap_effective", "container.image.repository", "k8s.ns.name", "evt.time", "proc.duration",
+                 "evt.res", "fd.num", "evt.args"):
+        n, _, arg = name.partition("[")
+        assert value(back, n, arg.rstrip("]") or None) == value(live, n, arg.rstrip("]") or None), name
