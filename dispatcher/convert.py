@@ -52,8 +52,9 @@ def alert_head_from_pb(pb: alert_pb2.Alert) -> Alert:
     """The alert without its ``output_fields`` and texts: enough for routing, and much cheaper to build."""
     if not pb.rule:
         raise AlertError("rule: must not be empty")
-    return Alert(rule=pb.rule, priority=priority_from_pb(pb.priority), source=pb.source or "syscall",
-                 tags=tuple(pb.tags))
+    return Alert(
+        rule=pb.rule, priority=priority_from_pb(pb.priority), source=pb.source or "syscall", tags=tuple(pb.tags)
+    )
 
 
 def alert_from_pb(pb: alert_pb2.Alert) -> Alert:

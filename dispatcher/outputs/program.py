@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``program``: pipe each alert line into a shell command, as Falco's program output does.
+
+Without ``keep_alive`` the command runs once per alert: the line is written to its stdin, stdin is closed, and
+the alert counts as delivered when the command exits with status 0 (any other status is retried). With
+``keep_alive`` one long-running process reads every line; it is restarted if it dies, and on SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+from dispatcher.falco_format import falco_json, text_line
+from dispatcher.model import Alert
+from dispatcher.registry import OutputContext, register_output
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramConfig:
+    """Settings of the program output."""
+
+    # Run with /bin/sh -c, e.g. "jq '{text: .output}' | curl -d @- -X POST https://hooks.example/x".
+    program: str = ""
+    keep_alive: bool = False
+    json_output: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.program.strip():
+            raise ValueError("program: a command is required")
+
+
+def build_program_line(alert: Alert, cfg: ProgramConfig, ctx: OutputContext) -> bytes:
+    """The bytes written to the program's stdin for an alert, newline included."""
+    text = falco_json(alert, ctx.json, ctx.hostname) if cfg.json_output else text_line(alert)
+    return (text + "\n").encode("utf-8", "replace")
+
+
+async def _reap(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+@register_output("program")
+class ProgramOutput:
+    """Feeds alert lines to a command's stdin."""
+
+    Config: ClassVar[type[ProgramConfig]] = ProgramConfig
+
+    def __init__(self, config: ProgramConfig, ctx: OutputContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def send(self, alert: Alert) -> None:
+        """Deliver one line; a failed command or a dead long-running process raises so the driver retries."""
+        line = build_program_line(alert, self.config, self.ctx)
+        if self.config.keep_alive:
+            await self._send_kept(line)
+        else:
+            await self._send_once(line)
+
+    async def _send_once(self, line: bytes) -> None:
+        proc = await asyncio.create_subprocess_shell(self.config.program, stdin=asyncio.subprocess.PIPE)
+        try:
+            await proc.communicate(line)
+        except BaseException:
+            # Timed out or cancelled: do not leave the command behind.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"program {self.config.program!r} exited with status {proc.returncode}")
+
+    async def _send_kept(self, line: bytes) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            if proc is not None:
+                self._proc = None
+                raise RuntimeError(f"program {self.config.program!r} exited with status {proc.returncode}")
+            proc = self._proc = await asyncio.create_subprocess_shell(
+                self.config.program, stdin=asyncio.subprocess.PIPE
+            )
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(line)
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            await self.close()
+            raise RuntimeError(f"program {self.config.program!r} stopped reading: {exc}") from None
+
+    async def reopen(self) -> None:
+        """Restart the long-running process (it is started again with the next alert)."""
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the long-running process's stdin and wait for it to finish."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await proc.stdin.wait_closed()
+        await _reap(proc)

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``syslog``: each alert as one syslog message, severity taken from the Falco priority.
+
+Falco logs through syslog(3), so by default this writes to the local ``/dev/log`` socket with facility
+``user``. ``address`` may instead name a remote collector: ``udp://host:514`` or ``tcp://host:514`` (TCP frames
+use RFC 6587 octet counting, or newlines with ``framing: newline``). ``format`` picks RFC 3164 (what syslog(3)
+sends locally) or RFC 5424.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from dispatcher.falco_format import falco_json, rfc3339_ns, text_line
+from dispatcher.model import Alert
+from dispatcher.registry import OutputContext, register_output
+
+FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
+    "cron": 9, "authpriv": 10, "ftp": 11, "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SyslogConfig:
+    """Settings of the syslog output."""
+
+    # "/dev/log" (a local Unix datagram socket path), "udp://host:port" or "tcp://host:port".
+    address: str = "/dev/log"
+    facility: str = "user"
+    # APP-NAME / tag of each message.
+    ident: str = "lanner"
+    # "rfc3164" or "rfc5424".
+    format: str = "rfc3164"
+    # TCP only: "octet-counting" (RFC 6587) or "newline".
+    framing: str = "octet-counting"
+    json_output: bool = False
+
+    def __post_init__(self) -> None:
+        if self.facility not in FACILITIES:
+            raise ValueError(f"facility: unknown {self.facility!r} (expected one of {', '.join(FACILITIES)})")
+        if self.format not in ("rfc3164", "rfc5424"):
+            raise ValueError(f"format: expected rfc3164 or rfc5424, got {self.format!r}")
+        if self.framing not in ("octet-counting", "newline"):
+            raise ValueError(f"framing: expected octet-counting or newline, got {self.framing!r}")
+        parse_address(self.address)
+
+
+def parse_address(address: str) -> tuple[str, str, int]:
+    """Split an address into (scheme, host or path, port); raise ValueError if it is not usable."""
+    if address.startswith("/"):
+        return "unix", address, 0
+    parts = urlsplit(address)
+    if parts.scheme not in ("udp", "tcp") or not parts.hostname:
+        raise ValueError(f"address: expected a socket path, udp://host:port or tcp://host:port, got {address!r}")
+    return parts.scheme, parts.hostname, parts.port or 514
+
+
+def build_syslog_message(alert: Alert, cfg: SyslogConfig, ctx: OutputContext, now_ns: int | None = None) -> bytes:
+    """The syslog message for an alert (without TCP framing). Severity = Falco priority (same 0..7 scale)."""
+    pri = FACILITIES[cfg.facility] * 8 + int(alert.priority)
+    body = falco_json(alert, ctx.json, ctx.hostname) if cfg.json_output else text_line(alert)
+    body = body.replace("\n", " ")
+    host = alert.hostname or ctx.hostname or "-"
+    pid = os.getpid()
+    if cfg.format == "rfc5424":
+        stamp = rfc3339_ns(alert.time_ns or (now_ns if now_ns is not None else time.time_ns()))
+        # RFC 5424 allows at most microseconds in TIMESTAMP.
+        stamp = stamp[:26] + "Z"
+        return f"<{pri}>1 {stamp} {host} {cfg.ident} {pid} - - {body}".encode()
+    secs = (alert.time_ns or (now_ns if now_ns is not None else time.time_ns())) // 1_000_000_000
+    tm = time.localtime(secs)
+    stamp = time.strftime("%b ", tm) + f"{tm.tm_mday:2d}" + time.strftime(" %H:%M:%S", tm)
+    return f"<{pri}>{stamp} {cfg.ident}[{pid}]: {body}".encode()
+
+
+@register_output("syslog")
+class SyslogOutput:
+    """Sends alerts to a syslog socket; a lost connection is re-established on the next attempt."""
+
+    Config: ClassVar[type[SyslogConfig]] = SyslogConfig
+
+    def __init__(self, config: SyslogConfig, ctx: OutputContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self._scheme, self._host, self._port = parse_address(config.address)
+        self._dgram: socket.socket | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def send(self, alert: Alert) -> None:
+        """Send the alert's message; socket errors propagate so the driver retries."""
+        msg = build_syslog_message(alert, self.config, self.ctx)
+        if self._scheme == "tcp":
+            await self._send_tcp(msg)
+            return
+        if self._dgram is None:
+            family = socket.AF_UNIX if self._scheme == "unix" else socket.AF_INET
+            if self._scheme == "udp" and ":" in self._host:
+                family = socket.AF_INET6
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._dgram = sock
+        dest: str | tuple[str, int] = self._host if self._scheme == "unix" else (self._host, self._port)
+        try:
+            self._dgram.sendto(msg, dest)
+        except OSError:
+            self._dgram.close()
+            self._dgram = None
+            raise
+
+    async def _send_tcp(self, msg: bytes) -> None:
+        if self._writer is None or self._writer.is_closing():
+            _, self._writer = await asyncio.open_connection(self._host, self._port)
+        frame = msg + b"\n" if self.config.framing == "newline" else f"{len(msg)} ".encode() + msg
+        try:
+            self._writer.write(frame)
+            await self._writer.drain()
+        except OSError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the socket or connection."""
+        if self._dgram is not None:
+            self._dgram.close()
+            self._dgram = None
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
