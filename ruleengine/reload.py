@@ -15,11 +15,15 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
 from ruleengine.engine import Engine, EngineOptions, LoadResult, load_rules
 from ruleengine.priority import Priority
+
+if TYPE_CHECKING:
+    from ruleengine.output import AlertRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class RuleReloader:
         options: EngineOptions,
         *,
         interval_s: float = 2.0,
-        on_alert: Callable[[object], None] | None = None,
+        on_alert: Callable[[AlertRecord], None] | None = None,
         hostname: str = "",
     ) -> None:
         self._paths = paths
@@ -149,15 +153,15 @@ class RuleReloader:
         self._on_alert(internal_alert(result, self._hostname))
 
 
-def internal_alert(result: LoadResult, hostname: str) -> object:
+def internal_alert(result: LoadResult, hostname: str) -> AlertRecord:
     """The AlertRecord reporting a rejected reload (source ``internal``)."""
-    from ruleengine.output import AlertRecord
+    from ruleengine.output import AlertRecord, format_alert_time
 
     now = time.time_ns()
     first = result.errors[0] if result.errors else None
     detail = first.format() if first else "unknown error"
     message = f"Rules reload failed, keeping the previous rule set ({len(result.errors)} error(s)): {detail}"
-    stamp = time.strftime("%H:%M:%S", time.localtime(now / 1e9)) + f".{now % 1_000_000_000:09d}"
+    stamp = format_alert_time(now, False)
     fields: dict[str, object] = {
         "errors": [e.format() for e in result.errors],
         "error_count": len(result.errors),
