@@ -19,7 +19,7 @@ from ruleengine.fields import (
 )
 
 # Every field (with the args they use) of the upstream stable + incubating + sandbox rule files.
-UPSTREAM_SYSCALL_FIELDS = """
+UPSTREAM_SYSCALL_FIELDS = str.split("""
 container.id container.image.repository container.mount.dest[/] container.mount.dest[/etc/kubernetes/manifests]
 container.mount.dest[/proc*] container.mount.dest[/var/run/docker.sock] container.mounts container.privileged
 container.start_ts evt.arg.cmd evt.arg.domain evt.arg.fd evt.arg.filename evt.arg.flags evt.arg.linkpath
@@ -34,9 +34,9 @@ proc.exe_ino.mtime proc.exepath proc.is_exe_from_memfd proc.is_exe_upper_layer p
 proc.pcmdline proc.pexe proc.pexepath proc.pname proc.sname proc.tty proc.vpid thread.cap_effective
 thread.cap_permitted user.loginname user.loginuid user.name user.uid evt.dir evt.arg[0] proc.pid container.name
 container.image.tag container.info k8s.ns.name k8s.pod.name
-""".split()
+""")
 
-K8S_AUDIT_FIELDS = """
+K8S_AUDIT_FIELDS = str.split("""
 jevt.obj jevt.rawtime jevt.value[/requestObject/ephemeralContainers/0/image] jevt.value[/stage] ka.auth.decision
 ka.auth.reason ka.req.binding.role ka.req.binding.subjects ka.req.configmap.name ka.req.configmap.obj
 ka.req.pod.containers.image ka.req.pod.containers.image.repository ka.req.pod.containers.privileged
@@ -46,7 +46,7 @@ ka.req.pod.volumes.hostpath ka.req.role.rules ka.req.role.rules.resources ka.req
 ka.req.service.ports ka.req.service.type ka.resp.name ka.response.code ka.response.reason ka.target.name
 ka.target.namespace ka.target.resource ka.target.subresource ka.uri ka.uri.param[command] ka.user.name ka.verb
 evt.time evt.num
-""".split()
+""")
 
 
 def _split(token: str) -> tuple[str, str | None]:
@@ -72,7 +72,7 @@ def test_every_k8s_audit_rules_field_resolves(token: str) -> None:
 
 
 def test_unknown_field_message() -> None:
-    with pytest.raises(UnknownFieldError, match="unknown field 'proc.nmae'"):
+    with pytest.raises(UnknownFieldError, match=r"unknown field 'proc\.nmae'"):
         resolve_field("syscall", "proc.nmae")
     with pytest.raises(UnknownFieldError):
         resolve_field("syscall", "evt.arg.no_such_param")
