@@ -81,7 +81,7 @@ class RuleReloader:
         if result.engine is None:
             raise RulesLoadFailed(result)
         for w in result.warnings:
-            log.warning("rules warning", extra={"message": w.format()})
+            log.warning("rules warning", extra={"detail": w.format()})
         self._engine: Engine = result.engine
         self._stats = self._stat(files)
         self.last_result = result
@@ -121,11 +121,11 @@ class RuleReloader:
         if result.engine is None:
             RELOAD_FAILURES.inc()
             for e in result.errors:
-                log.error("rules reload failed", extra={"message": e.format()})
+                log.error("rules reload failed", extra={"detail": e.format()})
             self._alert(result)
             return False
         for w in result.warnings:
-            log.warning("rules warning", extra={"message": w.format()})
+            log.warning("rules warning", extra={"detail": w.format()})
         self._engine = result.engine
         RELOADS.inc()
         log.info("rules reloaded", extra={"rules": len(result.engine.enabled), "files": list(files)})
