@@ -264,14 +264,14 @@ class OutputOptions:
     json_include_output_fields_property: bool = True
     suggested_output: bool = True
     append_output: tuple[AppendOutput, ...] = ()
-    _cache: dict[tuple[str, str, int], _Applied] = field(default_factory=dict, compare=False, hash=False,
+    _cache: dict[tuple[str, str, tuple[str, ...], str], _Applied] = field(default_factory=dict, compare=False, hash=False,
                                                           repr=False)
 
     def applied(self, rule: str, source: str, tags: Sequence[str], fmt: OutputFormat) -> _Applied:
         """The rule's format with append_output applied (parsed once per rule and format)."""
-        key = (rule, source, id(fmt))
+        key = (rule, source, tuple(tags), fmt.text)
         hit = self._cache.get(key)
-        if hit is not None and hit.fmt.text.startswith(fmt.text):
+        if hit is not None:
             return hit
         text = fmt.text
         extra: list[tuple[str, OutputFormat | Token]] = []
