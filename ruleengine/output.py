@@ -264,8 +264,8 @@ class OutputOptions:
     json_include_output_fields_property: bool = True
     suggested_output: bool = True
     append_output: tuple[AppendOutput, ...] = ()
-    _cache: dict[tuple[str, str, tuple[str, ...], str], _Applied] = field(default_factory=dict, compare=False, hash=False,
-                                                          repr=False)
+    _cache: dict[tuple[str, str, tuple[str, ...], str], _Applied] = field(
+        default_factory=dict, compare=False, hash=False, repr=False)
 
     def applied(self, rule: str, source: str, tags: Sequence[str], fmt: OutputFormat) -> _Applied:
         """The rule's format with append_output applied (parsed once per rule and format)."""
