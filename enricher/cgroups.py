@@ -115,6 +115,12 @@ def parse_cgroup_line(line: str) -> tuple[str, str, str] | None:
     return parts[0], parts[1], parts[2]
 
 
+@lru_cache(maxsize=16384)
+def match_cgroup_tuple(lines: tuple[str, ...]) -> CgroupMatch | None:
+    """``match_cgroup_lines`` memoised on the exact lines (most events repeat a few cgroup sets)."""
+    return match_cgroup_lines(lines)
+
+
 def match_cgroup_lines(lines: Sequence[str]) -> CgroupMatch | None:
     """The container of a process from its cgroup lines (cgroup v1, v2, or hybrid), or None for the host.
 

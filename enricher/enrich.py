@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client import Counter
 
-from enricher.cgroups import CgroupMatch, match_cgroup_lines
+from enricher.cgroups import CgroupMatch, match_cgroup_tuple
 from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
 from lanner.convert import container_to_pb, k8s_to_pb
 from lanner.model import HOST_CONTAINER_ID, SOURCE_SYSCALL
@@ -110,7 +110,7 @@ class Enricher:
     def resolve(self, proc: event_pb2.Process) -> tuple[bool, CgroupMatch | None]:
         """(known, match): the container of this process (None = host); known=False when nothing says."""
         if proc.cgroups:
-            match = match_cgroup_lines(proc.cgroups)
+            match = match_cgroup_tuple(tuple(proc.cgroups))
             self._remember(self._by_pid, proc.pid, match)
             if proc.cgroup_id:
                 self._remember(self._by_cgroup_id, proc.cgroup_id, match)
@@ -192,40 +192,48 @@ class Enricher:
 
     async def enrich(self, events: Sequence[event_pb2.Event]) -> None:
         """Fill container/k8s on every syscall event of a batch, waiting at most ``wait_s`` for lookups."""
-        matches: list[tuple[bool, CgroupMatch | None]] = []
+        resolved: list[tuple[event_pb2.Event, bool, CgroupMatch | None]] = []
         waiting: list[asyncio.Task[None]] = []
+        seen: set[str] = set()
         for ev in events:
             if ev.source and ev.source != SOURCE_SYSCALL:
-                matches.append((False, None))
                 continue
             known, match = self.resolve(ev.proc)
-            matches.append((known, match))
-            if match is not None:
+            resolved.append((ev, known, match))
+            if match is not None and match.full_id not in seen:
+                seen.add(match.full_id)
                 task = self.ensure_lookup(match.full_id)
                 if task is not None:
                     waiting.append(task)
         if waiting and self.wait_s > 0:
             with contextlib.suppress(Exception):
-                await asyncio.wait(set(waiting), timeout=self.wait_s)
+                await asyncio.wait(waiting, timeout=self.wait_s)
         now = time.monotonic()
-        for ev, (known, match) in zip(events, matches, strict=True):
-            if ev.source and ev.source != SOURCE_SYSCALL:
-                continue
+        entries: dict[str, _Entry | None] = {}
+        counts = dict.fromkeys(self._outcome, 0)
+        for ev, known, match in resolved:
             if match is None:
                 ev.container.CopyFrom(_HOST_PB)
-                self._outcome["host" if known else "unknown"].inc()
+                counts["host" if known else "unknown"] += 1
                 continue
-            entry = self._entry(match.full_id, now)
+            full_id = match.full_id
+            if full_id in entries:
+                entry = entries[full_id]
+            else:
+                entry = entries[full_id] = self._entry(full_id, now)
             if entry is None:
                 ev.container.id = match.short_id
-                ev.container.full_id = match.full_id
+                ev.container.full_id = full_id
                 ev.container.metadata_complete = False
-                self._outcome["pending"].inc()
+                counts["pending"] += 1
                 continue
             ev.container.CopyFrom(entry.container)
             if entry.k8s is not None:
                 ev.k8s.CopyFrom(entry.k8s)
-            self._outcome["container" if entry.meta is not None else "pending"].inc()
+            counts["container" if entry.meta is not None else "pending"] += 1
+        for outcome, n in counts.items():
+            if n:
+                self._outcome[outcome].inc(n)
 
     async def close(self) -> None:
         """Cancel lookups still running."""
