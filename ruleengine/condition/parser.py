@@ -28,6 +28,9 @@ from ruleengine.condition.ast import (
 )
 
 DEFAULT_MAX_DEPTH = 1000
+# Each nesting level costs a handful of Python frames; make room for Falco's depth limit once, at import.
+if sys.getrecursionlimit() < DEFAULT_MAX_DEPTH * 8 + 200:
+    sys.setrecursionlimit(DEFAULT_MAX_DEPTH * 8 + 200)
 
 _BLANKS = " \t\b\r\n"
 _RX_NOT_BLANK = re.compile(r"not[ \t\n\r\f\v]+")
@@ -402,11 +405,6 @@ class Parser:
 def parse_condition(text: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Expr:
     """Parse ``text`` into an AST; raises :class:`ConditionSyntaxError` with the failing offset."""
     p = Parser(text, max_depth)
-    old = sys.getrecursionlimit()
-    # each nesting level costs a handful of Python frames; make room for the configured depth
-    need = max_depth * 8 + 200
-    if old < need:
-        sys.setrecursionlimit(need)
     try:
         return p.parse()
     except RecursionError:

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Property tests: the parser and the loader never crash; bad input only ever yields located errors."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ruleengine.condition.parser import ConditionSyntaxError, parse_condition
+from ruleengine.engine import load_texts
+
+TOKENS = st.sampled_from([
+    "proc.name", "fd.name", "evt.type", "proc.aname[2]", "fd.num", "fd.sip", "fd.snet", "evt.is_open_read",
+    "proc.nosuch", "m1", "m2", "shells", "and", "or", "not", "not(", "(", ")", ",", "=", "!=", "<", ">=", "in",
+    "pmatch", "intersects", "contains", "icontains", "startswith", "endswith", "glob", "regex", "exists",
+    "bcontains", "anyof", "oneof", "tolower(", "len(", "val(", "'a b'", '"x\\"y"', "'\\x41'", "/etc", "3",
+    "0x1f", "-2", "true", "10.0.0.0/8", "open", "openat", "[", "]", "\\", "'", '"', "*", "<NA>",
+])
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(st.text(max_size=200))
+def test_parser_random_text(text: str) -> None:
+    try:
+        parse_condition(text)
+    except ConditionSyntaxError as exc:
+        assert 0 <= exc.pos <= len(text)
+        assert exc.message
+
+
+@SETTINGS
+@given(st.lists(TOKENS, max_size=25), st.lists(st.sampled_from([" ", "", "  ", "\n"]), min_size=25, max_size=25))
+def test_parser_token_soup(tokens: list[str], seps: list[str]) -> None:
+    text = "".join(t + s for t, s in zip(tokens, seps, strict=False))
+    try:
+        parse_condition(text)
+    except ConditionSyntaxError as exc:
+        assert 0 <= exc.pos <= len(text)
+
+
+def _rules_file(conds: list[str], with_list: bool) -> str:
+    items = []
+    if with_list:
+        items.append({"list": "shells", "items": ["sh", "bash", "a b"]})
+    items.append({"macro": "m1", "condition": conds[0]})
+    items.append({"macro": "m2", "condition": "m1 or " + conds[1 % len(conds)]})
+    for i, c in enumerate(conds):
+        items.append({"rule": f"r{i}", "desc": "d", "condition": c, "output": "o %proc.name", "priority": "INFO"})
+    return yaml.safe_dump(items)
+
+
+@SETTINGS
+@given(st.lists(st.lists(TOKENS, min_size=1, max_size=12).map(" ".join), min_size=1, max_size=4), st.booleans())
+def test_loader_random_conditions_give_located_errors(conds: list[str], with_list: bool) -> None:
+    res = load_texts([("f.yaml", _rules_file(conds, with_list))])
+    for m in res.errors + res.warnings:
+        assert m.location.file == "f.yaml" and m.location.line >= 1 and m.message
+    if res.errors:
+        assert res.engine is None
+    else:
+        assert res.engine is not None
+
+
+YAML_SCALARS = st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none(), st.sampled_from(
+    ["rule", "macro", "list", "condition", "items", "override", "append", "exceptions", "=", "in"]))
+YAML_VALUES = st.recursive(YAML_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(
+        ["rule", "macro", "list", "condition", "items", "desc", "output", "priority", "override", "append",
+         "exceptions", "name", "fields", "comps", "values", "enabled", "tags", "source",
+         "required_engine_version", "required_plugin_versions", "version"]), inner, max_size=6)), max_leaves=25)
+
+
+@SETTINGS
+@given(st.lists(YAML_VALUES, max_size=6))
+def test_loader_random_structures_never_crash(doc: list[object]) -> None:
+    text = yaml.safe_dump(doc)
+    res = load_texts([("g.yaml", text)])
+    for m in res.errors + res.warnings:
+        assert m.location.file == "g.yaml" and m.message
+
+
+@SETTINGS
+@given(st.text(max_size=300))
+def test_loader_random_text_never_crashes(text: str) -> None:
+    res = load_texts([("h.yaml", text)])
+    for m in res.errors + res.warnings:
+        assert m.location.file == "h.yaml" and m.message
