@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lanner.model import HOST_CONTAINER_ID, SOURCE_K8S_AUDIT, SOURCE_SYSCALL, Event, EventTiming, FdType
+from lanner.model import HOST_CONTAINER_ID, SOURCE_K8S_AUDIT, SOURCE_SYSCALL, Event, EventIdentity, EventTiming, FdType
 from ruleengine.fields import EventContext, FieldArgError, UnknownFieldError
 from ruleengine.fields import _params as P
 from ruleengine.fields._builder import EventBuilder
@@ -25,7 +25,7 @@ from ruleengine.fields._tables import caps_to_string
 from ruleengine.fields._types import BoundField, FieldType, render_value
 from ruleengine.fields.container import _mount_str
 from ruleengine.fields.evt import has_result
-from ruleengine.fields.fd import finalize_fd, ip_of
+from ruleengine.fields.fd import DNS_ARG_PREFIX, finalize_fd, ip_of
 from ruleengine.fields.proc import cmdline
 
 __all__ = ["EventFormatError", "event_from_fields", "event_to_fields", "read_events"]
@@ -83,18 +83,21 @@ def _matches(bound: BoundField, got: object, want: object) -> bool:
     return bound.render(got) == str(want) or render_value(bound.to_json(got)) == str(want)
 
 
-def event_from_fields(record: Mapping[str, object], source: str = SOURCE_SYSCALL) -> Event:
+def event_from_fields(record: Mapping[str, object], source: str = SOURCE_SYSCALL, *, num: int = 0) -> Event:
     """Build an Event from a record keyed by Falco field names (or an audit Event for ``k8s_audit``).
 
-    Raises EventFormatError naming the offending field.
+    ``num`` is the ``evt.num`` to use when the record has none (``read_events`` passes the event's position,
+    because upstream rules treat ``evt.num=0`` as "never true"). Raises EventFormatError naming the field.
     """
     if source == SOURCE_K8S_AUDIT:
-        return _audit_event(record)
+        return _audit_event(record, num)
     if not isinstance(record, Mapping):
         raise EventFormatError("", "an event must be a JSON object")
     if "evt.type" not in record:
         raise EventFormatError("evt.type", "missing (every event needs its type)")
     b = EventBuilder(source)
+    if num:
+        b.identity["seq"] = num
     items: list[tuple[bool, bool, str, BoundField, Any, object]] = []
     for key, value in record.items():
         name, arg = split_key(str(key))
@@ -139,7 +142,7 @@ def _parse_rfc3339(text: str) -> int:
     return int(parsed.timestamp()) * 1_000_000_000 + frac
 
 
-def _audit_event(record: Mapping[str, object]) -> Event:
+def _audit_event(record: Mapping[str, object], num: int = 0) -> Event:
     if not isinstance(record, Mapping):
         raise EventFormatError("", "a k8s_audit event must be a JSON object")
     kind = record.get("kind", "Event")
@@ -153,6 +156,7 @@ def _audit_event(record: Mapping[str, object]) -> Event:
     except ValueError:
         raise EventFormatError("stageTimestamp", f"'{ts}' is not an RFC 3339 time") from None
     return Event(type="k8s_audit", source=SOURCE_K8S_AUDIT, timing=EventTiming(event_ns=ns),
+                 identity=EventIdentity(seq=num),
                  audit_json=json.dumps(record, separators=(",", ":"), ensure_ascii=False))
 
 
@@ -164,6 +168,7 @@ def _is_audit(record: object) -> bool:
 def read_events(path: str, source: str | None = None) -> Iterator[Event]:
     """Events from a JSON-lines file (blank lines skipped). ``source`` None: audit events are recognised by
     their ``kind``/``apiVersion``, everything else is a syscall event. Errors name ``path:line``."""
+    count = 0
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             text = line.strip()
@@ -178,8 +183,9 @@ def read_events(path: str, source: str | None = None) -> Iterator[Event]:
             records = record.get("items", []) if src == SOURCE_K8S_AUDIT and isinstance(record, dict) and \
                 record.get("kind") == "EventList" else [record]
             for rec in records:
+                count += 1
                 try:
-                    yield event_from_fields(rec, src)
+                    yield event_from_fields(rec, src, num=count)
                 except EventFormatError as exc:
                     raise exc.at(where) from None
 
@@ -328,7 +334,9 @@ def event_to_fields(event: Event) -> dict[str, object]:
     if has_result(event):
         out["evt.rawres"] = event.res
     for a in event.args:
-        if a.name in P.ALL_PARAM_NAMES:
+        if a.name.startswith(DNS_ARG_PREFIX) and isinstance(a.value, str):
+            out[a.name[len("lanner."):]] = a.value
+        elif a.name in P.ALL_PARAM_NAMES:
             out[f"evt.rawarg.{a.name}"] = a.value if not isinstance(a.value, bytes) else \
                 a.value.decode("utf-8", "surrogateescape")
     _proc_fields(out, event)

@@ -399,7 +399,7 @@ register("evt.rawarg", FieldType.INT, "one of the event arguments specified by n
 def _args(ctx: EventContext) -> str:
     ev = ctx.event
     plist = P.PARAMS.get(ev.type)
-    names = [n for n, _ in plist] if plist else [a.name for a in ev.args]
+    names = [n for n, _ in plist] if plist else [a.name for a in ev.args if not a.name.startswith("lanner.")]
     parts = []
     for name in names:
         v = raw_arg(ev, name)

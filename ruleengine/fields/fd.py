@@ -282,6 +282,26 @@ _FD_RETURNING = frozenset({"open", "openat", "openat2", "creat", "open_by_handle
                            "accept4", "memfd_create", "dup", "dup2", "dup3", "bpf"})
 
 
+# The model has no slot for resolved domain names yet: whoever knows one (a DNS cache, a recorded event) passes it
+# as a pseudo-argument named "lanner.fd.<cip|sip|lip|rip>.name", which evt.args never shows.
+DNS_ARG_PREFIX = "lanner.fd."
+
+
+def _dns_name(which: str) -> Extractor:
+    arg_name = f"{DNS_ARG_PREFIX}{which}.name"
+
+    def extract(ctx: EventContext) -> str | None:
+        v = ctx.event.arg(arg_name)
+        return v if isinstance(v, str) and v else None
+    return extract
+
+
+def _set_dns_name(which: str) -> Callable[[EventBuilder, str | None, object], None]:
+    def setter(b: EventBuilder, arg: str | None, v: object) -> None:
+        b.args[f"{DNS_ARG_PREFIX}{which}.name"] = as_str(v)
+    return setter
+
+
 # ---- registrations -------------------------------------------------------------------------------------------
 register("fd.num", FieldType.INT, "the unique number identifying the file descriptor.",
          extract=_with_fd(lambda f: f.num), setter=_set_fd("num", as_int))
@@ -322,8 +342,8 @@ for _n, _d, _ip, _srv, _loc in (
     register(f"fd.{_n}", FieldType.IPADDR if _ip else FieldType.PORT, _d, extract=_with_fd(_get),
              setter=_endpoint_setter(_srv, not _ip, _loc))
     if _ip:
-        register(f"fd.{_n}.name", FieldType.STRING, f"Domain name associated with the {_d[:-1]} (needs DNS "
-                 "resolution; always empty in Lanner).", extract=lambda c: None, no_rhs=True, derived=True)
+        register(f"fd.{_n}.name", FieldType.STRING, f"Domain name associated with the {_d[:-1]}.",
+                 extract=_dns_name(_n), setter=_set_dns_name(_n), no_rhs=True)
         register(f"fd.{_n[0]}net", FieldType.IPNET, f"matches the {_d[:-12]} IP network of the fd.",
                  extract=_with_fd(_get), filter_only=True, no_rhs=True, derived=True)
 register("fd.ip", FieldType.IPADDR, "matches the ip address (client or server) of the fd.", extract=_both(True),

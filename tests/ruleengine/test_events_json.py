@@ -141,3 +141,18 @@ def test_round_trip_of_a_live_style_event() -> None:
                  "evt.res", "fd.num", "evt.args"):
         n, _, arg = name.partition("[")
         assert value(back, n, arg.rstrip("]") or None) == value(live, n, arg.rstrip("]") or None), name
+
+
+def test_read_events_numbers_events(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"evt.type": "open"}\n{"evt.type": "open", "evt.num": 42}\n{"evt.type": "open"}\n')
+    assert [value(e, "evt.num") for e in read_events(str(path))] == [1, 42, 3]  # never 0: evt.num=0 is never_true
+
+
+def test_resolved_domain_names() -> None:
+    ev = event_from_fields({"evt.type": "connect", "fd.sip": "10.96.0.1", "fd.sport": 443,
+                            "fd.sip.name": "kubernetes.default.svc.cluster.local"})
+    assert value(ev, "fd.sip.name") == "kubernetes.default.svc.cluster.local"
+    assert value(ev, "fd.cip.name") is None
+    assert "lanner" not in str(value(ev, "evt.args"))
+    assert event_to_fields(ev)["fd.sip.name"] == "kubernetes.default.svc.cluster.local"
