@@ -24,6 +24,9 @@ def _run_dispatcher(args: argparse.Namespace) -> int:
     setup_logging("dispatcher", cfg.log_level)
     try:
         run(serve(cfg, specs))
+    except ConfigError as exc:
+        print(f"lanner dispatcher: config error: {exc}", file=sys.stderr)
+        return 2
     except ServiceStartError as exc:
         print(f"lanner dispatcher: {exc}", file=sys.stderr)
         return 1

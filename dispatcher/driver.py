@@ -24,7 +24,7 @@ from dispatcher.backoff import Backoff, RateLimiter
 from dispatcher.convert import AlertError, alert_from_pb
 from dispatcher.metrics import OUTPUT_DEAD, OUTPUT_FAILED, OUTPUT_FILTERED, OUTPUT_RETRIED, OUTPUT_SENT
 from dispatcher.model import Alert, Priority
-from dispatcher.registry import Output, PermanentError, Reopenable
+from dispatcher.registry import Output, PermanentError, Reopenable, RetryLater
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, Entry, retry_redis
 from lanner.v1 import alert_pb2
@@ -195,6 +195,8 @@ class OutputDriver:
                     return
                 self._retried.inc()
                 delay = backoff.next_delay()
+                if isinstance(exc, RetryLater):
+                    delay = max(delay, min(exc.delay_s, self.opts.backoff_max_s))
                 # Log the first failure and then at powers of two, so a dead destination does not flood logs.
                 if attempt & (attempt - 1) == 0:
                     log.warning(

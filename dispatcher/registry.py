@@ -22,6 +22,14 @@ class PermanentError(Exception):
     """The destination refused the alert for good (bad request, bad credentials); retrying cannot help."""
 
 
+class RetryLater(Exception):
+    """The destination asked to be left alone for a while (HTTP 429/503 with Retry-After)."""
+
+    def __init__(self, message: str, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
 @runtime_checkable
 class Output(Protocol):
     """A destination for alerts. ``send`` returns only once the destination accepted the alert."""

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import grpc
@@ -24,9 +25,10 @@ from dispatcher.driver import OutputDriver
 from dispatcher.hub import SubscriberHub
 from dispatcher.metrics import ALERTS_ACCEPTED, ALERTS_DUPLICATE, ALERTS_REJECTED, BAD_MESSAGES
 from dispatcher.model import Priority
-from dispatcher.registry import Output, OutputContext, registered_outputs
+from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, retry_redis
+from lanner.config import ConfigError
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
 from lanner.v1 import alert_pb2, services_pb2
 
@@ -54,7 +56,7 @@ class Dispatcher:
         kinds = registered_outputs()
         self.drivers: list[OutputDriver] = []
         for spec in specs:
-            output = (outputs or {}).get(spec.name) or kinds[output_type(spec.name)].factory(spec.config, self.ctx)
+            output = (outputs or {}).get(spec.name) or self._build(kinds[output_type(spec.name)], spec)
             self.drivers.append(
                 OutputDriver(
                     spec.name,
@@ -66,6 +68,13 @@ class Dispatcher:
                     claim_idle_s=cfg.claim_idle_s,
                 )
             )
+
+    def _build(self, kind: OutputType, spec: OutputSpec) -> Output:
+        try:
+            return kind.factory(spec.config, self.ctx)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            # A missing CA file or key is a configuration problem: say which output, not a traceback.
+            raise ConfigError(f"dispatcher.outputs.{spec.name}: {exc}") from None
 
     async def prepare(self) -> None:
         """Wait for Redis and create the output groups, so intake never runs ahead of delivery setup."""

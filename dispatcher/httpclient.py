@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one HTTP(S) client outputs share: TLS (custom CA, mTLS, insecure), compression, status -> error mapping.
+
+Webhook-style outputs only build a body and call ``HttpClient.post``. Status handling follows one policy for
+every destination: 2xx is delivered; 408, 429 and 5xx are retried (honouring ``Retry-After``); any other 4xx is
+a permanent refusal, which the driver sends to the dead-letter stream instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import aiohttp
+
+from dispatcher.registry import PermanentError, RetryLater
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Transport settings shared by HTTP outputs (Falco's http_output keys where they exist)."""
+
+    user_agent: str = "lanner"
+    # Skip certificate verification (testing only).
+    insecure: bool = False
+    # Extra CA certificate file and/or directory to trust, besides the system store.
+    ca_cert: str = ""
+    ca_path: str = ""
+    # Client certificate and key for mutual TLS (both or neither).
+    client_cert: str = ""
+    client_key: str = ""
+    # gzip the body (Content-Encoding: gzip).
+    compress_uploads: bool = False
+    # Reuse connections between alerts.
+    keep_alive: bool = True
+    # Log the response body of each delivery at debug level.
+    echo: bool = False
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("client_cert and client_key: give both for mutual TLS, or neither")
+
+
+def ssl_context(s: HttpSettings) -> ssl.SSLContext:
+    """The TLS context for these settings."""
+    ctx = ssl.create_default_context()
+    if s.ca_cert or s.ca_path:
+        ctx.load_verify_locations(cafile=s.ca_cert or None, capath=s.ca_path or None)
+    if s.client_cert:
+        ctx.load_cert_chain(s.client_cert, s.client_key)
+    if s.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds from a Retry-After header given in seconds; HTTP dates and junk fall back to ``default``."""
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+class HttpClient:
+    """A lazily created aiohttp session with the configured TLS and headers."""
+
+    def __init__(self, settings: HttpSettings) -> None:
+        self.settings = settings
+        # Built now so a bad CA or key file fails at start-up with a clear message, not at the first alert.
+        self._ssl = ssl_context(settings)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, force_close=not self.settings.keep_alive)
+            headers = {"User-Agent": self.settings.user_agent, **self.settings.headers}
+            # Timeouts are the driver's job (timeout_s per attempt); no second clock here.
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._session
+
+    async def post(self, url: str, body: bytes, content_type: str) -> str:
+        """POST ``body``; return the response text on 2xx, raise PermanentError / RetryLater / RuntimeError."""
+        headers = {"Content-Type": content_type}
+        if self.settings.compress_uploads:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        async with self._get_session().post(url, data=body, headers=headers) as resp:
+            text = await resp.text(errors="replace")
+            if 200 <= resp.status < 300:
+                if self.settings.echo:
+                    log.debug("http response", extra={"url": url, "status": resp.status, "body": text[:2048]})
+                return text
+            detail = f"{url} answered {resp.status} {resp.reason}: {text[:200]}"
+            if resp.status in (429, 503) and "Retry-After" in resp.headers:
+                raise RetryLater(detail, retry_after(resp.headers.get("Retry-After")))
+            if resp.status in RETRYABLE or resp.status >= 500:
+                raise RuntimeError(detail)
+            raise PermanentError(detail)
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
