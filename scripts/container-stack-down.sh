@@ -11,14 +11,30 @@ KEEP=0
 [ -d "$R" ] || { echo "nothing to stop ($R missing)"; exit 0; }
 
 if [ $KEEP = 0 ]; then
-  # CRI pods first: their shims outlive containerd otherwise.
+  # CRI pods first, through CRI itself (their shims outlive containerd otherwise).
   if [ -S /run/containerd/containerd.sock ]; then
-    for c in $(ctr -n k8s.io containers ls -q 2>/dev/null); do
-      ctr -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
-      for _ in $(seq 1 20); do ctr -n k8s.io tasks ls -q 2>/dev/null | grep -qx "$c" || break
-        ctr -n k8s.io tasks delete "$c" >/dev/null 2>&1 || sleep 0.1; done
-      ctr -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
-    done
+    PY="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+    if [ -x "$PY" ] && "$PY" - <<'PYEOF'
+import grpc
+from lanner.cri.v1 import cri_pb2 as pb, cri_pb2_grpc
+with grpc.insecure_channel("unix:///run/containerd/containerd.sock") as ch:
+    rt = cri_pb2_grpc.RuntimeServiceStub(ch)
+    for s in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items:
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+PYEOF
+    then :; else
+      # Without the project's venv: kill and delete the k8s.io tasks and containers directly.
+      for c in $(ctr -n k8s.io containers ls -q 2>/dev/null); do
+        ctr -n k8s.io tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+        for _ in $(seq 1 20); do
+          ctr -n k8s.io tasks delete "$c" >/dev/null 2>&1 && break
+          ctr -n k8s.io tasks ls -q 2>/dev/null | grep -qx "$c" || break
+          sleep 0.1
+        done
+        ctr -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
+      done
+    fi
   fi
   if docker info >/dev/null 2>&1; then
     ids=$(docker ps -aq)
