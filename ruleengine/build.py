@@ -49,6 +49,7 @@ class CompiledRule:
     enabled: bool
     order: int
     exception_fields: tuple[str, ...]
+    tree: Expr
     capture: bool = False
     capture_duration: int = 0
 
@@ -177,7 +178,7 @@ class Builder:
                  "penalty.", r.loc)
         return CompiledRule(
             r.name, r.desc, r.priority, tuple(sorted(r.tags)), r.source, output, fmt, mt.text, compiled.fn,
-            compiled.source_code, types, r.enabled, order, tuple(sorted(ex_fields)), r.capture,
+            compiled.source_code, types, r.enabled, order, tuple(sorted(ex_fields)), resolved, r.capture,
             r.capture_duration)
 
     def _output(self, r: RuleInfo, output: str, err: object, warn: object) -> object | None:

@@ -23,6 +23,7 @@ Getter = Callable[[BoundField], object]
 RuleFn = Callable[[Getter], bool]
 
 _STRINGY = (FieldType.STRING, FieldType.CHAR)
+_UNSET = object()
 _TRANSFORMER_OUT = {"tolower": "str", "toupper": "str", "basename": "str", "b64": "same", "len": "int"}
 
 
@@ -45,11 +46,16 @@ class CompiledFilter:
 
 
 class _Gen:
-    def __init__(self, source: str) -> None:
+    """Code generator state. With ``local_fields`` field values live in function locals (``_x`` = the context),
+    extracted on first use; otherwise they are read through the context's cached getter ``_g``."""
+
+    def __init__(self, source: str, local_fields: bool = False) -> None:
         self.source = source
         self.ns: dict[str, Any] = dict(RUNTIME)
+        self.ns["_U"] = _UNSET
         self.n = 0
         self.fields: dict[str, tuple[str, BoundField]] = {}
+        self.local_fields = local_fields
 
     def const(self, value: object, prefix: str = "K") -> str:
         self.n += 1
@@ -72,8 +78,11 @@ class _Gen:
     def field_code(self, bf: BoundField) -> str:
         got = self.fields.get(bf.token)
         if got is None:
-            got = (self.const(bf, "F"), bf)
+            got = (self.const(bf.extract if self.local_fields else bf, "F"), bf)
             self.fields[bf.token] = got
+        if self.local_fields:
+            var = "_l" + got[0]
+            return f"({var} if {var} is not _U else ({var} := {got[0]}(_x)))"
         return f"_g({got[0]})"
 
     def operand(self, node: FieldRef | Transformer) -> Operand:
@@ -170,4 +179,75 @@ def compile_filter(expr: Expr, source: str) -> CompiledFilter:
     return CompiledFilter(fn, code, tuple(bf for _, bf in gen.fields.values()))
 
 
-__all__ = ["CompileError", "CompiledFilter", "Getter", "RuleFn", "compile_filter"]
+def fold_evt_type(e: Expr, evt_type: str) -> Expr | bool:
+    """Evaluate ``evt.type`` checks for a known event type and simplify; True/False when the whole tree folds."""
+    if isinstance(e, And | Or):
+        is_and = isinstance(e, And)
+        kept: list[Expr] = []
+        for c in e.children:
+            f = fold_evt_type(c, evt_type)
+            if f is (not is_and):
+                return not is_and
+            if f is not is_and:
+                assert not isinstance(f, bool)
+                kept.append(f)
+        if not kept:
+            return is_and
+        if len(kept) == 1:
+            return kept[0]
+        return And(tuple(kept), e.pos) if is_and else Or(tuple(kept), e.pos)
+    if isinstance(e, Not):
+        f = fold_evt_type(e.child, evt_type)
+        return (not f) if isinstance(f, bool) else Not(f, e.pos)
+    if (isinstance(e, Check) and isinstance(e.lhs, FieldRef) and e.lhs.name in TYPE_FIELDS and e.lhs.arg is None
+            and e.modifier is None and e.op in ("=", "==", "!=", "in", "intersects")):
+        if isinstance(e.value, ListValue):
+            hit = evt_type in e.value.items
+        elif isinstance(e.value, StrValue):
+            hit = evt_type == e.value.text
+        else:
+            return e
+        return (not hit) if e.op == "!=" else hit
+    return e
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatcher:
+    """Every candidate rule of one event type in one generated function.
+
+    ``fn(ctx)`` returns the index (into the candidate list) of the first matching rule or -1 under
+    ``rule_matching: first``, or the list of matching indexes under ``all``. Field values are extracted once into
+    locals, and ``evt.type`` checks are already folded for the type.
+    """
+
+    fn: Callable[[Any], Any]
+    source_code: str
+
+
+def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, first: bool) -> Dispatcher:
+    """Compile the resolved trees of the candidate rules (in order) into one :class:`Dispatcher`."""
+    gen = _Gen(source, local_fields=True)
+    lines: list[str] = []
+    for i, tree in enumerate(trees):
+        folded: Expr | bool = tree if evt_type is None else fold_evt_type(tree, evt_type)
+        if folded is False:
+            continue
+        cond = "True" if folded is True else gen.expr(folded)  # type: ignore[arg-type]
+        lines.append(f"    if {cond}:\n        {'return ' + str(i) if first else '_r.append(' + str(i) + ')'}")
+    head = ["def _run(_x, _U=_U):"]
+    if gen.fields:
+        head.append("    " + " = ".join("_l" + name for name, _ in gen.fields.values()) + " = _U")
+    if not first:
+        head.append("    _r = []")
+    tail = ["    return -1" if first else "    return _r"]
+    code = "\n".join(head + lines + tail) + "\n"
+    try:
+        compiled = compile(code, f"<rules:{evt_type}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):
+        raise CompileError("condition is too deeply nested to compile", 0) from None
+    exec(compiled, gen.ns)
+    return Dispatcher(gen.ns["_run"], code)
+
+
+__all__ = ["CompileError", "CompiledFilter", "Dispatcher", "Getter", "RuleFn", "compile_dispatcher",
+           "compile_filter", "fold_evt_type"]

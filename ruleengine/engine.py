@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ruleengine.build import Builder, CompiledRule
+from ruleengine.compiler import compile_dispatcher
 from ruleengine.fields import EventContext, known_sources
 from ruleengine.loader.messages import LoadMessage, Location
 from ruleengine.loader.reader import Reader
@@ -115,72 +116,109 @@ def _selected(rule: CompiledRule, opts: EngineOptions) -> bool:
 
 
 class Engine:
-    """Compiled, indexed rules. Immutable after construction; swap whole engines to reload."""
+    """Compiled, indexed rules. Immutable after construction; swap whole engines to reload.
+
+    For each event type that some rule names, the candidate rules are compiled together into one dispatcher
+    function (fields extracted once into locals, ``evt.type`` checks folded away); one more dispatcher serves the
+    types no rule names (it holds only the rules without an ``evt.type`` restriction).
+    """
 
     def __init__(self, rules: Sequence[CompiledRule], options: EngineOptions) -> None:
         self.options = options
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.enabled: tuple[CompiledRule, ...] = tuple(r for r in self.rules if _selected(r, options))
         self._first = options.rule_matching == "first"
-        self._any: dict[str, tuple[CompiledRule, ...]] = {}
-        self._by_type: dict[str, dict[str, tuple[CompiledRule, ...]]] = {}
+        self._tables: dict[str, dict[str, _Slot]] = {}
+        self._fallback: dict[str, _Slot] = {}
         by_source: dict[str, list[CompiledRule]] = {}
         for r in self.enabled:
             by_source.setdefault(r.source, []).append(r)
         for source, rules_ in by_source.items():
             if source != "syscall":
-                self._any[source] = tuple(rules_)
-                self._by_type[source] = {}
+                self._tables[source] = {}
+                self._fallback[source] = _Slot.build(tuple(rules_), source, None, self._first)
                 continue
-            self._any[source] = tuple(r for r in rules_ if r.evttypes.complement)
             names: set[str] = set()
             for r in rules_:
                 names |= r.evttypes.names
-            self._by_type[source] = {
-                n: tuple(r for r in rules_ if r.evttypes.contains(n)) for n in sorted(names)
+            self._tables[source] = {
+                n: _Slot.build(tuple(r for r in rules_ if r.evttypes.contains(n)), source, n, self._first)
+                for n in sorted(names)
             }
+            self._fallback[source] = _Slot.build(
+                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first)
         self.sources: frozenset[str] = frozenset(by_source)
         self.errors_total = 0
 
     def candidates(self, source: str, evt_type: str) -> tuple[CompiledRule, ...]:
         """The enabled rules that can match an event of this source and type, in rules-file order."""
-        table = self._by_type.get(source)
+        return self._slot(source, evt_type).rules
+
+    def _slot(self, source: str, evt_type: str) -> _Slot:
+        table = self._tables.get(source)
         if table is None:
-            return ()
+            return _EMPTY
         found = table.get(evt_type)
-        return self._any[source] if found is None else found
+        return self._fallback[source] if found is None else found
 
     def has_rules_for(self, source: str, evt_type: str) -> bool:
         """True when some enabled rule could match this source/type (so the event is worth decoding)."""
-        table = self._by_type.get(source)
+        table = self._tables.get(source)
         if table is None:
             return False
-        return evt_type in table or bool(self._any[source])
+        return evt_type in table or bool(self._fallback[source].rules)
 
     def process(self, ctx: EventContext) -> list[Match]:
         """Evaluate the candidate rules; the first match only under ``rule_matching: first``."""
         ev = ctx.event
-        table = self._by_type.get(ev.source)
+        table = self._tables.get(ev.source)
         if table is None:
             return []
-        cands = table.get(ev.type)
-        if cands is None:
-            cands = self._any[ev.source]
-        get = ctx.get
+        slot = table.get(ev.type)
+        if slot is None:
+            slot = self._fallback[ev.source]
+        if not slot.rules:
+            return []
+        try:
+            hit = slot.fn(ctx)
+        except Exception:
+            return self._slow(slot, ctx)
+        if self._first:
+            return [] if hit < 0 else [slot.matches[hit]]
+        return [slot.matches[i] for i in hit]
+
+    def _slow(self, slot: _Slot, ctx: EventContext) -> list[Match]:
+        # a value of an unexpected type must not take the engine down: evaluate rule by rule, skip the broken one
         out: list[Match] = []
-        for rule in cands:
+        for i, rule in enumerate(slot.rules):
             try:
-                hit = rule.fn(get)
+                hit = rule.fn(ctx.get)
             except Exception:
-                # a value of an unexpected type must not take the engine down; count it and move on
                 self.errors_total += 1
                 log.warning("rule evaluation failed", extra={"rule": rule.name}, exc_info=True)
                 continue
             if hit:
-                out.append(Match(rule))
+                out.append(slot.matches[i])
                 if self._first:
                     break
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """The candidate rules of one (source, type) with their dispatcher and prebuilt matches."""
+
+    rules: tuple[CompiledRule, ...]
+    matches: tuple[Match, ...]
+    fn: Callable[[EventContext], Any]
+
+    @classmethod
+    def build(cls, rules: tuple[CompiledRule, ...], source: str, evt_type: str | None, first: bool) -> _Slot:
+        disp = compile_dispatcher([r.tree for r in rules], source, evt_type, first)
+        return cls(rules, tuple(Match(r) for r in rules), disp.fn)
+
+
+_EMPTY = _Slot((), (), lambda _ctx: -1)
 
 
 @dataclass(frozen=True, slots=True)
