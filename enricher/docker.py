@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -201,6 +202,45 @@ class DockerProvider:
         """Full ids of running containers (to warm the cache at start-up)."""
         data = await self._get_json("/containers/json")
         return [str(c["Id"]) for c in data or () if isinstance(c, Mapping) and c.get("Id")]
+
+    async def watch(self, on_event: Callable[[str, str], Awaitable[None]]) -> None:
+        """Follow container start/destroy events, calling ``on_event(action, full_id)``, until cancelled.
+
+        Reconnects with backoff when the daemon goes away. Used to look new containers up before their first
+        event arrives and to forget destroyed ones.
+        """
+        delay = 0.5
+        filters = json.dumps({"type": ["container"], "event": ["start", "destroy"]})
+        while True:
+            try:
+                session, prefix = await self._ensure()
+                async with session.get(
+                    f"{prefix}/events",
+                    params={"filters": filters},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s),
+                ) as resp:
+                    if resp.status != 200:
+                        raise LookupFailed(f"docker: GET /events: HTTP {resp.status}")
+                    delay = 0.5
+                    async for line in resp.content:
+                        if not line.strip():
+                            continue
+                        try:
+                            msg = json.loads(line)
+                        except ValueError:
+                            continue
+                        actor = msg.get("Actor") or {}
+                        action = str(msg.get("Action") or msg.get("status") or "")
+                        full_id = str(actor.get("ID") or msg.get("id") or "")
+                        if full_id and action in ("start", "destroy"):
+                            await on_event(action, full_id)
+            except asyncio.CancelledError:
+                raise
+            except (LookupFailed, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self._prefix = ""
+                log.info("docker events unavailable; retrying", extra={"error": str(exc), "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -183,6 +183,10 @@ class Enricher:
         if tasks:
             await asyncio.wait(tasks)
 
+    def forget(self, full_id: str) -> None:
+        """Drop what is held in memory about a container (it was destroyed)."""
+        self._entries.pop(full_id, None)
+
     def known(self, full_id: str) -> ContainerMeta | None:
         """The metadata currently held in memory for this id (None when unknown or pending)."""
         entry = self._entry(full_id, time.monotonic())

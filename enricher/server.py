@@ -11,6 +11,7 @@ import grpc
 
 from enricher.cache import RedisCachedProvider
 from enricher.config import EnricherConfig
+from enricher.docker import DockerProvider
 from enricher.enrich import Enricher
 from enricher.meta import MetadataProvider
 from enricher.runtimes import RuntimeChain, connect_runtimes
@@ -62,7 +63,22 @@ async def serve(cfg: EnricherConfig) -> None:
         await enricher.warm(ids)
         log.info("container metadata warmed", extra={"containers": len(ids)})
 
-    background: list[Callable[[], Awaitable[Any]]] = [sender.run, warm]
+    async def follow_docker() -> None:
+        docker = next((p for p in runtimes.providers if isinstance(p, DockerProvider)), None)
+        if docker is None or provider is None:
+            return
+
+        async def on_event(action: str, full_id: str) -> None:
+            if action == "start":
+                enricher.ensure_lookup(full_id)
+            else:
+                enricher.forget(full_id)
+                if cache is not None:
+                    await cache.invalidate(full_id)
+
+        await docker.watch(on_event)
+
+    background: list[Callable[[], Awaitable[Any]]] = [sender.run, warm, follow_docker]
     if cache is not None:
         background.append(cache.connect_loop)
 

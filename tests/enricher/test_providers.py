@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 
 import pytest
@@ -272,3 +273,33 @@ async def test_chain_semantics() -> None:
     with pytest.raises(LookupFailed):
         await chain.lookup("ef" * 32)  # nobody knew it and one could not answer
     assert await RuntimeChain([CountingProvider({})]).lookup(CID) is None
+
+
+@pytest.mark.containers
+async def test_docker_events_start_and_destroy(docker_ready: None) -> None:
+    provider = DockerProvider()
+    seen: list[tuple[str, str]] = []
+    got = asyncio.Event()
+
+    async def on_event(action: str, full_id: str) -> None:
+        seen.append((action, full_id))
+        got.set()
+
+    watcher = asyncio.create_task(provider.watch(on_event))
+    try:
+        await asyncio.sleep(0.3)  # let the events stream open
+        cid = await asyncio.to_thread(docker_run, "local/busybox:latest", "sleep", "30")
+        await asyncio.to_thread(docker_rm, cid)
+        deadline = asyncio.get_running_loop().time() + 10
+        while ("destroy", cid) not in seen:
+            got.clear()
+            assert asyncio.get_running_loop().time() < deadline, seen
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(got.wait(), 1)
+        assert ("start", cid) in seen
+        assert seen.index(("start", cid)) < seen.index(("destroy", cid))
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await provider.close()
