@@ -29,13 +29,11 @@ class EventContext:
 
     def get(self, field: BoundField) -> object | None:
         """The field's value for this event (None = no value), extracted once and cached."""
-        cache = self._cache
         token = field.token
-        try:
-            return cache[token]
-        except KeyError:
-            value = cache[token] = field.extract(self)
-            return value
+        value = self._cache.get(token, _UNSET)
+        if value is _UNSET:
+            value = self._cache[token] = field.extract(self)
+        return value
 
     @property
     def audit(self) -> object:

@@ -101,16 +101,32 @@ ALL_PARAM_NAMES: frozenset[str] = frozenset(n for plist in PARAMS.values() for n
 NUMERIC_KINDS = frozenset({"errno", "fd", "pid", "uid", "gid", "sig", "dec", "hex", "oct", "mode", "open"})
 
 
+_KINDS: dict[tuple[str, str], str] = {(evt, n): k for evt, plist in PARAMS.items() for n, k in plist}
+
+
 def param_kind(evt_type: str, name: str) -> str | None:
     """The print kind of parameter ``name`` of ``evt_type`` (None when Falco's table lacks it)."""
-    for n, kind in PARAMS.get(evt_type, ()):
-        if n == name:
-            return kind
-    return None
+    return _KINDS.get((evt_type, name))
+
+
+_MEMO: dict[tuple[str, int], str] = {}
 
 
 def render_param(kind: str | None, value: int | str | bytes) -> str:
     """What ``evt.arg.NAME`` shows: the resolved string when there is one, else the raw one."""
+    if isinstance(value, int) and kind is not None and kind not in ("dec", "pid"):
+        # Flag values repeat endlessly (O_RDONLY|O_CLOEXEC...): memoise the table walk (bounded).
+        key = (kind, value)
+        text = _MEMO.get(key)
+        if text is None:
+            text = _render(kind, value)
+            if len(_MEMO) < 8192:
+                _MEMO[key] = text
+        return text
+    return _render(kind, value)
+
+
+def _render(kind: str | None, value: int | str | bytes) -> str:
     if isinstance(value, bytes):
         return "".join(chr(b) if 32 <= b < 127 else "." for b in value)
     if isinstance(value, str):

@@ -54,9 +54,18 @@ CAPABILITIES: tuple[str, ...] = tuple("CAP_" + n for n in _words(
 CAP_BY_NAME: dict[str, int] = {n: i for i, n in enumerate(CAPABILITIES)}
 
 
+_CAPS_MEMO: dict[int, str] = {}
+
+
 def caps_to_string(mask: int) -> str:
     """Space-joined ``CAP_*`` names of the set bits, lowest first; bits above the known range are ignored."""
-    return " ".join(name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1)
+    # Processes share a handful of capability sets, so the rendering is memoised (bounded).
+    text = _CAPS_MEMO.get(mask)
+    if text is None:
+        text = " ".join([name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1])
+        if len(_CAPS_MEMO) < 4096:
+            _CAPS_MEMO[mask] = text
+    return text
 
 
 def caps_from_string(text: str) -> int:

@@ -30,7 +30,19 @@ _TYPE_BY_NAME = {name: t for t, (name, _) in _TYPE_NAMES.items()}
 _TYPE_BY_CHAR = {ch: t for t, (_, ch) in reversed(_TYPE_NAMES.items())}
 _L4_NAMES = {L4Proto.TCP: "tcp", L4Proto.UDP: "udp", L4Proto.ICMP: "icmp", L4Proto.RAW: "raw"}
 _L4_BY_NAME = {v: k for k, v in _L4_NAMES.items()}
-_IP_TYPES = frozenset({FdType.IPV4, FdType.IPV6, FdType.RAW_SOCKET})
+# Enum members hash in Python code, so hot-path lookups use tuples (identity-first membership) and tables
+# indexed by the member's integer value instead of sets and dicts keyed by members.
+_TYPE_TABLE: tuple[tuple[str, str] | None, ...] = tuple(_TYPE_NAMES.get(t) for t in sorted(FdType))
+_L4_TABLE: tuple[str | None, ...] = tuple(_L4_NAMES.get(p) for p in sorted(L4Proto))
+# Class attribute access to enum members is slow in Python 3.11; hot code uses these module constants.
+_DIRECTORY = FdType.DIRECTORY
+_FILE = FdType.FILE
+_IPV4 = FdType.IPV4
+_IPV6 = FdType.IPV6
+_PIPE = FdType.PIPE
+_RAW_SOCKET = FdType.RAW_SOCKET
+_UNIX = FdType.UNIX
+_IP_TYPES = (_IPV4, _IPV6, _RAW_SOCKET)
 
 
 def _is_v6(fd: Fd) -> bool:
@@ -39,17 +51,17 @@ def _is_v6(fd: Fd) -> bool:
 
 def fd_type(fd: Fd) -> str | None:
     """``fd.type``: file, directory, ipv4, ipv6, unix, pipe..."""
-    if fd.type is FdType.RAW_SOCKET:
+    if fd.type is _RAW_SOCKET:
         return "ipv6" if _is_v6(fd) else "ipv4"
-    names = _TYPE_NAMES.get(fd.type)
+    names = _TYPE_TABLE[fd.type]
     return names[0] if names else None
 
 
 def fd_typechar(fd: Fd) -> str | None:
     """``fd.typechar``: f, d, 4, 6, u, p..."""
-    if fd.type is FdType.RAW_SOCKET:
+    if fd.type is _RAW_SOCKET:
         return "6" if _is_v6(fd) else "4"
-    names = _TYPE_NAMES.get(fd.type)
+    names = _TYPE_TABLE[fd.type]
     return names[1] if names else None
 
 
@@ -88,11 +100,11 @@ def io_category(ev: Event) -> str:
     fd = ev.fd
     if fd is None:
         return "unknown"
-    if fd.type in (FdType.FILE, FdType.DIRECTORY):
+    if fd.type in (_FILE, _DIRECTORY):
         return "file"
     if fd.type in _IP_TYPES:
         return "net"
-    if fd.type in (FdType.UNIX, FdType.PIPE):
+    if fd.type in (_UNIX, _PIPE):
         return "ipc"
     return "unknown"
 
@@ -105,7 +117,7 @@ def _with_fd(get: Callable[[Fd], object]) -> Extractor:
 
 
 def _is_file(fd: Fd) -> bool:
-    return fd.type in (FdType.FILE, FdType.DIRECTORY)
+    return fd.type in (_FILE, _DIRECTORY)
 
 
 def _directory(ctx: EventContext) -> str | None:
@@ -120,7 +132,7 @@ def _directory(ctx: EventContext) -> str | None:
 
 def _filename(ctx: EventContext) -> str | None:
     fd = ctx.event.fd
-    if fd is None or fd.type is not FdType.FILE or not fd.path:
+    if fd is None or fd.type is not _FILE or not fd.path:
         return None
     return fd.path[fd.path.rfind("/") + 1:]
 
@@ -166,8 +178,8 @@ def _both(get_ip: bool) -> Extractor:
 
 
 def _l4proto(fd: Fd) -> str | None:
-    name = _L4_NAMES.get(fd.l4proto)
-    if name is None and fd.type is FdType.RAW_SOCKET:
+    name = _L4_TABLE[fd.l4proto]
+    if name is None and fd.type is _RAW_SOCKET:
         return "raw"
     return name if fd.type in _IP_TYPES else None
 
@@ -175,7 +187,7 @@ def _l4proto(fd: Fd) -> str | None:
 def _sockfamily(fd: Fd) -> str | None:
     if fd.type in _IP_TYPES:
         return "ip"
-    return "unix" if fd.type is FdType.UNIX else None
+    return "unix" if fd.type is _UNIX else None
 
 
 # ---- setters -------------------------------------------------------------------------------------------------
@@ -193,14 +205,14 @@ def _set_name(b: EventBuilder, arg: str | None, v: object) -> None:
     text = as_str(v)
     fd = b.fd_dict()
     m = _TUPLE.match(text)
-    if m and fd.get("type") in (None, FdType.IPV4, FdType.IPV6, FdType.RAW_SOCKET):
+    if m and fd.get("type") in (None, _IPV4, _IPV6, _RAW_SOCKET):
         fd.setdefault("client_ip", as_ip(m.group(1)))
         fd.setdefault("client_port", int(m.group(2)))
         fd.setdefault("server_ip", as_ip(m.group(3)))
         fd.setdefault("server_port", int(m.group(4)))
         return
     m = _ENDPOINT.match(text)
-    if m and fd.get("type") in (None, FdType.IPV4, FdType.IPV6, FdType.RAW_SOCKET):
+    if m and fd.get("type") in (None, _IPV4, _IPV6, _RAW_SOCKET):
         try:
             fd.setdefault("server_ip", as_ip(m.group(1)))
             fd.setdefault("server_port", int(m.group(2)))
@@ -264,14 +276,14 @@ def finalize_fd(b: EventBuilder) -> None:
     dirname, fname = fd.pop("_dir", None), fd.pop("_filename", None)
     if not fd.get("path") and (dirname is not None or fname is not None):
         fd["path"] = (dirname or "").rstrip("/") + "/" + (fname or "")
-        fd.setdefault("type", FdType.FILE)
+        fd.setdefault("type", _FILE)
     if "type" not in fd:
         ip = fd.get("server_ip") or fd.get("client_ip")
         if ip:
-            fd["type"] = FdType.IPV6 if len(ip) == 16 else FdType.IPV4
+            fd["type"] = _IPV6 if len(ip) == 16 else _IPV4
         elif fd.get("path"):
-            fd["type"] = FdType.FILE
-    if fd.get("type") in (FdType.IPV4, FdType.IPV6) and "l4proto" not in fd and fd.get("server_port"):
+            fd["type"] = _FILE
+    if fd.get("type") in (_IPV4, _IPV6) and "l4proto" not in fd and fd.get("server_port"):
         fd["l4proto"] = L4Proto.TCP
     if "num" not in fd:
         res = b.event.get("res", 0)
@@ -357,7 +369,7 @@ register("fd.l4proto", FieldType.STRING, "the IP protocol of a socket. Can be 't
 register("fd.sockfamily", FieldType.STRING, "the socket family for socket events. Can be 'ip' or 'unix'.",
          extract=_with_fd(_sockfamily), derived=True)
 register("fd.is_server", FieldType.BOOL, "'true' if the process owning this FD is the server endpoint in the "
-         "connection.", extract=_with_fd(lambda f: f.is_server if f.type in _IP_TYPES or f.type is FdType.UNIX
+         "connection.", extract=_with_fd(lambda f: f.is_server if f.type in _IP_TYPES or f.type is _UNIX
                                          else None), setter=_set_fd("is_server", as_bool))
 register("fd.connected", FieldType.BOOL, "for TCP/UDP FDs, 'true' if the socket is connected.",
          extract=_with_fd(lambda f: f.connected if f.connected is not None else (

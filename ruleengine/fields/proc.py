@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -269,7 +270,7 @@ def _nth(get: Getter) -> Callable[[str], Extractor]:
 
 def _all(get: Getter) -> Extractor:
     def extract(ctx: EventContext) -> tuple[object, ...]:
-        return tuple(get(a) for a in ctx.event.ancestors)
+        return tuple([get(a) for a in ctx.event.ancestors])
     return extract
 
 
@@ -337,7 +338,7 @@ register("thread.vtid", FieldType.INT, "The id of the thread generating the even
 register("thread.ismain", FieldType.BOOL, "'true' if the thread generating the event is the main one in the "
          "process.", extract=lambda c: not c.event.proc.tid or c.event.proc.tid == c.event.proc.pid, derived=True)
 def _cap_attr(which: str) -> Callable[[Process], int | None]:
-    return lambda p: getattr(p, f"cap_{which}")
+    return operator.attrgetter(f"cap_{which}")
 
 
 for _set in ("effective", "permitted", "inheritable"):

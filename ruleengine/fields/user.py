@@ -36,7 +36,10 @@ def _named(name: str, ident: int | None, root_value: str) -> str:
 
 def _user_name(ctx: EventContext) -> str:
     p = ctx.event.proc
-    return _named(p.user_name, effective_uid(p), "root")
+    if p.user_name:
+        return p.user_name
+    uid = p.euid if p.euid is not None else p.uid
+    return "root" if uid == 0 else NA
 
 
 def _homedir(ctx: EventContext) -> str:
