@@ -7,21 +7,30 @@ cgroup lines (``enricher.cgroups``), metadata comes from Docker and CRI runtimes
 (``enricher.cache``), and the enriched batches go on to the rule engine.
 """
 
-from enricher.cgroups import CgroupMatch, match_cgroup_lines, match_cgroup_path
-from enricher.enrich import Enricher
-from enricher.images import ImageInfo, cri_image, docker_image, split_image
-from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
+from typing import Any
 
-__all__ = [
-    "CgroupMatch",
-    "ContainerMeta",
-    "Enricher",
-    "ImageInfo",
-    "LookupFailed",
-    "MetadataProvider",
-    "cri_image",
-    "docker_image",
-    "match_cgroup_lines",
-    "match_cgroup_path",
-    "split_image",
-]
+# Re-exported lazily: `python -m enricher.health` runs as a frequent container health check and must not pay for
+# importing the whole stage.
+_EXPORTS = {
+    "CgroupMatch": "enricher.cgroups",
+    "match_cgroup_lines": "enricher.cgroups",
+    "match_cgroup_path": "enricher.cgroups",
+    "Enricher": "enricher.enrich",
+    "ImageInfo": "enricher.images",
+    "cri_image": "enricher.images",
+    "docker_image": "enricher.images",
+    "split_image": "enricher.images",
+    "ContainerMeta": "enricher.meta",
+    "LookupFailed": "enricher.meta",
+    "MetadataProvider": "enricher.meta",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'enricher' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
