@@ -79,10 +79,17 @@ def _endpoint(ip: bytes, port: int | None) -> str:
     return f"{ip_of(ip)}:{port if port is not None else 0}"
 
 
+_PATH_EVENTS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at"})
+
+
 def fd_name(ev: Event) -> str | None:
     """``fd.name``: the path for files, ``cip:cport->sip:sport`` for connected sockets, ``ip:port`` for bound ones."""
     fd = ev.fd
     if fd is None:
+        # A failed open has no fd entry: Falco then takes the name from the event's path parameter.
+        if ev.type in _PATH_EVENTS:
+            v = ev.arg("name") if ev.type != "open_by_handle_at" else ev.arg("path")
+            return v if isinstance(v, str) and v.startswith("/") else None
         return None
     if fd.type in _IP_TYPES:
         if fd.client_ip and fd.server_ip:

@@ -107,3 +107,11 @@ def test_unix_and_raw() -> None:
     assert value(raw, "fd.l4proto") == "raw" and value(raw, "fd.typechar") == "4"
     udp = sock(l4proto=L4Proto.UDP, name_changed=True)
     assert value(udp, "fd.l4proto") == "udp" and value(udp, "fd.name_changed") is True
+
+
+def test_failed_open_takes_the_name_from_the_event() -> None:
+    from lanner.model import Arg
+
+    ev = Event(type="openat", res=-2, args=(Arg("dirfd", -100), Arg("name", "/etc/shadow"), Arg("flags", 0)))
+    assert value(ev, "fd.name") == "/etc/shadow"
+    assert value(Event(type="openat", res=-2, args=(Arg("name", "rel/x"),)), "fd.name") is None
