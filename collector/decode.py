@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from collector import layout
 from collector.proctable import ProcessTable
@@ -19,9 +20,8 @@ from lanner.model import Arg, Event, EventIdentity, EventTiming, Fd, Process
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The decoded ``struct lanner_hdr``."""
+class Header(NamedTuple):
+    """The decoded ``struct lanner_hdr`` (a NamedTuple: built once per record, so construction cost counts)."""
 
     ts_ns: int
     cgroup_id: int

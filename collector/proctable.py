@@ -48,6 +48,8 @@ def with_slash(cwd: str) -> str:
 
 def normalize(path: str) -> str:
     """Lexical normalisation of an absolute path (``.``, ``..``, repeated slashes)."""
+    if "/." not in path and "//" not in path and (len(path) == 1 or not path.endswith("/")):
+        return path
     p = posixpath.normpath(path)
     return "/" + p.lstrip("/") if p.startswith("//") else p
 

@@ -15,7 +15,6 @@ from collector.service import STAGE, CollectorService, make_batch, open_enricher
 from collector.source import BpfProbe, EventSource, KernelSource
 from lanner.server import run_service
 from lanner.streaming import BatchSender
-from lanner.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> KernelSo
 async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     """Run the collector until SIGTERM/SIGINT. ``source`` must already be started (loading BPF can fail; the
     caller reports that before any server starts)."""
-    sender: BatchSender[event_pb2.Event] = BatchSender(
+    sender: BatchSender[bytes] = BatchSender(
         STAGE,
         cfg.enricher_target,
         open_enricher_stream,

@@ -11,29 +11,26 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
 from typing import IO
 
 import grpc
 from google.protobuf import json_format
 
+from collector.encode import EventEncoder, make_batch_bytes
 from collector.source import EventSource
 from lanner.convert import event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN
 from lanner.model import Event
 from lanner.streaming import BatchSender
-from lanner.v1 import event_pb2, services_pb2_grpc
+from lanner.v1 import services_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 STAGE = "collector"
+# Events travel to the sender already serialized (see collector.encode); batches are assembled from the bytes.
+make_batch = make_batch_bytes
 # Above this many events in one poll the loop goes round again at once instead of sleeping.
 BUSY_POLL = 512
-
-
-def make_batch(seq: int, events: Sequence[event_pb2.Event], dropped: int) -> event_pb2.EventBatch:
-    """The batch the enricher receives."""
-    return event_pb2.EventBatch(batch_seq=seq, events=events, dropped_since_last=dropped)
 
 
 def open_enricher_stream(channel: grpc.aio.Channel) -> object:
@@ -52,7 +49,7 @@ class CollectorService:
     def __init__(
         self,
         source: EventSource,
-        sender: BatchSender[event_pb2.Event],
+        sender: BatchSender[bytes],
         *,
         poll_interval_s: float = 0.001,
         record: IO[str] | None = None,
@@ -62,6 +59,7 @@ class CollectorService:
         self.poll_interval_s = poll_interval_s
         self.record = record
         self.events = 0
+        self.encoder = EventEncoder()
         self._source_dropped = 0
         self._drops_checked = 0.0
         self._drops_logged = 0.0
@@ -74,7 +72,8 @@ class CollectorService:
         if events:
             self._in.inc(len(events))
             self.events += len(events)
-            self.sender.submit_many([event_to_pb(ev) for ev in events])
+            encode = self.encoder.encode
+            self.sender.submit_many([encode(ev) for ev in events])
             if self.record is not None:
                 self.record.write("".join(event_json(ev) + "\n" for ev in events))
         now = time.monotonic()

@@ -8,6 +8,7 @@ buffer into raw records; everything after that is plain Python over bytes, testa
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import socket
@@ -196,6 +197,11 @@ class KernelSource:
         t0 = time.monotonic()
         n = self.table.seed()
         log.info("process table seeded", extra={"processes": n, "seconds": round(time.monotonic() - t0, 3)})
+        # The table is long-lived and large, events are short-lived and acyclic: keep the cyclic collector from
+        # rescanning the table every few thousand allocations.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
 
     def poll(self) -> list[Event]:
         """Decode what the ring buffer holds now."""
