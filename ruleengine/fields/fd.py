@@ -116,6 +116,21 @@ def io_category(ev: Event) -> str:
     return "unknown"
 
 
+# Without an fd entry (a failed open, an unknown socket) Falco guesses the type character from the event type.
+_GUESSED_TYPECHAR = {"open": "f", "openat": "f", "openat2": "f", "creat": "f", "open_by_handle_at": "f",
+                     "socket": "4", "accept": "4", "accept4": "4", "connect": "4", "bind": "4", "pipe": "p",
+                     "pipe2": "p", "eventfd": "e", "eventfd2": "e", "signalfd": "s", "signalfd4": "s",
+                     "inotify_init": "i", "inotify_init1": "i", "timerfd_create": "t", "memfd_create": "m",
+                     "userfaultfd": "u", "pidfd_open": "P", "bpf": "b", "io_uring_setup": "r"}
+
+
+def _typechar(ctx: EventContext) -> str | None:
+    ev = ctx.event
+    if ev.fd is None:
+        return _GUESSED_TYPECHAR.get(ev.type)
+    return fd_typechar(ev.fd)
+
+
 def _with_fd(get: Callable[[Fd], object]) -> Extractor:
     def extract(ctx: EventContext) -> object:
         fd = ctx.event.fd
@@ -330,7 +345,7 @@ register("fd.type", FieldType.STRING, "type of FD. Can be 'file', 'directory', '
 register("fd.typechar", FieldType.CHAR, "type of FD as a single character. Can be 'f' for file, 4 for IPv4 "
          "socket, 6 for IPv6 socket, 'u' for unix socket, p for pipe, 'e' for eventfd, 's' for signalfd, 'l' for "
          "eventpoll, 'i' for inotify, 'b' for bpf, 'u' for userfaultd, 'r' for io_uring, 'o' for unknown.",
-         extract=_with_fd(fd_typechar), setter=_set_typechar)
+         extract=_typechar, setter=_set_typechar)
 register("fd.name", FieldType.STRING, "FD full name. If the fd is a file, this field contains the full path. If "
          "the FD is a socket, this field contain the connection tuple.", extract=lambda c: fd_name(c.event),
          setter=_set_name)

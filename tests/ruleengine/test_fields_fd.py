@@ -115,3 +115,9 @@ def test_failed_open_takes_the_name_from_the_event() -> None:
     ev = Event(type="openat", res=-2, args=(Arg("dirfd", -100), Arg("name", "/etc/shadow"), Arg("flags", 0)))
     assert value(ev, "fd.name") == "/etc/shadow"
     assert value(Event(type="openat", res=-2, args=(Arg("name", "rel/x"),)), "fd.name") is None
+
+
+def test_typechar_guessed_without_fd() -> None:
+    assert value(Event(type="openat", res=-13), "fd.typechar") == "f"
+    assert value(Event(type="pipe2"), "fd.typechar") == "p"
+    assert value(Event(type="execve"), "fd.typechar") is None
