@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from google.protobuf import struct_pb2
@@ -57,6 +59,29 @@ def alert_head_from_pb(pb: alert_pb2.Alert) -> Alert:
     )
 
 
+def _output_fields(pb: alert_pb2.Alert) -> Mapping[str, JsonValue]:
+    """Prefer the exactly typed JSON object (Struct numbers are doubles: they cannot hold ns timestamps)."""
+    if pb.output_fields_json:
+        try:
+            decoded = json.loads(pb.output_fields_json)
+        except ValueError as exc:
+            raise AlertError(f"output_fields_json: not valid JSON: {exc}") from None
+        if not isinstance(decoded, dict):
+            raise AlertError("output_fields_json: expected a JSON object")
+        return MappingProxyType({k: _freeze(v) for k, v in decoded.items()})
+    if pb.HasField("output_fields"):
+        return struct_from_pb(pb.output_fields)
+    return EMPTY_FIELDS
+
+
+def _freeze(value: object) -> JsonValue:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
+    return value  # type: ignore[return-value]
+
+
 def alert_from_pb(pb: alert_pb2.Alert) -> Alert:
     """Build the domain alert from its protobuf form. Raises AlertError for a field that cannot be used."""
     if not pb.rule:
@@ -69,7 +94,7 @@ def alert_from_pb(pb: alert_pb2.Alert) -> Alert:
         time_ns=pb.time.seconds * 1_000_000_000 + pb.time.nanos,
         output=pb.output,
         message=pb.message,
-        output_fields=struct_from_pb(pb.output_fields) if pb.HasField("output_fields") else EMPTY_FIELDS,
+        output_fields=_output_fields(pb),
         hostname=pb.hostname,
         alert_id=pb.alert_id,
     )

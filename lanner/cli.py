@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "collector.cli",
     "enricher.cli",
     "ruleengine.cli",
+    "ruleengine.service_cli",
     "ruleengine.fields_cli",
     "dispatcher.cli",
 )

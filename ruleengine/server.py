@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Wires the rule engine stage into the shared server lifecycle."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+import grpc
+
+from lanner.config import load_section
+from lanner.convert import event_from_pb
+from lanner.logs import setup_logging
+from lanner.server import run, run_service
+from lanner.streaming import BatchSender
+from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from ruleengine.config import RuleEngineConfig, resolve_rules_paths
+from ruleengine.engine import EngineOptions
+from ruleengine.events_json import event_to_fields
+from ruleengine.fields import EventContext
+from ruleengine.metrics import RULES_LOADED
+from ruleengine.output import AlertRecord, AppendOutput, OutputOptions
+from ruleengine.priority import Priority
+from ruleengine.reload import RuleReloader, RulesLoadFailed
+from ruleengine.service import RuleEngineService, alert_to_pb
+
+log = logging.getLogger(__name__)
+
+
+def make_alert_batch(seq: int, alerts: Sequence[alert_pb2.Alert], dropped: int) -> alert_pb2.AlertBatch:
+    return alert_pb2.AlertBatch(batch_seq=seq, alerts=alerts)
+
+
+def engine_options(cfg: RuleEngineConfig) -> EngineOptions:
+    return EngineOptions(
+        min_priority=Priority.parse(cfg.min_priority),
+        rule_matching=cfg.rule_matching,
+        disabled_rules=cfg.disabled_rules,
+        enabled_tags=cfg.enabled_tags,
+        disabled_tags=cfg.disabled_tags,
+    )
+
+
+def output_options(cfg: RuleEngineConfig) -> OutputOptions:
+    return OutputOptions(
+        time_format_iso_8601=cfg.time_format_iso_8601,
+        suggested_output=cfg.suggested_output,
+        append_output=tuple(
+            AppendOutput(
+                match_source=a.match_source,
+                match_tags=a.match_tags,
+                match_rule=a.match_rule,
+                extra_output=a.extra_output,
+                extra_fields=a.extra_fields,
+            )
+            for a in cfg.append_output
+        ),
+    )
+
+
+def make_recorder(out: IO[str]) -> Callable[[event_pb2.Event], None]:
+    """Record every event as a Falco-field JSON line, replayable with `lanner replay`."""
+
+    def record(pb: event_pb2.Event) -> None:
+        out.write(json.dumps(event_to_fields(event_from_pb(pb)), default=str, separators=(",", ":")) + "\n")
+
+    return record
+
+
+async def serve(cfg: RuleEngineConfig) -> None:
+    hostname = cfg.hostname or socket.gethostname()
+    alerts: BatchSender[alert_pb2.Alert] = BatchSender(
+        "ruleengine->dispatcher",
+        cfg.dispatcher_target,
+        lambda ch: services_pb2_grpc.DispatcherServiceStub(ch).PushAlerts,
+        make_alert_batch,
+        max_queue=cfg.alert_queue,
+        batch_size=64,
+        linger_s=0.002,
+        reliable=True,
+    )
+    reloader = RuleReloader(
+        lambda: resolve_rules_paths(cfg.rules_files),
+        engine_options(cfg),
+        interval_s=cfg.watch_interval_s,
+        on_alert=lambda record: alerts.submit(alert_to_pb(record, None)),
+        hostname=hostname,
+    )  # raises RulesLoadFailed: nothing starts on bad rules
+    RULES_LOADED.set(len(reloader.current().enabled))
+    log.info(
+        "rules loaded", extra={"rules": len(reloader.current().enabled), "files": resolve_rules_paths(cfg.rules_files)}
+    )
+    options = output_options(cfg)
+
+    def render(match: object, ctx: EventContext) -> AlertRecord:
+        return match.render(ctx, hostname, options)  # type: ignore[attr-defined,no-any-return]
+
+    record_file: IO[str] | None = None
+    recorder = None
+    if cfg.record_path:
+        record_file = Path(cfg.record_path).open("a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        recorder = make_recorder(record_file)
+    service = RuleEngineService(reloader.current, render, alerts, recorder)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        services_pb2_grpc.add_RuleEngineServiceServicer_to_server(service, server)
+        return ["lanner.v1.RuleEngineService"]
+
+    async def close_outputs() -> None:
+        await alerts.close()
+        if record_file is not None:
+            record_file.close()
+
+    background = [alerts.run]
+    if cfg.watch_rules:
+        background.append(reloader.run)
+    await run_service(
+        "ruleengine",
+        cfg.bind,
+        register,
+        background=background,
+        on_stop=[close_outputs],
+        metrics_bind=cfg.metrics_bind,
+    )
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    cfg = load_section("ruleengine", RuleEngineConfig, args.config)
+    setup_logging("ruleengine", cfg.log_level)
+    if getattr(args, "rules", None):
+        cfg = dataclasses.replace(cfg, rules_files=tuple(args.rules))
+    for path in resolve_rules_paths(cfg.rules_files):
+        try:
+            Path(path).open("rb").close()
+        except OSError as exc:
+            log.error("cannot read rules file; not starting", extra={"file": path, "error": exc.strerror})
+            return 1
+    try:
+        run(serve(cfg))
+    except RulesLoadFailed as exc:
+        for message in exc.result.errors:
+            log.error("rules failed to load; not starting", extra={"error": message.format()})
+        return 1
+    return 0

@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The rule engine stage: evaluate each pushed event against the loaded rules and push alerts downstream.
+
+Evaluation runs inline in the stream handler, and a batch is acked only after it has been evaluated, so a slow
+engine slows the enricher's acks, and the enricher's bounded queue absorbs (and counts) the excess. Events whose
+type no loaded rule cares about are skipped before they are even decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+from lanner.convert import event_from_pb
+from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
+from lanner.streaming import BatchSender
+from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from ruleengine.fields import EventContext
+from ruleengine.metrics import ALERTS_RAISED, EVAL_SECONDS, UPSTREAM_DROPPED
+from ruleengine.output import AlertRecord
+
+log = logging.getLogger(__name__)
+STAGE = "ruleengine"
+
+
+def alert_id(identity: event_pb2.EventIdentity, rule: str) -> str:
+    """A stable id for (event, rule): redelivery keeps it, so every hop downstream can dedup."""
+    key = f"{identity.node}\0{identity.boot_id}\0{identity.producer_id}\0{identity.seq}\0{rule}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def alert_to_pb(record: AlertRecord, event: event_pb2.Event | None) -> alert_pb2.Alert:
+    """Encode a domain alert for the wire, with the identity and timing of the event that raised it."""
+    pb = alert_pb2.Alert(
+        rule=record.rule,
+        priority=int(record.priority),  # type: ignore[arg-type]
+        source=record.source,
+        tags=sorted(record.tags),
+        output=record.output,
+        message=record.message,
+        hostname=record.hostname,
+        output_fields_json=json.dumps(
+            dict(record.output_fields), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+        ),
+    )
+    pb.time.FromNanoseconds(record.time_ns)
+    fields = struct_pb2.Struct()
+    for key, value in record.output_fields.items():
+        fields.fields[key].CopyFrom(_to_value(value))
+    pb.output_fields.CopyFrom(fields)
+    if event is not None:
+        pb.event_id.CopyFrom(event.id)
+        pb.timing.CopyFrom(event.timing)
+        pb.alert_id = alert_id(event.id, record.rule)
+    else:
+        pb.alert_id = hashlib.sha256(f"{record.rule}\0{record.time_ns}\0{record.output}".encode()).hexdigest()[:32]
+    return pb
+
+
+def _to_value(value: Any) -> struct_pb2.Value:
+    v = struct_pb2.Value()
+    if value is None:
+        v.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        v.bool_value = value
+    elif isinstance(value, int | float):
+        v.number_value = float(value)
+    elif isinstance(value, list | tuple):
+        v.list_value.values.extend(_to_value(x) for x in value)
+    else:
+        v.string_value = str(value)
+    return v
+
+
+class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
+    """Serves RuleEngineService.PushEvents."""
+
+    def __init__(
+        self,
+        current_engine: Callable[[], Any],
+        render: Callable[[Any, EventContext], AlertRecord],
+        alerts: BatchSender[alert_pb2.Alert],
+        recorder: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._engine = current_engine
+        self._render = render
+        self._alerts = alerts
+        self._recorder = recorder
+        self._in = EVENTS_IN.labels(STAGE)
+        self._latency = STAGE_LATENCY.labels(STAGE)
+
+    async def PushEvents(
+        self, request_iterator: AsyncIterator[event_pb2.EventBatch], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[event_pb2.BatchAck]:
+        peer = context.peer()
+        log.info("upstream connected", extra={"peer": peer})
+        try:
+            async for batch in request_iterator:
+                n = len(batch.events)
+                self._in.inc(n)
+                if batch.dropped_since_last:
+                    UPSTREAM_DROPPED.inc(batch.dropped_since_last)
+                self.evaluate_batch(batch)
+                yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=n)
+        finally:
+            log.info("upstream disconnected", extra={"peer": peer})
+
+    def evaluate_batch(self, batch: event_pb2.EventBatch) -> None:
+        engine = self._engine()  # read once per batch: a hot reload swaps it atomically between batches
+        started = time.perf_counter()
+        now_ns = time.time_ns()
+        for pb in batch.events:
+            if self._recorder is not None:
+                self._recorder(pb)
+            source = pb.source or "syscall"
+            if not engine.has_rules_for(source, pb.type):
+                continue
+            try:
+                event = event_from_pb(pb)
+                ctx = EventContext(event)
+                matches = engine.process(ctx)
+                for match in matches:
+                    record = self._render(match, ctx)
+                    self._alerts.submit(alert_to_pb(record, pb))
+                    ALERTS_RAISED.labels(record.rule, record.priority.falco_name).inc()
+            except Exception as exc:
+                # One malformed event must not take the stream down; name it and move on.
+                EVENTS_DROPPED.labels(STAGE, "evaluation_error").inc()
+                log.warning(
+                    "event could not be evaluated",
+                    extra={"evt_type": pb.type, "seq": pb.id.seq, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            if pb.timing.event_ns:
+                self._latency.observe(max(0.0, (now_ns - pb.timing.event_ns) / 1e9))
+        EVAL_SECONDS.observe(time.perf_counter() - started)
