@@ -43,6 +43,9 @@ def cmd_collector(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"lanner collector: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"lanner collector: cannot read {cfg.replay_path}: {exc.strerror}", file=sys.stderr)
+        return 1
     try:
         run(serve(cfg, source))
     except ServiceStartError as exc:
@@ -106,6 +109,9 @@ def cmd_events(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"lanner collector: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"lanner collector: cannot read {cfg.replay_path}: {exc.strerror}", file=sys.stderr)
+        return 1
     types = set(args.type or ())
     pids = set(args.pid or ())
     printed = 0
@@ -123,6 +129,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                 if args.count is not None and printed >= args.count:
                     break
             sys.stdout.flush()
+            if not events and getattr(source, "finished", False):
+                break
             if not events:
                 time.sleep(cfg.poll_interval_ms / 1000.0)
     except KeyboardInterrupt:

@@ -18,7 +18,9 @@ class CollectorConfig:
     on, the process table needs it), ``file`` (open/openat/openat2/creat), ``network`` (socket/connect/accept)
     and ``fileop`` (unlink/rename/mkdir/rmdir/chdir). ``exclude_pids`` are not traced, nor are their children
     forked after start; the collector's own process always is excluded. ``record_path``, when set, appends every
-    event as one JSON line (protobuf JSON mapping) for later replay.
+    event as one JSON line (protobuf JSON mapping) for later replay. ``replay_path``, when set, replaces the kernel
+    with such a recording (played as fast as the pipeline takes it, or with its original spacing when
+    ``replay_realtime``), so the pipeline runs without root or eBPF.
     """
 
     bind: str = "127.0.0.1:7701"
@@ -32,6 +34,8 @@ class CollectorConfig:
     families: tuple[str, ...] = FAMILIES
     poll_interval_ms: float = 1.0
     record_path: str = ""
+    replay_path: str = ""
+    replay_realtime: bool = False
     proc_root: str = "/proc"
     host_root: str = ""
     log_level: str = "info"

@@ -11,16 +11,20 @@ from typing import IO
 import grpc
 
 from collector.config import CollectorConfig
+from collector.replay import ReplaySource
 from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
-from collector.source import BpfProbe, EventSource, KernelSource
+from collector.source import BpfProbe, EventSource, KernelSource, default_identity
 from lanner.server import run_service
 from lanner.streaming import BatchSender
 
 log = logging.getLogger(__name__)
 
 
-def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> KernelSource:
-    """The kernel source described by the config (not started)."""
+def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSource:
+    """The source described by the config (not started): a recording when ``replay_path`` is set, else the
+    kernel."""
+    if cfg.replay_path:
+        return ReplaySource(cfg.replay_path, default_identity(), realtime=cfg.replay_realtime)
     probe = BpfProbe(
         ring_buffer_pages=cfg.ring_buffer_pages,
         families=cfg.families,

@@ -64,7 +64,8 @@ class CollectorService:
         self._drops_checked = 0.0
         self._drops_logged = 0.0
         self._in = EVENTS_IN.labels(STAGE)
-        self._kernel_drops = EVENTS_DROPPED.labels(STAGE, "ring_buffer_full")
+        reason = "ring_buffer_full" if source.name == "syscall" else "bad_input"
+        self._kernel_drops = EVENTS_DROPPED.labels(STAGE, reason)
 
     def pump(self) -> int:
         """One poll: move what the source has now; returns the number of events moved."""
@@ -83,7 +84,8 @@ class CollectorService:
         return len(events)
 
     def check_drops(self, now: float) -> None:
-        """Count kernel-side losses; log them at most every 10 s."""
+        """Count losses inside the source (kernel ring buffer full, unreadable recorded lines); log them at most
+        every 10 s."""
         dropped = self.source.dropped()
         if dropped > self._source_dropped:
             delta = dropped - self._source_dropped
@@ -91,7 +93,7 @@ class CollectorService:
             self._kernel_drops.inc(delta)
             if now - self._drops_logged >= 10.0:
                 self._drops_logged = now
-                log.warning("kernel ring buffer overflowed; events lost", extra={"lost_total": dropped})
+                log.warning("events lost in the source", extra={"source": self.source.name, "lost_total": dropped})
 
     async def run(self) -> None:
         """Poll until cancelled."""

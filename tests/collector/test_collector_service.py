@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The service loop end to end over a real gRPC stream: a recording is replayed into a PushEvents server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from collector.decode import Decoder, Identity
+from collector.proctable import ProcessTable
+from collector.replay import ReplayError, ReplaySource, parse_line
+from collector.service import CollectorService, event_json, make_batch, open_enricher_stream
+from lanner.streaming import BatchSender
+from lanner.v1 import event_pb2, services_pb2_grpc
+from tests.collector import collector_testlib as rec
+from tests.collector.collector_testlib import add_proc
+
+
+class Receiver(services_pb2_grpc.EnricherServiceServicer):
+    """The receiving end of PushEvents: keeps every event, acks every batch."""
+
+    def __init__(self) -> None:
+        self.events: list[event_pb2.Event] = []
+        self.got = asyncio.Event()
+
+    async def PushEvents(
+        self, request_iterator: AsyncIterator[event_pb2.EventBatch], context: object
+    ) -> AsyncIterator[event_pb2.BatchAck]:
+        async for batch in request_iterator:
+            self.events.extend(batch.events)
+            self.got.set()
+            yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=len(batch.events))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def recording(tmp_path: Path, decoder: Decoder, table: ProcessTable) -> Path:
+    add_proc(table, 1, 0, "init")
+    add_proc(table, 50, 1, "bash", uid=1000)
+    lines = []
+    for r in (
+        rec.fork_record(50, 51),
+        rec.exec_record(51, "/usr/bin/cat", ["cat", "/etc/shadow"]),
+        rec.open_record(51, "/etc/shadow"),
+    ):
+        ev = decoder.decode(r)
+        assert ev is not None
+        lines.append(event_json(ev))
+    lines.insert(1, "{not json")
+    lines.insert(2, "")
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def test_replay_through_grpc(recording: Path) -> None:
+    port = free_port()
+    server = grpc.aio.server()
+    receiver = Receiver()
+    services_pb2_grpc.add_EnricherServiceServicer_to_server(receiver, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    source = ReplaySource(str(recording), Identity("node-r", "boot-r", "replay-1"))
+    source.start()
+    sender: BatchSender[bytes] = BatchSender(
+        "collector-test", f"127.0.0.1:{port}", open_enricher_stream, make_batch, batch_size=2, linger_s=0.001
+    )
+    service = CollectorService(source, sender)
+    tasks = [asyncio.create_task(sender.run()), asyncio.create_task(service.run())]
+    try:
+        async with asyncio.timeout(10):
+            while len(receiver.events) < 3:
+                await receiver.got.wait()
+                receiver.got.clear()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        source.close()
+        await server.stop(0)
+    evs = receiver.events
+    assert [e.type for e in evs] == ["clone", "execve", "openat"]
+    assert [e.id.seq for e in evs] == [1, 2, 3] and {e.id.producer_id for e in evs} == {"replay-1"}
+    assert evs[2].fd.path == "/etc/shadow" and evs[2].proc.comm == "cat"
+    assert [a.comm for a in evs[2].ancestors] == ["bash", "init"]
+    assert evs[0].proc.user_name == "alice" and evs[1].proc.user_name == "root"
+    assert evs[0].timing.collected_ns > 0
+    assert source.dropped() == 1 and service.events == 3
+
+
+def test_bad_lines_name_file_and_line() -> None:
+    with pytest.raises(ReplayError, match=r"^f.jsonl:7:2: invalid JSON"):
+        parse_line("{x", "f.jsonl", 7)
+    with pytest.raises(ReplayError, match=r"^f.jsonl:3:1: expected a JSON object"):
+        parse_line("[1]", "f.jsonl", 3)
+    with pytest.raises(ReplayError, match=r"^f.jsonl:4: not a lanner.v1.Event"):
+        parse_line('{"type": 5, "bogus": 1}', "f.jsonl", 4)
