@@ -89,7 +89,7 @@ def test_root_cat_etc_shadow_on_the_host_alerts(source: KernelSource, engine: En
     assert [name for name, _ in alerts] == ["Credential file read by untrusted program"], alerts
     output = alerts[0][1]
     for part in ("file=/etc/shadow", "process=cat", "cmdline=cat /etc/shadow", "user=root", "uid=0",
-                 "container_id=host"):
+                 "container=host"):
         assert part in output, output
 
 
