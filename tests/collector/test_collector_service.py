@@ -93,7 +93,7 @@ async def test_replay_through_grpc(recording: Path) -> None:
     assert [e.id.seq for e in evs] == [1, 2, 3] and {e.id.producer_id for e in evs} == {"replay-1"}
     assert evs[2].fd.path == "/etc/shadow" and evs[2].proc.comm == "cat"
     assert [a.comm for a in evs[2].ancestors] == ["bash", "init"]
-    assert evs[1].proc.user_name == "root" and evs[1].proc.args == ("/etc/shadow",)
+    assert evs[1].proc.user_name == "root" and list(evs[1].proc.args) == ["/etc/shadow"]
     assert evs[0].timing.collected_ns > 0
     assert source.dropped() == 1 and service.events == 3
 
