@@ -194,9 +194,11 @@ def read_events(path: str, source: str | None = None) -> Iterator[Event]:
 def _proc_fields(out: dict[str, object], ev: Event) -> None:
     p = ev.proc
     out["proc.name"] = p.comm
-    for key, val in (("proc.exe", p.exe), ("proc.exepath", p.exepath), ("proc.cwd", p.cwd)):
+    for key, val in (("proc.exe", p.exe), ("proc.exepath", p.exepath)):
         if val:
             out[key] = val
+    if p.cwd:
+        out["proc.cwd"] = p.cwd if p.cwd.endswith("/") else p.cwd + "/"
     if p.args:
         out["proc.args"] = list(p.args)
     if p.env:
@@ -305,7 +307,7 @@ def _container_fields(out: dict[str, object], ev: Event) -> None:
         out[f"container.label[{lk}]"] = lv
     k = ev.k8s
     for key, val in (("k8s.pod.name", k.pod_name), ("k8s.ns.name", k.ns_name), ("k8s.pod.uid", k.pod_uid),
-                     ("k8s.pod.sandbox_id", k.pod_sandbox_id), ("k8s.pod.ip", k.pod_ip),
+                     ("k8s.pod.full_sandbox_id", k.pod_sandbox_id), ("k8s.pod.ip", k.pod_ip),
                      ("k8s.pod.cni.json", k.pod_cni_json), ("k8s.ns.uid", k.ns_uid)):
         if val:
             out[key] = val

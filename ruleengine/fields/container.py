@@ -245,7 +245,7 @@ register("k8s.pod.id", _S, "[LEGACY] The Kubernetes pod UID; use k8s.pod.uid.",
 register("k8s.pod.sandbox_id", _S, "The truncated Kubernetes pod sandbox ID (first 12 characters).",
          extract=_pod(lambda e: e.k8s.pod_sandbox_id[:12]), setter=_set_k("pod_sandbox_id"))
 register("k8s.pod.full_sandbox_id", _S, "The full Kubernetes pod / sandbox ID.",
-         extract=_pod(lambda e: e.k8s.pod_sandbox_id), derived=True)
+         extract=_pod(lambda e: e.k8s.pod_sandbox_id), setter=_set_k("pod_sandbox_id"))
 register("k8s.pod.label", _S, "The Kubernetes pod label. The label can be accessed either with the familiar "
          "brackets notation, e.g. 'k8s.pod.label[foo]' or by appending a dot, e.g. 'k8s.pod.label.foo'.",
          arg=ArgKind.REQUIRED, arg_form="key", bind=lambda k: _pod(lambda e: e.k8s.pod_labels.get(k)),

@@ -156,3 +156,41 @@ def test_resolved_domain_names() -> None:
     assert value(ev, "fd.cip.name") is None
     assert "lanner" not in str(value(ev, "evt.args"))
     assert event_to_fields(ev)["fd.sip.name"] == "kubernetes.default.svc.cluster.local"
+
+
+def test_round_trip_keeps_every_fact() -> None:
+    from types import MappingProxyType
+
+    from lanner.model import EventIdentity, Mount
+
+    live = Event(
+        type="connect", res=-115, cpu=1, identity=EventIdentity(node="n1", seq=7),
+        timing=EventTiming(event_ns=1718000011726060287),
+        proc=Process(pid=10, tid=11, vpid=1, vtid=2, sid=10, pgid=10, vpgid=1, comm="curl", exe="curl",
+                     exepath="/usr/bin/curl", args=("-s", "a b"), cwd="/srv/", env=("A=1", "B=2"), uid=1000,
+                     gid=1000, loginuid=0xFFFFFFFF, user_name="app", user_homedir="/home/app",
+                     user_shell="/bin/sh", group_name="app", cap_effective=0, cap_permitted=1 << 12,
+                     cap_inheritable=None, tty=0, start_ns=1718000000000000000, cgroups=("cpu=/x",),
+                     is_exe_writable=False, is_exe_upper_layer=True, is_exe_from_memfd=False, exe_ino=5,
+                     exe_ino_ctime=1, exe_ino_mtime=2, pidns_init_start_ns=3, fd_open_count=4, fd_limit=1024,
+                     vm_size_kb=10, vm_rss_kb=5, vm_swap_kb=0),
+        ancestors=(Process(pid=9, comm="sh", exe="/bin/sh", exepath="/bin/dash", args=("-c", "curl")),),
+        fd=Fd(num=4, type=FdType.IPV4, client_ip=bytes([10, 0, 0, 2]), client_port=40000,
+              server_ip=bytes([10, 96, 0, 1]), server_port=443, l4proto=L4Proto.TCP, is_server=False,
+              connected=False),
+        args=(Arg("tuple", "10.0.0.2:40000->10.96.0.1:443"), Arg("fd", 4), Arg("addr", "10.96.0.1:443")),
+        container=Container(id="3ad7b26ded6d", full_id="3ad7b26ded6d" + "0" * 52, type="cri", name="c",
+                            image="r/x:1", image_repository="r/x", image_tag="1", image_digest="sha256:1",
+                            image_id="abc", privileged=False, labels=MappingProxyType({"l": "v"}),
+                            mounts=(Mount("/a", "/b", "", True, "private"),), ip="10.0.0.2", user="1000",
+                            host_pid=False, host_network=True, host_ipc=False, metadata_complete=True),
+        k8s=K8s(pod_name="p", pod_uid="u", pod_sandbox_id="s" * 64, ns_name="ns",
+                pod_labels=MappingProxyType({"app": "x"}), pod_ip="10.0.0.2"),
+    )
+    back = event_from_fields(json.loads(json.dumps(event_to_fields(live))))
+    # Only facts with no Falco field are lost (the start time of the container, boot ids...).
+    assert back.proc == live.proc
+    assert back.ancestors[0].exepath == "/bin/dash" and back.ancestors[0].args == ("-c", "curl")
+    assert back.fd == live.fd
+    assert back.container == live.container and back.k8s == live.k8s
+    assert back.args == live.args and back.res == live.res and back.identity.seq == 7
