@@ -10,6 +10,7 @@ lists become component tries, and ``contains`` over many values becomes an Aho-C
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,10 @@ class _Gen:
         self.n = 0
         self.fields: dict[str, tuple[str, BoundField]] = {}
         self.local_fields = local_fields
+        # compound sub-conditions shared by several rules (macro bodies) are evaluated once per event
+        self.shared: set[Expr] = set()
+        self.memo: dict[Expr, str] = {}
+        self.memo_code: dict[str, str] = {}
 
     def const(self, value: object, prefix: str = "K") -> str:
         self.n += 1
@@ -112,6 +117,17 @@ class _Gen:
         return Operand(f"_t_{node.name}({inner.code})", ftype, inner.multi, node.token, None)
 
     def expr(self, e: Expr) -> str:
+        if e in self.shared:
+            var = self.memo.get(e)
+            if var is None:
+                self.n += 1
+                var = self.memo[e] = f"_m{self.n}"
+                self.shared.discard(e)
+                inner = self.expr(e)
+                self.shared.add(e)
+                self.memo[e] = var
+                self.memo_code[var] = inner
+            return f"({var} if {var} is not _U else ({var} := bool({self.memo_code[var]})))"
         if isinstance(e, And):
             return "(" + " and ".join(self.expr(c) for c in e.children) + ")"
         if isinstance(e, Or):
@@ -211,6 +227,15 @@ def fold_evt_type(e: Expr, evt_type: str) -> Expr | bool:
     return e
 
 
+def _count_compound(e: Expr, counts: Counter[Expr]) -> None:
+    if isinstance(e, And | Or):
+        counts[e] += 1
+        for c in e.children:
+            _count_compound(c, counts)
+    elif isinstance(e, Not):
+        _count_compound(e.child, counts)
+
+
 @dataclass(frozen=True, slots=True)
 class Dispatcher:
     """Every candidate rule of one event type in one generated function.
@@ -228,15 +253,21 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
     """Compile the resolved trees of the candidate rules (in order) into one :class:`Dispatcher`."""
     gen = _Gen(source, local_fields=True)
     lines: list[str] = []
-    for i, tree in enumerate(trees):
-        folded: Expr | bool = tree if evt_type is None else fold_evt_type(tree, evt_type)
+    folded_trees = [tree if evt_type is None else fold_evt_type(tree, evt_type) for tree in trees]
+    counts: Counter[Expr] = Counter()
+    for f in folded_trees:
+        if not isinstance(f, bool):
+            _count_compound(f, counts)
+    gen.shared = {e for e, n in counts.items() if n > 1}
+    for i, folded in enumerate(folded_trees):
         if folded is False:
             continue
         cond = "True" if folded is True else gen.expr(folded)  # type: ignore[arg-type]
         lines.append(f"    if {cond}:\n        {'return ' + str(i) if first else '_r.append(' + str(i) + ')'}")
     head = ["def _run(_x, _U=_U):"]
-    if gen.fields:
-        head.append("    " + " = ".join("_l" + name for name, _ in gen.fields.values()) + " = _U")
+    local_vars = ["_l" + name for name, _ in gen.fields.values()] + list(gen.memo_code)
+    if local_vars:
+        head.append("    " + " = ".join(local_vars) + " = _U")
     if not first:
         head.append("    _r = []")
     tail = ["    return -1" if first else "    return _r"]
