@@ -8,7 +8,9 @@ is asked in turn; the first that knows the id answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
 from enricher.cri import CriProvider, detect_cri
@@ -58,6 +60,45 @@ class RuntimeChain:
         for provider in self.providers:
             await provider.close()
 
+    def add(self, provider: MetadataProvider) -> None:
+        """Use one more runtime from now on."""
+        self.providers.append(provider)
+        self.name = "+".join(p.name for p in self.providers)
+
+
+async def discover_new(chain: RuntimeChain, docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float) -> int:
+    """Add the runtimes that answer now but are not in ``chain`` yet; returns how many were added."""
+    added = 0
+    if docker_socket and not any(isinstance(p, DockerProvider) for p in chain.providers):
+        docker = DockerProvider(docker_socket, timeout_s=timeout_s)
+        if docker.available():
+            try:
+                await docker.ping()
+            except LookupFailed:
+                await docker.close()
+            else:
+                log.info("docker runtime found", extra={"socket": docker.socket_path})
+                chain.add(docker)
+                added += 1
+        else:
+            await docker.close()
+    known = {os.path.realpath(p.socket_path) for p in chain.providers if isinstance(p, CriProvider)}
+    missing = [e for e in cri_endpoints if os.path.realpath(e.removeprefix("unix://")) not in known]
+    if missing:
+        for provider in await detect_cri(missing, timeout_s=timeout_s):
+            chain.add(provider)
+            added += 1
+    return added
+
+
+async def rediscover_loop(
+    chain: RuntimeChain, docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float, interval_s: float = 30.0
+) -> None:
+    """Background task: pick up runtimes that start after the enricher (e.g. Docker started later)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await discover_new(chain, docker_socket, cri_endpoints, timeout_s)
+
 
 async def connect_runtimes(docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float) -> RuntimeChain:
     """Docker (when its socket exists and answers) plus every CRI socket that answers ``Version``."""
@@ -79,5 +120,8 @@ async def connect_runtimes(docker_socket: str, cri_endpoints: Sequence[str], tim
     cri: list[CriProvider] = await detect_cri(cri_endpoints, timeout_s=timeout_s)
     providers.extend(cri)
     if not providers:
-        log.warning("no container runtime found; events pass through with container.id from the cgroup only")
+        log.warning(
+            "no container runtime found (looking again every 30 s); events pass through with container.id from "
+            "the cgroup only"
+        )
     return RuntimeChain(providers)

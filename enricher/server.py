@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from enricher.config import EnricherConfig
 from enricher.docker import DockerProvider
 from enricher.enrich import Enricher
 from enricher.meta import MetadataProvider
-from enricher.runtimes import RuntimeChain, connect_runtimes
+from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
 from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream
 from lanner.server import run_service
 from lanner.streaming import BatchSender
@@ -28,9 +29,10 @@ SERVICE_NAME = services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_
 async def serve(cfg: EnricherConfig) -> None:
     """Run the enricher until SIGTERM/SIGINT."""
     runtimes: RuntimeChain = await connect_runtimes(cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s)
-    provider: MetadataProvider | None = runtimes if runtimes.providers else None
+    # The chain is used even when empty: runtimes found later (rediscover_loop) join it.
+    provider: MetadataProvider = runtimes
     cache: RedisCachedProvider | None = None
-    if provider is not None and cfg.redis_url:
+    if cfg.redis_url:
         cache = RedisCachedProvider(runtimes, cfg.redis_url, ttl_s=cfg.cache_ttl_s, negative_ttl_s=cfg.negative_ttl_s)
         provider = cache
     enricher = Enricher(
@@ -54,7 +56,7 @@ async def serve(cfg: EnricherConfig) -> None:
         return [SERVICE_NAME]
 
     async def warm() -> None:
-        if not cfg.warm_start or provider is None:
+        if not cfg.warm_start or not runtimes.providers:
             return
         if cache is not None:
             # Warming also fills the shared cache, so give Redis a moment; without it, warm the memory only.
@@ -63,22 +65,26 @@ async def serve(cfg: EnricherConfig) -> None:
         await enricher.warm(ids)
         log.info("container metadata warmed", extra={"containers": len(ids)})
 
+    async def on_docker_event(action: str, full_id: str) -> None:
+        if action == "start":
+            enricher.ensure_lookup(full_id)
+        else:
+            enricher.forget(full_id)
+            if cache is not None:
+                await cache.invalidate(full_id)
+
     async def follow_docker() -> None:
-        docker = next((p for p in runtimes.providers if isinstance(p, DockerProvider)), None)
-        if docker is None or provider is None:
-            return
+        # Docker may only be found later by rediscover(); wait for it rather than giving up.
+        while True:
+            docker = next((p for p in runtimes.providers if isinstance(p, DockerProvider)), None)
+            if docker is not None:
+                await docker.watch(on_docker_event)
+            await asyncio.sleep(5.0)
 
-        async def on_event(action: str, full_id: str) -> None:
-            if action == "start":
-                enricher.ensure_lookup(full_id)
-            else:
-                enricher.forget(full_id)
-                if cache is not None:
-                    await cache.invalidate(full_id)
+    async def rediscover() -> None:
+        await rediscover_loop(runtimes, cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s)
 
-        await docker.watch(on_event)
-
-    background: list[Callable[[], Awaitable[Any]]] = [sender.run, warm, follow_docker]
+    background: list[Callable[[], Awaitable[Any]]] = [sender.run, warm, follow_docker, rediscover]
     if cache is not None:
         background.append(cache.connect_loop)
 

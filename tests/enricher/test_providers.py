@@ -14,7 +14,7 @@ from enricher.cgroups import match_cgroup_lines
 from enricher.cri import CriProvider, detect_cri
 from enricher.docker import DockerProvider
 from enricher.meta import ContainerMeta, LookupFailed
-from enricher.runtimes import RuntimeChain, connect_runtimes
+from enricher.runtimes import RuntimeChain, connect_runtimes, discover_new
 from lanner.model import Container
 from tests.enricher.enricher_testlib import (
     BOOKWORM,
@@ -303,3 +303,15 @@ async def test_docker_events_start_and_destroy(docker_ready: None) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await provider.close()
+
+
+@pytest.mark.containers
+async def test_runtimes_found_later_join_the_chain(docker_ready: None, cri_ready: None) -> None:
+    chain = await connect_runtimes("", [], timeout_s=2.0)
+    try:
+        assert chain.providers == []
+        assert await discover_new(chain, "/var/run/docker.sock", [CRI_ENDPOINT], 2.0) == 2
+        assert [p.name for p in chain.providers] == ["docker", "cri:containerd"]
+        assert await discover_new(chain, "/var/run/docker.sock", [CRI_ENDPOINT], 2.0) == 0
+    finally:
+        await chain.close()
