@@ -125,21 +125,30 @@ def _ctime_pidns_start(ctx: EventContext) -> int | None:
     return p.exe_ino_ctime - p.pidns_init_start_ns
 
 
-def _leader_name(ctx: EventContext, attr: str) -> str:
+def _leader(ctx: EventContext, attr: str) -> Process | None:
+    """The session (``sid``) or process-group (``vpgid``) leader: the process whose pid is the id, else the
+    eldest ancestor that still shares it."""
     ev = ctx.event
     target = getattr(ev.proc, attr)
     if target <= 0:
-        return ""
+        return None
     if ev.proc.pid == target:
-        return ev.proc.comm
-    eldest = ""
+        return ev.proc
+    eldest = None
     for a in ev.ancestors:
         if a.pid == target:
-            return a.comm
+            return a
         if getattr(a, attr) != target:
             break
-        eldest = a.comm
+        eldest = a
     return eldest
+
+
+def _leader_attr(attr: str, get: Callable[[Process], str]) -> Extractor:
+    def extract(ctx: EventContext) -> str:
+        p = _leader(ctx, attr)
+        return "" if p is None else get(p)
+    return extract
 
 
 # ---- simple per-process fields -------------------------------------------------------------------------------
@@ -186,9 +195,18 @@ _reg_proc("proc.vpgid", FieldType.INT, "The process group id of the process gene
 _reg_proc("proc.pgid", FieldType.INT, "The process group id of the process generating the event, as seen from "
           "the host PID namespace.", lambda p: p.pgid, "pgid", as_int)
 register("proc.sname", FieldType.STRING, "The name of the current process's session leader.",
-         extract=lambda c: _leader_name(c, "sid"), derived=True)
+         extract=_leader_attr("sid", comm), derived=True)
+register("proc.sid.exe", FieldType.STRING, "The first command line argument argv[0] (usually the executable "
+         "name or a custom one) of the current process's session leader.",
+         extract=_leader_attr("sid", lambda p: p.exe), derived=True)
+register("proc.sid.exepath", FieldType.STRING, "The full executable path of the current process's session "
+         "leader.", extract=_leader_attr("sid", lambda p: p.exepath), derived=True)
 register("proc.vpgid.name", FieldType.STRING, "The name of the current process's process group leader.",
-         extract=lambda c: _leader_name(c, "vpgid"), derived=True)
+         extract=_leader_attr("vpgid", comm), derived=True)
+register("proc.vpgid.exe", FieldType.STRING, "The first command line argument argv[0] of the current process's "
+         "group leader.", extract=_leader_attr("vpgid", lambda p: p.exe), derived=True)
+register("proc.vpgid.exepath", FieldType.STRING, "The full executable path of the current process's group "
+         "leader.", extract=_leader_attr("vpgid", lambda p: p.exepath), derived=True)
 _reg_proc("proc.is_sid_leader", FieldType.BOOL, "'true' if this process is the leader of the process session.",
           lambda p: p.is_sid_leader if p.is_sid_leader is not None else p.sid == p.vpid, "is_sid_leader",
           _opt_bool)
@@ -310,6 +328,9 @@ for _short, _long, _get, _key, _ftype, _conv in (
              extract=_all(_get), bind=_nth(_get), arg=ArgKind.OPTIONAL, arg_form="index",
              setter=_anc_setter(_key, _conv), no_rhs=True, any_of_without_arg=True)
 
+register("proc.pvpid", FieldType.INT, "The id of the parent process generating the event as seen from its "
+         "current PID namespace.", extract=_parent(lambda p: p.vpid or None), setter=_anc_setter("vpid", as_int,
+                                                                                             parent_only=True))
 register("proc.ppid.ts", FieldType.ABSTIME, "Start of parent process as epoch timestamp in nanoseconds.",
          extract=_parent(lambda p: _nonzero(p.start_ns)), derived=True)
 register("proc.ppid.duration", FieldType.RELTIME, "Number of nanoseconds since the parent process started.",
