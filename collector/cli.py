@@ -68,7 +68,7 @@ def format_event(ev: Event) -> str:
         f"{t}.{ev.timing.event_ns % 1_000_000_000:09d}",
         ev.type,
         f"res={ev.res}",
-        f"proc={p.comm}[{p.pid}{'' if p.tid == p.pid else '/' + str(p.tid)}]",
+        f"proc={p.comm}[{p.pid}{'' if p.tid in (p.pid, 0) else '/' + str(p.tid)}]",
         f"ppid={p.ppid}",
         f"user={user}({p.euid if p.euid is not None else p.uid})",
         f"exepath={p.exepath}",

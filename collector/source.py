@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from collector import layout, preflight
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
-from collector.procfs import BootClock, ns_inode
+from collector.procfs import BootClock, list_pids, ns_inode, parse_stat
 from collector.proctable import ProcessTable
 from collector.users import UserDb
 from lanner.model import Event
@@ -79,6 +79,30 @@ def default_identity() -> Identity:
     return Identity(node=socket.gethostname(), boot_id=read_boot_id(), producer_id=uuid.uuid4().hex)
 
 
+def with_descendants(pids: Iterable[int], proc_root: str = "/proc") -> set[int]:
+    """``pids`` plus every process now running below them."""
+    wanted = set(pids)
+    if not wanted:
+        return wanted
+    children: dict[int, list[int]] = {}
+    for pid in list_pids(proc_root):
+        try:
+            with open(f"{proc_root}/{pid}/stat", encoding="utf-8", errors="replace") as f:
+                ppid = parse_stat(f.read()).ppid
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    out: set[int] = set()
+    stack = list(wanted)
+    while stack:
+        pid = stack.pop()
+        if pid in out:
+            continue
+        out.add(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
 class BpfProbe:
     """Compiles and attaches the probes with bcc; ``read`` drains the ring buffer without waiting.
 
@@ -128,7 +152,8 @@ class BpfProbe:
         except Exception as exc:
             raise preflight.SetupError(f"loading the eBPF probes failed: {exc}") from None
         excluded = self._bpf[b"excluded"]
-        for pid in self._exclude:
+        # The kernel side excludes children forked from now on; those already running are found in /proc.
+        for pid in with_descendants(self._exclude):
             excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         pending = self._pending
 

@@ -123,3 +123,24 @@ def test_cgroup_map(tmp_path: Path) -> None:
     assert cg.lookup(ino, 12345) == ("0::/docker/abc",)
     cg.learn(ino, ("1:cpu:/docker/abc", "0::/docker/abc"))
     assert cg.lookup(ino, 12345) == ("1:cpu:/docker/abc", "0::/docker/abc")
+
+
+def test_with_descendants_of_a_real_process_tree() -> None:
+    import subprocess
+
+    from collector.source import with_descendants
+
+    child = subprocess.Popen(["bash", "-c", "sleep 5 & wait"])
+    try:
+        import time
+
+        deadline = time.monotonic() + 5
+        found: set[int] = set()
+        while time.monotonic() < deadline and len(found) < 3:
+            found = with_descendants([os.getpid()]) & (with_descendants([child.pid]) | {os.getpid()})
+            time.sleep(0.05)
+        assert os.getpid() in found and child.pid in found and len(found) >= 3
+    finally:
+        child.kill()
+        child.wait()
+    assert with_descendants([]) == set()
