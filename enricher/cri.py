@@ -66,6 +66,14 @@ def privileged_from_info(info: Mapping[str, Any]) -> bool:
     return False
 
 
+def _image_id(status: cri_pb2.ContainerStatus, info: Mapping[str, Any]) -> str:
+    """Node-unique image id: the status field, the verbose info, else a bare ``sha256:`` image_ref."""
+    for candidate in (status.image_id, info.get("imageId"), info.get("image")):
+        if isinstance(candidate, str) and candidate:
+            return candidate.removeprefix("sha256:")
+    return status.image_ref.removeprefix("sha256:") if status.image_ref.startswith("sha256:") else ""
+
+
 def meta_from_cri(
     status: cri_pb2.ContainerStatus,
     info: Mapping[str, Any],
@@ -95,7 +103,7 @@ def meta_from_cri(
         image_repository=image.repository,
         image_tag=image.tag,
         image_digest=image.digest,
-        image_id=(status.image_id or str(info.get("imageId") or "")).removeprefix("sha256:"),
+        image_id=_image_id(status, info),
         privileged=privileged_from_info(info),
         labels=labels_map(dict(status.labels)),
         mounts=mounts,

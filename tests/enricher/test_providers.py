@@ -110,6 +110,7 @@ async def test_cri_lookup_real_pod(cri_ready: None) -> None:
             assert c.type == "containerd" and c.name == "app"
             assert (c.image_repository, c.image_tag) == ("docker.io/local/busybox", "latest")
             assert c.image_digest.startswith("sha256:")
+            assert c.image_id and not c.image_id.startswith("sha256:")
             assert c.privileged is False and c.host_network is True
             assert c.labels["io.kubernetes.pod.name"] == "enricher-pod"
             assert (k.pod_name, k.ns_name, k.pod_uid) == ("enricher-pod", "lanner-ns", pod.uid)
