@@ -151,6 +151,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     alerts_file = str(state_dir / "alerts.jsonl")
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__PATH", alerts_file)
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__ENABLED", "true")
+    env.setdefault("LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED", "true")
 
     services = [s for s in SERVICES if s not in set(args.without or ())]
     children = [Child(name, _service_argv(name, args), env, state_dir / "logs" / f"{name}.log") for name in services]
