@@ -474,3 +474,50 @@ register("evt.is_io_read", FieldType.BOOL, "'true' for events that read from FDs
          derived=True)
 register("evt.is_io_write", FieldType.BOOL, "'true' for events that write to FDs, like write(), send(), etc.",
          extract=lambda c: c.event.type in _IO and not c.event.type.startswith("re"), derived=True)
+
+
+# ---- absolute paths of *at calls -----------------------------------------------------------------------------
+_ABSPATH: dict[str, tuple[tuple[str, str], tuple[str, str] | None]] = {
+    # event -> ((dirfd param, path param) of the source/only path, (dirfd, path) of the destination)
+    "openat": (("dirfd", "name"), None), "openat2": (("dirfd", "name"), None),
+    "mkdirat": (("dirfd", "path"), None), "unlinkat": (("dirfd", "name"), None),
+    "fchmodat": (("dirfd", "filename"), None), "fchownat": (("dirfd", "pathname"), None),
+    "symlinkat": (("linkdirfd", "linkpath"), None),
+    "renameat": (("olddirfd", "oldpath"), ("newdirfd", "newpath")),
+    "renameat2": (("olddirfd", "oldpath"), ("newdirfd", "newpath")),
+    "linkat": (("olddir", "oldpath"), ("newdir", "newpath")),
+}
+
+
+def _join(ev: Event, dirfd_param: str, path_param: str) -> str | None:
+    import posixpath
+
+    path = ev.arg(path_param)
+    if not isinstance(path, str) or not path:
+        return None
+    if path.startswith("/"):
+        return posixpath.normpath(path)
+    dirfd = ev.arg(dirfd_param)
+    if dirfd == -100 and ev.proc.cwd:
+        return posixpath.normpath(posixpath.join(ev.proc.cwd, path))
+    return None
+
+
+def _abspath(which: int) -> Extractor:
+    def extract(ctx: EventContext) -> str | None:
+        ev = ctx.event
+        spec = _ABSPATH.get(ev.type)
+        if spec is None:
+            return None
+        pair = spec[1] if which == 2 else spec[0]
+        return None if pair is None else _join(ev, *pair)
+    return extract
+
+
+register("evt.abspath", FieldType.STRING, "Absolute path calculated from dirfd and name during syscalls like "
+         "renameat and symlinkat. Use 'evt.abspath.src' or 'evt.abspath.dst' for syscalls that support multiple "
+         "paths.", extract=_abspath(0), derived=True)
+register("evt.abspath.src", FieldType.STRING, "Source Absolute path calculated from dirfd and name during "
+         "syscalls like renameat and symlinkat.", extract=_abspath(1), derived=True)
+register("evt.abspath.dst", FieldType.STRING, "Destination Absolute path calculated from dirfd and name during "
+         "syscalls like renameat and symlinkat.", extract=_abspath(2), derived=True)

@@ -156,3 +156,14 @@ def test_misc_evt() -> None:
     assert value(Event(type="read", fd=Fd(num=4, type=FdType.PIPE)), "evt.category") == "ipc"
     assert value(ev, "evt.source") == "syscall"
     assert value(ev, "evt.hostname") is None
+
+
+def test_abspath() -> None:
+    ren = Event(type="renameat2", proc=Process(cwd="/home/u/"),
+                args=(Arg("olddirfd", -100), Arg("oldpath", "a/../b"), Arg("newdirfd", 5), Arg("newpath", "/tmp/c")))
+    assert value(ren, "evt.abspath") == "/home/u/b"
+    assert value(ren, "evt.abspath.src") == "/home/u/b"
+    assert value(ren, "evt.abspath.dst") == "/tmp/c"
+    unl = Event(type="unlinkat", args=(Arg("dirfd", 7), Arg("name", "x")))
+    assert value(unl, "evt.abspath") is None  # relative to an fd we do not know
+    assert value(Event(type="open"), "evt.abspath") is None
