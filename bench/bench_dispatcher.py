@@ -103,19 +103,30 @@ async def pusher(target: str, alerts: list[alert_pb2.Alert], batch: int, window:
         return time.monotonic()
 
 
-async def subscriber(target: str, n: int, ready: asyncio.Event) -> float:
-    async with grpc.aio.insecure_channel(target) as ch:
+def subscriber_child(target: str, n: int) -> None:
+    """Runs in its own process (as a real subscriber would): prints the monotonic time the n-th alert arrived."""
+    with grpc.insecure_channel(target) as ch:
+        grpc.channel_ready_future(ch).result(10)
         stub = services_pb2_grpc.SubscriberServiceStub(ch)
         call = stub.Subscribe(services_pb2.SubscribeRequest(subscriber_name="bench"))
-        await asyncio.wait_for(ch.channel_ready(), 10)
-        ready.set()
-        got = 0
-        async for _ in call:
-            got += 1
+        print("ready", flush=True)
+        for got, alert in enumerate(call, start=1):
             if got == n:
-                break
-        call.cancel()
-        return time.monotonic()
+                print(f"done {time.monotonic()} {alert.alert_id}", flush=True)
+                call.cancel()
+                return
+
+
+async def subscriber(target: str, n: int, ready: asyncio.Event) -> float:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child-subscriber", target, "-n", str(n), stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"ready"
+    ready.set()
+    line = (await proc.stdout.readline()).split()
+    await proc.wait()
+    return float(line[1])
 
 
 async def file_done(path: Path, n: int, timeout: float) -> float:
@@ -137,8 +148,17 @@ async def file_done(path: Path, n: int, timeout: float) -> float:
 async def run(args: argparse.Namespace, tmp: Path) -> None:
     redis_port, grpc_port = free_port(), free_port()
     redis = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
-         "--appendonly", "yes" if args.aof else "no", "--dir", str(tmp)],
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(redis_port),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if args.aof else "no",
+            "--dir",
+            str(tmp),
+        ],
         stdout=subprocess.DEVNULL,
     )
     out = tmp / "alerts.jsonl"
@@ -159,8 +179,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         target = f"127.0.0.1:{grpc_port}"
         alerts = [make_alert(i) for i in range(args.n)]
         size = sum(a.ByteSize() for a in alerts) / len(alerts)
-        print(f"alerts: {args.n} (avg {size:.0f} bytes protobuf), batch {args.batch}, window {args.window}, "
-              f"file keep_alive={args.keep_alive}, redis aof={args.aof}, intake only={args.intake_only}")
+        print(
+            f"alerts: {args.n} (avg {size:.0f} bytes protobuf), batch {args.batch}, window {args.window}, "
+            f"file keep_alive={args.keep_alive}, redis aof={args.aof}, intake only={args.intake_only}"
+        )
         if args.intake_only:
             t0 = time.monotonic()
             acked = await pusher(target, alerts, args.batch, args.window)
@@ -194,7 +216,11 @@ def main() -> None:
     p.add_argument("--aof", action="store_true", help="run redis with appendonly yes (fsync every second)")
     p.add_argument("--intake-only", action="store_true", help="no subscriber, no file output: intake alone")
     p.add_argument("--profile", default="", help="write a cProfile of the dispatcher to this file")
+    p.add_argument("--child-subscriber", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child_subscriber:
+        subscriber_child(args.child_subscriber, args.n)
+        return
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(run(args, Path(d)))
 

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -34,6 +35,12 @@ class Subscriber:
     queue: asyncio.Queue[bytes]
     dropped: int = 0
     _drop_logged: bool = field(default=False, repr=False)
+    _sent: Any = field(default=None, repr=False)
+    _drops: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sent = SUBSCRIBER_SENT.labels(subscriber=self.name)
+        self._drops = ALERTS_DROPPED.labels(subscriber=self.name)
 
     def offer(self, alert: Alert, payload: bytes) -> None:
         """Queue the alert if it matches; drop and count it when the queue is full."""
@@ -43,12 +50,12 @@ class Subscriber:
             self.queue.put_nowait(payload)
         except asyncio.QueueFull:
             self.dropped += 1
-            ALERTS_DROPPED.labels(subscriber=self.name).inc()
+            self._drops.inc()
             if not self._drop_logged:
                 self._drop_logged = True
                 log.warning("subscriber too slow; dropping alerts", extra={"subscriber": self.name})
             return
-        SUBSCRIBER_SENT.labels(subscriber=self.name).inc()
+        self._sent.inc()
 
 
 class SubscriberHub:

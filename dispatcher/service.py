@@ -176,10 +176,11 @@ class Dispatcher:
         name = (req.subscriber_name or "anonymous")[:MAX_NAME]
         route = Route(min_prio, frozenset(req.rules), frozenset(req.tags), frozenset(req.sources))
         sub = self.hub.add(name, route)
+        out = EVENTS_OUT.labels(stage="dispatcher")
         try:
             while True:
                 payload = await sub.queue.get()
-                EVENTS_OUT.labels(stage="dispatcher").inc()
+                out.inc()
                 yield payload
         finally:
             self.hub.remove(sub)

@@ -168,27 +168,38 @@ async def test_pending_alerts_delivered_after_crash(redis_url: str, redis_proc: 
 
 
 async def test_waits_for_redis_at_startup_with_clear_message(tmp_path: Path) -> None:
-    redis_port = free_port()
-    rp = RedisProcess(redis_port)
+    rp = RedisProcess(free_port())
     bind = f"127.0.0.1:{free_port()}"
     out = tmp_path / "a.jsonl"
     config = tmp_path / "lanner.yaml"
     _write_config(config, rp.url, bind, out)
-    proc = _start(config)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dispatcher", "--config", str(config), stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+
+    async def until(text: str) -> None:
+        while not any(text in line for line in seen):
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)  # type: ignore[union-attr]
+            assert line, f"dispatcher exited; stderr: {seen}"
+            seen.append(line.decode())
+
     try:
-        await asyncio.sleep(1.5)
-        assert proc.poll() is None, "dispatcher exited while Redis was down"
+        await until("redis unavailable; holding start-up (waiting for redis) and retrying")
+        assert proc.returncode is None
         rp.start()
-        await _ready(bind)
+        await until("redis reachable again")
+        await wait_listening(bind)
         assert (await push(bind, [batch(1, 0, 3)]))[0].accepted == 3
         await wait_for(lambda: len(lines(out)) == 3, timeout=20)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        rest = await asyncio.wait_for(proc.stderr.read(), 30)
+        seen.append(rest.decode())
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
+            await proc.wait()
         rp.stop()
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    assert "redis unavailable; holding start-up (waiting for redis) and retrying" in err
-    assert "redis reachable again" in err
-    assert "Traceback" not in err
+    assert "Traceback" not in "".join(seen)
