@@ -20,7 +20,8 @@ class CollectorConfig:
     forked after start; the collector's own process always is excluded. ``record_path``, when set, appends every
     event as one JSON line (protobuf JSON mapping) for later replay. ``replay_path``, when set, replaces the kernel
     with such a recording (played as fast as the pipeline takes it, or with its original spacing when
-    ``replay_realtime``), so the pipeline runs without root or eBPF.
+    ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind`` (``host:port``), when
+    set, also serves the Kubernetes audit webhook at ``k8s_audit_path``.
     """
 
     bind: str = "127.0.0.1:7701"
@@ -36,6 +37,8 @@ class CollectorConfig:
     record_path: str = ""
     replay_path: str = ""
     replay_realtime: bool = False
+    k8s_audit_bind: str = ""
+    k8s_audit_path: str = "/k8s-audit"
     proc_root: str = "/proc"
     host_root: str = ""
     log_level: str = "info"

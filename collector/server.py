@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import IO
 
 import grpc
 
 from collector.config import CollectorConfig
+from collector.k8s_audit import AuditWebhook
 from collector.replay import ReplaySource
 from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity
@@ -49,7 +51,17 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     record: IO[str] | None = None
     if cfg.record_path:
         record = open(cfg.record_path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
-    service = CollectorService(source, sender, poll_interval_s=cfg.poll_interval_ms / 1000.0, record=record)
+    sources: list[EventSource] = [source]
+    background: list[Callable[[], Awaitable[None]]] = [sender.run]
+    if cfg.k8s_audit_bind:
+        ident = default_identity()
+        webhook = AuditWebhook(
+            cfg.k8s_audit_bind, replace(ident, producer_id=ident.producer_id + "-k8s-audit"), path=cfg.k8s_audit_path
+        )
+        sources.append(webhook)
+        background.append(webhook.serve)
+    service = CollectorService(sources, sender, poll_interval_s=cfg.poll_interval_ms / 1000.0, record=record)
+    background.append(service.run)
 
     def register(_server: grpc.aio.Server) -> Sequence[str]:
         # The collector serves nothing but health; it pushes to the enricher.
@@ -66,7 +78,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         "collector",
         cfg.bind,
         register,
-        background=[sender.run, service.run],
+        background=background,
         on_stop=[close_source, sender.close],
         metrics_bind=cfg.metrics_bind,
     )

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import IO
 
 import grpc
@@ -43,57 +44,74 @@ def event_json(ev: Event) -> str:
     return json.dumps(json_format.MessageToDict(event_to_pb(ev)), separators=(",", ":"))
 
 
+_DROP_REASONS = {"syscall": "ring_buffer_full", "replay": "bad_input", "k8s_audit": "queue_full"}
+
+
+class _Tracked:
+    """A source and what the service last saw of its loss counter."""
+
+    __slots__ = ("counter", "dropped", "source")
+
+    def __init__(self, source: EventSource) -> None:
+        self.source = source
+        self.dropped = 0
+        self.counter = EVENTS_DROPPED.labels(STAGE, _DROP_REASONS.get(source.name, "source_lost"))
+
+
 class CollectorService:
-    """Moves events from a source to the sender (and optionally a recording file)."""
+    """Moves events from the sources to the sender (and optionally a recording file)."""
 
     def __init__(
         self,
-        source: EventSource,
+        sources: Sequence[EventSource],
         sender: BatchSender[bytes],
         *,
         poll_interval_s: float = 0.001,
         record: IO[str] | None = None,
     ) -> None:
-        self.source = source
+        self.sources = [_Tracked(s) for s in sources]
         self.sender = sender
         self.poll_interval_s = poll_interval_s
         self.record = record
         self.events = 0
         self.encoder = EventEncoder()
-        self._source_dropped = 0
         self._drops_checked = 0.0
         self._drops_logged = 0.0
         self._in = EVENTS_IN.labels(STAGE)
-        reason = "ring_buffer_full" if source.name == "syscall" else "bad_input"
-        self._kernel_drops = EVENTS_DROPPED.labels(STAGE, reason)
 
     def pump(self) -> int:
-        """One poll: move what the source has now; returns the number of events moved."""
-        events = self.source.poll()
-        if events:
-            self._in.inc(len(events))
-            self.events += len(events)
-            encode = self.encoder.encode
+        """One poll of every source: move what they have now; returns the number of events moved."""
+        moved = 0
+        encode = self.encoder.encode
+        for tracked in self.sources:
+            events = tracked.source.poll()
+            if not events:
+                continue
+            moved += len(events)
             self.sender.submit_many([encode(ev) for ev in events])
             if self.record is not None:
                 self.record.write("".join(event_json(ev) + "\n" for ev in events))
+        if moved:
+            self._in.inc(moved)
+            self.events += moved
         now = time.monotonic()
         if now - self._drops_checked >= 0.1:
             self._drops_checked = now
             self.check_drops(now)
-        return len(events)
+        return moved
 
     def check_drops(self, now: float) -> None:
-        """Count losses inside the source (kernel ring buffer full, unreadable recorded lines); log them at most
-        every 10 s."""
-        dropped = self.source.dropped()
-        if dropped > self._source_dropped:
-            delta = dropped - self._source_dropped
-            self._source_dropped = dropped
-            self._kernel_drops.inc(delta)
+        """Count losses inside the sources (kernel ring buffer full, unreadable recorded lines, a full webhook
+        queue); log them at most every 10 s."""
+        for tracked in self.sources:
+            dropped = tracked.source.dropped()
+            if dropped <= tracked.dropped:
+                continue
+            tracked.counter.inc(dropped - tracked.dropped)
+            tracked.dropped = dropped
             if now - self._drops_logged >= 10.0:
                 self._drops_logged = now
-                log.warning("events lost in the source", extra={"source": self.source.name, "lost_total": dropped})
+                log.warning("events lost in the source", extra={"source": tracked.source.name, "lost_total": dropped})
 
     async def run(self) -> None:
         """Poll until cancelled."""

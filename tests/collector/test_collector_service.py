@@ -75,7 +75,7 @@ async def test_replay_through_grpc(recording: Path) -> None:
     sender: BatchSender[bytes] = BatchSender(
         "collector-test", f"127.0.0.1:{port}", open_enricher_stream, make_batch, batch_size=2, linger_s=0.001
     )
-    service = CollectorService(source, sender)
+    service = CollectorService([source], sender)
     tasks = [asyncio.create_task(sender.run()), asyncio.create_task(service.run())]
     try:
         async with asyncio.timeout(10):

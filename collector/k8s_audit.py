@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Kubernetes audit webhook source: the API server POSTs ``audit.k8s.io/v1`` EventLists; each item becomes an
+Event with source ``k8s_audit`` and the item's JSON in ``audit_json`` (the rule engine's ``ka.*`` fields read it).
+
+Bad requests get a 400 naming what is wrong (``items[2]: expected an object``); the server keeps running. The
+queue between the webhook and the service loop is bounded; overflow drops the oldest and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from collector.decode import Identity
+from lanner.metrics import parse_bind
+from lanner.model import SOURCE_K8S_AUDIT, Event, EventIdentity, EventTiming
+
+log = logging.getLogger(__name__)
+
+AUDIT_API_VERSIONS = ("audit.k8s.io/v1",)
+
+
+class AuditError(ValueError):
+    """The request body is not an audit Event or EventList; the message names the field."""
+
+
+def parse_timestamp_ns(value: object) -> int:
+    """RFC 3339 (with micro- or nanoseconds, ``Z`` or offset) to epoch ns; 0 when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return 0
+    text = value
+    frac_ns = 0
+    # datetime keeps microseconds only; carry extra digits by hand.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        frac_ns = int((digits + "000000000")[:9]) if digits else 0
+        text = head + rest
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return int(dt.timestamp()) * 1_000_000_000 + frac_ns
+
+
+def parse_audit_body(body: bytes) -> list[dict[str, Any]]:
+    """The audit events in a webhook body (an EventList or a single Event)."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AuditError(f"body: invalid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise AuditError("body: expected a JSON object (audit.k8s.io/v1 EventList)")
+    api = doc.get("apiVersion")
+    if api is not None and api not in AUDIT_API_VERSIONS:
+        raise AuditError(f"apiVersion: {api!r} is not supported (expected {', '.join(AUDIT_API_VERSIONS)})")
+    kind = doc.get("kind")
+    if kind == "Event":
+        items: object = [doc]
+    elif kind == "EventList" or "items" in doc:
+        items = doc.get("items")
+        if not isinstance(items, list):
+            raise AuditError("items: expected a list")
+    else:
+        raise AuditError(f"kind: expected EventList or Event, got {kind!r}")
+    out: list[dict[str, Any]] = []
+    assert isinstance(items, list)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise AuditError(f"items[{i}]: expected an object")
+        for key in ("auditID", "verb", "stage"):
+            if key in item and not isinstance(item[key], str):
+                raise AuditError(f"items[{i}].{key}: expected a string")
+        out.append(item)
+    return out
+
+
+class AuditWebhook:
+    """An HTTP endpoint for the API server's audit webhook backend, polled like any other source."""
+
+    name = SOURCE_K8S_AUDIT
+
+    def __init__(
+        self,
+        bind: str,
+        identity: Identity,
+        *,
+        path: str = "/k8s-audit",
+        max_queue: int = 65536,
+        max_body_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.bind = bind
+        self.path = path
+        self.identity = identity
+        self.max_queue = max_queue
+        self.max_body_bytes = max_body_bytes
+        self.rejected = 0
+        self.overflow = 0
+        self.port = 0
+        self._queue: collections.deque[Event] = collections.deque()
+        self._seq = 0
+        self._runner: web.AppRunner | None = None
+
+    def to_event(self, item: dict[str, Any], received_ns: int) -> Event:
+        """One audit item as an Event."""
+        self._seq += 1
+        ident = self.identity
+        when = parse_timestamp_ns(item.get("stageTimestamp")) or parse_timestamp_ns(
+            item.get("requestReceivedTimestamp")
+        )
+        return Event(
+            type="k8s_audit",
+            source=SOURCE_K8S_AUDIT,
+            identity=EventIdentity(ident.node, ident.boot_id, self._seq, ident.producer_id),
+            timing=EventTiming(event_ns=when or received_ns, collected_ns=received_ns),
+            audit_json=json.dumps(item, separators=(",", ":"), ensure_ascii=False),
+        )
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+            items = parse_audit_body(body)
+        except AuditError as exc:
+            self.rejected += 1
+            log.warning("bad audit webhook request", extra={"error": str(exc), "peer": request.remote})
+            return web.json_response({"error": str(exc)}, status=400)
+        now = time.time_ns()
+        for item in items:
+            if len(self._queue) >= self.max_queue:
+                self._queue.popleft()
+                self.overflow += 1
+            self._queue.append(self.to_event(item, now))
+        return web.json_response({"accepted": len(items)})
+
+    async def serve(self) -> None:
+        """Listen until cancelled."""
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post(self.path, self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = parse_bind(self.bind)
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("k8s audit webhook listening", extra={"bind": self.bind, "port": self.port, "path": self.path})
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> None:
+        """Nothing to do before ``serve`` runs."""
+
+    def poll(self) -> list[Event]:
+        """Audit events received since the last poll."""
+        if not self._queue:
+            return []
+        out = list(self._queue)
+        self._queue.clear()
+        return out
+
+    def dropped(self) -> int:
+        """Audit events lost to a full queue."""
+        return self.overflow
+
+    def close(self) -> None:
+        """The server stops when ``serve`` is cancelled."""
