@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -34,22 +35,22 @@ def free_port() -> int:
 
 
 def make_alert(i: int) -> alert_pb2.Alert:
+    """An alert as the rule engine sends it: output fields both as a Struct and as exact JSON."""
+    values = {
+        "evt.time": 1718000011726060287 + i,
+        "proc.name": "bash",
+        "proc.cmdline": "bash -i",
+        "proc.pid": 1000 + i,
+        "proc.aname[2]": "containerd-shim",
+        "user.name": "root",
+        "user.loginuid": -1,
+        "container.id": "3ad7b26ded6d",
+        "container.name": "web",
+        "container.image.repository": "nginx",
+        "k8s.ns.name": None,
+    }
     fields = struct_pb2.Struct()
-    fields.update(
-        {
-            "evt.time": 1718000011726060287 + i,
-            "proc.name": "bash",
-            "proc.cmdline": "bash -i",
-            "proc.pid": 1000 + i,
-            "proc.aname[2]": "containerd-shim",
-            "user.name": "root",
-            "user.loginuid": -1,
-            "container.id": "3ad7b26ded6d",
-            "container.name": "web",
-            "container.image.repository": "nginx",
-            "k8s.ns.name": None,
-        }
-    )
+    fields.update(values)
     return alert_pb2.Alert(
         rule="Terminal shell in container",
         priority=alert_pb2.PRIORITY_NOTICE,
@@ -60,6 +61,7 @@ def make_alert(i: int) -> alert_pb2.Alert:
         f"(evt_type=execve user=root user_uid=0 process=bash proc_exepath=/bin/bash parent=runc n={i} "
         "command=bash -i terminal=34816 container_id=3ad7b26ded6d container_name=web)",
         output_fields=fields,
+        output_fields_json=json.dumps(values, separators=(",", ":"), sort_keys=True),
         hostname="bench-host",
         alert_id=f"bench-{i}",
     )

@@ -47,6 +47,19 @@ def test_evt_time_keeps_nanosecond_precision() -> None:
     assert json.loads(falco_json(alert))["output_fields"]["evt.time"] == 1718000011726060287
 
 
+def test_output_fields_json_is_preferred_and_exact() -> None:
+    pb = canonical_pb()
+    pb.output_fields_json = '{"evt.time":1718000011726060287,"big":9007199254740993,"l":[1,{"a":null}]}'
+    fields = alert_from_pb(pb).output_fields
+    assert fields["big"] == 9007199254740993 and fields["l"] == (1, {"a": None})
+    assert '"output_fields":{"big":9007199254740993,"evt.time":1718000011726060287,"l":[1,{"a":null}]}' in (
+        falco_json(alert_from_pb(pb))
+    )
+    pb.output_fields_json = "[1]"
+    with pytest.raises(AlertError, match="output_fields_json: expected a JSON object"):
+        alert_from_pb(pb)
+
+
 def test_optional_keys_follow_json_options() -> None:
     alert = alert_from_pb(canonical_pb())
     out = json.loads(
