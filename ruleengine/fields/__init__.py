@@ -8,6 +8,7 @@ from __future__ import annotations
 from ruleengine.fields import (  # noqa: F401  (imported for their registrations)
     container,
     evt,
+    evt_args,
     fd,
     jevt,
     ka,
