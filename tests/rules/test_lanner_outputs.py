@@ -4,6 +4,7 @@ Falco-style MITRE tags. The events are the ones of the YAML rule tests, so each 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,11 @@ def _records() -> Iterator[dict[str, object]]:
             rules = test.get("rules") or []
             if any("falco_rules" in r for r in rules):
                 continue
-            for n, rec in enumerate(test["events"]):
+            records = test.get("events")
+            if records is None:  # events_file: JSON lines next to the test file
+                lines = (path.parent / test["events_file"]).read_text(encoding="utf-8").splitlines()
+                records = [json.loads(line) for line in lines if line.strip()]
+            for n, rec in enumerate(records):
                 yield {**rec, "evt.num": n + 1}
 
 
