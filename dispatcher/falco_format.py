@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,16 @@ def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
 
 def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:
     """Render the alert exactly as Falco's JSON output does (one line, no trailing newline)."""
-    return json.dumps(falco_dict(alert, opts, hostname), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        falco_dict(alert, opts, hostname), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+    )
+
+
+def _plain(value: object) -> object:
+    # Nested output_fields objects are read-only mappings; JSON only knows dicts.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def text_line(alert: Alert) -> str:
