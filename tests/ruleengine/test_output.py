@@ -148,3 +148,27 @@ def test_control_characters_are_escaped() -> None:
     ev = event_from_fields({"evt.type": "execve", "proc.name": "sh", "proc.args": ["-c", "echo a\nb\tc"]})
     a = alert("cmd=%proc.cmdline", ev=ev)
     assert a.output.endswith("cmd=sh -c echo a\\nb\\tc")  # type: ignore[attr-defined]
+
+
+def test_transformers_and_deprecated_container_info() -> None:
+    ev = event_from_fields({"evt.type": "execve", "proc.name": "Bash", "proc.exepath": "/usr/bin/Bash"})
+    a = alert("%tolower(proc.name) %toupper(proc.name) %basename(proc.exepath) %len(proc.name)"
+              "%container.info|", ev=ev)
+    assert a.message == "bash BASH Bash 4|"  # type: ignore[attr-defined]
+    fields = a.output_fields  # type: ignore[attr-defined]
+    assert fields["tolower(proc.name)"] == "bash" and fields["len(proc.name)"] == 4
+
+
+def test_k8s_audit_alert_json() -> None:
+    audit = event_from_fields({"kind": "Event", "verb": "create", "user": {"username": "alice"},
+                               "objectRef": {"resource": "pods"},
+                               "requestObject": {"spec": {"containers": [{"image": "nginx"}, {"image": "x"}]}},
+                               "stageTimestamp": "2024-06-10T06:13:31.726060287Z"}, "k8s_audit")
+    a = render_alert("Create pod", Priority.INFORMATIONAL, ("k8s",), "k8s_audit",
+                     parse_output("user=%ka.user.name images=%ka.req.pod.containers.image reason=%ka.auth.reason",
+                                  "k8s_audit"), EventContext(audit), "h", OutputOptions())
+    assert a.message == "user=alice images=(nginx,x) reason=<NA>"
+    doc = json.loads(alert_to_json(a))
+    assert doc["priority"] == "Informational" and doc["source"] == "k8s_audit"
+    assert doc["output_fields"] == {"evt.time": NS, "ka.user.name": "alice",
+                                    "ka.req.pod.containers.image": ["nginx", "x"], "ka.auth.reason": None}
