@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -38,13 +40,22 @@ def build_program_line(alert: Alert, cfg: ProgramConfig, ctx: OutputContext) -> 
     return (text + "\n").encode("utf-8", "replace")
 
 
+async def _spawn(program: str) -> asyncio.subprocess.Process:
+    # Its own process group, so a kill reaches the whole pipeline the shell started, not just the shell.
+    return await asyncio.create_subprocess_shell(program, stdin=asyncio.subprocess.PIPE, start_new_session=True)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
 async def _reap(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
     try:
         await asyncio.wait_for(proc.wait(), grace)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+        await _kill(proc)
 
 
 @register_output("program")
@@ -67,14 +78,12 @@ class ProgramOutput:
             await self._send_once(line)
 
     async def _send_once(self, line: bytes) -> None:
-        proc = await asyncio.create_subprocess_shell(self.config.program, stdin=asyncio.subprocess.PIPE)
+        proc = await _spawn(self.config.program)
         try:
             await proc.communicate(line)
         except BaseException:
             # Timed out or cancelled: do not leave the command behind.
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            await _kill(proc)
             raise
         if proc.returncode != 0:
             raise RuntimeError(f"program {self.config.program!r} exited with status {proc.returncode}")
@@ -85,9 +94,7 @@ class ProgramOutput:
             if proc is not None:
                 self._proc = None
                 raise RuntimeError(f"program {self.config.program!r} exited with status {proc.returncode}")
-            proc = self._proc = await asyncio.create_subprocess_shell(
-                self.config.program, stdin=asyncio.subprocess.PIPE
-            )
+            proc = self._proc = await _spawn(self.config.program)
         assert proc.stdin is not None
         try:
             proc.stdin.write(line)
