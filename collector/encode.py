@@ -12,15 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lanner.convert import event_to_pb, fd_to_pb, process_to_pb
-from lanner.model import HOST_CONTAINER, NO_K8S, Event, Process
+from lanner.convert import event_to_pb, process_to_pb
+from lanner.model import HOST_CONTAINER, NO_K8S, Arg, Event, Fd, Process
 from lanner.v1 import event_pb2
 
 _PROC_TAG = b"\x3a"  # field 7 (proc), wire type 2
 _ANCESTOR_TAG = b"\x42"  # field 8 (ancestors), wire type 2
 
 
+_SMALL = [bytes([i]) for i in range(128)]
+
+
 def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # int64 negatives travel as ten-byte two's complement
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -33,6 +40,66 @@ def _field(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
+def _str(tag: bytes, text: str) -> bytes:
+    return _field(tag, text.encode("utf-8", "surrogateescape"))
+
+
+def _bool(tag: bytes, value: bool) -> bytes:
+    return tag + (b"\x01" if value else b"\x00")
+
+
+def fd_bytes(fd: Fd) -> bytes:
+    """``lanner.v1.Fd`` wire bytes; only fields with a value are written, as protobuf itself does."""
+    parts: list[bytes] = []
+    if fd.num:
+        parts.append(b"\x08" + _varint(fd.num))
+    if fd.type:
+        parts.append(b"\x10" + _varint(int(fd.type)))
+    if fd.path:
+        parts.append(_str(b"\x1a", fd.path))
+    if fd.path_raw:
+        parts.append(_str(b"\x22", fd.path_raw))
+    if fd.open_flags is not None:
+        parts.append(b"\x28" + _varint(fd.open_flags))
+    if fd.mode is not None:
+        parts.append(b"\x30" + _varint(fd.mode))
+    if fd.client_ip:
+        parts.append(_field(b"\x3a", fd.client_ip))
+    if fd.server_ip:
+        parts.append(_field(b"\x42", fd.server_ip))
+    if fd.client_port is not None:
+        parts.append(b"\x48" + _varint(fd.client_port))
+    if fd.server_port is not None:
+        parts.append(b"\x50" + _varint(fd.server_port))
+    if fd.l4proto:
+        parts.append(b"\x58" + _varint(int(fd.l4proto)))
+    if fd.is_server is not None:
+        parts.append(_bool(b"\x60", fd.is_server))
+    if fd.connected is not None:
+        parts.append(_bool(b"\x68", fd.connected))
+    if fd.dev is not None:
+        parts.append(b"\x70" + _varint(fd.dev))
+    if fd.ino is not None:
+        parts.append(b"\x78" + _varint(fd.ino))
+    if fd.name_changed is not None:
+        parts.append(_bool(b"\x80\x01", fd.name_changed))
+    if fd.family is not None:
+        parts.append(b"\x88\x01" + _varint(fd.family))
+    return b"".join(parts)
+
+
+def arg_bytes(a: Arg) -> bytes:
+    """``lanner.v1.Arg`` wire bytes, with the value in the oneof member ``lanner.convert`` would choose."""
+    v = a.value
+    if isinstance(v, int):
+        value = (b"\x10" if v < 0 else b"\x18") + _varint(int(v))
+    elif isinstance(v, str):
+        value = _str(b"\x22", v)
+    else:
+        value = _field(b"\x2a", bytes(v))
+    return _str(b"\x0a", a.name) + value
+
+
 class EventEncoder:
     """model.Event -> event_pb2.Event, reusing the encoding of unchanged processes."""
 
@@ -40,6 +107,10 @@ class EventEncoder:
         self._cache_size = cache_size
         self._procs: dict[int, tuple[Process, bytes]] = {}
         self._chains: dict[int, tuple[tuple[Process, ...], bytes]] = {}
+        self._args: dict[tuple[str, object], bytes] = {}
+        self._texts: dict[tuple[bytes, str], bytes] = {}
+        self._ident_key: tuple[str, str, str] | None = None
+        self._ident = b""
 
     def _proc_field(self, p: Process) -> bytes:
         hit = self._procs.get(id(p))
@@ -68,43 +139,74 @@ class EventEncoder:
 
     def encode(self, ev: Event) -> bytes:
         """The serialized ``lanner.v1.Event`` of one event."""
-        pb = event_pb2.Event()
-        i = ev.identity
-        ident = pb.id
-        ident.node, ident.boot_id, ident.seq, ident.producer_id = i.node, i.boot_id, i.seq, i.producer_id
-        t = ev.timing
-        timing = pb.timing
-        timing.event_ns, timing.collected_ns = t.event_ns, t.collected_ns
-        pb.source = ev.source
-        pb.type = ev.type
-        if ev.res:
-            pb.res = ev.res
-        if ev.cpu:
-            pb.cpu = ev.cpu
-        if ev.fd is not None:
-            fd_to_pb(ev.fd, pb.fd)
-        args = pb.args
-        for a in ev.args:
-            out = args.add()
-            out.name = a.name
-            v = a.value
-            if isinstance(v, int):
-                if v < 0:
-                    out.int_value = v
-                else:
-                    out.uint_value = v
-            elif isinstance(v, str):
-                out.str_value = v
-            else:
-                out.bytes_value = bytes(v)
-        if ev.audit_json:
-            pb.audit_json = ev.audit_json
-        if ev.proc_incomplete:
-            pb.proc_incomplete = True
         if ev.container is not HOST_CONTAINER or ev.k8s is not NO_K8S:
             # Only other sources set these; take the general path.
             return event_to_pb(ev).SerializeToString()
-        return pb.SerializeToString() + self._proc_field(ev.proc) + self._chain_field(ev.ancestors)
+        i = ev.identity
+        ident = self._identity_prefix(i.node, i.boot_id, i.producer_id)
+        if i.seq:
+            ident += b"\x18" + _varint(i.seq)
+        t = ev.timing
+        timing = b""
+        if t.event_ns:
+            timing += b"\x08" + _varint(t.event_ns)
+        if t.collected_ns:
+            timing += b"\x10" + _varint(t.collected_ns)
+        if t.enriched_ns:
+            timing += b"\x18" + _varint(t.enriched_ns)
+        if t.evaluated_ns:
+            timing += b"\x20" + _varint(t.evaluated_ns)
+        parts = [
+            _field(b"\x0a", ident),
+            _field(b"\x12", timing),
+            self._text(b"\x1a", ev.source),
+            self._text(b"\x22", ev.type),
+        ]
+        if ev.res:
+            parts.append(b"\x28" + _varint(ev.res))
+        if ev.cpu:
+            parts.append(b"\x30" + _varint(ev.cpu))
+        parts.append(self._proc_field(ev.proc))
+        parts.append(self._chain_field(ev.ancestors))
+        if ev.fd is not None:
+            parts.append(_field(b"\x4a", fd_bytes(ev.fd)))
+        args = self._args
+        for a in ev.args:
+            key = (a.name, a.value)
+            data = args.get(key)
+            if data is None:
+                data = _field(b"\x52", arg_bytes(a))
+                if len(args) >= self._cache_size:
+                    args.clear()
+                args[key] = data
+            parts.append(data)
+        if ev.audit_json:
+            parts.append(_str(b"\x6a", ev.audit_json))
+        if ev.proc_incomplete:
+            parts.append(b"\x70\x01")
+        return b"".join(parts)
+
+    def _identity_prefix(self, node: str, boot_id: str, producer_id: str) -> bytes:
+        key = (node, boot_id, producer_id)
+        if self._ident_key != key:
+            data = b""
+            if node:
+                data += _str(b"\x0a", node)
+            if boot_id:
+                data += _str(b"\x12", boot_id)
+            if producer_id:
+                data += _str(b"\x22", producer_id)
+            self._ident_key, self._ident = key, data
+        return self._ident
+
+    def _text(self, tag: bytes, text: str) -> bytes:
+        if not text:
+            return b""
+        key = (tag, text)
+        data = self._texts.get(key)
+        if data is None:
+            data = self._texts[key] = _str(tag, text)
+        return data
 
     def encode_pb(self, ev: Event) -> event_pb2.Event:
         """The same as a message object."""

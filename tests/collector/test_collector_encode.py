@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+
+from collector import layout
 from collector.decode import Decoder
 from collector.encode import EventEncoder, make_batch_bytes
 from collector.proctable import ProcessTable
@@ -22,6 +26,27 @@ def test_encoder_matches_convert(decoder: Decoder, table: ProcessTable) -> None:
         rec.open_record(21, "/etc/shadow"),
         rec.open_record(21, "/etc/shadow"),
         rec.exit_record(21),
+        rec.exec_record(20, "/nope", ["nope", "x"], res=-2, comm="bash"),
+        rec.socket_record(20, 4, socket.AF_INET6, socket.SOCK_STREAM, 6, comm="bash"),
+        rec.sock_record(
+            layout.MSG_CONNECT,
+            20,
+            4,
+            struct.pack("<HHI", socket.AF_INET6, 0x5000, 0) + socket.inet_pton(socket.AF_INET6, "::1") + b"\0" * 4,
+            res=-111,
+            comm="bash",
+        ),
+        rec.sock_record(
+            layout.MSG_ACCEPT,
+            20,
+            4,
+            struct.pack("<H", socket.AF_UNIX) + b"/run/x.sock\0",
+            res=5,
+            sc=layout.SC_ACCEPT4,
+            flags=0o2000000,
+            comm="bash",
+        ),
+        rec.fileop_record(20, layout.SC_RENAME, "a", "b", comm="bash"),
     ]
     enc = EventEncoder()
     for r in records:
@@ -31,6 +56,13 @@ def test_encoder_matches_convert(decoder: Decoder, table: ProcessTable) -> None:
         assert fast == event_to_pb(ev), ev.type
         assert event_from_pb(fast).proc == ev.proc
         assert fast.ancestors[0].comm == ev.ancestors[0].comm
+
+
+def test_encoder_general_path_for_other_sources() -> None:
+    from lanner.model import Container, Event
+
+    ev = Event(type="k8s_audit", source="k8s_audit", audit_json='{"verb":"get"}', container=Container(id="abc"))
+    assert EventEncoder().encode_pb(ev) == event_to_pb(ev)
 
 
 def test_encoder_cache_is_bounded(decoder: Decoder, table: ProcessTable) -> None:
