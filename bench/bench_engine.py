@@ -105,19 +105,21 @@ def main() -> None:
     print(f"mix of {len(events)} events:")
     for kind, n in kinds.most_common():
         print(f"  {n / len(events):6.1%}  {kind}")
-    best = 0.0
+    best = best_cpu = 0.0
     alerts = 0
     for _ in range(args.rounds):
         alerts = 0
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for ev in events:
             if not engine.has_rules_for(ev.source, ev.type):
                 continue
             alerts += len(engine.process(EventContext(ev)))
-        rate = len(events) / (time.perf_counter() - start)
-        best = max(best, rate)
+        best = max(best, len(events) / (time.perf_counter() - start))
+        best_cpu = max(best_cpu, len(events) / max(1e-9, time.process_time() - start_cpu))
     print(f"alerts per round: {alerts} ({alerts / len(events):.2%} of events)")
-    print(f"throughput: {best:,.0f} events/s on one core (best of {args.rounds} rounds)")
+    # CPU time is the per-core figure; wall time also counts time stolen by other processes on a busy host
+    print(f"throughput: {best_cpu:,.0f} events/s per core of CPU time, {best:,.0f} events/s wall clock "
+          f"(best of {args.rounds} rounds)")
 
 
 if __name__ == "__main__":

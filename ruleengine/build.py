@@ -18,6 +18,7 @@ from ruleengine.fields import FieldArgError, UnknownFieldError, resolve_field
 from ruleengine.loader.messages import LoadMessage, Location
 from ruleengine.loader.model import Collected, CondText, RuleInfo
 from ruleengine.loader.reader import parse_semver
+from ruleengine.output import OutputFormat, OutputFormatError, parse_output
 from ruleengine.priority import Priority
 from ruleengine.resolve import ListTable, MacroError, MappedText, build_exceptions, parse_mapped, resolve_macros
 
@@ -41,7 +42,7 @@ class CompiledRule:
     tags: tuple[str, ...]
     source: str
     output: str
-    output_format: object
+    output_format: OutputFormat
     condition: str
     fn: RuleFn
     code: str
@@ -181,12 +182,9 @@ class Builder:
             compiled.source_code, types, r.enabled, order, tuple(sorted(ex_fields)), resolved, r.capture,
             r.capture_duration)
 
-    def _output(self, r: RuleInfo, output: str, err: object, warn: object) -> object | None:
-        from ruleengine.output import OutputFormatError, parse_output
-
+    def _output(self, r: RuleInfo, output: str, err: object, warn: object) -> OutputFormat | None:
         try:
-            fmt: object = parse_output(output, r.source)
-            return fmt
+            return parse_output(output, r.source)
         except OutputFormatError as exc:
             text = str(exc)
             if r.skip_if_unknown_filter and any(m in text for m in UNKNOWN_FILTER_MARKERS):

@@ -262,7 +262,7 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
     for i, folded in enumerate(folded_trees):
         if folded is False:
             continue
-        cond = "True" if folded is True else gen.expr(folded)  # type: ignore[arg-type]
+        cond = "True" if folded is True else gen.expr(folded)
         lines.append(f"    if {cond}:\n        {'return ' + str(i) if first else '_r.append(' + str(i) + ')'}")
     head = ["def _run(_x, _U=_U):"]
     local_vars = ["_l" + name for name, _ in gen.fields.values()] + list(gen.memo_code)

@@ -278,6 +278,9 @@ class OpBuilder:
                 return self._wrap_multi(v, lambda x: f"{k}({x})")
             vals = [self._literal(t) for t in texts]
             nets = tuple(x for x in vals if isinstance(x, ipaddress.IPv4Network | ipaddress.IPv6Network))
+            if nets and len(nets) == len(vals) and self.lhs.multi == "":
+                kn = gen.const(nets, "N")
+                return f"_ip_in_any({v}, {kn})"
             if nets:
                 kn = gen.const(nets, "N")
                 return self._wrap_multi(v, lambda x: f"_ip_in_any({x}, {kn})")
@@ -291,6 +294,10 @@ class OpBuilder:
             raise OpError(f"operator '{op}' needs a single value")
         kval = self._literal(texts[0])
         k = gen.const(kval)
+        is_net = isinstance(kval, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        if self.lhs.multi == "any" and not is_net and op in ("=", "==", "!="):
+            # any element equal / any element different, without a generator per event
+            return f"{k} in {v}" if op != "!=" else f"{v}.count({k}) != len({v})"
         return self._wrap_multi(v, lambda x: self._one(x, k, kval))
 
     def _modifier(self, v: str, texts: list[str]) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from ruleengine.condition.parser import parse_condition
 from ruleengine.engine import EngineOptions, load_rules
 from ruleengine.evttypes import ALL, EvtSet, event_types
-from ruleengine.condition.parser import parse_condition
 from ruleengine.priority import Priority
 
 from .helpers import ctx, load
@@ -170,8 +170,8 @@ def test_upstream_rule_files_load_clean(name: str) -> None:
 def test_upstream_rules_match_an_event() -> None:
     res = load_rules([f"{UPSTREAM}/falco_rules.yaml"])
     assert res.engine is not None
-    c = ctx(evt__num=7, evt__type="openat", evt__arg__flags="O_RDONLY", fd__name="/etc/shadow", fd__num=3, proc__name="cat",
-            proc__cmdline="cat /etc/shadow", proc__pname="bash", user__name="root", user__uid=0)
+    c = ctx(evt__num=7, evt__type="openat", evt__arg__flags="O_RDONLY", fd__name="/etc/shadow", fd__num=3,
+            proc__name="cat", proc__cmdline="cat /etc/shadow", proc__pname="bash", user__name="root", user__uid=0)
     assert "Read sensitive file untrusted" in names(res.engine.process(c))
 
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ruleengine.loader.model import ExceptionEntry, ExceptionInfo
 from ruleengine.loader.messages import Location
+from ruleengine.loader.model import ExceptionEntry, ExceptionInfo
 from ruleengine.resolve import MappedText, build_exceptions, quote_item, resolve_list
 
 from .helpers import ctx, load, rule_with
