@@ -102,6 +102,12 @@ if ! containerd_up; then
   for _ in $(seq 1 150); do containerd_up && break; sleep 0.1; done
   containerd_up || fail "containerd did not come up, see $R/logs/containerd.log"
 fi
+if ! running "$R/containerd.pid"; then
+  # Someone else's containerd (e.g. started by the package's init script): its CRI settings may lack the local
+  # pause image and restrict_oom_score_adj, which pods on this kind of host need.
+  echo "container-stack.sh: warning: containerd was not started by this script; CRI pods may fail" \
+       "(stop it and re-run to use $R/containerd-config.toml)" >&2
+fi
 cri_ok || fail "containerd's CRI plugin is not ok (a containerd not started by this script? see 'ctr plugins ls')"
 
 if ! docker info >/dev/null 2>&1; then
