@@ -77,8 +77,9 @@ def docker_unavailable() -> str | None:
     """Why Docker tests cannot run here, or None."""
     if not os.path.exists(DOCKER_SOCKET) or shutil.which("docker") is None:
         return f"no Docker engine at {DOCKER_SOCKET} ({STACK_HINT})"
-    r = subprocess.run(["docker", "image", "inspect", BOOKWORM], capture_output=True, timeout=30)
-    if r.returncode != 0:
+    if subprocess.run(["docker", "version"], capture_output=True, timeout=30).returncode != 0:
+        return f"Docker engine at {DOCKER_SOCKET} does not answer ({STACK_HINT})"
+    if subprocess.run(["docker", "image", "inspect", BOOKWORM], capture_output=True, timeout=30).returncode != 0:
         return f"image {BOOKWORM} missing ({STACK_HINT})"
     return None
 
