@@ -70,7 +70,10 @@ class AlertStore:
         self._prefix = dedup_prefix
         self._window = str(max(1, dedup_window_ms))
         # Typed as Any: the installed redis stubs lag behind redis-py 8 (aclose, xautoclaim...).
-        self._r: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2.0, health_check_interval=10)
+        # socket_timeout bounds a hung (not refused) connection; it must exceed the 1 s blocking reads.
+        self._r: Any = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2.0, socket_timeout=15.0, socket_keepalive=True, health_check_interval=10
+        )
         self._persist = self._r.register_script(_PERSIST_LUA)
 
     @property
