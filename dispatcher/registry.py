@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from dispatcher.falco_format import DEFAULT_JSON, JsonOptions
 from dispatcher.model import Alert
@@ -58,14 +58,6 @@ class OutputContext:
 
     hostname: str = ""
     json: JsonOptions = field(default=DEFAULT_JSON)
-
-
-class OutputClass(Protocol):
-    """What ``@register_output`` expects of a class: a ``Config`` dataclass and ``cls(config, ctx)``."""
-
-    Config: ClassVar[type[Any]]
-
-    def __call__(self, config: Any, ctx: OutputContext) -> Output: ...
 
 
 @dataclass(frozen=True, slots=True)
