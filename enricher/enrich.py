@@ -15,7 +15,8 @@ trade-off chosen here:
   goes out with what is known: for a pending container only ``container.id``/``full_id`` are set and
   ``metadata_complete`` is false, which is Falco's "id known, metadata not yet" state (every other
   ``container.*``/``k8s.*`` field is NULL). Later events of the same container get the metadata once the lookup
-  completes.
+  completes. Only the first batch that meets a pending lookup waits for it, so a hung runtime costs one wait per
+  new container, not one per batch.
 * Batches of one stream are handled in order, so this bounded wait adds latency but never reorders events. The
   wait exists because the first events of a container (``docker exec sh`` is the classic) are the ones detection
   rules care most about; with a local runtime they nearly always complete within the wait.
@@ -98,6 +99,8 @@ class Enricher:
         self.max_entries = max_entries
         self._entries: dict[str, _Entry] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
+        # Lookups some batch already waited for: a hung runtime costs one wait per container, not one per batch.
+        self._waited: set[str] = set()
         # When an event has no cgroup lines (the collector could not read /proc), fall back to what an earlier
         # event of the same cgroup (by cgroup v2 inode) or the same pid said.
         self._by_cgroup_id: dict[int, CgroupMatch | None] = {}
@@ -172,6 +175,7 @@ class Enricher:
             log.error("container metadata lookup crashed", extra={"container_id": full_id[:12], "error": repr(exc)})
         finally:
             self._pending.pop(full_id, None)
+            self._waited.discard(full_id)
         if len(self._entries) >= self.max_entries:
             for old in list(self._entries)[: self.max_entries // 8]:
                 del self._entries[old]
@@ -207,7 +211,8 @@ class Enricher:
             if match is not None and match.full_id not in seen:
                 seen.add(match.full_id)
                 task = self.ensure_lookup(match.full_id)
-                if task is not None:
+                if task is not None and match.full_id not in self._waited:
+                    self._waited.add(match.full_id)
                     waiting.append(task)
         if waiting and self.wait_s > 0:
             with contextlib.suppress(Exception):

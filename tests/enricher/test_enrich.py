@@ -117,6 +117,21 @@ async def test_slow_runtime_never_blocks_more_than_wait() -> None:
     await enricher.close()
 
 
+async def test_hung_runtime_costs_one_wait_per_container_not_per_batch() -> None:
+    enricher = Enricher(SlowProvider(delay_s=5.0), wait_s=0.1, lookup_timeout_s=10)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await enricher.enrich([event([f"0::/docker/{CID}"])])
+    first = loop.time() - t0
+    t0 = loop.time()
+    for _ in range(20):
+        await enricher.enrich([event([f"0::/docker/{CID}"])])
+    later = loop.time() - t0
+    assert first >= 0.09
+    assert later < 0.1  # twenty batches, no waiting
+    await enricher.close()
+
+
 async def test_lookup_timeout_and_failure_pass_bare_id() -> None:
     enricher = Enricher(SlowProvider(delay_s=1.0), wait_s=0.5, lookup_timeout_s=0.05)
     ev = event([f"0::/docker/{CID}"])
