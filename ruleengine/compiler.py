@@ -116,6 +116,13 @@ class _Gen:
         ftype = inner.ftype if out == "same" else FieldType.STRING
         return Operand(f"_t_{node.name}({inner.code})", ftype, inner.multi, node.token, None)
 
+    def _single_valued(self, ref: FieldRef) -> bool:
+        try:
+            bf = resolve_field(self.source, ref.name, ref.arg)
+        except (UnknownFieldError, FieldArgError):
+            return False  # leave it alone: compiling the check itself reports the error
+        return not bf.info.is_list and not bf.any_of
+
     def expr(self, e: Expr) -> str:
         if e in self.shared:
             var = self.memo.get(e)
@@ -127,11 +134,11 @@ class _Gen:
                 self.shared.add(e)
                 self.memo[e] = var
                 self.memo_code[var] = inner
-            return f"({var} if {var} is not _U else ({var} := bool({self.memo_code[var]})))"
+            return f"({var} if {var} is not _U else ({var} := {self.memo_code[var]}))"
         if isinstance(e, And):
             return "(" + " and ".join(self.expr(c) for c in e.children) + ")"
         if isinstance(e, Or):
-            return "(" + " or ".join(self.expr(c) for c in e.children) + ")"
+            return "(" + " or ".join(self.expr(c) for c in _merge_or(e.children, self._single_valued)) + ")"
         if isinstance(e, Not):
             return "(not " + self.expr(e.child) + ")"
         if isinstance(e, MacroRef):
@@ -193,6 +200,47 @@ def compile_filter(expr: Expr, source: str) -> CompiledFilter:
     exec(compiled, gen.ns)
     fn: RuleFn = gen.ns["_f"]
     return CompiledFilter(fn, code, tuple(bf for _, bf in gen.fields.values()))
+
+
+_MERGE_AS = {"=": ("in", None), "==": ("in", None), "in": ("in", None), "startswith": ("startswith", "anyof"),
+             "endswith": ("endswith", "anyof"), "contains": ("contains", "anyof")}
+
+
+def _merge_or(children: tuple[Expr, ...], single_valued: Callable[[FieldRef], bool]) -> list[Expr]:
+    """Fold ``f = a or f = b or f in (c)`` (and startswith/endswith/contains chains) into one check each.
+
+    ``x op anyof (a, b)`` means "some value satisfies op", which is exactly the disjunction, missing values
+    included (false either way); set membership, prefix tuples and Aho-Corasick then test all values at once.
+    """
+    groups: dict[tuple[str, str], list[Check]] = {}
+    order: list[Expr | tuple[str, str]] = []
+    for c in children:
+        if (isinstance(c, Check) and isinstance(c.lhs, FieldRef) and c.modifier is None and c.op in _MERGE_AS
+                and isinstance(c.value, StrValue | ListValue) and c.lhs.name not in TYPE_FIELDS
+                and (c.op in ("in",) or isinstance(c.value, StrValue)) and single_valued(c.lhs)):
+            key = (c.lhs.token, _MERGE_AS[c.op][0])
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            groups[key].append(c)
+        else:
+            order.append(c)
+    out: list[Expr] = []
+    for item in order:
+        if not isinstance(item, tuple):
+            out.append(item)
+            continue
+        checks = groups[item]
+        if len(checks) == 1:
+            out.append(checks[0])
+            continue
+        texts: list[str] = []
+        for c in checks:
+            texts.extend(c.value.items if isinstance(c.value, ListValue) else (c.value.text,))  # type: ignore[union-attr]
+        op, modifier = _MERGE_AS[item[1]]
+        first = checks[0]
+        out.append(Check(first.lhs, op, ListValue(tuple(texts), first.pos), first.pos, modifier))
+    return out
 
 
 def fold_evt_type(e: Expr, evt_type: str) -> Expr | bool:

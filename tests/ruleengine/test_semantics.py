@@ -125,3 +125,16 @@ def test_not_and_precedence_in_evaluation() -> None:
     assert m("not proc.name = x and fd.num = 3")
     assert not m("not (proc.name = Cat or fd.num = 4)")
     assert m("proc.name = x or fd.num = 3 and fd.name = /etc/shadow")
+
+
+def test_or_chains_on_one_field_keep_semantics() -> None:
+    assert m("proc.name = x or proc.name = Cat or proc.name in (y, z)")
+    assert not m("proc.name = x or proc.name = y")
+    assert m("fd.name startswith /usr or fd.name startswith /etc/sh")
+    assert m("fd.name endswith .conf or fd.name endswith dow")
+    assert m("proc.cmdline contains aa or proc.cmdline contains bb or proc.cmdline contains shadow")
+    assert not m("proc.cmdline contains aa or proc.cmdline contains bb or proc.cmdline contains cc")
+    # fd.sip has no value: every disjunct is false, so the negation is true
+    assert not m("fd.sip = 1.1.1.1 or fd.sip = 2.2.2.2")
+    assert m("not (fd.sip = 1.1.1.1 or fd.sip = 2.2.2.2)")
+    assert m("fd.num = 1 or fd.num = 3")
