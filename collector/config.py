@@ -21,7 +21,9 @@ class CollectorConfig:
     event as one JSON line (protobuf JSON mapping) for later replay. ``replay_path``, when set, replaces the kernel
     with such a recording (played as fast as the pipeline takes it, or with its original spacing when
     ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind`` (``host:port``), when
-    set, also serves the Kubernetes audit webhook at ``k8s_audit_path``.
+    set, also serves the Kubernetes audit webhook at ``k8s_audit_path``. When the kernel ring buffer overflows, an
+    internal ``syscall_event_drop`` event (source ``internal``) goes downstream at most every
+    ``drop_alert_interval_s`` seconds (0 disables it).
     """
 
     bind: str = "127.0.0.1:7701"
@@ -37,6 +39,7 @@ class CollectorConfig:
     record_path: str = ""
     replay_path: str = ""
     replay_realtime: bool = False
+    drop_alert_interval_s: float = 10.0
     k8s_audit_bind: str = ""
     k8s_audit_path: str = "/k8s-audit"
     proc_root: str = "/proc"

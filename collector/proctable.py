@@ -351,6 +351,18 @@ class ProcessTable:
             if entry is not None:
                 entry.threads.pop(tid, None)
 
+    def sweep(self) -> int:
+        """Forget processes that no longer exist (their exit event was lost); returns how many."""
+        alive = set(procfs.list_pids(self.proc_root))
+        if not alive:
+            return 0
+        gone = [pid for pid in self.procs if pid not in alive]
+        for pid in gone:
+            del self.procs[pid]
+        if gone:
+            self._gen += 1
+        return len(gone)
+
     def chdir(self, entry: ProcEntry, path: str) -> None:
         """The working directory changed."""
         entry.proc = replace(entry.proc, cwd=with_slash(path))

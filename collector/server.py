@@ -60,7 +60,14 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         )
         sources.append(webhook)
         background.append(webhook.serve)
-    service = CollectorService(sources, sender, poll_interval_s=cfg.poll_interval_ms / 1000.0, record=record)
+    service = CollectorService(
+        sources,
+        sender,
+        poll_interval_s=cfg.poll_interval_ms / 1000.0,
+        record=record,
+        drop_alert_interval_s=cfg.drop_alert_interval_s,
+        identity=source.decoder.identity if isinstance(source, KernelSource) else default_identity(),
+    )
     background.append(service.run)
 
     def register(_server: grpc.aio.Server) -> Sequence[str]:

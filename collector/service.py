@@ -17,11 +17,12 @@ from typing import IO
 import grpc
 from google.protobuf import json_format
 
+from collector.decode import Identity
 from collector.encode import EventEncoder, make_batch_bytes
 from collector.source import EventSource
 from lanner.convert import event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN
-from lanner.model import Event
+from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
 from lanner.streaming import BatchSender
 from lanner.v1 import services_pb2_grpc
 
@@ -68,6 +69,8 @@ class CollectorService:
         *,
         poll_interval_s: float = 0.001,
         record: IO[str] | None = None,
+        drop_alert_interval_s: float = 10.0,
+        identity: Identity | None = None,
     ) -> None:
         self.sources = [_Tracked(s) for s in sources]
         self.sender = sender
@@ -78,6 +81,11 @@ class CollectorService:
         self._drops_checked = 0.0
         self._drops_logged = 0.0
         self._in = EVENTS_IN.labels(STAGE)
+        self.drop_alert_interval_s = drop_alert_interval_s
+        self._drop_alert_at = -drop_alert_interval_s
+        self._unreported = 0
+        self._drop_seq = 0
+        self.identity = identity or Identity("", "", "")
 
     def pump(self) -> int:
         """One poll of every source: move what they have now; returns the number of events moved."""
@@ -108,10 +116,35 @@ class CollectorService:
             if dropped <= tracked.dropped:
                 continue
             tracked.counter.inc(dropped - tracked.dropped)
+            if tracked.source.name == SOURCE_SYSCALL:
+                self._unreported += dropped - tracked.dropped
             tracked.dropped = dropped
             if now - self._drops_logged >= 10.0:
                 self._drops_logged = now
                 log.warning("events lost in the source", extra={"source": tracked.source.name, "lost_total": dropped})
+
+        if (
+            self._unreported
+            and self.drop_alert_interval_s > 0
+            and now - self._drop_alert_at >= self.drop_alert_interval_s
+        ):
+            self._drop_alert_at = now
+            self.sender.submit(self.encoder.encode(self.drop_event(self._unreported)))
+            self._unreported = 0
+
+    def drop_event(self, lost: int) -> Event:
+        """The internal event reporting kernel-side losses (Falco's "syscall event drop"), at most one per
+        ``drop_alert_interval_s``."""
+        self._drop_seq += 1
+        now = time.time_ns()
+        return Event(
+            type="syscall_event_drop",
+            source=SOURCE_INTERNAL,
+            identity=EventIdentity(self.identity.node, self.identity.boot_id, self._drop_seq,
+                                   self.identity.producer_id + "-internal"),
+            timing=EventTiming(event_ns=now, collected_ns=now),
+            args=(Arg("n_drops", lost), Arg("n_evts", self.events)),
+        )
 
     async def run(self) -> None:
         """Poll until cancelled."""

@@ -28,6 +28,8 @@ from lanner.model import Event
 log = logging.getLogger(__name__)
 
 FAMILIES = ("process", "file", "network", "fileop")
+# How often the process table is checked against /proc for processes whose exit event was lost.
+SWEEP_INTERVAL_S = 30.0
 _FAMILY_MACROS = {"file": "LANNER_FAM_OPEN", "network": "LANNER_FAM_NET", "fileop": "LANNER_FAM_FILEOP"}
 
 
@@ -215,6 +217,7 @@ class KernelSource:
         )
         self.table = ProcessTable(users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root)
         self.decoder = Decoder(self.table, identity or default_identity())
+        self._swept = time.monotonic()
 
     def start(self) -> None:
         """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
@@ -230,6 +233,12 @@ class KernelSource:
 
     def poll(self) -> list[Event]:
         """Decode what the ring buffer holds now."""
+        now = time.monotonic()
+        if now - self._swept > SWEEP_INTERVAL_S:
+            self._swept = now
+            gone = self.table.sweep()
+            if gone:
+                log.info("forgot processes whose exit was not seen", extra={"processes": gone})
         records = self.reader.read()
         if not records:
             return []

@@ -206,3 +206,16 @@ def test_setuid_is_noticed_from_the_header(decoder: Decoder, table: ProcessTable
     add_proc(table, 600, 1, "su", uid=0)
     ev = decoder.decode(rec.open_record(600, "/x", comm="su", uid=1000))
     assert ev is not None and ev.proc.uid == 1000 and ev.proc.user_name == "alice"
+
+
+def test_sweep_forgets_vanished_processes(decoder: Decoder, table: ProcessTable) -> None:
+    import os
+    from pathlib import Path
+
+    add_proc(table, 700, 1, "gone")
+    add_proc(table, 701, 1, "alive")
+    Path(table.proc_root, "701").mkdir()
+    assert table.sweep() == 1
+    assert set(table.procs) == {701}
+    os.rmdir(Path(table.proc_root, "701"))
+    assert table.sweep() == 0  # an unreadable /proc must not empty the table
