@@ -123,17 +123,21 @@ class OutputDriver:
                 if not entries:
                     own_pending = False
                     continue
+            elif time.monotonic() >= next_claim:
+                # Checked on a clock, not only when idle, so a busy stream cannot starve a dead replica's entries.
+                # Between batches this consumer has nothing pending, so it only ever claims others' entries.
+                next_claim = time.monotonic() + self._claim_idle_ms / 1000
+                entries = await retry_redis(
+                    lambda: self._store.autoclaim(self.group, self._consumer, self._claim_idle_ms, self._batch),
+                    f"output {self.name} claim",
+                    self._store.url,
+                )
+                if entries:
+                    log.info("claimed abandoned alerts", extra={"output": self.name, "count": len(entries)})
+                    # More may be waiting: look again right after this batch.
+                    next_claim = time.monotonic()
             else:
                 entries = await self._read(">", block_ms=1000)
-                if not entries and time.monotonic() >= next_claim:
-                    next_claim = time.monotonic() + self._claim_idle_ms / 1000
-                    entries = await retry_redis(
-                        lambda: self._store.autoclaim(self.group, self._consumer, self._claim_idle_ms, self._batch),
-                        f"output {self.name} claim",
-                        self._store.url,
-                    )
-                    if entries:
-                        log.info("claimed abandoned alerts", extra={"output": self.name, "count": len(entries)})
             if entries:
                 await self.process(entries)
 
