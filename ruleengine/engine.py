@@ -22,6 +22,7 @@ Lanner provides natively for ``required_plugin_versions``.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -249,10 +250,25 @@ def load_texts(files: Sequence[tuple[str, str]], options: EngineOptions | None =
     if not any(m.is_error for m in messages):
         builder.unused_warnings()
         messages = reader.messages + builder.messages
+    texts = dict(files)
+    messages = [_with_snippet(m, texts) for m in messages]
     errors = tuple(m for m in messages if m.is_error)
     warnings = tuple(m for m in messages if not m.is_error)
     engine = None if errors else Engine(rules, opts)
     return LoadResult(engine, errors, warnings)
+
+
+def _with_snippet(msg: LoadMessage, texts: Mapping[str, str]) -> LoadMessage:
+    """Attach the offending source line and a caret under the column, as Falco prints them."""
+    text = texts.get(msg.location.file)
+    if text is None or msg.location.line <= 0 or msg.snippet:
+        return msg
+    lines = text.splitlines()
+    if msg.location.line > len(lines):
+        return msg
+    line = lines[msg.location.line - 1]
+    caret = " " * max(0, msg.location.col - 1) + "^"
+    return dataclasses.replace(msg, snippet=f"    {line}\n    {caret}")
 
 
 def load_rules(paths: Sequence[str], options: EngineOptions | None = None) -> LoadResult:

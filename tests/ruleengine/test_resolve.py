@@ -273,3 +273,27 @@ def test_exceptions_replace() -> None:
     res = load(text)
     assert res.engine is not None
     assert res.engine.process(ctx(evt__type="open", fd__name="/etc/vim/vimrc", proc__name="vim"))
+
+
+def test_locations_inside_folded_and_literal_conditions() -> None:
+    text = """\
+- rule: r
+  desc: d
+  condition: >
+    evt.type = open
+    and proc.name in (a, b)
+    and fd.name = = x
+  output: o
+  priority: INFO
+- rule: q
+  desc: d
+  condition: |
+    evt.type = open and
+      proc.nmae = x
+  output: o
+  priority: INFO
+"""
+    res = load(text)
+    got = [(e.item_name, e.location.line, e.location.col) for e in res.errors]
+    assert got == [("r", 6, 19), ("q", 13, 7)]
+    assert res.errors[1].snippet == "          proc.nmae = x\n          ^"
