@@ -72,9 +72,12 @@ class DriverOptions:
         return Route.build(self.min_priority, self.rules, self.tags, self.sources)
 
 
+GROUP_PREFIX = "lanner-out:"
+
+
 def group_name(output: str) -> str:
     """The Redis consumer group of an output."""
-    return f"lanner-out:{output}"
+    return f"{GROUP_PREFIX}{output}"
 
 
 class OutputDriver:

@@ -35,4 +35,10 @@ SUBSCRIBER_SENT = Counter("lanner_dispatcher_subscriber_sent_total", "Alerts que
 ALERTS_DROPPED = Counter(
     "lanner_alerts_dropped_total", "Alerts a live subscriber missed because its queue was full", ["subscriber"]
 )
+STREAM_LENGTH = Gauge("lanner_dispatcher_stream_entries", "Entries in the durable alert stream")
+OUTPUT_BACKLOG = Gauge(
+    "lanner_dispatcher_output_backlog",
+    "Alerts an output has not delivered yet (pending in its group plus not yet read)",
+    ["output"],
+)
 REDIS_UP = Gauge("lanner_dispatcher_redis_up", "1 while the dispatcher reaches Redis")

@@ -21,9 +21,16 @@ from google.protobuf.message import DecodeError
 
 from dispatcher.config import DispatcherConfig, OutputSpec, output_type
 from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
-from dispatcher.driver import OutputDriver
+from dispatcher.driver import GROUP_PREFIX, OutputDriver
 from dispatcher.hub import SubscriberHub
-from dispatcher.metrics import ALERTS_ACCEPTED, ALERTS_DUPLICATE, ALERTS_REJECTED, BAD_MESSAGES
+from dispatcher.metrics import (
+    ALERTS_ACCEPTED,
+    ALERTS_DUPLICATE,
+    ALERTS_REJECTED,
+    BAD_MESSAGES,
+    OUTPUT_BACKLOG,
+    STREAM_LENGTH,
+)
 from dispatcher.model import Priority
 from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
 from dispatcher.routing import Route
@@ -190,9 +197,12 @@ class Dispatcher:
     async def _trim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.trim_interval_s)
-            removed = await retry_redis(lambda: self.store.trim(self.cfg.idle_keep), "trimming", self.cfg.redis_url)
-            if removed:
-                log.debug("trimmed delivered alerts", extra={"removed": removed})
+            report = await retry_redis(lambda: self.store.trim(self.cfg.idle_keep), "trimming", self.cfg.redis_url)
+            STREAM_LENGTH.set(report.length)
+            for group, count in report.backlog.items():
+                OUTPUT_BACKLOG.labels(output=group.removeprefix(GROUP_PREFIX)).set(count)
+            if report.removed:
+                log.debug("trimmed delivered alerts", extra={"removed": report.removed})
 
     async def _reopen_on_sigusr1(self) -> None:
         wake = asyncio.Event()

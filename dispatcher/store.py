@@ -171,8 +171,8 @@ class AlertStore:
             return []
         return _entries(cast(list[Any], resp)[0][1])
 
-    async def trim(self, idle_keep: int) -> int:
-        """Drop entries every consumer group has acknowledged; return how many were removed.
+    async def trim(self, idle_keep: int) -> TrimReport:
+        """Drop entries every consumer group has acknowledged, and report each group's backlog.
 
         Entries still pending or not yet read by any group are kept, so trimming never loses an accepted alert.
         With no groups at all only the newest ``idle_keep`` entries are kept (for live-tail subscribers).
@@ -180,20 +180,34 @@ class AlertStore:
         try:
             groups = await self._r.xinfo_groups(self.stream)
         except ResponseError:
-            return 0
+            return TrimReport(0, 0, {})
         if not groups:
-            return int(await self._r.xtrim(self.stream, maxlen=idle_keep, approximate=True))
+            removed = int(await self._r.xtrim(self.stream, maxlen=idle_keep, approximate=True))
+            return TrimReport(removed, int(await self._r.xlen(self.stream)), {})
         floor: tuple[int, int] | None = None
+        backlog: dict[str, int] = {}
         for g in groups:
-            name = g["name"]
+            name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
             pending = await self._r.xpending(self.stream, name)
             raw_id = pending["min"] if pending["pending"] else g["last-delivered-id"]
+            # "lag" (Redis 7) is how many entries the group has not read yet; None when Redis cannot tell.
+            backlog[name] = int(pending["pending"]) + int(g.get("lag") or 0)
             gid = _parse_id(raw_id)
             if floor is None or gid < floor:
                 floor = gid
-        if floor is None or floor == (0, 0):
-            return 0
-        return int(await self._r.xtrim(self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=False))
+        removed = 0
+        if floor is not None and floor != (0, 0):
+            removed = int(await self._r.xtrim(self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=False))
+        return TrimReport(removed, int(await self._r.xlen(self.stream)), backlog)
+
+
+@dataclass(frozen=True, slots=True)
+class TrimReport:
+    """What a trimming round did and saw: entries removed, entries left, undelivered entries per group."""
+
+    removed: int
+    length: int
+    backlog: dict[str, int]
 
 
 def _parse_id(raw: bytes | str) -> tuple[int, int]:

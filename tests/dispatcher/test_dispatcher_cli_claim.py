@@ -23,6 +23,7 @@ from dispatcher_testlib import (
     wait_for,
     wait_listening,
 )
+from prometheus_client import REGISTRY
 
 from dispatcher.driver import group_name
 from lanner.v1 import alert_pb2
@@ -45,8 +46,6 @@ async def test_lanner_subscribe_prints_text_and_json(redis_url: str, bind: str) 
         js = await asyncio.create_subprocess_exec(
             *LANNER, "subscribe", "--target", d.target, "--json", "--rule", "B", stdout=asyncio.subprocess.PIPE
         )
-        from prometheus_client import REGISTRY
-
         await wait_for(lambda: REGISTRY.get_sample_value("lanner_dispatcher_subscribers") == 2, timeout=20)
         alerts = [
             make_alert(0, rule="A", priority=alert_pb2.PRIORITY_WARNING),
@@ -134,8 +133,13 @@ async def test_trimming_keeps_only_undelivered(
         await push(d.target, [alert_pb2.AlertBatch(batch_seq=2, alerts=[make_alert(i) for i in range(20, 30)])])
         await wait_for(lambda: len(lines(good)) == 30)
         await asyncio.sleep(0.6)  # a few trim rounds
-        # "file:bad" has not delivered them, so all ten stay.
+        # "file:bad" has not delivered them, so all ten stay, and its backlog says so.
         assert r.xlen(cfg.stream) >= 10
+        await wait_for(
+            lambda: REGISTRY.get_sample_value("lanner_dispatcher_output_backlog", {"output": "file:bad"}) == 10
+        )
+        assert REGISTRY.get_sample_value("lanner_dispatcher_output_backlog", {"output": "file"}) == 0
+        assert (REGISTRY.get_sample_value("lanner_dispatcher_stream_entries") or 0) >= 10
     r.close()
 
 
