@@ -114,13 +114,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ruleengine.fields import EventContext
     from ruleengine.output import OutputOptions, alert_to_json
 
+    opts = OutputOptions()
+    hostname = args.hostname
+    if args.config:
+        # same output settings as the running service (time format, suggested_output, append_output)
+        from lanner.config import load_section
+        from ruleengine.config import RuleEngineConfig
+        from ruleengine.server import output_options
+
+        cfg = load_section("ruleengine", RuleEngineConfig, args.config)
+        opts = output_options(cfg)
+        hostname = hostname or cfg.hostname
+    hostname = hostname or os.uname().nodename
     res = load_rules(_expand(args.rules), _options(args))
     if res.engine is None:
         _print_messages(res)
         return 1
     engine = res.engine
-    hostname = args.hostname or os.uname().nodename
-    opts = OutputOptions()
     count = 0
     try:
         for event in read_events(args.events, args.source):
@@ -169,5 +179,6 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     r.add_argument("--json", action="store_true", help="print Falco JSON alerts")
     r.add_argument("--source", choices=("syscall", "k8s_audit"), default=None)
     r.add_argument("--hostname", default="")
+    r.add_argument("--config", metavar="PATH", help="take output settings from this Lanner config file")
     _selection_args(r)
     r.set_defaults(func=cmd_replay)

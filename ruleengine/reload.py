@@ -68,11 +68,13 @@ class RuleReloader:
         interval_s: float = 2.0,
         on_alert: Callable[[AlertRecord], None] | None = None,
         hostname: str = "",
+        on_swap: Callable[[Engine], None] | None = None,
     ) -> None:
         self._paths = paths
         self._options = options
         self._interval = interval_s
         self._on_alert = on_alert
+        self._on_swap = on_swap
         self._hostname = hostname or os.uname().nodename
         self._stats: tuple[tuple[str, int, int], ...] = ()
         files = list(paths())
@@ -128,6 +130,8 @@ class RuleReloader:
             log.warning("rules warning", extra={"detail": w.format()})
         self._engine = result.engine
         RELOADS.inc()
+        if self._on_swap is not None:
+            self._on_swap(result.engine)
         log.info("rules reloaded", extra={"rules": len(result.engine.enabled), "files": list(files)})
         return True
 

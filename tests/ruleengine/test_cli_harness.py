@@ -159,3 +159,16 @@ def test_replay_bad_events_file(workdir: Path, capsys: pytest.CaptureFixture[str
     events.write_text("{not json\n")
     assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml")]) == 1
     assert str(events) in capsys.readouterr().err
+
+
+def test_replay_uses_service_output_settings(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = workdir / "events.jsonl"
+    events.write_text(json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow",
+                                  "evt.num": 1, "evt.rawtime": 1_700_000_000_000_000_000}) + "\n")
+    cfg = workdir / "lanner.yaml"
+    cfg.write_text("ruleengine:\n  time_format_iso_8601: true\n  hostname: cfghost\n")
+    assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml"), "--config", str(cfg),
+                 "--json"]) == 0
+    alert = json.loads(capsys.readouterr().out)
+    assert alert["hostname"] == "cfghost"
+    assert alert["output"].startswith("2023-11-14T22:13:20")

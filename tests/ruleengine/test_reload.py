@@ -32,7 +32,9 @@ def test_swap_and_failure(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     f.write_text(RULE.format(name="one"))
     alerts: list[AlertRecord] = []
-    rl = RuleReloader(lambda: [str(f)], EngineOptions(), on_alert=alerts.append, hostname="h")
+    swapped: list[object] = []
+    rl = RuleReloader(lambda: [str(f)], EngineOptions(), on_alert=alerts.append, hostname="h",
+                      on_swap=swapped.append)
     first = rl.current()
     assert [r.name for r in first.rules] == ["one"]
     assert rl.check_now() is None  # nothing changed
@@ -40,6 +42,7 @@ def test_swap_and_failure(tmp_path: Path) -> None:
     bump(f, RULE.format(name="two"))
     assert rl.check_now() is True
     assert [r.name for r in rl.current().rules] == ["two"]
+    assert swapped == [rl.current()]
 
     before = failures()
     good = rl.current()
