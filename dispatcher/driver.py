@@ -172,8 +172,9 @@ class OutputDriver:
             return
         try:
             alert = alert_from_pb(alert_pb2.Alert.FromString(entry.payload))
-        except (DecodeError, AlertError) as exc:
-            await self._dead_letter(entry, f"undecodable alert: {exc}")
+        except (DecodeError, AlertError, ValueError, RecursionError) as exc:
+            # A poison entry must not stop the output (or, by crashing the loop, the service) for good.
+            await self._dead_letter(entry, f"undecodable alert: {type(exc).__name__}: {exc}")
             return
         if not self.route.matches(alert):
             self._filtered.inc()
@@ -192,6 +193,11 @@ class OutputDriver:
             except PermanentError as exc:
                 self._failed.inc()
                 await self._dead_letter(entry, f"refused: {exc}")
+                return
+            except (TypeError, ValueError, RecursionError) as exc:
+                # The payload cannot be built from this alert; the same alert would fail the same way forever.
+                self._failed.inc()
+                await self._dead_letter(entry, f"cannot build payload: {type(exc).__name__}: {exc}")
                 return
             except Exception as exc:
                 self._failed.inc()

@@ -112,7 +112,7 @@ class SubscriberHub:
     def _fan_out(self, payload: bytes) -> None:
         try:
             alert = alert_head_from_pb(alert_pb2.Alert.FromString(payload))
-        except (DecodeError, AlertError) as exc:
+        except (DecodeError, AlertError, ValueError) as exc:
             log.error("undecodable alert in stream; not sent to subscribers", extra={"error": str(exc)})
             return
         for sub in list(self._subs):

@@ -100,3 +100,20 @@ async def test_sigusr1_reopens_kept_alive_file(redis_url: str, bind: str, tmp_pa
         await push(d.target, [alert_pb2.AlertBatch(batch_seq=2, alerts=[make_alert(1)])])
         await wait_for(lambda: len(lines(out)) == 1)
         assert len(lines(rotated)) == 1
+
+
+async def test_poison_alert_is_dead_lettered_and_the_rest_flow(
+    redis_url: str, bind: str, tmp_path: Path, redis_proc: object
+) -> None:
+    out = tmp_path / "a.jsonl"
+    cfg = base_config(redis_url, bind, outputs={"file": {"path": str(out)}})
+    poison = make_alert(0)
+    poison.output_fields_json = '{"deep": ' + "[" * 100000 + "]" * 100000 + "}"
+    async with running(cfg) as d:
+        batch = alert_pb2.AlertBatch(batch_seq=1, alerts=[poison, make_alert(1), make_alert(2)])
+        assert (await push(d.target, [batch]))[0].accepted == 3
+        await wait_for(lambda: len(lines(out)) == 2)
+        r = redis_proc.client()  # type: ignore[attr-defined]
+        await wait_for(lambda: r.xlen(f"{cfg.stream}:dead") == 1)
+        assert b"undecodable alert: RecursionError" in r.xrange(f"{cfg.stream}:dead")[0][1][b"error"]
+        r.close()
