@@ -7,8 +7,8 @@ lanner/v1/x_pb2.py), so their own imports (`from lanner.v1 import event_pb2`) re
 
 from __future__ import annotations
 
-import sys
 import os
+import sys
 from pathlib import Path
 
 from grpc_tools import protoc
