@@ -23,7 +23,9 @@ class CollectorConfig:
     ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind`` (``host:port``), when
     set, also serves the Kubernetes audit webhook at ``k8s_audit_path``. When the kernel ring buffer overflows, an
     internal ``syscall_event_drop`` event (source ``internal``) goes downstream at most every
-    ``drop_alert_interval_s`` seconds (0 disables it).
+    ``drop_alert_interval_s`` seconds (0 disables it). ``host_root`` is where the host's ``/etc/passwd`` and
+    ``/etc/group`` live; empty means ``/`` on the host, or ``/proc/1/root`` when the collector itself runs in a
+    container (with the host's pid namespace).
     """
 
     bind: str = "127.0.0.1:7701"

@@ -210,11 +210,12 @@ class KernelSource:
     ) -> None:
         self.reader = reader
         clock = BootClock()
-        users = UserDb(
-            ns_inode(proc_root, 1, "mnt") or ns_inode(proc_root, os.getpid(), "mnt"),
-            proc_root=proc_root,
-            host_root=host_root,
-        )
+        init_mntns = ns_inode(proc_root, 1, "mnt")
+        own_mntns = ns_inode(proc_root, os.getpid(), "mnt")
+        if not host_root and init_mntns and own_mntns and init_mntns != own_mntns:
+            # Running in a container with the host's pid namespace: the host's files are under init's root.
+            host_root = f"{proc_root}/1/root"
+        users = UserDb(init_mntns or own_mntns, proc_root=proc_root, host_root=host_root)
         self.table = ProcessTable(users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root)
         self.decoder = Decoder(self.table, identity or default_identity())
         self._swept = time.monotonic()
