@@ -13,12 +13,10 @@ from typing import Any
 
 import yaml
 
-from ruleengine.condition.parser import supported_operators
 from ruleengine.loader.messages import LoadError, LoadMessage, Location
 from ruleengine.loader.model import (
     Collected,
     CondText,
-    ExceptionEntry,
     ExceptionInfo,
     ListInfo,
     MacroInfo,
@@ -63,7 +61,6 @@ RULE_REPLACEABLE = (
     "condition", "output", "desc", "priority", "capture", "capture_duration", "tags", "exceptions", "enabled",
     "warn_evttypes", "skip-if-unknown-filter",
 )
-LIST_COMP_OPS = ("in", "pmatch", "intersects")
 
 Node = yaml.Node
 Fields = dict[str, tuple[Node, Node]]
@@ -368,88 +365,17 @@ class Reader:
         self._check_keys(fields, RULE_KEYS)
         read_rule(self, name, fields, where)
 
-    # --- exceptions ----------------------------------------------------------------------------------------
-    def _exc_entry(self, node: Node, where: Location) -> ExceptionEntry:
-        if isinstance(node, yaml.ScalarNode):
-            if node.value == "":
-                raise self.error("Value must be non-empty", loc(self._src, node))
-            return ExceptionEntry(item=str(node.value))
-        if isinstance(node, yaml.SequenceNode):
-            return ExceptionEntry(items=[self._exc_entry(v, where) for v in node.value])
-        raise self.error("Could not decode scalar value", loc(self._src, node))
-
     def read_exceptions(self, fields: Fields, append: bool) -> list[ExceptionInfo]:
-        """Decode ``exceptions:`` (shape checks only; fields/comps are validated against the rule later)."""
-        if "exceptions" not in fields or is_null(fields["exceptions"][1]):
-            return []
-        node = fields["exceptions"][1]
-        eloc = loc(self._src, node)
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error("Rule exceptions must be a sequence", eloc)
-        out: list[ExceptionInfo] = []
-        for ex in node.value:
-            xloc = loc(self._src, ex)
-            if not isinstance(ex, yaml.MappingNode):
-                raise self.error("Rule exception must be a mapping", xloc)
-            xf = mapping(ex)
-            self._check_keys(xf, frozenset({"name", "fields", "comps", "values"}))
-            info = ExceptionInfo(self._req(xf, "name", xloc), xloc)
-            if any(e.name == info.name for e in out):
-                self.warn("LOAD_EXCEPTION_NAME_NOT_UNIQUE",
-                          "Multiple definitions of exception '" + info.name + "' in the same rule", xloc)
-            if "fields" in xf:
-                info.fields = self._exc_entry(xf["fields"][1], xloc)
-            elif not append:
-                raise self.error("Item has no mapping for key 'fields'", xloc)
-            if "comps" in xf:
-                info.comps = self._exc_entry(xf["comps"][1], xloc)
-            if "values" in xf:
-                vnode = xf["values"][1]
-                if not isinstance(vnode, yaml.SequenceNode):
-                    raise self.error("Rule exception values must be a sequence", loc(self._src, vnode))
-                info.values = [self._exc_entry(v, xloc) for v in vnode.value]
-            elif append:
-                self.warn("LOAD_APPEND_NO_VALUES", "Overriding/appending exception with no values", xloc)
-            out.append(info)
-        return out
+        """Decode ``exceptions:`` (see :mod:`ruleengine.loader.exceptions`)."""
+        from ruleengine.loader.exceptions import read_exceptions
+
+        return read_exceptions(self, fields, append)
 
     def validate_exception(self, ex: ExceptionInfo) -> None:
-        """Falco's collector checks: comps defaults, operator names, fields/comps lengths."""
-        if ex.fields is None:
-            raise self.error("Rule exception item must have fields property with a list of fields", ex.loc,
-                             "LOAD_ERR_VALIDATE")
-        ops = supported_operators()
-        if ex.fields.is_list:
-            assert ex.fields.items is not None
-            if ex.comps is None:
-                ex.comps = ExceptionEntry(items=[ExceptionEntry("=") for _ in ex.fields.items])
-            if not ex.comps.is_list or len(ex.comps.items or []) != len(ex.fields.items):
-                raise self.error("Fields and comps lists must have equal length", ex.loc, "LOAD_ERR_VALIDATE")
-            for c in ex.comps.items or []:
-                if c.is_list or not _valid_comp(c.item.strip(), ops):
-                    raise self.error(f"'{c.item}' is not a supported comparison operator", ex.loc,
-                                     "LOAD_ERR_VALIDATE")
-                c.item = c.item.strip()
-            for f in ex.fields.items:
-                if f.is_list:
-                    raise self.error("Fields must be a list of strings", ex.loc, "LOAD_ERR_VALIDATE")
-        else:
-            if ex.comps is None:
-                ex.comps = ExceptionEntry("in")
-            comp = ex.comps.item.strip() if not ex.comps.is_list else ""
-            if comp not in LIST_COMP_OPS and not _is_modifier_op(comp, ops):
-                raise self.error("When fields is a single value, comps must be one of (in, pmatch, intersects)",
-                                 ex.loc, "LOAD_ERR_VALIDATE")
-            ex.comps.item = comp
+        """Falco's collector checks on one exception."""
+        from ruleengine.loader.exceptions import validate_exception
 
-
-def _is_modifier_op(comp: str, ops: tuple[str, ...]) -> bool:
-    parts = comp.split()
-    return len(parts) == 2 and parts[1] in ("oneof", "anyof", "allof") and parts[0] in ops
-
-
-def _valid_comp(comp: str, ops: tuple[str, ...]) -> bool:
-    return comp in ops or _is_modifier_op(comp, ops)
+        validate_exception(self, ex)
 
 
 def new_rule_update(name: str, where: Location) -> RuleUpdate:
