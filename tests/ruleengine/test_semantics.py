@@ -138,3 +138,11 @@ def test_or_chains_on_one_field_keep_semantics() -> None:
     assert not m("fd.sip = 1.1.1.1 or fd.sip = 2.2.2.2")
     assert m("not (fd.sip = 1.1.1.1 or fd.sip = 2.2.2.2)")
     assert m("fd.num = 1 or fd.num = 3")
+
+
+def test_errno_names_and_raw_results() -> None:
+    failed = {"evt__type": "openat", "proc__name": "cat", "fd__name": "/etc/shadow", "evt__rawres": -2}
+    assert matches("evt.res = ENOENT", **failed)
+    assert matches("evt.res startswith E and evt.rawres < 0", **failed)
+    assert not matches("evt.res = SUCCESS", **failed)
+    assert matches("evt.res = SUCCESS and evt.rawres >= 0", evt__type="openat", proc__name="cat", evt__rawres=3)
