@@ -182,8 +182,8 @@ def _append_exception(r: Reader, rule: RuleInfo, ex: ExceptionInfo) -> None:
 def _replace(r: Reader, upd: RuleUpdate, keys: set[str]) -> None:
     prev = r.col.rules.get(upd.name)
     if prev is None:
-        key = sorted(keys)[0]
-        raise r.error(f"An 'override.{key}: replace' to a rule was requested but no rule by that name already "
+        # Falco's message keeps the literal "<key>"
+        raise r.error("An 'override.<key>: replace' to a rule was requested but no rule by that name already "
                       "exists", upd.loc, "LOAD_ERR_VALIDATE")
     if upd.exceptions is not None:
         for ex in upd.exceptions:

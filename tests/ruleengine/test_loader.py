@@ -251,7 +251,7 @@ def test_override_errors() -> None:
         RULE + "- rule: r\n  override: {output: append}\n")
     assert "Unexpected key 'desc': no corresponding entry under 'override' is defined." in errors(
         RULE + "- rule: r\n  output: x\n  desc: y\n  override: {output: append}\n")
-    assert ("An 'override.priority: replace' to a rule was requested but no rule by that name already exists"
+    assert ("An 'override.<key>: replace' to a rule was requested but no rule by that name already exists"
             in errors("- rule: q\n  priority: ERROR\n  override: {priority: replace}\n"))
     assert "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists" in errors(
         "- rule: q\n  desc: x\n  override: {desc: append}\n")
