@@ -79,6 +79,7 @@ class ProcessTable:
     # ------------------------------------------------------------------ building entries
 
     def _names(self, p: Process, mntns: int) -> Process:
+        self.users.note(mntns, p.pid)
         uid = p.euid if p.euid is not None else p.uid
         gid = p.egid if p.egid is not None else p.gid
         user = self.users.user(mntns, p.pid, uid)
@@ -289,6 +290,8 @@ class ProcessTable:
                 exepath = os.path.realpath(exepath)
         euid: int | None = uid
         egid: int | None = gid
+        vpid = entry.proc.vpid
+        vpgid = entry.proc.vpgid
         caps = (entry.proc.cap_inheritable, entry.proc.cap_permitted, entry.proc.cap_effective)
         exe_ino: int | None = None
         ctime: int | None = None
@@ -299,6 +302,10 @@ class ProcessTable:
             if st.uids[1] != procfs.UNSET_ID:
                 euid, egid = st.uids[1], st.gids[1]
             caps = (st.cap_inheritable, st.cap_permitted, st.cap_effective)
+            if st.nspid:
+                # Namespaces made with unshare(2) before the fork are invisible in the clone flags.
+                vpid = st.nspid[-1]
+                vpgid = st.nspgid[-1] if len(st.nspgid) > 1 else 0
             s = os.stat(f"{base}/exe")
             exe_ino, ctime, mtime = s.st_ino, s.st_ctime_ns, s.st_mtime_ns
         except OSError:
@@ -323,6 +330,10 @@ class ProcessTable:
             cap_effective=caps[2],
             cgroup_id=cgroup_id,
             cgroups=cgroups,
+            vpid=vpid,
+            vtid=vpid,
+            vpgid=vpgid,
+            is_vpgid_leader=(vpgid == vpid) if vpgid else None,
             exe_ino=exe_ino,
             exe_ino_ctime=ctime,
             exe_ino_mtime=mtime,

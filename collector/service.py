@@ -140,8 +140,9 @@ class CollectorService:
         return Event(
             type="syscall_event_drop",
             source=SOURCE_INTERNAL,
-            identity=EventIdentity(self.identity.node, self.identity.boot_id, self._drop_seq,
-                                   self.identity.producer_id + "-internal"),
+            identity=EventIdentity(
+                self.identity.node, self.identity.boot_id, self._drop_seq, self.identity.producer_id + "-internal"
+            ),
             timing=EventTiming(event_ns=now, collected_ns=now),
             args=(Arg("n_drops", lost), Arg("n_evts", self.events)),
         )

@@ -7,6 +7,7 @@ does, so ``user.name`` inside a container names the container's user. Files are 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -72,10 +73,26 @@ class _Db:
     users: dict[int, UserEntry]
     groups: dict[int, str]
     loaded_at: float
+    readable: bool
+    stamp: tuple[int, int, int, int] | None = None
+
+
+def _stamp(root: str) -> tuple[int, int, int, int] | None:
+    """mtime and size of passwd and group: a cheap way to see that they changed."""
+    try:
+        a = os.stat(f"{root}/etc/passwd")
+        b = os.stat(f"{root}/etc/group")
+    except OSError:
+        return None
+    return (a.st_mtime_ns, a.st_size, b.st_mtime_ns, b.st_size)
 
 
 class UserDb:
-    """Resolves ids to names per mount namespace; ``host_mntns`` selects the host files under ``host_root``."""
+    """Resolves ids to names per mount namespace; ``host_mntns`` selects the host files under ``host_root``.
+
+    A container's files are read through ``/proc/PID/root`` of any live process known to be in that namespace
+    (``note`` records them), since the process an event is about may already have exited.
+    """
 
     def __init__(self, host_mntns: int, proc_root: str = "/proc", host_root: str = "", ttl_s: float = 30.0) -> None:
         self.host_mntns = host_mntns
@@ -83,21 +100,50 @@ class UserDb:
         self._host_root = host_root.rstrip("/")
         self._ttl = ttl_s
         self._dbs: dict[int, _Db] = {}
+        self._members: dict[int, list[int]] = {}
 
-    def _db(self, mntns: int, pid: int) -> _Db:
+    def note(self, mntns: int, pid: int) -> None:
+        """Remember that ``pid`` lives in mount namespace ``mntns`` (a way into its root later)."""
+        if not mntns or mntns == self.host_mntns:
+            return
+        pids = self._members.setdefault(mntns, [])
+        if pid in pids:
+            return
+        pids.append(pid)
+        if len(pids) > 8:
+            del pids[0]
+        if len(self._members) > 4096:
+            self._members.clear()
+
+    def _roots(self, mntns: int, pid: int) -> list[str]:
+        if mntns in (self.host_mntns, 0):
+            return [self._host_root]
+        candidates = [pid, *reversed(self._members.get(mntns, ()))]
+        return [f"{self._proc_root}/{p}/root" for p in dict.fromkeys(candidates)]
+
+    def _db(self, mntns: int, pid: int, *, refresh: bool = False) -> _Db:
         db = self._dbs.get(mntns)
         now = time.monotonic()
-        if db is not None and now - db.loaded_at < self._ttl:
+        if db is not None and not refresh and now - db.loaded_at < self._ttl:
             return db
-        in_host = mntns in (self.host_mntns, 0)
-        root = self._host_root if in_host else f"{self._proc_root}/{pid}/root"
-        users = parse_passwd(_read(f"{root}/etc/passwd"))
-        groups = parse_group(_read(f"{root}/etc/group"))
-        if db is not None and not users and not groups:
-            # The process that gave access to this namespace's root is gone; keep the old tables.
+        for root in self._roots(mntns, pid):
+            stamp = _stamp(root)
+            if stamp is None:
+                continue
+            if db is not None and db.stamp == stamp:
+                # A miss (or the TTL) made us look, but the files did not change since they were read.
+                db.loaded_at = now
+                return db
+            db = _Db(
+                parse_passwd(_read(f"{root}/etc/passwd")), parse_group(_read(f"{root}/etc/group")), now, True, stamp
+            )
+            self._dbs[mntns] = db
+            return db
+        if db is not None:
+            # Every process that gave access to this namespace's root is gone; keep the old tables.
             db.loaded_at = now
             return db
-        db = _Db(users, groups, now)
+        db = _Db({}, {}, now, False)
         self._dbs[mntns] = db
         return db
 
@@ -107,7 +153,10 @@ class UserDb:
             return None
         if uid == 0:
             return ROOT_USER
-        return self._db(mntns, pid).users.get(uid)
+        entry = self._db(mntns, pid).users.get(uid)
+        if entry is None:
+            entry = self._db(mntns, pid, refresh=True).users.get(uid)
+        return entry
 
     def group(self, mntns: int, pid: int, gid: int | None) -> str:
         """The group name of ``gid``; gid 0 is always root. Empty when unknown."""
@@ -115,8 +164,12 @@ class UserDb:
             return ""
         if gid == 0:
             return "root"
-        return self._db(mntns, pid).groups.get(gid, "")
+        name = self._db(mntns, pid).groups.get(gid)
+        if name is None:
+            name = self._db(mntns, pid, refresh=True).groups.get(gid, "")
+        return name
 
     def forget(self, mntns: int) -> None:
         """Drop a namespace's cached tables (its last process exited)."""
         self._dbs.pop(mntns, None)
+        self._members.pop(mntns, None)

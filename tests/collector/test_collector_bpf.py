@@ -200,3 +200,54 @@ def test_ring_buffer_overflow_is_counted_and_reported() -> None:
         assert drops[0].id.boot_id == src.decoder.identity.boot_id
     finally:
         src.close()
+
+
+def _docker_ready() -> bool:
+    import shutil
+
+    if shutil.which("docker") is None:
+        return False
+    try:
+        out = subprocess.run(["docker", "image", "inspect", "local/bookworm:latest"], capture_output=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return False
+    return out.returncode == 0
+
+
+@pytest.mark.containers
+def test_process_in_a_container(source: KernelSource) -> None:
+    if not _docker_ready():
+        pytest.skip("Docker with the local/bookworm image is not available (scripts/container-stack.sh)")
+    source.poll()
+    script = (
+        "echo 'ctruser:x:4242:4242::/home/ctr:/bin/sh' >> /etc/passwd && "
+        "setpriv --reuid=4242 --regid=4242 --clear-groups cat /etc/hostname && sleep 1"
+    )
+    # Decode while the container runs, as the service does: its root is readable only while it is alive.
+    ctr = subprocess.Popen(
+        ["docker", "run", "--rm", "local/bookworm:latest", "sh", "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def cat_execs(evs: list[Event]) -> list[Event]:
+        return [
+            e
+            for e in evs
+            if e.type == "execve"
+            and e.res == 0
+            and e.proc.comm == "cat"
+            and e.proc.args == ("/etc/hostname",)
+            and e.proc.uid == 4242
+        ]
+
+    events = collect(source, lambda evs: bool(cat_execs(evs)), timeout=30)
+    assert ctr.wait(timeout=60) == 0
+    found = cat_execs(events)
+    assert found, "no execve of cat inside the container"
+    p = found[0].proc
+    # Resolved against the container's /etc/passwd, not the host's.
+    assert p.user_name == "ctruser" and p.user_homedir == "/home/ctr"
+    assert any("/docker/" in line for line in p.cgroups) and p.cgroup_id > 1
+    assert p.vpid != p.pid and p.vpid > 0
+    assert found[0].ancestors[0].comm == "sh" and found[0].ancestors[0].vpid == 1

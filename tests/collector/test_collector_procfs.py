@@ -106,6 +106,11 @@ def test_userdb_host_and_container(tmp_path: Path) -> None:
     root_user = db.user(9, 77, 0)
     assert root_user is not None and root_user.name == "root"
     assert db.user(5, 1, 4242) is None and db.group(5, 1, 4242) == ""
+    # A user added after the first read is found: a miss re-reads the file when it changed.
+    with (proc / "77/root/etc/passwd").open("a") as f:
+        f.write("late:x:1001:1001::/:/bin/sh\n")
+    late = db.user(9, 77, 1001)
+    assert late is not None and late.name == "late"
     # The container process went away: the cached table stays usable.
     (proc / "77/root/etc/passwd").unlink()
     db.forget(9)
