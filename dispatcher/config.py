@@ -103,7 +103,9 @@ def output_specs(cfg: DispatcherConfig, origin: str = "<config>") -> tuple[Outpu
             raise ConfigError(f"{origin}: {path}: unknown output type (known: {', '.join(sorted(known))})")
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{origin}: {path}: expected a mapping")
-        driver_part = {k: v for k, v in raw.items() if str(k).replace("-", "_") in _DRIVER_KEYS}
+        # An output may suggest driver settings (Slack: one message per second); the user's keys win.
+        driver_part = dict(getattr(kind.factory, "DRIVER_DEFAULTS", {}))
+        driver_part.update({k: v for k, v in raw.items() if str(k).replace("-", "_") in _DRIVER_KEYS})
         own_part = {k: v for k, v in raw.items() if str(k).replace("-", "_") not in _DRIVER_KEYS}
         driver = build(DriverOptions, driver_part, origin, path)
         if not driver.enabled:

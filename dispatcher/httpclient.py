@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -63,6 +64,12 @@ def ssl_context(s: HttpSettings) -> ssl.SSLContext:
     return ctx
 
 
+def redact(url: str) -> str:
+    """Scheme and host only: webhook URLs often carry their secret in the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") or parts.query else url
+
+
 def retry_after(value: str | None, default: float = 1.0) -> float:
     """Seconds from a Retry-After header given in seconds; HTTP dates and junk fall back to ``default``."""
     try:
@@ -100,9 +107,9 @@ class HttpClient:
             text = await resp.text(errors="replace")
             if 200 <= resp.status < 300:
                 if self.settings.echo:
-                    log.debug("http response", extra={"url": url, "status": resp.status, "body": text[:2048]})
+                    log.debug("http response", extra={"url": redact(url), "status": resp.status, "body": text[:2048]})
                 return text
-            detail = f"{url} answered {resp.status} {resp.reason}: {text[:200]}"
+            detail = f"{redact(url)} answered {resp.status} {resp.reason}: {text[:200]}"
             if resp.status in (429, 503) and "Retry-After" in resp.headers:
                 raise RetryLater(detail, retry_after(resp.headers.get("Retry-After")))
             if resp.status in RETRYABLE or resp.status >= 500:
