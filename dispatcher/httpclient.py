@@ -8,9 +8,11 @@ a permanent refusal, which the driver sends to the dead-letter stream instead of
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import logging
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -59,6 +61,7 @@ def ssl_context(s: HttpSettings) -> ssl.SSLContext:
     if s.client_cert:
         ctx.load_cert_chain(s.client_cert, s.client_key)
     if s.insecure:
+        log.warning("TLS certificate verification is off for an HTTP output (insecure: true)")
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -70,12 +73,19 @@ def redact(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") or parts.query else url
 
 
-def retry_after(value: str | None, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header given in seconds; HTTP dates and junk fall back to ``default``."""
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
+def retry_after(value: str | None, default: float = 1.0, now: float | None = None) -> float:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if value is None:
         return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return default
+    return max(0.0, when - (time.time() if now is None else now))
 
 
 class HttpClient:

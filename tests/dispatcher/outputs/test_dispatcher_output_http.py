@@ -16,6 +16,7 @@ from aiohttp import web
 from dispatcher_testlib import RedisProcess, base_config, make_alert, push, running, wait_for
 from prometheus_client import REGISTRY
 
+from dispatcher.httpclient import retry_after
 from dispatcher.model import Alert, Priority
 from dispatcher.outputs.http import HttpConfig, HttpOutput, build_http_body
 from dispatcher.registry import OutputContext, PermanentError, RetryLater
@@ -53,6 +54,13 @@ async def sink() -> AsyncIterator[Sink]:
     s.url = f"http://127.0.0.1:{port}/hook"
     yield s
     await runner.cleanup()
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after("12") == 12.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412500.0) == 10.0
+    assert retry_after("soon", default=3.0) == 3.0
+    assert retry_after(None) == 1.0
 
 
 def test_builder_and_config() -> None:
