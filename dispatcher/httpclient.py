@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import logging
-import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from dispatcher.registry import PermanentError, RetryLater
+from dispatcher.tls import TlsSettings, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,10 @@ RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
-class HttpSettings:
-    """Transport settings shared by HTTP outputs (Falco's http_output keys where they exist)."""
+class HttpSettings(TlsSettings):
+    """Transport settings shared by HTTP outputs (Falco's http_output keys where they exist), TLS included."""
 
     user_agent: str = "lanner"
-    # Skip certificate verification (testing only).
-    insecure: bool = False
-    # Extra CA certificate file and/or directory to trust, besides the system store.
-    ca_cert: str = ""
-    ca_path: str = ""
-    # Client certificate and key for mutual TLS (both or neither).
-    client_cert: str = ""
-    client_key: str = ""
     # gzip the body (Content-Encoding: gzip).
     compress_uploads: bool = False
     # Reuse connections between alerts.
@@ -47,24 +39,6 @@ class HttpSettings:
     # Log the response body of each delivery at debug level.
     echo: bool = False
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def __post_init__(self) -> None:
-        if bool(self.client_cert) != bool(self.client_key):
-            raise ValueError("client_cert and client_key: give both for mutual TLS, or neither")
-
-
-def ssl_context(s: HttpSettings) -> ssl.SSLContext:
-    """The TLS context for these settings."""
-    ctx = ssl.create_default_context()
-    if s.ca_cert or s.ca_path:
-        ctx.load_verify_locations(cafile=s.ca_cert or None, capath=s.ca_path or None)
-    if s.client_cert:
-        ctx.load_cert_chain(s.client_cert, s.client_key)
-    if s.insecure:
-        log.warning("TLS certificate verification is off for an HTTP output (insecure: true)")
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def redact(url: str) -> str:

@@ -13,6 +13,7 @@ from dispatcher.falco_format import falco_json, text_line
 from dispatcher.httpclient import HttpClient, HttpSettings
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
+from dispatcher.tls import TlsSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class HttpConfig(HttpSettings):
     json_output: bool = True
 
     def __post_init__(self) -> None:
-        HttpSettings.__post_init__(self)
+        TlsSettings.__post_init__(self)
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url: expected an http:// or https:// URL, got {self.url!r}")
 

@@ -18,6 +18,7 @@ from dispatcher.httpclient import HttpClient, HttpSettings
 from dispatcher.identity import incident_key
 from dispatcher.model import Alert, Priority
 from dispatcher.registry import OutputContext, register_output
+from dispatcher.tls import TlsSettings
 
 US_ENDPOINT = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024
@@ -46,7 +47,7 @@ class PagerDutyConfig(HttpSettings):
     client_url: str = ""
 
     def __post_init__(self) -> None:
-        HttpSettings.__post_init__(self)
+        TlsSettings.__post_init__(self)
         if len(self.routing_key) != 32:
             raise ValueError("routing_key: expected the 32-character Events API v2 integration key")
         if not self.url.startswith(("https://", "http://")):

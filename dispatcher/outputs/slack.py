@@ -17,6 +17,7 @@ from dispatcher.falco_format import rfc3339_ns, text_line
 from dispatcher.httpclient import HttpClient, HttpSettings
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
+from dispatcher.tls import TlsSettings
 
 # Block Kit limits (section text 3000 chars, at most 10 fields of 2000 chars, header 150 chars).
 MAX_SECTION = 3000
@@ -40,7 +41,7 @@ class SlackConfig(HttpSettings):
     fields: tuple[str, ...] = DEFAULT_FIELDS
 
     def __post_init__(self) -> None:
-        HttpSettings.__post_init__(self)
+        TlsSettings.__post_init__(self)
         if not self.webhook_url.startswith("https://") and not self.webhook_url.startswith("http://"):
             raise ValueError("webhook_url: expected the https:// URL of a Slack incoming webhook")
 

@@ -2,9 +2,10 @@
 """``syslog``: each alert as one syslog message, severity taken from the Falco priority.
 
 Falco logs through syslog(3), so by default this writes to the local ``/dev/log`` socket with facility
-``user``. ``address`` may instead name a remote collector: ``udp://host:514`` or ``tcp://host:514`` (TCP frames
-use RFC 6587 octet counting, or newlines with ``framing: newline``). ``format`` picks RFC 3164 (what syslog(3)
-sends locally) or RFC 5424.
+``user``. ``address`` may instead name a remote collector: ``udp://host:514``, ``tcp://host:514`` or
+``tls://host:6514`` (RFC 5425; the TLS keys are those of the http output). Stream transports use RFC 6587
+octet counting, or newlines with ``framing: newline``. ``format`` picks RFC 3164 (what syslog(3) sends
+locally) or RFC 5424.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from dispatcher.falco_format import falco_json, rfc3339_ns, text_line
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
+from dispatcher.tls import TlsSettings, ssl_context
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
@@ -29,10 +31,10 @@ FACILITIES = {
 
 
 @dataclass(frozen=True, slots=True)
-class SyslogConfig:
-    """Settings of the syslog output."""
+class SyslogConfig(TlsSettings):
+    """Settings of the syslog output (the TLS keys apply to ``tls://`` addresses)."""
 
-    # "/dev/log" (a local Unix datagram socket path), "udp://host:port" or "tcp://host:port".
+    # "/dev/log" (a local Unix datagram socket path), "udp://host:port", "tcp://host:port" or "tls://host:port".
     address: str = "/dev/log"
     facility: str = "user"
     # APP-NAME / tag of each message.
@@ -44,6 +46,7 @@ class SyslogConfig:
     json_output: bool = False
 
     def __post_init__(self) -> None:
+        TlsSettings.__post_init__(self)
         if self.facility not in FACILITIES:
             raise ValueError(f"facility: unknown {self.facility!r} (expected one of {', '.join(FACILITIES)})")
         if self.format not in ("rfc3164", "rfc5424"):
@@ -58,9 +61,11 @@ def parse_address(address: str) -> tuple[str, str, int]:
     if address.startswith("/"):
         return "unix", address, 0
     parts = urlsplit(address)
-    if parts.scheme not in ("udp", "tcp") or not parts.hostname:
-        raise ValueError(f"address: expected a socket path, udp://host:port or tcp://host:port, got {address!r}")
-    return parts.scheme, parts.hostname, parts.port or 514
+    if parts.scheme not in ("udp", "tcp", "tls") or not parts.hostname:
+        raise ValueError(
+            f"address: expected a socket path, udp://host:port, tcp://host:port or tls://host:port, got {address!r}"
+        )
+    return parts.scheme, parts.hostname, parts.port or (6514 if parts.scheme == "tls" else 514)
 
 
 def build_syslog_message(alert: Alert, cfg: SyslogConfig, ctx: OutputContext, now_ns: int | None = None) -> bytes:
@@ -91,14 +96,16 @@ class SyslogOutput:
         self.config = config
         self.ctx = ctx
         self._scheme, self._host, self._port = parse_address(config.address)
+        # Built now so a bad CA or key file is a start-up error naming this output.
+        self._ssl = ssl_context(config) if self._scheme == "tls" else None
         self._dgram: socket.socket | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def send(self, alert: Alert) -> None:
         """Send the alert's message; socket errors propagate so the driver retries."""
         msg = build_syslog_message(alert, self.config, self.ctx)
-        if self._scheme == "tcp":
-            await self._send_tcp(msg)
+        if self._scheme in ("tcp", "tls"):
+            await self._send_stream(msg)
             return
         if self._dgram is None:
             family = socket.AF_UNIX if self._scheme == "unix" else socket.AF_INET
@@ -115,9 +122,9 @@ class SyslogOutput:
             self._dgram = None
             raise
 
-    async def _send_tcp(self, msg: bytes) -> None:
+    async def _send_stream(self, msg: bytes) -> None:
         if self._writer is None or self._writer.is_closing():
-            _, self._writer = await asyncio.open_connection(self._host, self._port)
+            _, self._writer = await asyncio.open_connection(self._host, self._port, ssl=self._ssl)
         frame = msg + b"\n" if self.config.framing == "newline" else f"{len(msg)} ".encode() + msg
         try:
             self._writer.write(frame)

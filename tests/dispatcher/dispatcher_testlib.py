@@ -210,6 +210,17 @@ async def wait_listening(target: str, timeout: float = 20.0) -> None:
         return
 
 
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for 127.0.0.1/localhost, made with the openssl CLI."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def lines(path: Path) -> list[str]:
     """Lines of a file, or [] if it does not exist."""
     return path.read_text().splitlines() if path.exists() else []

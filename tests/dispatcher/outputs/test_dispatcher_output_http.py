@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from dispatcher_testlib import RedisProcess, base_config, make_alert, push, running, wait_for
+from dispatcher_testlib import RedisProcess, base_config, make_alert, push, running, self_signed, wait_for
 from prometheus_client import REGISTRY
 
 from dispatcher.httpclient import retry_after
@@ -127,18 +126,8 @@ async def test_through_dispatcher_retries_then_dead_letters(
     assert (REGISTRY.get_sample_value("lanner_dispatcher_output_retried_total", {"output": "http"}) or 0) == retried + 2
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 async def test_https_with_custom_ca(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     got: list[bytes] = []
 
     async def handle(request: web.Request) -> web.Response:

@@ -8,9 +8,11 @@ import json
 import os
 import re
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
+from dispatcher_testlib import self_signed
 
 from dispatcher.model import Alert, Priority
 from dispatcher.outputs.syslog import SyslogConfig, SyslogOutput, build_syslog_message
@@ -109,3 +111,29 @@ async def test_unix_socket_receiver_and_refused_destination(tmp_path: Path) -> N
     finally:
         await out.close()
         rx.close()
+
+
+async def test_tls_receiver(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.put_nowait(await reader.read(65536))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    out = SyslogOutput(SyslogConfig(address=f"tls://127.0.0.1:{port}", ca_cert=str(cert), format="rfc5424"), CTX)
+    try:
+        await out.send(ALERT)
+        data = await asyncio.wait_for(got.get(), 5)
+        msg = build_syslog_message(ALERT, out.config, CTX)
+        assert data == f"{len(msg)} ".encode() + msg
+    finally:
+        await out.close()
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(ValueError, match="client_cert and client_key"):
+        SyslogConfig(address="tls://h", client_cert="c.pem")
