@@ -81,9 +81,11 @@ class HttpClient:
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, content_type: str) -> str:
+    async def post(
+        self, url: str, body: bytes, content_type: str, extra_headers: Mapping[str, str] | None = None
+    ) -> str:
         """POST ``body``; return the response text on 2xx, raise PermanentError / RetryLater / RuntimeError."""
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **(extra_headers or {})}
         if self.settings.compress_uploads:
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -17,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from dispatcher.httpclient import retry_after
 from dispatcher.model import Alert, Priority
-from dispatcher.outputs.http import HttpConfig, HttpOutput, build_http_body
+from dispatcher.outputs.http import HttpConfig, HttpOutput, build_http_body, sign_webhook, signing_key
 from dispatcher.registry import OutputContext, PermanentError, RetryLater
 from lanner.v1 import alert_pb2
 
@@ -60,6 +63,32 @@ def test_retry_after_forms() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412500.0) == 10.0
     assert retry_after("soon", default=3.0) == 3.0
     assert retry_after(None) == 1.0
+
+
+def test_standard_webhooks_signature_vector() -> None:
+    # The example published with the Standard Webhooks / Svix verification docs.
+    key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    sig = sign_webhook(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    assert sig == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    with pytest.raises(ValueError, match="signing_secret"):
+        HttpConfig(url="http://x", signing_secret="whsec_***")
+
+
+async def test_signed_request_verifies_at_the_receiver(sink: Sink) -> None:
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    out = HttpOutput(HttpConfig(url=sink.url, signing_secret=secret), CTX)
+    alert = Alert(rule="R", priority=Priority.CRITICAL, output="x", alert_id="a-1")
+    try:
+        await out.send(alert)
+        await out.send(alert)
+    finally:
+        await out.close()
+    for headers, body in sink.requests:
+        assert headers["webhook-id"] == headers["Idempotency-Key"] == "a-1"
+        expected = hmac.new(
+            b"0123456789abcdef0123456789abcdef", f"a-1.{headers['webhook-timestamp']}.".encode() + body, hashlib.sha256
+        ).digest()
+        assert headers["webhook-signature"] == "v1," + base64.b64encode(expected).decode()
 
 
 def test_builder_and_config() -> None:
