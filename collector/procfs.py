@@ -132,6 +132,22 @@ def parse_loginuid(text: str) -> int | None:
     return -1 if v == UNSET_ID else v
 
 
+def overlay_upperdir(mountinfo: str) -> str | None:
+    """The ``upperdir`` of the root mount when it is an overlay (a container's writable layer), else None."""
+    for line in mountinfo.splitlines():
+        head, sep, tail = line.partition(" - ")
+        fields = head.split()
+        if not sep or len(fields) < 5 or fields[4] != "/":
+            continue
+        parts = tail.split()
+        if len(parts) < 3 or parts[0] != "overlay":
+            continue
+        for opt in parts[2].split(","):
+            if opt.startswith("upperdir="):
+                return opt[len("upperdir=") :]
+    return None
+
+
 def strip_deleted(path: str) -> str:
     """readlink of a deleted executable ends in `` (deleted)``; Falco strips it."""
     return path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path

@@ -66,6 +66,7 @@ class ProcessTable:
         proc_root: str = "/proc",
         max_fds_per_process: int = 4096,
         max_ancestors: int = 32,
+        host_root: str = "",
     ) -> None:
         self.users = users
         self.cgroups = cgroups
@@ -73,8 +74,10 @@ class ProcessTable:
         self.proc_root = proc_root
         self.max_fds = max_fds_per_process
         self.max_ancestors = max_ancestors
+        self.host_root = host_root.rstrip("/")
         self.procs: dict[int, ProcEntry] = {}
         self._gen = 0
+        self._upperdirs: dict[int, str] = {}
 
     # ------------------------------------------------------------------ building entries
 
@@ -337,6 +340,8 @@ class ProcessTable:
             exe_ino=exe_ino,
             exe_ino_ctime=ctime,
             exe_ino_mtime=mtime,
+            is_exe_from_memfd=exepath.startswith("/memfd:"),
+            is_exe_upper_layer=self.exe_upper_layer(mntns, pid, exepath),
         )
         entry.proc = self._names(p, mntns)
         entry.mntns = mntns
@@ -346,6 +351,25 @@ class ProcessTable:
         entry.threads.clear()
         self._gen += 1
         return entry.proc
+
+    def exe_upper_layer(self, mntns: int, pid: int, exepath: str) -> bool | None:
+        """Whether a container's executable lives in its writable overlay layer (it was added or changed after the
+        image was built). False outside containers or when the root is not an overlay; None when unknown."""
+        if mntns in (0, self.users_host_mntns) or not exepath.startswith("/"):
+            return False
+        upper = self._upperdirs.get(mntns)
+        if upper is None:
+            try:
+                with open(f"{self.proc_root}/{pid}/mountinfo", encoding="utf-8", errors="replace") as f:
+                    upper = procfs.overlay_upperdir(f.read()) or ""
+            except OSError:
+                return None
+            if len(self._upperdirs) > 4096:
+                self._upperdirs.clear()
+            self._upperdirs[mntns] = upper
+        if not upper:
+            return False
+        return os.path.lexists(f"{self.host_root}{upper}{exepath}")
 
     @property
     def users_host_mntns(self) -> int:

@@ -216,7 +216,9 @@ class KernelSource:
             # Running in a container with the host's pid namespace: the host's files are under init's root.
             host_root = f"{proc_root}/1/root"
         users = UserDb(init_mntns or own_mntns, proc_root=proc_root, host_root=host_root)
-        self.table = ProcessTable(users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root)
+        self.table = ProcessTable(
+            users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root, host_root=host_root
+        )
         self.decoder = Decoder(self.table, identity or default_identity())
         self._swept = time.monotonic()
 

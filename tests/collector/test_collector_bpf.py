@@ -224,7 +224,8 @@ def test_process_in_a_container(source: KernelSource) -> None:
     source.poll()
     script = (
         "echo 'ctruser:x:4242:4242::/home/ctr:/bin/sh' >> /etc/passwd && "
-        "setpriv --reuid=4242 --regid=4242 --clear-groups cat /etc/hostname && sleep 1"
+        "setpriv --reuid=4242 --regid=4242 --clear-groups cat /etc/hostname && "
+        "cp /usr/bin/cat /tmp/dropped && /tmp/dropped /etc/hostname && sleep 1"
     )
     # Decode while the container runs, as the service does: its root is readable only while it is alive.
     ctr = subprocess.Popen(
@@ -244,7 +245,10 @@ def test_process_in_a_container(source: KernelSource) -> None:
             and e.proc.uid == 4242
         ]
 
-    events = collect(source, lambda evs: bool(cat_execs(evs)), timeout=30)
+    def dropped_execs(evs: list[Event]) -> list[Event]:
+        return [e for e in evs if e.type == "execve" and e.res == 0 and e.proc.exepath == "/tmp/dropped"]
+
+    events = collect(source, lambda evs: bool(cat_execs(evs)) and bool(dropped_execs(evs)), timeout=30)
     assert ctr.wait(timeout=60) == 0
     found = cat_execs(events)
     assert found, "no execve of cat inside the container"
@@ -255,3 +259,6 @@ def test_process_in_a_container(source: KernelSource) -> None:
     # The pid inside the container is read from /proc, so it is only known while the process lives (0 after).
     assert p.vpid != p.pid
     assert found[0].ancestors[0].comm == "sh" and found[0].ancestors[0].vpid == 1
+    # Falco's "drop and execute new binary": the image's cat is in a lower layer, the copy in the upper one.
+    assert p.is_exe_upper_layer is False
+    assert dropped_execs(events)[0].proc.is_exe_upper_layer is True

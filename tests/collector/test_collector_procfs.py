@@ -149,3 +149,13 @@ def test_with_descendants_of_a_real_process_tree() -> None:
         child.kill()
         child.wait()
     assert with_descendants([]) == set()
+
+
+def test_overlay_upperdir() -> None:
+    info = (
+        "611 540 0:52 / / rw,relatime master:309 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A:"
+        "/var/lib/docker/overlay2/l/B,upperdir=/var/lib/docker/overlay2/abc/diff,workdir=/var/lib/docker/overlay2/abc/work\n"
+        "612 611 0:55 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n"
+    )
+    assert procfs.overlay_upperdir(info) == "/var/lib/docker/overlay2/abc/diff"
+    assert procfs.overlay_upperdir("25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n") is None
