@@ -39,7 +39,8 @@ class DispatcherConfig:
     # A redelivered alert_id within this many seconds is accepted (acked) but not stored again.
     dedup_window_s: float = 600.0
     dedup_prefix: str = "lanner:alert-seen:"
-    # Consumer name in the output groups; keep it stable per host so a restart resumes its own pending list.
+    # Consumer name in the output groups: stable across restarts (a restart resumes its own pending list) and
+    # unique per replica (two live replicas sharing a name would deliver each other's in-flight alerts again).
     consumer: str = ""
     # Pending entries of another consumer idle this long are taken over (a replica that died for good).
     claim_idle_s: float = 60.0
