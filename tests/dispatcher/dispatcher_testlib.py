@@ -212,6 +212,10 @@ async def wait_listening(target: str, timeout: float = 20.0) -> None:
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
     """A throwaway certificate and key for 127.0.0.1/localhost, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        import pytest
+
+        pytest.skip("the openssl command is not installed (needed to make a test certificate)")
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
