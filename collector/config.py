@@ -35,7 +35,7 @@ class CollectorConfig:
     linger_ms: float = 5.0
     max_queue: int = 65536
     exclude_pids: tuple[int, ...] = ()
-    ring_buffer_pages: int = 1024
+    ring_buffer_pages: int = 2048
     families: tuple[str, ...] = FAMILIES
     poll_interval_ms: float = 1.0
     record_path: str = ""

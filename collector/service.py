@@ -32,7 +32,7 @@ STAGE = "collector"
 # Events travel to the sender already serialized (see collector.encode); batches are assembled from the bytes.
 make_batch = make_batch_bytes
 # Above this many events in one poll the loop goes round again at once instead of sleeping.
-BUSY_POLL = 512
+BUSY_POLL = 256
 
 
 def open_enricher_stream(channel: grpc.aio.Channel) -> object:

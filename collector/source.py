@@ -207,6 +207,7 @@ class KernelSource:
         identity: Identity | None = None,
         proc_root: str = "/proc",
         host_root: str = "",
+        max_per_poll: int = 2048,
     ) -> None:
         self.reader = reader
         clock = BootClock()
@@ -221,6 +222,9 @@ class KernelSource:
         )
         self.decoder = Decoder(self.table, identity or default_identity())
         self._swept = time.monotonic()
+        self.max_per_poll = max_per_poll
+        self._backlog: list[bytes] = []
+        self._next = 0
 
     def start(self) -> None:
         """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
@@ -242,10 +246,15 @@ class KernelSource:
             gone = self.table.sweep()
             if gone:
                 log.info("forgot processes whose exit was not seen", extra={"processes": gone})
-        records = self.reader.read()
-        if not records:
-            return []
-        return self.decoder.decode_many(records, time.time_ns())
+        if self._next >= len(self._backlog):
+            self._backlog = self.reader.read()
+            self._next = 0
+            if not self._backlog:
+                return []
+        # Decode a bounded slice per call so one burst cannot hold the event loop (and the sender) for long.
+        chunk = self._backlog[self._next : self._next + self.max_per_poll]
+        self._next += len(chunk)
+        return self.decoder.decode_many(chunk, time.time_ns())
 
     def dropped(self) -> int:
         """Records lost in the kernel ring buffer."""
