@@ -68,7 +68,8 @@ def _output_fields(pb: alert_pb2.Alert) -> Mapping[str, JsonValue]:
             raise AlertError(f"output_fields_json: not valid JSON: {exc}") from None
         if not isinstance(decoded, dict):
             raise AlertError("output_fields_json: expected a JSON object")
-        return MappingProxyType({k: _freeze(v) for k, v in decoded.items()})
+        # Most values are scalars: only lists and objects need freezing.
+        return MappingProxyType({k: _freeze(v) if isinstance(v, list | dict) else v for k, v in decoded.items()})
     if pb.HasField("output_fields"):
         return struct_from_pb(pb.output_fields)
     return EMPTY_FIELDS
