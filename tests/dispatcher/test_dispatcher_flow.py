@@ -40,3 +40,27 @@ async def test_push_then_subscribe_and_file(redis_url: str, bind: str, tmp_path:
         assert first["rule"] == "Terminal shell in container"
         assert first["priority"] == "Notice"
         assert first["time"] == "2024-06-10T06:13:31.726060287Z"
+
+
+async def test_two_replicas_share_output_work(redis_url: str, tmp_path: Path) -> None:
+    from dispatcher_testlib import free_port
+
+    out = tmp_path / "alerts.jsonl"
+    outputs = {"file": {"path": str(out)}}
+    a = base_config(redis_url, f"127.0.0.1:{free_port()}", consumer="replica-a", outputs=outputs)
+    b = base_config(redis_url, f"127.0.0.1:{free_port()}", consumer="replica-b", outputs=outputs)
+    async with running(a) as da, running(b) as db:
+        async with grpc.aio.insecure_channel(db.target) as ch:
+            # A subscriber on replica b sees alerts pushed to replica a: both tail the same stream.
+            call = subscribe_call(ch, subscriber_name="on-b")
+            await asyncio.sleep(0.2)
+            alerts = [make_alert(i) for i in range(200)]
+            for k in range(0, 200, 50):
+                await push(da.target, [alert_pb2.AlertBatch(batch_seq=k, alerts=alerts[k : k + 50])])
+            got = [await asyncio.wait_for(call.read(), 5) for _ in range(200)]
+            assert len({g.alert_id for g in got}) == 200
+            call.cancel()
+        await wait_for(lambda: len(lines(out)) >= 200)
+        await asyncio.sleep(0.3)
+    pids = [json.loads(x)["output_fields"]["proc.pid"] for x in lines(out)]
+    assert sorted(pids) == list(range(4242, 4442))  # each alert written once, by one replica or the other
