@@ -203,7 +203,8 @@ def compile_filter(expr: Expr, source: str) -> CompiledFilter:
 
 
 _MERGE_AS = {"=": ("in", None), "==": ("in", None), "in": ("in", None), "startswith": ("startswith", "anyof"),
-             "endswith": ("endswith", "anyof"), "contains": ("contains", "anyof")}
+             "endswith": ("endswith", "anyof"), "contains": ("contains", "anyof"),
+             "icontains": ("icontains", "anyof")}
 
 
 def _merge_or(children: tuple[Expr, ...], single_valued: Callable[[FieldRef], bool]) -> list[Expr]:

@@ -307,9 +307,11 @@ class OpBuilder:
             if op in ("startswith", "endswith") and all(isinstance(x, str) for x in vals):
                 kt = gen.const(tuple(vals), "T")
                 return self._wrap_multi(v, lambda x: f"{x}.{op}({kt})")
-            if op == "contains" and len(vals) >= _AC_THRESHOLD and all(isinstance(x, str) for x in vals):
-                ka = gen.const(ContainsAny(vals), "A")
-                return self._wrap_multi(v, lambda x: f"{ka}({x})")
+            if op in ("contains", "icontains") and len(vals) >= _AC_THRESHOLD and all(
+                    isinstance(x, str) for x in vals):
+                ka = gen.const(ContainsAny(vals), "A")  # icontains literals are already lower-cased
+                low = ".lower()" if op == "icontains" else ""
+                return self._wrap_multi(v, lambda x: f"{ka}({x}{low})")
             if op in ("=", "==") and not any(isinstance(x, ipaddress.IPv4Network | ipaddress.IPv6Network)
                                               for x in vals):
                 ks = gen.const(frozenset(vals), "S")

@@ -146,3 +146,9 @@ def test_errno_names_and_raw_results() -> None:
     assert matches("evt.res startswith E and evt.rawres < 0", **failed)
     assert not matches("evt.res = SUCCESS", **failed)
     assert matches("evt.res = SUCCESS and evt.rawres >= 0", evt__type="openat", proc__name="cat", evt__rawres=3)
+
+
+def test_icontains_chains() -> None:
+    assert m("proc.cmdline icontains AA or proc.cmdline icontains BB or proc.cmdline icontains /ETC/SHA")
+    assert not m("proc.cmdline icontains AA or proc.cmdline icontains BB or proc.cmdline icontains CC")
+    assert m("proc.cmdline icontains anyof (xx, yy, SHADOW)")
