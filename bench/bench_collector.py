@@ -87,14 +87,14 @@ def main() -> int:
     ap.add_argument("--pb", action="store_true", help="also encode each event and build the batch, as the service does")
     args = ap.parse_args()
 
-    from collector.encode import EventEncoder, make_batch_bytes
+    from collector.encode import EventEncoder, batch_wire
     from collector.preflight import SetupError
     from collector.source import BpfProbe, KernelSource
 
     encode = EventEncoder().encode
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))
     if args.synthetic:
-        synthetic(src, args.synthetic, encode, make_batch_bytes)
+        synthetic(src, args.synthetic, encode, batch_wire)
     try:
         t0 = time.monotonic()
         src.start()
@@ -114,7 +114,7 @@ def main() -> int:
         t = time.process_time()
         batch = src.poll()
         if args.pb:
-            make_batch_bytes(1, [encode(ev) for ev in batch], 0)
+            batch_wire(1, [encode(ev) for ev in batch], 0)
         decode_s += time.process_time() - t
         events += len(batch)
         opens += sum(1 for e in batch if e.type == "openat" and e.proc.pid == load.pid)

@@ -213,11 +213,16 @@ class EventEncoder:
         return event_pb2.Event.FromString(self.encode(ev))
 
 
-def make_batch_bytes(seq: int, events: Sequence[bytes], dropped: int) -> event_pb2.EventBatch:
-    """An EventBatch from serialized events, parsed once in C instead of merging message objects."""
+def batch_wire(seq: int, events: Sequence[bytes], dropped: int) -> bytes:
+    """The serialized ``lanner.v1.EventBatch`` holding already-serialized events (no parse, no copy per field)."""
     parts = [b"\x08" + _varint(seq)]
     for data in events:
         parts.append(b"\x12" + _varint(len(data)) + data)
     if dropped:
         parts.append(b"\x18" + _varint(dropped))
-    return event_pb2.EventBatch.FromString(b"".join(parts))
+    return b"".join(parts)
+
+
+def make_batch_bytes(seq: int, events: Sequence[bytes], dropped: int) -> event_pb2.EventBatch:
+    """The same batch as a message object."""
+    return event_pb2.EventBatch.FromString(batch_wire(seq, events, dropped))
