@@ -57,6 +57,7 @@ class _Gen:
         self.n = 0
         self.fields: dict[str, tuple[str, BoundField]] = {}
         self.local_fields = local_fields
+        self.emitted: set[str] = set()
         # compound sub-conditions shared by several rules (macro bodies) are evaluated once per event
         self.shared: set[Expr] = set()
         self.memo: dict[Expr, str] = {}
@@ -87,6 +88,10 @@ class _Gen:
             self.fields[bf.token] = got
         if self.local_fields:
             var = "_l" + got[0]
+            if bf.token not in self.emitted:
+                # code is generated in evaluation order: nothing before the first occurrence can have loaded it
+                self.emitted.add(bf.token)
+                return f"({var} := {got[0]}(_x))"
             return f"({var} if {var} is not _U else ({var} := {got[0]}(_x)))"
         return f"_g({got[0]})"
 
