@@ -13,8 +13,12 @@ API used by the service, the CLI and the harness::
             alert = match.render(ctx, hostname, output_options)   # FIELDS' AlertRecord
 
 ``load_rules`` reads every file (all errors of every file are reported, each with ``file:line:col``), compiles each
-rule once to a Python closure, and indexes enabled rules by event type (rules without an ``evt.type`` restriction
-run for every type). ``EngineOptions`` carries Falco's knobs: ``min_priority`` (falco.yaml ``priority``),
+rule once to Python code, and indexes enabled rules by event type (rules without an ``evt.type`` restriction run
+for every type). For each indexed type the candidate rules are generated into one function: every field is
+extracted at most once per event into a local, sub-conditions shared by several rules (macro bodies) are evaluated
+once, ``evt.type`` checks are folded away, and conjuncts needing fewer new fields run first. ``load_texts`` does
+the same from in-memory (name, text) pairs. A ``LoadResult`` is immutable; hot reload (``ruleengine.reload``)
+swaps whole engines. ``EngineOptions`` carries Falco's knobs: ``min_priority`` (falco.yaml ``priority``),
 ``rule_matching`` (first|all), ``disabled_rules`` (``-D``: substring, or a ``*`` wildcard pattern),
 ``enabled_tags`` (``-t``: only rules with one of these tags), ``disabled_tags`` (``-T``), and the plugin versions
 Lanner provides natively for ``required_plugin_versions``.
