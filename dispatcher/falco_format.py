@@ -63,12 +63,16 @@ def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
 def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:
     """Render the alert exactly as Falco's JSON output does (one line, no trailing newline)."""
     return json.dumps(
-        falco_dict(alert, opts, hostname), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+        falco_dict(alert, opts, hostname),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=json_default,
     )
 
 
-def _plain(value: object) -> object:
-    # Nested output_fields objects are read-only mappings; JSON only knows dicts.
+def json_default(value: object) -> object:
+    """``json.dumps(default=...)`` for alert data: nested output_fields objects are read-only mappings."""
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dispatcher.falco_format import rfc3339_ns, text_line
+from dispatcher.falco_format import json_default, rfc3339_ns, text_line
 from dispatcher.httpclient import HttpClient, HttpSettings
 from dispatcher.identity import incident_key
 from dispatcher.model import Alert, Priority
@@ -105,17 +105,11 @@ def build_pagerduty_event(alert: Alert, cfg: PagerDutyConfig, ctx: OutputContext
 
 def encode_event(event: dict[str, Any]) -> bytes:
     """Serialise the event; if it is over PagerDuty's 512 KB limit, drop the output fields from the details."""
-    body = json.dumps(event, ensure_ascii=False, default=_plain).encode()
+    body = json.dumps(event, ensure_ascii=False, default=json_default).encode()
     if len(body) > MAX_BODY:
         event["payload"]["custom_details"]["output_fields"] = "(omitted: event over 512 KB)"
-        body = json.dumps(event, ensure_ascii=False, default=_plain).encode()
+        body = json.dumps(event, ensure_ascii=False, default=json_default).encode()
     return body
-
-
-def _plain(value: object) -> object:
-    if hasattr(value, "items"):
-        return dict(value.items())
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @register_output("pagerduty")
