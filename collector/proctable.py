@@ -286,11 +286,7 @@ class ProcessTable:
         try:
             exepath = procfs.strip_deleted(os.readlink(f"{base}/exe"))
         except OSError:
-            exepath = (
-                filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/", filename))
-            )
-            if entry.mntns in (0, self.users_host_mntns):
-                exepath = os.path.realpath(exepath)
+            exepath = self._exepath_from_filename(entry, filename)
         euid: int | None = uid
         egid: int | None = gid
         vpid = entry.proc.vpid
@@ -351,6 +347,21 @@ class ProcessTable:
         entry.threads.clear()
         self._gen += 1
         return entry.proc
+
+    def _exepath_from_filename(self, entry: ProcEntry, filename: str) -> str:
+        # The process is gone before /proc/PID/exe could be read: work from the name the kernel executed.
+        if filename.startswith("/dev/fd/"):
+            # execveat/fexecve on an fd: the kernel names the file /dev/fd/N[/path]; N is in the fd table.
+            num, _, rest = filename[len("/dev/fd/") :].partition("/")
+            fd = self.get_fd(entry, int(num)) if num.isdigit() else None
+            if fd is not None and fd.path.startswith("/"):
+                return normalize(posixpath.join(fd.path, rest)) if rest else fd.path
+            return filename
+        path = filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/", filename))
+        if entry.mntns in (0, self.users_host_mntns) and not path.startswith(("/proc/", "/dev/")):
+            # Same root as ours, so symlinks can be resolved here (the kernel reports the resolved path).
+            path = os.path.realpath(path)
+        return path
 
     def exe_upper_layer(self, mntns: int, pid: int, exepath: str) -> bool | None:
         """Whether a container's executable lives in its writable overlay layer (it was added or changed after the

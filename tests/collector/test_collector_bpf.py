@@ -262,3 +262,17 @@ def test_process_in_a_container(source: KernelSource) -> None:
     # Falco's "drop and execute new binary": the image's cat is in a lower layer, the copy in the upper one.
     assert p.is_exe_upper_layer is False
     assert dropped_execs(events)[0].proc.is_exe_upper_layer is True
+
+
+def test_execveat_via_fexecve(source: KernelSource) -> None:
+    import sys
+
+    source.poll()
+    code = "import os; os.execve(os.open('/usr/bin/true', os.O_RDONLY), ['true', 'x'], {})"
+    pid = run([sys.executable, "-c", code])
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
+    ex = [e for e in of_pid(events, pid, "execveat") if e.res == 0]
+    assert ex, f"no execveat from {pid}: {sorted({e.type for e in of_pid(events, pid)})}"
+    assert ex[0].proc.exe == "true" and ex[0].proc.args == ("x",)
+    assert ex[0].proc.exepath == "/usr/bin/true"
+    assert ex[0].arg("flags") == 0x1000  # AT_EMPTY_PATH: fexecve passes the fd and an empty path

@@ -219,3 +219,13 @@ def test_sweep_forgets_vanished_processes(decoder: Decoder, table: ProcessTable)
     assert set(table.procs) == {701}
     os.rmdir(Path(table.proc_root, "701"))
     assert table.sweep() == 0  # an unreadable /proc must not empty the table
+
+
+def test_execveat_exepath_from_the_fd_table(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 710, 1, "python3")
+    decoder.decode(rec.open_record(710, "/usr/bin/true", res=3, comm="python3"))
+    ev = decoder.decode(rec.exec_record(710, "/dev/fd/3", ["true"], comm="3", sc=layout.SC_EXECVEAT))
+    assert ev is not None and ev.type == "execveat"
+    assert ev.proc.exepath == "/usr/bin/true" and ev.arg("pathname") == "/dev/fd/3"
+    ev = decoder.decode(rec.exec_record(710, "/dev/fd/9/x", ["x"], comm="x", sc=layout.SC_EXECVEAT))
+    assert ev is not None and ev.proc.exepath == "/dev/fd/9/x"
