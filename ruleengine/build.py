@@ -174,7 +174,7 @@ class Builder:
                 warn("LOAD_DEPRECATED_ITEM", f"usage of deprecated field '{df}' has been detected in the rule "
                      "condition", r.loc)
         types = event_types(resolved)
-        if r.source == "syscall" and r.warn_evttypes and (types.size() == 0 or types.size() > TOO_MANY):
+        if r.source == "syscall" and r.warn_evttypes and (types.size() == 0 or types.code_count() > TOO_MANY):
             warn("LOAD_NO_EVTTYPE", "Rule matches too many evt.type values. This has a significant performance "
                  "penalty.", r.loc)
         return CompiledRule(

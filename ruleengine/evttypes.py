@@ -99,6 +99,13 @@ class EvtSet:
         """How many known event types the set holds."""
         return len(EVENT_TYPES - self.names) if self.complement else len(self.names)
 
+    def code_count(self) -> int:
+        """Approximate number of Falco event codes (what Falco's LOAD_NO_EVTTYPE threshold counts).
+
+        Falco counts event codes, and every syscall name has at least an enter and an exit code.
+        """
+        return 2 * self.size()
+
     def contains(self, name: str) -> bool:
         """Membership."""
         return (name in self.names) != self.complement

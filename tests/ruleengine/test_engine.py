@@ -185,3 +185,12 @@ def test_priority_parse() -> None:
     assert Priority.parse("EMERGENCY").falco_name == "Emergency"
     with pytest.raises(ValueError):
         Priority.parse("loud")
+
+
+def test_too_many_event_types_counts_event_codes() -> None:
+    from ruleengine.evttypes import EVENT_TYPES
+
+    names = sorted(EVENT_TYPES)
+    rule = "- rule: r\n  desc: d\n  condition: evt.type in ({})\n  output: o\n  priority: INFO\n"
+    assert [w.code for w in load(rule.format(", ".join(names[:51]))).warnings] == ["LOAD_NO_EVTTYPE"]
+    assert load(rule.format(", ".join(names[:50]))).warnings == ()
