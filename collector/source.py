@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from collector import layout, preflight
+from collector import layout, metrics, preflight
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
 from collector.procfs import BootClock, list_pids, ns_inode, parse_stat
@@ -225,6 +225,7 @@ class KernelSource:
         self.max_per_poll = max_per_poll
         self._backlog: list[bytes] = []
         self._next = 0
+        self._malformed_seen = 0
 
     def start(self) -> None:
         """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
@@ -254,7 +255,19 @@ class KernelSource:
         # Decode a bounded slice per call so one burst cannot hold the event loop (and the sender) for long.
         chunk = self._backlog[self._next : self._next + self.max_per_poll]
         self._next += len(chunk)
-        return self.decoder.decode_many(chunk, time.time_ns())
+        events = self.decoder.decode_many(chunk, time.time_ns())
+        self._update_metrics(events)
+        return events
+
+    def _update_metrics(self, events: list[Event]) -> None:
+        metrics.PROCESSES.set(len(self.table.procs))
+        malformed = self.decoder.malformed
+        if malformed > self._malformed_seen:
+            metrics.MALFORMED.inc(malformed - self._malformed_seen)
+            self._malformed_seen = malformed
+        incomplete = sum(1 for e in events if e.proc_incomplete)
+        if incomplete:
+            metrics.INCOMPLETE.inc(incomplete)
 
     def dropped(self) -> int:
         """Records lost in the kernel ring buffer."""

@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The collector's own metrics (the shared ones live in ``lanner.metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+PROCESSES = Gauge("lanner_collector_processes", "Processes in the collector's process table")
+MALFORMED = Counter("lanner_collector_malformed_records_total", "Ring buffer records that could not be decoded")
+INCOMPLETE = Counter(
+    "lanner_collector_incomplete_events_total", "Events whose process was unknown to the table and gone from /proc"
+)
