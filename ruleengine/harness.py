@@ -163,11 +163,9 @@ class Harness:
                 for i, rec in enumerate(raw):
                     if not isinstance(rec, dict):
                         raise _Fail(f"{where}: event #{i + 1} must be a mapping")
-                    if source == "syscall" and "evt.num" not in rec:
-                        # live events are numbered from 1; evt.num=0 is upstream's never_true placeholder
-                        rec = {**rec, "evt.num": i + 1}
                     try:
-                        events.append(event_from_fields(rec, source))
+                        # live events are numbered from 1; evt.num=0 is upstream's never_true placeholder
+                        events.append(event_from_fields(rec, source, num=i + 1))
                     except EventFormatError as exc:
                         raise _Fail(f"{where}: event #{i + 1}: {exc}") from None
         except (OSError, EventFormatError) as exc:
