@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter
+
 from ruleengine.build import Builder, CompiledRule
 from ruleengine.compiler import compile_dispatcher
 from ruleengine.fields import EventContext, known_sources
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
     from ruleengine.output import AlertRecord
 
 log = logging.getLogger(__name__)
+
+EVAL_ERRORS = Counter("lanner_rules_eval_errors_total", "Rule evaluations that raised (the rule was skipped)",
+                      ["rule"])
 
 # Lanner implements these plugins' fields natively; rules files name them in required_plugin_versions.
 BUILTIN_PLUGINS: Mapping[str, str] = MappingProxyType({"container": "0.6.0", "k8saudit": "0.18.0", "json": "0.7.0"})
@@ -200,6 +205,7 @@ class Engine:
                 hit = rule.fn(ctx.get)
             except Exception:
                 self.errors_total += 1
+                EVAL_ERRORS.labels(rule.name).inc()
                 log.warning("rule evaluation failed", extra={"rule": rule.name}, exc_info=True)
                 continue
             if hit:
