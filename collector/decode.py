@@ -9,6 +9,7 @@ event. Malformed records are counted and skipped, never raised.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -118,7 +119,7 @@ class Decoder:
             if fam is None:
                 raise MalformedRecord(f"unknown record type {h.type}")
             return fam(self, h, raw)
-        except (MalformedRecord, IndexError, UnicodeError, ValueError) as exc:
+        except (MalformedRecord, IndexError, UnicodeError, ValueError, OverflowError, struct.error) as exc:
             self.malformed += 1
             if self.malformed <= 10 or self.malformed % 10000 == 0:
                 log.warning("malformed ring buffer record", extra={"error": str(exc), "count": self.malformed})
