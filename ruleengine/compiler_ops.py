@@ -165,6 +165,16 @@ RUNTIME: dict[str, Any] = {
 
 
 # --- code generation ------------------------------------------------------------------------------------------
+def _kind(t: FieldType) -> str:
+    if t in _NUMERIC:
+        return "number"
+    if t in _STRINGY:
+        return "string"
+    if t in _IP:
+        return "ip"
+    return t.value
+
+
 def _parse_hex(text: str) -> bytes:
     try:
         return bytes.fromhex(text)
@@ -335,6 +345,9 @@ class OpBuilder:
         op = self.op
         if self.modifier is not None:
             raise OpError("operator modifiers need a list of values")
+        if _kind(self.lhs.ftype) != _kind(rhs.ftype):
+            raise OpError(f"cannot compare a {self.lhs.ftype.value} field with a {rhs.ftype.value} value "
+                          f"('{rhs.token}')")
         if op in ("in", "intersects"):
             return f"({v} in {w} if isinstance({w}, tuple) else {v} == {w})"
         if op == "icontains":

@@ -73,10 +73,14 @@ def test_fold_evt_type() -> None:
 
 
 def test_broken_extraction_falls_back_rule_by_rule() -> None:
+    from lanner.model import Event, Process
+
+    from .helpers import load
+
     text = """
 - rule: a
   desc: d
-  condition: evt.type = open and len(proc.cmdline) > 1000
+  condition: evt.type = open and proc.cmdline contains x
   output: o
   priority: INFO
 - rule: b
@@ -85,9 +89,9 @@ def test_broken_extraction_falls_back_rule_by_rule() -> None:
   output: o
   priority: INFO
 """
-    from .helpers import load
-
     res = load(text)
     assert res.engine is not None
-    c = ctx(evt__type="open", proc__name="cat")
-    assert [m.name for m in res.engine.process(c)] == ["b"]
+    # a malformed event: an argument that is not a string makes proc.cmdline's extraction raise
+    bad = EventContext(Event(type="open", proc=Process(comm="cat", args=("a", 1))))  # type: ignore[arg-type]
+    assert [m.name for m in res.engine.process(bad)] == ["b"]
+    assert res.engine.errors_total == 1

@@ -152,3 +152,8 @@ def test_icontains_chains() -> None:
     assert m("proc.cmdline icontains AA or proc.cmdline icontains BB or proc.cmdline icontains /ETC/SHA")
     assert not m("proc.cmdline icontains AA or proc.cmdline icontains BB or proc.cmdline icontains CC")
     assert m("proc.cmdline icontains anyof (xx, yy, SHADOW)")
+
+
+def test_val_type_mismatch_is_a_compile_error() -> None:
+    res = load(rule_with("evt.type=open and proc.name < val(fd.num)"))
+    assert res.errors and "cannot compare a string field with a int64 value" in res.errors[0].message
