@@ -87,3 +87,58 @@ def test_loader_random_text_never_crashes(text: str) -> None:
     res = load_texts([("h.yaml", text)])
     for m in res.errors + res.warnings:
         assert m.location.file == "h.yaml" and m.message
+
+
+# --- compiled evaluation: the per-type dispatchers agree with rule-by-rule evaluation -------------------------
+ATOMS = st.sampled_from([
+    "proc.name = cat", "proc.name in (cat, bash, sh)", "proc.name startswith ba", "proc.name endswith sh",
+    "proc.name contains a", "proc.name icontains A", "proc.name glob 'b*'", "proc.name pmatch (/x)",
+    "fd.name startswith /etc", "fd.name pmatch (/etc, /tmp)", "fd.name contains shadow", "fd.name exists",
+    "fd.num >= 3", "fd.num = 3", "fd.num != 4", "fd.sip = 10.0.0.1", "fd.snet = 10.0.0.0/8",
+    "proc.aname = sshd", "proc.aname[2] = sshd", "evt.type = openat", "evt.type in (openat, execve)",
+    "evt.type != connect", "proc.name = val(proc.pname)", "len(proc.name) > 2", "tolower(proc.name) = cat",
+    "proc.cmdline contains anyof (x, y, shadow)", "proc.name startswith anyof (ca, ba)", "m1", "m2",
+])
+COND = st.recursive(ATOMS, lambda inner: st.one_of(
+    st.tuples(inner, inner).map(lambda t: f"({t[0]} and {t[1]})"),
+    st.tuples(inner, inner).map(lambda t: f"({t[0]} or {t[1]})"),
+    inner.map(lambda c: f"not ({c})"),
+), max_leaves=8)
+
+EVAL_EVENTS = [
+    {"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "fd.num": 3, "proc.pname": "bash",
+     "proc.aname[2]": "sshd"},
+    {"evt.type": "execve", "proc.name": "bash", "proc.pname": "bash", "proc.cmdline": "bash -c x"},
+    {"evt.type": "connect", "proc.name": "sh", "fd.sip": "10.0.0.1", "fd.sport": 80, "fd.cip": "10.0.0.2",
+     "fd.cport": 5000, "fd.l4proto": "tcp", "fd.num": 4},
+    {"evt.type": "close", "proc.name": "x"},
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(COND, min_size=1, max_size=5), st.sampled_from(["first", "all"]))
+def test_dispatch_matches_rule_by_rule(conds: list[str], matching: str) -> None:
+    from ruleengine.engine import EngineOptions
+    from ruleengine.events_json import event_from_fields
+    from ruleengine.fields import EventContext
+
+    items: list[dict[str, object]] = [
+        {"macro": "m1", "condition": "proc.name in (cat, sh) and fd.num exists"},
+        {"macro": "m2", "condition": "m1 or fd.name startswith /tmp"},
+    ]
+    for i, c in enumerate(conds):
+        items.append({"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO",
+                      "warn_evttypes": False})
+    res = load_texts([("p.yaml", yaml.safe_dump(items))], EngineOptions(rule_matching=matching))
+    assert res.engine is not None, [e.format() for e in res.errors]
+    for i, rec in enumerate(EVAL_EVENTS):
+        ev = event_from_fields(rec, num=i + 1)
+        got = [m.name for m in res.engine.process(EventContext(ev))]
+        want: list[str] = []
+        ref = EventContext(ev)
+        for rule in res.engine.candidates(ev.source, ev.type):
+            if rule.fn(ref.get):
+                want.append(rule.name)
+                if matching == "first":
+                    break
+        assert got == want, (rec, conds)
