@@ -15,6 +15,7 @@
 //   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4
 //   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir
 //   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
+//   LANNER_DROP_FAILED_OPEN  1 to skip opens that failed (most rules need a file that was opened)
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -28,6 +29,9 @@
 #endif
 #ifndef LANNER_FAM_OPEN
 #define LANNER_FAM_OPEN 1
+#endif
+#ifndef LANNER_DROP_FAILED_OPEN
+#define LANNER_DROP_FAILED_OPEN 0
 #endif
 #ifndef LANNER_FAM_NET
 #define LANNER_FAM_NET 1
@@ -458,6 +462,8 @@ static __always_inline int open_exit(void *args)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
 	if (!take((__u32)id, &f))
+		return 0;
+	if (LANNER_DROP_FAILED_OPEN && SC_RET() < 0)
 		return 0;
 	struct lanner_hdr *h = begin(LANNER_MSG_OPEN, id);
 	if (!h)

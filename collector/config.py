@@ -17,7 +17,9 @@ class CollectorConfig:
     ``families`` selects the syscall groups traced: ``process`` (execve/execveat, clone/fork/vfork, exit; always
     on, the process table needs it), ``file`` (open/openat/openat2/creat), ``network`` (socket/connect/accept)
     and ``fileop`` (unlink/rename/mkdir/rmdir/chdir). ``exclude_pids`` are not traced, nor are their children
-    forked after start; the collector's own process always is excluded. ``record_path``, when set, appends every
+    forked after start; the collector's own process always is excluded. ``drop_failed_opens`` discards failed
+    open calls in the kernel (library and locale lookups make up much of the open volume, and rules on files
+    mostly need ``fd.num >= 0``), at the price of not seeing failed attempts. ``record_path``, when set, appends every
     event as one JSON line (protobuf JSON mapping) for later replay. ``replay_path``, when set, replaces the kernel
     with such a recording (played as fast as the pipeline takes it, or with its original spacing when
     ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind`` (``host:port``), when
@@ -37,6 +39,7 @@ class CollectorConfig:
     exclude_pids: tuple[int, ...] = ()
     ring_buffer_pages: int = 2048
     families: tuple[str, ...] = FAMILIES
+    drop_failed_opens: bool = False
     poll_interval_ms: float = 1.0
     record_path: str = ""
     replay_path: str = ""

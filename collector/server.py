@@ -32,6 +32,7 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSou
         families=cfg.families,
         exclude_pids=cfg.exclude_pids,
         exclude_self=exclude_self,
+        drop_failed_opens=cfg.drop_failed_opens,
     )
     return KernelSource(probe, proc_root=cfg.proc_root, host_root=cfg.host_root)
 

@@ -119,6 +119,7 @@ class BpfProbe:
         families: Iterable[str] = FAMILIES,
         exclude_pids: Iterable[int] = (),
         exclude_self: bool = True,
+        drop_failed_opens: bool = False,
     ) -> None:
         if ring_buffer_pages <= 0 or ring_buffer_pages & (ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, got {ring_buffer_pages}")
@@ -129,6 +130,7 @@ class BpfProbe:
         self._families = frozenset(families)
         self._exclude = tuple(exclude_pids)
         self._exclude_self = exclude_self
+        self._drop_failed_opens = drop_failed_opens
         self._bpf: Any = None
         self._pending: list[bytes] = []
         self._callback: Any = None
@@ -139,6 +141,7 @@ class BpfProbe:
             f"-I{layout.BPF_DIR}",
             f"-DLANNER_RB_PAGES={self._pages}",
             f"-DLANNER_SELF_TGID={os.getpid() if self._exclude_self else 0}",
+            f"-DLANNER_DROP_FAILED_OPEN={int(self._drop_failed_opens)}",
             "-Wno-unused-function",
         ]
         for fam, macro in _FAMILY_MACROS.items():

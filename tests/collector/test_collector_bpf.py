@@ -276,3 +276,21 @@ def test_execveat_via_fexecve(source: KernelSource) -> None:
     assert ex[0].proc.exe == "true" and ex[0].proc.args == ("x",)
     assert ex[0].proc.exepath == "/usr/bin/true"
     assert ex[0].arg("flags") == 0x1000  # AT_EMPTY_PATH: fexecve passes the fd and an empty path
+
+
+def test_failed_opens_can_be_dropped_in_the_kernel() -> None:
+    if preflight.problems():
+        pytest.skip("eBPF unavailable")
+    src = KernelSource(
+        BpfProbe(ring_buffer_pages=64, families=("process", "file"), exclude_self=False, drop_failed_opens=True)
+    )
+    src.start()
+    try:
+        src.poll()
+        pid = run(["cat", "/nonexistent-lanner", "/etc/hostname"])
+        events = collect(src, lambda evs: bool(of_pid(evs, pid, "procexit")))
+        opens = [e for e in of_pid(events, pid, "openat") if e.fd is not None]
+        assert any(e.fd is not None and e.fd.path == "/etc/hostname" for e in opens)
+        assert opens and all(e.res >= 0 for e in opens)
+    finally:
+        src.close()
