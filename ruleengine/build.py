@@ -187,10 +187,13 @@ class Builder:
             return parse_output(output, r.source)
         except OutputFormatError as exc:
             text = str(exc)
+            where = r.output_loc
+            if r.output_src is not None and exc.column > 0 and output == r.output:
+                where = r.output_src.locate(exc.column - 1) or where
             if r.skip_if_unknown_filter and any(m in text for m in UNKNOWN_FILTER_MARKERS):
-                self._add("LOAD_UNKNOWN_FILTER", text, r.output_loc, False, "rule", r.name)
+                self._add("LOAD_UNKNOWN_FILTER", text, where, False, "rule", r.name)
             else:
-                self._add("LOAD_ERR_COMPILE_OUTPUT", text, r.output_loc, True, "rule", r.name)
+                self._add("LOAD_ERR_COMPILE_OUTPUT", text, where, True, "rule", r.name)
             return None
 
     def _na_warnings(self, tree: Expr, r: RuleInfo, warn: object) -> None:

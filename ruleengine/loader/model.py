@@ -117,6 +117,8 @@ class RuleInfo:
     visibility: int = 0
     unknown_source: bool = False
     explicit_source: bool = False
+    # the output scalar as written, to locate output errors; None once appended/replaced
+    output_src: CondText | None = None
 
 
 @dataclass

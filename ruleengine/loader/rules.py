@@ -78,6 +78,9 @@ def _define(r: Reader, name: str, fields: Fields, where: Location) -> None:
     desc = r._req(fields, "desc", where)
     prio = _priority(r, fields, where)
     info = RuleInfo(name, cond, output, output_loc, desc, prio, where)
+    raw_output = str(fields["output"][1].value)
+    if raw_output.strip() == raw_output:
+        info.output_src = CondText.from_node(r._src, fields["output"][1])
     src = r._scalar(fields, "source", where, optional=True)
     if src is not None:
         info.source = src
@@ -155,6 +158,7 @@ def _append(r: Reader, upd: RuleUpdate) -> None:
         prev.cond = prev.cond.appended(upd.cond)
     if upd.output is not None:
         prev.output = (prev.output + " " + upd.output).strip()
+        prev.output_src = None
     if upd.desc is not None:
         prev.desc = prev.desc + " " + upd.desc
     if upd.tags is not None:
@@ -192,6 +196,8 @@ def _replace(r: Reader, upd: RuleUpdate, keys: set[str]) -> None:
     for attr in ("cond", "output", "desc", "priority", "tags", "enabled", "warn_evttypes",
                  "skip_if_unknown_filter", "capture", "capture_duration"):
         v = getattr(upd, attr)
+        if v is not None and attr == "output":
+            prev.output_src = None
         if v is not None:
             setattr(prev, attr, v.strip() if attr == "output" and isinstance(v, str) else v)
     prev.visibility = r.col.next_id()

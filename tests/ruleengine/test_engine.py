@@ -194,3 +194,12 @@ def test_too_many_event_types_counts_event_codes() -> None:
     rule = "- rule: r\n  desc: d\n  condition: evt.type in ({})\n  output: o\n  priority: INFO\n"
     assert [w.code for w in load(rule.format(", ".join(names[:51]))).warnings] == ["LOAD_NO_EVTTYPE"]
     assert load(rule.format(", ".join(names[:50]))).warnings == ()
+
+
+def test_output_errors_are_located_and_skippable() -> None:
+    rule = '- rule: r\n  desc: d\n  condition: evt.type = open\n  output: "x %nosuch.field y"\n  priority: INFO\n'
+    res = load(rule)
+    assert [(e.code, e.location.line, e.location.col) for e in res.errors] == [("LOAD_ERR_COMPILE_OUTPUT", 4, 14)]
+    res = load(rule + "  skip-if-unknown-filter: true\n")
+    assert res.ok and [w.code for w in res.warnings] == ["LOAD_UNKNOWN_FILTER"]
+    assert res.engine is not None and res.engine.rules == ()
