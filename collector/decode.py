@@ -77,6 +77,7 @@ class Decoder:
         self.malformed = 0
         self.emit_kthread_forks = False
         self._collected_ns = 0
+        self._comms: dict[bytes, str] = {}
         from collector import decode_file, decode_net, decode_proc
 
         self._families: dict[int, FamilyDecoder] = {}
@@ -100,21 +101,10 @@ class Decoder:
             if len(raw) < layout.HDR.size:
                 raise MalformedRecord(f"record of {len(raw)} bytes is shorter than the header")
             t = layout.HDR.unpack_from(raw)
-            comm = t[10]
-            nul = comm.find(b"\0")
-            h = Header(
-                t[0],
-                t[1],
-                t[2],
-                t[3],
-                t[4],
-                t[5],
-                t[6],
-                t[7],
-                t[8],
-                t[9],
-                (comm[:nul] if nul >= 0 else comm).decode("utf-8", "replace"),
-            )
+            comm = self._comms.get(t[10])
+            if comm is None:
+                comm = self._comm(t[10])
+            h = Header(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], comm)
             fam = self._families.get(h.type)
             if fam is None:
                 raise MalformedRecord(f"unknown record type {h.type}")
@@ -124,6 +114,14 @@ class Decoder:
             if self.malformed <= 10 or self.malformed % 10000 == 0:
                 log.warning("malformed ring buffer record", extra={"error": str(exc), "count": self.malformed})
             return None
+
+    def _comm(self, raw: bytes) -> str:
+        nul = raw.find(b"\0")
+        comm = (raw[:nul] if nul >= 0 else raw).decode("utf-8", "replace")
+        if len(self._comms) > 65536:
+            self._comms.clear()
+        self._comms[raw] = comm
+        return comm
 
     def body(self, fmt_size: int, raw: bytes) -> None:
         """Raise unless the record holds a body of ``fmt_size`` bytes after the header."""
