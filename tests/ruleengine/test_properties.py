@@ -142,3 +142,96 @@ def test_dispatch_matches_rule_by_rule(conds: list[str], matching: str) -> None:
                 if matching == "first":
                     break
         assert got == want, (rec, conds)
+
+
+def _oracle(e: object, ctx: object, macros: dict[str, object]) -> bool:
+    """A deliberately naive interpreter of the resolved tree, independent of the code generator."""
+    import fnmatch as fn
+
+    from ruleengine.condition.ast import And, Check, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
+    from ruleengine.fields import resolve_field
+
+    if isinstance(e, And):
+        return all(_oracle(c, ctx, macros) for c in e.children)
+    if isinstance(e, Or):
+        return any(_oracle(c, ctx, macros) for c in e.children)
+    if isinstance(e, Not):
+        return not _oracle(e.child, ctx, macros)
+    if isinstance(e, MacroRef):
+        return _oracle(macros[e.name], ctx, macros)
+    assert isinstance(e, Check)
+
+    def value_of(node: object) -> tuple[object, object]:
+        if isinstance(node, FieldRef):
+            bf = resolve_field("syscall", node.name, node.arg)
+            return ctx.get(bf), bf  # type: ignore[attr-defined]
+        assert isinstance(node, Transformer)
+        inner, bf = value_of(node.args[0])
+        if inner is None:
+            return None, None
+        if node.name == "val":
+            return inner, bf
+        if node.name == "len":
+            return len(inner), None  # type: ignore[arg-type]
+        return inner.lower(), None  # type: ignore[attr-defined]  # tolower is the only other one used
+
+    v, bf = value_of(e.lhs)
+    if e.op == "exists":
+        return v is not None and v != ()
+    if v is None or v == ():
+        return False
+    values = list(v) if isinstance(v, tuple) else [v]
+    if isinstance(e.value, Transformer):
+        w, _ = value_of(e.value)
+        return w is not None and any(x == w for x in values)
+    texts = list(e.value.items) if isinstance(e.value, ListValue) else [e.value.text]  # type: ignore[union-attr]
+    lits = [bf.parse_literal(t) if bf is not None else (int(t) if isinstance(v, int) else t) for t in texts]
+
+    def one(x: object, k: object) -> bool:
+        op = e.op
+        if op in ("=", "==", "in", "intersects"):
+            return x in k if hasattr(k, "network_address") else x == k  # type: ignore[operator]
+        if op == "!=":
+            return x != k
+        if op in ("<", "<=", ">", ">="):
+            return {"<": x < k, "<=": x <= k, ">": x > k, ">=": x >= k}[op]  # type: ignore[operator]
+        if op == "contains":
+            return k in x  # type: ignore[operator]
+        if op == "icontains":
+            return str(k).lower() in str(x).lower()
+        if op == "startswith":
+            return str(x).startswith(str(k))
+        if op == "endswith":
+            return str(x).endswith(str(k))
+        if op == "glob":
+            return fn.fnmatchcase(str(x), str(k))
+        if op == "pmatch":
+            xs, ks = [c for c in str(x).split("/") if c], [c for c in str(k).split("/") if c]
+            return xs[:len(ks)] == ks
+        raise AssertionError(op)
+
+    if e.modifier == "anyof" or e.op in ("in", "intersects", "pmatch"):
+        return any(one(x, k) for x in values for k in lits)
+    return any(one(x, lits[0]) for x in values)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(COND, min_size=1, max_size=4))
+def test_engine_agrees_with_a_naive_interpreter(conds: list[str]) -> None:
+    from ruleengine.engine import EngineOptions
+    from ruleengine.events_json import event_from_fields
+    from ruleengine.fields import EventContext
+
+    macros_src = {"m1": "proc.name in (cat, sh) and fd.num exists", "m2": "m1 or fd.name startswith /tmp"}
+    items: list[dict[str, object]] = [{"macro": k, "condition": v} for k, v in macros_src.items()]
+    for i, c in enumerate(conds):
+        items.append({"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO",
+                      "warn_evttypes": False})
+    res = load_texts([("o.yaml", yaml.safe_dump(items))], EngineOptions(rule_matching="all"))
+    assert res.engine is not None
+    macros = {k: parse_condition(v) for k, v in macros_src.items()}
+    for i, rec in enumerate(EVAL_EVENTS):
+        ev = event_from_fields(rec, num=i + 1)
+        got = [m.name for m in res.engine.process(EventContext(ev))]
+        want = [f"r{j}" for j, c in enumerate(conds) if _oracle(parse_condition(c), EventContext(ev), macros)]
+        assert got == want, (rec, conds)
