@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from collector import procfs
 from collector.cgroups import CgroupMap
+from collector.entry import ProcEntry, normalize, with_slash
+from collector.fdtable import FdOps
 from collector.procfs import BootClock, Snapshot
 from collector.users import UserDb
-from lanner.model import Fd, FdType, Process
+from lanner.model import Process
 
 CLONE_NEWNS = 0x00020000
 CLONE_PARENT = 0x00008000
@@ -24,37 +26,7 @@ CLONE_NEWPID = 0x20000000
 O_CLOEXEC = 0o2000000
 
 
-@dataclass(slots=True)
-class ProcEntry:
-    """One process. ``proc`` is the main thread's view; ``threads`` caches views of other threads (tid, comm)."""
-
-    proc: Process
-    mntns: int
-    fds: dict[int, Fd] = field(default_factory=dict)
-    cloexec: set[int] = field(default_factory=set)
-    threads: dict[int, Process] = field(default_factory=dict)
-    complete: bool = True
-    anc_gen: int = -1
-    anc: tuple[Process, ...] = ()
-    ppid_checked: bool = False
-
-
-def with_slash(cwd: str) -> str:
-    """Falco renders proc.cwd with a trailing slash."""
-    if not cwd:
-        return ""
-    return cwd if cwd.endswith("/") else cwd + "/"
-
-
-def normalize(path: str) -> str:
-    """Lexical normalisation of an absolute path (``.``, ``..``, repeated slashes)."""
-    if "/." not in path and "//" not in path and (len(path) == 1 or not path.endswith("/")):
-        return path
-    p = posixpath.normpath(path)
-    return "/" + p.lstrip("/") if p.startswith("//") else p
-
-
-class ProcessTable:
+class ProcessTable(FdOps):
     """Process and fd state for decoding events."""
 
     def __init__(
@@ -416,47 +388,3 @@ class ProcessTable:
         self._gen += 1
 
     # ------------------------------------------------------------------ fds and paths
-
-    def set_fd(self, entry: ProcEntry, fd: Fd, cloexec: bool) -> None:
-        """Record a newly opened fd."""
-        if len(entry.fds) >= self.max_fds and fd.num not in entry.fds:
-            # No close tracing: bound the table by forgetting the oldest entries.
-            for old in list(entry.fds)[: self.max_fds // 4]:
-                del entry.fds[old]
-                entry.cloexec.discard(old)
-        entry.fds[fd.num] = fd
-        if cloexec:
-            entry.cloexec.add(fd.num)
-        else:
-            entry.cloexec.discard(fd.num)
-
-    def get_fd(self, entry: ProcEntry, num: int) -> Fd | None:
-        """The fd from the table, or from /proc/PID/fd when the table does not know it."""
-        fd = entry.fds.get(num)
-        if fd is not None:
-            return fd
-        try:
-            target = os.readlink(f"{self.proc_root}/{entry.proc.pid}/fd/{num}")
-        except OSError:
-            return None
-        if target.startswith("/"):
-            fd = Fd(num=num, type=FdType.DIRECTORY if os.path.isdir(target) else FdType.FILE, path=target)
-        else:
-            fd = Fd(num=num, path=target)
-        entry.fds[num] = fd
-        return fd
-
-    def resolve(self, entry: ProcEntry, dirfd: int, path: str) -> str:
-        """Absolute, normalised path of ``path`` relative to ``dirfd`` (AT_FDCWD = the cwd)."""
-        if not path:
-            return ""
-        if path.startswith("/"):
-            return normalize(path)
-        if dirfd == -100:
-            base = entry.proc.cwd or "/"
-        else:
-            fd = self.get_fd(entry, dirfd)
-            if fd is None or not fd.path.startswith("/"):
-                return "<UNKNOWN>/" + path
-            base = fd.path
-        return normalize(posixpath.join(base, path))

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from collector import layout
-from collector.proctable import ProcEntry, ProcessTable
+from collector.entry import ProcEntry
+from collector.proctable import ProcessTable
 from lanner.model import Process
 
 BOOT_NS = 5_000_000_000
