@@ -148,7 +148,7 @@ def _oracle(e: object, ctx: object, macros: dict[str, object]) -> bool:
     """A deliberately naive interpreter of the resolved tree, independent of the code generator."""
     import fnmatch as fn
 
-    from ruleengine.condition.ast import And, Check, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
+    from ruleengine.condition.ast import And, Check, FieldRef, ListValue, MacroRef, Not, Or, Transformer
     from ruleengine.fields import resolve_field
 
     if isinstance(e, And):
