@@ -108,6 +108,7 @@ def main() -> int:
     )
     events = 0
     opens = 0
+    lat: list[int] = []
     decode_s = 0.0
     start = time.monotonic()
     while load.poll() is None:
@@ -118,6 +119,7 @@ def main() -> int:
         decode_s += time.process_time() - t
         events += len(batch)
         opens += sum(1 for e in batch if e.type == "openat" and e.proc.pid == load.pid)
+        lat.extend(e.timing.collected_ns - e.timing.event_ns for e in batch[::50])
         if len(batch) < 256:
             time.sleep(0.001)
     # Drain what is left.
@@ -147,6 +149,10 @@ def main() -> int:
         f"busy {decode_s / elapsed:.0%} of one core"
     )
     print(f"kernel drops (ring buffer full): {dropped:,}")
+    if lat:
+        lat.sort()
+        p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, len(lat) * 99 // 100)]
+        print(f"latency syscall -> decoded event: p50 {p50 / 1e6:.2f} ms, p99 {p99 / 1e6:.2f} ms")
     return 0
 
 
