@@ -13,7 +13,8 @@
 //   LANNER_RB_PAGES     ring buffer size in pages (power of two)
 //   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat
 //   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4
-//   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir
+//   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir/chmod*/symlink*/link*
+//   LANNER_FAM_PRIV     1 to trace setuid/setgid families, ptrace, unshare, setns, bpf, prctl
 //   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
 //   LANNER_DROP_FAILED_OPEN  1 to skip opens that failed (most rules need a file that was opened)
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
@@ -38,6 +39,9 @@
 #endif
 #ifndef LANNER_FAM_FILEOP
 #define LANNER_FAM_FILEOP 1
+#endif
+#ifndef LANNER_FAM_PRIV
+#define LANNER_FAM_PRIV 1
 #endif
 
 #define SCRATCH_SIZE 16384
@@ -652,6 +656,34 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
 {
 	return stash(args, LANNER_SC_FCHDIR, 1);
 }
+TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
+{
+	return stash(args, LANNER_SC_CHMOD, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
+{
+	return stash(args, LANNER_SC_FCHMOD, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
+{
+	return stash(args, LANNER_SC_FCHMODAT, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_symlink)
+{
+	return stash(args, LANNER_SC_SYMLINK, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_symlinkat)
+{
+	return stash(args, LANNER_SC_SYMLINKAT, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_link)
+{
+	return stash(args, LANNER_SC_LINK, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_linkat)
+{
+	return stash(args, LANNER_SC_LINKAT, 5);
+}
 
 static __always_inline int fileop_exit(void *args)
 {
@@ -702,9 +734,35 @@ static __always_inline int fileop_exit(void *args)
 		o->mode = f.a[1];
 		break;
 	case LANNER_SC_MKDIRAT:
+	case LANNER_SC_FCHMODAT:
 		o->dirfd1 = (__s32)f.a[0];
 		p1 = f.a[1];
 		o->mode = f.a[2];
+		break;
+	case LANNER_SC_CHMOD:
+		p1 = f.a[0];
+		o->mode = f.a[1];
+		break;
+	case LANNER_SC_FCHMOD:
+		o->dirfd1 = (__s32)f.a[0];
+		o->mode = f.a[1];
+		break;
+	case LANNER_SC_SYMLINK:
+	case LANNER_SC_LINK:
+		p1 = f.a[0];
+		p2 = f.a[1];
+		break;
+	case LANNER_SC_SYMLINKAT:
+		p1 = f.a[0];
+		o->dirfd2 = (__s32)f.a[1];
+		p2 = f.a[2];
+		break;
+	case LANNER_SC_LINKAT:
+		o->dirfd1 = (__s32)f.a[0];
+		p1 = f.a[1];
+		o->dirfd2 = (__s32)f.a[2];
+		p2 = f.a[3];
+		o->flags = f.a[4];
 		break;
 	}
 	__u32 l1 = 0, l2 = 0;
@@ -764,4 +822,79 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
 {
 	return fileop_exit(args);
 }
+TRACEPOINT_PROBE(syscalls, sys_exit_chmod)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_symlink)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_symlinkat)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_link)
+{
+	return fileop_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_linkat)
+{
+	return fileop_exit(args);
+}
+#endif
+
+/* ---------------------------------------------------------------- privilege and namespace changes */
+
+#if LANNER_FAM_PRIV
+static __always_inline int generic_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_GENERIC, id);
+	if (!h)
+		return 0;
+	struct lanner_generic *g = (struct lanner_generic *)(h + 1);
+	g->res = SC_RET();
+	g->sc = f.sc;
+	g->_pad = 0;
+	g->args[0] = f.a[0];
+	g->args[1] = f.a[1];
+	g->args[2] = f.a[2];
+	g->args[3] = f.a[3];
+	submit(h, sizeof(*h) + sizeof(*g));
+	return 0;
+}
+
+#define GENERIC_PROBE(name, sc, nargs)                                                                             \
+	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                                              \
+	{                                                                                                          \
+		return stash(args, sc, nargs);                                                                     \
+	}                                                                                                          \
+	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                                               \
+	{                                                                                                          \
+		return generic_exit(args);                                                                         \
+	}
+
+GENERIC_PROBE(setuid, LANNER_SC_SETUID, 1)
+GENERIC_PROBE(setgid, LANNER_SC_SETGID, 1)
+GENERIC_PROBE(setreuid, LANNER_SC_SETREUID, 2)
+GENERIC_PROBE(setregid, LANNER_SC_SETREGID, 2)
+GENERIC_PROBE(setresuid, LANNER_SC_SETRESUID, 3)
+GENERIC_PROBE(setresgid, LANNER_SC_SETRESGID, 3)
+GENERIC_PROBE(ptrace, LANNER_SC_PTRACE, 4)
+GENERIC_PROBE(unshare, LANNER_SC_UNSHARE, 1)
+GENERIC_PROBE(setns, LANNER_SC_SETNS, 2)
+GENERIC_PROBE(bpf, LANNER_SC_BPF, 1)
+GENERIC_PROBE(prctl, LANNER_SC_PRCTL, 2)
 #endif

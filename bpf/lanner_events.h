@@ -23,7 +23,8 @@
 #define LANNER_MSG_CONNECT 5 /* connect exit */
 #define LANNER_MSG_ACCEPT 6  /* accept/accept4 exit */
 #define LANNER_MSG_SOCKET 7  /* socket exit */
-#define LANNER_MSG_FILEOP 8  /* unlink*, rename*, mkdir*, rmdir, chdir, fchdir exit */
+#define LANNER_MSG_FILEOP 8  /* unlink*, rename*, mkdir*, rmdir, chdir, fchdir, chmod*, symlink*, link* exit */
+#define LANNER_MSG_GENERIC 9 /* syscalls whose arguments are all numbers: set*id, ptrace, unshare, setns, bpf, prctl */
 
 /* Syscall ids inside a family (the `sc` field of each body); the decoders map them to Falco event names. */
 #define LANNER_SC_EXECVE 1
@@ -51,6 +52,24 @@
 #define LANNER_SC_RMDIR 37
 #define LANNER_SC_CHDIR 38
 #define LANNER_SC_FCHDIR 39
+#define LANNER_SC_CHMOD 40
+#define LANNER_SC_FCHMOD 41
+#define LANNER_SC_FCHMODAT 42
+#define LANNER_SC_SYMLINK 43
+#define LANNER_SC_SYMLINKAT 44
+#define LANNER_SC_LINK 45
+#define LANNER_SC_LINKAT 46
+#define LANNER_SC_SETUID 50
+#define LANNER_SC_SETGID 51
+#define LANNER_SC_SETREUID 52
+#define LANNER_SC_SETREGID 53
+#define LANNER_SC_SETRESUID 54
+#define LANNER_SC_SETRESGID 55
+#define LANNER_SC_PTRACE 56
+#define LANNER_SC_UNSHARE 57
+#define LANNER_SC_SETNS 58
+#define LANNER_SC_BPF 59
+#define LANNER_SC_PRCTL 60
 
 /* Size limits of the variable parts. Powers of two: the probes mask offsets with (size - 1). */
 #define LANNER_PATH_MAX 512
@@ -134,13 +153,20 @@ struct lanner_socket {
 	__u32 protocol;
 };
 
+struct lanner_generic {
+	__s64 res;
+	__u32 sc;
+	__u32 _pad;
+	__u64 args[4]; /* the syscall's first arguments, as passed */
+};
+
 struct lanner_fileop {
 	__s64 res;
 	__u32 sc;
-	__s32 dirfd1; /* olddirfd / dirfd / fchdir fd */
+	__s32 dirfd1; /* olddirfd / dirfd / fchdir and fchmod fd */
 	__s32 dirfd2; /* newdirfd */
 	__u32 flags;  /* unlinkat / renameat2 flags */
-	__u32 mode;   /* mkdir mode */
+	__u32 mode;   /* mkdir / chmod mode */
 	__u16 path1_len;
 	__u16 path2_len;
 	/* followed by: path1[path1_len], path2[path2_len] */

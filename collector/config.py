@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from lanner.config import ConfigError, load_section
 
-FAMILIES = ("process", "file", "network", "fileop")
+FAMILIES = ("process", "file", "network", "fileop", "privilege")
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,8 @@ class CollectorConfig:
 
     ``families`` selects the syscall groups traced: ``process`` (execve/execveat, clone/fork/vfork, exit; always
     on, the process table needs it), ``file`` (open/openat/openat2/creat), ``network`` (socket/connect/accept)
-    and ``fileop`` (unlink/rename/mkdir/rmdir/chdir). ``exclude_pids`` are not traced, nor are their children
+    ``fileop`` (unlink/rename/mkdir/rmdir/chdir/chmod/symlink/link) and ``privilege`` (setuid/setgid families,
+    ptrace, unshare, setns, bpf, prctl). ``exclude_pids`` are not traced, nor are their children
     forked after start; the collector's own process always is excluded. ``drop_failed_opens`` discards failed
     open calls in the kernel (library and locale lookups make up much of the open volume, and rules on files
     mostly need ``fd.num >= 0``), at the price of not seeing failed attempts. ``record_path``, when set, appends every

@@ -78,10 +78,10 @@ class Decoder:
         self.emit_kthread_forks = False
         self._collected_ns = 0
         self._comms: dict[bytes, str] = {}
-        from collector import decode_file, decode_net, decode_proc
+        from collector import decode_file, decode_net, decode_priv, decode_proc
 
         self._families: dict[int, FamilyDecoder] = {}
-        for mod in (decode_proc, decode_file, decode_net):
+        for mod in (decode_proc, decode_file, decode_net, decode_priv):
             self._families.update(mod.FAMILY)
 
     def decode_many(self, records: Iterable[bytes], collected_ns: int) -> list[Event]:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""File records: open/openat/openat2/creat, and unlink/rename/mkdir/rmdir/chdir/fchdir."""
+"""File records: open/openat/openat2/creat; unlink/rename/mkdir/rmdir/chdir/fchdir; chmod/symlink/link families."""
 
 from __future__ import annotations
 
@@ -114,6 +114,28 @@ def decode_fileop(d: Decoder, h: Header, raw: bytes) -> Event | None:
             fd = table.get_fd(entry, dirfd1)
             if fd is not None and fd.path.startswith("/"):
                 table.chdir(entry, fd.path)
+    elif sc == layout.SC_CHMOD:
+        type_, args = "chmod", (Arg("res", res), Arg("filename", p1), Arg("mode", mode))
+    elif sc == layout.SC_FCHMOD:
+        type_, args = "fchmod", (Arg("res", res), Arg("fd", dirfd1), Arg("mode", mode))
+    elif sc == layout.SC_FCHMODAT:
+        type_, args = "fchmodat", (Arg("res", res), Arg("dirfd", dirfd1), Arg("filename", p1), Arg("mode", mode))
+    elif sc == layout.SC_SYMLINK:
+        type_, args = "symlink", (Arg("res", res), Arg("target", p1), Arg("linkpath", p2))
+    elif sc == layout.SC_SYMLINKAT:
+        type_, args = "symlinkat", (Arg("res", res), Arg("target", p1), Arg("linkdirfd", dirfd2), Arg("linkpath", p2))
+    elif sc == layout.SC_LINK:
+        type_, args = "link", (Arg("res", res), Arg("oldpath", p1), Arg("newpath", p2))
+    elif sc == layout.SC_LINKAT:
+        type_ = "linkat"
+        args = (
+            Arg("res", res),
+            Arg("olddir", dirfd1),
+            Arg("oldpath", p1),
+            Arg("newdir", dirfd2),
+            Arg("newpath", p2),
+            Arg("flags", flags),
+        )
     else:
         return None
     proc = table.view(entry, h.tid, h.comm)

@@ -24,6 +24,7 @@ MSG_CONNECT = 5
 MSG_ACCEPT = 6
 MSG_SOCKET = 7
 MSG_FILEOP = 8
+MSG_GENERIC = 9
 
 SC_EXECVE = 1
 SC_EXECVEAT = 2
@@ -50,6 +51,24 @@ SC_MKDIRAT = 36
 SC_RMDIR = 37
 SC_CHDIR = 38
 SC_FCHDIR = 39
+SC_CHMOD = 40
+SC_FCHMOD = 41
+SC_FCHMODAT = 42
+SC_SYMLINK = 43
+SC_SYMLINKAT = 44
+SC_LINK = 45
+SC_LINKAT = 46
+SC_SETUID = 50
+SC_SETGID = 51
+SC_SETREUID = 52
+SC_SETREGID = 53
+SC_SETRESUID = 54
+SC_SETRESGID = 55
+SC_PTRACE = 56
+SC_UNSHARE = 57
+SC_SETNS = 58
+SC_BPF = 59
+SC_PRCTL = 60
 
 PATH_MAX = 512
 ARGS_MAX = 4096
@@ -158,6 +177,17 @@ class SocketBody(ctypes.Structure):
     ]
 
 
+class GenericBody(ctypes.Structure):
+    """``struct lanner_generic``."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("args", ctypes.c_uint64 * 4),
+    ]
+
+
 class FileopBody(ctypes.Structure):
     """``struct lanner_fileop``."""
 
@@ -182,6 +212,7 @@ C_NAMES: dict[type[ctypes.Structure], str] = {
     SockBody: "lanner_sock",
     SocketBody: "lanner_socket",
     FileopBody: "lanner_fileop",
+    GenericBody: "lanner_generic",
 }
 
 _CODES: dict[type, str] = {
@@ -222,3 +253,4 @@ OPEN = struct_of(OpenBody)
 SOCK = struct_of(SockBody)
 SOCKET = struct_of(SocketBody)
 FILEOP = struct_of(FileopBody)
+GENERIC = struct.Struct("<qII4Q")

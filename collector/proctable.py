@@ -11,7 +11,7 @@ import os
 import posixpath
 from dataclasses import replace
 
-from collector import procfs
+from collector import layout, procfs
 from collector.cgroups import CgroupMap
 from collector.entry import ProcEntry, normalize, with_slash
 from collector.fdtable import FdOps
@@ -368,6 +368,25 @@ class ProcessTable(FdOps):
             entry = self.procs.get(pid)
             if entry is not None:
                 entry.threads.pop(tid, None)
+
+    def set_ids(self, entry: ProcEntry, sc: int, ids: list[int]) -> None:
+        """A set*id call succeeded: take the ids it set (-1 = unchanged). A privileged setuid/setgid sets all."""
+        p = entry.proc
+        if sc in (layout.SC_SETUID, layout.SC_SETREUID, layout.SC_SETRESUID):
+            if sc == layout.SC_SETUID:
+                uid, euid = ids[0], ids[0]
+            else:
+                uid, euid = ids[0], ids[1]
+            p = replace(p, uid=p.uid if uid < 0 else uid, euid=p.euid if euid < 0 else euid)
+        else:
+            if sc == layout.SC_SETGID:
+                gid, egid = ids[0], ids[0]
+            else:
+                gid, egid = ids[0], ids[1]
+            p = replace(p, gid=p.gid if gid < 0 else gid, egid=p.egid if egid < 0 else egid)
+        entry.proc = self._names(p, entry.mntns)
+        entry.threads.clear()
+        self._gen += 1
 
     def sweep(self) -> int:
         """Forget processes that no longer exist (their exit event was lost); returns how many."""

@@ -27,10 +27,15 @@ from lanner.model import Event
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("process", "file", "network", "fileop")
+FAMILIES = ("process", "file", "network", "fileop", "privilege")
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
-_FAMILY_MACROS = {"file": "LANNER_FAM_OPEN", "network": "LANNER_FAM_NET", "fileop": "LANNER_FAM_FILEOP"}
+_FAMILY_MACROS = {
+    "file": "LANNER_FAM_OPEN",
+    "network": "LANNER_FAM_NET",
+    "fileop": "LANNER_FAM_FILEOP",
+    "privilege": "LANNER_FAM_PRIV",
+}
 
 
 class EventSource(Protocol):

@@ -179,3 +179,9 @@ def add_proc(
     entry = ProcEntry(proc=p, mntns=1)
     table.procs[pid] = entry
     return entry
+
+
+def generic_record(pid: int, sc: int, args: tuple[int, ...], *, res: int = 0, comm: str = "sh", uid: int = 0) -> bytes:
+    padded = [*args, 0, 0, 0, 0][:4]
+    body = layout.GENERIC.pack(res, sc, 0, *padded)
+    return hdr(layout.MSG_GENERIC, body, pid=pid, comm=comm, uid=uid)

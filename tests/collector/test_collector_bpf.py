@@ -294,3 +294,33 @@ def test_failed_opens_can_be_dropped_in_the_kernel() -> None:
         assert opens and all(e.res >= 0 for e in opens)
     finally:
         src.close()
+
+
+def test_privilege_and_link_syscalls(source: KernelSource, tmp_path: Path) -> None:
+    import sys
+
+    source.poll()
+    target = tmp_path / "f"
+    target.write_text("x")
+    code = (
+        "import os, sys\n"
+        f"os.chmod({str(target)!r}, 0o4755)\n"
+        f"os.symlink('/etc/shadow', {str(tmp_path / 'l')!r})\n"
+        "os.setgid(65534)\n"
+        "os.setuid(65534)\n"
+        "open('/etc/hostname').close()\n"
+    )
+    pid = run([sys.executable, "-c", code])
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
+    mine = of_pid(events, pid)
+    types = {e.type for e in mine}
+    assert {"setuid", "setgid"} <= types, types
+    assert types & {"chmod", "fchmodat"} and types & {"symlink", "symlinkat"}
+    chmod = next(e for e in mine if e.type in ("chmod", "fchmodat"))
+    assert chmod.arg("mode") == 0o4755 and chmod.res == 0
+    link = next(e for e in mine if e.type in ("symlink", "symlinkat"))
+    assert link.arg("target") == "/etc/shadow"
+    setuid = next(e for e in mine if e.type == "setuid")
+    assert setuid.arg("uid") == 65534 and setuid.res == 0
+    after = [e for e in mine if e.type == "openat" and e.fd is not None and e.fd.path == "/etc/hostname"]
+    assert after and after[-1].proc.uid == 65534 and after[-1].proc.user_name == "nobody"

@@ -229,3 +229,38 @@ def test_execveat_exepath_from_the_fd_table(decoder: Decoder, table: ProcessTabl
     assert ev.proc.exepath == "/usr/bin/true" and ev.arg("pathname") == "/dev/fd/3"
     ev = decoder.decode(rec.exec_record(710, "/dev/fd/9/x", ["x"], comm="x", sc=layout.SC_EXECVEAT))
     assert ev is not None and ev.proc.exepath == "/dev/fd/9/x"
+
+
+def test_setuid_family_updates_ids(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 800, 1, "sudo", uid=1000)
+    # setresuid(-1, 0, -1): only the effective uid changes; the real one stays 1000.
+    ev = decoder.decode(rec.generic_record(800, layout.SC_SETRESUID, (0xFFFFFFFF, 0, 0xFFFFFFFF), uid=1000))
+    assert ev is not None and ev.type == "setresuid"
+    assert [(a.name, a.value) for a in ev.args] == [("res", 0), ("ruid", -1), ("euid", 0), ("suid", -1)]
+    p = table.procs[800].proc
+    assert (p.uid, p.euid, p.user_name) == (1000, 0, "root")
+    ev = decoder.decode(rec.generic_record(800, layout.SC_SETUID, (1000,), res=-1, uid=1000))
+    assert ev is not None and ev.res == -1 and table.procs[800].proc.euid == 0  # failed: nothing changes
+
+
+def test_ptrace_unshare_setns_bpf(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 801, 1, "gdb")
+    ev = decoder.decode(rec.generic_record(801, layout.SC_PTRACE, (16, 4242, 0, 0), comm="gdb"))
+    assert ev is not None and ev.type == "ptrace" and ev.arg("request") == 16 and ev.arg("pid") == 4242
+    ev = decoder.decode(rec.generic_record(801, layout.SC_UNSHARE, (0x10000000,), comm="gdb"))
+    assert ev is not None and ev.type == "unshare" and ev.arg("flags") == 0x10000000
+    ev = decoder.decode(rec.generic_record(801, layout.SC_SETNS, (0xFFFFFFFF, 0x40000000), res=-9, comm="gdb"))
+    assert ev is not None and ev.arg("fd") == -1 and ev.arg("nstype") == 0x40000000 and ev.res == -9
+    ev = decoder.decode(rec.generic_record(801, layout.SC_BPF, (5,), res=7, comm="gdb"))
+    assert ev is not None and ev.type == "bpf" and ev.arg("cmd") == 5 and ev.res == 7
+
+
+def test_chmod_symlink_link(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 802, 1, "sh")
+    ev = decoder.decode(rec.fileop_record(802, layout.SC_FCHMODAT, "x", dirfd1=-100, mode=0o4755))
+    assert ev is not None and ev.type == "fchmodat" and ev.arg("mode") == 0o4755 and ev.arg("filename") == "x"
+    ev = decoder.decode(rec.fileop_record(802, layout.SC_SYMLINKAT, "/etc/shadow", "s", dirfd2=-100))
+    assert ev is not None and ev.type == "symlinkat" and ev.arg("target") == "/etc/shadow"
+    assert ev.arg("linkpath") == "s" and ev.arg("linkdirfd") == -100
+    ev = decoder.decode(rec.fileop_record(802, layout.SC_LINKAT, "/etc/shadow", "h", dirfd1=3, flags=0x400))
+    assert ev is not None and ev.type == "linkat" and ev.arg("flags") == 0x400 and ev.arg("olddir") == 3

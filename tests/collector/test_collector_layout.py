@@ -60,3 +60,7 @@ def test_constants_match_header() -> None:
     assert defines, "no #define found"
     for name, value in defines.items():
         assert getattr(layout, name) == int(value), name
+
+
+def test_generic_body_format() -> None:
+    assert layout.GENERIC.size == ctypes.sizeof(layout.GenericBody)
