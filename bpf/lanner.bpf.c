@@ -11,7 +11,7 @@
 //
 // Build-time configuration (bcc cflags, -DNAME=value):
 //   LANNER_RB_PAGES     ring buffer size in pages (power of two)
-//   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat
+//   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat and dup/dup2/dup3
 //   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4
 //   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir/chmod*/symlink*/link*
 //   LANNER_FAM_PRIV     1 to trace setuid/setgid families, ptrace, unshare, setns, bpf, prctl
@@ -172,6 +172,39 @@ static __always_inline int take(__u32 tid, struct inflight *out)
 	inflight.delete(&tid);
 	return 1;
 }
+
+/* ---------------------------------------------------------------- numeric-argument syscalls */
+
+static __always_inline int generic_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_GENERIC, id);
+	if (!h)
+		return 0;
+	struct lanner_generic *g = (struct lanner_generic *)(h + 1);
+	g->res = SC_RET();
+	g->sc = f.sc;
+	g->_pad = 0;
+	g->args[0] = f.a[0];
+	g->args[1] = f.a[1];
+	g->args[2] = f.a[2];
+	g->args[3] = f.a[3];
+	submit(h, sizeof(*h) + sizeof(*g));
+	return 0;
+}
+
+#define GENERIC_PROBE(name, sc, nargs)                                                                             \
+	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                                              \
+	{                                                                                                          \
+		return stash(args, sc, nargs);                                                                     \
+	}                                                                                                          \
+	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                                               \
+	{                                                                                                          \
+		return generic_exit(args);                                                                         \
+	}
 
 /* ---------------------------------------------------------------- exec */
 
@@ -527,6 +560,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {
 	return open_exit(args);
 }
+
+// dup* give a copy of an fd a new number; the rule on shells redirecting stdio to a socket needs them.
+GENERIC_PROBE(dup, LANNER_SC_DUP, 1)
+GENERIC_PROBE(dup2, LANNER_SC_DUP2, 2)
+GENERIC_PROBE(dup3, LANNER_SC_DUP3, 3)
 #endif
 
 /* ---------------------------------------------------------------- network */
@@ -855,37 +893,6 @@ TRACEPOINT_PROBE(syscalls, sys_exit_linkat)
 /* ---------------------------------------------------------------- privilege and namespace changes */
 
 #if LANNER_FAM_PRIV
-static __always_inline int generic_exit(void *args)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight f = {};
-	if (!take((__u32)id, &f))
-		return 0;
-	struct lanner_hdr *h = begin(LANNER_MSG_GENERIC, id);
-	if (!h)
-		return 0;
-	struct lanner_generic *g = (struct lanner_generic *)(h + 1);
-	g->res = SC_RET();
-	g->sc = f.sc;
-	g->_pad = 0;
-	g->args[0] = f.a[0];
-	g->args[1] = f.a[1];
-	g->args[2] = f.a[2];
-	g->args[3] = f.a[3];
-	submit(h, sizeof(*h) + sizeof(*g));
-	return 0;
-}
-
-#define GENERIC_PROBE(name, sc, nargs)                                                                             \
-	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                                              \
-	{                                                                                                          \
-		return stash(args, sc, nargs);                                                                     \
-	}                                                                                                          \
-	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                                               \
-	{                                                                                                          \
-		return generic_exit(args);                                                                         \
-	}
-
 GENERIC_PROBE(setuid, LANNER_SC_SETUID, 1)
 GENERIC_PROBE(setgid, LANNER_SC_SETGID, 1)
 GENERIC_PROBE(setreuid, LANNER_SC_SETREUID, 2)

@@ -24,7 +24,7 @@
 #define LANNER_MSG_ACCEPT 6  /* accept/accept4 exit */
 #define LANNER_MSG_SOCKET 7  /* socket exit */
 #define LANNER_MSG_FILEOP 8  /* unlink*, rename*, mkdir*, rmdir, chdir, fchdir, chmod*, symlink*, link* exit */
-#define LANNER_MSG_GENERIC 9 /* syscalls whose arguments are all numbers: set*id, ptrace, unshare, setns, bpf, prctl */
+#define LANNER_MSG_GENERIC 9 /* syscalls whose arguments are all numbers: set*id, ptrace, unshare, setns, bpf, prctl, dup* */
 
 /* Syscall ids inside a family (the `sc` field of each body); the decoders map them to Falco event names. */
 #define LANNER_SC_EXECVE 1
@@ -70,6 +70,9 @@
 #define LANNER_SC_SETNS 58
 #define LANNER_SC_BPF 59
 #define LANNER_SC_PRCTL 60
+#define LANNER_SC_DUP 61
+#define LANNER_SC_DUP2 62
+#define LANNER_SC_DUP3 63
 
 /* Size limits of the variable parts. Powers of two: the probes mask offsets with (size - 1). */
 #define LANNER_PATH_MAX 512

@@ -15,7 +15,7 @@ class CollectorConfig:
     """Settings of the collector service.
 
     ``families`` selects the syscall groups traced: ``process`` (execve/execveat, clone/fork/vfork, exit; always
-    on, the process table needs it), ``file`` (open/openat/openat2/creat), ``network`` (socket/connect/accept)
+    on, the process table needs it), ``file`` (open/openat/openat2/creat, dup/dup2/dup3), ``network`` (socket/connect/accept)
     ``fileop`` (unlink/rename/mkdir/rmdir/chdir/chmod/symlink/link) and ``privilege`` (setuid/setgid families,
     ptrace, unshare, setns, bpf, prctl). ``exclude_pids`` are not traced, nor are their children
     forked after start; the collector's own process always is excluded. ``drop_failed_opens`` discards failed

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from collector import layout
@@ -140,6 +141,34 @@ def decode_fileop(d: Decoder, h: Header, raw: bytes) -> Event | None:
         return None
     proc = table.view(entry, h.tid, h.comm)
     return d.event(h, type_, proc, table.ancestors(entry), res=res, args=args, incomplete=not entry.complete)
+
+
+_DUP_NAMES = {layout.SC_DUP: "dup", layout.SC_DUP2: "dup2", layout.SC_DUP3: "dup3"}
+
+
+def _s32(raw: int) -> int:
+    v = raw & 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def decode_dup(d: Decoder, h: Header, res: int, sc: int, raw_args: tuple[int, int, int, int]) -> Event | None:
+    """dup/dup2/dup3: the new fd number names what the old one did (a socket dup'ed onto stdout stays a socket)."""
+    oldfd = _s32(raw_args[0])
+    table = d.table
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    old = table.get_fd(entry, oldfd) if oldfd >= 0 else None
+    fd = replace(old, num=res) if old is not None and res >= 0 else Fd(num=res if res >= 0 else -1)
+    if res >= 0 and old is not None:
+        table.set_fd(entry, fd, sc == layout.SC_DUP3 and bool(raw_args[2] & O_CLOEXEC))
+    args: tuple[Arg, ...] = (Arg("res", res), Arg("oldfd", oldfd))
+    if sc != layout.SC_DUP:
+        args += (Arg("newfd", _s32(raw_args[1])),)
+    if sc == layout.SC_DUP3:
+        args += (Arg("flags", raw_args[2] & 0xFFFFFFFF),)
+    proc = table.view(entry, h.tid, h.comm)
+    return d.event(
+        h, _DUP_NAMES[sc], proc, table.ancestors(entry), res=res, fd=fd, args=args, incomplete=not entry.complete
+    )
 
 
 FAMILY: dict[int, FamilyDecoder] = {

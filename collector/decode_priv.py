@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from collector import layout
 from collector.decode import Header
+from collector.decode_file import decode_dup
 from lanner.model import Arg, Event
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ def decode_generic(d: Decoder, h: Header, raw: bytes) -> Event | None:
     """One of the numeric-argument syscalls; successful set*id calls also update the process's ids."""
     d.body(layout.GENERIC.size, raw)
     res, sc, _pad, a0, a1, a2, a3 = layout.GENERIC.unpack_from(raw, layout.HDR.size)
+    if sc in (layout.SC_DUP, layout.SC_DUP2, layout.SC_DUP3):
+        return decode_dup(d, h, res, sc, (a0, a1, a2, a3))
     spec = _SPECS.get(sc)
     if spec is None:
         return None

@@ -324,3 +324,25 @@ def test_privilege_and_link_syscalls(source: KernelSource, tmp_path: Path) -> No
     assert setuid.arg("uid") == 65534 and setuid.res == 0
     after = [e for e in mine if e.type == "openat" and e.fd is not None and e.fd.path == "/etc/hostname"]
     assert after and after[-1].proc.uid == 65534 and after[-1].proc.user_name == "nobody"
+
+
+def test_stdout_redirected_to_a_socket(source: KernelSource) -> None:
+    source.poll()
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        child = subprocess.Popen(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}; exec 1>&3; echo hi"])
+        conn, _ = srv.accept()
+        conn.recv(16)
+        conn.close()
+        child.wait(timeout=10)
+
+    def dup_to_stdout(evs: list[Event]) -> list[Event]:
+        return [e for e in of_pid(evs, child.pid) if e.type in ("dup2", "dup3") and e.fd is not None and e.fd.num == 1]
+
+    events = collect(source, lambda evs: bool(dup_to_stdout(evs)))
+    found = dup_to_stdout(events)
+    assert found, "no dup2 onto fd 1"
+    fd = found[0].fd
+    assert fd is not None and fd.type == FdType.IPV4 and fd.server_port == port

@@ -264,3 +264,19 @@ def test_chmod_symlink_link(decoder: Decoder, table: ProcessTable) -> None:
     assert ev.arg("linkpath") == "s" and ev.arg("linkdirfd") == -100
     ev = decoder.decode(rec.fileop_record(802, layout.SC_LINKAT, "/etc/shadow", "h", dirfd1=3, flags=0x400))
     assert ev is not None and ev.type == "linkat" and ev.arg("flags") == 0x400 and ev.arg("olddir") == 3
+
+
+def test_dup2_of_a_socket_onto_stdout(decoder: Decoder, table: ProcessTable) -> None:
+    import socket as s
+
+    add_proc(table, 900, 1, "bash")
+    decoder.decode(rec.socket_record(900, 3, s.AF_INET, s.SOCK_STREAM, 6, comm="bash"))
+    addr = struct.pack("<H", s.AF_INET) + struct.pack(">H", 4444) + s.inet_aton("10.0.0.9") + b"\0" * 8
+    decoder.decode(rec.sock_record(layout.MSG_CONNECT, 900, 3, addr, comm="bash"))
+    ev = decoder.decode(rec.generic_record(900, layout.SC_DUP2, (3, 1), res=1, comm="bash"))
+    assert ev is not None and ev.type == "dup2" and ev.fd is not None
+    assert ev.fd.num == 1 and ev.fd.type == FdType.IPV4 and ev.fd.server_port == 4444
+    assert [(a.name, a.value) for a in ev.args] == [("res", 1), ("oldfd", 3), ("newfd", 1)]
+    assert table.procs[900].fds[1].server_ip == bytes([10, 0, 0, 9])
+    ev = decoder.decode(rec.generic_record(900, layout.SC_DUP, (77,), res=-9, comm="bash"))
+    assert ev is not None and ev.fd is not None and ev.fd.num == -1 and ev.res == -9
