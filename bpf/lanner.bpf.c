@@ -12,7 +12,7 @@
 // Build-time configuration (bcc cflags, -DNAME=value):
 //   LANNER_RB_PAGES     ring buffer size in pages (power of two)
 //   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat and dup/dup2/dup3
-//   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4
+//   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4/listen
 //   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir/chmod*/symlink*/link*
 //   LANNER_FAM_PRIV     1 to trace setuid/setgid families, ptrace, unshare, setns, bpf, prctl
 //   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
@@ -649,6 +649,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
 {
 	return sock_exit(args, LANNER_MSG_ACCEPT);
 }
+
+GENERIC_PROBE(listen, LANNER_SC_LISTEN, 2)
 #endif
 
 /* ---------------------------------------------------------------- unlink / rename / mkdir / chdir */

@@ -73,6 +73,7 @@
 #define LANNER_SC_DUP 61
 #define LANNER_SC_DUP2 62
 #define LANNER_SC_DUP3 63
+#define LANNER_SC_LISTEN 64
 
 /* Size limits of the variable parts. Powers of two: the probes mask offsets with (size - 1). */
 #define LANNER_PATH_MAX 512

@@ -14,21 +14,28 @@ FAMILIES = ("process", "file", "network", "fileop", "privilege")
 class CollectorConfig:
     """Settings of the collector service.
 
-    ``families`` selects the syscall groups traced: ``process`` (execve/execveat, clone/fork/vfork, exit; always
-    on, the process table needs it), ``file`` (open/openat/openat2/creat, dup/dup2/dup3), ``network`` (socket/connect/accept)
-    ``fileop`` (unlink/rename/mkdir/rmdir/chdir/chmod/symlink/link) and ``privilege`` (setuid/setgid families,
-    ptrace, unshare, setns, bpf, prctl). ``exclude_pids`` are not traced, nor are their children
-    forked after start; the collector's own process always is excluded. ``drop_failed_opens`` discards failed
-    open calls in the kernel (library and locale lookups make up much of the open volume, and rules on files
-    mostly need ``fd.num >= 0``), at the price of not seeing failed attempts. ``record_path``, when set, appends every
-    event as one JSON line (protobuf JSON mapping) for later replay. ``replay_path``, when set, replaces the kernel
-    with such a recording (played as fast as the pipeline takes it, or with its original spacing when
-    ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind`` (``host:port``), when
-    set, also serves the Kubernetes audit webhook at ``k8s_audit_path``. When the kernel ring buffer overflows, an
-    internal ``syscall_event_drop`` event (source ``internal``) goes downstream at most every
-    ``drop_alert_interval_s`` seconds (0 disables it). ``host_root`` is where the host's ``/etc/passwd`` and
-    ``/etc/group`` live; empty means ``/`` on the host, or ``/proc/1/root`` when the collector itself runs in a
-    container (with the host's pid namespace).
+    ``families`` selects the syscall groups traced:
+
+    * ``process``: execve/execveat, clone/fork/vfork, exit (always on: the process table needs it);
+    * ``file``: open/openat/openat2/creat, dup/dup2/dup3;
+    * ``network``: socket, connect, accept/accept4, listen;
+    * ``fileop``: unlink/rename/mkdir/rmdir/chdir and chmod/symlink/link families;
+    * ``privilege``: setuid/setgid families, ptrace, unshare, setns, bpf, prctl.
+
+    ``exclude_pids`` are not traced, nor are their children (those running at start and those forked later); the
+    collector's own process always is excluded. ``drop_failed_opens`` discards failed opens in the kernel (library
+    and locale lookups make up much of the open volume, and file rules mostly need ``fd.num >= 0``), at the price
+    of not seeing failed attempts.
+
+    ``record_path``, when set, appends every event as one JSON line (protobuf JSON mapping). ``replay_path``, when
+    set, replaces the kernel with such a recording (as fast as the pipeline takes it, or with the recorded
+    spacing when ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind``
+    (``host:port``), when set, also serves the Kubernetes audit webhook at ``k8s_audit_path``.
+
+    When the kernel ring buffer overflows, an internal ``syscall_event_drop`` event (source ``internal``) goes
+    downstream at most every ``drop_alert_interval_s`` seconds (0 disables it). ``host_root`` is where the host's
+    ``/etc/passwd`` and ``/etc/group`` live; empty means ``/`` on the host, or ``/proc/1/root`` when the collector
+    itself runs in a container (with the host's pid namespace).
     """
 
     bind: str = "127.0.0.1:7701"

@@ -192,6 +192,33 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
     )
 
 
+def decode_listen(d: Decoder, h: Header, res: int, raw_fd: int, backlog: int) -> Event | None:
+    """listen(2): the socket becomes a server socket."""
+    fdnum = _s32(raw_fd)
+    table = d.table
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    known = table.get_fd(entry, fdnum) if fdnum >= 0 else None
+    fd = replace(known, is_server=True) if known is not None else Fd(num=fdnum, is_server=True)
+    if res == 0 and known is not None:
+        table.set_fd(entry, fd, fdnum in entry.cloexec)
+    args = (Arg("res", res), Arg("fd", fdnum), Arg("backlog", _s32(backlog)))
+    return d.event(
+        h,
+        "listen",
+        table.view(entry, h.tid, h.comm),
+        table.ancestors(entry),
+        res=res,
+        fd=fd,
+        args=args,
+        incomplete=not entry.complete,
+    )
+
+
+def _s32(raw: int) -> int:
+    v = raw & 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
 FAMILY: dict[int, FamilyDecoder] = {
     layout.MSG_SOCKET: decode_socket,
     layout.MSG_CONNECT: decode_connect,

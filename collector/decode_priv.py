@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from collector import layout
 from collector.decode import Header
 from collector.decode_file import decode_dup
+from collector.decode_net import decode_listen
 from lanner.model import Arg, Event
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ def decode_generic(d: Decoder, h: Header, raw: bytes) -> Event | None:
     res, sc, _pad, a0, a1, a2, a3 = layout.GENERIC.unpack_from(raw, layout.HDR.size)
     if sc in (layout.SC_DUP, layout.SC_DUP2, layout.SC_DUP3):
         return decode_dup(d, h, res, sc, (a0, a1, a2, a3))
+    if sc == layout.SC_LISTEN:
+        return decode_listen(d, h, res, a0, a1)
     spec = _SPECS.get(sc)
     if spec is None:
         return None

@@ -149,6 +149,8 @@ def test_connect_and_accept(source: KernelSource) -> None:
     fd = con[0].fd
     assert fd is not None and fd.server_ip == bytes([127, 0, 0, 1]) and fd.type == FdType.IPV4
     assert fd.l4proto == L4Proto.TCP and fd.connected and fd.is_server is False
+    lst = [e for e in events if e.proc.pid == os.getpid() and e.type == "listen"]
+    assert lst and lst[0].fd is not None and lst[0].fd.is_server and lst[0].arg("backlog") == 1
     acc = [e for e in events if e.proc.pid == os.getpid() and e.type in ("accept", "accept4")]
     assert acc and acc[0].fd is not None and acc[0].fd.client_ip == bytes([127, 0, 0, 1]) and acc[0].fd.is_server
 

@@ -280,3 +280,13 @@ def test_dup2_of_a_socket_onto_stdout(decoder: Decoder, table: ProcessTable) -> 
     assert table.procs[900].fds[1].server_ip == bytes([10, 0, 0, 9])
     ev = decoder.decode(rec.generic_record(900, layout.SC_DUP, (77,), res=-9, comm="bash"))
     assert ev is not None and ev.fd is not None and ev.fd.num == -1 and ev.res == -9
+
+
+def test_listen_marks_the_socket_as_server(decoder: Decoder, table: ProcessTable) -> None:
+    import socket as s
+
+    add_proc(table, 901, 1, "nc")
+    decoder.decode(rec.socket_record(901, 3, s.AF_INET6, s.SOCK_STREAM, 6, comm="nc"))
+    ev = decoder.decode(rec.generic_record(901, layout.SC_LISTEN, (3, 128), comm="nc"))
+    assert ev is not None and ev.type == "listen" and ev.arg("backlog") == 128
+    assert ev.fd is not None and ev.fd.is_server and ev.fd.type == FdType.IPV6 and ev.fd.l4proto == L4Proto.TCP
