@@ -114,6 +114,16 @@ class Decoder:
             if self.malformed <= 10 or self.malformed % 10000 == 0:
                 log.warning("malformed ring buffer record", extra={"error": str(exc), "count": self.malformed})
             return None
+        except Exception as exc:
+            # A decoder bug must cost one event, not the collector: count it, log it with its traceback (rarely).
+            self.malformed += 1
+            if self.malformed <= 10 or self.malformed % 10000 == 0:
+                log.error(
+                    "could not decode a record",
+                    exc_info=True,
+                    extra={"error": repr(exc), "count": self.malformed, "record_type": raw[16:20].hex()},
+                )
+            return None
 
     def _comm(self, raw: bytes) -> str:
         nul = raw.find(b"\0")
