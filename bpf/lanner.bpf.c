@@ -17,6 +17,7 @@
 //   LANNER_FAM_PRIV     1 to trace setuid/setgid families, ptrace, unshare, setns, bpf, prctl
 //   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
 //   LANNER_DROP_FAILED_OPEN  1 to skip opens that failed (most rules need a file that was opened)
+//   LANNER_CAPTURE_ENV  1 to copy the environment of execve (proc.env), 0 to leave it out
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -30,6 +31,9 @@
 #endif
 #ifndef LANNER_FAM_OPEN
 #define LANNER_FAM_OPEN 1
+#endif
+#ifndef LANNER_CAPTURE_ENV
+#define LANNER_CAPTURE_ENV 1
 #endif
 #ifndef LANNER_DROP_FAILED_OPEN
 #define LANNER_DROP_FAILED_OPEN 0
@@ -79,8 +83,10 @@ struct exec_inflight {
 	__u32 at_flags;
 	__u32 argc;
 	__u32 args_len;
-	__u32 truncated;
+	__u32 truncated; /* LANNER_HF_* bits */
+	__u32 env_len;
 	char argv[LANNER_ARGS_MAX];
+	char envp[LANNER_ENV_MAX];
 };
 
 struct scratch {
@@ -208,7 +214,44 @@ static __always_inline int generic_exit(void *args)
 
 /* ---------------------------------------------------------------- exec */
 
-static __always_inline int exec_enter(void *args, __u32 sc, __u64 fname, __u64 argv, __s32 dirfd, __u32 at_flags)
+_Static_assert(LANNER_ENV_MAX == LANNER_ARGS_MAX, "read_strv bounds both buffers by LANNER_ARGS_MAX");
+
+// Copies a NULL-terminated user array of strings into `buf` as NUL-separated strings; returns the bytes used.
+static __always_inline __u32 read_strv(char *buf, __u64 uvec, __u32 *count, __u32 *truncated, __u32 trunc_flag)
+{
+	const char *const *vec = (const char *const *)uvec;
+	__u32 off = 0;
+	__u32 n_strings = 0;
+#pragma unroll
+	for (int i = 0; i < LANNER_MAX_ARGC; i++) {
+		const char *p = NULL;
+		if (bpf_probe_read_user(&p, sizeof(p), &vec[i]) != 0 || !p)
+			goto done;
+		if (off > LANNER_ARGS_MAX - LANNER_ARG_MAX) {
+			*truncated |= trunc_flag;
+			goto done;
+		}
+		int n = bpf_probe_read_user_str(&buf[off], LANNER_ARG_MAX, p);
+		if (n <= 0)
+			goto done;
+		if (n == LANNER_ARG_MAX)
+			*truncated |= trunc_flag;
+		off += n;
+		n_strings++;
+	}
+	{
+		const char *more = NULL;
+		bpf_probe_read_user(&more, sizeof(more), &vec[LANNER_MAX_ARGC]);
+		if (more)
+			*truncated |= trunc_flag;
+	}
+done:
+	*count = n_strings;
+	return off;
+}
+
+static __always_inline int exec_enter(void *args, __u32 sc, __u64 fname, __u64 argv, __u64 envp, __s32 dirfd,
+				      __u32 at_flags)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -223,50 +266,30 @@ static __always_inline int exec_enter(void *args, __u32 sc, __u64 fname, __u64 a
 	e->dirfd = dirfd;
 	e->at_flags = at_flags;
 	e->truncated = 0;
-	__u32 off = 0;
 	__u32 argc = 0;
-	const char *const *uargv = (const char *const *)argv;
-#pragma unroll
-	for (int i = 0; i < LANNER_MAX_ARGC; i++) {
-		const char *p = NULL;
-		if (bpf_probe_read_user(&p, sizeof(p), &uargv[i]) != 0 || !p)
-			goto done;
-		if (off > LANNER_ARGS_MAX - LANNER_ARG_MAX) {
-			e->truncated = 1;
-			goto done;
-		}
-		int n = bpf_probe_read_user_str(&e->argv[off], LANNER_ARG_MAX, p);
-		if (n <= 0)
-			goto done;
-		if (n == LANNER_ARG_MAX)
-			e->truncated = 1;
-		off += n;
-		argc++;
-	}
-	{
-		const char *more = NULL;
-		bpf_probe_read_user(&more, sizeof(more), &uargv[LANNER_MAX_ARGC]);
-		if (more)
-			e->truncated = 1;
-	}
-done:
+	e->args_len = read_strv(e->argv, argv, &argc, &e->truncated, LANNER_HF_ARGS_TRUNCATED);
 	e->argc = argc;
-	e->args_len = off;
+	e->env_len = 0;
+	if (LANNER_CAPTURE_ENV && envp) {
+		__u32 envc = 0;
+		e->env_len = read_strv(e->envp, envp, &envc, &e->truncated, LANNER_HF_ENV_TRUNCATED);
+	}
 	execs.update(&tid, e);
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
-	return exec_enter(args, LANNER_SC_EXECVE, SC_ARG(0), SC_ARG(1), AT_FDCWD_VAL, 0);
+	return exec_enter(args, LANNER_SC_EXECVE, SC_ARG(0), SC_ARG(1), SC_ARG(2), AT_FDCWD_VAL, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
-	return exec_enter(args, LANNER_SC_EXECVEAT, SC_ARG(1), SC_ARG(2), (__s32)SC_ARG(0), (__u32)SC_ARG(4));
+	return exec_enter(args, LANNER_SC_EXECVEAT, SC_ARG(1), SC_ARG(2), SC_ARG(3), (__s32)SC_ARG(0), (__u32)SC_ARG(4));
 }
 
-// Copies the argv captured at enter behind the filename already placed at `tail`.
+// Copies the argv and environment captured at enter behind the filename already placed at `tail`; returns the
+// bytes added.
 static __always_inline __u32 put_exec_args(struct lanner_exec *x, char *tail, __u32 fn_len, struct exec_inflight *e,
 					   struct lanner_hdr *h)
 {
@@ -274,14 +297,18 @@ static __always_inline __u32 put_exec_args(struct lanner_exec *x, char *tail, __
 	__u64 off = CLAMP(fn_len, LANNER_PATH_MAX);
 	if (len > 0 && bpf_probe_read_kernel(tail + off, len, e->argv) != 0)
 		len = 0;
+	__u64 env_len = CLAMP(e->env_len, LANNER_ENV_MAX);
+	__u64 env_off = off + CLAMP(len, LANNER_ARGS_MAX);
+	if (env_len > 0 && bpf_probe_read_kernel(tail + env_off, env_len, e->envp) != 0)
+		env_len = 0;
 	x->args_len = len;
+	x->env_len = env_len;
 	x->argc = e->argc;
 	x->sc = e->sc;
 	x->dirfd = e->dirfd;
 	x->at_flags = e->at_flags;
-	if (e->truncated)
-		h->flags |= LANNER_HF_ARGS_TRUNCATED;
-	return len;
+	h->flags |= e->truncated;
+	return len + env_len;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
@@ -302,6 +329,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	x->at_flags = 0;
 	x->argc = 0;
 	x->args_len = 0;
+	x->env_len = 0;
+	x->_pad[0] = x->_pad[1] = x->_pad[2] = 0;
 	unsigned short loc = args->data_loc_filename & 0xFFFF;
 	int n = bpf_probe_read_kernel_str(tail, LANNER_PATH_MAX, (const char *)args + loc);
 	__u32 fn_len = n > 0 ? n : 0;
@@ -312,7 +341,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		alen = put_exec_args(x, tail, fn_len, e, h);
 		execs.delete(&old);
 	}
-	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX));
+	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX + LANNER_ENV_MAX));
 	return 0;
 }
 
@@ -338,12 +367,13 @@ static __always_inline int exec_exit(void *args)
 	char *tail = (char *)(x + 1);
 	x->res = ret;
 	x->old_tid = tid;
+	x->_pad[0] = x->_pad[1] = x->_pad[2] = 0;
 	int n = bpf_probe_read_user_str(tail, LANNER_PATH_MAX, (const char *)e->filename_ptr);
 	__u32 fn_len = n > 0 ? n : 0;
 	x->filename_len = fn_len;
 	__u32 alen = put_exec_args(x, tail, fn_len, e, h);
 	execs.delete(&tid);
-	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX));
+	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX + LANNER_ENV_MAX));
 	return 0;
 }
 

@@ -78,6 +78,7 @@
 /* Size limits of the variable parts. Powers of two: the probes mask offsets with (size - 1). */
 #define LANNER_PATH_MAX 512
 #define LANNER_ARGS_MAX 4096
+#define LANNER_ENV_MAX 4096
 #define LANNER_ARG_MAX 1024 /* one argv string */
 #define LANNER_MAX_ARGC 32
 #define LANNER_SOCKADDR_MAX 128
@@ -98,6 +99,7 @@ struct lanner_hdr {
 
 /* lanner_hdr.flags */
 #define LANNER_HF_ARGS_TRUNCATED 1 /* argv had more strings or bytes than fit */
+#define LANNER_HF_ENV_TRUNCATED 2  /* so had the environment */
 
 struct lanner_exec {
 	__s64 res;
@@ -108,7 +110,9 @@ struct lanner_exec {
 	__u16 filename_len;
 	__u16 args_len; /* argv blob: NUL-separated strings, argv[0] first */
 	__u32 argc;     /* strings captured */
-	/* followed by: filename[filename_len], args[args_len] */
+	__u16 env_len;  /* envp blob, same format; 0 when environment capture is off */
+	__u16 _pad[3];
+	/* followed by: filename[filename_len], args[args_len], env[env_len] */
 };
 
 struct lanner_fork {

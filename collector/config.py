@@ -25,7 +25,8 @@ class CollectorConfig:
     ``exclude_pids`` are not traced, nor are their children (those running at start and those forked later); the
     collector's own process always is excluded. ``drop_failed_opens`` discards failed opens in the kernel (library
     and locale lookups make up much of the open volume, and file rules mostly need ``fd.num >= 0``), at the price
-    of not seeing failed attempts.
+    of not seeing failed attempts. ``capture_env`` copies each exec's environment (``proc.env``, up to 4 KB);
+    turn it off where environments carry secrets that must not travel with events.
 
     ``record_path``, when set, appends every event as one JSON line (protobuf JSON mapping). ``replay_path``, when
     set, replaces the kernel with such a recording (as fast as the pipeline takes it, or with the recorded
@@ -48,6 +49,7 @@ class CollectorConfig:
     ring_buffer_pages: int = 2048
     families: tuple[str, ...] = FAMILIES
     drop_failed_opens: bool = False
+    capture_env: bool = True
     poll_interval_ms: float = 1.0
     record_path: str = ""
     replay_path: str = ""

@@ -38,13 +38,16 @@ def _argv_blob(args: tuple[str, ...]) -> bytes:
 def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
     """execve/execveat: success updates the process to its new image; failure leaves it as it was."""
     d.body(layout.EXEC.size, raw)
-    res, sc, old_tid, dirfd, at_flags, fn_len, args_len, _argc = layout.EXEC.unpack_from(raw, layout.HDR.size)
+    res, sc, old_tid, dirfd, at_flags, fn_len, args_len, _argc, env_len, _pad = layout.EXEC.unpack_from(
+        raw, layout.HDR.size
+    )
     start = layout.HDR.size + layout.EXEC.size
     filename = cstr(raw, start, fn_len)
-    end = start + fn_len + args_len
-    if end > len(raw):
+    args_end = start + fn_len + args_len
+    if args_end + env_len > len(raw):
         raise MalformedRecord("exec args past record end")
-    argv = split_argv(raw[start + fn_len : end])
+    argv = split_argv(raw[start + fn_len : args_end])
+    env = split_argv(raw[args_end : args_end + env_len]) if env_len else None
     table = d.table
     entry = table.procs.get(h.pid)
     if entry is None and old_tid != h.pid:
@@ -54,7 +57,9 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
     if res == 0:
         if old_tid != h.pid:
             entry.threads.pop(old_tid, None)
-        proc = table.exec(entry, comm=h.comm, filename=filename, argv=argv, uid=h.uid, gid=h.gid, cgroup_id=h.cgroup_id)
+        proc = table.exec(
+            entry, comm=h.comm, filename=filename, argv=argv, env=env, uid=h.uid, gid=h.gid, cgroup_id=h.cgroup_id
+        )
         entry.complete = True
     else:
         proc = table.view(entry, h.tid, h.comm)
@@ -89,6 +94,8 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
         args.append(Arg("dirfd", dirfd))
         args.append(Arg("pathname", filename))
         args.append(Arg("flags", at_flags))
+    if proc.env:
+        args.append(Arg("env", _argv_blob(proc.env)))
     if h.flags & layout.HF_ARGS_TRUNCATED:
         args.append(Arg("args_truncated", 1))
     return d.event(

@@ -76,11 +76,13 @@ SC_LISTEN = 64
 
 PATH_MAX = 512
 ARGS_MAX = 4096
+ENV_MAX = 4096
 ARG_MAX = 1024
 MAX_ARGC = 32
 SOCKADDR_MAX = 128
 
 HF_ARGS_TRUNCATED = 1
+HF_ENV_TRUNCATED = 2
 
 
 class Hdr(ctypes.Structure):
@@ -113,6 +115,8 @@ class ExecBody(ctypes.Structure):
         ("filename_len", ctypes.c_uint16),
         ("args_len", ctypes.c_uint16),
         ("argc", ctypes.c_uint32),
+        ("env_len", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16 * 3),
     ]
 
 

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 
 UNSET_ID = 0xFFFFFFFF
+# As much of /proc/PID/environ as the probes capture at exec.
+ENVIRON_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Snapshot:
     stat: Stat | None
     comm: str
     argv: tuple[str, ...]
+    env: tuple[str, ...]
     exepath: str
     cwd: str
     loginuid: int | None
@@ -196,6 +199,11 @@ def read_snapshot(pid: int, proc_root: str = "/proc") -> Snapshot | None:
             argv = parse_cmdline(f.read())
     except OSError:
         argv = ()
+    try:
+        with open(f"{base}/environ", "rb") as f:
+            env = parse_cmdline(f.read(ENVIRON_LIMIT))
+    except OSError:
+        env = ()
     login_text = _read_text(f"{base}/loginuid")
     return Snapshot(
         pid=pid,
@@ -203,6 +211,7 @@ def read_snapshot(pid: int, proc_root: str = "/proc") -> Snapshot | None:
         stat=stat,
         comm=comm,
         argv=argv,
+        env=env,
         exepath=strip_deleted(_readlink(f"{base}/exe")),
         cwd=_readlink(f"{base}/cwd"),
         loginuid=parse_loginuid(login_text) if login_text is not None else -1,

@@ -33,6 +33,7 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSou
         exclude_pids=cfg.exclude_pids,
         exclude_self=exclude_self,
         drop_failed_opens=cfg.drop_failed_opens,
+        capture_env=cfg.capture_env,
     )
     return KernelSource(probe, proc_root=cfg.proc_root, host_root=cfg.host_root)
 

@@ -125,6 +125,7 @@ class BpfProbe:
         exclude_pids: Iterable[int] = (),
         exclude_self: bool = True,
         drop_failed_opens: bool = False,
+        capture_env: bool = True,
     ) -> None:
         if ring_buffer_pages <= 0 or ring_buffer_pages & (ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, got {ring_buffer_pages}")
@@ -136,6 +137,7 @@ class BpfProbe:
         self._exclude = tuple(exclude_pids)
         self._exclude_self = exclude_self
         self._drop_failed_opens = drop_failed_opens
+        self._capture_env = capture_env
         self._bpf: Any = None
         self._pending: list[bytes] = []
         self._callback: Any = None
@@ -147,6 +149,7 @@ class BpfProbe:
             f"-DLANNER_RB_PAGES={self._pages}",
             f"-DLANNER_SELF_TGID={os.getpid() if self._exclude_self else 0}",
             f"-DLANNER_DROP_FAILED_OPEN={int(self._drop_failed_opens)}",
+            f"-DLANNER_CAPTURE_ENV={int(self._capture_env)}",
             "-Wno-unused-function",
         ]
         for fam, macro in _FAMILY_MACROS.items():

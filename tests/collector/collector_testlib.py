@@ -48,13 +48,17 @@ def exec_record(
     gid: int = 0,
     cgroup_id: int = 1,
     sc: int = layout.SC_EXECVE,
+    env: list[str] | None = None,
 ) -> bytes:
     fn = cbytes(filename)
     blob = b"".join(cbytes(a) for a in argv)
-    body = layout.EXEC.pack(res, sc, pid if old_tid is None else old_tid, -100, 0, len(fn), len(blob), len(argv))
+    env_blob = b"".join(cbytes(a) for a in env or [])
+    body = layout.EXEC.pack(
+        res, sc, pid if old_tid is None else old_tid, -100, 0, len(fn), len(blob), len(argv), len(env_blob), b"\0" * 6
+    )
     return hdr(
         layout.MSG_EXEC,
-        body + fn + blob,
+        body + fn + blob + env_blob,
         pid=pid,
         comm=comm or filename.rsplit("/", 1)[-1],
         uid=uid,

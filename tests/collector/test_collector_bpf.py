@@ -55,7 +55,7 @@ def run(cmd: list[str], **kw: object) -> int:
 
 def test_cat_etc_shadow(source: KernelSource) -> None:
     source.poll()
-    pid = run(["cat", "/etc/shadow"])
+    pid = run(["cat", "/etc/shadow"], env={"PATH": os.environ["PATH"], "LANNER_MARK": "shadow test"})
     events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
     execs = [e for e in of_pid(events, pid, "execve") if e.res == 0]
     assert execs, f"no execve from {pid}"
@@ -66,6 +66,7 @@ def test_cat_etc_shadow(source: KernelSource) -> None:
     assert p.uid == 0 and p.user_name == "root" and p.group_name == "root"
     assert ex.ancestors and ex.ancestors[0].pid == os.getpid()
     assert ex.arg("filename") == "/usr/bin/cat"
+    assert "LANNER_MARK=shadow test" in p.env
     assert ex.identity.boot_id and ex.identity.seq > 0
     assert abs(ex.timing.event_ns - time.time_ns()) < 10_000_000_000
     opens = [e for e in of_pid(events, pid, "openat") if e.fd is not None and e.fd.path == "/etc/shadow"]

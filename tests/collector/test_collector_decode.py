@@ -19,7 +19,9 @@ def test_exec_updates_process_and_carries_ancestors(decoder: Decoder, table: Pro
     add_proc(table, 1, 0, "init")
     add_proc(table, 100, 1, "sshd")
     add_proc(table, 200, 100, "bash", cwd="/home/alice/", uid=1000)
-    ev = decoder.decode(rec.exec_record(200, "/usr/bin/cat", ["cat", "/etc/shadow"], uid=1000, gid=1000))
+    ev = decoder.decode(
+        rec.exec_record(200, "/usr/bin/cat", ["cat", "/etc/shadow"], uid=1000, gid=1000, env=["HOME=/x", "A=b c"])
+    )
     assert ev is not None
     assert ev.type == "execve" and ev.res == 0
     p = ev.proc
@@ -30,6 +32,7 @@ def test_exec_updates_process_and_carries_ancestors(decoder: Decoder, table: Pro
     assert [a.comm for a in ev.ancestors] == ["sshd", "init"]
     assert ev.arg("filename") == "/usr/bin/cat"
     assert ev.arg("args") == b"/etc/shadow"
+    assert p.env == ("HOME=/x", "A=b c") and ev.arg("env") == b"HOME=/x\0A=b c"
     assert ev.identity.node == "node-a" and ev.identity.seq == 1
     assert ev.timing.event_ns == table.clock.to_wall(rec.BOOT_NS)
     assert table.procs[200].proc.comm == "cat"
