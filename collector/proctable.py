@@ -104,7 +104,7 @@ class ProcessTable(FdOps):
             cgroup_id=cgroup_id,
             cgroups=snap.cgroups,
             is_sid_leader=(stat.session == snap.pid) if stat else None,
-            is_vpgid_leader=(vpgid == vpid) if vpgid else None,
+            is_vpgid_leader=vpgid == vpid,
         )
         return ProcEntry(proc=self._names(p, snap.mntns), mntns=snap.mntns)
 
@@ -266,6 +266,7 @@ class ProcessTable(FdOps):
         vpid = entry.proc.vpid
         vpgid = entry.proc.vpgid
         caps = (entry.proc.cap_inheritable, entry.proc.cap_permitted, entry.proc.cap_effective)
+        tty, sid, pgid = entry.proc.tty, entry.proc.sid, entry.proc.pgid
         exe_ino: int | None = None
         ctime: int | None = None
         mtime: int | None = None
@@ -279,9 +280,14 @@ class ProcessTable(FdOps):
                 # Namespaces made with unshare(2) before the fork are invisible in the clone flags.
                 vpid = st.nspid[-1]
                 vpgid = st.nspgid[-1] if len(st.nspgid) > 1 else 0
+            with open(f"{base}/stat", encoding="utf-8", errors="replace") as f:
+                stat = procfs.parse_stat(f.read())
+            # The controlling terminal and session are set up between fork and exec (setsid, TIOCSCTTY: docker
+            # exec -t, sshd), so the inherited values are stale by now.
+            tty, sid, pgid = stat.tty, stat.session, stat.pgrp
             s = os.stat(f"{base}/exe")
             exe_ino, ctime, mtime = s.st_ino, s.st_ctime_ns, s.st_mtime_ns
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
         mntns = procfs.ns_inode(self.proc_root, pid, "mnt") or entry.mntns
         cgroups = entry.proc.cgroups
@@ -307,7 +313,11 @@ class ProcessTable(FdOps):
             vpid=vpid,
             vtid=vpid,
             vpgid=vpgid,
-            is_vpgid_leader=(vpgid == vpid) if vpgid else None,
+            is_vpgid_leader=vpgid == vpid,
+            tty=tty,
+            sid=sid,
+            pgid=pgid,
+            is_sid_leader=sid == pid,
             exe_ino=exe_ino,
             exe_ino_ctime=ctime,
             exe_ino_mtime=mtime,

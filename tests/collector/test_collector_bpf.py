@@ -349,3 +349,27 @@ def test_stdout_redirected_to_a_socket(source: KernelSource) -> None:
     assert found, "no dup2 onto fd 1"
     fd = found[0].fd
     assert fd is not None and fd.type == FdType.IPV4 and fd.server_port == port
+
+
+def test_terminal_set_up_between_fork_and_exec(source: KernelSource) -> None:
+    import sys
+
+    source.poll()
+    # Decode while the shell lives, as the service does: the terminal is read from /proc at exec.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import pty; pty.spawn(['sh', '-c', 'cat /etc/hostname; sleep 1'])"],
+        stdout=subprocess.DEVNULL,
+    )
+    spawner = child.pid
+
+    def sh_exec(evs: list[Event]) -> list[Event]:
+        return [e for e in evs if e.type == "execve" and e.res == 0 and e.proc.comm == "sh" and e.proc.ppid == spawner]
+
+    events = collect(source, lambda evs: bool(sh_exec(evs)))
+    child.wait(timeout=10)
+    found = sh_exec(events)
+    assert found, "no execve of sh under the pty"
+    p = found[0].proc
+    # pty.fork() makes the child a session leader with the pty as controlling terminal (/dev/pts/N: major 136).
+    assert p.tty is not None and (p.tty >> 8) & 0xFFF == 136
+    assert p.is_sid_leader is True and p.sid == p.pid
