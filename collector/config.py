@@ -31,7 +31,8 @@ class CollectorConfig:
     ``record_path``, when set, appends every event as one JSON line (protobuf JSON mapping). ``replay_path``, when
     set, replaces the kernel with such a recording (as fast as the pipeline takes it, or with the recorded
     spacing when ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind``
-    (``host:port``), when set, also serves the Kubernetes audit webhook at ``k8s_audit_path``.
+    (``host:port``), when set, also serves the Kubernetes audit webhook at ``k8s_audit_path`` (over HTTPS when
+    ``k8s_audit_tls_cert`` and ``k8s_audit_tls_key`` name PEM files).
 
     When the kernel ring buffer overflows, an internal ``syscall_event_drop`` event (source ``internal``) goes
     downstream at most every ``drop_alert_interval_s`` seconds (0 disables it). ``host_root`` is where the host's
@@ -57,6 +58,8 @@ class CollectorConfig:
     drop_alert_interval_s: float = 10.0
     k8s_audit_bind: str = ""
     k8s_audit_path: str = "/k8s-audit"
+    k8s_audit_tls_cert: str = ""
+    k8s_audit_tls_key: str = ""
     proc_root: str = "/proc"
     host_root: str = ""
     log_level: str = "info"
@@ -72,6 +75,8 @@ class CollectorConfig:
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
             raise ValueError(f"families: unknown {unknown}; known: {', '.join(FAMILIES)}")
+        if bool(self.k8s_audit_tls_cert) != bool(self.k8s_audit_tls_key):
+            raise ValueError("k8s_audit_tls_cert and k8s_audit_tls_key go together")
         if any(p <= 0 for p in self.exclude_pids):
             raise ValueError("exclude_pids must be positive pids")
 

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import json
 import logging
+import ssl
 import time
 from datetime import datetime
 from typing import Any
@@ -97,12 +98,16 @@ class AuditWebhook:
         path: str = "/k8s-audit",
         max_queue: int = 65536,
         max_body_bytes: int = 16 * 1024 * 1024,
+        tls_cert: str = "",
+        tls_key: str = "",
     ) -> None:
         self.bind = bind
         self.path = path
         self.identity = identity
         self.max_queue = max_queue
         self.max_body_bytes = max_body_bytes
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self.rejected = 0
         self.overflow = 0
         self.port = 0
@@ -148,7 +153,11 @@ class AuditWebhook:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, port = parse_bind(self.bind)
-        site = web.TCPSite(self._runner, host, port)
+        ssl_context = None
+        if self.tls_cert:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(self.tls_cert, self.tls_key or None)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

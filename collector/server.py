@@ -58,7 +58,11 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     if cfg.k8s_audit_bind:
         ident = default_identity()
         webhook = AuditWebhook(
-            cfg.k8s_audit_bind, replace(ident, producer_id=ident.producer_id + "-k8s-audit"), path=cfg.k8s_audit_path
+            cfg.k8s_audit_bind,
+            replace(ident, producer_id=ident.producer_id + "-k8s-audit"),
+            path=cfg.k8s_audit_path,
+            tls_cert=cfg.k8s_audit_tls_cert,
+            tls_key=cfg.k8s_audit_tls_key,
         )
         sources.append(webhook)
         background.append(webhook.serve)

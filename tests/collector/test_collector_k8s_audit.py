@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -70,6 +71,53 @@ async def test_webhook_over_http() -> None:
             async with http.post(url, json={"kind": "EventList", "items": [ITEM] * 5}) as resp:
                 assert resp.status == 200
             assert len(hook.poll()) == 3 and hook.dropped() == 2 and hook.rejected == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_webhook_over_https(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    hook = AuditWebhook("127.0.0.1:0", Identity("n", "b", "p"), tls_cert=str(cert), tls_key=str(key))
+    task = asyncio.create_task(hook.serve())
+    try:
+        async with asyncio.timeout(5):
+            while not hook.port:
+                await asyncio.sleep(0.01)
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [ITEM]}
+            async with http.post(f"https://127.0.0.1:{hook.port}/k8s-audit", json=body, ssl=ctx) as resp:
+                assert resp.status == 200
+        assert len(hook.poll()) == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
