@@ -12,7 +12,7 @@
 // Build-time configuration (bcc cflags, -DNAME=value):
 //   LANNER_RB_PAGES     ring buffer size in pages (power of two)
 //   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat and dup/dup2/dup3
-//   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4/listen
+//   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4/listen, sendto/sendmsg to an address
 //   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir/chmod*/symlink*/link*
 //   LANNER_FAM_PRIV     1 to trace setuid/setgid families, ptrace, unshare, setns, bpf, prctl
 //   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
@@ -652,7 +652,9 @@ static __always_inline int sock_exit(void *args, __u32 type)
 	s->fd = (__s32)f.a[0];
 	s->flags = f.sc == LANNER_SC_ACCEPT4 ? (__u32)f.a[3] : 0;
 	__u32 len = 0;
-	if (f.sc == LANNER_SC_CONNECT) {
+	if (f.sc == LANNER_SC_SENDTO || f.sc == LANNER_SC_SENDMSG)
+		s->flags = (__u32)f.a[3];
+	if (f.sc == LANNER_SC_CONNECT || f.sc == LANNER_SC_SENDTO || f.sc == LANNER_SC_SENDMSG) {
 		len = (__u32)f.a[2];
 	} else if (ret >= 0 && f.a[1] && f.a[2]) {
 		int ulen = 0;
@@ -681,6 +683,48 @@ TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
 }
 
 GENERIC_PROBE(listen, LANNER_SC_LISTEN, 2)
+
+// Only sends that name a destination are traced: on a connected socket the peer is already known from connect, and
+// tracing every send would multiply the event volume. Slots: a[0] fd, a[1] sockaddr, a[2] its length, a[3] size.
+static __always_inline int stash_send(__u32 sc, __u64 fd, __u64 addr, __u64 addrlen, __u64 size)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	if (!addr || is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = sc;
+	f.a[0] = fd;
+	f.a[1] = addr;
+	f.a[2] = addrlen;
+	f.a[3] = size;
+	inflight.update(&tid, &f);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+{
+	return stash_send(LANNER_SC_SENDTO, SC_ARG(0), SC_ARG(4), SC_ARG(5), SC_ARG(2));
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+{
+	// struct user_msghdr starts with msg_name and msg_namelen.
+	struct {
+		__u64 name;
+		__s32 namelen;
+	} mh = {};
+	if (bpf_probe_read_user(&mh, sizeof(mh), (const void *)SC_ARG(1)) != 0)
+		return 0;
+	return stash_send(LANNER_SC_SENDMSG, SC_ARG(0), mh.name, mh.namelen > 0 ? mh.namelen : 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_sendto)
+{
+	return sock_exit(args, LANNER_MSG_SEND);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
+{
+	return sock_exit(args, LANNER_MSG_SEND);
+}
 #endif
 
 /* ---------------------------------------------------------------- unlink / rename / mkdir / chdir */

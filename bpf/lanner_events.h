@@ -24,6 +24,7 @@
 #define LANNER_MSG_ACCEPT 6  /* accept/accept4 exit */
 #define LANNER_MSG_SOCKET 7  /* socket exit */
 #define LANNER_MSG_FILEOP 8  /* unlink*, rename*, mkdir*, rmdir, chdir, fchdir, chmod*, symlink*, link* exit */
+#define LANNER_MSG_SEND 10   /* sendto/sendmsg with an explicit destination (unconnected sockets) */
 #define LANNER_MSG_GENERIC 9 /* syscalls whose arguments are all numbers: set*id, ptrace, unshare, setns, bpf, prctl, dup* */
 
 /* Syscall ids inside a family (the `sc` field of each body); the decoders map them to Falco event names. */
@@ -42,6 +43,8 @@
 #define LANNER_SC_ACCEPT 21
 #define LANNER_SC_ACCEPT4 22
 #define LANNER_SC_SOCKET 23
+#define LANNER_SC_SENDTO 24
+#define LANNER_SC_SENDMSG 25
 #define LANNER_SC_UNLINK 30
 #define LANNER_SC_UNLINKAT 31
 #define LANNER_SC_RENAME 32
@@ -148,9 +151,9 @@ struct lanner_sock {
 	__s64 res;
 	__u32 sc;
 	__s32 fd;         /* connect: the socket; accept: the listening socket */
-	__u32 flags;      /* accept4 flags */
+	__u32 flags;      /* accept4 flags; sendto: bytes requested */
 	__u32 addr_len;   /* bytes valid in addr (0 when unknown) */
-	__u8 addr[LANNER_SOCKADDR_MAX]; /* struct sockaddr_* as the process passed (connect) or received (accept) */
+	__u8 addr[LANNER_SOCKADDR_MAX]; /* struct sockaddr_* as passed (connect, send*) or received (accept) */
 };
 
 struct lanner_socket {

@@ -18,7 +18,7 @@ class CollectorConfig:
 
     * ``process``: execve/execveat, clone/fork/vfork, exit (always on: the process table needs it);
     * ``file``: open/openat/openat2/creat, dup/dup2/dup3;
-    * ``network``: socket, connect, accept/accept4, listen;
+    * ``network``: socket, connect, accept/accept4, listen, sendto/sendmsg that name a destination;
     * ``fileop``: unlink/rename/mkdir/rmdir/chdir and chmod/symlink/link families;
     * ``privilege``: setuid/setgid families, ptrace, unshare, setns, bpf, prctl.
 

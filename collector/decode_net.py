@@ -192,6 +192,49 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
     )
 
 
+def decode_send(d: Decoder, h: Header, raw: bytes) -> Event | None:
+    """sendto/sendmsg naming a destination: the socket's peer is (re)set by this call (``fd.name_changed``)."""
+    d.body(layout.SOCK.size, raw)
+    res, sc, fdnum, size, addr_len, addr = layout.SOCK.unpack_from(raw, layout.HDR.size)
+    addr_raw = bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)])
+    sa = parse_sockaddr(addr_raw)
+    table = d.table
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    known = entry.fds.get(fdnum)
+    family = sa.family if sa else (known.family if known and known.family is not None else 0)
+    fd = Fd(
+        num=fdnum,
+        type=known.type if known is not None and known.type == FdType.RAW_SOCKET else fd_type_for(family),
+        family=family,
+        l4proto=known.l4proto if known else L4Proto.UNSPECIFIED,
+        client_ip=known.client_ip if known else b"",
+        client_port=known.client_port if known else None,
+        server_ip=sa.ip if sa else b"",
+        server_port=sa.port if sa else None,
+        path=sa.path if sa else "",
+        is_server=False,
+        connected=known.connected if known and known.connected is not None else False,
+        name_changed=True,
+    )
+    if res >= 0:
+        table.set_fd(entry, replace(fd, name_changed=None), fdnum in entry.cloexec)
+    type_ = "sendto" if sc == layout.SC_SENDTO else "sendmsg"
+    args: tuple[Arg, ...] = (Arg("res", res), Arg("fd", fdnum))
+    if sc == layout.SC_SENDTO:
+        args += (Arg("size", size),)
+    args += (Arg("addr", addr_raw),)
+    return d.event(
+        h,
+        type_,
+        table.view(entry, h.tid, h.comm),
+        table.ancestors(entry),
+        res=res,
+        fd=fd,
+        args=args,
+        incomplete=not entry.complete,
+    )
+
+
 def decode_listen(d: Decoder, h: Header, res: int, raw_fd: int, backlog: int) -> Event | None:
     """listen(2): the socket becomes a server socket."""
     fdnum = _s32(raw_fd)
@@ -223,4 +266,5 @@ FAMILY: dict[int, FamilyDecoder] = {
     layout.MSG_SOCKET: decode_socket,
     layout.MSG_CONNECT: decode_connect,
     layout.MSG_ACCEPT: decode_accept,
+    layout.MSG_SEND: decode_send,
 }

@@ -373,3 +373,19 @@ def test_terminal_set_up_between_fork_and_exec(source: KernelSource) -> None:
     # pty.fork() makes the child a session leader with the pty as controlling terminal (/dev/pts/N: major 136).
     assert p.tty is not None and (p.tty >> 8) & 0xFFF == 136
     assert p.is_sid_leader is True and p.sid == p.pid
+
+
+def test_udp_sendto_with_a_destination(source: KernelSource) -> None:
+    import sys
+
+    source.poll()
+    code = (
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'x' * 12, ('127.0.0.1', 9))\n"
+    )
+    pid = run([sys.executable, "-c", code])
+    events = collect(source, lambda evs: bool(of_pid(evs, pid, "procexit")))
+    sends = [e for e in of_pid(events, pid, "sendto") if e.fd is not None and e.fd.server_port == 9]
+    assert sends, f"no sendto: {sorted({e.type for e in of_pid(events, pid)})}"
+    fd = sends[0].fd
+    assert fd is not None and fd.l4proto == L4Proto.UDP and fd.name_changed and fd.connected is False
+    assert sends[0].arg("size") == 12 and sends[0].res == 12

@@ -293,3 +293,17 @@ def test_listen_marks_the_socket_as_server(decoder: Decoder, table: ProcessTable
     ev = decoder.decode(rec.generic_record(901, layout.SC_LISTEN, (3, 128), comm="nc"))
     assert ev is not None and ev.type == "listen" and ev.arg("backlog") == 128
     assert ev.fd is not None and ev.fd.is_server and ev.fd.type == FdType.IPV6 and ev.fd.l4proto == L4Proto.TCP
+
+
+def test_udp_sendto_names_its_peer(decoder: Decoder, table: ProcessTable) -> None:
+    import socket as s
+
+    add_proc(table, 902, 1, "dig")
+    decoder.decode(rec.socket_record(902, 5, s.AF_INET, s.SOCK_DGRAM, 0, comm="dig"))
+    addr = struct.pack("<H", s.AF_INET) + struct.pack(">H", 53) + s.inet_aton("8.8.8.8") + b"\0" * 8
+    ev = decoder.decode(
+        rec.sock_record(layout.MSG_SEND, 902, 5, addr, res=40, sc=layout.SC_SENDTO, flags=40, comm="dig")
+    )
+    assert ev is not None and ev.type == "sendto" and ev.fd is not None
+    assert (ev.fd.l4proto, ev.fd.connected, ev.fd.name_changed) == (L4Proto.UDP, False, True)
+    assert ev.fd.server_ip == bytes([8, 8, 8, 8]) and ev.fd.server_port == 53 and ev.arg("size") == 40
