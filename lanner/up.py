@@ -115,6 +115,29 @@ def start_redis(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+CONFIG_SCHEMAS = {
+    "collector": ("collector.config", "CollectorConfig"),
+    "enricher": ("enricher.config", "EnricherConfig"),
+    "ruleengine": ("ruleengine.config", "RuleEngineConfig"),
+    "dispatcher": ("dispatcher.config", "DispatcherConfig"),
+}
+# A service exiting with this code found its configuration invalid: restarting it cannot help.
+EXIT_CONFIG_ERROR = 2
+
+
+def check_configs(path: str | None) -> None:
+    """Validate every service's section (and its environment overrides) the way the service will."""
+    import importlib
+
+    from lanner.config import load_section, read_file
+
+    if path:
+        read_file(path)
+    for section, (module_name, class_name) in CONFIG_SCHEMAS.items():
+        schema = getattr(importlib.import_module(module_name), class_name)
+        load_section(section, schema, path)
+
+
 def _service_argv(name: str, args: argparse.Namespace) -> list[str]:
     argv = [sys.executable, "-m", "lanner.cli", name]
     if args.config:
@@ -128,10 +151,7 @@ def _service_argv(name: str, args: argparse.Namespace) -> list[str]:
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    if args.config:
-        from lanner.config import read_file
-
-        read_file(args.config)  # fail fast, with the file and key named, before anything starts
+    check_configs(args.config)  # fail fast, with the file and key named, before anything starts
     for rules in args.rules or ():
         if not os.access(rules, os.R_OK):
             print(f"lanner up: cannot read rules file {rules}", file=sys.stderr)
@@ -156,6 +176,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     services = [s for s in SERVICES if s not in set(args.without or ())]
     children = [Child(name, _service_argv(name, args), env, state_dir / "logs" / f"{name}.log") for name in services]
     stopping = False
+    exit_code = 0
 
     def request_stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -189,6 +210,14 @@ def cmd_up(args: argparse.Namespace) -> int:
                     continue
                 if child.proc is not None and child.next_start == 0.0:
                     code = child.proc.returncode
+                    if code == EXIT_CONFIG_ERROR:
+                        print(
+                            f"lanner up: {child.name} rejected its configuration (see {child.log_path}); stopping",
+                            file=sys.stderr,
+                        )
+                        stopping = True
+                        exit_code = EXIT_CONFIG_ERROR
+                        break
                     uptime = now - child.started_at
                     # Back off when a service keeps crashing right after start.
                     delay = 1.0 if uptime > 30 else min(30.0, 2.0 ** min(child.restarts, 5))
@@ -211,7 +240,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 redis_proc.wait(timeout=10)
         print("lanner up: stopped", file=sys.stderr)
-    return 0
+    return exit_code
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -31,6 +31,8 @@ from ruleengine.reload import RuleReloader, RulesLoadFailed
 from ruleengine.service import RuleEngineService, alert_to_pb
 
 log = logging.getLogger(__name__)
+# Bad configuration or rules: a supervisor must not restart us in a loop.
+EXIT_CONFIG_ERROR = 2
 
 
 def make_alert_batch(seq: int, alerts: Sequence[alert_pb2.Alert], dropped: int) -> alert_pb2.AlertBatch:
@@ -90,6 +92,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         engine_options(cfg),
         interval_s=cfg.watch_interval_s,
         on_alert=lambda record: alerts.submit(alert_to_pb(record, None)),
+        on_swap=lambda engine: RULES_LOADED.set(len(engine.enabled)),
         hostname=hostname,
     )  # raises RulesLoadFailed: nothing starts on bad rules
     RULES_LOADED.set(len(reloader.current().enabled))
@@ -140,11 +143,11 @@ def main_from_args(args: argparse.Namespace) -> int:
             Path(path).open("rb").close()
         except OSError as exc:
             log.error("cannot read rules file; not starting", extra={"file": path, "error": exc.strerror})
-            return 1
+            return EXIT_CONFIG_ERROR
     try:
         run(serve(cfg))
     except RulesLoadFailed as exc:
         for message in exc.result.errors:
             log.error("rules failed to load; not starting", extra={"error": message.format()})
-        return 1
+        return EXIT_CONFIG_ERROR
     return 0

@@ -138,3 +138,28 @@ async def test_run_service_health_and_graceful_stop() -> None:
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+async def test_downstream_that_never_answers_is_retried_and_nothing_is_lost() -> None:
+    # A TCP listener that accepts and never speaks HTTP/2: the sender must not hang or lose queued items.
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    s = sender(port, reliable=True)
+    task = asyncio.create_task(s.run())
+    try:
+        for n in range(10):
+            s.submit(n)
+        await asyncio.sleep(0.8)
+        assert not s.connected and len(s) == 10 and s.dropped == 0
+    finally:
+        task.cancel()
+        silent.close()
+    # Once a real receiver appears on that port, everything is delivered.
+    rec = Recorder()
+    server = await start_server(port, rec)
+    task = asyncio.create_task(s.run())
+    try:
+        await wait_for(lambda: len(rec.seqs) == 10)
+    finally:
+        task.cancel()
+        await server.stop(0)
