@@ -21,13 +21,29 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module defines which command. Running one service imports only its own module, so its process (and its
+# /metrics) carries nothing of the other stages. A command missing here still works: all modules load then.
+COMMAND_OWNERS = {
+    "up": "lanner.up",
+    "collector": "collector.cli",
+    "enricher": "enricher.cli",
+    "healthcheck": "enricher.cli",
+    "rules": "ruleengine.cli",
+    "replay": "ruleengine.cli",
+    "ruleengine": "ruleengine.service_cli",
+    "fields": "ruleengine.fields_cli",
+    "dispatcher": "dispatcher.cli",
+    "subscribe": "dispatcher.cli",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lanner",
         description="Lanner: runtime threat detection (eBPF -> enrichment -> Falco rules -> alert delivery).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
+    for module_name in [only] if only else COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -39,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    owner = COMMAND_OWNERS.get(argv[0]) if argv else None
+    parser = build_parser(owner)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
