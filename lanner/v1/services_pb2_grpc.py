@@ -253,7 +253,10 @@ class DispatcherService:
 
 
 class SubscriberServiceStub:
-    """Public API: any client can open a stream of alerts as they are raised.
+    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
+    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
+    other subscribers and outputs are unaffected.
     """
 
     def __init__(self, channel):
@@ -270,7 +273,10 @@ class SubscriberServiceStub:
 
 
 class SubscriberServiceServicer:
-    """Public API: any client can open a stream of alerts as they are raised.
+    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
+    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
+    other subscribers and outputs are unaffected.
     """
 
     def Subscribe(self, request, context):
@@ -296,7 +302,10 @@ def add_SubscriberServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SubscriberService:
-    """Public API: any client can open a stream of alerts as they are raised.
+    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
+    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
+    other subscribers and outputs are unaffected.
     """
 
     @staticmethod

@@ -117,7 +117,11 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class SubscriberServiceStub:
-    """Public API: any client can open a stream of alerts as they are raised."""
+    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
+    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
+    other subscribers and outputs are unaffected.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -127,13 +131,21 @@ class SubscriberServiceStub:
 
 @_typing.type_check_only
 class SubscriberServiceAsyncStub(SubscriberServiceStub):
-    """Public API: any client can open a stream of alerts as they are raised."""
+    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
+    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
+    other subscribers and outputs are unaffected.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Subscribe: _aio.UnaryStreamMultiCallable[_services_pb2.SubscribeRequest, _alert_pb2.Alert]  # type: ignore[assignment]
 
 class SubscriberServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Public API: any client can open a stream of alerts as they are raised."""
+    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
+    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
+    other subscribers and outputs are unaffected.
+    """
 
     @_abc_1.abstractmethod
     def Subscribe(
