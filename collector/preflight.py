@@ -44,10 +44,15 @@ def problems(release: str | None = None, tracefs: str = TRACEFS) -> list[str]:
             "CAP_SYS_RESOURCE). Run with sudo, or in a container with cap_add: [SYS_ADMIN]."
         )
     if not os.path.isdir(f"{tracefs}/events/syscalls"):
-        found.append(
-            f"tracefs is not mounted at {tracefs} (no events/syscalls there). Mount it with: "
-            f"mount -t tracefs tracefs {tracefs}"
-        )
+        if _mounted(tracefs):
+            if os.geteuid() == 0:
+                found.append(
+                    f"tracefs at {tracefs} has no events/syscalls: the kernel lacks syscall tracepoints "
+                    "(CONFIG_FTRACE_SYSCALLS)"
+                )
+            # Otherwise it is only unreadable for this user, which the root check above already reports.
+        else:
+            found.append(f"tracefs is not mounted at {tracefs}. Mount it with: mount -t tracefs tracefs {tracefs}")
     build = f"/lib/modules/{release}/build"
     if not os.path.isdir(f"{build}/include") and not os.path.exists("/sys/kernel/kheaders.tar.xz"):
         candidates = sorted(glob.glob("/usr/src/linux-headers-*-amd64") + glob.glob("/usr/src/linux-headers-*-arm64"))
@@ -71,6 +76,14 @@ def problems(release: str | None = None, tracefs: str = TRACEFS) -> list[str]:
     except SetupError as exc:
         found.append(str(exc))
     return found
+
+
+def _mounted(path: str, mounts: str = "/proc/self/mounts") -> bool:
+    try:
+        with open(mounts, encoding="utf-8") as f:
+            return any(line.split()[1:2] == [path] for line in f if line.strip())
+    except OSError:
+        return False
 
 
 def check() -> None:
