@@ -105,3 +105,16 @@ def test_bad_lines_name_file_and_line() -> None:
         parse_line("[1]", "f.jsonl", 3)
     with pytest.raises(ReplayError, match=r"^f.jsonl:4: not a lanner.v1.Event"):
         parse_line('{"type": 5, "bogus": 1}', "f.jsonl", 4)
+
+
+def test_recorded_line_round_trips(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 1, 0, "init")
+    add_proc(table, 60, 1, "bash", cwd="/root/")
+    for r in (
+        rec.open_record(60, "x", flags=0o2101, mode=0o600, comm="bash"),
+        rec.exec_record(60, "/bin/ls", ["ls", "-l"], env=["A=1"]),
+        rec.exec_record(60, "/nope", ["nope"], res=-2, comm="ls"),
+    ):
+        ev = decoder.decode(r)
+        assert ev is not None
+        assert parse_line(event_json(ev), "rec.jsonl", 1) == ev
