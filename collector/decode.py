@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from collector import layout
 from collector.proctable import ProcessTable
-from lanner.model import Arg, Event, EventIdentity, EventTiming, Fd, Process
+from lanner.model import HOST_CONTAINER, NO_K8S, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming, Fd, Process
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Decoder:
         self.emit_kthread_forks = False
         self._collected_ns = 0
         self._comms: dict[bytes, str] = {}
+        self._clock_offset = table.clock.to_wall(0)
         from collector import decode_file, decode_net, decode_priv, decode_proc
 
         self._families: dict[int, FamilyDecoder] = {}
@@ -88,6 +89,7 @@ class Decoder:
         """Decode a batch read at ``collected_ns`` (epoch ns); skips records that produce no event."""
         self._collected_ns = collected_ns
         self.table.clock.maybe_refresh()
+        self._clock_offset = self.table.clock.to_wall(0)
         out: list[Event] = []
         for raw in records:
             ev = self.decode(raw)
@@ -153,15 +155,20 @@ class Decoder:
         """Assemble the event with the next sequence number and wall-clock timing."""
         self.seq += 1
         ident = self.identity
+        # Positional construction: this runs once per event and keyword parsing showed in profiles.
         return Event(
-            type=type_,
-            identity=EventIdentity(node=ident.node, boot_id=ident.boot_id, seq=self.seq, producer_id=ident.producer_id),
-            timing=EventTiming(event_ns=self.table.clock.to_wall(h.ts_ns), collected_ns=self._collected_ns),
-            res=res,
-            cpu=h.cpu,
-            proc=proc,
-            ancestors=ancestors,
-            fd=fd,
-            args=args,
-            proc_incomplete=incomplete,
+            type_,
+            SOURCE_SYSCALL,
+            EventIdentity(ident.node, ident.boot_id, self.seq, ident.producer_id),
+            EventTiming(h.ts_ns + self._clock_offset, self._collected_ns),
+            res,
+            h.cpu,
+            proc,
+            ancestors,
+            fd,
+            args,
+            HOST_CONTAINER,
+            NO_K8S,
+            "",
+            incomplete,
         )
