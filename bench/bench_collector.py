@@ -41,7 +41,6 @@ def synthetic(src: Any, n: int, encode: Any, make_batch: Any) -> None:
 
     from collector import layout
 
-    src.table.seed()
     name = b"/etc/hostname\0"
     body = layout.OPEN.pack(3, 0, layout.SC_OPENAT, -100, 0o2000000, 0, len(name), b"\0" * 6)
     size = layout.HDR.size + len(body) + len(name)
@@ -93,8 +92,6 @@ def main() -> int:
 
     encode = EventEncoder().encode
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))
-    if args.synthetic:
-        synthetic(src, args.synthetic, encode, batch_wire)
     try:
         t0 = time.monotonic()
         src.start()
@@ -102,6 +99,9 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 1
     print(f"probes loaded in {time.monotonic() - t0:.2f}s")
+    if args.synthetic:
+        # After start(): same process table and garbage-collector settings as the service.
+        synthetic(src, args.synthetic, encode, batch_wire)
     src.poll()
     load = subprocess.Popen(
         [sys.executable, "-c", LOAD, str(args.rate), str(args.seconds)], stdout=subprocess.PIPE, text=True
