@@ -11,7 +11,7 @@
 //
 // Build-time configuration (bcc cflags, -DNAME=value):
 //   LANNER_RB_PAGES     ring buffer size in pages (power of two)
-//   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat and dup/dup2/dup3
+//   LANNER_FAM_OPEN     1 to trace open/openat/openat2/creat/open_by_handle_at and dup/dup2/dup3
 //   LANNER_FAM_NET      1 to trace socket/connect/accept/accept4/listen, sendto/sendmsg to an address
 //   LANNER_FAM_FILEOP   1 to trace unlink*/rename*/mkdir*/rmdir/chdir/fchdir/chmod*/symlink*/link*
 //   LANNER_FAM_PRIV     1 to trace setuid/setgid families, ptrace, unshare, setns, bpf, prctl
@@ -523,6 +523,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_creat)
 {
 	return stash(args, LANNER_SC_CREAT, 2);
 }
+TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
+{
+	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
+}
 
 static __always_inline int open_exit(void *args)
 {
@@ -560,13 +564,18 @@ static __always_inline int open_exit(void *args)
 		o->flags = how.flags;
 		o->mode = how.mode;
 		o->resolve = how.resolve;
+	} else if (f.sc == LANNER_SC_OPEN_BY_HANDLE_AT) {
+		// No name: the file is named by a handle; userspace reads the path of the returned fd.
+		o->dirfd = (__s32)f.a[0];
+		o->flags = f.a[2];
+		o->mode = 0;
 	} else {
 		o->dirfd = (__s32)f.a[0];
 		name_ptr = f.a[1];
 		o->flags = f.a[2];
 		o->mode = f.a[3];
 	}
-	int n = bpf_probe_read_user_str(name, LANNER_PATH_MAX, (const char *)name_ptr);
+	int n = name_ptr ? bpf_probe_read_user_str(name, LANNER_PATH_MAX, (const char *)name_ptr) : 0;
 	__u32 len = n > 0 ? n : 0;
 	len = CLAMP(len, LANNER_PATH_MAX);
 	o->name_len = len;
@@ -587,6 +596,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 	return open_exit(args);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_creat)
+{
+	return open_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_open_by_handle_at)
 {
 	return open_exit(args);
 }

@@ -19,7 +19,7 @@
 #define LANNER_MSG_EXEC 1    /* execve/execveat, success (sched_process_exec) or failure (sys_exit) */
 #define LANNER_MSG_FORK 2    /* sched_process_fork: new process or thread */
 #define LANNER_MSG_EXIT 3    /* sched_process_exit */
-#define LANNER_MSG_OPEN 4    /* open/openat/openat2/creat exit */
+#define LANNER_MSG_OPEN 4    /* open/openat/openat2/creat/open_by_handle_at exit */
 #define LANNER_MSG_CONNECT 5 /* connect exit */
 #define LANNER_MSG_ACCEPT 6  /* accept/accept4 exit */
 #define LANNER_MSG_SOCKET 7  /* socket exit */
@@ -39,6 +39,7 @@
 #define LANNER_SC_OPENAT 11
 #define LANNER_SC_OPENAT2 12
 #define LANNER_SC_CREAT 13
+#define LANNER_SC_OPEN_BY_HANDLE_AT 14
 #define LANNER_SC_CONNECT 20
 #define LANNER_SC_ACCEPT 21
 #define LANNER_SC_ACCEPT4 22

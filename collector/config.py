@@ -17,7 +17,7 @@ class CollectorConfig:
     ``families`` selects the syscall groups traced:
 
     * ``process``: execve/execveat, clone/fork/vfork, exit (always on: the process table needs it);
-    * ``file``: open/openat/openat2/creat, dup/dup2/dup3;
+    * ``file``: open/openat/openat2/creat/open_by_handle_at, dup/dup2/dup3;
     * ``network``: socket, connect, accept/accept4, listen, sendto/sendmsg that name a destination;
     * ``fileop``: unlink/rename/mkdir/rmdir/chdir and chmod/symlink/link families;
     * ``privilege``: setuid/setgid families, ptrace, unshare, setns, bpf, prctl.

@@ -22,6 +22,7 @@ _OPEN_NAMES = {
     layout.SC_OPENAT: "openat",
     layout.SC_OPENAT2: "openat2",
     layout.SC_CREAT: "creat",
+    layout.SC_OPEN_BY_HANDLE_AT: "open_by_handle_at",
 }
 
 
@@ -32,7 +33,11 @@ def decode_open(d: Decoder, h: Header, raw: bytes) -> Event | None:
     name = cstr(raw, layout.HDR.size + layout.OPEN.size, name_len)
     table = d.table
     entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
-    path = table.resolve(entry, dirfd, name)
+    if sc == layout.SC_OPEN_BY_HANDLE_AT:
+        # The kernel resolved a file handle; its path is whatever the new fd points at (if the process still lives).
+        path = table.fd_target(entry, res) if res >= 0 else ""
+    else:
+        path = table.resolve(entry, dirfd, name)
     fd = Fd(
         num=res if res >= 0 else -1,
         type=FdType.DIRECTORY if flags & O_DIRECTORY else FdType.FILE,
@@ -45,6 +50,8 @@ def decode_open(d: Decoder, h: Header, raw: bytes) -> Event | None:
         table.set_fd(entry, fd, bool(flags & O_CLOEXEC))
     if sc == layout.SC_CREAT:
         args: tuple[Arg, ...] = (Arg("fd", res), Arg("name", name), Arg("mode", mode))
+    elif sc == layout.SC_OPEN_BY_HANDLE_AT:
+        args = (Arg("fd", res), Arg("mountfd", dirfd), Arg("flags", flags), Arg("path", path))
     elif sc == layout.SC_OPEN:
         args = (Arg("fd", res), Arg("name", name), Arg("flags", flags), Arg("mode", mode))
     elif sc == layout.SC_OPENAT2:

@@ -45,6 +45,13 @@ class FdOps:
         entry.fds[num] = fd
         return fd
 
+    def fd_target(self, entry: ProcEntry, num: int) -> str:
+        """What ``/proc/PID/fd/NUM`` points at now ('' when the process or fd is gone)."""
+        try:
+            return os.readlink(f"{self.proc_root}/{entry.proc.pid}/fd/{num}")
+        except OSError:
+            return ""
+
     def resolve(self, entry: ProcEntry, dirfd: int, path: str) -> str:
         """Absolute, normalised path of ``path`` relative to ``dirfd`` (AT_FDCWD = the cwd)."""
         if not path:

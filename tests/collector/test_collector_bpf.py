@@ -389,3 +389,40 @@ def test_udp_sendto_with_a_destination(source: KernelSource) -> None:
     fd = sends[0].fd
     assert fd is not None and fd.l4proto == L4Proto.UDP and fd.name_changed and fd.connected is False
     assert sends[0].arg("size") == 12 and sends[0].res == 12
+
+
+_OPEN_BY_HANDLE = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+class FH(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int), ("f_handle", ctypes.c_ubyte * 128)]
+fh = FH(); fh.handle_bytes = 128
+mount_id = ctypes.c_int()
+if libc.name_to_handle_at(-100, sys.argv[1].encode(), ctypes.byref(fh), ctypes.byref(mount_id), 0) != 0:
+    sys.exit(3)
+mfd = os.open(os.path.dirname(sys.argv[1]), os.O_RDONLY)
+if libc.open_by_handle_at(mfd, ctypes.byref(fh), os.O_RDONLY) < 0:
+    sys.exit(4)
+time.sleep(1)
+"""
+
+
+def test_open_by_handle_at(source: KernelSource, tmp_path: Path) -> None:
+    import sys
+
+    target = tmp_path / "handle-target"
+    target.write_text("x")
+    source.poll()
+    # Decode while it runs: the path comes from /proc/PID/fd of the new fd.
+    child = subprocess.Popen([sys.executable, "-c", _OPEN_BY_HANDLE, str(target)])
+
+    def found(evs: list[Event]) -> list[Event]:
+        return [e for e in of_pid(evs, child.pid, "open_by_handle_at") if e.res >= 0]
+
+    events = collect(source, lambda evs: bool(found(evs)))
+    rc = child.wait(timeout=10)
+    if rc in (3, 4):
+        pytest.skip("file handles are not supported on this filesystem")
+    ev = found(events)
+    assert ev, "no open_by_handle_at event"
+    assert ev[0].fd is not None and ev[0].fd.path == str(target) and ev[0].arg("path") == str(target)
