@@ -411,6 +411,11 @@ class ProcessTable(FdOps):
             del self.procs[pid]
         if gone:
             self._gen += 1
+        # Namespaces of containers that are gone take their cached passwd and overlay lookups with them.
+        live_ns = {e.mntns for e in self.procs.values()}
+        self.users.prune(live_ns)
+        for ns in [ns for ns in self._upperdirs if ns not in live_ns]:
+            del self._upperdirs[ns]
         return len(gone)
 
     def chdir(self, entry: ProcEntry, path: str) -> None:

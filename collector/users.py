@@ -169,6 +169,13 @@ class UserDb:
             name = self._db(mntns, pid, refresh=True).groups.get(gid, "")
         return name
 
+    def prune(self, live: set[int]) -> None:
+        """Forget every namespace not in ``live`` (their processes are all gone)."""
+        for ns in [ns for ns in self._dbs if ns not in live and ns != self.host_mntns]:
+            self.forget(ns)
+        for ns in [ns for ns in self._members if ns not in live]:
+            self._members.pop(ns, None)
+
     def forget(self, mntns: int) -> None:
         """Drop a namespace's cached tables (its last process exited)."""
         self._dbs.pop(mntns, None)
