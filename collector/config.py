@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collector.layout import FAMILIES
 from lanner.config import ConfigError, load_section
-
-FAMILIES = ("process", "file", "network", "fileop", "privilege")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,8 @@ class CollectorConfig:
     When the kernel ring buffer overflows, an internal ``syscall_event_drop`` event (source ``internal``) goes
     downstream at most every ``drop_alert_interval_s`` seconds (0 disables it). ``host_root`` is where the host's
     ``/etc/passwd`` and ``/etc/group`` live; empty means ``/`` on the host, or ``/proc/1/root`` when the collector
-    itself runs in a container (with the host's pid namespace).
+    itself runs in a container (with the host's pid namespace). ``node_name`` is the ``evt.hostname`` of every
+    event (for example the Kubernetes node name from the downward API); empty means the host's name.
     """
 
     bind: str = "127.0.0.1:7701"
@@ -62,6 +62,7 @@ class CollectorConfig:
     k8s_audit_tls_key: str = ""
     proc_root: str = "/proc"
     host_root: str = ""
+    node_name: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -16,6 +16,15 @@ BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 HEADER_PATH = BPF_DIR / "lanner_events.h"
 PROGRAM_PATH = BPF_DIR / "lanner.bpf.c"
 
+# Syscall families a collector can trace (config ``families``), and the -D switch of each optional one.
+FAMILIES = ("process", "file", "network", "fileop", "privilege")
+FAMILY_MACROS = {
+    "file": "LANNER_FAM_OPEN",
+    "network": "LANNER_FAM_NET",
+    "fileop": "LANNER_FAM_FILEOP",
+    "privilege": "LANNER_FAM_PRIV",
+}
+
 MSG_EXEC = 1
 MSG_FORK = 2
 MSG_EXIT = 3

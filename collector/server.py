@@ -15,7 +15,7 @@ from collector.config import CollectorConfig
 from collector.k8s_audit import AuditWebhook
 from collector.replay import ReplaySource
 from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
-from collector.source import BpfProbe, EventSource, KernelSource, default_identity
+from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
 from lanner.server import run_service
 from lanner.streaming import BatchSender
 
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSource:
     """The source described by the config (not started): a recording when ``replay_path`` is set, else the
     kernel."""
+    identity = default_identity(node_name(cfg.node_name, cfg.proc_root))
     if cfg.replay_path:
-        return ReplaySource(cfg.replay_path, default_identity(), realtime=cfg.replay_realtime)
+        return ReplaySource(cfg.replay_path, identity, realtime=cfg.replay_realtime)
     probe = BpfProbe(
         ring_buffer_pages=cfg.ring_buffer_pages,
         families=cfg.families,
@@ -35,7 +36,7 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSou
         drop_failed_opens=cfg.drop_failed_opens,
         capture_env=cfg.capture_env,
     )
-    return KernelSource(probe, proc_root=cfg.proc_root, host_root=cfg.host_root)
+    return KernelSource(probe, identity=identity, proc_root=cfg.proc_root, host_root=cfg.host_root)
 
 
 async def serve(cfg: CollectorConfig, source: EventSource) -> None:
@@ -56,7 +57,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     sources: list[EventSource] = [source]
     background: list[Callable[[], Awaitable[None]]] = [sender.run]
     if cfg.k8s_audit_bind:
-        ident = default_identity()
+        ident = default_identity(node_name(cfg.node_name, cfg.proc_root))
         webhook = AuditWebhook(
             cfg.k8s_audit_bind,
             replace(ident, producer_id=ident.producer_id + "-k8s-audit"),
@@ -72,7 +73,9 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         poll_interval_s=cfg.poll_interval_ms / 1000.0,
         record=record,
         drop_alert_interval_s=cfg.drop_alert_interval_s,
-        identity=source.decoder.identity if isinstance(source, KernelSource) else default_identity(),
+        identity=source.decoder.identity
+        if isinstance(source, KernelSource)
+        else default_identity(node_name(cfg.node_name, cfg.proc_root)),
     )
     background.append(service.run)
 

@@ -27,15 +27,9 @@ from lanner.model import Event
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("process", "file", "network", "fileop", "privilege")
+FAMILIES = layout.FAMILIES
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
-_FAMILY_MACROS = {
-    "file": "LANNER_FAM_OPEN",
-    "network": "LANNER_FAM_NET",
-    "fileop": "LANNER_FAM_FILEOP",
-    "privilege": "LANNER_FAM_PRIV",
-}
 
 
 class EventSource(Protocol):
@@ -81,9 +75,28 @@ def read_boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
         return ""
 
 
-def default_identity() -> Identity:
+def node_name(configured: str = "", proc_root: str = "/proc") -> str:
+    """The name events carry as ``evt.hostname``: the configured one (e.g. the Kubernetes node name), else the
+    host's own name, read through init's root when the collector runs in a container (whose hostname would be a
+    container id)."""
+    if configured:
+        return configured
+    init_ns = ns_inode(proc_root, 1, "uts")
+    own_ns = ns_inode(proc_root, os.getpid(), "uts")
+    if init_ns and own_ns and init_ns != own_ns:
+        try:
+            with open(f"{proc_root}/1/root/etc/hostname", encoding="utf-8") as f:
+                name = f.read().strip()
+            if name:
+                return name
+        except OSError:
+            pass
+    return socket.gethostname()
+
+
+def default_identity(node: str = "") -> Identity:
     """Host name, boot id and a fresh producer id for this collector run."""
-    return Identity(node=socket.gethostname(), boot_id=read_boot_id(), producer_id=uuid.uuid4().hex)
+    return Identity(node=node or node_name(), boot_id=read_boot_id(), producer_id=uuid.uuid4().hex)
 
 
 def with_descendants(pids: Iterable[int], proc_root: str = "/proc") -> set[int]:
@@ -152,7 +165,7 @@ class BpfProbe:
             f"-DLANNER_CAPTURE_ENV={int(self._capture_env)}",
             "-Wno-unused-function",
         ]
-        for fam, macro in _FAMILY_MACROS.items():
+        for fam, macro in layout.FAMILY_MACROS.items():
             flags.append(f"-D{macro}={1 if fam in self._families else 0}")
         return flags
 

@@ -159,3 +159,14 @@ def test_overlay_upperdir() -> None:
     )
     assert procfs.overlay_upperdir(info) == "/var/lib/docker/overlay2/abc/diff"
     assert procfs.overlay_upperdir("25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n") is None
+
+
+def test_node_name() -> None:
+    import socket
+
+    from collector.source import default_identity, node_name
+
+    assert node_name("node-7") == "node-7"
+    assert node_name() == socket.gethostname()  # same UTS namespace as init here
+    ident = default_identity("n1")
+    assert ident.node == "n1" and len(ident.producer_id) == 32 and ident.boot_id
