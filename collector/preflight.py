@@ -53,29 +53,43 @@ def problems(release: str | None = None, tracefs: str = TRACEFS) -> list[str]:
             # Otherwise it is only unreadable for this user, which the root check above already reports.
         else:
             found.append(f"tracefs is not mounted at {tracefs}. Mount it with: mount -t tracefs tracefs {tracefs}")
-    build = f"/lib/modules/{release}/build"
-    if not os.path.isdir(f"{build}/include") and not os.path.exists("/sys/kernel/kheaders.tar.xz"):
-        candidates = sorted(glob.glob("/usr/src/linux-headers-*-amd64") + glob.glob("/usr/src/linux-headers-*-arm64"))
-        if candidates:
-            src = candidates[-1]
-            common = src.rsplit("-", 1)[0] + "-common"
-            fix = f"mkdir -p /lib/modules/{release} && ln -sfn {src} {build}"
-            if os.path.isdir(common):
-                fix += f" && ln -sfn {common} /lib/modules/{release}/source"
-            found.append(
-                f"kernel headers for {release} not found at {build}. Headers of another version are "
-                f"installed; bcc can use them for tracepoints. Link them with: {fix}"
-            )
-        else:
-            found.append(
-                f"kernel headers for {release} not found at {build}. Install them with: "
-                f"apt-get install linux-headers-{release} (or linux-headers-amd64)"
-            )
+    found.extend(_header_problems(release))
     try:
         import_bcc()
     except SetupError as exc:
         found.append(str(exc))
     return found
+
+
+def _header_problems(release: str) -> list[str]:
+    """bcc needs the kernel headers under /lib/modules/RELEASE: ``build`` (generated headers) and, on Debian where
+    the package is split, ``source`` (the common headers, e.g. include/linux/kconfig.h)."""
+    if os.path.exists("/sys/kernel/kheaders.tar.xz"):
+        return []
+    base = f"/lib/modules/{release}"
+    kconfig = "include/linux/kconfig.h"
+    have_build = os.path.isdir(f"{base}/build/include")
+    have_common = os.path.exists(f"{base}/build/{kconfig}") or os.path.exists(f"{base}/source/{kconfig}")
+    if have_build and have_common:
+        return []
+    candidates = sorted(glob.glob("/usr/src/linux-headers-*-amd64") + glob.glob("/usr/src/linux-headers-*-arm64"))
+    if not candidates:
+        return [
+            f"kernel headers for {release} not found at {base}/build. Install them with: "
+            f"apt-get install linux-headers-{release} (or linux-headers-amd64)"
+        ]
+    src = candidates[-1]
+    common = src.rsplit("-", 1)[0] + "-common"
+    steps = [f"mkdir -p {base}"]
+    if not have_build:
+        steps.append(f"ln -sfn {src} {base}/build")
+    if not have_common and os.path.isdir(common):
+        steps.append(f"ln -sfn {common} {base}/source")
+    what = "kernel headers" if not have_build else "the common kernel headers (include/linux/kconfig.h)"
+    return [
+        f"{what} for {release} not found under {base}. Headers of another version are installed; bcc can use "
+        f"them for tracepoints. Link them with: {' && '.join(steps)}"
+    ]
 
 
 def _mounted(path: str, mounts: str = "/proc/self/mounts") -> bool:
