@@ -56,6 +56,8 @@ def synthetic(src: Any, n: int, encode: Any, make_batch: Any) -> None:
         0,
         0,
         b"python3",
+        0,
+        0,
     )
     records = [head + body + name] * n
     # CPU time, so the figure holds on a shared machine too.

@@ -89,6 +89,13 @@ struct exec_inflight {
 	char envp[LANNER_ENV_MAX];
 };
 
+// The pid namespace of a container, registered by userspace per cgroup id once it has seen one of its processes,
+// so the probes can report namespaced pids (proc.vpid) even for processes gone before /proc could be read.
+struct pidns_id {
+	__u64 dev;
+	__u64 ino;
+};
+
 struct scratch {
 	__u8 buf[SCRATCH_SIZE];
 };
@@ -97,6 +104,7 @@ BPF_RINGBUF_OUTPUT(events, LANNER_RB_PAGES);
 BPF_HASH(inflight, __u32, struct inflight, 16384);
 BPF_HASH(execs, __u32, struct exec_inflight, 1024);
 BPF_HASH(excluded, __u32, __u8, 4096);
+BPF_HASH(pidns, __u64, struct pidns_id, 4096);
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_inflight, 1);
 BPF_PERCPU_ARRAY(drops, __u64, 1);
@@ -127,6 +135,16 @@ static __always_inline struct lanner_hdr *begin(__u32 type, __u64 id)
 	h->cpu = bpf_get_smp_processor_id();
 	h->flags = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	h->vpid = 0;
+	h->vtid = 0;
+	struct pidns_id *ns = pidns.lookup(&h->cgroup_id);
+	if (ns) {
+		struct bpf_pidns_info info = {};
+		if (bpf_get_ns_current_pid_tgid(ns->dev, ns->ino, &info, sizeof(info)) == 0) {
+			h->vpid = info.tgid;
+			h->vtid = info.pid;
+		}
+	}
 	return h;
 }
 

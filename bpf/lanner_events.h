@@ -99,6 +99,8 @@ struct lanner_hdr {
 	__u32 cpu;
 	__u32 flags; /* LANNER_HF_* */
 	char comm[16];
+	__u32 vpid; /* pid and tid in the process's pid namespace, 0 when its namespace is not registered */
+	__u32 vtid;
 };
 
 /* lanner_hdr.flags */

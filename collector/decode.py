@@ -35,6 +35,8 @@ class Header(NamedTuple):
     cpu: int
     flags: int
     comm: str
+    vpid: int = 0
+    vtid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ class Decoder:
             comm = self._comms.get(t[10])
             if comm is None:
                 comm = self._comm(t[10])
-            h = Header(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], comm)
+            h = Header(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], comm, t[11], t[12])
             fam = self._families.get(h.type)
             if fam is None:
                 raise MalformedRecord(f"unknown record type {h.type}")

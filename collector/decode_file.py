@@ -32,7 +32,7 @@ def decode_open(d: Decoder, h: Header, raw: bytes) -> Event | None:
     res, resolve, sc, dirfd, flags, mode, name_len, _pad = layout.OPEN.unpack_from(raw, layout.HDR.size)
     name = cstr(raw, layout.HDR.size + layout.OPEN.size, name_len)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     if sc == layout.SC_OPEN_BY_HANDLE_AT:
         # The kernel resolved a file handle; its path is whatever the new fd points at (if the process still lives).
         path = table.fd_target(entry, res) if res >= 0 else ""
@@ -65,7 +65,7 @@ def decode_open(d: Decoder, h: Header, raw: bytes) -> Event | None:
         )
     else:
         args = (Arg("fd", res), Arg("dirfd", dirfd), Arg("name", name), Arg("flags", flags), Arg("mode", mode))
-    proc = table.view(entry, h.tid, h.comm)
+    proc = table.view(entry, h.tid, h.comm, h.vtid)
     return d.event(
         h,
         _OPEN_NAMES.get(sc, "openat"),
@@ -86,7 +86,7 @@ def decode_fileop(d: Decoder, h: Header, raw: bytes) -> Event | None:
     p1 = cstr(raw, start, l1)
     p2 = cstr(raw, start + l1, l2)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     args: tuple[Arg, ...]
     type_: str
     if sc == layout.SC_UNLINK:
@@ -146,7 +146,7 @@ def decode_fileop(d: Decoder, h: Header, raw: bytes) -> Event | None:
         )
     else:
         return None
-    proc = table.view(entry, h.tid, h.comm)
+    proc = table.view(entry, h.tid, h.comm, h.vtid)
     return d.event(h, type_, proc, table.ancestors(entry), res=res, args=args, incomplete=not entry.complete)
 
 
@@ -162,7 +162,7 @@ def decode_dup(d: Decoder, h: Header, res: int, sc: int, raw_args: tuple[int, in
     """dup/dup2/dup3: the new fd number names what the old one did (a socket dup'ed onto stdout stays a socket)."""
     oldfd = _s32(raw_args[0])
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     old = table.get_fd(entry, oldfd) if oldfd >= 0 else None
     fd = replace(old, num=res) if old is not None and res >= 0 else Fd(num=res if res >= 0 else -1)
     if res >= 0 and old is not None:
@@ -172,7 +172,7 @@ def decode_dup(d: Decoder, h: Header, res: int, sc: int, raw_args: tuple[int, in
         args += (Arg("newfd", _s32(raw_args[1])),)
     if sc == layout.SC_DUP3:
         args += (Arg("flags", raw_args[2] & 0xFFFFFFFF),)
-    proc = table.view(entry, h.tid, h.comm)
+    proc = table.view(entry, h.tid, h.comm, h.vtid)
     return d.event(
         h, _DUP_NAMES[sc], proc, table.ancestors(entry), res=res, fd=fd, args=args, incomplete=not entry.complete
     )

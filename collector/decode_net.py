@@ -89,7 +89,7 @@ def decode_socket(d: Decoder, h: Header, raw: bytes) -> Event | None:
     d.body(layout.SOCKET.size, raw)
     res, _sc, domain, sock_type, protocol = layout.SOCKET.unpack_from(raw, layout.HDR.size)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     fd = Fd(
         num=res if res >= 0 else -1,
         type=fd_type_for(domain, sock_type & 0xF),
@@ -102,7 +102,7 @@ def decode_socket(d: Decoder, h: Header, raw: bytes) -> Event | None:
     return d.event(
         h,
         "socket",
-        table.view(entry, h.tid, h.comm),
+        table.view(entry, h.tid, h.comm, h.vtid),
         table.ancestors(entry),
         res=res,
         fd=fd,
@@ -118,7 +118,7 @@ def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
     addr_raw = bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)])
     sa = parse_sockaddr(addr_raw)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     known = entry.fds.get(fdnum)
     family = sa.family if sa else (known.family if known and known.family is not None else 0)
     fd = Fd(
@@ -140,7 +140,7 @@ def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
     return d.event(
         h,
         "connect",
-        table.view(entry, h.tid, h.comm),
+        table.view(entry, h.tid, h.comm, h.vtid),
         table.ancestors(entry),
         res=res,
         fd=fd,
@@ -155,7 +155,7 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
     res, sc, listen_fd, flags, addr_len, addr = layout.SOCK.unpack_from(raw, layout.HDR.size)
     sa = parse_sockaddr(bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)]))
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     lst = entry.fds.get(listen_fd)
     family = sa.family if sa else (lst.family if lst and lst.family is not None else 0)
     fd = Fd(
@@ -183,7 +183,7 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
     return d.event(
         h,
         type_,
-        table.view(entry, h.tid, h.comm),
+        table.view(entry, h.tid, h.comm, h.vtid),
         table.ancestors(entry),
         res=res,
         fd=fd,
@@ -199,7 +199,7 @@ def decode_send(d: Decoder, h: Header, raw: bytes) -> Event | None:
     addr_raw = bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)])
     sa = parse_sockaddr(addr_raw)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     known = entry.fds.get(fdnum)
     family = sa.family if sa else (known.family if known and known.family is not None else 0)
     fd = Fd(
@@ -226,7 +226,7 @@ def decode_send(d: Decoder, h: Header, raw: bytes) -> Event | None:
     return d.event(
         h,
         type_,
-        table.view(entry, h.tid, h.comm),
+        table.view(entry, h.tid, h.comm, h.vtid),
         table.ancestors(entry),
         res=res,
         fd=fd,
@@ -239,7 +239,7 @@ def decode_listen(d: Decoder, h: Header, res: int, raw_fd: int, backlog: int) ->
     """listen(2): the socket becomes a server socket."""
     fdnum = _s32(raw_fd)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     known = table.get_fd(entry, fdnum) if fdnum >= 0 else None
     fd = replace(known, is_server=True) if known is not None else Fd(num=fdnum, is_server=True)
     if res == 0 and known is not None:
@@ -248,7 +248,7 @@ def decode_listen(d: Decoder, h: Header, res: int, raw_fd: int, backlog: int) ->
     return d.event(
         h,
         "listen",
-        table.view(entry, h.tid, h.comm),
+        table.view(entry, h.tid, h.comm, h.vtid),
         table.ancestors(entry),
         res=res,
         fd=fd,

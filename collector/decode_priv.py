@@ -88,11 +88,11 @@ def decode_generic(d: Decoder, h: Header, raw: bytes) -> Event | None:
     else:
         values = list(raw_args[: len(names)])
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     if res == 0 and sc in _ID_CALLS:
         table.set_ids(entry, sc, values)
     args = (Arg("res", res), *(Arg(n, v) for n, v in zip(names, values, strict=True)))
-    proc = table.view(entry, h.tid, h.comm)
+    proc = table.view(entry, h.tid, h.comm, h.vtid)
     return d.event(h, type_, proc, table.ancestors(entry), res=res, args=args, incomplete=not entry.complete)
 
 

@@ -53,16 +53,24 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
     if entry is None and old_tid != h.pid:
         entry = table.procs.get(old_tid)
     if entry is None:
-        entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
+        entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     if res == 0:
         if old_tid != h.pid:
             entry.threads.pop(old_tid, None)
         proc = table.exec(
-            entry, comm=h.comm, filename=filename, argv=argv, env=env, uid=h.uid, gid=h.gid, cgroup_id=h.cgroup_id
+            entry,
+            comm=h.comm,
+            filename=filename,
+            argv=argv,
+            env=env,
+            uid=h.uid,
+            gid=h.gid,
+            cgroup_id=h.cgroup_id,
+            vpid_hint=h.vpid,
         )
         entry.complete = True
     else:
-        proc = table.view(entry, h.tid, h.comm)
+        proc = table.view(entry, h.tid, h.comm, h.vtid)
     anc = table.ancestors(entry)
     args = [
         Arg("res", res),
@@ -113,7 +121,7 @@ def decode_fork(d: Decoder, h: Header, raw: bytes) -> Event | None:
     child = table.fork(parent, child_pid, child_tid, flags, table.clock.to_wall(h.ts_ns))
     if sc == layout.SC_KTHREAD and not d.emit_kthread_forks:
         return None
-    proc = table.view(parent, parent_tid, h.comm)
+    proc = table.view(parent, parent_tid, h.comm, h.vtid)
     anc = table.ancestors(parent)
     cp = child.proc if child is not None else proc
     args = (
@@ -139,8 +147,8 @@ def decode_exit(d: Decoder, h: Header, raw: bytes) -> Event | None:
     d.body(layout.EXIT.size, raw)
     code, has_code, group_dead, _pad = layout.EXIT.unpack_from(raw, layout.HDR.size)
     table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id)
-    proc = table.view(entry, h.tid, h.comm)
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
+    proc = table.view(entry, h.tid, h.comm, h.vtid)
     anc = table.ancestors(entry)
     args: tuple[Arg, ...] = ()
     if has_code:

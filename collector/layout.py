@@ -113,6 +113,8 @@ class Hdr(ctypes.Structure):
         ("cpu", ctypes.c_uint32),
         ("flags", ctypes.c_uint32),
         ("comm", ctypes.c_char * 16),
+        ("vpid", ctypes.c_uint32),
+        ("vtid", ctypes.c_uint32),
     ]
 
 

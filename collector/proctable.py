@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import replace
 
 from collector import layout, procfs
@@ -50,6 +51,8 @@ class ProcessTable(FdOps):
         self.procs: dict[int, ProcEntry] = {}
         self._gen = 0
         self._upperdirs: dict[int, str] = {}
+        # Called with (cgroup id, pid) for a process seen in a pid namespace of its own (see KernelSource).
+        self.pidns_hook: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------------ building entries
 
@@ -106,6 +109,8 @@ class ProcessTable(FdOps):
             is_sid_leader=(stat.session == snap.pid) if stat else None,
             is_vpgid_leader=vpgid == vpid,
         )
+        if vpid != snap.pid and cgroup_id > 1 and self.pidns_hook is not None:
+            self.pidns_hook(cgroup_id, snap.pid)
         return ProcEntry(proc=self._names(p, snap.mntns), mntns=snap.mntns)
 
     def seed(self) -> int:
@@ -138,12 +143,17 @@ class ProcessTable(FdOps):
 
     # ------------------------------------------------------------------ lookups
 
-    def get(self, pid: int, comm: str, uid: int, gid: int, cgroup_id: int) -> ProcEntry:
-        """The entry for a thread group, reading /proc when the table has none."""
+    def get(self, pid: int, comm: str, uid: int, gid: int, cgroup_id: int, vpid: int = 0) -> ProcEntry:
+        """The entry for a thread group, reading /proc when the table has none. ``vpid``, when the probe could
+        tell it, corrects a namespaced pid the table did not know."""
         entry = self.procs.get(pid)
         if entry is None:
             entry = self._load(pid, comm, uid, gid, cgroup_id)
         p = entry.proc
+        if vpid and p.vpid != vpid:
+            entry.proc = p = replace(p, vpid=vpid, vtid=vpid)
+            entry.threads.clear()
+            self._gen += 1
         if p.uid != uid or p.gid != gid:
             # setuid/setgid family: the real ids changed; a privileged setuid sets all ids alike.
             p = replace(p, uid=uid, gid=gid, euid=uid, egid=gid)
@@ -152,14 +162,14 @@ class ProcessTable(FdOps):
             self._gen += 1
         return entry
 
-    def view(self, entry: ProcEntry, tid: int, comm: str) -> Process:
+    def view(self, entry: ProcEntry, tid: int, comm: str, vtid: int = 0) -> Process:
         """The Process as seen from one thread (tid and comm may differ from the main thread's)."""
         p = entry.proc
         if tid == p.pid and comm == p.comm:
             return p
         t = entry.threads.get(tid)
         if t is None or t.comm != comm or t.uid != p.uid:
-            vtid = tid if p.vpid == p.pid else 0
+            vtid = vtid or (tid if p.vpid == p.pid else 0)
             t = replace(p, tid=tid, vtid=vtid, comm=comm)
             if len(entry.threads) > 1024:
                 entry.threads.clear()
@@ -252,8 +262,10 @@ class ProcessTable(FdOps):
         uid: int,
         gid: int,
         cgroup_id: int,
+        vpid_hint: int = 0,
     ) -> Process:
-        """The process replaced its image; returns the new Process."""
+        """The process replaced its image; returns the new Process. ``vpid_hint`` is the namespaced pid the probe
+        reported, used when /proc can no longer be read."""
         pid = entry.proc.pid
         base = f"{self.proc_root}/{pid}"
         exepath = ""
@@ -263,7 +275,7 @@ class ProcessTable(FdOps):
             exepath = self._exepath_from_filename(entry, filename)
         euid: int | None = uid
         egid: int | None = gid
-        vpid = entry.proc.vpid
+        vpid = vpid_hint or entry.proc.vpid
         vpgid = entry.proc.vpgid
         caps = (entry.proc.cap_inheritable, entry.proc.cap_permitted, entry.proc.cap_effective)
         tty, sid, pgid = entry.proc.tty, entry.proc.sid, entry.proc.pgid
@@ -326,6 +338,8 @@ class ProcessTable(FdOps):
         )
         entry.proc = self._names(p, mntns)
         entry.mntns = mntns
+        if vpid and vpid != pid and cgroup_id > 1 and self.pidns_hook is not None:
+            self.pidns_hook(cgroup_id, pid)
         for fd in entry.cloexec:
             entry.fds.pop(fd, None)
         entry.cloexec.clear()

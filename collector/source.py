@@ -190,6 +190,13 @@ class BpfProbe:
         self._callback = on_record
         self._bpf[b"events"].open_ring_buffer(on_record)
 
+    def set_pidns(self, cgroup_id: int, dev: int, ino: int) -> None:
+        """Tell the probes which pid namespace the processes of a cgroup live in (for namespaced pids)."""
+        if self._bpf is not None:
+            key = ctypes.c_uint64(cgroup_id)
+            table = self._bpf[b"pidns"]
+            table[key] = table.Leaf(dev, ino)
+
     def exclude(self, pid: int) -> None:
         """Stop tracing a process (and the children it forks from now on)."""
         if self._bpf is not None:
@@ -245,6 +252,8 @@ class KernelSource:
             users, CgroupMap(proc_root=proc_root), clock, proc_root=proc_root, host_root=host_root
         )
         self.decoder = Decoder(self.table, identity or default_identity())
+        self.table.pidns_hook = self._register_pidns
+        self._pidns_known: set[int] = set()
         self._swept = time.monotonic()
         self.max_per_poll = max_per_poll
         self._backlog: list[bytes] = []
@@ -262,6 +271,21 @@ class KernelSource:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+
+    def _register_pidns(self, cgroup_id: int, pid: int) -> None:
+        if cgroup_id in self._pidns_known:
+            return
+        set_pidns = getattr(self.reader, "set_pidns", None)
+        if set_pidns is None:
+            return
+        try:
+            st = os.stat(f"{self.table.proc_root}/{pid}/ns/pid")
+        except OSError:
+            return
+        if len(self._pidns_known) > 4000:
+            self._pidns_known.clear()
+        self._pidns_known.add(cgroup_id)
+        set_pidns(cgroup_id, st.st_dev, st.st_ino)
 
     def poll(self) -> list[Event]:
         """Decode what the ring buffer holds now."""

@@ -24,10 +24,24 @@ def hdr(
     ts_ns: int = BOOT_NS,
     flags: int = 0,
     cpu: int = 0,
+    vpid: int = 0,
+    vtid: int = 0,
 ) -> bytes:
     size = layout.HDR.size + len(body_and_tail)
     head = layout.HDR.pack(
-        ts_ns, cgroup_id, msg, size, pid, pid if tid is None else tid, uid, gid, cpu, flags, comm.encode()[:15]
+        ts_ns,
+        cgroup_id,
+        msg,
+        size,
+        pid,
+        pid if tid is None else tid,
+        uid,
+        gid,
+        cpu,
+        flags,
+        comm.encode()[:15],
+        vpid,
+        vtid,
     )
     return head + body_and_tail
 

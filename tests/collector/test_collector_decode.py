@@ -307,3 +307,16 @@ def test_udp_sendto_names_its_peer(decoder: Decoder, table: ProcessTable) -> Non
     assert ev is not None and ev.type == "sendto" and ev.fd is not None
     assert (ev.fd.l4proto, ev.fd.connected, ev.fd.name_changed) == (L4Proto.UDP, False, True)
     assert ev.fd.server_ip == bytes([8, 8, 8, 8]) and ev.fd.server_port == 53 and ev.arg("size") == 40
+
+
+def test_namespaced_pids_from_the_probe(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 1000, 1, "containerd-shim")
+    ev = decoder.decode(rec.fork_record(1000, 1001))
+    ev = decoder.decode(rec.exec_record(1001, "/bin/sh", ["sh"]))
+    assert ev is not None and ev.proc.vpid == 1001  # nothing known: the host pid stands in
+    raw = rec.open_record(1001, "/etc/passwd", comm="sh")
+    head = bytearray(raw)
+    struct.pack_into("<II", head, 64, 7, 9)  # vpid, vtid in the header
+    ev = decoder.decode(bytes(head))
+    assert ev is not None and ev.proc.vpid == 7
+    assert table.procs[1001].proc.vpid == 7
