@@ -279,6 +279,7 @@ class ProcessTable(FdOps):
         vpgid = entry.proc.vpgid
         caps = (entry.proc.cap_inheritable, entry.proc.cap_permitted, entry.proc.cap_effective)
         tty, sid, pgid = entry.proc.tty, entry.proc.sid, entry.proc.pgid
+        loginuid = entry.proc.loginuid
         exe_ino: int | None = None
         ctime: int | None = None
         mtime: int | None = None
@@ -297,6 +298,10 @@ class ProcessTable(FdOps):
             # The controlling terminal and session are set up between fork and exec (setsid, TIOCSCTTY: docker
             # exec -t, sshd), so the inherited values are stale by now.
             tty, sid, pgid = stat.tty, stat.session, stat.pgrp
+            # pam_loginuid writes the audit login uid between fork and exec (sshd, login, su -l), as does any
+            # process that sets it for its child; Falco takes it from the exec event, so re-read it here.
+            with open(f"{base}/loginuid", encoding="ascii") as f:
+                loginuid = procfs.parse_loginuid(f.read())
             s = os.stat(f"{base}/exe")
             exe_ino, ctime, mtime = s.st_ino, s.st_ctime_ns, s.st_mtime_ns
         except (OSError, ValueError, IndexError):
@@ -317,6 +322,7 @@ class ProcessTable(FdOps):
             gid=gid,
             euid=euid,
             egid=egid,
+            loginuid=loginuid,
             cap_inheritable=caps[0],
             cap_permitted=caps[1],
             cap_effective=caps[2],
