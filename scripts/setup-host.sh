@@ -22,14 +22,14 @@ fi
 
 # bcc compiles against /lib/modules/$(uname -r)/build; this kernel ships none, so point it at the installed
 # headers. Lanner reads tracepoint arguments only, never kernel structs, so a version mismatch is harmless.
-build="/lib/modules/$(uname -r)/build"
-if [ ! -e "$build" ] && [ "$(id -u)" = 0 ]; then
+# bcc also wants .../source (the -common headers: include/linux/kconfig.h and friends).
+mods="/lib/modules/$(uname -r)"
+if [ "$(id -u)" = 0 ]; then
   hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1 || true)
-  if [ -n "$hdr" ]; then
-    mkdir -p "/lib/modules/$(uname -r)"
-    ln -sfn "$hdr" "$build"
-    log "linked $build -> $hdr"
-  fi
+  common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n1 || true)
+  mkdir -p "$mods"
+  if [ ! -e "$mods/build" ] && [ -n "$hdr" ]; then ln -sfn "$hdr" "$mods/build"; log "linked $mods/build -> $hdr"; fi
+  if [ ! -e "$mods/source" ] && [ -n "$common" ]; then ln -sfn "$common" "$mods/source"; log "linked $mods/source -> $common"; fi
 fi
 if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" = 0 ]; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null && log "mounted tracefs at /sys/kernel/tracing" || true
