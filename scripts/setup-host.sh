@@ -41,8 +41,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c 'import lanner, grpc_tools, pytest' 2>/dev/null || [ pyproject.toml -nt "$VENV/.installed" ]; then
   log "pip install -e .[dev]"
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e '.[dev]'
+  mkdir -p var
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[dev]'; } >var/pip.log 2>&1; then
+    tail -n 30 var/pip.log >&2; log "pip install failed (full log: var/pip.log)"; exit 1
+  fi
   touch "$VENV/.installed"
 fi
 log "ok"
