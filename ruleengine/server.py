@@ -109,7 +109,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
     if cfg.record_path:
         record_file = Path(cfg.record_path).open("a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
         recorder = make_recorder(record_file)
-    service = RuleEngineService(reloader.current, render, alerts, recorder)
+    service = RuleEngineService(reloader.current, render, alerts, recorder, hostname)
 
     def register(server: grpc.aio.Server) -> list[str]:
         services_pb2_grpc.add_RuleEngineServiceServicer_to_server(service, server)

@@ -24,7 +24,8 @@ from lanner.streaming import BatchSender
 from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
 from ruleengine.fields import EventContext
 from ruleengine.metrics import ALERTS_RAISED, EVAL_SECONDS, UPSTREAM_DROPPED
-from ruleengine.output import AlertRecord
+from ruleengine.output import AlertRecord, format_alert_time
+from ruleengine.priority import Priority
 
 log = logging.getLogger(__name__)
 STAGE = "ruleengine"
@@ -79,6 +80,25 @@ def _to_value(value: Any) -> struct_pb2.Value:
     return v
 
 
+SYSCALL_DROP_RULE = "Falco internal: syscall event drop"
+
+
+def syscall_drop_alert(pb: event_pb2.Event, hostname: str) -> AlertRecord:
+    """Falco's internal alert for events the kernel side lost (the collector rate-limits these events)."""
+    args = {a.name: (a.int_value or a.uint_value) for a in pb.args}
+    n_drops, n_evts = int(args.get("n_drops", 0)), int(args.get("n_evts", 0))
+    message = f"Falco internal: syscall event drop. {n_drops} system calls dropped in last second."
+    time_ns = pb.timing.event_ns or time.time_ns()
+    perc = (100.0 * n_drops / (n_drops + n_evts)) if n_drops + n_evts else 0.0
+    return AlertRecord(
+        rule=SYSCALL_DROP_RULE, priority=Priority.CRITICAL, source="internal", tags=(), time_ns=time_ns,
+        output=f"{format_alert_time(time_ns, False)}: {Priority.CRITICAL.falco_name} {message}", message=message,
+        output_fields={"n_drops": n_drops, "n_evts": n_evts, "n_drops_perc": round(perc, 6),
+                       "node": pb.id.node},
+        hostname=hostname,
+    )
+
+
 class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
     """Serves RuleEngineService.PushEvents."""
 
@@ -88,7 +108,9 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
         render: Callable[[Any, EventContext], AlertRecord],
         alerts: BatchSender[alert_pb2.Alert],
         recorder: Callable[[Any], None] | None = None,
+        hostname: str = "",
     ) -> None:
+        self._hostname = hostname
         self._engine = current_engine
         self._render = render
         self._alerts = alerts
@@ -120,6 +142,10 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
             if self._recorder is not None:
                 self._recorder(pb)
             source = pb.source or "syscall"
+            if source == "internal":
+                if pb.type == "syscall_event_drop":
+                    self._alerts.submit(alert_to_pb(syscall_drop_alert(pb, self._hostname), pb))
+                continue
             if not engine.has_rules_for(source, pb.type):
                 continue
             try:
