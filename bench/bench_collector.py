@@ -88,9 +88,10 @@ def main() -> int:
     ap.add_argument("--pb", action="store_true", help="also encode each event and build the batch, as the service does")
     args = ap.parse_args()
 
-    from collector.encode import EventEncoder, batch_wire
+    from collector.encode import EventEncoder
     from collector.preflight import SetupError
     from collector.source import BpfProbe, KernelSource
+    from lanner.wire import event_batch_wire as batch_wire
 
     encode = EventEncoder().encode
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))

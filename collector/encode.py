@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from lanner.convert import event_to_pb, process_to_pb
 from lanner.model import HOST_CONTAINER, NO_K8S, Arg, Event, Fd, Process
 from lanner.v1 import event_pb2
+from lanner.wire import event_batch_wire
 
 _PROC_TAG = b"\x3a"  # field 7 (proc), wire type 2
 _ANCESTOR_TAG = b"\x42"  # field 8 (ancestors), wire type 2
@@ -234,16 +235,6 @@ class EventEncoder:
         return event_pb2.Event.FromString(self.encode(ev))
 
 
-def batch_wire(seq: int, events: Sequence[bytes], dropped: int) -> bytes:
-    """The serialized ``lanner.v1.EventBatch`` holding already-serialized events (no parse, no copy per field)."""
-    parts = [b"\x08" + _varint(seq)]
-    for data in events:
-        parts.append(b"\x12" + _varint(len(data)) + data)
-    if dropped:
-        parts.append(b"\x18" + _varint(dropped))
-    return b"".join(parts)
-
-
 def make_batch_bytes(seq: int, events: Sequence[bytes], dropped: int) -> event_pb2.EventBatch:
     """The same batch as a message object."""
-    return event_pb2.EventBatch.FromString(batch_wire(seq, events, dropped))
+    return event_pb2.EventBatch.FromString(event_batch_wire(seq, events, dropped))

@@ -14,17 +14,17 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
-import grpc
 from google.protobuf import json_format
 
 from collector.decode import Identity
-from collector.encode import EventEncoder, batch_wire
+from collector.encode import EventEncoder
 from collector.source import EventSource
 from lanner.convert import event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
 from lanner.streaming import BatchSender
-from lanner.v1 import event_pb2, services_pb2
+from lanner.v1 import services_pb2
+from lanner.wire import event_batch_wire, raw_push_events
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,14 @@ STAGE = "collector"
 # Events travel to the sender already serialized (see collector.encode), and batches go on the wire as the bytes
 # they are assembled into: parsing them back into messages only for gRPC to serialize them again cost more than
 # decoding the events in the first place.
-make_batch = batch_wire
+make_batch = event_batch_wire
 PUSH_EVENTS = "/" + services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_name + "/PushEvents"
 # Above this many events in one poll the loop goes round again at once instead of sleeping.
 BUSY_POLL = 256
 
 
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-def open_enricher_stream(channel: grpc.aio.Channel) -> object:
-    """The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches."""
-    return channel.stream_stream(
-        PUSH_EVENTS, request_serializer=_identity, response_deserializer=event_pb2.BatchAck.FromString
-    )
+# The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
+open_enricher_stream = raw_push_events(PUSH_EVENTS)
 
 
 def event_json(ev: Event) -> str:

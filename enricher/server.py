@@ -19,7 +19,7 @@ from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
 from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream
 from lanner.server import run_service
 from lanner.streaming import BatchSender
-from lanner.v1 import event_pb2, services_pb2, services_pb2_grpc
+from lanner.v1 import services_pb2, services_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ async def serve(cfg: EnricherConfig) -> None:
         meta_ttl_s=cfg.memory_ttl_s,
         negative_ttl_s=cfg.negative_ttl_s,
     )
-    sender: BatchSender[event_pb2.Event] = BatchSender(
+    sender: BatchSender[bytes] = BatchSender(
         STAGE,
         cfg.ruleengine_target,
         open_ruleengine_stream,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -13,26 +13,23 @@ from enricher.enrich import Enricher
 from lanner.metrics import EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2, services_pb2_grpc
+from lanner.wire import event_batch_wire, raw_push_events
 
 log = logging.getLogger(__name__)
 
 STAGE = "enricher"
 
 
-def make_batch(seq: int, events: Sequence[event_pb2.Event], dropped: int) -> event_pb2.EventBatch:
-    """The batch the rule engine receives."""
-    return event_pb2.EventBatch(batch_seq=seq, events=events, dropped_since_last=dropped)
-
-
-def open_ruleengine_stream(channel: grpc.aio.Channel) -> object:
-    """The rule engine's PushEvents stream factory, for ``BatchSender``."""
-    return services_pb2_grpc.RuleEngineServiceStub(channel).PushEvents
+# Events travel to the rule engine as their serialized bytes: building a new EventBatch from the received event
+# messages would copy each one, and that copy was the enricher's largest cost.
+make_batch = event_batch_wire
+open_ruleengine_stream = raw_push_events("/lanner.v1.RuleEngineService/PushEvents")
 
 
 class EnricherServicer(services_pb2_grpc.EnricherServiceServicer):
     """Serves PushEvents: every batch is enriched in order and handed to the sender; the ack says how many."""
 
-    def __init__(self, enricher: Enricher, sender: BatchSender[event_pb2.Event]) -> None:
+    def __init__(self, enricher: Enricher, sender: BatchSender[bytes]) -> None:
         self.enricher = enricher
         self.sender = sender
         self._in = EVENTS_IN.labels(STAGE)
@@ -56,7 +53,7 @@ class EnricherServicer(services_pb2_grpc.EnricherServiceServicer):
                     ev.timing.enriched_ns = now
                     if ev.timing.event_ns:
                         self._latency.observe(max(0, now - ev.timing.event_ns) / 1e9)
-                self.sender.submit_many(list(events))
+                self.sender.submit_many([ev.SerializeToString() for ev in events])
                 free = max(0, self.sender.max_queue - len(self.sender))
                 yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=len(events), credit=free)
         finally:
