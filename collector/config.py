@@ -45,7 +45,7 @@ class CollectorConfig:
     enricher_target: str = "127.0.0.1:7702"
     batch_size: int = 256
     linger_ms: float = 5.0
-    max_queue: int = 65536
+    max_queue: int = 16384
     exclude_pids: tuple[int, ...] = ()
     ring_buffer_pages: int = 2048
     families: tuple[str, ...] = FAMILIES

@@ -30,7 +30,7 @@ class EnricherConfig:
     lookup_timeout_s: float = 2.0
     wait_ms: float = 100.0
     warm_start: bool = True
-    max_queue: int = 65536
+    max_queue: int = 16384
     batch_size: int = 256
     log_level: str = "info"
 

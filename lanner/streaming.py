@@ -47,7 +47,7 @@ class BatchSender(Generic[T]):
         batch_size: int = 256,
         linger_s: float = 0.005,
         reliable: bool = False,
-        max_inflight: int = 32,
+        max_inflight: int = 8,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
     ) -> None:
