@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 from collections import Counter
 
 from lanner.model import Event
@@ -20,7 +21,7 @@ from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.events_json import event_from_fields
 from ruleengine.fields import EventContext
 
-STABLE = "/work/shared/falco-rules/falco_rules.yaml"
+STABLE = str(Path(__file__).resolve().parents[2] / "shared" / "falco-rules" / "falco_rules.yaml")
 
 PROCS = ["nginx", "python3", "java", "node", "postgres", "redis-server", "containerd", "kubelet", "systemd",
          "sshd", "cron", "bash", "ls", "grep", "sed", "awk", "tar", "gzip", "curl", "git"]

@@ -11,6 +11,7 @@ records are audit.k8s.io/v1 ``Event`` objects. Format reference: ``docs/events-j
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 from collections.abc import Iterator, Mapping
@@ -83,6 +84,13 @@ def _matches(bound: BoundField, got: object, want: object) -> bool:
     return bound.render(got) == str(want) or render_value(bound.to_json(got)) == str(want)
 
 
+@functools.lru_cache(maxsize=8192)
+def _resolve_key(source: str, key: str) -> tuple[BoundField, Any, bool]:
+    """Field lookup per record key; a recorded file repeats the same few dozen keys on every line."""
+    name, arg = split_key(key)
+    return resolve_with_setter(source, name, arg)
+
+
 def event_from_fields(record: Mapping[str, object], source: str = SOURCE_SYSCALL, *, num: int = 0) -> Event:
     """Build an Event from a record keyed by Falco field names (or an audit Event for ``k8s_audit``).
 
@@ -100,9 +108,8 @@ def event_from_fields(record: Mapping[str, object], source: str = SOURCE_SYSCALL
         b.identity["seq"] = num
     items: list[tuple[bool, bool, str, BoundField, Any, object]] = []
     for key, value in record.items():
-        name, arg = split_key(str(key))
         try:
-            bound, setter, derived = resolve_with_setter(source, name, arg)
+            bound, setter, derived = _resolve_key(source, str(key))
         except (UnknownFieldError, FieldArgError) as exc:
             raise EventFormatError(str(key), str(exc)) from None
         items.append((derived, key != "evt.type", str(key), bound, setter, value))
