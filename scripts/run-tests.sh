@@ -19,5 +19,8 @@ log "lint: ruff + mypy --strict"
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy" -p lanner -p collector -p enricher -p ruleengine -p dispatcher
 
+log "rule tests: every Lanner rule and every stable upstream rule, positive and negative (lanner rules test)"
+"$VENV/bin/lanner" rules test tests/rules/lanner/*.yaml tests/rules/upstream/*.yaml tests/rules/upstream_k8s/*.yaml | tail -n 3
+
 log "pytest"
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"
