@@ -39,7 +39,7 @@ def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
     """The JSON alert as a dict, before serialisation."""
     out: dict[str, Any] = {
         "hostname": alert.hostname or hostname,
-        "priority": alert.priority.long_name,
+        "priority": alert.priority.falco_name,
         "rule": alert.rule,
         "source": alert.source,
         "time": rfc3339_ns(alert.time_ns),
@@ -84,4 +84,4 @@ def text_line(alert: Alert) -> str:
         return alert.output
     secs, nanos = divmod(alert.time_ns, 1_000_000_000)
     stamp = time.strftime("%H:%M:%S", time.localtime(secs)) + f".{nanos:09d}"
-    return f"{stamp}: {alert.priority.long_name} {alert.message or alert.rule}"
+    return f"{stamp}: {alert.priority.falco_name} {alert.message or alert.rule}"

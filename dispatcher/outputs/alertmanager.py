@@ -66,7 +66,7 @@ def build_alertmanager_alerts(alert: Alert, cfg: AlertmanagerConfig, ctx: Output
     labels = {
         "alertname": alert.rule,
         "severity": SEVERITY[alert.priority],
-        "priority": alert.priority.long_name,
+        "priority": alert.priority.falco_name,
         "source": "lanner",
         "falco_source": alert.source,
         "hostname": alert.hostname or ctx.hostname,

@@ -77,7 +77,7 @@ def build_pagerduty_event(alert: Alert, cfg: PagerDutyConfig, ctx: OutputContext
         "timestamp": rfc3339_ns(alert.time_ns)[:23] + "Z",
         "class": alert.rule,
         "custom_details": {
-            "priority": alert.priority.long_name,
+            "priority": alert.priority.falco_name,
             "source": alert.source,
             "tags": sorted(set(alert.tags)),
             "output": text_line(alert),

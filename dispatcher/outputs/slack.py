@@ -58,9 +58,9 @@ def _cut(text: str, limit: int) -> str:
 def build_slack_payload(alert: Alert, cfg: SlackConfig, ctx: OutputContext) -> dict[str, Any]:
     """The webhook body for an alert."""
     host = alert.hostname or ctx.hostname
-    summary = f"{alert.priority.long_name}: {alert.rule} on {host}"
+    summary = f"{alert.priority.falco_name}: {alert.rule} on {host}"
     code = "```" + _cut(_escape(text_line(alert)), MAX_SECTION - 6) + "```"
-    facts = [("Priority", alert.priority.long_name), ("Host", host), ("Source", alert.source)]
+    facts = [("Priority", alert.priority.falco_name), ("Host", host), ("Source", alert.source)]
     for name in cfg.fields:
         value = alert.output_fields.get(name)
         if value is not None and value != "" and len(facts) < MAX_FIELDS:

@@ -120,6 +120,6 @@ def test_bad_alert_fields_are_named(mutate: object, message: str) -> None:
 def test_priority_parse() -> None:
     assert Priority.parse("info") is Priority.INFORMATIONAL
     assert Priority.parse("WARNING") is Priority.WARNING
-    assert Priority.INFORMATIONAL.long_name == "Informational"
+    assert Priority.INFORMATIONAL.falco_name == "Informational"
     with pytest.raises(ValueError, match="unknown priority 'loud'"):
         Priority.parse("loud")
