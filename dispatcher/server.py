@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dispatcher.config import DispatcherConfig, OutputSpec
 from dispatcher.registry import Output
 from dispatcher.service import Dispatcher
+from dispatcher.store import RedisState
 from lanner.server import run_service
 
 log = logging.getLogger(__name__)
@@ -57,4 +58,5 @@ async def serve(
         grace=grace,
         metrics_bind=cfg.metrics_bind,
         stop_event=stop,
+        ready=lambda: RedisState.up,
     )

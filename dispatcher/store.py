@@ -219,6 +219,12 @@ def _parse_id(raw: bytes | str) -> tuple[int, int]:
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
+class RedisState:
+    """Whether the last Redis operation succeeded; the dispatcher's health follows it."""
+
+    up = True
+
+
 async def retry_redis(op: Callable[[], Awaitable[T]], what: str, url: str, backoff: Backoff | None = None) -> T:
     """Run ``op`` until Redis answers, logging the outage once (then every 30 s) and the recovery.
 
@@ -233,6 +239,7 @@ async def retry_redis(op: Callable[[], Awaitable[T]], what: str, url: str, backo
         except REDIS_ERRORS as exc:
             failures += 1
             REDIS_UP.set(0)
+            RedisState.up = False
             now = time.monotonic()
             if failures == 1 or now - last_log >= 30.0:
                 last_log = now
@@ -246,4 +253,5 @@ async def retry_redis(op: Callable[[], Awaitable[T]], what: str, url: str, backo
         if failures:
             log.info("redis reachable again; resuming %s", what, extra={"redis_url": url, "failures": failures})
         REDIS_UP.set(1)
+        RedisState.up = True
         return result

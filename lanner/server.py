@@ -47,12 +47,15 @@ async def run_service(
     grace: float = 5.0,
     metrics_bind: str = "",
     stop_event: asyncio.Event | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop_event``), then stop gracefully.
 
     ``register`` adds the servicers and returns their full service names, which get health status and
-    reflection. Background coroutines run beside the server and are cancelled at shutdown; ``on_stop`` callbacks
-    then run in reverse order, so resources close in the reverse of the order they were opened.
+    reflection. ``ready`` (polled every second) turns health to NOT_SERVING while it returns False, for example
+    while a dependency such as Redis is away, so probes see it. Background coroutines run beside the server and
+    are cancelled at shutdown; ``on_stop`` callbacks then run in reverse order, so resources close in the reverse
+    of the order they were opened.
     """
     server = grpc.aio.server(options=GRPC_OPTIONS)
     service_names = list(register(server))
@@ -81,6 +84,8 @@ async def run_service(
             loop.add_signal_handler(sig, stop.set)
 
     tasks = [asyncio.create_task(_supervise(name, fn, stop)) for fn in background]
+    if ready is not None:
+        tasks.append(asyncio.create_task(_watch_ready(name, ready, health_servicer, ["", *service_names])))
     try:
         await stop.wait()
     finally:
@@ -117,6 +122,22 @@ async def _supervise(name: str, fn: Background, stop: asyncio.Event) -> None:
             extra={"service_name": name, "task": getattr(fn, "__qualname__", repr(fn)), "error": str(exc)},
         )
         stop.set()
+
+
+async def _watch_ready(
+    name: str, ready: Callable[[], bool], servicer: health.aio.HealthServicer, names: Sequence[str]
+) -> None:
+    serving = True
+    while True:
+        await asyncio.sleep(1.0)
+        now = bool(ready())
+        if now == serving:
+            continue
+        serving = now
+        status = health_pb2.HealthCheckResponse.SERVING if now else health_pb2.HealthCheckResponse.NOT_SERVING
+        for svc in names:
+            await servicer.set(svc, status)
+        log.warning("health changed", extra={"service_name": name, "serving": now})
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from dispatcher_testlib import (
     RedisProcess,
@@ -24,6 +25,7 @@ from dispatcher_testlib import (
     wait_for,
     wait_listening,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dispatcher.driver import group_name
 from lanner.v1 import alert_pb2
@@ -103,10 +105,25 @@ async def test_redis_outage_holds_acks_and_delivery_resumes(own_redis: RedisProc
         pending = asyncio.create_task(push(d.target, [batch(2, 5, 5)], timeout=30))
         await asyncio.sleep(1.0)
         assert not pending.done(), "acked while Redis was down"
+        await _wait_health(d.target, health_pb2.HealthCheckResponse.NOT_SERVING)
         own_redis.start()
         acks = await asyncio.wait_for(pending, 30)
         assert acks[0].accepted == 5
         await wait_for(lambda: len(lines(out)) == 10, timeout=20)
+        await _wait_health(d.target, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _wait_health(target: str, want: int, timeout: float = 10.0) -> None:
+    """Health follows Redis: probes (compose, Kubernetes) see the dispatcher unable to accept alerts."""
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+            if resp.status == want:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"health stayed {resp.status}, wanted {want}"
+            await asyncio.sleep(0.2)
 
 
 def _write_config(path: Path, redis_url: str, bind: str, out: Path) -> None:
