@@ -35,6 +35,10 @@ class OpError(ValueError):
     """Operator/type mismatch or a bad literal."""
 
 
+# Fields that test both endpoints of a socket at once; their `!=` means "neither endpoint", as in libsinsp.
+_BOTH_ENDPOINT_FIELDS = frozenset({"fd.ip", "fd.port", "fd.net"})
+
+
 @dataclass(frozen=True, slots=True)
 class Operand:
     """Generated code reading one side of a check, its value type and multiplicity.
@@ -305,6 +309,12 @@ class OpBuilder:
         kval = self._literal(texts[0])
         k = gen.const(kval)
         is_net = isinstance(kval, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        if op == "!=" and self.lhs.multi == "any" and self.lhs.bound is not None and (
+                self.lhs.bound.info.name in _BOTH_ENDPOINT_FIELDS):
+            # libsinsp: `fd.ip != X` holds only when neither endpoint matches (not "some endpoint differs").
+            x = self.gen.tmp()
+            test = f"{x} in {k}" if is_net else f"{x} == {k}"
+            return f"not any({test} for {x} in {v})"
         if self.lhs.multi == "any" and not is_net and op in ("=", "==", "!="):
             # any element equal / any element different, without a generator per event
             return f"{k} in {v}" if op != "!=" else f"{v}.count({k}) != len({v})"
