@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import STABLE, make_labelled_events  # noqa: E402
+from bench_engine import STABLE, make_labelled_events
 
-from ruleengine.events_json import event_to_fields  # noqa: E402
+from ruleengine.events_json import event_to_fields
 
 PARSE_ONLY = "import json,sys\nn=0\nfor line in open(sys.argv[1]):\n    json.loads(line); n+=1\nprint(n)"
 
