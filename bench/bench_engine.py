@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 from lanner.model import Event
 from ruleengine.engine import Engine, EngineOptions, load_rules
