@@ -228,7 +228,7 @@ def test_process_in_a_container(source: KernelSource) -> None:
     script = (
         "sleep 0.5 && echo 'ctruser:x:4242:4242::/home/ctr:/bin/sh' >> /etc/passwd && "
         "setpriv --reuid=4242 --regid=4242 --clear-groups cat /etc/hostname && "
-        "cp /usr/bin/cat /tmp/dropped && /tmp/dropped /etc/hostname && sleep 1"
+        "cp /usr/bin/cat /tmp/dropped && /tmp/dropped /etc/hostname && sleep 3"
     )
     # Decode while the container runs, as the service does: its root is readable only while it is alive.
     ctr = subprocess.Popen(
