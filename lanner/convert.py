@@ -28,6 +28,9 @@ _REPEATED = frozenset({"args", "env", "cgroups"})
 _CACHE_LIMIT = 8192
 _process_cache: dict[bytes, model.Process] = {}
 _container_cache: dict[bytes, model.Container] = {}
+# Decoded objects are shared between events, which is safe because nothing after the decoder mutates them.
+_fd_cache: dict[bytes, model.Fd] = {}
+_arg_cache: dict[bytes, model.Arg] = {}
 
 
 def process_from_pb(pb: event_pb2.Process) -> model.Process:
@@ -62,6 +65,18 @@ def process_to_pb(p: model.Process, out: event_pb2.Process) -> None:
 
 
 def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
+    """Decode an fd; the same file or socket, event after event, shares one object."""
+    key = pb.SerializeToString()
+    cached = _fd_cache.get(key)
+    if cached is not None:
+        return cached
+    if len(_fd_cache) >= _CACHE_LIMIT:
+        _fd_cache.clear()
+    fd = _fd_cache[key] = _decode_fd(pb)
+    return fd
+
+
+def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
     kw: dict[str, Any] = {f.name: value for f, value in pb.ListFields()}
     if "type" in kw:
         kw["type"] = _FD_TYPES[kw["type"]]
@@ -132,6 +147,17 @@ def k8s_to_pb(k: model.K8s, out: event_pb2.K8s) -> None:
 
 
 def _arg_from_pb(pb: event_pb2.Arg) -> model.Arg:
+    key = pb.SerializeToString()
+    cached = _arg_cache.get(key)
+    if cached is not None:
+        return cached
+    if len(_arg_cache) >= _CACHE_LIMIT:
+        _arg_cache.clear()
+    arg = _arg_cache[key] = _decode_arg(pb)
+    return arg
+
+
+def _decode_arg(pb: event_pb2.Arg) -> model.Arg:
     kind = pb.WhichOneof("value")
     value: model.ArgValue = getattr(pb, kind) if kind else b""
     return model.Arg(pb.name, value)
