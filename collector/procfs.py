@@ -266,3 +266,23 @@ class BootClock:
     def ticks_to_wall(self, ticks: int) -> int:
         """Epoch ns for a /proc start time in clock ticks since boot."""
         return ticks * 1_000_000_000 // self._ticks_per_s + self._offset
+
+
+CAP_DAC_OVERRIDE = 1
+ST_RDONLY = 1
+
+
+def exe_writable(st: os.stat_result, euid: int | None, egid: int | None, cap_effective: int | None,
+                 fs_flags: int) -> bool:
+    """Falco's EXE_WRITABLE: could the process that exec'd this file write to it? Never on a read-only
+    filesystem; always with CAP_DAC_OVERRIDE (so root's executables usually are); otherwise the owner, group or
+    other write bit that applies to the process's effective ids."""
+    if fs_flags & ST_RDONLY:
+        return False
+    if cap_effective is not None and cap_effective >> CAP_DAC_OVERRIDE & 1:
+        return True
+    if euid is not None and st.st_uid == euid:
+        return bool(st.st_mode & 0o200)
+    if egid is not None and st.st_gid == egid:
+        return bool(st.st_mode & 0o020)
+    return bool(st.st_mode & 0o002)

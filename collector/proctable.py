@@ -16,7 +16,7 @@ from collector import layout, procfs
 from collector.cgroups import CgroupMap
 from collector.entry import ProcEntry, normalize, with_slash
 from collector.fdtable import FdOps
-from collector.procfs import BootClock, Snapshot
+from collector.procfs import BootClock, Snapshot, exe_writable
 from collector.users import UserDb
 from lanner.model import Process
 
@@ -281,6 +281,7 @@ class ProcessTable(FdOps):
         tty, sid, pgid = entry.proc.tty, entry.proc.sid, entry.proc.pgid
         loginuid = entry.proc.loginuid
         exe_ino: int | None = None
+        writable: bool | None = None
         ctime: int | None = None
         mtime: int | None = None
         try:
@@ -304,6 +305,7 @@ class ProcessTable(FdOps):
                 loginuid = procfs.parse_loginuid(f.read())
             s = os.stat(f"{base}/exe")
             exe_ino, ctime, mtime = s.st_ino, s.st_ctime_ns, s.st_mtime_ns
+            writable = exe_writable(s, euid, egid, caps[2], os.statvfs(f"{base}/exe").f_flag)
         except (OSError, ValueError, IndexError):
             pass
         mntns = procfs.ns_inode(self.proc_root, pid, "mnt") or entry.mntns
@@ -339,6 +341,7 @@ class ProcessTable(FdOps):
             exe_ino=exe_ino,
             exe_ino_ctime=ctime,
             exe_ino_mtime=mtime,
+            is_exe_writable=writable,
             is_exe_from_memfd=exepath.startswith("/memfd:"),
             is_exe_upper_layer=self.exe_upper_layer(mntns, pid, exepath),
         )

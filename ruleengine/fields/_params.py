@@ -8,7 +8,7 @@ from ruleengine.fields import _tables as t
 
 _EXEC = ("res:errno exe:str args:bytes tid:pid pid:pid ptid:pid cwd:str fdlimit:dec pgft_maj:dec pgft_min:dec "
          "vm_size:dec vm_rss:dec vm_swap:dec comm:str cgroups:bytes env:bytes tty:dec vpgid:pid loginuid:uid "
-         "flags:hex cap_inheritable:hex cap_permitted:hex cap_effective:hex exe_ino:dec exe_ino_ctime:dec "
+         "flags:flags:execve cap_inheritable:hex cap_permitted:hex cap_effective:hex exe_ino:dec exe_ino_ctime:dec "
          "exe_ino_mtime:dec uid:uid trusted_exepath:fspath pgid:pid gid:gid")
 _CLONE = ("res:pid exe:str args:bytes tid:pid pid:pid ptid:pid cwd:str fdlimit:dec pgft_maj:dec pgft_min:dec "
           "vm_size:dec vm_rss:dec vm_swap:dec comm:str cgroups:bytes flags:flags:clone uid:dec gid:dec vtid:pid "
@@ -85,6 +85,7 @@ _SPEC: dict[str, str] = {
 }
 
 TABLES: dict[str, t.FlagTable] = {
+    "execve": t.EXECVE_FLAGS,
     "clone": t.CLONE_FLAGS, "prot": t.PROT_FLAGS, "mmap": t.MMAP_FLAGS, "mount": t.MOUNT_FLAGS,
     "umount": t.UMOUNT_FLAGS, "memfd": t.MEMFD_FLAGS, "unlinkat": t.UNLINKAT_FLAGS, "linkat": t.LINKAT_FLAGS,
     "fchownat": t.FCHOWNAT_FLAGS, "renameat2": t.RENAMEAT2_FLAGS, "resolve": t.RESOLVE_FLAGS,

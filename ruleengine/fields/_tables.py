@@ -131,6 +131,11 @@ def open_flags_from_string(text: str) -> int:
 # ---- generic tables (name, kernel value) in Falco's print order ----------------------------------------------
 FlagTable = tuple[tuple[str, int], ...]
 
+# Falco's execve_flags (execve/execveat exit parameter 19): Falco-only values, no kernel counterpart.
+EXECVE_FLAGS: FlagTable = (
+    ("EXE_WRITABLE", 1), ("EXE_UPPER_LAYER", 2), ("EXE_FROM_MEMFD", 4), ("EXE_LOWER_LAYER", 8),
+)
+
 CLONE_FLAGS: FlagTable = (
     ("CLONE_FILES", 0x400), ("CLONE_FS", 0x200), ("CLONE_IO", 0x80000000), ("CLONE_NEWIPC", 0x8000000),
     ("CLONE_NEWNET", 0x40000000), ("CLONE_NEWNS", 0x20000), ("CLONE_NEWPID", 0x20000000),

@@ -13,6 +13,26 @@ from ruleengine.fields._types import ArgKind, Extractor, FieldInfo, FieldType
 from ruleengine.fields._values import as_str
 from ruleengine.fields.evt import OPEN_EVENTS
 
+EXEC_EVENTS = frozenset({"execve", "execveat"})
+
+
+def exe_flags(ev: Event) -> int | None:
+    """Falco's execve ``flags`` from the facts the collector records about the new executable (absent when it
+    recorded none of them). A container's executable that is not in the writable layer is in a lower one."""
+    p = ev.proc
+    if p.is_exe_writable is None and p.is_exe_upper_layer is None and p.is_exe_from_memfd is None:
+        return None
+    flags = 0
+    if p.is_exe_writable:
+        flags |= 1
+    if p.is_exe_upper_layer:
+        flags |= 2
+    elif p.is_exe_upper_layer is False and ev.container.id != "host" and not p.is_exe_from_memfd:
+        flags |= 8
+    if p.is_exe_from_memfd:
+        flags |= 4
+    return flags
+
 
 # ---- arguments -----------------------------------------------------------------------------------------------
 def raw_arg(ev: Event, name: str) -> ArgValue | None:
@@ -23,6 +43,8 @@ def raw_arg(ev: Event, name: str) -> ArgValue | None:
     plist = P.PARAMS.get(ev.type)
     if plist and plist[0][0] == name:
         return ev.res
+    if name == "flags" and ev.type in EXEC_EVENTS:
+        return exe_flags(ev)
     if ev.fd is not None:
         if name == "flags" and ev.type in OPEN_EVENTS and ev.fd.open_flags is not None:
             return ev.fd.open_flags

@@ -170,3 +170,20 @@ def test_node_name() -> None:
     assert node_name() == socket.gethostname()  # same UTS namespace as init here
     ident = default_identity("n1")
     assert ident.node == "n1" and len(ident.producer_id) == 32 and ident.boot_id
+
+
+def test_exe_writable_follows_falco() -> None:
+    import os
+
+    from collector.procfs import exe_writable
+
+    def st(uid: int, gid: int, mode: int) -> os.stat_result:
+        return os.stat_result((mode, 1, 1, 1, uid, gid, 0, 0, 0, 0))
+
+    dac_override = 1 << 1
+    assert exe_writable(st(0, 0, 0o755), 0, 0, dac_override, 0)  # root may write anything writable at all
+    assert not exe_writable(st(0, 0, 0o755), 0, 0, dac_override, 1)  # ... but not on a read-only filesystem
+    assert not exe_writable(st(0, 0, 0o755), 1000, 1000, 0, 0)  # a user running /usr/bin/cat
+    assert exe_writable(st(1000, 1000, 0o755), 1000, 1000, 0, 0)  # a user running their own binary
+    assert exe_writable(st(0, 50, 0o775), 1000, 50, 0, 0)  # group-writable
+    assert exe_writable(st(0, 0, 0o757), 1000, 1000, 0, 0)  # world-writable
