@@ -87,6 +87,7 @@ class CollectorService:
         self.drop_alert_interval_s = drop_alert_interval_s
         self._drop_alert_at = -drop_alert_interval_s
         self._unreported = 0
+        self._queue_drops_seen = 0
         self._drop_seq = 0
         self.identity = identity or Identity("", "", "")
 
@@ -129,6 +130,11 @@ class CollectorService:
                 self._drops_logged = now
                 log.warning("events lost in the source", extra={"source": tracked.source.name, "lost_total": dropped})
 
+        # Events this collector's own queue had to drop (enricher slow or away) are losses too.
+        queue_lost = self.sender.dropped - self._queue_drops_seen
+        if queue_lost > 0:
+            self._queue_drops_seen = self.sender.dropped
+            self._unreported += queue_lost
         if (
             self._unreported
             and self.drop_alert_interval_s > 0
@@ -139,8 +145,8 @@ class CollectorService:
             self._unreported = 0
 
     def drop_event(self, lost: int) -> Event:
-        """The internal event reporting kernel-side losses (Falco's "syscall event drop"), at most one per
-        ``drop_alert_interval_s``."""
+        """The internal event reporting lost events (kernel ring buffer or our own full queue; Falco's "syscall
+        event drop"), at most one per ``drop_alert_interval_s``."""
         self._drop_seq += 1
         now = time.time_ns()
         return Event(

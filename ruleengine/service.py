@@ -81,6 +81,7 @@ def _to_value(value: Any) -> struct_pb2.Value:
 
 
 SYSCALL_DROP_RULE = "Falco internal: syscall event drop"
+DROP_ALERT_INTERVAL_S = 10.0
 
 
 def syscall_drop_alert(pb: event_pb2.Event, hostname: str) -> AlertRecord:
@@ -111,6 +112,9 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
         hostname: str = "",
     ) -> None:
         self._hostname = hostname
+        self._upstream_unreported = 0
+        self._upstream_alert_at = -DROP_ALERT_INTERVAL_S
+        self._drop_seq = 0
         self._engine = current_engine
         self._render = render
         self._alerts = alerts
@@ -129,10 +133,28 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
                 self._in.inc(n)
                 if batch.dropped_since_last:
                     UPSTREAM_DROPPED.inc(batch.dropped_since_last)
+                    self._report_upstream_drops(batch.dropped_since_last, batch)
                 self.evaluate_batch(batch)
                 yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=n)
         finally:
             log.info("upstream disconnected", extra={"peer": peer})
+
+    def _report_upstream_drops(self, dropped: int, batch: event_pb2.EventBatch) -> None:
+        """Events the enricher dropped become Falco's drop alert too, at most one per DROP_ALERT_INTERVAL_S."""
+        self._upstream_unreported += dropped
+        now = time.monotonic()
+        if now - self._upstream_alert_at < DROP_ALERT_INTERVAL_S:
+            return
+        self._upstream_alert_at = now
+        self._drop_seq += 1
+        event = event_pb2.Event(type="syscall_event_drop", source="internal")
+        event.id.node = batch.events[0].id.node if batch.events else self._hostname
+        event.id.producer_id, event.id.seq = "ruleengine-upstream-drops", self._drop_seq
+        event.timing.event_ns = time.time_ns()
+        event.args.add(name="n_drops", uint_value=self._upstream_unreported)
+        event.args.add(name="n_evts", uint_value=len(batch.events))
+        self._upstream_unreported = 0
+        self._alerts.submit(alert_to_pb(syscall_drop_alert(event, self._hostname), event))
 
     def evaluate_batch(self, batch: event_pb2.EventBatch) -> None:
         engine = self._engine()  # read once per batch: a hot reload swaps it atomically between batches

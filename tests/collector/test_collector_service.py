@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -118,3 +119,27 @@ def test_recorded_line_round_trips(decoder: Decoder, table: ProcessTable) -> Non
         ev = decoder.decode(r)
         assert ev is not None
         assert parse_line(event_json(ev), "rec.jsonl", 1) == ev
+
+
+def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
+    # No enricher at all and a queue of 2: the collector's own drops must reach the internal drop event.
+    source = ReplaySource(str(recording), Identity("node-q", "boot-q", "replay-q"))
+    source.start()
+    sender: BatchSender[bytes] = BatchSender(
+        "collector-queue-test", f"127.0.0.1:{free_port()}", open_enricher_stream, make_batch, max_queue=2
+    )
+    service = CollectorService([source], sender, drop_alert_interval_s=0.001)
+    try:
+        deadline = time.monotonic() + 5
+        while service.events < 3 and time.monotonic() < deadline:
+            service.pump()
+            time.sleep(0.01)
+        time.sleep(0.2)
+        service.check_drops(time.monotonic() + 1)
+    finally:
+        source.close()
+    assert sender.dropped >= 1
+    queued = [event_pb2.Event.FromString(b) for b in sender._queue]
+    drops = [e for e in queued if e.type == "syscall_event_drop"]
+    assert drops and drops[-1].source == "internal"
+    assert {a.name: a.uint_value for a in drops[-1].args}["n_drops"] >= 1

@@ -81,7 +81,7 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             await asyncio.wait_for(ch.channel_ready(), 15)
             call = services_pb2_grpc.RuleEngineServiceStub(ch).PushEvents()
-            batch = event_pb2.EventBatch(batch_seq=1)
+            batch = event_pb2.EventBatch(batch_seq=1, dropped_since_last=5)  # the enricher lost 5 events
             batch.events.append(shadow_event(7))
             batch.events.add(type="read", source="syscall")  # no rule for this type: skipped
             drop = batch.events.add(type="syscall_event_drop", source="internal")
@@ -90,7 +90,10 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
             await call.write(batch)
             ack = await call.read()
             assert ack.batch_seq == 1 and ack.accepted == 3
-            await wait_for(lambda: len(disp.alerts) == 2)
+            await wait_for(lambda: len(disp.alerts) == 3)
+            drop_counts = sorted(json.loads(a.output_fields_json)["n_drops"] for a in disp.alerts
+                                 if a.rule == "Falco internal: syscall event drop")
+            assert drop_counts == [5, 42]  # reported upstream losses, and the collector's drop event
             by_rule = {a.rule: a for a in disp.alerts}
             alert = by_rule["Shadow read"]
             assert alert.hostname == "testhost" and alert.source == "syscall"
@@ -102,7 +105,6 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
             assert "shadow read (proc=cat user=root)" in alert.output
             dropped = by_rule["Falco internal: syscall event drop"]
             assert dropped.source == "internal" and dropped.priority == alert_pb2.PRIORITY_CRITICAL
-            assert json.loads(dropped.output_fields_json)["n_drops"] == 42
 
             # Hot reload: a broken rules file keeps the old rules and raises an internal alert.
             rules.write_text(RULES + "\n- rule: broken\n  condition: proc.nmae = x\n")
