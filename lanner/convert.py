@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
 
 from lanner import model
 from lanner.v1 import event_pb2
@@ -32,17 +35,24 @@ _container_cache: dict[bytes, model.Container] = {}
 _fd_cache: dict[bytes, model.Fd] = {}
 _arg_cache: dict[bytes, model.Arg] = {}
 
+_Decoded = TypeVar("_Decoded")
+_Message = TypeVar("_Message", bound=Message)
+
+
+def _memoized(cache: dict[bytes, _Decoded], decode: Callable[[_Message], _Decoded], pb: _Message) -> _Decoded:
+    """Decode ``pb`` once per distinct wire form: ancestors, files and containers repeat event after event."""
+    key = pb.SerializeToString()
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        found = cache[key] = decode(pb)
+    return found
+
 
 def process_from_pb(pb: event_pb2.Process) -> model.Process:
     """Decode a process; identical processes (the same ancestors, event after event) share one object."""
-    key = pb.SerializeToString()
-    cached = _process_cache.get(key)
-    if cached is not None:
-        return cached
-    if len(_process_cache) >= _CACHE_LIMIT:
-        _process_cache.clear()
-    proc = _process_cache[key] = _decode_process(pb)
-    return proc
+    return _memoized(_process_cache, _decode_process, pb)
 
 
 def _decode_process(pb: event_pb2.Process) -> model.Process:
@@ -66,14 +76,7 @@ def process_to_pb(p: model.Process, out: event_pb2.Process) -> None:
 
 def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
     """Decode an fd; the same file or socket, event after event, shares one object."""
-    key = pb.SerializeToString()
-    cached = _fd_cache.get(key)
-    if cached is not None:
-        return cached
-    if len(_fd_cache) >= _CACHE_LIMIT:
-        _fd_cache.clear()
-    fd = _fd_cache[key] = _decode_fd(pb)
-    return fd
+    return _memoized(_fd_cache, _decode_fd, pb)
 
 
 def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
@@ -99,14 +102,7 @@ def fd_to_pb(fd: model.Fd, out: event_pb2.Fd) -> None:
 def container_from_pb(pb: event_pb2.Container) -> model.Container:
     if not pb.id:
         return model.HOST_CONTAINER
-    key = pb.SerializeToString()
-    cached = _container_cache.get(key)
-    if cached is not None:
-        return cached
-    if len(_container_cache) >= _CACHE_LIMIT:
-        _container_cache.clear()
-    container = _container_cache[key] = _decode_container(pb)
-    return container
+    return _memoized(_container_cache, _decode_container, pb)
 
 
 def _decode_container(pb: event_pb2.Container) -> model.Container:
@@ -147,14 +143,7 @@ def k8s_to_pb(k: model.K8s, out: event_pb2.K8s) -> None:
 
 
 def _arg_from_pb(pb: event_pb2.Arg) -> model.Arg:
-    key = pb.SerializeToString()
-    cached = _arg_cache.get(key)
-    if cached is not None:
-        return cached
-    if len(_arg_cache) >= _CACHE_LIMIT:
-        _arg_cache.clear()
-    arg = _arg_cache[key] = _decode_arg(pb)
-    return arg
+    return _memoized(_arg_cache, _decode_arg, pb)
 
 
 def _decode_arg(pb: event_pb2.Arg) -> model.Arg:
