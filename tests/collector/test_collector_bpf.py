@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,32 +15,14 @@ import pytest
 from collector import preflight
 from collector.source import BpfProbe, KernelSource
 from lanner.model import Event, FdType, L4Proto
+from tests.support.kernel_source import collect, kernel_source
 
 pytestmark = pytest.mark.bpf
 
 
 @pytest.fixture(scope="module")
 def source() -> Iterator[KernelSource]:
-    found = preflight.problems()
-    if found:
-        pytest.skip("eBPF unavailable: " + "; ".join(found))
-    # The test process is the one spawning the workload, so it must not exclude itself.
-    src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
-    src.start()
-    yield src
-    src.close()
-
-
-def collect(src: KernelSource, done: Callable[[list[Event]], bool], timeout: float = 5.0) -> list[Event]:
-    """Poll until ``done(events)`` holds or the timeout passes; returns everything seen."""
-    seen: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.extend(src.poll())
-        if done(seen):
-            return seen
-        time.sleep(0.002)
-    return seen
+    yield from kernel_source()
 
 
 def of_pid(events: list[Event], pid: int, type_: str | None = None) -> list[Event]:

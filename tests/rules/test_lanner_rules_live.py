@@ -12,17 +12,16 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from collector import preflight
-from collector.source import BpfProbe, KernelSource
+from collector.source import KernelSource
 from lanner.model import Event
 from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.fields import EventContext
+from tests.support.kernel_source import collect, kernel_source
 
 pytestmark = pytest.mark.bpf
 
@@ -40,25 +39,7 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def source() -> Iterator[KernelSource]:
-    found = preflight.problems()
-    if found:
-        pytest.skip("eBPF unavailable: " + "; ".join(found))
-    # The test process spawns the workloads, so it must not exclude itself (its children would be silent too).
-    src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
-    src.start()
-    yield src
-    src.close()
-
-
-def collect(src: KernelSource, done: Callable[[list[Event]], bool], timeout: float = 5.0) -> list[Event]:
-    seen: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.extend(src.poll())
-        if done(seen):
-            return seen
-        time.sleep(0.002)
-    return seen
+    yield from kernel_source()
 
 
 def exited(pid: int) -> Callable[[list[Event]], bool]:

@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The collector's real eBPF source for tests that run commands and look at what the kernel reported."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from collector import preflight
+from collector.source import BpfProbe, KernelSource
+from lanner.model import Event
+
+
+def kernel_source() -> Iterator[KernelSource]:
+    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body."""
+    found = preflight.problems()
+    if found:
+        pytest.skip("eBPF unavailable: " + "; ".join(found))
+    # The test process spawns the workloads, so it must not exclude itself (its children would be silent too).
+    src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
+    src.start()
+    yield src
+    src.close()
+
+
+def collect(src: KernelSource, done: Callable[[list[Event]], bool], timeout: float = 5.0) -> list[Event]:
+    """Poll until ``done(events)`` holds or the timeout passes; returns everything seen."""
+    seen: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.extend(src.poll())
+        if done(seen):
+            return seen
+        time.sleep(0.002)
+    return seen
