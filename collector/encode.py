@@ -16,25 +16,10 @@ from lanner.convert import event_to_pb, process_to_pb
 from lanner.model import HOST_CONTAINER, NO_K8S, Arg, Event, Fd, Process
 from lanner.v1 import event_pb2
 from lanner.wire import event_batch_wire
+from lanner.wire import varint as _varint
 
 _PROC_TAG = b"\x3a"  # field 7 (proc), wire type 2
 _ANCESTOR_TAG = b"\x42"  # field 8 (ancestors), wire type 2
-
-
-_SMALL = [bytes([i]) for i in range(128)]
-
-
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64  # int64 negatives travel as ten-byte two's complement
-    if n < 0x80:
-        return _SMALL[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 _HI_SHIFT = 28

@@ -16,9 +16,15 @@ import grpc
 
 from lanner.v1 import event_pb2
 
+_SMALL = [bytes([i]) for i in range(128)]
+
 
 def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
+    """Protobuf base-128 varint; int64 negatives travel as ten-byte two's complement."""
+    if n < 0:
+        n += 1 << 64
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)

@@ -21,3 +21,9 @@ def test_batch_wire_is_a_valid_event_batch(seq: int, types: list[str], dropped: 
     batch = event_pb2.EventBatch.FromString(data)
     assert batch.batch_seq == seq and batch.dropped_since_last == dropped
     assert list(batch.events) == events
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_negative_int64_varint_matches_protobuf(n: int) -> None:
+    encoded = event_pb2.Event(res=n).SerializeToString()
+    assert encoded == (b"\x28" + varint(n) if n else b"")
