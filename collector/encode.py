@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from lanner.convert import event_to_pb, process_to_pb
 from lanner.model import HOST_CONTAINER, NO_K8S, Arg, Event, Fd, Process
 from lanner.v1 import event_pb2
-from lanner.wire import event_batch_wire
+from lanner.wire import SharedEvent, event_batch_wire
 from lanner.wire import varint as _varint
 
 _PROC_TAG = b"\x3a"  # field 7 (proc), wire type 2
@@ -112,25 +112,30 @@ class EventEncoder:
 
     def __init__(self, cache_size: int = 8192) -> None:
         self._cache_size = cache_size
-        self._procs: dict[int, tuple[Process, bytes]] = {}
+        self._procs: dict[int, tuple[Process, bytes, bytes]] = {}
         self._chains: dict[int, tuple[tuple[Process, ...], bytes]] = {}
+        self._shared: dict[tuple[int, int], tuple[Process, tuple[Process, ...], tuple[bytes, ...]]] = {}
         self._args: dict[tuple[str, object], bytes] = {}
         self._texts: dict[tuple[bytes, str], bytes] = {}
         self._ident_key: tuple[str, str, str] | None = None
         self._ident = b""
 
     def _proc_field(self, p: Process) -> bytes:
+        return self._proc(p)[1]
+
+    def _proc(self, p: Process) -> tuple[Process, bytes, bytes]:
+        """(p, its ``proc`` field bytes, its bare serialized message)."""
         hit = self._procs.get(id(p))
         if hit is not None and hit[0] is p:
-            return hit[1]
+            return hit
         pb = event_pb2.Process()
         process_to_pb(p, pb)
-        data = _field(_PROC_TAG, pb.SerializeToString())
+        payload = pb.SerializeToString()
         if len(self._procs) >= self._cache_size:
             self._procs.clear()
         # Keeping a reference to p pins its id, so a cached id can never name a different object.
-        self._procs[id(p)] = (p, data)
-        return data
+        hit = self._procs[id(p)] = (p, _field(_PROC_TAG, payload), payload)
+        return hit
 
     def _chain_field(self, chain: tuple[Process, ...]) -> bytes:
         if not chain:
@@ -145,10 +150,28 @@ class EventEncoder:
         return data
 
     def encode(self, ev: Event) -> bytes:
-        """The serialized ``lanner.v1.Event`` of one event."""
+        """The serialized ``lanner.v1.Event`` of one event, its processes inline."""
         if ev.container is not HOST_CONTAINER or ev.k8s is not NO_K8S:
             # Only other sources set these; take the general path.
             return event_to_pb(ev).SerializeToString()
+        return self._body(ev) + self._proc_field(ev.proc) + self._chain_field(ev.ancestors)
+
+    def encode_shared(self, ev: Event) -> SharedEvent:
+        """The event without its processes, and their serialized forms for the batch's process table
+        (``lanner.wire.shared_batch_wire``): the tuple is the same object for every event of the same process and
+        chain, which lets the batch resolve its references once per run of events."""
+        if ev.container is not HOST_CONTAINER or ev.k8s is not NO_K8S:
+            return event_to_pb(ev).SerializeToString(), ()
+        key = (id(ev.proc), id(ev.ancestors))
+        hit = self._shared.get(key)
+        if hit is None or hit[0] is not ev.proc or hit[1] is not ev.ancestors:
+            procs = (self._proc(ev.proc)[2], *(self._proc(a)[2] for a in ev.ancestors))
+            if len(self._shared) >= self._cache_size:
+                self._shared.clear()
+            hit = self._shared[key] = (ev.proc, ev.ancestors, procs)
+        return self._body(ev), hit[2]
+
+    def _body(self, ev: Event) -> bytes:
         i = ev.identity
         ident = self._identity_prefix(i.node, i.boot_id, i.producer_id)
         if i.seq:
@@ -173,8 +196,6 @@ class EventEncoder:
             parts.append(b"\x28" + _varint(ev.res))
         if ev.cpu:
             parts.append(b"\x30" + _varint(ev.cpu))
-        parts.append(self._proc_field(ev.proc))
-        parts.append(self._chain_field(ev.ancestors))
         if ev.fd is not None:
             parts.append(_field(b"\x4a", fd_bytes(ev.fd)))
         args = self._args

@@ -18,6 +18,7 @@ from collector.service import STAGE, CollectorService, make_batch, open_enricher
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
 from lanner.server import run_service
 from lanner.streaming import BatchSender
+from lanner.wire import SharedEvent
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSou
 async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     """Run the collector until SIGTERM/SIGINT. ``source`` must already be started (loading BPF can fail; the
     caller reports that before any server starts)."""
-    sender: BatchSender[bytes] = BatchSender(
+    sender: BatchSender[SharedEvent] = BatchSender(
         STAGE,
         cfg.enricher_target,
         open_enricher_stream,

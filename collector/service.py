@@ -24,15 +24,15 @@ from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
 from lanner.streaming import BatchSender
 from lanner.v1 import services_pb2
-from lanner.wire import event_batch_wire, raw_push_events
+from lanner.wire import SharedEvent, raw_push_events, shared_batch_wire
 
 log = logging.getLogger(__name__)
 
 STAGE = "collector"
 # Events travel to the sender already serialized (see collector.encode), and batches go on the wire as the bytes
 # they are assembled into: parsing them back into messages only for gRPC to serialize them again cost more than
-# decoding the events in the first place.
-make_batch = event_batch_wire
+# decoding the events in the first place. Each batch carries each of its processes once, in its process table.
+make_batch = shared_batch_wire
 PUSH_EVENTS = "/" + services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_name + "/PushEvents"
 # Above this many events in one poll the loop goes round again at once instead of sleeping.
 BUSY_POLL = 256
@@ -67,7 +67,7 @@ class CollectorService:
     def __init__(
         self,
         sources: Sequence[EventSource],
-        sender: BatchSender[bytes],
+        sender: BatchSender[SharedEvent],
         *,
         poll_interval_s: float = 0.001,
         record: IO[str] | None = None,
@@ -94,7 +94,7 @@ class CollectorService:
     def pump(self) -> int:
         """One poll of every source: move what they have now; returns the number of events moved."""
         moved = 0
-        encode = self.encoder.encode
+        encode = self.encoder.encode_shared
         for tracked in self.sources:
             events = tracked.source.poll()
             if not events:
@@ -141,7 +141,7 @@ class CollectorService:
             and now - self._drop_alert_at >= self.drop_alert_interval_s
         ):
             self._drop_alert_at = now
-            self.sender.submit(self.encoder.encode(self.drop_event(self._unreported)))
+            self.sender.submit(self.encoder.encode_shared(self.drop_event(self._unreported)))
             self._unreported = 0
 
     def drop_event(self, lost: int) -> Event:

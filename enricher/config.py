@@ -30,8 +30,8 @@ class EnricherConfig:
     lookup_timeout_s: float = 2.0
     wait_ms: float = 100.0
     warm_start: bool = True
+    # Events held for the rule engine; batches go on whole, as the collector made them.
     max_queue: int = 16384
-    batch_size: int = 256
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -40,8 +40,8 @@ class EnricherConfig:
                 raise ValueError(f"{name} must be > 0")
         if self.wait_ms < 0:
             raise ValueError("wait_ms must be >= 0")
-        if self.max_queue < 1 or self.batch_size < 1:
-            raise ValueError("max_queue and batch_size must be >= 1")
+        if self.max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
         for endpoint in self.cri_sockets:
             if not endpoint.startswith("unix://"):
                 raise ValueError(f"cri_sockets: {endpoint!r}: only unix:// endpoints are supported")

@@ -32,35 +32,32 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from enricher.cgroups import CgroupMatch, match_cgroup_tuple
 from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
-from lanner.convert import container_to_pb, k8s_to_pb
-from lanner.model import HOST_CONTAINER_ID, SOURCE_SYSCALL
+from lanner.convert import HOST_PB, container_to_pb, k8s_to_pb
+from lanner.model import SOURCE_SYSCALL
 from lanner.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
 LOOKUPS = Counter("lanner_enricher_lookups_total", "Runtime metadata lookups, by result", ["result"])
 ENRICHED = Counter(
-    "lanner_enricher_events_total", "Events by enrichment outcome (host, container, pending, unknown)", ["outcome"]
+    "lanner_enricher_events_total",
+    "Enrichment outcomes (host, container, pending, unknown): one per event, or per process of a batch that "
+    "carries its processes by reference",
+    ["outcome"],
 )
 
-_HOST_PB = event_pb2.Container(
-    id=HOST_CONTAINER_ID,
-    full_id=HOST_CONTAINER_ID,
-    name=HOST_CONTAINER_ID,
-    type=HOST_CONTAINER_ID,
-    privileged=False,
-    metadata_complete=True,
-)
+_HOST_PB = HOST_PB
 
 
 class _Entry:
     """What is known about one container id: its metadata as ready-to-copy protobuf, and until when."""
 
-    __slots__ = ("container", "expires", "k8s", "meta")
+    __slots__ = ("container", "container_wire", "expires", "k8s", "k8s_wire", "meta")
 
     def __init__(self, meta: ContainerMeta | None, expires: float, full_id: str) -> None:
         self.meta = meta
@@ -70,12 +67,15 @@ class _Entry:
         if meta is None:
             self.container.id = full_id[:12]
             self.container.full_id = full_id
-            return
-        container_to_pb(meta.container, self.container)
-        self.container.metadata_complete = True
-        if meta.k8s.pod_name or meta.k8s.pod_uid:
-            self.k8s = event_pb2.K8s()
-            k8s_to_pb(meta.k8s, self.k8s)
+        else:
+            container_to_pb(meta.container, self.container)
+            self.container.metadata_complete = True
+            if meta.k8s.pod_name or meta.k8s.pod_uid:
+                self.k8s = event_pb2.K8s()
+                k8s_to_pb(meta.k8s, self.k8s)
+        # The same, serialized once, for batches that carry containers by reference.
+        self.container_wire = self.container.SerializeToString()
+        self.k8s_wire = self.k8s.SerializeToString() if self.k8s is not None else b""
 
 
 class Enricher:
@@ -105,6 +105,8 @@ class Enricher:
         # event of the same cgroup (by cgroup v2 inode) or the same pid said.
         self._by_cgroup_id: dict[int, CgroupMatch | None] = {}
         self._by_pid: dict[int, CgroupMatch | None] = {}
+        # Where a process (by its wire form, as batches carry it) runs: most batches repeat the same processes.
+        self._by_wire: dict[bytes, CgroupMatch | None] = {}
         self._outcome = {o: ENRICHED.labels(o) for o in ("host", "container", "pending", "unknown")}
         self._last_failure_log = 0.0
 
@@ -198,16 +200,11 @@ class Enricher:
 
     # ---- events -------------------------------------------------------------------------------------------
 
-    async def enrich(self, events: Sequence[event_pb2.Event]) -> None:
-        """Fill container/k8s on every syscall event of a batch, waiting at most ``wait_s`` for lookups."""
-        resolved: list[tuple[event_pb2.Event, bool, CgroupMatch | None]] = []
+    async def _await_lookups(self, matches: Iterable[CgroupMatch | None]) -> None:
+        """Start lookups for these containers and wait at most ``wait_s`` for those no batch waited for yet."""
         waiting: list[asyncio.Task[None]] = []
         seen: set[str] = set()
-        for ev in events:
-            if ev.source and ev.source != SOURCE_SYSCALL:
-                continue
-            known, match = self.resolve(ev.proc)
-            resolved.append((ev, known, match))
+        for match in matches:
             if match is not None and match.full_id not in seen:
                 seen.add(match.full_id)
                 task = self.ensure_lookup(match.full_id)
@@ -217,6 +214,83 @@ class Enricher:
         if waiting and self.wait_s > 0:
             with contextlib.suppress(Exception):
                 await asyncio.wait(waiting, timeout=self.wait_s)
+
+    async def enrich_frame(self, frame: event_pb2.EventBatchFrame) -> None:
+        """Place each process of a batch's table in its container, by reference: the events stay serialized and
+        untouched, and each container goes into the batch once. A batch without a process table (its events
+        carry their processes inline) is enriched event by event."""
+        if not frame.processes:
+            await self._enrich_inline(frame)
+            return
+        matches: list[CgroupMatch | None] = []
+        for data in frame.processes:
+            if data in self._by_wire:
+                matches.append(self._by_wire[data])
+                continue
+            try:
+                proc = event_pb2.Process.FromString(data)
+            except DecodeError:
+                matches.append(None)  # the rule engine names and drops the events that refer to it
+                continue
+            known, match = self.resolve(proc)
+            if known:
+                if len(self._by_wire) >= self.max_entries:
+                    self._by_wire.clear()
+                self._by_wire[data] = match
+            matches.append(match)
+        await self._await_lookups(matches)
+        now = time.monotonic()
+        index: dict[str, int] = {}
+        refs: list[int] = []
+        counts = dict.fromkeys(self._outcome, 0)
+        for match in matches:
+            if match is None:
+                refs.append(0)
+                counts["host"] += 1
+                continue
+            ref = index.get(match.full_id)
+            if ref is None:
+                entry = self._entry(match.full_id, now)
+                if entry is None:
+                    pending = event_pb2.Container(id=match.short_id, full_id=match.full_id, metadata_complete=False)
+                    frame.containers.append(pending.SerializeToString())
+                    frame.k8s.append(b"")
+                    counts["pending"] += 1
+                else:
+                    frame.containers.append(entry.container_wire)
+                    frame.k8s.append(entry.k8s_wire)
+                    counts["container" if entry.meta is not None else "pending"] += 1
+                ref = index[match.full_id] = len(frame.containers)
+            refs.append(ref)
+        frame.process_containers.extend(refs)
+        for outcome, n in counts.items():
+            if n:
+                self._outcome[outcome].inc(n)
+
+    async def _enrich_inline(self, frame: event_pb2.EventBatchFrame) -> None:
+        events: list[event_pb2.Event] = []
+        kept: list[bytes] = []
+        for data in frame.events:
+            try:
+                events.append(event_pb2.Event.FromString(data))
+            except DecodeError:
+                kept.append(data)  # passed on as it came: the rule engine names and drops it
+        await self.enrich(events)
+        now = time.time_ns()
+        for ev in events:
+            ev.timing.enriched_ns = now
+        del frame.events[:]
+        frame.events.extend([ev.SerializeToString() for ev in events] + kept)
+
+    async def enrich(self, events: Sequence[event_pb2.Event]) -> None:
+        """Fill container/k8s on every syscall event of a batch, waiting at most ``wait_s`` for lookups."""
+        resolved: list[tuple[event_pb2.Event, bool, CgroupMatch | None]] = []
+        for ev in events:
+            if ev.source and ev.source != SOURCE_SYSCALL:
+                continue
+            known, match = self.resolve(ev.proc)
+            resolved.append((ev, known, match))
+        await self._await_lookups(m for _, _, m in resolved)
         now = time.monotonic()
         entries: dict[str, _Entry | None] = {}
         counts = dict.fromkeys(self._outcome, 0)

@@ -16,10 +16,10 @@ from enricher.docker import DockerProvider
 from enricher.enrich import Enricher
 from enricher.meta import MetadataProvider
 from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
-from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream
+from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream, weigh
 from lanner.server import run_service
 from lanner.streaming import BatchSender
-from lanner.v1 import services_pb2, services_pb2_grpc
+from lanner.v1 import services_pb2
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ async def serve(cfg: EnricherConfig) -> None:
         open_ruleengine_stream,
         make_batch,
         max_queue=cfg.max_queue,
-        batch_size=cfg.batch_size,
+        batch_size=1,
+        linger_s=0.0,
+        weigh=weigh,
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
-        services_pb2_grpc.add_EnricherServiceServicer_to_server(EnricherServicer(enricher, sender), server)
-        return [SERVICE_NAME]
+        return EnricherServicer(enricher, sender).register(server)
 
     async def warm() -> None:
         if not cfg.warm_start or not runtimes.providers:

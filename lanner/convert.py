@@ -29,6 +29,7 @@ _REPEATED = frozenset({"args", "env", "cgroups"})
 
 
 _CACHE_LIMIT = 8192
+# Keyed by wire form: a process (or container) decoded for one batch serves every later batch that carries it.
 _process_cache: dict[bytes, model.Process] = {}
 _container_cache: dict[bytes, model.Container] = {}
 # Decoded objects are shared between events, which is safe because nothing after the decoder mutates them.
@@ -166,23 +167,111 @@ def _arg_to_pb(a: model.Arg, out: event_pb2.Arg) -> None:
         out.bytes_value = bytes(v)
 
 
-def event_from_pb(pb: event_pb2.Event) -> model.Event:
-    """Decode one wire event into the domain model."""
+# What the enricher says of a process that runs on the host: Falco's container fields for the host.
+HOST_PB = event_pb2.Container(
+    id=model.HOST_CONTAINER_ID,
+    full_id=model.HOST_CONTAINER_ID,
+    name=model.HOST_CONTAINER_ID,
+    type=model.HOST_CONTAINER_ID,
+    privileged=False,
+    metadata_complete=True,
+)
+
+
+def _host() -> model.Container:
+    return container_from_pb(HOST_PB)
+
+
+class BatchTables:
+    """The shared tables of one ``EventBatchFrame``: processes, and the container each runs in, decoded on first
+    use and at most once per distinct wire form across batches."""
+
+    __slots__ = ("_containers", "_frame", "_procs", "enriched_ns")
+
+    def __init__(self, frame: event_pb2.EventBatchFrame) -> None:
+        self._frame = frame
+        self._procs: dict[int, model.Process] = {}
+        self._containers: dict[int, tuple[model.Container, model.K8s]] = {}
+        self.enriched_ns = frame.enriched_ns
+
+    def process(self, ref: int) -> model.Process:
+        """The process at a 1-based reference; IndexError when the batch has no such entry."""
+        found = self._procs.get(ref)
+        if found is None:
+            if ref <= 0:
+                raise IndexError(f"process reference {ref}")
+            data = self._frame.processes[ref - 1]
+            found = _process_cache.get(data)
+            if found is None:
+                if len(_process_cache) >= _CACHE_LIMIT:
+                    _process_cache.clear()
+                found = _process_cache[data] = _decode_process(event_pb2.Process.FromString(data))
+            self._procs[ref] = found
+        return found
+
+    def placement(self, proc_ref: int) -> tuple[model.Container, model.K8s] | None:
+        """Where the enricher placed this process (None when the batch was not enriched by reference)."""
+        refs = self._frame.process_containers
+        if proc_ref > len(refs):
+            return None
+        found = self._containers.get(proc_ref)
+        if found is None:
+            index = refs[proc_ref - 1]
+            if index == 0:
+                found = (_host(), model.NO_K8S)
+            else:
+                found = (
+                    _container_from_wire(self._frame.containers[index - 1]),
+                    _k8s_from_wire(self._frame.k8s[index - 1]) if index <= len(self._frame.k8s) else model.NO_K8S,
+                )
+            self._containers[proc_ref] = found
+        return found
+
+
+def _container_from_wire(data: bytes) -> model.Container:
+    found = _container_cache.get(data)
+    if found is None:
+        if len(_container_cache) >= _CACHE_LIMIT:
+            _container_cache.clear()
+        found = _container_cache[data] = container_from_pb(event_pb2.Container.FromString(data))
+    return found
+
+
+def _k8s_from_wire(data: bytes) -> model.K8s:
+    return k8s_from_pb(event_pb2.K8s.FromString(data)) if data else model.NO_K8S
+
+
+def event_from_pb(pb: event_pb2.Event, tables: BatchTables | None = None) -> model.Event:
+    """Decode one wire event into the domain model; ``tables`` resolves processes given by reference."""
     ident = pb.id
     t = pb.timing
+    container: model.Container | None = None
+    k8s = model.NO_K8S
+    if pb.proc_ref and tables is not None:
+        proc = tables.process(pb.proc_ref)
+        ancestors = tuple(tables.process(r) for r in pb.ancestor_refs)
+        placed = tables.placement(pb.proc_ref)
+        if placed is not None and not pb.HasField("container"):
+            container, k8s = placed
+    else:
+        proc = process_from_pb(pb.proc)
+        ancestors = tuple(process_from_pb(a) for a in pb.ancestors)
+    if container is None:
+        container, k8s = container_from_pb(pb.container), k8s_from_pb(pb.k8s)
+    enriched_ns = t.enriched_ns or (tables.enriched_ns if tables is not None else 0)
     return model.Event(
         type=pb.type,
         source=pb.source or model.SOURCE_SYSCALL,
         identity=model.EventIdentity(ident.node, ident.boot_id, ident.seq, ident.producer_id),
-        timing=model.EventTiming(t.event_ns, t.collected_ns, t.enriched_ns, t.evaluated_ns),
+        timing=model.EventTiming(t.event_ns, t.collected_ns, enriched_ns, t.evaluated_ns),
         res=pb.res,
         cpu=pb.cpu,
-        proc=process_from_pb(pb.proc),
-        ancestors=tuple(process_from_pb(a) for a in pb.ancestors),
+        proc=proc,
+        ancestors=ancestors,
         fd=fd_from_pb(pb.fd) if pb.HasField("fd") else None,
         args=tuple(_arg_from_pb(a) for a in pb.args),
-        container=container_from_pb(pb.container),
-        k8s=k8s_from_pb(pb.k8s),
+        container=container,
+        k8s=k8s,
         audit_json=pb.audit_json,
         proc_incomplete=pb.proc_incomplete,
     )
@@ -214,3 +303,30 @@ def event_to_pb(ev: model.Event, out: event_pb2.Event | None = None) -> event_pb
     pb.audit_json = ev.audit_json
     pb.proc_incomplete = ev.proc_incomplete
     return pb
+
+
+def inline_events(batch: event_pb2.EventBatch) -> list[event_pb2.Event]:
+    """The batch's events with their processes, containers and pods written into each event, as a reader that
+    knows nothing of the batch's tables expects them (tests, recordings, debugging)."""
+    out: list[event_pb2.Event] = []
+    for src in batch.events:
+        ev = event_pb2.Event()
+        ev.CopyFrom(src)
+        if ev.proc_ref:
+            ev.proc.CopyFrom(batch.processes[ev.proc_ref - 1])
+            for ref in ev.ancestor_refs:
+                ev.ancestors.add().CopyFrom(batch.processes[ref - 1])
+            if ev.proc_ref <= len(batch.process_containers) and not ev.HasField("container"):
+                index = batch.process_containers[ev.proc_ref - 1]
+                if index:
+                    ev.container.CopyFrom(batch.containers[index - 1])
+                    if batch.k8s[index - 1].ByteSize():
+                        ev.k8s.CopyFrom(batch.k8s[index - 1])
+                else:
+                    ev.container.CopyFrom(HOST_PB)
+            ev.ClearField("proc_ref")
+            ev.ClearField("ancestor_refs")
+        if batch.enriched_ns and not ev.timing.enriched_ns:
+            ev.timing.enriched_ns = batch.enriched_ns
+        out.append(ev)
+    return out

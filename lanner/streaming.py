@@ -50,6 +50,7 @@ class BatchSender(Generic[T]):
         max_inflight: int = 8,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        weigh: Callable[[T], int] | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -63,6 +64,10 @@ class BatchSender(Generic[T]):
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._queue: collections.deque[T] = collections.deque()
+        # With ``weigh``, an item stands for that many events (a whole batch forwarded as one item): the queue bound
+        # and every counter are in events, not items.
+        self._weigh = weigh
+        self._queued = 0
         self._wakeup = asyncio.Event()
         self._acked = asyncio.Event()
         self._inflight: dict[int, list[T]] = {}
@@ -78,10 +83,16 @@ class BatchSender(Generic[T]):
         self._connected_gauge = DOWNSTREAM_CONNECTED.labels(name)
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return self._queued if self._weigh is not None else len(self._queue)
+
+    def _weight(self, items: Sequence[T]) -> int:
+        return sum(map(self._weigh, items)) if self._weigh is not None else len(items)
 
     def submit(self, item: T) -> None:
         """Queue one item; never blocks. Drops (and counts) the oldest item when the queue is full."""
+        if self._weigh is not None:
+            self._submit_weighed(item, self._weigh(item))
+            return
         if len(self._queue) >= self.max_queue:
             self._queue.popleft()
             self._count_drop(1)
@@ -89,8 +100,23 @@ class BatchSender(Generic[T]):
         if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
             self._wakeup.set()
 
+    def _submit_weighed(self, item: T, weight: int) -> None:
+        assert self._weigh is not None
+        while self._queue and self._queued + weight > self.max_queue:
+            oldest = self._queue.popleft()
+            lost = self._weigh(oldest)
+            self._queued -= lost
+            self._count_drop(lost)
+        self._queue.append(item)
+        self._queued += weight
+        self._wakeup.set()
+
     def submit_many(self, items: Sequence[T]) -> None:
         """Queue several items at once (same drop policy as ``submit``)."""
+        if self._weigh is not None:
+            for item in items:
+                self._submit_weighed(item, self._weigh(item))
+            return
         overflow = len(self._queue) + len(items) - self.max_queue
         if overflow > 0:
             for _ in range(min(overflow, len(self._queue))):
@@ -154,8 +180,10 @@ class BatchSender(Generic[T]):
             # Resend unacked items first, in their original order.
             pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
             self._queue.extendleft(reversed(pending))
+            if self._weigh is not None:
+                self._queued += self._weight(pending)
         else:
-            lost = sum(len(v) for v in self._inflight.values())
+            lost = sum(self._weight(v) for v in self._inflight.values())
             EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
             self.dropped += lost
         self._inflight.clear()
@@ -180,8 +208,9 @@ class BatchSender(Generic[T]):
         async for ack in call:
             items = self._inflight.pop(ack.batch_seq, None)
             if items is not None:
-                self._out_counter.inc(len(items))
-                self.sent += len(items)
+                n = self._weight(items)
+                self._out_counter.inc(n)
+                self.sent += n
             self._acked.set()
         raise ConnectionError("downstream closed the stream")
 
@@ -204,7 +233,9 @@ class BatchSender(Generic[T]):
                 await self._wait_or_reader(self._acked.wait(), reader)
             n = min(self.batch_size, len(self._queue))
             items = [self._queue.popleft() for _ in range(n)]
-            self._depth.set(len(self._queue))
+            if self._weigh is not None:
+                self._queued -= self._weight(items)
+            self._depth.set(len(self))
             self._seq += 1
             batch = self._make_batch(self._seq, items, self._dropped_since_last)
             self._dropped_since_last = 0
@@ -234,6 +265,6 @@ class BatchSender(Generic[T]):
             if not self.connected:
                 break
             await asyncio.sleep(0.01)
-        left = len(self._queue) + sum(len(v) for v in self._inflight.values())
+        left = len(self) + sum(self._weight(v) for v in self._inflight.values())
         if left:
             log.warning("stopping with undelivered items", extra={"stage": self.name, "items": left})

@@ -43,6 +43,103 @@ def event_batch_wire(seq: int, events: Sequence[bytes], dropped: int) -> bytes:
     return b"".join(parts)
 
 
+# An event whose processes travel in its batch's table: the event's own fields without ``proc``/``ancestors``, and
+# the serialized Process messages of its thread and then its ancestors, nearest first (empty: no process).
+SharedEvent = tuple[bytes, tuple[bytes, ...]]
+
+_PROC_REF = b"\x78"  # Event.proc_ref = 15, varint
+_ANCESTOR_REFS = b"\x82\x01"  # Event.ancestor_refs = 16, packed
+_BATCH_PROCESS = b"\x22"  # EventBatch.processes = 4
+
+
+def shared_batch_wire(seq: int, events: Sequence[SharedEvent], dropped: int) -> bytes:
+    """The serialized ``lanner.v1.EventBatch`` whose events refer to one table of the batch's processes.
+
+    Events of one process come in runs (a process opening file after file), so the references of an event are
+    remembered by the identity of its process tuple for the length of the batch."""
+    index: dict[bytes, int] = {}
+    suffixes: dict[int, bytes] = {}
+    parts = [b"\x08" + varint(seq)]
+    append = parts.append
+    for body, procs in events:
+        if not procs:
+            append(b"\x12" + varint(len(body)) + body)
+            continue
+        suffix = suffixes.get(id(procs))
+        if suffix is None:
+            refs = []
+            for proc in procs:
+                ref = index.get(proc)
+                if ref is None:
+                    ref = index[proc] = len(index) + 1
+                refs.append(ref)
+            suffix = _PROC_REF + varint(refs[0])
+            if len(refs) > 1:
+                packed = b"".join(varint(r) for r in refs[1:])
+                suffix += _ANCESTOR_REFS + varint(len(packed)) + packed
+            suffixes[id(procs)] = suffix
+        append(b"\x12" + varint(len(body) + len(suffix)) + body + suffix)
+    if dropped:
+        append(b"\x18" + varint(dropped))
+    for proc in index:
+        append(_BATCH_PROCESS + varint(len(proc)) + proc)
+    return b"".join(parts)
+
+
+def frame_batch_wire(seq: int, frames: Sequence[bytes], dropped: int) -> bytes:
+    """The serialized ``lanner.v1.EventBatch`` of one forwarded frame (an ``EventBatchFrame`` without
+    ``batch_seq`` and ``dropped_since_last``). Two frames are never merged: their process tables would clash."""
+    if len(frames) != 1:
+        raise ValueError(f"a forwarded batch is one frame, got {len(frames)}")
+    out = b"\x08" + varint(seq) + frames[0]
+    return out + b"\x18" + varint(dropped) if dropped else out
+
+
+def frame_size(frame: bytes) -> int:
+    """How many events a serialized frame holds, for queue bounds and counters (one pass over its top-level
+    fields, without decoding them)."""
+    n = i = 0
+    end = len(frame)
+    while i < end:
+        key, i = _read_varint(frame, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _read_varint(frame, i)
+        elif wire == 2:
+            length, i = _read_varint(frame, i)
+            i += length
+            n += (key >> 3) == 2
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"unexpected wire type {wire} at byte {i}")
+    return n
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def push_events_handler(service: str, behavior: Any) -> grpc.GenericRpcHandler:
+    """A ``PushEvents`` handler for ``service`` whose requests are read as ``EventBatchFrame``: the same wire as
+    ``EventBatch``, with events left serialized until someone needs them."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        behavior,
+        request_deserializer=event_pb2.EventBatchFrame.FromString,
+        response_serializer=event_pb2.BatchAck.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(service, {"PushEvents": handler})
+
+
 def _identity(data: bytes) -> bytes:
     return data
 

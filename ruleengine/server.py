@@ -15,11 +15,11 @@ from typing import IO
 import grpc
 
 from lanner.config import load_section
-from lanner.convert import event_from_pb
 from lanner.logs import setup_logging
+from lanner.model import Event
 from lanner.server import run, run_service
 from lanner.streaming import BatchSender
-from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from lanner.v1 import alert_pb2, services_pb2_grpc
 from ruleengine.config import RuleEngineConfig, resolve_rules_paths
 from ruleengine.engine import EngineOptions
 from ruleengine.events_json import event_to_fields
@@ -66,11 +66,11 @@ def output_options(cfg: RuleEngineConfig) -> OutputOptions:
     )
 
 
-def make_recorder(out: IO[str]) -> Callable[[event_pb2.Event], None]:
+def make_recorder(out: IO[str]) -> Callable[[Event], None]:
     """Record every event as a Falco-field JSON line, replayable with `lanner replay`."""
 
-    def record(pb: event_pb2.Event) -> None:
-        out.write(json.dumps(event_to_fields(event_from_pb(pb)), default=str, separators=(",", ":")) + "\n")
+    def record(event: Event) -> None:
+        out.write(json.dumps(event_to_fields(event), default=str, separators=(",", ":")) + "\n")
 
     return record
 
@@ -112,8 +112,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
     service = RuleEngineService(reloader.current, render, alerts, recorder, hostname)
 
     def register(server: grpc.aio.Server) -> list[str]:
-        services_pb2_grpc.add_RuleEngineServiceServicer_to_server(service, server)
-        return ["lanner.v1.RuleEngineService"]
+        return service.register(server)
 
     async def close_outputs() -> None:
         await alerts.close()

@@ -17,11 +17,13 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 
-from lanner.convert import event_from_pb
+from lanner.convert import BatchTables, event_from_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
-from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from lanner.v1 import alert_pb2, event_pb2
+from lanner.wire import push_events_handler
 from ruleengine.fields import EventContext
 from ruleengine.metrics import ALERTS_RAISED, EVAL_SECONDS, UPSTREAM_DROPPED
 from ruleengine.output import AlertRecord, format_alert_time
@@ -29,6 +31,7 @@ from ruleengine.priority import Priority
 
 log = logging.getLogger(__name__)
 STAGE = "ruleengine"
+SERVICE_NAME = "lanner.v1.RuleEngineService"
 
 
 def alert_id(identity: event_pb2.EventIdentity, rule: str) -> str:
@@ -92,15 +95,19 @@ def syscall_drop_alert(pb: event_pb2.Event, hostname: str) -> AlertRecord:
     time_ns = pb.timing.event_ns or time.time_ns()
     perc = (100.0 * n_drops / (n_drops + n_evts)) if n_drops + n_evts else 0.0
     return AlertRecord(
-        rule=SYSCALL_DROP_RULE, priority=Priority.CRITICAL, source="internal", tags=(), time_ns=time_ns,
-        output=f"{format_alert_time(time_ns, False)}: {Priority.CRITICAL.falco_name} {message}", message=message,
-        output_fields={"n_drops": n_drops, "n_evts": n_evts, "n_drops_perc": round(perc, 6),
-                       "node": pb.id.node},
+        rule=SYSCALL_DROP_RULE,
+        priority=Priority.CRITICAL,
+        source="internal",
+        tags=(),
+        time_ns=time_ns,
+        output=f"{format_alert_time(time_ns, False)}: {Priority.CRITICAL.falco_name} {message}",
+        message=message,
+        output_fields={"n_drops": n_drops, "n_evts": n_evts, "n_drops_perc": round(perc, 6), "node": pb.id.node},
         hostname=hostname,
     )
 
 
-class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
+class RuleEngineService:
     """Serves RuleEngineService.PushEvents."""
 
     def __init__(
@@ -122,8 +129,16 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
         self._in = EVENTS_IN.labels(STAGE)
         self._latency = STAGE_LATENCY.labels(STAGE)
 
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        """Add this service to a server; requests arrive as ``EventBatchFrame`` so that each event is parsed on
+        its own and a malformed one costs only itself."""
+        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents),))
+        return [SERVICE_NAME]
+
     async def PushEvents(
-        self, request_iterator: AsyncIterator[event_pb2.EventBatch], context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request_iterator: AsyncIterator[event_pb2.EventBatchFrame],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[event_pb2.BatchAck]:
         peer = context.peer()
         log.info("upstream connected", extra={"peer": peer})
@@ -139,7 +154,7 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
         finally:
             log.info("upstream disconnected", extra={"peer": peer})
 
-    def _report_upstream_drops(self, dropped: int, batch: event_pb2.EventBatch) -> None:
+    def _report_upstream_drops(self, dropped: int, batch: event_pb2.EventBatchFrame) -> None:
         """Events the enricher dropped become Falco's drop alert too, at most one per DROP_ALERT_INTERVAL_S."""
         self._upstream_unreported += dropped
         now = time.monotonic()
@@ -148,7 +163,7 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
         self._upstream_alert_at = now
         self._drop_seq += 1
         event = event_pb2.Event(type="syscall_event_drop", source="internal")
-        event.id.node = batch.events[0].id.node if batch.events else self._hostname
+        event.id.node = self._hostname
         event.id.producer_id, event.id.seq = "ruleengine-upstream-drops", self._drop_seq
         event.timing.event_ns = time.time_ns()
         event.args.add(name="n_drops", uint_value=self._upstream_unreported)
@@ -156,13 +171,25 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
         self._upstream_unreported = 0
         self._alerts.submit(alert_to_pb(syscall_drop_alert(event, self._hostname), event))
 
-    def evaluate_batch(self, batch: event_pb2.EventBatch) -> None:
+    def evaluate_batch(self, batch: event_pb2.EventBatchFrame) -> None:
         engine = self._engine()  # read once per batch: a hot reload swaps it atomically between batches
         started = time.perf_counter()
         now_ns = time.time_ns()
-        for pb in batch.events:
+        tables = BatchTables(batch)
+        newest = 0
+        for data in batch.events:
+            try:
+                pb = event_pb2.Event.FromString(data)
+            except DecodeError as exc:
+                EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()
+                log.warning("event could not be parsed; skipped", extra={"bytes": len(data), "error": str(exc)})
+                continue
+            newest = pb.timing.event_ns or newest
             if self._recorder is not None:
-                self._recorder(pb)
+                try:
+                    self._recorder(event_from_pb(pb, tables))
+                except Exception as exc:
+                    log.warning("event could not be recorded", extra={"seq": pb.id.seq, "error": repr(exc)})
             source = pb.source or "syscall"
             if source == "internal":
                 if pb.type == "syscall_event_drop":
@@ -171,7 +198,7 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
             if not engine.has_rules_for(source, pb.type):
                 continue
             try:
-                event = event_from_pb(pb)
+                event = event_from_pb(pb, tables)
                 ctx = EventContext(event)
                 matches = engine.process(ctx)
                 for match in matches:
@@ -187,6 +214,6 @@ class RuleEngineService(services_pb2_grpc.RuleEngineServiceServicer):
                 )
         # One latency sample per batch (its newest event): a histogram observation per event costs more than
         # evaluating many events does.
-        if batch.events and batch.events[-1].timing.event_ns:
-            self._latency.observe(max(0.0, (now_ns - batch.events[-1].timing.event_ns) / 1e9))
+        if newest:
+            self._latency.observe(max(0.0, (now_ns - newest) / 1e9))
         EVAL_SECONDS.observe(time.perf_counter() - started)

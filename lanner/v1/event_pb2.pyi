@@ -892,6 +892,8 @@ class Event(_message.Message):
     K8S_FIELD_NUMBER: _builtins.int
     AUDIT_JSON_FIELD_NUMBER: _builtins.int
     PROC_INCOMPLETE_FIELD_NUMBER: _builtins.int
+    PROC_REF_FIELD_NUMBER: _builtins.int
+    ANCESTOR_REFS_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     """Event source: "syscall" or "k8s_audit" (`evt.source`)."""
     type: _builtins.str
@@ -905,6 +907,11 @@ class Event(_message.Message):
     proc_incomplete: _builtins.bool
     """Set by the collector when the process table had no entry for the thread and its data came from /proc or
     was unavailable.
+    """
+    proc_ref: _builtins.int
+    """The thread and its ancestors by reference into the enclosing batch's `processes` (1-based; 0 = none), in
+    place of `proc` and `ancestors`. A process shared by many events of a batch then travels, and is decoded,
+    once per batch. When `proc_ref` is 0, `proc` and `ancestors` hold the processes inline.
     """
     @_builtins.property
     def id(self) -> Global___EventIdentity: ...
@@ -930,6 +937,8 @@ class Event(_message.Message):
     def container(self) -> Global___Container: ...
     @_builtins.property
     def k8s(self) -> Global___K8s: ...
+    @_builtins.property
+    def ancestor_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
@@ -947,10 +956,12 @@ class Event(_message.Message):
         k8s: Global___K8s | None = ...,
         audit_json: _builtins.str = ...,
         proc_incomplete: _builtins.bool = ...,
+        proc_ref: _builtins.int = ...,
+        ancestor_refs: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "fd", b"fd", "id", b"id", "k8s", b"k8s", "proc", b"proc", "timing", b"timing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ancestors", b"ancestors", "args", b"args", "audit_json", b"audit_json", "container", b"container", "cpu", b"cpu", "fd", b"fd", "id", b"id", "k8s", b"k8s", "proc", b"proc", "proc_incomplete", b"proc_incomplete", "res", b"res", "source", b"source", "timing", b"timing", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ancestor_refs", b"ancestor_refs", "ancestors", b"ancestors", "args", b"args", "audit_json", b"audit_json", "container", b"container", "cpu", b"cpu", "fd", b"fd", "id", b"id", "k8s", b"k8s", "proc", b"proc", "proc_incomplete", b"proc_incomplete", "proc_ref", b"proc_ref", "res", b"res", "source", b"source", "timing", b"timing", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -965,26 +976,111 @@ class EventBatch(_message.Message):
     BATCH_SEQ_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     DROPPED_SINCE_LAST_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    K8S_FIELD_NUMBER: _builtins.int
+    PROCESS_CONTAINERS_FIELD_NUMBER: _builtins.int
+    ENRICHED_NS_FIELD_NUMBER: _builtins.int
     batch_seq: _builtins.int
     """Sequence number of this batch on its stream, starting at 1; echoed in acks."""
     dropped_since_last: _builtins.int
     """Events the sender had to drop (queue full, downstream away) since its previous batch."""
+    enriched_ns: _builtins.int
+    """When the enricher finished with this batch, ns since the epoch; events without their own
+    `timing.enriched_ns` take this one.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
+    @_builtins.property
+    def processes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Process]:
+        """Each distinct process of this batch's events, once (see `Event.proc_ref`). The table belongs to the batch:
+        references never cross batches, so a lost or reordered batch cannot leave a dangling reference.
+        """
+
+    @_builtins.property
+    def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]:
+        """Filled by the enricher: each distinct container of the batch once, its pod beside it (`k8s[i]` is the pod
+        of `containers[i]`; an empty K8s when the container is not in a pod), and for each entry of `processes` the
+        container it runs in as a 1-based index into `containers` (0 = the host).
+        """
+
+    @_builtins.property
+    def k8s(self) -> _containers.RepeatedCompositeFieldContainer[Global___K8s]: ...
+    @_builtins.property
+    def process_containers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
         batch_seq: _builtins.int = ...,
         events: _abc.Iterable[Global___Event] | None = ...,
         dropped_since_last: _builtins.int = ...,
+        processes: _abc.Iterable[Global___Process] | None = ...,
+        containers: _abc.Iterable[Global___Container] | None = ...,
+        k8s: _abc.Iterable[Global___K8s] | None = ...,
+        process_containers: _abc.Iterable[_builtins.int] | None = ...,
+        enriched_ns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_seq", b"batch_seq", "dropped_since_last", b"dropped_since_last", "events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_seq", b"batch_seq", "containers", b"containers", "dropped_since_last", b"dropped_since_last", "enriched_ns", b"enriched_ns", "events", b"events", "k8s", b"k8s", "process_containers", b"process_containers", "processes", b"processes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
+
+@_typing.final
+class EventBatchFrame(_message.Message):
+    """The same wire form as EventBatch, with each event left serialized: a stage that only reads the batch-level
+    tables (the enricher) or parses events one at a time (so that one malformed event costs only itself) reads a
+    batch through this message.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_SEQ_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    DROPPED_SINCE_LAST_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    K8S_FIELD_NUMBER: _builtins.int
+    PROCESS_CONTAINERS_FIELD_NUMBER: _builtins.int
+    ENRICHED_NS_FIELD_NUMBER: _builtins.int
+    batch_seq: _builtins.int
+    dropped_since_last: _builtins.int
+    enriched_ns: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def processes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Serialized Process, Container and K8s messages: kept as bytes, they are decoded only where needed and serve
+        as their own cache keys.
+        """
+
+    @_builtins.property
+    def containers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def k8s(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def process_containers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        batch_seq: _builtins.int = ...,
+        events: _abc.Iterable[_builtins.bytes] | None = ...,
+        dropped_since_last: _builtins.int = ...,
+        processes: _abc.Iterable[_builtins.bytes] | None = ...,
+        containers: _abc.Iterable[_builtins.bytes] | None = ...,
+        k8s: _abc.Iterable[_builtins.bytes] | None = ...,
+        process_containers: _abc.Iterable[_builtins.int] | None = ...,
+        enriched_ns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_seq", b"batch_seq", "containers", b"containers", "dropped_since_last", b"dropped_since_last", "enriched_ns", b"enriched_ns", "events", b"events", "k8s", b"k8s", "process_containers", b"process_containers", "processes", b"processes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventBatchFrame: _TypeAlias = EventBatchFrame  # noqa: Y015
 
 @_typing.final
 class BatchAck(_message.Message):

@@ -164,6 +164,7 @@ def test_ring_buffer_overflow_is_counted_and_reported() -> None:
     from collector.service import CollectorService, make_batch, open_enricher_stream
     from lanner.streaming import BatchSender
     from lanner.v1 import event_pb2
+    from lanner.wire import SharedEvent
 
     if preflight.problems():
         pytest.skip("eBPF unavailable")
@@ -173,7 +174,7 @@ def test_ring_buffer_overflow_is_counted_and_reported() -> None:
         # Nobody reads while 5000 opens go in: a one-page ring buffer must overflow.
         for _ in range(5000):
             os.close(os.open("/etc/hostname", os.O_RDONLY))
-        sender: BatchSender[bytes] = BatchSender(
+        sender: BatchSender[SharedEvent] = BatchSender(
             "collector-overflow-test", "127.0.0.1:1", open_enricher_stream, make_batch
         )
         service = CollectorService([src], sender, drop_alert_interval_s=10.0, identity=src.decoder.identity)
@@ -181,7 +182,7 @@ def test_ring_buffer_overflow_is_counted_and_reported() -> None:
         service.check_drops(time.monotonic() + 1)
         lost = src.dropped()  # other processes keep the buffer overflowing, so this may already be higher
         assert lost > 0
-        drops = [event_pb2.Event.FromString(b) for b in sender._queue]
+        drops = [event_pb2.Event.FromString(body) for body, _ in sender._queue]
         drops = [e for e in drops if e.source == "internal"]
         assert len(drops) == 1 and drops[0].type == "syscall_event_drop"
         assert 0 < {a.name: a.uint_value for a in drops[0].args}["n_drops"] <= lost

@@ -10,7 +10,9 @@ from collector import layout
 from collector.decode import Decoder
 from collector.encode import EventEncoder, make_batch_bytes
 from collector.proctable import ProcessTable
-from lanner.convert import event_from_pb, event_to_pb
+from lanner.convert import BatchTables, event_from_pb, event_to_pb, inline_events
+from lanner.v1 import event_pb2
+from lanner.wire import shared_batch_wire
 from tests.collector import collector_testlib as rec
 from tests.collector.collector_testlib import add_proc
 
@@ -93,3 +95,39 @@ def test_timestamp_varint_matches_plain_varint() -> None:
     values = [0, 1, 127, 128, 2**28 - 1, 2**28, 2**28 + 5, 1_796_008_201_668_637_948, -5, 2**63 - 1]
     for n in values + [rng.randrange(0, 2**63) for _ in range(2000)]:
         assert _varint_ns(n) == _varint(n), n
+
+
+def test_shared_batch_carries_each_process_once(decoder: Decoder, table: ProcessTable) -> None:
+    add_proc(table, 1, 0, "init")
+    add_proc(table, 10, 1, "sshd")
+    add_proc(table, 20, 10, "bash", uid=1000, args=("-l", "--norc"), exepath="/usr/bin/bash")
+    records = [rec.open_record(20, f"/etc/f{i}", comm="bash", uid=1000) for i in range(50)]
+    records += [rec.fork_record(20, 21), rec.exec_record(21, "/usr/bin/cat", ["cat", "/etc/shadow"])]
+    records += [rec.open_record(21, "/etc/shadow")]
+    enc = EventEncoder()
+    events = [ev for r in records if (ev := decoder.decode(r)) is not None]
+    wire = shared_batch_wire(9, [enc.encode_shared(ev) for ev in events], 4)
+    batch = event_pb2.EventBatch.FromString(wire)
+    assert batch.batch_seq == 9 and batch.dropped_since_last == 4
+    # bash, sshd, init, then the clone's child and the exec'd cat: each process once, not once per event.
+    assert len(batch.processes) == len({p.SerializeToString() for p in batch.processes}) <= 6
+    assert inline_events(batch) == [event_to_pb(ev) for ev in events]
+    assert len(wire) < sum(len(enc.encode(ev)) for ev in events) / 2
+
+    frame = event_pb2.EventBatchFrame.FromString(wire)
+    tables = BatchTables(frame)
+    decoded = [event_from_pb(event_pb2.Event.FromString(data), tables) for data in frame.events]
+    assert decoded == events
+    # Decoded processes are shared between the events of a batch.
+    assert decoded[0].proc is decoded[49].proc and decoded[0].ancestors[0] is decoded[49].ancestors[0]
+
+
+def test_event_with_dangling_reference_is_refused_alone() -> None:
+    ev = event_pb2.Event(type="openat", proc_ref=3)
+    frame = event_pb2.EventBatchFrame(events=[ev.SerializeToString()], processes=[b""])
+    try:
+        event_from_pb(event_pb2.Event.FromString(frame.events[0]), BatchTables(frame))
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("a reference past the table must not decode")

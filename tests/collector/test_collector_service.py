@@ -16,8 +16,10 @@ from collector.decode import Decoder, Identity
 from collector.proctable import ProcessTable
 from collector.replay import ReplayError, ReplaySource, parse_line
 from collector.service import CollectorService, event_json, make_batch, open_enricher_stream
+from lanner.convert import inline_events
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2, services_pb2_grpc
+from lanner.wire import SharedEvent
 from tests.collector import collector_testlib as rec
 from tests.collector.collector_testlib import add_proc
 
@@ -33,7 +35,7 @@ class Receiver(services_pb2_grpc.EnricherServiceServicer):
         self, request_iterator: AsyncIterator[event_pb2.EventBatch], context: object
     ) -> AsyncIterator[event_pb2.BatchAck]:
         async for batch in request_iterator:
-            self.events.extend(batch.events)
+            self.events.extend(inline_events(batch))
             self.got.set()
             yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=len(batch.events))
 
@@ -73,7 +75,7 @@ async def test_replay_through_grpc(recording: Path) -> None:
     await server.start()
     source = ReplaySource(str(recording), Identity("node-r", "boot-r", "replay-1"))
     source.start()
-    sender: BatchSender[bytes] = BatchSender(
+    sender: BatchSender[SharedEvent] = BatchSender(
         "collector-test", f"127.0.0.1:{port}", open_enricher_stream, make_batch, batch_size=2, linger_s=0.001
     )
     service = CollectorService([source], sender)
@@ -125,7 +127,7 @@ def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
     # No enricher at all and a queue of 2: the collector's own drops must reach the internal drop event.
     source = ReplaySource(str(recording), Identity("node-q", "boot-q", "replay-q"))
     source.start()
-    sender: BatchSender[bytes] = BatchSender(
+    sender: BatchSender[SharedEvent] = BatchSender(
         "collector-queue-test", f"127.0.0.1:{free_port()}", open_enricher_stream, make_batch, max_queue=2
     )
     service = CollectorService([source], sender, drop_alert_interval_s=0.001)
@@ -139,7 +141,7 @@ def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
     finally:
         source.close()
     assert sender.dropped >= 1
-    queued = [event_pb2.Event.FromString(b) for b in sender._queue]
+    queued = [event_pb2.Event.FromString(body) for body, _ in sender._queue]
     drops = [e for e in queued if e.type == "syscall_event_drop"]
     assert drops and drops[-1].source == "internal"
     assert {a.name: a.uint_value for a in drops[-1].args}["n_drops"] >= 1

@@ -14,6 +14,7 @@ import pytest
 
 from lanner.convert import event_to_pb
 from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from lanner.wire import SharedEvent, raw_push_events, shared_batch_wire
 from ruleengine.config import RuleEngineConfig
 from ruleengine.events_json import event_from_fields
 from ruleengine.server import serve
@@ -115,6 +116,46 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
             await call.read()
             await wait_for(lambda: sum(a.rule == "Shadow read" for a in disp.alerts) == 2)
             await call.done_writing()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await dserver.stop(0)
+
+
+async def test_shared_tables_and_one_malformed_event(tmp_path: Path) -> None:
+    """Processes by reference decode as inline ones do, and garbage in one event costs only that event."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    disp = Dispatcher()
+    dserver = grpc.aio.server()
+    services_pb2_grpc.add_DispatcherServiceServicer_to_server(disp, dserver)
+    dport = dserver.add_insecure_port("127.0.0.1:0")
+    await dserver.start()
+    port = free_port()
+    cfg = RuleEngineConfig(bind=f"127.0.0.1:{port}", metrics_bind="", dispatcher_target=f"127.0.0.1:{dport}",
+                           rules_files=(str(rules),), hostname="testhost", watch_rules=False)
+    task = asyncio.create_task(serve(cfg))
+    try:
+        events: list[SharedEvent] = []
+        for seq in (1, 2, 3):
+            pb = shadow_event(seq)
+            proc = pb.proc.SerializeToString()
+            chain = tuple(a.SerializeToString() for a in pb.ancestors)
+            pb.ClearField("proc")
+            pb.ClearField("ancestors")
+            events.append((pb.SerializeToString(), (proc, *chain)))
+        events.insert(1, (b"\x0a\xff\xff\xff", ()))  # a length past the end: not an Event
+        wire = shared_batch_wire(1, events, 0)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            await asyncio.wait_for(ch.channel_ready(), 15)
+            call = raw_push_events("/lanner.v1.RuleEngineService/PushEvents")(ch)()
+            await call.write(wire)
+            ack = await call.read()
+            assert ack.accepted == 4
+            await wait_for(lambda: len(disp.alerts) == 3)
+            await call.done_writing()
+        assert sorted(a.event_id.seq for a in disp.alerts) == [1, 2, 3]
+        assert all("shadow read (proc=cat user=root)" in a.output for a in disp.alerts)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
