@@ -91,9 +91,9 @@ def main() -> int:
     from collector.encode import EventEncoder
     from collector.preflight import SetupError
     from collector.source import BpfProbe, KernelSource
-    from lanner.wire import event_batch_wire as batch_wire
+    from lanner.wire import shared_batch_wire as batch_wire
 
-    encode = EventEncoder().encode
+    encode = EventEncoder().encode_shared
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))
     try:
         t0 = time.monotonic()

@@ -92,6 +92,37 @@ def totals() -> tuple[float, float, dict[str, float]]:
     return ingested, dropped, drops
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def service_pids(up_pid: int) -> dict[str, int]:
+    """The pid of each service `lanner up` started (its children run `-m lanner.cli <service>`)."""
+    pids: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != up_pid:
+            continue
+        for name in METRICS:
+            if name.encode() in argv:
+                pids[name] = int(entry.name)
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 class Subscriber(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -145,11 +176,16 @@ def main() -> int:
         sub = Subscriber()
         sub.start()
         time.sleep(2)
-        print("rate_target  events/s_at_ruleengine  drops  alerts_latency_p50_ms  p99_ms")
+        pids = service_pids(up.pid)
+        names = [n for n in METRICS if n in pids]
+        print("CPU columns: microseconds of CPU per event at the rule engine, each service's whole work")
+        print("rate_target  events/s_at_ruleengine  drops  alerts_latency_p50_ms  p99_ms  "
+              + "  ".join(f"{n[:10]:>10}" for n in names))
         best = 0.0
         all_lat: list[float] = []
         for rate in [float(r) for r in args.rates.split(",")]:
             before_in, before_drop, _ = totals()
+            cpu_before = {n: cpu_seconds(pids[n]) for n in names}
             n_lat = len(sub.latencies_ms)
             t0 = time.monotonic()
             trig = subprocess.Popen([sys.executable, "-c", TRIGGER_CHILD, str(args.step_seconds)])
@@ -158,12 +194,15 @@ def main() -> int:
             time.sleep(1.5)  # let the pipeline drain
             elapsed = time.monotonic() - t0 - 1.5
             after_in, after_drop, drops = totals()
+            events = max(1.0, after_in - before_in)
+            cpu_us = {n: (cpu_seconds(pids[n]) - cpu_before[n]) * 1e6 / events for n in names}
             got = (after_in - before_in) / elapsed
             lat = sub.latencies_ms[n_lat:]
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = statistics.quantiles(lat, n=100)[98] if len(lat) >= 2 else float("nan")
             dropped = after_drop - before_drop
-            print(f"{rate:>11.0f}  {got:>22.0f}  {dropped:>5.0f}  {p50:>21.1f}  {p99:>6.1f}", flush=True)
+            cpu = "  ".join(f"{cpu_us[n]:>10.1f}" for n in names)
+            print(f"{rate:>11.0f}  {got:>22.0f}  {dropped:>5.0f}  {p50:>21.1f}  {p99:>6.1f}  {cpu}", flush=True)
             if dropped > 0:
                 print(f"first drops at target {rate:.0f}/s: {json.dumps({k: v for k, v in drops.items() if v})}")
                 break
