@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import mmap
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
 from collector.procfs import BootClock, list_pids, ns_inode, parse_stat
 from collector.proctable import ProcessTable
+from collector.ringbuf import MappedRingBuffer
 from collector.users import UserDb
 from lanner.model import Event
 
@@ -154,6 +156,7 @@ class BpfProbe:
         self._bpf: Any = None
         self._pending: list[bytes] = []
         self._callback: Any = None
+        self._mapped: MappedRingBuffer | None = None
 
     def cflags(self) -> list[str]:
         """The compile-time configuration passed to bcc."""
@@ -181,6 +184,16 @@ class BpfProbe:
         # The kernel side excludes children forked from now on; those already running are found in /proc.
         for pid in with_descendants(self._exclude):
             excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        self._open_ring_buffer()
+
+    def _open_ring_buffer(self) -> None:
+        """Map the ring buffer and drain it in bulk; bcc's per-record callback is the fallback."""
+        table = self._bpf[b"events"]
+        try:
+            self._mapped = MappedRingBuffer(int(table.map_fd), self._pages * mmap.PAGESIZE)
+            return
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("ring buffer cannot be mapped; reading it through bcc callbacks", extra={"error": str(exc)})
         pending = self._pending
 
         def on_record(_ctx: Any, data: Any, size: int) -> int:
@@ -188,7 +201,7 @@ class BpfProbe:
             return 0
 
         self._callback = on_record
-        self._bpf[b"events"].open_ring_buffer(on_record)
+        table.open_ring_buffer(on_record)
 
     def set_pidns(self, cgroup_id: int, dev: int, ino: int) -> None:
         """Tell the probes which pid namespace the processes of a cgroup live in (for namespaced pids)."""
@@ -206,6 +219,8 @@ class BpfProbe:
         """Drain whatever the ring buffer holds now."""
         if self._bpf is None:
             return []
+        if self._mapped is not None:
+            return self._mapped.read()
         self._bpf.ring_buffer_consume()
         if not self._pending:
             return []
@@ -221,6 +236,9 @@ class BpfProbe:
 
     def close(self) -> None:
         """Detach the probes and free the maps."""
+        if self._mapped is not None:
+            self._mapped.close()
+            self._mapped = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None

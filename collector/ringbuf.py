@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Reading a BPF ring buffer through its memory mapping, in bulk.
+
+bcc's ``ring_buffer_consume`` calls back into Python once per record (a ctypes callback and a copy each), which
+cost more than decoding the record. The ring buffer's memory can be mapped instead, as libbpf does, and drained
+in one pass:
+
+* page 0 holds the consumer position, the only page user space may write;
+* page 1 holds the producer position, and the data pages follow it, mapped twice in a row so that a record that
+  wraps around the end is still contiguous;
+* each record starts with an 8-byte header (``u32 len``, ``u32 page offset``); the top two bits of ``len`` say
+  "still being written" (busy) and "discarded"; records are 8-byte aligned.
+
+The kernel publishes the producer position after the record's header is final, and x86 and arm64 loads of an
+aligned u64 are single-copy atomic, so reading the positions with ``struct`` is safe; the consumer position is
+written back once per drain, after every record of it has been copied out.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+LENGTH_MASK = DISCARD_BIT - 1
+HEADER_SIZE = 8
+_POSITION = struct.Struct("<Q")
+_HEADER = struct.Struct("<I")
+
+
+class MappedRingBuffer:
+    """The consumer side of a ``BPF_MAP_TYPE_RINGBUF`` map of ``data_size`` bytes (a power of two)."""
+
+    def __init__(self, map_fd: int, data_size: int) -> None:
+        if data_size <= 0 or data_size & (data_size - 1):
+            raise ValueError(f"ring buffer size must be a power of two, got {data_size}")
+        page = mmap.PAGESIZE
+        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        try:
+            self._producer = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._data = memoryview(self._producer)[page:]
+        self._mask = data_size - 1
+
+    def pending_bytes(self) -> int:
+        """How far the producer is ahead of the consumer."""
+        return int(_POSITION.unpack_from(self._producer, 0)[0] - _POSITION.unpack_from(self._consumer, 0)[0])
+
+    def read(self, max_records: int = 1 << 20) -> list[bytes]:
+        """Copy out every committed record (up to ``max_records``) and release their space to the producer."""
+        consumer = _POSITION.unpack_from(self._consumer, 0)[0]
+        producer = _POSITION.unpack_from(self._producer, 0)[0]
+        if consumer >= producer:
+            return []
+        data = self._data
+        mask = self._mask
+        unpack = _HEADER.unpack_from
+        out: list[bytes] = []
+        append = out.append
+        while consumer < producer and len(out) < max_records:
+            offset = consumer & mask
+            (length,) = unpack(data, offset)
+            if length & BUSY_BIT:
+                break  # reserved but not yet committed: the records behind it wait for the next drain
+            size = length & LENGTH_MASK
+            if not length & DISCARD_BIT:
+                start = offset + HEADER_SIZE
+                append(data[start : start + size].tobytes())
+            consumer += (size + HEADER_SIZE + 7) & ~7
+        _POSITION.pack_into(self._consumer, 0, consumer)
+        return out
+
+    def close(self) -> None:
+        """Unmap (the map itself belongs to whoever loaded it)."""
+        self._data.release()
+        self._producer.close()
+        self._consumer.close()
