@@ -36,6 +36,8 @@ make_batch = shared_batch_wire
 PUSH_EVENTS = "/" + services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_name + "/PushEvents"
 # Above this many events in one poll the loop goes round again at once instead of sleeping.
 BUSY_POLL = 256
+# The longest pause between polls on a quiet host.
+IDLE_POLL_MAX_S = 0.016
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
@@ -160,7 +162,17 @@ class CollectorService:
         )
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled: at once while a burst lasts, every ``poll_interval_s`` while events flow, and
+        less often the longer the host stays quiet (up to ``IDLE_POLL_MAX_S``), so an idle host costs next to
+        nothing and the first event after a quiet spell waits at most that long."""
+        idle = self.poll_interval_s
         while True:
             n = self.pump()
-            await asyncio.sleep(0 if n >= BUSY_POLL else self.poll_interval_s)
+            if n >= BUSY_POLL:
+                delay = 0.0
+            elif n:
+                delay = idle = self.poll_interval_s
+            else:
+                delay = idle
+                idle = min(idle * 2, max(IDLE_POLL_MAX_S, self.poll_interval_s))
+            await asyncio.sleep(delay)
