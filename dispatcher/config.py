@@ -39,6 +39,11 @@ class DispatcherConfig:
     # A redelivered alert_id within this many seconds is accepted (acked) but not stored again.
     dedup_window_s: float = 600.0
     dedup_prefix: str = "lanner:alert-seen:"
+    # Dedup keys are an HMAC under this secret (dispatcher/dedup.py), so clients cannot pre-claim real alerts'
+    # keys. ``dedup_secret`` (e.g. from LANNER_DISPATCHER__DEDUP_SECRET) wins; else the file, created on first start
+    # (default: $LANNER_STATE_DIR/dispatcher/dedup-secret, state dir ./var). Replicas must share it.
+    dedup_secret: str = ""
+    dedup_secret_file: str = ""
     # Consumer name in the output groups: stable across restarts (a restart resumes its own pending list) and
     # unique per replica (two live replicas sharing a name would deliver each other's in-flight alerts again).
     consumer: str = ""
@@ -69,6 +74,12 @@ class DispatcherConfig:
     def consumer_name(self) -> str:
         """The consumer name, defaulting to the host name."""
         return self.consumer or socket.gethostname()
+
+    @property
+    def secret_path(self) -> str:
+        """Where the dedup secret is kept."""
+        state = os.environ.get("LANNER_STATE_DIR") or "var"
+        return self.dedup_secret_file or os.path.join(state, "dispatcher", "dedup-secret")
 
     @property
     def host_name(self) -> str:

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from dispatcher.config import DispatcherConfig, OutputSpec, output_type
 from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
+from dispatcher.dedup import DedupKeyer, load_secret
 from dispatcher.driver import GROUP_PREFIX, OutputDriver
 from dispatcher.hub import SubscriberHub
 from dispatcher.metrics import (
@@ -59,6 +60,10 @@ class Dispatcher:
         self.cfg = cfg
         self.store = AlertStore(cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000))
         self.hub = SubscriberHub(self.store, cfg.subscriber_queue)
+        try:
+            self.keyer = DedupKeyer(load_secret(cfg.dedup_secret, cfg.secret_path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"dispatcher.dedup_secret_file: {cfg.secret_path}: {exc}") from None
         self.ctx = OutputContext(hostname=cfg.host_name, json=cfg.json)
         kinds = registered_outputs()
         self.drivers: list[OutputDriver] = []
@@ -139,9 +144,11 @@ class Dispatcher:
                     extra={"peer": peer, "batch_seq": batch.batch_seq, "index": i, "error": str(exc)},
                 )
                 continue
+            # Keyed before defaults are filled in, so a redelivery computes the same key (dispatcher/dedup.py).
+            key = self.keyer.key(pb)
             if not pb.hostname:
                 pb.hostname = self.ctx.hostname
-            items.append((pb.alert_id, pb.SerializeToString()))
+            items.append((key, pb.SerializeToString()))
         return items
 
     async def push_alerts(
