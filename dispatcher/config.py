@@ -21,6 +21,7 @@ from typing import Any
 from dispatcher.driver import DriverOptions
 from dispatcher.falco_format import JsonOptions
 from dispatcher.registry import registered_outputs
+from dispatcher.routetree import parse_tree
 from lanner.config import ConfigError, build, load_section
 
 _DRIVER_KEYS = frozenset(f.name for f in dataclasses.fields(DriverOptions))
@@ -63,6 +64,8 @@ class DispatcherConfig:
     outputs: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({"stdout": MappingProxyType({"enabled": True})})
     )
+    # The routing tree (dispatcher/routetree.py); empty: every output takes what its own filter lets through.
+    routes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.dedup_window_s <= 0:
@@ -133,4 +136,6 @@ def load(
     cfg = load_section("dispatcher", DispatcherConfig, path, env)
     env = os.environ if env is None else env
     origin = path or env.get("LANNER_CONFIG") or "<defaults>"
-    return cfg, output_specs(cfg, origin)
+    specs = output_specs(cfg, origin)
+    parse_tree(cfg.routes, [s.name for s in specs], origin)
+    return cfg, specs

@@ -25,6 +25,7 @@ from dispatcher.convert import AlertError, alert_from_pb
 from dispatcher.metrics import OUTPUT_DEAD, OUTPUT_FAILED, OUTPUT_FILTERED, OUTPUT_RETRIED, OUTPUT_SENT
 from dispatcher.model import Alert, Priority
 from dispatcher.registry import Output, PermanentError, Reopenable, RetryLater
+from dispatcher.routetree import RouteNode, outputs_for
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, Entry, retry_redis
 from lanner.v1 import alert_pb2
@@ -93,8 +94,10 @@ class OutputDriver:
         consumer: str,
         read_batch: int = 256,
         claim_idle_s: float = 60.0,
+        tree: RouteNode | None = None,
     ) -> None:
         self.name = name
+        self.tree = tree
         self.output = output
         self.opts = opts
         self.route = opts.route
@@ -176,10 +179,16 @@ class OutputDriver:
             # A poison entry must not stop the output (or, by crashing the loop, the service) for good.
             await self._dead_letter(entry, f"undecodable alert: {type(exc).__name__}: {exc}")
             return
-        if not self.route.matches(alert):
+        if not self.wants(alert):
             self._filtered.inc()
             return
         await self._deliver(entry, alert)
+
+    def wants(self, alert: Alert) -> bool:
+        """True when the routing tree sends the alert here and this output's own filter lets it through."""
+        if self.tree is not None and self.name not in outputs_for(self.tree, alert):
+            return False
+        return self.route.matches(alert)
 
     async def _deliver(self, entry: Entry, alert: Alert) -> None:
         backoff = Backoff(self.opts.backoff_initial_s, self.opts.backoff_max_s)

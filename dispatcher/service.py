@@ -34,6 +34,7 @@ from dispatcher.metrics import (
 )
 from dispatcher.model import Priority
 from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
+from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, retry_redis
 from lanner.config import ConfigError
@@ -66,6 +67,7 @@ class Dispatcher:
             raise ConfigError(f"dispatcher.dedup_secret_file: {cfg.secret_path}: {exc}") from None
         self.ctx = OutputContext(hostname=cfg.host_name, json=cfg.json)
         kinds = registered_outputs()
+        self.tree = parse_tree(cfg.routes, [s.name for s in specs])
         self.drivers: list[OutputDriver] = []
         for spec in specs:
             output = (outputs or {}).get(spec.name) or self._build(kinds[output_type(spec.name)], spec)
@@ -78,6 +80,7 @@ class Dispatcher:
                     consumer=cfg.consumer_name,
                     read_batch=cfg.read_batch,
                     claim_idle_s=cfg.claim_idle_s,
+                    tree=self.tree,
                 )
             )
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "ruleengine.service_cli",
     "ruleengine.fields_cli",
     "dispatcher.cli",
+    "dispatcher.routes_cli",
 )
 
 
@@ -34,6 +35,7 @@ COMMAND_OWNERS = {
     "fields": "ruleengine.fields_cli",
     "dispatcher": "dispatcher.cli",
     "subscribe": "dispatcher.cli",
+    "routes": "dispatcher.routes_cli",
 }
 
 
