@@ -20,6 +20,7 @@ from typing import Any
 
 from dispatcher.driver import DriverOptions
 from dispatcher.falco_format import JsonOptions
+from dispatcher.grouping import UNGROUPED_TYPES
 from dispatcher.registry import registered_outputs
 from dispatcher.routetree import parse_tree
 from lanner.config import ConfigError, build, load_section
@@ -125,6 +126,8 @@ def output_specs(cfg: DispatcherConfig, origin: str = "<config>") -> tuple[Outpu
         driver = build(DriverOptions, driver_part, origin, path)
         if not driver.enabled:
             continue
+        if driver.group_window_s > 0 and output_type(name) in UNGROUPED_TYPES:
+            raise ConfigError(f"{origin}: {path}.group_window_s: the {output_type(name)} output keeps every alert")
         specs.append(OutputSpec(name, driver, build(kind.config_cls, own_part, origin, path)))
     return tuple(specs)
 

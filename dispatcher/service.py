@@ -118,7 +118,8 @@ class Dispatcher:
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:
         """Coroutines to run beside the server: the hub, one loop per output, the trimmer, SIGUSR1."""
-        return [self.hub.run, *(d.run for d in self.drivers), self._trim_loop, self._reopen_on_sigusr1]
+        flushers = [d.flush_loop for d in self.drivers if d.grouper is not None]
+        return [self.hub.run, *(d.run for d in self.drivers), *flushers, self._trim_loop, self._reopen_on_sigusr1]
 
     async def close(self) -> None:
         """Close every output, then Redis."""

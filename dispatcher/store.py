@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -44,19 +44,34 @@ _CHUNK = 512
 PAYLOAD_FIELD = b"a"
 
 
+# An entry addressed to one output only (a digest, a replayed dead letter); every other output skips it.
+TARGET_FIELD = b"o"
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stream entry: its id and the serialized ``lanner.v1.Alert`` (None if it was trimmed away)."""
+    """One stream entry: its id and the serialized ``lanner.v1.Alert`` (None if it was trimmed away).
+
+    ``target`` names the one output the entry is for (None: every output); ``extra`` holds its other fields
+    (a digest's counts).
+    """
 
     id: bytes
     payload: bytes | None
+    target: str | None = None
+    extra: Mapping[bytes, bytes] | None = None
 
 
 def _entries(raw: Sequence[Any]) -> list[Entry]:
     out: list[Entry] = []
     for item in raw:
         entry_id, fields = item[0], item[1]
-        out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD) if fields else None))
+        if not fields:
+            out.append(Entry(entry_id, None))
+        elif TARGET_FIELD in fields:
+            out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD), fields[TARGET_FIELD].decode(), fields))
+        else:
+            out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD)))
     return out
 
 
