@@ -56,6 +56,9 @@ class DispatcherConfig:
     trim_interval_s: float = 5.0
     # Entries kept for live tail when no output group exists.
     idle_keep: int = 10000
+    # Delivered alerts stay this long in the stream, so a subscriber that reconnects with its cursor (or asks
+    # for --since) is replayed what it missed. Memory: about 1 KB per alert kept.
+    replay_retention_s: float = 600.0
     # Per-subscriber queue length; a subscriber that falls further behind loses alerts (counted).
     subscriber_queue: int = 1024
     max_subscribers: int = 256

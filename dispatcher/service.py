@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
 from dispatcher.dedup import DedupKeyer, load_secret
 from dispatcher.driver import GROUP_PREFIX, OutputDriver
 from dispatcher.hub import SubscriberHub
+from dispatcher.matchers import MatcherError, parse_matchers
 from dispatcher.metrics import (
     ALERTS_ACCEPTED,
     ALERTS_DUPLICATE,
@@ -47,6 +49,7 @@ DISPATCHER_SERVICE = "lanner.v1.DispatcherService"
 SUBSCRIBER_SERVICE = "lanner.v1.SubscriberService"
 MAX_ALERT_ID = 512
 MAX_NAME = 64
+_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 class Dispatcher:
@@ -181,11 +184,13 @@ class Dispatcher:
     # -- public subscription --------------------------------------------------------------------------------
 
     async def subscribe(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
-        """Server stream of serialized alerts matching the request, from now on (live tail, no replay)."""
+        """Server stream of serialized alerts matching the request: a replay from a cursor or time, then live."""
         try:
             req = services_pb2.SubscribeRequest.FromString(raw)
             min_prio = priority_from_pb(req.min_priority) if req.HasField("min_priority") else Priority.DEBUG
-        except (DecodeError, AlertError) as exc:
+            matchers = parse_matchers(req.filters, "filters")
+            start, inclusive = replay_start(req.from_cursor, req.since_unix_ms)
+        except (DecodeError, AlertError, MatcherError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SubscribeRequest: {exc}")
         if len(self.hub) >= self.cfg.max_subscribers:
             await context.abort(
@@ -193,11 +198,10 @@ class Dispatcher:
             )
         name = (req.subscriber_name or "anonymous")[:MAX_NAME]
         route = Route(min_prio, frozenset(req.rules), frozenset(req.tags), frozenset(req.sources))
-        sub = self.hub.add(name, route)
+        sub = self.hub.new(name, route, matchers, frozenset(req.fields))
         out = EVENTS_OUT.labels(stage="dispatcher")
         try:
-            while True:
-                payload = await sub.queue.get()
+            async for payload in self.hub.stream(sub, start, inclusive):
                 out.inc()
                 yield payload
         finally:
@@ -208,7 +212,8 @@ class Dispatcher:
     async def _trim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.trim_interval_s)
-            report = await retry_redis(lambda: self.store.trim(self.cfg.idle_keep), "trimming", self.cfg.redis_url)
+            trim = functools.partial(self.store.trim, self.cfg.idle_keep, self.cfg.replay_retention_s)
+            report = await retry_redis(trim, "trimming", self.cfg.redis_url)
             STREAM_LENGTH.set(report.length)
             for group, count in report.backlog.items():
                 OUTPUT_BACKLOG.labels(output=group.removeprefix(GROUP_PREFIX)).set(count)
@@ -235,6 +240,17 @@ class Dispatcher:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def replay_start(cursor: str, since_ms: int) -> tuple[str | None, bool]:
+    """Where a subscription's replay starts: after a cursor, from a time (inclusive), or nowhere (live only)."""
+    if cursor:
+        if not _CURSOR.match(cursor):
+            raise AlertError(f"from_cursor: {cursor[:40]!r} is not a cursor (an Alert.cursor such as 1718000011726-0)")
+        return cursor, False
+    if since_ms < 0:
+        raise AlertError("since_unix_ms: must not be negative")
+    return (f"{since_ms}-0", True) if since_ms else (None, False)
 
 
 def decode_alert(payload: bytes) -> alert_pb2.Alert:
