@@ -23,6 +23,7 @@ from dispatcher.falco_format import JsonOptions
 from dispatcher.grouping import UNGROUPED_TYPES
 from dispatcher.registry import registered_outputs
 from dispatcher.routetree import parse_tree
+from dispatcher.sidekick import SidekickConfig
 from lanner.config import ConfigError, build, load_section
 
 _DRIVER_KEYS = frozenset(f.name for f in dataclasses.fields(DriverOptions))
@@ -65,6 +66,8 @@ class DispatcherConfig:
     # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME).
     hostname: str = ""
     json: JsonOptions = field(default_factory=JsonOptions)
+    # The Falcosidekick-compatible HTTP intake (dispatcher/sidekick.py); off while its bind is empty.
+    sidekick: SidekickConfig = field(default_factory=SidekickConfig)
     outputs: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({"stdout": MappingProxyType({"enabled": True})})
     )

@@ -38,7 +38,8 @@ from dispatcher.model import Priority
 from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
 from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
-from dispatcher.store import AlertStore, retry_redis
+from dispatcher.sidekick import SidekickIntake
+from dispatcher.store import AlertStore, RedisState, retry_redis
 from lanner.config import ConfigError
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
 from lanner.v1 import alert_pb2, services_pb2
@@ -71,6 +72,12 @@ class Dispatcher:
         self.ctx = OutputContext(hostname=cfg.host_name, json=cfg.json)
         kinds = registered_outputs()
         self.tree = parse_tree(cfg.routes, [s.name for s in specs])
+        self.sidekick: SidekickIntake | None = None
+        if cfg.sidekick.bind:
+            try:
+                self.sidekick = SidekickIntake(cfg.sidekick, self.accept, lambda: RedisState.up, self.ctx.hostname)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"dispatcher.sidekick: {exc}") from None
         self.drivers: list[OutputDriver] = []
         for spec in specs:
             output = (outputs or {}).get(spec.name) or self._build(kinds[output_type(spec.name)], spec)
@@ -122,7 +129,11 @@ class Dispatcher:
     def background(self) -> list[Callable[[], Awaitable[None]]]:
         """Coroutines to run beside the server: the hub, one loop per output, the trimmer, SIGUSR1."""
         flushers = [d.flush_loop for d in self.drivers if d.grouper is not None]
-        return [self.hub.run, *(d.run for d in self.drivers), *flushers, self._trim_loop, self._reopen_on_sigusr1]
+        loops: list[Callable[[], Awaitable[None]]] = [self.hub.run, *(d.run for d in self.drivers), *flushers]
+        loops += [self._trim_loop, self._reopen_on_sigusr1]
+        if self.sidekick is not None:
+            loops.append(self.sidekick.run)
+        return loops
 
     async def close(self) -> None:
         """Close every output, then Redis."""
@@ -157,6 +168,16 @@ class Dispatcher:
                 pb.hostname = self.ctx.hostname
             items.append((key, pb.SerializeToString()))
         return items
+
+    async def accept(self, alerts: list[alert_pb2.Alert], peer: str) -> int:
+        """Persist alerts from another intake (the Falcosidekick drop-in); return how many were valid."""
+        batch = alert_pb2.AlertBatch(alerts=alerts)
+        EVENTS_IN.labels(stage="dispatcher").inc(len(alerts))
+        items = self._intake(batch, peer)
+        added = await retry_redis(functools.partial(self.store.persist, items), "http intake", self.cfg.redis_url)
+        ALERTS_ACCEPTED.inc(added)
+        ALERTS_DUPLICATE.inc(len(items) - added)
+        return len(items)
 
     async def push_alerts(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, alert_pb2.AlertAck]
