@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "ruleengine.fields_cli",
     "dispatcher.cli",
     "dispatcher.routes_cli",
+    "dispatcher.dead_cli",
 )
 
 
@@ -36,6 +37,7 @@ COMMAND_OWNERS = {
     "dispatcher": "dispatcher.cli",
     "subscribe": "dispatcher.cli",
     "routes": "dispatcher.routes_cli",
+    "alerts": "dispatcher.dead_cli",
 }
 
 
