@@ -36,7 +36,10 @@ def _run_dispatcher(args: argparse.Namespace) -> int:
 
 
 def _run_subscribe(args: argparse.Namespace) -> int:
-    from dispatcher.client import run_subscribe, subscribe_request
+    import time
+
+    from dispatcher.client import parse_duration, run_subscribe, subscribe_request
+    from dispatcher.matchers import MatcherError, parse_matchers
     from dispatcher.model import Priority
 
     try:
@@ -44,7 +47,27 @@ def _run_subscribe(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"lanner subscribe: --min-priority: {exc}", file=sys.stderr)
         return 2
-    req = subscribe_request(prio, args.rule, args.tag, args.source, args.name)
+    try:
+        since_ms = int((time.time() - parse_duration(args.since)) * 1000) if args.since else 0
+    except ValueError as exc:
+        print(f"lanner subscribe: --since: {exc}", file=sys.stderr)
+        return 2
+    try:
+        parse_matchers(args.filter, "--filter")
+    except MatcherError as exc:
+        print(f"lanner subscribe: {exc}", file=sys.stderr)
+        return 2
+    req = subscribe_request(
+        prio,
+        args.rule,
+        args.tag,
+        args.source,
+        args.name,
+        from_cursor=args.from_cursor,
+        since_unix_ms=since_ms,
+        filters=args.filter,
+        fields=args.field,
+    )
     return run_subscribe(args.target, req, args.json)
 
 
@@ -54,7 +77,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--config", "-c", default=None, help="YAML config file (section 'dispatcher')")
     p.set_defaults(func=_run_dispatcher)
 
-    s = subparsers.add_parser("subscribe", help="print alerts live from a dispatcher (no replay of older alerts)")
+    s = subparsers.add_parser(
+        "subscribe", help="print alerts from a dispatcher as they arrive (reconnects and resumes on its own)"
+    )
     s.add_argument("--target", default="127.0.0.1:7704", help="dispatcher address HOST:PORT")
     s.add_argument("--json", action="store_true", help="print Falco JSON lines instead of text lines")
     s.add_argument("--min-priority", default="", help="only alerts at least this severe (e.g. warning)")
@@ -62,6 +87,16 @@ def add_commands(subparsers: Any) -> None:
     s.add_argument("--tag", action="append", default=[], help="only alerts with this tag (repeatable)")
     s.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
     s.add_argument("--name", default="lanner-subscribe", help="subscriber name used in metrics")
+    s.add_argument("--from-cursor", default="", metavar="CURSOR", help="first replay what came after this cursor")
+    s.add_argument("--since", default="", metavar="DURATION", help="first replay the last DURATION (10m, 2h, 1d)")
+    s.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="only alerts matching FIELD OP VALUE, OP one of = != ~ (glob) !~ (repeatable; all must match)",
+    )
+    s.add_argument("--field", action="append", default=[], metavar="FIELD", help="only send these output fields")
     s.set_defaults(func=_run_subscribe)
 
 

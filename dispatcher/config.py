@@ -20,7 +20,10 @@ from typing import Any
 
 from dispatcher.driver import DriverOptions
 from dispatcher.falco_format import JsonOptions
+from dispatcher.grouping import UNGROUPED_TYPES
 from dispatcher.registry import registered_outputs
+from dispatcher.routetree import parse_tree
+from dispatcher.sidekick import SidekickConfig
 from lanner.config import ConfigError, build, load_section
 
 _DRIVER_KEYS = frozenset(f.name for f in dataclasses.fields(DriverOptions))
@@ -39,6 +42,11 @@ class DispatcherConfig:
     # A redelivered alert_id within this many seconds is accepted (acked) but not stored again.
     dedup_window_s: float = 600.0
     dedup_prefix: str = "lanner:alert-seen:"
+    # Dedup keys are an HMAC under this secret (dispatcher/dedup.py), so clients cannot pre-claim real alerts'
+    # keys. ``dedup_secret`` (e.g. from LANNER_DISPATCHER__DEDUP_SECRET) wins; else the file, created on first start
+    # (default: $LANNER_STATE_DIR/dispatcher/dedup-secret, state dir ./var). Replicas must share it.
+    dedup_secret: str = ""
+    dedup_secret_file: str = ""
     # Consumer name in the output groups: stable across restarts (a restart resumes its own pending list) and
     # unique per replica (two live replicas sharing a name would deliver each other's in-flight alerts again).
     consumer: str = ""
@@ -49,15 +57,22 @@ class DispatcherConfig:
     trim_interval_s: float = 5.0
     # Entries kept for live tail when no output group exists.
     idle_keep: int = 10000
+    # Delivered alerts stay this long in the stream, so a subscriber that reconnects with its cursor (or asks
+    # for --since) is replayed what it missed. Memory: about 1 KB per alert kept.
+    replay_retention_s: float = 600.0
     # Per-subscriber queue length; a subscriber that falls further behind loses alerts (counted).
     subscriber_queue: int = 1024
     max_subscribers: int = 256
     # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME).
     hostname: str = ""
     json: JsonOptions = field(default_factory=JsonOptions)
+    # The Falcosidekick-compatible HTTP intake (dispatcher/sidekick.py); off while its bind is empty.
+    sidekick: SidekickConfig = field(default_factory=SidekickConfig)
     outputs: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({"stdout": MappingProxyType({"enabled": True})})
     )
+    # The routing tree (dispatcher/routetree.py); empty: every output takes what its own filter lets through.
+    routes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.dedup_window_s <= 0:
@@ -69,6 +84,12 @@ class DispatcherConfig:
     def consumer_name(self) -> str:
         """The consumer name, defaulting to the host name."""
         return self.consumer or socket.gethostname()
+
+    @property
+    def secret_path(self) -> str:
+        """Where the dedup secret is kept."""
+        state = os.environ.get("LANNER_STATE_DIR") or "var"
+        return self.dedup_secret_file or os.path.join(state, "dispatcher", "dedup-secret")
 
     @property
     def host_name(self) -> str:
@@ -111,6 +132,8 @@ def output_specs(cfg: DispatcherConfig, origin: str = "<config>") -> tuple[Outpu
         driver = build(DriverOptions, driver_part, origin, path)
         if not driver.enabled:
             continue
+        if driver.group_window_s > 0 and output_type(name) in UNGROUPED_TYPES:
+            raise ConfigError(f"{origin}: {path}.group_window_s: the {output_type(name)} output keeps every alert")
         specs.append(OutputSpec(name, driver, build(kind.config_cls, own_part, origin, path)))
     return tuple(specs)
 
@@ -122,4 +145,6 @@ def load(
     cfg = load_section("dispatcher", DispatcherConfig, path, env)
     env = os.environ if env is None else env
     origin = path or env.get("LANNER_CONFIG") or "<defaults>"
-    return cfg, output_specs(cfg, origin)
+    specs = output_specs(cfg, origin)
+    parse_tree(cfg.routes, [s.name for s in specs], origin)
+    return cfg, specs

@@ -22,9 +22,18 @@ from google.protobuf.message import DecodeError
 
 from dispatcher.backoff import Backoff, RateLimiter
 from dispatcher.convert import AlertError, alert_from_pb
-from dispatcher.metrics import OUTPUT_DEAD, OUTPUT_FAILED, OUTPUT_FILTERED, OUTPUT_RETRIED, OUTPUT_SENT
+from dispatcher.grouping import Grouper, digest_alert, is_digest
+from dispatcher.metrics import (
+    OUTPUT_DEAD,
+    OUTPUT_FAILED,
+    OUTPUT_FILTERED,
+    OUTPUT_GROUPED,
+    OUTPUT_RETRIED,
+    OUTPUT_SENT,
+)
 from dispatcher.model import Alert, Priority
 from dispatcher.registry import Output, PermanentError, Reopenable, RetryLater
+from dispatcher.routetree import RouteNode, outputs_for
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, Entry, retry_redis
 from lanner.v1 import alert_pb2
@@ -54,6 +63,11 @@ class DriverOptions:
     max_retries: int = 0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
+    # Grouping (dispatcher/grouping.py): repeats within this many seconds of a group's first alert are counted
+    # and sent as one digest when the window ends; 0 sends every alert. ``group_by`` lists the alert fields of
+    # the grouping key (default: rule, hostname, container.id, proc.exepath).
+    group_window_s: float = 0.0
+    group_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         Priority.parse(self.min_priority)
@@ -61,8 +75,8 @@ class DriverOptions:
             raise ValueError("concurrency: must be at least 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s: must be positive")
-        if self.rate_limit < 0 or self.max_retries < 0:
-            raise ValueError("rate_limit and max_retries: must not be negative")
+        if self.rate_limit < 0 or self.max_retries < 0 or self.group_window_s < 0:
+            raise ValueError("rate_limit, max_retries and group_window_s: must not be negative")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ValueError("backoff_initial_s: must be positive and at most backoff_max_s")
 
@@ -93,8 +107,11 @@ class OutputDriver:
         consumer: str,
         read_batch: int = 256,
         claim_idle_s: float = 60.0,
+        tree: RouteNode | None = None,
     ) -> None:
         self.name = name
+        self.tree = tree
+        self.grouper = Grouper(store, name, opts.group_window_s, opts.group_by) if opts.group_window_s > 0 else None
         self.output = output
         self.opts = opts
         self.route = opts.route
@@ -110,6 +127,7 @@ class OutputDriver:
         self._retried = OUTPUT_RETRIED.labels(output=name)
         self._dead = OUTPUT_DEAD.labels(output=name)
         self._filtered = OUTPUT_FILTERED.labels(output=name)
+        self._grouped = OUTPUT_GROUPED.labels(output=name)
 
     async def prepare(self) -> None:
         """Create the consumer group (before intake starts, so no alert can precede it)."""
@@ -153,33 +171,66 @@ class OutputDriver:
 
     async def process(self, entries: Sequence[Entry]) -> None:
         """Deliver a batch of entries and acknowledge the ones that are done (delivered, filtered or dead)."""
+        ready: list[tuple[Entry, Alert]] = []
+        for entry in entries:
+            item = await self._decode(entry)
+            if item is not None:
+                ready.append(item)
+        if self.grouper is not None:
+            ready = await self._group(ready)
         if self.opts.concurrency == 1:
-            for entry in entries:
-                await self._handle(entry)
+            for entry, alert in ready:
+                await self._deliver(entry, alert)
         else:
-            await asyncio.gather(*(self._bounded(e) for e in entries))
+            await asyncio.gather(*(self._bounded(e, a) for e, a in ready))
         ids = [e.id for e in entries]
         await retry_redis(lambda: self._store.ack(self.group, ids), f"output {self.name} acks", self._store.url)
 
-    async def _bounded(self, entry: Entry) -> None:
+    async def _bounded(self, entry: Entry, alert: Alert) -> None:
         async with self._sem:
-            await self._handle(entry)
+            await self._deliver(entry, alert)
 
-    async def _handle(self, entry: Entry) -> None:
+    async def _decode(self, entry: Entry) -> tuple[Entry, Alert] | None:
+        """The alert to deliver for an entry, or None when it is skipped, filtered or dead-lettered."""
+        if entry.target is not None and entry.target != self.name:
+            return None  # a digest or replayed dead letter for another output
         if entry.payload is None:
             # The entry was trimmed while pending; nothing is left to deliver.
             log.error("pending alert vanished from the stream", extra={"output": self.name, "entry": entry.id})
-            return
+            return None
         try:
             alert = alert_from_pb(alert_pb2.Alert.FromString(entry.payload))
-        except (DecodeError, AlertError, ValueError, RecursionError) as exc:
+            if is_digest(entry.extra):
+                assert entry.extra is not None
+                return entry, digest_alert(alert, entry.extra)
+        except (DecodeError, AlertError, ValueError, KeyError, RecursionError) as exc:
             # A poison entry must not stop the output (or, by crashing the loop, the service) for good.
             await self._dead_letter(entry, f"undecodable alert: {type(exc).__name__}: {exc}")
-            return
-        if not self.route.matches(alert):
+            return None
+        if entry.target is None and not self.wants(alert):
             self._filtered.inc()
-            return
-        await self._deliver(entry, alert)
+            return None
+        return entry, alert
+
+    async def _group(self, ready: list[tuple[Entry, Alert]]) -> list[tuple[Entry, Alert]]:
+        """Drop the repeats the grouping windows count; digests and replays are never grouped."""
+        assert self.grouper is not None
+        grouper = self.grouper
+        plain = [(e.id, a, e.payload or b"") for e, a in ready if e.target is None]
+        flags = iter(await retry_redis(lambda: grouper.admit(plain), f"output {self.name} grouping", self._store.url))
+        kept: list[tuple[Entry, Alert]] = []
+        for entry, alert in ready:
+            if entry.target is not None or next(flags):
+                kept.append((entry, alert))
+            else:
+                self._grouped.inc()
+        return kept
+
+    def wants(self, alert: Alert) -> bool:
+        """True when the routing tree sends the alert here and this output's own filter lets it through."""
+        if self.tree is not None and self.name not in outputs_for(self.tree, alert):
+            return False
+        return self.route.matches(alert)
 
     async def _deliver(self, entry: Entry, alert: Alert) -> None:
         backoff = Backoff(self.opts.backoff_initial_s, self.opts.backoff_max_s)
@@ -237,6 +288,18 @@ class OutputDriver:
             f"output {self.name} dead letters",
             self._store.url,
         )
+
+    async def flush_loop(self) -> None:
+        """Close ended grouping windows into digests, forever (every replica polls; each window closes once)."""
+        if self.grouper is None:
+            return
+        grouper = self.grouper
+        interval = min(1.0, grouper.window_ms / 4000)
+        while True:
+            await asyncio.sleep(interval)
+            n = await retry_redis(grouper.flush, f"output {self.name} digests", self._store.url)
+            if n:
+                log.info("grouping windows closed; digests queued", extra={"output": self.name, "digests": n})
 
     async def reopen(self) -> None:
         """Reopen the output's file or process (SIGUSR1), if it has one."""

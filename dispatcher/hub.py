@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Live fan-out to Subscribe clients: each gets a bounded queue; a full queue drops and counts, never blocks.
+"""Fan-out to Subscribe clients: each gets a bounded queue; a full queue drops and counts, never blocks.
 
 The hub tails the durable stream (plain XREAD, no consumer group), so a subscriber sees only alerts that were
-persisted, and every dispatcher replica serves all alerts to its own subscribers. It is live-tail: a subscriber
-gets alerts accepted after it connected, with no replay of older ones.
+persisted, and every dispatcher replica serves all alerts to its own subscribers. Every alert carries its stream id
+as ``cursor``; a client that reconnects with it is first replayed what it missed (``replay``), within the stream's
+retention, and then continues live with no gap and no duplicate: live alerts at or before the replay's last id are
+skipped.
 """
 
 from __future__ import annotations
@@ -11,28 +13,53 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from dispatcher.convert import AlertError, alert_head_from_pb
+from dispatcher.convert import AlertError, alert_from_pb, alert_head_from_pb
+from dispatcher.matchers import Matcher, match_all
 from dispatcher.metrics import ALERTS_DROPPED, SUBSCRIBER_SENT, SUBSCRIBERS
 from dispatcher.model import Alert
 from dispatcher.routing import Route
-from dispatcher.store import AlertStore, retry_redis
+from dispatcher.store import AlertStore, Entry, parse_id, retry_redis
 from lanner.v1 import alert_pb2
 
 log = logging.getLogger(__name__)
+StreamId = tuple[int, int]
+
+
+def with_cursor(payload: bytes, entry_id: bytes) -> bytes:
+    """The serialized alert with its ``cursor`` set: appending a field to protobuf bytes merges it, no re-encode."""
+    return payload + alert_pb2.Alert(cursor=entry_id.decode()).SerializeToString()
+
+
+def masked(payload: bytes, fields: frozenset[str]) -> bytes:
+    """The alert with only the listed output_fields (the subscriber's field mask)."""
+    import json
+
+    pb = alert_pb2.Alert.FromString(payload)
+    for key in list(pb.output_fields.fields):
+        if key not in fields:
+            del pb.output_fields.fields[key]
+    if pb.output_fields_json:
+        decoded = json.loads(pb.output_fields_json)
+        kept = {k: v for k, v in decoded.items() if k in fields}
+        pb.output_fields_json = json.dumps(kept, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return pb.SerializeToString()
 
 
 @dataclass(eq=False, slots=True)
 class Subscriber:
-    """One connected client: its filter and its bounded queue of serialized ``lanner.v1.Alert`` messages."""
+    """One connected client: its filters, its field mask and its bounded queue of (stream id, serialized alert)."""
 
     name: str
     route: Route
-    queue: asyncio.Queue[bytes]
+    queue: asyncio.Queue[tuple[StreamId, bytes]]
+    matchers: tuple[Matcher, ...] = ()
+    fields: frozenset[str] = frozenset()
     dropped: int = 0
     _drop_logged: bool = field(default=False, repr=False)
     _sent: Any = field(default=None, repr=False)
@@ -42,12 +69,20 @@ class Subscriber:
         self._sent = SUBSCRIBER_SENT.labels(subscriber=self.name)
         self._drops = ALERTS_DROPPED.labels(subscriber=self.name)
 
-    def offer(self, alert: Alert, payload: bytes) -> None:
+    def wants(self, alert: Alert) -> bool:
+        """True when the alert passes the subscriber's route and field filters."""
+        return self.route.matches(alert) and match_all(self.matchers, alert)
+
+    def render(self, entry_id: bytes, payload: bytes) -> bytes:
+        """What the client receives for an alert it wants: masked if asked, always with its cursor."""
+        return with_cursor(masked(payload, self.fields) if self.fields else payload, entry_id)
+
+    def offer(self, alert: Alert, entry_id: bytes, payload: bytes) -> None:
         """Queue the alert if it matches; drop and count it when the queue is full."""
-        if not self.route.matches(alert):
+        if not self.wants(alert):
             return
         try:
-            self.queue.put_nowait(payload)
+            self.queue.put_nowait((parse_id(entry_id), self.render(entry_id, payload)))
         except asyncio.QueueFull:
             self.dropped += 1
             self._drops.inc()
@@ -56,6 +91,16 @@ class Subscriber:
                 log.warning("subscriber too slow; dropping alerts", extra={"subscriber": self.name})
             return
         self._sent.inc()
+
+
+def decode_for(subs: Sequence[Subscriber], payload: bytes) -> Alert | None:
+    """The alert as routing needs it: full only when some subscriber filters on output fields."""
+    try:
+        pb = alert_pb2.Alert.FromString(payload)
+        return alert_from_pb(pb) if any(s.matchers for s in subs) else alert_head_from_pb(pb)
+    except (DecodeError, AlertError, ValueError, RecursionError) as exc:
+        log.error("undecodable alert in stream; not sent to subscribers", extra={"error": str(exc)})
+        return None
 
 
 class SubscriberHub:
@@ -67,18 +112,24 @@ class SubscriberHub:
         self._batch = read_batch
         self._subs: set[Subscriber] = set()
         self._wake = asyncio.Event()
+        # Set while the tail loop runs with a fixed position: everything after it reaches every registered subscriber.
+        self._tailing = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._subs)
 
-    def add(self, name: str, route: Route) -> Subscriber:
-        """Register a subscriber; it receives alerts accepted from now on."""
-        sub = Subscriber(name, route, asyncio.Queue(maxsize=self._queue_size))
+    def new(
+        self, name: str, route: Route, matchers: tuple[Matcher, ...] = (), fields: frozenset[str] = frozenset()
+    ) -> Subscriber:
+        """A subscriber, not yet registered: ``stream`` registers it once its replay has caught up."""
+        return Subscriber(name, route, asyncio.Queue(maxsize=self._queue_size), matchers, fields)
+
+    def add(self, sub: Subscriber) -> None:
+        """Register a subscriber; it is offered alerts the hub reads from now on."""
         self._subs.add(sub)
         SUBSCRIBERS.set(len(self._subs))
         self._wake.set()
-        log.info("subscriber connected", extra={"subscriber": name, "subscribers": len(self._subs)})
-        return sub
+        log.info("subscriber connected", extra={"subscriber": sub.name, "subscribers": len(self._subs)})
 
     def remove(self, sub: Subscriber) -> None:
         """Unregister a subscriber and discard whatever it had not read."""
@@ -92,6 +143,50 @@ class SubscriberHub:
                 extra={"subscriber": sub.name, "dropped": sub.dropped, "subscribers": len(self._subs)},
             )
 
+    async def _replay(self, sub: Subscriber, pos: list[str], inclusive: bool) -> AsyncIterator[tuple[StreamId, bytes]]:
+        """What the stream holds after (or from) ``pos[0]``, in chunks until its current end; ``pos[0]`` follows."""
+        url = self._store.url
+        while True:
+            read = functools.partial(self._store.read_range, pos[0], self._batch, inclusive)
+            entries: list[Entry] = await retry_redis(read, "subscriber replay", url)
+            if entries:
+                pos[0], inclusive = entries[-1].id.decode(), False
+            for entry in entries:
+                if entry.payload is None or entry.target is not None:
+                    continue
+                alert = decode_for([sub], entry.payload)
+                if alert is not None and sub.wants(alert):
+                    yield parse_id(entry.id), sub.render(entry.id, entry.payload)
+            if len(entries) < self._batch:
+                return
+
+    async def stream(self, sub: Subscriber, start: str | None, inclusive: bool = False) -> AsyncIterator[bytes]:
+        """Everything the subscriber should see: the replay from ``start`` (if given), then live alerts.
+
+        The caller removes the subscriber when the client goes.
+        """
+        last: StreamId = (-1, -1)
+        pos = [start or "0-0"]
+        if start is not None:
+            # Catch up before registering, so a long replay cannot overflow the live queue.
+            async for entry_id, payload in self._replay(sub, pos, inclusive):
+                last = entry_id
+                yield payload
+        self.add(sub)
+        if start is not None:
+            # Alerts persisted between the catch-up and the registration: the hub may already be past them.
+            # Once the tail has its position, this replay reaches at least as far, so nothing falls between.
+            await self._tailing.wait()
+            async for entry_id, payload in self._replay(sub, pos, inclusive and pos[0] == start):
+                last = entry_id
+                yield payload
+        while True:
+            entry_id, payload = await sub.queue.get()
+            if entry_id <= last:
+                continue  # already replayed
+            last = entry_id
+            yield payload
+
     async def run(self) -> None:
         """Tail the stream forever; idle (no Redis reads) while nobody is subscribed."""
         url = self._store.url
@@ -99,21 +194,23 @@ class SubscriberHub:
             if not self._subs:
                 self._wake.clear()
                 await self._wake.wait()
-            # Start from the newest entry at the moment someone is listening: live tail, no replay.
+            # Start from the newest entry at the moment someone is listening: replays cover what came before.
             cursor = await retry_redis(self._store.last_id, "subscriber tail", url)
+            self._tailing.set()
             while self._subs:
                 read = functools.partial(self._store.read_after, cursor, self._batch, 500)
                 entries = await retry_redis(read, "subscriber tail", url)
                 for entry in entries:
                     cursor = entry.id.decode()
-                    if entry.payload is not None:
-                        self._fan_out(entry.payload)
+                    if entry.payload is not None and entry.target is None:
+                        self._fan_out(entry.id, entry.payload)
+            # No await between the loop's last check and this: a subscriber added later sees the tail as stopped.
+            self._tailing.clear()
 
-    def _fan_out(self, payload: bytes) -> None:
-        try:
-            alert = alert_head_from_pb(alert_pb2.Alert.FromString(payload))
-        except (DecodeError, AlertError, ValueError) as exc:
-            log.error("undecodable alert in stream; not sent to subscribers", extra={"error": str(exc)})
+    def _fan_out(self, entry_id: bytes, payload: bytes) -> None:
+        subs = list(self._subs)
+        alert = decode_for(subs, payload)
+        if alert is None:
             return
-        for sub in list(self._subs):
-            sub.offer(alert, payload)
+        for sub in subs:
+            sub.offer(alert, entry_id, payload)

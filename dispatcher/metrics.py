@@ -30,6 +30,11 @@ OUTPUT_DEAD = Counter(
 OUTPUT_FILTERED = Counter(
     "lanner_dispatcher_output_filtered_total", "Alerts an output's routing (priority, rules, tags) skipped", ["output"]
 )
+OUTPUT_GROUPED = Counter(
+    "lanner_dispatcher_output_grouped_total",
+    "Repeats an output counted into a grouping window instead of sending (they go out in the digest)",
+    ["output"],
+)
 SUBSCRIBERS = Gauge("lanner_dispatcher_subscribers", "Connected Subscribe clients")
 SUBSCRIBER_SENT = Counter("lanner_dispatcher_subscriber_sent_total", "Alerts queued to subscribers", ["subscriber"])
 ALERTS_DROPPED = Counter(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -21,8 +22,10 @@ from google.protobuf.message import DecodeError
 
 from dispatcher.config import DispatcherConfig, OutputSpec, output_type
 from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
+from dispatcher.dedup import DedupKeyer, load_secret
 from dispatcher.driver import GROUP_PREFIX, OutputDriver
 from dispatcher.hub import SubscriberHub
+from dispatcher.matchers import MatcherError, parse_matchers
 from dispatcher.metrics import (
     ALERTS_ACCEPTED,
     ALERTS_DUPLICATE,
@@ -33,8 +36,10 @@ from dispatcher.metrics import (
 )
 from dispatcher.model import Priority
 from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
+from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
-from dispatcher.store import AlertStore, retry_redis
+from dispatcher.sidekick import SidekickIntake
+from dispatcher.store import AlertStore, RedisState, retry_redis
 from lanner.config import ConfigError
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
 from lanner.v1 import alert_pb2, services_pb2
@@ -45,6 +50,7 @@ DISPATCHER_SERVICE = "lanner.v1.DispatcherService"
 SUBSCRIBER_SERVICE = "lanner.v1.SubscriberService"
 MAX_ALERT_ID = 512
 MAX_NAME = 64
+_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 class Dispatcher:
@@ -59,8 +65,19 @@ class Dispatcher:
         self.cfg = cfg
         self.store = AlertStore(cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000))
         self.hub = SubscriberHub(self.store, cfg.subscriber_queue)
+        try:
+            self.keyer = DedupKeyer(load_secret(cfg.dedup_secret, cfg.secret_path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"dispatcher.dedup_secret_file: {cfg.secret_path}: {exc}") from None
         self.ctx = OutputContext(hostname=cfg.host_name, json=cfg.json)
         kinds = registered_outputs()
+        self.tree = parse_tree(cfg.routes, [s.name for s in specs])
+        self.sidekick: SidekickIntake | None = None
+        if cfg.sidekick.bind:
+            try:
+                self.sidekick = SidekickIntake(cfg.sidekick, self.accept, lambda: RedisState.up, self.ctx.hostname)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"dispatcher.sidekick: {exc}") from None
         self.drivers: list[OutputDriver] = []
         for spec in specs:
             output = (outputs or {}).get(spec.name) or self._build(kinds[output_type(spec.name)], spec)
@@ -73,6 +90,7 @@ class Dispatcher:
                     consumer=cfg.consumer_name,
                     read_batch=cfg.read_batch,
                     claim_idle_s=cfg.claim_idle_s,
+                    tree=self.tree,
                 )
             )
 
@@ -110,7 +128,12 @@ class Dispatcher:
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:
         """Coroutines to run beside the server: the hub, one loop per output, the trimmer, SIGUSR1."""
-        return [self.hub.run, *(d.run for d in self.drivers), self._trim_loop, self._reopen_on_sigusr1]
+        flushers = [d.flush_loop for d in self.drivers if d.grouper is not None]
+        loops: list[Callable[[], Awaitable[None]]] = [self.hub.run, *(d.run for d in self.drivers), *flushers]
+        loops += [self._trim_loop, self._reopen_on_sigusr1]
+        if self.sidekick is not None:
+            loops.append(self.sidekick.run)
+        return loops
 
     async def close(self) -> None:
         """Close every output, then Redis."""
@@ -139,10 +162,22 @@ class Dispatcher:
                     extra={"peer": peer, "batch_seq": batch.batch_seq, "index": i, "error": str(exc)},
                 )
                 continue
+            # Keyed before defaults are filled in, so a redelivery computes the same key (dispatcher/dedup.py).
+            key = self.keyer.key(pb)
             if not pb.hostname:
                 pb.hostname = self.ctx.hostname
-            items.append((pb.alert_id, pb.SerializeToString()))
+            items.append((key, pb.SerializeToString()))
         return items
+
+    async def accept(self, alerts: list[alert_pb2.Alert], peer: str) -> int:
+        """Persist alerts from another intake (the Falcosidekick drop-in); return how many were valid."""
+        batch = alert_pb2.AlertBatch(alerts=alerts)
+        EVENTS_IN.labels(stage="dispatcher").inc(len(alerts))
+        items = self._intake(batch, peer)
+        added = await retry_redis(functools.partial(self.store.persist, items), "http intake", self.cfg.redis_url)
+        ALERTS_ACCEPTED.inc(added)
+        ALERTS_DUPLICATE.inc(len(items) - added)
+        return len(items)
 
     async def push_alerts(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, alert_pb2.AlertAck]
@@ -170,11 +205,13 @@ class Dispatcher:
     # -- public subscription --------------------------------------------------------------------------------
 
     async def subscribe(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
-        """Server stream of serialized alerts matching the request, from now on (live tail, no replay)."""
+        """Server stream of serialized alerts matching the request: a replay from a cursor or time, then live."""
         try:
             req = services_pb2.SubscribeRequest.FromString(raw)
             min_prio = priority_from_pb(req.min_priority) if req.HasField("min_priority") else Priority.DEBUG
-        except (DecodeError, AlertError) as exc:
+            matchers = parse_matchers(req.filters, "filters")
+            start, inclusive = replay_start(req.from_cursor, req.since_unix_ms)
+        except (DecodeError, AlertError, MatcherError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SubscribeRequest: {exc}")
         if len(self.hub) >= self.cfg.max_subscribers:
             await context.abort(
@@ -182,11 +219,10 @@ class Dispatcher:
             )
         name = (req.subscriber_name or "anonymous")[:MAX_NAME]
         route = Route(min_prio, frozenset(req.rules), frozenset(req.tags), frozenset(req.sources))
-        sub = self.hub.add(name, route)
+        sub = self.hub.new(name, route, matchers, frozenset(req.fields))
         out = EVENTS_OUT.labels(stage="dispatcher")
         try:
-            while True:
-                payload = await sub.queue.get()
+            async for payload in self.hub.stream(sub, start, inclusive):
                 out.inc()
                 yield payload
         finally:
@@ -197,7 +233,8 @@ class Dispatcher:
     async def _trim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.trim_interval_s)
-            report = await retry_redis(lambda: self.store.trim(self.cfg.idle_keep), "trimming", self.cfg.redis_url)
+            trim = functools.partial(self.store.trim, self.cfg.idle_keep, self.cfg.replay_retention_s)
+            report = await retry_redis(trim, "trimming", self.cfg.redis_url)
             STREAM_LENGTH.set(report.length)
             for group, count in report.backlog.items():
                 OUTPUT_BACKLOG.labels(output=group.removeprefix(GROUP_PREFIX)).set(count)
@@ -224,6 +261,17 @@ class Dispatcher:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def replay_start(cursor: str, since_ms: int) -> tuple[str | None, bool]:
+    """Where a subscription's replay starts: after a cursor, from a time (inclusive), or nowhere (live only)."""
+    if cursor:
+        if not _CURSOR.match(cursor):
+            raise AlertError(f"from_cursor: {cursor[:40]!r} is not a cursor (an Alert.cursor such as 1718000011726-0)")
+        return cursor, False
+    if since_ms < 0:
+        raise AlertError("since_unix_ms: must not be negative")
+    return (f"{since_ms}-0", True) if since_ms else (None, False)
 
 
 def decode_alert(payload: bytes) -> alert_pb2.Alert:

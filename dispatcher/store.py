@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -44,19 +44,34 @@ _CHUNK = 512
 PAYLOAD_FIELD = b"a"
 
 
+# An entry addressed to one output only (a digest, a replayed dead letter); every other output skips it.
+TARGET_FIELD = b"o"
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stream entry: its id and the serialized ``lanner.v1.Alert`` (None if it was trimmed away)."""
+    """One stream entry: its id and the serialized ``lanner.v1.Alert`` (None if it was trimmed away).
+
+    ``target`` names the one output the entry is for (None: every output); ``extra`` holds its other fields
+    (a digest's counts).
+    """
 
     id: bytes
     payload: bytes | None
+    target: str | None = None
+    extra: Mapping[bytes, bytes] | None = None
 
 
 def _entries(raw: Sequence[Any]) -> list[Entry]:
     out: list[Entry] = []
     for item in raw:
         entry_id, fields = item[0], item[1]
-        out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD) if fields else None))
+        if not fields:
+            out.append(Entry(entry_id, None))
+        elif TARGET_FIELD in fields:
+            out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD), fields[TARGET_FIELD].decode(), fields))
+        else:
+            out.append(Entry(entry_id, fields.get(PAYLOAD_FIELD)))
     return out
 
 
@@ -171,20 +186,29 @@ class AlertStore:
             return []
         return _entries(cast(list[Any], resp)[0][1])
 
-    async def trim(self, idle_keep: int) -> TrimReport:
-        """Drop entries every consumer group has acknowledged, and report each group's backlog.
+    async def read_range(self, start: str, count: int, inclusive: bool = False) -> list[Entry]:
+        """XRANGE from ``start`` (excluded unless ``inclusive``) to the end: a subscriber's replay."""
+        resp = await self._r.xrange(self.stream, start if inclusive else f"({start}", "+", count=count)
+        return _entries(cast(list[Any], resp))
+
+    async def trim(self, idle_keep: int, retention_s: float = 0.0) -> TrimReport:
+        """Drop entries every consumer group has acknowledged and that are older than ``retention_s``, and report
+        each group's backlog.
 
         Entries still pending or not yet read by any group are kept, so trimming never loses an accepted alert.
-        With no groups at all only the newest ``idle_keep`` entries are kept (for live-tail subscribers).
+        With no groups at all only the newest ``idle_keep`` entries (within the retention) are kept.
         """
         try:
             groups = await self._r.xinfo_groups(self.stream)
         except ResponseError:
             return TrimReport(0, 0, {})
+        keep_from = (int(time.time() * 1000 - retention_s * 1000), 0)
         if not groups:
             removed = int(await self._r.xtrim(self.stream, maxlen=idle_keep, approximate=True))
+            if retention_s > 0:
+                removed += int(await self._r.xtrim(self.stream, minid=f"{keep_from[0]}-0", approximate=True))
             return TrimReport(removed, int(await self._r.xlen(self.stream)), {})
-        floor: tuple[int, int] | None = None
+        floor: tuple[int, int] | None = keep_from if retention_s > 0 else None
         backlog: dict[str, int] = {}
         for g in groups:
             name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
@@ -192,7 +216,7 @@ class AlertStore:
             raw_id = pending["min"] if pending["pending"] else g["last-delivered-id"]
             # "lag" (Redis 7) is how many entries the group has not read yet; None when Redis cannot tell.
             backlog[name] = int(pending["pending"]) + int(g.get("lag") or 0)
-            gid = _parse_id(raw_id)
+            gid = parse_id(raw_id)
             if floor is None or gid < floor:
                 floor = gid
         removed = 0
@@ -210,7 +234,8 @@ class TrimReport:
     backlog: dict[str, int]
 
 
-def _parse_id(raw: bytes | str) -> tuple[int, int]:
+def parse_id(raw: bytes | str) -> tuple[int, int]:
+    """A stream id ("<ms>-<seq>") as a tuple that sorts like the stream."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)

@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "ruleengine.service_cli",
     "ruleengine.fields_cli",
     "dispatcher.cli",
+    "dispatcher.routes_cli",
+    "dispatcher.dead_cli",
 )
 
 
@@ -34,6 +36,8 @@ COMMAND_OWNERS = {
     "fields": "ruleengine.fields_cli",
     "dispatcher": "dispatcher.cli",
     "subscribe": "dispatcher.cli",
+    "routes": "dispatcher.routes_cli",
+    "alerts": "dispatcher.dead_cli",
 }
 
 

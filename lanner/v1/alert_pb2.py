@@ -27,19 +27,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lanner.v1 import event_pb2 as lanner_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15lanner/v1/alert.proto\x12\tlanner.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lanner/v1/event.proto\"\xe9\x02\n\x05\x41lert\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12%\n\x08priority\x18\x02 \x01(\x0e\x32\x13.lanner.v1.Priority\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12.\n\routput_fields\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08hostname\x18\t \x01(\t\x12*\n\x08\x65vent_id\x18\n \x01(\x0b\x32\x18.lanner.v1.EventIdentity\x12\x10\n\x08\x61lert_id\x18\x0b \x01(\t\x12&\n\x06timing\x18\x0c \x01(\x0b\x32\x16.lanner.v1.EventTiming\x12\x1a\n\x12output_fields_json\x18\r \x01(\t\"A\n\nAlertBatch\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12 \n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x10.lanner.v1.Alert\"/\n\x08\x41lertAck\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r*\xbc\x01\n\x08Priority\x12\x16\n\x12PRIORITY_EMERGENCY\x10\x00\x12\x12\n\x0ePRIORITY_ALERT\x10\x01\x12\x15\n\x11PRIORITY_CRITICAL\x10\x02\x12\x12\n\x0ePRIORITY_ERROR\x10\x03\x12\x14\n\x10PRIORITY_WARNING\x10\x04\x12\x13\n\x0fPRIORITY_NOTICE\x10\x05\x12\x1a\n\x16PRIORITY_INFORMATIONAL\x10\x06\x12\x12\n\x0ePRIORITY_DEBUG\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15lanner/v1/alert.proto\x12\tlanner.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lanner/v1/event.proto\"\xf9\x02\n\x05\x41lert\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12%\n\x08priority\x18\x02 \x01(\x0e\x32\x13.lanner.v1.Priority\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12.\n\routput_fields\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08hostname\x18\t \x01(\t\x12*\n\x08\x65vent_id\x18\n \x01(\x0b\x32\x18.lanner.v1.EventIdentity\x12\x10\n\x08\x61lert_id\x18\x0b \x01(\t\x12&\n\x06timing\x18\x0c \x01(\x0b\x32\x16.lanner.v1.EventTiming\x12\x1a\n\x12output_fields_json\x18\r \x01(\t\x12\x0e\n\x06\x63ursor\x18\x0e \x01(\t\"A\n\nAlertBatch\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12 \n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x10.lanner.v1.Alert\"/\n\x08\x41lertAck\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r*\xbc\x01\n\x08Priority\x12\x16\n\x12PRIORITY_EMERGENCY\x10\x00\x12\x12\n\x0ePRIORITY_ALERT\x10\x01\x12\x15\n\x11PRIORITY_CRITICAL\x10\x02\x12\x12\n\x0ePRIORITY_ERROR\x10\x03\x12\x14\n\x10PRIORITY_WARNING\x10\x04\x12\x13\n\x0fPRIORITY_NOTICE\x10\x05\x12\x1a\n\x16PRIORITY_INFORMATIONAL\x10\x06\x12\x12\n\x0ePRIORITY_DEBUG\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lanner.v1.alert_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRIORITY']._serialized_start=603
-  _globals['_PRIORITY']._serialized_end=791
+  _globals['_PRIORITY']._serialized_start=619
+  _globals['_PRIORITY']._serialized_end=807
   _globals['_ALERT']._serialized_start=123
-  _globals['_ALERT']._serialized_end=484
-  _globals['_ALERTBATCH']._serialized_start=486
-  _globals['_ALERTBATCH']._serialized_end=551
-  _globals['_ALERTACK']._serialized_start=553
-  _globals['_ALERTACK']._serialized_end=600
+  _globals['_ALERT']._serialized_end=500
+  _globals['_ALERTBATCH']._serialized_start=502
+  _globals['_ALERTBATCH']._serialized_end=567
+  _globals['_ALERTACK']._serialized_start=569
+  _globals['_ALERTACK']._serialized_end=616
 # @@protoc_insertion_point(module_scope)

@@ -71,6 +71,7 @@ class Alert(_message.Message):
     ALERT_ID_FIELD_NUMBER: _builtins.int
     TIMING_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELDS_JSON_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
     """Name of the rule that matched (`rule`)."""
     priority: Global___Priority.ValueType
@@ -87,6 +88,10 @@ class Alert(_message.Message):
     output_fields_json: _builtins.str
     """The same output fields as one JSON object, typed exactly as Falco's JSON alert has them. Struct numbers are
     doubles, which cannot hold nanosecond timestamps such as `evt.time`; writers of Falco JSON use this.
+    """
+    cursor: _builtins.str
+    """Set by the dispatcher on alerts sent to subscribers: the alert's position in the durable stream
+    ("<ms>-<seq>"). Subscribe(from_cursor=...) resumes right after it.
     """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -126,10 +131,11 @@ class Alert(_message.Message):
         alert_id: _builtins.str = ...,
         timing: _event_pb2.EventTiming | None = ...,
         output_fields_json: _builtins.str = ...,
+        cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "output_fields", b"output_fields", "time", b"time", "timing", b"timing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "event_id", b"event_id", "hostname", b"hostname", "message", b"message", "output", b"output", "output_fields", b"output_fields", "output_fields_json", b"output_fields_json", "priority", b"priority", "rule", b"rule", "source", b"source", "tags", b"tags", "time", b"time", "timing", b"timing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "cursor", b"cursor", "event_id", b"event_id", "hostname", b"hostname", "message", b"message", "output", b"output", "output_fields", b"output_fields", "output_fields_json", b"output_fields_json", "priority", b"priority", "rule", b"rule", "source", b"source", "tags", b"tags", "time", b"time", "timing", b"timing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,10 +34,20 @@ class SubscribeRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
     SUBSCRIBER_NAME_FIELD_NUMBER: _builtins.int
+    FROM_CURSOR_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
     min_priority: _alert_pb2.Priority.ValueType
     """Only alerts at least this severe (numerically <=). Unset means all priorities."""
     subscriber_name: _builtins.str
     """A name for this subscriber, used in metrics labels and logs."""
+    from_cursor: _builtins.str
+    """Resume: first replay the alerts after this cursor (an Alert.cursor seen earlier) that the stream still
+    holds (dispatcher.replay_retention_s), then continue live, with no gap and no duplicate.
+    """
+    since_unix_ms: _builtins.int
+    """Replay from this time (ms since the Unix epoch) instead; ignored when from_cursor is set."""
     @_builtins.property
     def rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these rule names (exact match)."""
@@ -50,6 +60,16 @@ class SubscribeRequest(_message.Message):
     def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these sources (syscall, k8s_audit, internal)."""
 
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field matchers, all of which must hold: "k8s.ns.name=shop", "container.image.repository~*/nginx"
+        (operators = != ~ !~; the routing tree's matcher, see docs/outputs/routing.md).
+        """
+
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """When not empty, only these output_fields are sent (the field mask)."""
+
     def __init__(
         self,
         *,
@@ -58,10 +78,14 @@ class SubscribeRequest(_message.Message):
         tags: _abc.Iterable[_builtins.str] | None = ...,
         sources: _abc.Iterable[_builtins.str] | None = ...,
         subscriber_name: _builtins.str = ...,
+        from_cursor: _builtins.str = ...,
+        since_unix_ms: _builtins.int = ...,
+        filters: _abc.Iterable[_builtins.str] | None = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_priority", b"_min_priority", "min_priority", b"min_priority"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_priority", b"_min_priority", "min_priority", b"min_priority", "rules", b"rules", "sources", b"sources", "subscriber_name", b"subscriber_name", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_priority", b"_min_priority", "fields", b"fields", "filters", b"filters", "from_cursor", b"from_cursor", "min_priority", b"min_priority", "rules", b"rules", "since_unix_ms", b"since_unix_ms", "sources", b"sources", "subscriber_name", b"subscriber_name", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_priority: _TypeAlias = _typing.Literal["min_priority"]  # noqa: Y015
     _WhichOneofArgType__min_priority: _TypeAlias = _typing.Literal["_min_priority", b"_min_priority"]  # noqa: Y015

@@ -253,8 +253,8 @@ class DispatcherService:
 
 
 class SubscriberServiceStub:
-    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
-    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
+    live tail; with them it replays what the client missed, within the stream's retention, and then continues live. A subscriber that reads
     too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
     other subscribers and outputs are unaffected.
     """
@@ -273,8 +273,8 @@ class SubscriberServiceStub:
 
 
 class SubscriberServiceServicer:
-    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
-    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
+    live tail; with them it replays what the client missed, within the stream's retention, and then continues live. A subscriber that reads
     too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
     other subscribers and outputs are unaffected.
     """
@@ -302,8 +302,8 @@ def add_SubscriberServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SubscriberService:
-    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
-    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
+    live tail; with them it replays what the client missed, within the stream's retention, and then continues live. A subscriber that reads
     too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
     other subscribers and outputs are unaffected.
     """

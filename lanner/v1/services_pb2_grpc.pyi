@@ -117,8 +117,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class SubscriberServiceStub:
-    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
-    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
+    live tail; with them it replays what the client missed, within the stream's retention, and then continues live. A subscriber that reads
     too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
     other subscribers and outputs are unaffected.
     """
@@ -131,8 +131,8 @@ class SubscriberServiceStub:
 
 @_typing.type_check_only
 class SubscriberServiceAsyncStub(SubscriberServiceStub):
-    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
-    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
+    live tail; with them it replays what the client missed, within the stream's retention, and then continues live. A subscriber that reads
     too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
     other subscribers and outputs are unaffected.
     """
@@ -141,8 +141,8 @@ class SubscriberServiceAsyncStub(SubscriberServiceStub):
     Subscribe: _aio.UnaryStreamMultiCallable[_services_pb2.SubscribeRequest, _alert_pb2.Alert]  # type: ignore[assignment]
 
 class SubscriberServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Public API: any client can open a stream of alerts as they are raised. It is a live tail: alerts raised before
-    the stream opened are not replayed (durable delivery is the dispatcher's outputs' job). A subscriber that reads
+    """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
+    live tail; with them it replays what the client missed, within the stream's retention, and then continues live. A subscriber that reads
     too slowly has alerts dropped from its own bounded queue, counted in lanner_alerts_dropped_total{subscriber};
     other subscribers and outputs are unaffected.
     """

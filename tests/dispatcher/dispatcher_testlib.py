@@ -63,6 +63,7 @@ def base_config(redis_url: str, bind: str, **kw: Any) -> DispatcherConfig:
         consumer="test-consumer",
         outputs={},
         trim_interval_s=0.2,
+        dedup_secret="test-secret-0123456789abcdef",
     )
     return replace(cfg, **kw)
 

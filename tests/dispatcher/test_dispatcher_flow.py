@@ -33,6 +33,9 @@ async def test_push_then_subscribe_and_file(redis_url: str, bind: str, tmp_path:
         assert [(a.batch_seq, a.accepted) for a in acks] == [(1, 10), (2, 10)]
         got = [await asyncio.wait_for(call.read(), 5) for _ in range(20)]
         assert [a.alert_id for a in got] == [f"alert-{i}" for i in range(20)]
+        # Each alert carries its stream position (the cursor to resume from); the rest is what was pushed.
+        assert all(g.cursor for g in got) and got[3].cursor < got[4].cursor
+        got[3].ClearField("cursor")
         assert got[3] == alerts[3]
         call.cancel()
         await wait_for(lambda: len(lines(out)) == 20)
