@@ -238,6 +238,9 @@ class Event:
     k8s: K8s = NO_K8S
     audit_json: str = ""
     proc_incomplete: bool = False
+    # Field values a recording gave pre-rendered (replay, rule tests), keyed by field token: they are used as
+    # given and win over what the extractors would derive from the raw facts above. None for live events.
+    given: Mapping[str, object] | None = None
 
     def arg(self, name: str) -> ArgValue | None:
         """The raw value of the parameter called ``name``, or None when the event has none."""

@@ -56,6 +56,7 @@ class _Gen:
         self.ns["_U"] = _UNSET
         self.n = 0
         self.fields: dict[str, tuple[str, BoundField]] = {}
+        self.bound: dict[str, str] = {}
         self.local_fields = local_fields
         self.emitted: set[str] = set()
         # compound sub-conditions shared by several rules (macro bodies) are evaluated once per event
@@ -67,6 +68,12 @@ class _Gen:
         self.n += 1
         name = f"_{prefix}{self.n}"
         self.ns[name] = value
+        return name
+
+    def bound_const(self, bf: BoundField) -> str:
+        name = self.bound.get(bf.token)
+        if name is None:
+            name = self.bound[bf.token] = self.const(bf, "B")
         return name
 
     def tmp(self) -> str:
@@ -88,11 +95,14 @@ class _Gen:
             self.fields[bf.token] = got
         if self.local_fields:
             var = "_l" + got[0]
+            # a recorded event's given values (_x.given) win over extraction; live events have none
+            tok = self.const(bf.token, "T")
+            load = f"({got[0]}(_x) if _o is None else (_c[{tok}] if {tok} in _c else _x.get({self.bound_const(bf)})))"
             if bf.token not in self.emitted:
                 # code is generated in evaluation order: nothing before the first occurrence can have loaded it
                 self.emitted.add(bf.token)
-                return f"({var} := {got[0]}(_x))"
-            return f"({var} if {var} is not _U else ({var} := {got[0]}(_x)))"
+                return f"({var} := {load})"
+            return f"({var} if {var} is not _U else ({var} := {load}))"
         return f"_g({got[0]})"
 
     def operand(self, node: FieldRef | Transformer) -> Operand:
@@ -359,7 +369,7 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
             continue
         cond = "True" if folded is True else gen.expr(folded)
         lines.append(f"    if {cond}:\n        {'return ' + str(i) if first else '_r.append(' + str(i) + ')'}")
-    head = ["def _run(_x, _U=_U):"]
+    head = ["def _run(_x, _U=_U):", "    _o = _x.given", "    _c = _x._cache"]
     local_vars = ["_l" + name for name, _ in gen.fields.values()] + list(gen.memo_code)
     if local_vars:
         head.append("    " + " = ".join(local_vars) + " = _U")

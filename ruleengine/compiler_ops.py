@@ -16,6 +16,7 @@ import ahocorasick
 
 from ruleengine.condition.ast import ListValue, StrValue, Value
 from ruleengine.fields import BoundField, FieldType
+from ruleengine.regex import Re2Matcher, RegexError
 
 if TYPE_CHECKING:
     from ruleengine.compiler import _Gen
@@ -223,9 +224,9 @@ class OpBuilder:
             return re.compile(fnmatch.translate(text), re.DOTALL | (re.IGNORECASE if op == "iglob" else 0)).match
         if op == "regex":
             try:
-                return re.compile(text, re.DOTALL).fullmatch
-            except re.error as exc:
-                raise OpError(f"invalid regular expression '{text}': {exc}") from None
+                return Re2Matcher(text)
+            except RegexError as exc:
+                raise OpError(str(exc)) from None
         try:
             if lhs.bound is not None:
                 value = lhs.bound.parse_literal(text)

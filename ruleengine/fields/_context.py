@@ -20,11 +20,13 @@ class EventContext:
     For ``k8s_audit`` events the audit JSON is parsed lazily, once, by ``audit``.
     """
 
-    __slots__ = ("_audit", "_cache", "event")
+    __slots__ = ("_audit", "_cache", "event", "given")
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        self._cache: dict[str, object] = {}
+        # values a recording gave pre-rendered are the cache's first entries, so every reader sees them as given
+        self.given = given = event.given
+        self._cache: dict[str, object] = dict(given) if given else {}
         self._audit: object = _UNSET
 
     def get(self, field: BoundField) -> object | None:

@@ -154,11 +154,17 @@ def test_replay_text_and_json(workdir: Path, capsys: pytest.CaptureFixture[str])
     assert "etc open by cat" in capsys.readouterr().out
 
 
-def test_replay_bad_events_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_bad_records_are_skipped_unless_strict(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = workdir / "bad.jsonl"
-    events.write_text("{not json\n")
-    assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml")]) == 1
-    assert str(events) in capsys.readouterr().err
+    good = json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"})
+    events.write_text(f"{{not json\n{good}\n{{\"proc.name\": \"x\"}}\n{good}\n")
+    assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert f"{events}:1: invalid JSON at column 2" in err
+    assert f"{events}:3: field 'evt.type': missing (every event needs its type); record skipped" in err
+    assert "2 bad record(s) skipped" in err
+    assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml"), "--strict"]) == 1
+    assert f"{events}:1: invalid JSON" in capsys.readouterr().err
 
 
 def test_replay_uses_service_output_settings(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,398 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Records keyed by Falco field names -> Events, tolerant of what Falco and sysdig write, and fast.
+
+A record's fields are facts. Keys come in any order; ``null`` means the key is absent. A value given in the form the
+field extracts (a string for a string field, an integer for a number...) is used as given: it goes into the event's
+``given`` values, which win over anything derived. Every given value also sets the raw facts behind it (through the
+field's setter) so that fields the record does not carry are derived from them, as for live events. Times may be
+integer nanoseconds (sysdig) or rendered text (``Z`` or ``+0000``). A value whose raw facts cannot be read but that
+can be used as given (``evt.arg.flags`` with a flag Lanner has no name for) is kept as given.
+
+Speed: a file repeats a few key layouts (a *plan* per layout and value types), and within a layout the facts of one
+family (process, fd, container...) repeat from event to event. Each family's setters run once per distinct set of
+values; later records merge the remembered facts instead of parsing them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lanner.model import SOURCE_SYSCALL, Event
+from ruleengine.fields import FieldArgError, UnknownFieldError
+from ruleengine.fields._builder import EventBuilder
+from ruleengine.fields._registry import resolve_with_setter
+from ruleengine.fields._types import BoundField, FieldType
+from ruleengine.fields.fd import finalize_fd
+from ruleengine.record_objects import ObjectMemo, Template
+
+__all__ = ["RecordBuilder", "RecordError", "split_key"]
+
+_NUMERIC = frozenset(
+    {
+        FieldType.INT,
+        FieldType.UINT,
+        FieldType.PORT,
+        FieldType.ABSTIME,
+        FieldType.RELTIME,
+        FieldType.ERRNO,
+        FieldType.MODE,
+    }
+)
+# Time fields sysdig writes as integer nanoseconds; their rendered forms are taken as given.
+TIME_FIELDS = frozenset({"evt.time", "evt.time.s", "evt.time.iso8601", "evt.datetime", "evt.datetime.s", "evt.rawtime"})
+_DIGITS = re.compile(r"\d{10,}")
+_MEMO_LIMIT = 8192
+_GROUPS = {"proc": 1, "thread": 1, "user": 1, "group": 1, "fd": 2, "container": 3, "k8s": 3}
+# Keys that differ on every event: set on each event, never part of what is remembered.
+_PER_EVENT = frozenset({"evt.num", "evt.cpu"}) | TIME_FIELDS
+# Integers that change from event to event without changing anything else: set on each event's process/fd.
+_PER_EVENT_INT = frozenset(
+    {"thread.tid", "thread.vtid", "proc.pid", "proc.vpid", "proc.pid.ts", "fd.cport", "fd.sport"}
+)
+# The commonest per-event integers, assigned straight to the fact their setter writes (same as the setter does).
+_ENDPOINTS = frozenset({"fd.cip", "fd.sip", "fd.cport", "fd.sport"})
+_DIRECT_INT = {
+    "evt.num": "seq",
+    "evt.rawtime": "event_ns",
+    "proc.pid": "pid",
+    "proc.vpid": "vpid",
+    "thread.tid": "tid",
+    "thread.vtid": "vtid",
+}
+
+
+class RecordError(ValueError):
+    """A record that cannot be taken; names the field when one is at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"field '{field}': {message}" if field else message)
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """``proc.aname[2]`` -> (``proc.aname``, ``2``); quotes around the argument are dropped."""
+    if key.endswith("]") and "[" in key:
+        name, _, arg = key[:-1].partition("[")
+        if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "'\"":
+            arg = arg[1:-1]
+        return name, arg
+    return key, None
+
+
+def _set_time(b: EventBuilder, arg: str | None, v: object) -> None:
+    ns = int(v) if isinstance(v, int | str) else 0
+    if ns < 10**12:  # a whole number of seconds
+        ns *= 1_000_000_000
+    b.timing["event_ns"] = ns
+
+
+_ISO = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?\s*(Z|z|[+-]\d\d:?\d\d)?")
+
+
+def _set_iso(b: EventBuilder, arg: str | None, v: object) -> None:
+    """ISO 8601 as Falco (``+0000``), sysdig and RFC 3339 (``Z``, ``+00:00``) write it."""
+    m = _ISO.fullmatch(str(v).strip())
+    if m is None:
+        raise ValueError(f"'{v}' is not an ISO 8601 time")
+    tz = m[4] or "+0000"
+    tz = "+00:00" if tz in ("Z", "z") else (tz if ":" in tz else tz[:3] + ":" + tz[3:])
+    parsed = dt.datetime.fromisoformat(f"{m[1]}T{m[2]}{tz}")
+    frac = int(((m[3] or "") + "000000000")[:9])
+    b.timing["event_ns"] = int(parsed.timestamp()) * 1_000_000_000 + frac
+
+
+def _seed_type(bound: BoundField, key: str, vtype: type) -> bool:
+    """Can a value of ``vtype`` be handed to rules as the field's value, unchanged?"""
+    info = bound.info
+    if bound.token != key or bound.any_of or info.is_list:
+        return False
+    t = info.type
+    if t in (FieldType.STRING, FieldType.CHAR):
+        return vtype is str
+    if t in _NUMERIC:
+        return vtype is int
+    if t is FieldType.BOOL:
+        return vtype is bool
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    key: str
+    bound: BoundField
+    setter: Callable[[EventBuilder, str | None, object], None] | None
+    seed: bool
+
+
+def _tuple_getter(
+    keys: list[str], lists: frozenset[str] = frozenset()
+) -> Callable[[Mapping[str, object]], tuple[Any, ...]]:
+    """The values of ``keys`` as a tuple; JSON lists (``lists``) become tuples, so the result can be a dict key."""
+    if lists & set(keys):
+        tupled = [k in lists for k in keys]
+
+        def with_lists(r: Mapping[str, object]) -> tuple[Any, ...]:
+            return tuple(
+                tuple(v) if t and isinstance(v := r[k], list) else r[k] for k, t in zip(keys, tupled, strict=True)
+            )
+
+        return with_lists
+    if len(keys) == 1:
+        key = keys[0]
+
+        def one(r: Mapping[str, object]) -> tuple[Any, ...]:
+            return (r[key],)
+
+        return one
+    return operator.itemgetter(*keys)
+
+
+class _Group:
+    """The raw-fact setters of one family within a plan, and the facts they gave per distinct set of values."""
+
+    __slots__ = ("getter", "memo", "steps", "typed")
+
+    def __init__(self, gid: int, steps: tuple[_Step, ...], lists: frozenset[str]) -> None:
+        self.steps = steps
+        # evt.type is part of the evt.* key (how a parameter is read depends on the event type)
+        self.typed = gid == 0
+        self.getter = _tuple_getter((["evt.type"] if self.typed else []) + [s.key for s in steps], lists)
+        self.memo: dict[Any, _Snapshot | RecordError] = {}
+
+
+# The facts a group's setters gave: (builder attribute, dict) pairs, the fd dict, the ancestors' dicts.
+_Snapshot = tuple[tuple[tuple[str, dict[str, Any]], ...], dict[str, Any] | None, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to build events from records of one key layout and value types."""
+
+    per_event: tuple[_Step, ...]  # evt.num, times: set on every event
+    groups: tuple[_Group, ...]  # raw-fact setters by family
+    derived: tuple[_Step, ...]  # setters that fill in facts still missing, run last
+    given: Callable[[Mapping[str, object]], dict[str, object]] | None  # the values used as given
+    unknown: tuple[tuple[str, str], ...]  # (key, why it is not a field)
+    template_key: Callable[[Mapping[str, object]], tuple[Any, ...]]  # every value but the per-event ones
+    templates: dict[Any, Template]
+    num_key: str | None  # evt.num, given as an integer
+    time_key: str | None  # evt.rawtime, given as an integer
+    proc_attrs: tuple[str, ...]  # pid/vpid/tid/vtid, given as integers...
+    proc_values: Callable[[Mapping[str, object]], tuple[Any, ...]] | None  # ...and their values
+
+
+def _given_getter(
+    record: Mapping[str, object], seeded: list[str]
+) -> Callable[[Mapping[str, object]], dict[str, object]] | None:
+    if not seeded:
+        return None
+    if len(seeded) == len(record):
+        return dict  # every key is used as given
+    keys = tuple(seeded)
+    get = _tuple_getter(list(keys))
+    return lambda r: dict(zip(keys, get(r), strict=True))
+
+
+class RecordBuilder:
+    """Builds Events from the records of one file (plans and remembered facts are per file)."""
+
+    def __init__(self, source: str = SOURCE_SYSCALL) -> None:
+        self.source = source
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._objects = ObjectMemo()
+        self.unknown_fields: dict[str, int] = {}
+        # fields whose given value could not be read as raw facts but was kept as given: field -> count
+        self.kept_as_given: dict[str, int] = {}
+
+    # --- plans --------------------------------------------------------------------------------------------
+    def _plan(self, record: Mapping[str, object]) -> _Plan:
+        sig = (tuple(record), tuple(map(type, record.values())))
+        plan = self._plans.get(sig)
+        if plan is None:
+            plan = self._plans[sig] = self._make_plan(record)
+        return plan
+
+    def _make_plan(self, record: Mapping[str, object]) -> _Plan:
+        groups: dict[int, list[_Step]] = {}
+        derived: list[_Step] = []
+        per_event: list[_Step] = []
+        direct: dict[str, str] = {}
+        seeded: list[str] = []
+        unknown: list[tuple[str, str]] = []
+        for key, value in record.items():
+            key = str(key)
+            try:
+                bound, setter, is_derived = resolve_with_setter(self.source, *split_key(key))
+            except (UnknownFieldError, FieldArgError) as exc:
+                unknown.append((key, str(exc)))
+                continue
+            name = bound.info.name
+            if name in TIME_FIELDS and (
+                (isinstance(value, int) and not isinstance(value, bool))
+                or (isinstance(value, str) and _DIGITS.fullmatch(value))
+            ):
+                setter, is_derived = _set_time, False  # sysdig's integer nanoseconds
+                seed = name == "evt.rawtime" and isinstance(value, int)
+            elif name == "evt.time.iso8601" and isinstance(value, str):
+                setter, is_derived, seed = _set_iso, False, True
+            else:
+                seed = value is not None and _seed_type(bound, key, type(value))
+            if name == "fd.name" and record.keys() >= _ENDPOINTS and isinstance(value, str) and "->" in value:
+                setter = None  # the endpoints are given one by one: the rendered tuple is only used as given
+            step = _Step(key, bound, setter, seed)
+            if seed:
+                seeded.append(key)
+            if setter is None or value is None or key == "evt.type":
+                continue
+            if name in _DIRECT_INT and type(value) is int and key == name:
+                direct[_DIRECT_INT[name]] = key
+            elif name in _PER_EVENT or (name in _PER_EVENT_INT and type(value) is int):
+                per_event.append(step)
+            elif is_derived:
+                derived.append(step)
+            else:
+                groups.setdefault(_GROUPS.get(name.partition(".")[0], 0), []).append(step)
+        lists = frozenset(str(k) for k, v in record.items() if isinstance(v, list))
+        ordered = tuple(_Group(g, tuple(groups[g]), lists) for g in sorted(groups))
+        # what the template depends on: the keys whose setters write facts shared by equal records
+        fixed = ["evt.type"] + [s.key for g in ordered for s in g.steps] + [s.key for s in derived]
+        proc_keys = [direct[a] for a in ("pid", "vpid", "tid", "vtid") if a in direct]
+        return _Plan(
+            tuple(per_event),
+            ordered,
+            tuple(derived),
+            _given_getter(record, seeded),
+            tuple(unknown),
+            _tuple_getter(fixed, lists),
+            {},
+            direct.get("seq"),
+            direct.get("event_ns"),
+            tuple(a for a in ("pid", "vpid", "tid", "vtid") if a in direct),
+            _tuple_getter(proc_keys) if proc_keys else None,
+        )
+
+    def bound(self, key: str) -> BoundField | None:
+        """The field a record key names (None when it names none)."""
+        try:
+            return resolve_with_setter(self.source, *split_key(key))[0]
+        except (UnknownFieldError, FieldArgError):
+            return None
+
+    # --- building -----------------------------------------------------------------------------------------
+    def build(self, record: Mapping[str, object], num: int = 0, *, strict_fields: bool = False) -> Event:
+        """The Event for ``record``; ``num`` is its ``evt.num`` unless the record gives one.
+
+        Keys that are no field are counted in ``unknown_fields`` and ignored, or (``strict_fields``) an error. A
+        value that cannot be read raises RecordError naming its field.
+        """
+        if type(record) is not dict and not isinstance(record, Mapping):
+            raise RecordError("", "an event must be a JSON object")
+        evt_type = record.get("evt.type")
+        if not isinstance(evt_type, str) or not evt_type:
+            raise RecordError("evt.type", "missing (every event needs its type)")
+        plan = self._plan(record)
+        for key, why in plan.unknown:
+            if strict_fields:
+                raise RecordError(key, why)
+            self.unknown_fields[key] = self.unknown_fields.get(key, 0) + 1
+        try:
+            tkey: Any = plan.template_key(record)
+            tmpl = plan.templates.get(tkey)
+        except TypeError:  # a list value: not hashable, not remembered
+            tkey, tmpl = None, None
+        if tmpl is None:
+            tmpl = self._template(plan, record, evt_type)
+            if tkey is not None:
+                if len(plan.templates) >= _MEMO_LIMIT:
+                    plan.templates.clear()
+                plan.templates[tkey] = tmpl
+        each = None
+        if plan.per_event:
+            each = EventBuilder(self.source)
+            for step in plan.per_event:
+                self._run(each, step, record[step.key])
+        seq = record[plan.num_key] if plan.num_key is not None else num
+        ns = record[plan.time_key] if plan.time_key is not None else None
+        pvals = plan.proc_values(record) if plan.proc_values is not None else None
+        given = plan.given(record) if plan.given is not None else None
+        return tmpl.event(evt_type, seq, ns, plan.proc_attrs, pvals, each, given, self._objects)
+
+    def _template(self, plan: _Plan, record: Mapping[str, object], evt_type: str) -> Template:
+        b = EventBuilder(self.source)
+        b.event["type"] = evt_type
+        for group in plan.groups:
+            parts, fd, ancestors = self._snapshot(group, record, evt_type)
+            for attr, d in parts:
+                getattr(b, attr).update(d)
+            if fd is not None:
+                b.fd_dict().update(fd)
+            for n, a in enumerate(ancestors, 1):
+                b.ancestor(n).update(a)
+        for step in plan.derived:
+            self._run(b, step, record[step.key])
+        finalize_fd(b)
+        return self._objects.template(b)
+
+    def _run(self, b: EventBuilder, step: _Step, value: object) -> None:
+        """Apply one setter; a value it cannot read is an error unless the value is used as given."""
+        assert step.setter is not None
+        try:
+            step.setter(b, step.bound.arg, value)
+        except (ValueError, TypeError) as exc:
+            if not step.seed:
+                raise RecordError(step.key, str(exc)) from None
+            # the value is still used as given; only the facts behind it stay unknown
+            self.kept_as_given[step.key] = self.kept_as_given.get(step.key, 0) + 1
+
+    def _snapshot(self, group: _Group, record: Mapping[str, object], evt_type: str) -> _Snapshot:
+        values = group.getter(record)
+        try:
+            snap = group.memo.get(values)
+        except TypeError:  # a list value: not hashable, not remembered
+            return self._run_group(group, record, evt_type)
+        if snap is None:
+            try:
+                snap = self._run_group(group, record, evt_type)
+            except RecordError as exc:
+                snap = exc
+            if len(group.memo) >= _MEMO_LIMIT:
+                group.memo.clear()
+            group.memo[values] = snap
+        if isinstance(snap, RecordError):
+            raise snap
+        return snap
+
+    def _run_group(self, group: _Group, record: Mapping[str, object], evt_type: str) -> _Snapshot:
+        fresh = EventBuilder(self.source)
+        fresh.event["type"] = evt_type
+        retry = []
+        for s in group.steps:
+            v = record[s.key]  # as given (the memo key holds lists as tuples)
+            assert s.setter is not None
+            try:
+                s.setter(fresh, s.bound.arg, v)
+            except (ValueError, TypeError):
+                retry.append((s, v))  # may depend on a fact set by a later key of the record
+        for s, v in retry:
+            self._run(fresh, s, v)
+        ev = {k: v for k, v in fresh.event.items() if k not in ("source", "type")}
+        parts = tuple(
+            (attr, d)
+            for attr, d in (
+                ("event", ev),
+                ("identity", fresh.identity),
+                ("timing", fresh.timing),
+                ("proc", fresh.proc),
+                ("args", fresh.args),
+                ("container", fresh.container),
+                ("k8s", fresh.k8s),
+            )
+            if d
+        )
+        return parts, fresh.fd, fresh.ancestors
