@@ -105,6 +105,9 @@ class Child:
             if isinstance(record, dict):
                 if record.get("level") in ("error", "critical"):
                     out.append(str(record.get("error") or record.get("detail") or record.get("msg")))
+            elif self.name == "redis":
+                if " # " in line:  # redis-server's own marker for warnings and errors
+                    out.append(line.split(" # ", 1)[1])
             elif not line.startswith(("Traceback", "File ", "^")):
                 out.append(line)
         return out[-limit:]

@@ -270,12 +270,17 @@ def _supervise(children: list[Child], redis: Child | None, reason: list[str]) ->
                     say(f"{child.name} rejected its configuration: {' | '.join(child.log_errors(5))}")
                     reason.append(f"{child.name} configuration error")
                     return EXIT_CONFIG_ERROR
-                # Back off when a child keeps dying right after it started; Redis comes back at once.
+                # Back off when a child keeps dying right after start; Redis, which holds the alerts, comes back first.
                 uptime = now - child.started_at
-                delay = 0.2 if uptime > 30 or child is redis else min(30.0, 2.0 ** min(child.restarts, 5))
+                if child is redis:
+                    delay = 0.2 if uptime > 30 else min(5.0, 0.2 * 2.0 ** min(child.restarts, 5))
+                else:
+                    delay = 1.0 if uptime > 30 else min(30.0, 2.0 ** min(child.restarts, 5))
                 child.restarts += 1
                 child.next_start = now + delay
-                last = child.log_errors(1)
+                # A child that exited by itself usually said why; one killed by a signal did not.
+                code = child.proc.returncode if child.proc is not None else 0
+                last = child.log_errors(1) if code and code > 0 else []
                 say(
                     f"{child.name} {child.exit_description()}{': ' + last[0] if last else ''}; "
                     f"restarting in {delay:.1f}s (restart {child.restarts}, log {child.log_path})"
