@@ -63,16 +63,18 @@ async def run_service(
     metrics_bind: str = "",
     stop_event: asyncio.Event | None = None,
     ready: Callable[[], bool] | None = None,
+    stopping: Sequence[Callable[[], None]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop_event``), then stop gracefully.
 
     ``register`` adds the servicers and returns their full service names, which get health status and
     reflection. ``grace`` bounds the wait for open streams at a stop: upstream senders spill what is unacked, so
     a short stop loses nothing. ``ready`` (polled every second) turns health to NOT_SERVING while it returns
-    False, for example while a dependency such as Redis is away, so probes see it. Background coroutines run
-    beside the server and are cancelled at shutdown; ``on_stop`` callbacks then run in reverse order, so resources
-    close in the reverse of the order they were opened. If a background task failed, ServiceCrashed is raised
-    after the stop, so the process exits non-zero.
+    False, for example while a dependency such as Redis is away, so probes see it. ``stopping`` callbacks run
+    first when the stop begins (the collector starts detaching its probes there, which takes a while).
+    Background coroutines run beside the server and are cancelled at shutdown; ``on_stop`` callbacks then run in
+    reverse order, so resources close in the reverse of the order they were opened. If a background task failed,
+    ServiceCrashed is raised after the stop, so the process exits non-zero.
     """
     server = grpc.aio.server(options=server_options())
     service_names = list(register(server))
@@ -111,6 +113,8 @@ async def run_service(
         await stop.wait()
     finally:
         log.info("service stopping", extra={"service_name": name})
+        for begin in stopping:
+            begin()
         for svc in ["", *service_names]:
             await health_servicer.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(grace)

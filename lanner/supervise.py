@@ -118,24 +118,35 @@ class Child:
                 os.kill(self.pid, sig)
 
 
-def stop_all(children: Sequence[Child], deadline_s: float) -> list[str]:
-    """SIGTERM every live child at once, SIGKILL (its whole group) whatever is left after ``deadline_s``.
-    Returns the names of the children that had to be killed."""
+def stop_all(
+    children: Sequence[Child], deadline_s: float, last: Child | None = None, last_after: str = "", last_s: float = 0.4
+) -> list[str]:
+    """SIGTERM every live child at once, and ``last`` (Redis) once the child named ``last_after`` has exited or
+    ``last_s`` before the deadline; SIGKILL (its whole group) whatever is left after ``deadline_s``. Returns the
+    names of the children that had to be killed. A killed child may take the kernel a moment more to reap (a
+    collector's probes detach at exit); the stop does not wait for that."""
+    everyone = [*children, *([last] if last is not None else [])]
     for child in children:
         child.signal(signal.SIGTERM)
-    deadline = time.monotonic() + deadline_s
-    while any(c.alive() for c in children) and time.monotonic() < deadline:
+    start = time.monotonic()
+    last_signalled = last is None
+    while any(c.alive() for c in everyone) and time.monotonic() - start < deadline_s:
+        if not last_signalled and last is not None:
+            before = any(c.alive() for c in children if c.name == last_after)
+            if not before or time.monotonic() - start >= deadline_s - last_s:
+                last.signal(signal.SIGTERM)
+                last_signalled = True
         time.sleep(0.02)
     killed = []
-    for child in children:
+    for child in everyone:
         if child.alive():
             killed.append(child.name)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-    for child in children:
+    for child in everyone:
         if child.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.proc.wait(timeout=2)
+                child.proc.wait(timeout=0.2)
         if child.log_file is not None:
             child.log_file.close()
             child.log_file = None

@@ -37,9 +37,10 @@ CONFIG_SCHEMAS = {
 }
 # A service exiting with this code found its configuration invalid: restarting it cannot help.
 EXIT_CONFIG_ERROR = 2
-# Services get this long after SIGTERM to spill and exit; Redis gets the rest of the 3 s.
-STOP_SERVICES_S = 2.0
-STOP_REDIS_S = 0.7
+# Everything gets this long after SIGTERM to spill and exit; Redis stops after the dispatcher, or this long
+# before the deadline.
+STOP_DEADLINE_S = 2.7
+STOP_REDIS_S = 0.4
 READY_TIMEOUT_S = {"collector": 120.0}
 
 
@@ -244,9 +245,7 @@ def _run(
     finally:
         started = time.monotonic()
         say(f"stopping ({reason[0] if reason else 'start-up failed'})")
-        killed = stop_all(children, STOP_SERVICES_S)
-        if redis is not None:
-            killed += stop_all([redis], STOP_REDIS_S)
+        killed = stop_all(children, STOP_DEADLINE_S, last=redis, last_after="dispatcher", last_s=STOP_REDIS_S)
         if killed:
             say(f"{', '.join(killed)} did not stop in time and were killed")
         say(f"stopped in {time.monotonic() - started:.1f}s")

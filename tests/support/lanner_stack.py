@@ -93,6 +93,7 @@ class Stack:
     metrics: dict[str, int] = field(default_factory=dict)
     redis_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    stderr_offset: int = 0
 
     def __post_init__(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,12 @@ class Stack:
         return self.state / "up.stderr"
 
     def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        """What this run of ``lanner up`` printed on stderr."""
+        if not self.stderr_path.exists():
+            return ""
+        with self.stderr_path.open("rb") as f:
+            f.seek(self.stderr_offset)
+            return f.read().decode(errors="replace")
 
     def start(self, stdout: int | None = None) -> Stack:
         argv = [sys.executable, "-m", "lanner.cli", "up", "--config", str(self.config), "--state-dir",
@@ -141,6 +147,7 @@ class Stack:
         for name in self.without:
             argv += ["--without", name]
         env = {**os.environ, **self.extra_env}
+        self.stderr_offset = self.stderr_path.stat().st_size if self.stderr_path.exists() else 0
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
