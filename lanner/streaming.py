@@ -199,6 +199,7 @@ class BatchSender(Generic[T]):
             lost = sum(self._weight(v) for v in self._inflight.values())
             EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
             self.dropped += lost
+            self._dropped_since_last += lost  # the next batch tells downstream, so the drop alert counts them
         self._inflight.clear()
 
     async def _run_once(self) -> None:

@@ -89,6 +89,7 @@ class Stack:
     redis_url: str = ""
     rules: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    dispatcher_outputs: dict[str, Any] | None = None
     ports: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)
     redis_port: int = 0
@@ -123,6 +124,8 @@ class Stack:
             "dispatcher": {"bind": f"127.0.0.1:{p['dispatcher']}", "metrics_bind": f"127.0.0.1:{m['dispatcher']}",
                            "trim_interval_s": 1.0},
         }  # fmt: skip
+        if self.dispatcher_outputs is not None:
+            sections["dispatcher"]["outputs"] = self.dispatcher_outputs
         return json.dumps(sections)
 
     def target(self, service: str) -> str:
