@@ -63,6 +63,8 @@ class CollectorConfig:
     proc_root: str = "/proc"
     host_root: str = ""
     node_name: str = ""
+    # Where events not yet handed to the enricher wait across a stop (lanner.journal); empty: counted as dropped.
+    spill_path: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

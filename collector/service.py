@@ -92,9 +92,16 @@ class CollectorService:
         self._queue_drops_seen = 0
         self._drop_seq = 0
         self.identity = identity or Identity("", "", "")
+        self._halted = False
+
+    def halt(self) -> None:
+        """Take no more events from the sources (a stop has begun; they are about to close)."""
+        self._halted = True
 
     def pump(self) -> int:
         """One poll of every source: move what they have now; returns the number of events moved."""
+        if self._halted:
+            return 0
         moved = 0
         encode = self.encoder.encode_shared
         for tracked in self.sources:

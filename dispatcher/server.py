@@ -23,7 +23,7 @@ async def serve(
     specs: Sequence[OutputSpec],
     *,
     stop_event: asyncio.Event | None = None,
-    grace: float = 5.0,
+    grace: float = 1.0,
     outputs: Mapping[str, Output] | None = None,
 ) -> None:
     """Wait for Redis (a signal during the wait exits cleanly), then serve until stopped."""

@@ -32,6 +32,8 @@ class EnricherConfig:
     warm_start: bool = True
     # Events held for the rule engine; batches go on whole, as the collector made them.
     max_queue: int = 16384
+    # Where events not yet handed to the rule engine wait across a stop (lanner.journal); empty: counted as dropped.
+    spill_path: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

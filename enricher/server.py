@@ -17,6 +17,7 @@ from enricher.enrich import Enricher
 from enricher.meta import MetadataProvider
 from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
 from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream, weigh
+from lanner.journal import bytes_journal
 from lanner.server import run_service
 from lanner.streaming import BatchSender
 from lanner.v1 import services_pb2
@@ -51,6 +52,7 @@ async def serve(cfg: EnricherConfig) -> None:
         batch_size=1,
         linger_s=0.0,
         weigh=weigh,
+        journal=bytes_journal(cfg.spill_path),
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:

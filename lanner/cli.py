@@ -7,6 +7,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 # Each stage contributes its own subcommands; the CLI never needs editing when one is added.
@@ -39,6 +40,9 @@ COMMAND_OWNERS = {
     "routes": "dispatcher.routes_cli",
     "alerts": "dispatcher.dead_cli",
 }
+
+
+SERVICE_COMMANDS = frozenset({"collector", "enricher", "ruleengine", "dispatcher"})
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -80,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"lanner: config error: {exc}", file=sys.stderr)
             return 2
         logging.getLogger("lanner").debug("unhandled error", exc_info=True)
+        if args.command in SERVICE_COMMANDS:
+            # A service that dies of a bug leaves its traceback in its log (its stderr) and exits non-zero.
+            traceback.print_exc()
         print(f"lanner {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -29,16 +29,12 @@ def parse_bind(bind: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
 
 
 def start_metrics_server(bind: str) -> None:
-    """Serve ``/metrics`` on ``bind`` (``host:port``); an empty bind or port 0 disables it."""
+    """Serve ``/metrics`` on ``bind`` (``host:port``); an empty bind or port 0 disables it. A port in use raises
+    OSError: a second instance must not run beside the first with its metrics quietly missing."""
     if not bind:
         return
     host, port = parse_bind(bind)
     if port == 0:
         return
-    try:
-        start_http_server(port, addr=host)
-    except OSError as exc:
-        # Metrics are an aid, not the service: log and keep running.
-        log.error("metrics endpoint not started", extra={"bind": bind, "error": str(exc)})
-        return
+    start_http_server(port, addr=host)
     log.info("metrics endpoint listening", extra={"bind": bind})

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -14,20 +15,30 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lanner import keepalive
 from lanner.metrics import start_metrics_server
 
 log = logging.getLogger(__name__)
 
 # Largest message a service accepts; bigger ones are refused by gRPC with RESOURCE_EXHAUSTED, naming the size.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-GRPC_OPTIONS = (
+_SIZES = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.keepalive_permit_without_calls", 1),
 )
+
+
+def client_options() -> tuple[tuple[str, int], ...]:
+    """Options of every channel between Lanner services (keepalive agrees with ``server_options``)."""
+    return _SIZES + keepalive.client_options()
+
+
+def server_options() -> tuple[tuple[str, int], ...]:
+    """Options of every Lanner gRPC server. No SO_REUSEPORT: gRPC sets it by default, which lets a second
+    instance bind the same port beside a running one and split the connections between them; without it a
+    port in use is a start-up error."""
+    return (*_SIZES, *keepalive.server_options(), ("grpc.so_reuseport", 0))
+
 
 Register = Callable[[grpc.aio.Server], Sequence[str]]
 Background = Callable[[], Awaitable[None]]
@@ -37,6 +48,10 @@ class ServiceStartError(Exception):
     """The service could not start (for example its port is taken)."""
 
 
+class ServiceCrashed(Exception):
+    """A background task of the service failed; the service stopped so that its supervisor restarts it."""
+
+
 async def run_service(
     name: str,
     bind: str,
@@ -44,20 +59,24 @@ async def run_service(
     *,
     background: Sequence[Background] = (),
     on_stop: Sequence[Background] = (),
-    grace: float = 5.0,
+    grace: float = 1.0,
     metrics_bind: str = "",
     stop_event: asyncio.Event | None = None,
     ready: Callable[[], bool] | None = None,
+    stopping: Sequence[Callable[[], None]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop_event``), then stop gracefully.
 
     ``register`` adds the servicers and returns their full service names, which get health status and
-    reflection. ``ready`` (polled every second) turns health to NOT_SERVING while it returns False, for example
-    while a dependency such as Redis is away, so probes see it. Background coroutines run beside the server and
-    are cancelled at shutdown; ``on_stop`` callbacks then run in reverse order, so resources close in the reverse
-    of the order they were opened.
+    reflection. ``grace`` bounds the wait for open streams at a stop: upstream senders spill what is unacked, so
+    a short stop loses nothing. ``ready`` (polled every second) turns health to NOT_SERVING while it returns
+    False, for example while a dependency such as Redis is away, so probes see it. ``stopping`` callbacks run
+    first when the stop begins (the collector starts detaching its probes there, which takes a while).
+    Background coroutines run beside the server and are cancelled at shutdown; ``on_stop`` callbacks then run in
+    reverse order, so resources close in the reverse of the order they were opened. If a background task failed,
+    ServiceCrashed is raised after the stop, so the process exits non-zero.
     """
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=server_options())
     service_names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -66,13 +85,16 @@ async def run_service(
         server,
     )
     try:
+        start_metrics_server(metrics_bind)
+    except OSError as exc:
+        raise ServiceStartError(f"{name}: cannot serve metrics on {metrics_bind}: {exc.strerror or exc}") from None
+    try:
         port = server.add_insecure_port(bind)
     except RuntimeError as exc:
         raise ServiceStartError(f"{name}: cannot listen on {bind}: {exc}") from None
     if port == 0 and not bind.startswith("unix:"):
-        raise ServiceStartError(f"{name}: cannot listen on {bind} (address in use?)")
+        raise ServiceStartError(f"{name}: cannot listen on {bind}: address in use")
     await server.start()
-    start_metrics_server(metrics_bind)
     for svc in ["", *service_names]:
         await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("service started", extra={"service_name": name, "bind": bind, "port": port})
@@ -83,13 +105,16 @@ async def run_service(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    tasks = [asyncio.create_task(_supervise(name, fn, stop)) for fn in background]
+    failures: list[str] = []
+    tasks = [asyncio.create_task(_supervise(name, fn, stop, failures)) for fn in background]
     if ready is not None:
         tasks.append(asyncio.create_task(_watch_ready(name, ready, health_servicer, ["", *service_names])))
     try:
         await stop.wait()
     finally:
         log.info("service stopping", extra={"service_name": name})
+        for begin in stopping:
+            begin()
         for svc in ["", *service_names]:
             await health_servicer.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(grace)
@@ -107,10 +132,14 @@ async def run_service(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         log.info("service stopped", extra={"service_name": name})
+    if failures:
+        raise ServiceCrashed(f"{name}: {failures[0]}")
 
 
-async def _supervise(name: str, fn: Background, stop: asyncio.Event) -> None:
-    """Run a background task; if it fails, log why and stop the service so the supervisor restarts it."""
+async def _supervise(name: str, fn: Background, stop: asyncio.Event, failures: list[str]) -> None:
+    """Run a background task; if it fails, log why (with the traceback: it is a bug) and stop the service so the
+    supervisor restarts it."""
+    task = getattr(fn, "__qualname__", repr(fn))
     try:
         await fn()
     except asyncio.CancelledError:
@@ -118,9 +147,14 @@ async def _supervise(name: str, fn: Background, stop: asyncio.Event) -> None:
     except Exception as exc:
         log.error(
             "background task failed; stopping service",
-            exc_info=True,
-            extra={"service_name": name, "task": getattr(fn, "__qualname__", repr(fn)), "error": str(exc)},
+            extra={
+                "service_name": name,
+                "task": task,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            },
         )
+        failures.append(f"{task} failed: {type(exc).__name__}: {exc}")
         stop.set()
 
 

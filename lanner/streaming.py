@@ -9,6 +9,10 @@ the queue fills, and drops happen here, where they are counted, rather than in a
 With ``reliable=True`` (alerts), items are kept until acked and are sent again, in order, after a reconnect, so
 nothing is lost while the downstream restarts; the receiver dedups. Only a full queue can then drop, and the
 ruleengine sizes that queue for alerts, which are rare.
+
+At a stop, what is still queued or unacknowledged goes to the ``journal`` (see lanner.journal) and is sent first
+at the next start; without a journal it is counted as dropped (reason ``undelivered_at_stop``), never lost
+silently.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from lanner.journal import Journal
 from lanner.metrics import DOWNSTREAM_CONNECTED, EVENTS_DROPPED, EVENTS_OUT, QUEUE_DEPTH
-from lanner.server import GRPC_OPTIONS
+from lanner.server import client_options
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class BatchSender(Generic[T]):
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
         weigh: Callable[[T], int] | None = None,
+        journal: Journal[T] | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -77,10 +83,16 @@ class BatchSender(Generic[T]):
         self.sent = 0
         self.connected = False
         self._closing = False
+        self._cancelled = False
+        self._journal = journal
         self._drop_counter = EVENTS_DROPPED.labels(name, "queue_full")
         self._out_counter = EVENTS_OUT.labels(name)
         self._depth = QUEUE_DEPTH.labels(name)
         self._connected_gauge = DOWNSTREAM_CONNECTED.labels(name)
+        if journal is not None:
+            restored = journal.restore()
+            if restored:
+                self.submit_many(restored)
 
     def __len__(self) -> int:
         return self._queued if self._weigh is not None else len(self._queue)
@@ -140,6 +152,7 @@ class BatchSender(Generic[T]):
                 await self._run_once()
                 backoff = self._backoff_initial
             except asyncio.CancelledError:
+                self._cancelled = True  # a stop: what is in flight is kept for close() to spill
                 raise
             except grpc.aio.AioRpcError as exc:
                 log.warning(
@@ -176,8 +189,8 @@ class BatchSender(Generic[T]):
         self._connected_gauge.set(0)
         if not self._inflight:
             return
-        if self.reliable:
-            # Resend unacked items first, in their original order.
+        if self.reliable or self._cancelled:
+            # Resend unacked items first, in their original order (or, at a stop, spill them).
             pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
             self._queue.extendleft(reversed(pending))
             if self._weigh is not None:
@@ -186,10 +199,11 @@ class BatchSender(Generic[T]):
             lost = sum(self._weight(v) for v in self._inflight.values())
             EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
             self.dropped += lost
+            self._dropped_since_last += lost  # the next batch tells downstream, so the drop alert counts them
         self._inflight.clear()
 
     async def _run_once(self) -> None:
-        async with grpc.aio.insecure_channel(self.target, options=GRPC_OPTIONS) as channel:
+        async with grpc.aio.insecure_channel(self.target, options=client_options()) as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=self._backoff_max)
             call = self._open_stream(channel)()
             self.connected = True
@@ -265,6 +279,21 @@ class BatchSender(Generic[T]):
             if not self.connected:
                 break
             await asyncio.sleep(0.01)
-        left = len(self) + sum(self._weight(v) for v in self._inflight.values())
-        if left:
-            log.warning("stopping with undelivered items", extra={"stage": self.name, "items": left})
+        pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
+        pending.extend(self._queue)
+        left = self._weight(pending)
+        self._inflight.clear()
+        self._queue.clear()
+        self._queued = 0
+        self._depth.set(0)
+        if not pending:
+            return
+        if self._journal is not None:
+            try:
+                self._journal.spill(pending)
+                return
+            except OSError as exc:
+                log.error("cannot spill undelivered items", extra={"stage": self.name, "error": str(exc)})
+        EVENTS_DROPPED.labels(self.name, "undelivered_at_stop").inc(left)
+        self.dropped += left
+        log.warning("stopping with undelivered items", extra={"stage": self.name, "items": left})

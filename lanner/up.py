@@ -1,120 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
 """``lanner up``: Redis and the four services as supervised local processes.
 
-Services start downstream first (dispatcher, ruleengine, enricher, collector) so that nothing is dropped while
-the pipeline forms. A service that dies is restarted with backoff. Ctrl-C (or SIGTERM) stops them in the reverse
-order, giving each a grace period, then stops the Redis it started.
+Before anything starts, the config and the rules are checked (a mistake is printed with its file:line:col and
+nothing starts), the state directory is locked and every configured port is checked free, so a second stack
+cannot form beside a running one. Services start downstream first (dispatcher, ruleengine, enricher, collector),
+each waited for on its configured address, so that nothing is dropped while the pipeline forms. A service that
+dies, and the Redis this command started, are restarted with backoff and announced. Ctrl-C, SIGTERM, SIGHUP, and
+a closed output pipe stop everything within 3 s; what a stage had not handed on by then is spilled to its journal
+under the state directory and sent at the next start. Children die with the supervisor (see lanner.supervise).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Any
+
+from lanner.supervise import AlreadyRunning, Child, InstanceLock, busy_ports, split_host_port, stop_all
 
 SERVICES = ("dispatcher", "ruleengine", "enricher", "collector")
 DEFAULT_REDIS_PORT = 6390
-DEFAULT_PORTS = {"collector": 7701, "enricher": 7702, "ruleengine": 7703, "dispatcher": 7704}
-
-
-@dataclass
-class Child:
-    """One supervised process."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    next_start: float = 0.0
-    started_at: float = 0.0
-    log_file: IO[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        self.log_file = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdout=None,
-            stderr=self.log_file,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.started_at = time.monotonic()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, grace: float) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-
-
-def _wait_port(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def start_redis(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start a private redis-server with persistence (AOF) under ``state_dir``."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found: install it (`apt-get install redis-server`), or pass --redis-url")
-    data = state_dir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    log = (state_dir / "logs" / "redis.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    if not _wait_port("127.0.0.1", port, 10):
-        proc.kill()
-        raise RuntimeError(f"redis-server did not start on port {port}; see {state_dir / 'logs' / 'redis.log'}")
-    return proc
-
-
 CONFIG_SCHEMAS = {
     "collector": ("collector.config", "CollectorConfig"),
     "enricher": ("enricher.config", "EnricherConfig"),
@@ -123,19 +37,60 @@ CONFIG_SCHEMAS = {
 }
 # A service exiting with this code found its configuration invalid: restarting it cannot help.
 EXIT_CONFIG_ERROR = 2
+# Everything gets this long after SIGTERM to spill and exit; Redis stops after the dispatcher, or this long
+# before the deadline.
+STOP_DEADLINE_S = 2.7
+STOP_REDIS_S = 0.4
+READY_TIMEOUT_S = {"collector": 120.0}
 
 
-def check_configs(path: str | None) -> None:
-    """Validate every service's section (and its environment overrides) the way the service will."""
-    import importlib
+def say(message: str) -> None:
+    """One line for the person at the terminal; a closed stderr must not stop the stop."""
+    try:
+        print(f"lanner up: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
+
+def load_configs(path: str | None) -> dict[str, Any]:
+    """Every service's section (with its environment overrides), validated the way the service will."""
     from lanner.config import load_section, read_file
 
     if path:
         read_file(path)
+    out = {}
     for section, (module_name, class_name) in CONFIG_SCHEMAS.items():
         schema = getattr(importlib.import_module(module_name), class_name)
-        load_section(section, schema, path)
+        out[section] = load_section(section, schema, path)
+    return out
+
+
+def check_configs(path: str | None) -> None:
+    load_configs(path)
+
+
+def rule_errors(cfg: Any, rules: list[str] | None) -> list[str]:
+    """The located errors (file:line:col: ...) the rule engine would refuse to start with."""
+    from ruleengine.config import resolve_rules_paths
+    from ruleengine.engine import load_rules
+    from ruleengine.server import engine_options
+
+    files = resolve_rules_paths(tuple(rules) if rules else cfg.rules_files)
+    result = load_rules(files, engine_options(cfg))
+    return [m.format() for m in result.errors]
+
+
+def redis_argv(state_dir: Path, port: int) -> list[str]:
+    """A private redis-server with AOF persistence under ``state_dir`` (see docs/durability.md)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: install it (`apt-get install redis-server`), or pass --redis-url")
+    data = state_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    return [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes",
+        "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+    ]  # fmt: skip
 
 
 def _service_argv(name: str, args: argparse.Namespace) -> list[str]:
@@ -148,99 +103,192 @@ def _service_argv(name: str, args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _listening(bind: str) -> bool:
+    parsed = split_host_port(bind)
+    try:
+        if parsed is None:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(bind.removeprefix("unix:").removeprefix("//"))
+        else:
+            socket.create_connection(parsed, timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_ready(child: Child, bind: str, timeout: float, stopping: Any) -> bool:
+    """Wait until ``child`` listens on ``bind``; False as soon as it exits (or a stop is asked for)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopping():
+        if _listening(bind):
+            return True
+        if not child.alive():
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def _outputs_broken() -> bool:
+    """True when whoever reads our stdout or stderr has gone (``lanner up | tee log`` and tee exits): a pipe
+    whose reader closed reports POLLERR, a terminal that hung up POLLHUP."""
+    poller = select.poll()
+    fds = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            continue
+        poller.register(fd, 0)
+        fds.append(fd)
+    return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    check_configs(args.config)  # fail fast, with the file and key named, before anything starts
+    services = [s for s in SERVICES if s not in set(args.without or ())]
+    configs = load_configs(args.config)  # ConfigError names the file and key; nothing has started yet
     for rules in args.rules or ():
         if not os.access(rules, os.R_OK):
-            print(f"lanner up: cannot read rules file {rules}", file=sys.stderr)
-            return 2
+            say(f"cannot read rules file {rules}; nothing started")
+            return EXIT_CONFIG_ERROR
+    if "ruleengine" in services:
+        errors = rule_errors(configs["ruleengine"], args.rules)
+        if errors:
+            for line in errors:
+                print(line, file=sys.stderr)
+            say(f"the rules have {len(errors)} error(s); nothing started")
+            return EXIT_CONFIG_ERROR
 
-    redis_proc: subprocess.Popen[bytes] | None = None
-    redis_url = args.redis_url
-    if not redis_url:
-        redis_proc = start_redis(state_dir, args.redis_port)
-        redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
+    binds = {name: configs[name].bind for name in services}
+    addresses = [(n, b) for n, b in binds.items()] + [(f"{n} metrics", configs[n].metrics_bind) for n in services]
+    if not args.redis_url:
+        addresses.append(("redis", f"127.0.0.1:{args.redis_port}"))
+    lock = InstanceLock(state_dir)
+    try:
+        lock.acquire({"pid": os.getpid(), "ports": dict(addresses), "state_dir": str(state_dir)})
+    except AlreadyRunning as exc:
+        say(f"not starting: {exc}")
+        return 1
+    try:
+        busy = busy_ports(addresses)
+        if busy:
+            for problem in busy:
+                say(f"not starting: {problem}")
+            return 1
+        return _run(args, state_dir, services, configs, binds)
+    finally:
+        lock.release()
 
+
+def _environment(args: argparse.Namespace, state_dir: Path, redis_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env["LANNER_ENRICHER__REDIS_URL"] = redis_url
     env["LANNER_DISPATCHER__REDIS_URL"] = redis_url
     # The collector leaves out Lanner's own processes: this supervisor and everything below it.
     env["LANNER_COLLECTOR__EXCLUDE_PIDS"] = json.dumps([os.getpid()])
-    alerts_file = str(state_dir / "alerts.jsonl")
-    env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__PATH", alerts_file)
+    env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__PATH", str(state_dir / "alerts.jsonl"))
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__ENABLED", "true")
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED", "true")
+    # What a stage has not handed on when it stops waits here for its next start.
+    (state_dir / "spool").mkdir(exist_ok=True)
+    for stage in ("collector", "enricher", "ruleengine"):
+        env.setdefault(f"LANNER_{stage.upper()}__SPILL_PATH", str(state_dir / "spool" / f"{stage}.journal"))
+    return env
 
-    services = [s for s in SERVICES if s not in set(args.without or ())]
-    children = [Child(name, _service_argv(name, args), env, state_dir / "logs" / f"{name}.log") for name in services]
-    stopping = False
-    exit_code = 0
+
+def _run(
+    args: argparse.Namespace, state_dir: Path, services: list[str], configs: dict[str, Any], binds: dict[str, str]
+) -> int:
+    logs = state_dir / "logs"
+    redis: Child | None = None
+    redis_url = args.redis_url
+    if not redis_url:
+        redis = Child("redis", redis_argv(state_dir, args.redis_port), None, logs / "redis.log")
+        redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
+    env = _environment(args, state_dir, redis_url)
+    children = [Child(name, _service_argv(name, args), env, logs / f"{name}.log") for name in services]
+    reason: list[str] = []
 
     def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        reason.append(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    print(f"lanner up: redis at {redis_url}", file=sys.stderr)
-    for child in children:
-        child.start()
-        port = DEFAULT_PORTS[child.name]
-        if not _wait_port("127.0.0.1", port, 60) and not child.alive():
-            print(f"lanner up: {child.name} failed to start; see {child.log_path}", file=sys.stderr)
-        print(
-            f"lanner up: {child.name} started (pid {child.proc.pid if child.proc else '?'}, log {child.log_path})",
-            file=sys.stderr,
-        )
-    print(
-        "lanner up: alerts go to this terminal (stdout), to "
-        f"{alerts_file} (Falco JSON lines), and to gRPC subscribers at 127.0.0.1:7704 "
-        "(try `lanner subscribe --json`). Ctrl-C stops everything.",
-        file=sys.stderr,
-    )
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, request_stop)
+    exit_code = 0
     try:
-        while not stopping:
-            time.sleep(0.2)
-            now = time.monotonic()
-            for child in children:
-                if child.alive() or stopping:
-                    continue
-                if child.proc is not None and child.next_start == 0.0:
-                    code = child.proc.returncode
-                    if code == EXIT_CONFIG_ERROR:
-                        print(
-                            f"lanner up: {child.name} rejected its configuration (see {child.log_path}); stopping",
-                            file=sys.stderr,
-                        )
-                        stopping = True
-                        exit_code = EXIT_CONFIG_ERROR
-                        break
-                    uptime = now - child.started_at
-                    # Back off when a service keeps crashing right after start.
-                    delay = 1.0 if uptime > 30 else min(30.0, 2.0 ** min(child.restarts, 5))
-                    child.restarts += 1
-                    child.next_start = now + delay
-                    print(
-                        f"lanner up: {child.name} exited with code {code}; restarting in {delay:.0f}s "
-                        f"(see {child.log_path})",
-                        file=sys.stderr,
-                    )
-                elif now >= child.next_start:
-                    child.next_start = 0.0
-                    child.start()
+        if redis is not None:
+            redis.start()
+            if not wait_ready(redis, f"127.0.0.1:{args.redis_port}", 10, lambda: reason):
+                say(f"redis-server did not start on port {args.redis_port}: {'; '.join(redis.log_errors(3))}")
+                return 1
+            say(f"redis at {redis_url} (pid {redis.pid}, log {redis.log_path})")
+        for child in children:
+            child.start()
+            if not wait_ready(child, binds[child.name], READY_TIMEOUT_S.get(child.name, 60.0), lambda: reason):
+                if reason:
+                    return 0
+                problems = child.log_errors(5) or [f"see {child.log_path}"]
+                code = child.proc.returncode if child.proc is not None else None
+                state = child.exit_description() if code is not None else "did not listen in time"
+                say(f"{child.name} failed to start ({state}): " + " | ".join(problems))
+                return EXIT_CONFIG_ERROR if code == EXIT_CONFIG_ERROR else 1
+            say(f"{child.name} listening on {binds[child.name]} (pid {child.pid}, log {child.log_path})")
+        if "dispatcher" in binds:
+            say(
+                "alerts go to this terminal (stdout), to "
+                f"{env['LANNER_DISPATCHER__OUTPUTS__FILE__PATH']} (Falco JSON lines), and to gRPC subscribers at "
+                f"{binds['dispatcher']} (try `lanner subscribe --target {binds['dispatcher']} --json`). "
+                "Ctrl-C stops everything."
+            )
+        exit_code = _supervise(children, redis, reason)
     finally:
-        print("lanner up: stopping", file=sys.stderr)
-        for child in reversed(children):
-            child.stop(grace=10)
-        if redis_proc is not None:
-            redis_proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                redis_proc.wait(timeout=10)
-        print("lanner up: stopped", file=sys.stderr)
+        started = time.monotonic()
+        say(f"stopping ({reason[0] if reason else 'start-up failed'})")
+        killed = stop_all(children, STOP_DEADLINE_S, last=redis, last_after="dispatcher", last_s=STOP_REDIS_S)
+        if killed:
+            say(f"{', '.join(killed)} did not stop in time and were killed")
+        say(f"stopped in {time.monotonic() - started:.1f}s")
     return exit_code
+
+
+def _supervise(children: list[Child], redis: Child | None, reason: list[str]) -> int:
+    """Restart whatever dies until a stop is asked for; return the exit code."""
+    watched = ([redis] if redis is not None else []) + children
+    while not reason:
+        time.sleep(0.1)
+        if _outputs_broken():
+            reason.append("output closed")
+            break
+        now = time.monotonic()
+        for child in watched:
+            if child.alive() or reason:
+                continue
+            if child.next_start == 0.0:
+                if child.proc is not None and child.proc.returncode == EXIT_CONFIG_ERROR and child is not redis:
+                    say(f"{child.name} rejected its configuration: {' | '.join(child.log_errors(5))}")
+                    reason.append(f"{child.name} configuration error")
+                    return EXIT_CONFIG_ERROR
+                # Back off when a child keeps dying right after start; Redis, which holds the alerts, comes back first.
+                uptime = now - child.started_at
+                if child is redis:
+                    delay = 0.2 if uptime > 30 else min(5.0, 0.2 * 2.0 ** min(child.restarts, 5))
+                else:
+                    delay = 1.0 if uptime > 30 else min(30.0, 2.0 ** min(child.restarts, 5))
+                child.restarts += 1
+                child.next_start = now + delay
+                # A child that exited by itself usually said why; one killed by a signal did not.
+                code = child.proc.returncode if child.proc is not None else 0
+                last = child.log_errors(1) if code and code > 0 else []
+                say(
+                    f"{child.name} {child.exit_description()}{': ' + last[0] if last else ''}; "
+                    f"restarting in {delay:.1f}s (restart {child.restarts}, log {child.log_path})"
+                )
+            elif now >= child.next_start:
+                child.next_start = 0.0
+                child.start()
+                say(f"{child.name} restarted (pid {child.pid})")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -253,8 +301,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="rules file to load (repeatable, loaded in order, like falco -r); default: rules/",
     )
     p.add_argument("--config", "-c", metavar="FILE", help="lanner YAML config (one section per service)")
-    p.add_argument("--redis-url", help="use this Redis instead of starting one")
-    p.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, help="port of the Redis that up starts")
-    p.add_argument("--state-dir", default="var", help="where logs, Redis data and alerts.jsonl go (default ./var)")
+    p.add_argument("--redis-url", metavar="URL", help="use this Redis instead of starting one")
+    p.add_argument(
+        "--redis-port", type=int, default=DEFAULT_REDIS_PORT, metavar="PORT", help="port of the Redis that up starts"
+    )
+    p.add_argument(
+        "--state-dir", default="var", metavar="DIR", help="where logs, Redis data and alerts.jsonl go (default ./var)"
+    )
     p.add_argument("--without", action="append", choices=SERVICES, help="do not start this service")
     p.set_defaults(func=cmd_up)

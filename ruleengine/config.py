@@ -45,6 +45,8 @@ class RuleEngineConfig:
     alert_queue: int = 100_000
     # Record every event the engine receives as Falco-field JSON lines (for replay); empty disables.
     record_path: str = ""
+    # Where alerts the dispatcher has not acknowledged wait across a stop (lanner.journal), even with Redis away.
+    spill_path: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

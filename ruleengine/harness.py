@@ -184,15 +184,16 @@ class Harness:
                                        "(rule_matching: first)")
         actual = {k: v for k, v in got.items() if v}
         want = {k: v for k, v in expected.items() if v}
-        if actual == want:
+        # A count names a rule, zero included: {"Some rule": 0} proves nothing if no such rule is loaded.
+        loaded = {r.name for r in engine.rules}
+        unknown = [f"  no rule named {n!r} is loaded" for n in expected if n not in loaded]
+        if actual == want and not unknown:
             return []
         details = [f"expected alerts {want or '{}'}, got {actual or '{}'}"]
         for name in sorted(set(want) | set(actual)):
             if want.get(name, 0) != actual.get(name, 0):
                 details.append(f"  {name!r}: expected {want.get(name, 0)}, got {actual.get(name, 0)}")
-        unknown = [n for n in want if n not in {r.name for r in engine.rules}]
-        details += [f"  no rule named {n!r} is loaded" for n in unknown]
-        return details + shadows
+        return details + unknown + shadows
 
 
 def _plain(node: yaml.Node) -> object:

@@ -15,6 +15,7 @@ from typing import IO
 import grpc
 
 from lanner.config import load_section
+from lanner.journal import Journal
 from lanner.logs import setup_logging
 from lanner.model import Event
 from lanner.server import run, run_service
@@ -86,6 +87,9 @@ async def serve(cfg: RuleEngineConfig) -> None:
         batch_size=64,
         linger_s=0.002,
         reliable=True,
+        journal=Journal(cfg.spill_path, alert_pb2.Alert.SerializeToString, alert_pb2.Alert.FromString)
+        if cfg.spill_path
+        else None,
     )
     reloader = RuleReloader(
         lambda: resolve_rules_paths(cfg.rules_files),

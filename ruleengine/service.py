@@ -148,6 +148,8 @@ class RuleEngineService:
                 self._in.inc(n)
                 if batch.dropped_since_last:
                     UPSTREAM_DROPPED.inc(batch.dropped_since_last)
+                if batch.dropped_since_last or self._upstream_unreported:
+                    # Drops held back by the rate limit go out with a later batch, even one without drops.
                     self._report_upstream_drops(batch.dropped_since_last, batch)
                 self.evaluate_batch(batch)
                 yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=n)

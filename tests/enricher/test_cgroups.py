@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from enricher.cgroups import CgroupMatch, match_cgroup_lines, match_cgroup_path, parse_cgroup_line
@@ -123,7 +125,24 @@ def test_bare_paths_accepted() -> None:
     assert match_cgroup_lines([f"/docker/{ID}"]) == CgroupMatch(ID, "docker")
 
 
+def _same_namespace(kind: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/ns/{kind}") == os.readlink(f"/proc/1/ns/{kind}")
+    except OSError:
+        return False
+
+
 def test_own_process_cgroup_parses() -> None:
+    """The real /proc/self/cgroup: every line splits into its three parts, and a process that shares init's
+    cgroup and pid namespaces (a host process, as the test runner is) is not taken for a container."""
     with open("/proc/self/cgroup") as f:
         lines = f.read().splitlines()
-    match_cgroup_lines(lines)  # whatever it is, it must not raise
+    assert lines
+    for line in lines:
+        parsed = parse_cgroup_line(line)
+        assert parsed is not None and parsed[2].startswith("/"), line
+    found = match_cgroup_lines(lines)
+    if _same_namespace("cgroup") and _same_namespace("pid"):
+        assert found is None, (lines, found)
+    else:  # the tests themselves run in a container: then it is one, with a full hexadecimal id
+        assert found is None or all(c in "0123456789abcdef" for c in found.full_id), found

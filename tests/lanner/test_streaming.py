@@ -142,14 +142,16 @@ async def test_run_service_health_and_graceful_stop() -> None:
 
 async def test_downstream_that_never_answers_is_retried_and_nothing_is_lost() -> None:
     # A TCP listener that accepts and never speaks HTTP/2: the sender must not hang or lose queued items.
-    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    accepted: list[object] = []
+    silent = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     s = sender(port, reliable=True)
     task = asyncio.create_task(s.run())
     try:
         for n in range(10):
             s.submit(n)
-        await asyncio.sleep(0.8)
+        # Two connections: the sender gave up on the first and retried, so it went through a whole failure.
+        await wait_for(lambda: len(accepted) >= 2, timeout=60)
         assert not s.connected and len(s) == 10 and s.dropped == 0
     finally:
         task.cancel()

@@ -178,3 +178,27 @@ def test_replay_uses_service_output_settings(workdir: Path, capsys: pytest.Captu
     alert = json.loads(capsys.readouterr().out)
     assert alert["hostname"] == "cfghost"
     assert alert["output"].startswith("2023-11-14T22:13:20")
+
+
+def test_zero_count_for_a_rule_that_is_not_loaded_fails(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`{"Some rule": 0}` must name a loaded rule, or the test would pass for a misspelt or removed rule."""
+    (workdir / "zero.yaml").write_text(
+        textwrap.dedent("""\
+        - test: quiet for a rule that does not exist
+          rules: [rules.yaml]
+          events:
+            - {evt.type: openat, proc.name: cat, fd.name: /tmp/x}
+          expect:
+            alerts: {"Shadow raed": 0}
+        - test: quiet for a rule that exists
+          rules: [rules.yaml]
+          events:
+            - {evt.type: openat, proc.name: cat, fd.name: /tmp/x}
+          expect:
+            alerts: {"Shadow read": 0}
+        """)
+    )
+    assert main(["rules", "test", str(workdir / "zero.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "no rule named 'Shadow raed' is loaded" in out
+    assert "1 passed, 1 failed" in out
