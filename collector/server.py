@@ -18,7 +18,7 @@ from collector.k8s_audit import AuditWebhook
 from collector.replay import ReplaySource
 from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
-from lanner.journal import bytes_journal
+from lanner.journal import shared_event_journal
 from lanner.server import run_service
 from lanner.streaming import BatchSender
 from lanner.wire import SharedEvent
@@ -54,7 +54,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         max_queue=cfg.max_queue,
         batch_size=cfg.batch_size,
         linger_s=cfg.linger_ms / 1000.0,
-        journal=bytes_journal(cfg.spill_path),
+        journal=shared_event_journal(cfg.spill_path),
     )
     record: IO[str] | None = None
     if cfg.record_path:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from lanner.wire import SharedEvent, inline_event_wire
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -89,3 +91,8 @@ class Journal(Generic[T]):
 def bytes_journal(path: str) -> Journal[bytes] | None:
     """A journal of serialized messages at ``path``; None when no path is configured."""
     return Journal(path, bytes, bytes) if path else None
+
+
+def shared_event_journal(path: str) -> Journal[SharedEvent] | None:
+    """A journal of the collector's events; each is spilled self-contained, its processes inline."""
+    return Journal(path, inline_event_wire, lambda raw: (raw, ())) if path else None

@@ -50,6 +50,8 @@ SharedEvent = tuple[bytes, tuple[bytes, ...]]
 _PROC_REF = b"\x78"  # Event.proc_ref = 15, varint
 _ANCESTOR_REFS = b"\x82\x01"  # Event.ancestor_refs = 16, packed
 _BATCH_PROCESS = b"\x22"  # EventBatch.processes = 4
+_PROC = b"\x3a"  # Event.proc = 7
+_ANCESTOR = b"\x42"  # Event.ancestors = 8
 
 
 def shared_batch_wire(seq: int, events: Sequence[SharedEvent], dropped: int) -> bytes:
@@ -83,6 +85,17 @@ def shared_batch_wire(seq: int, events: Sequence[SharedEvent], dropped: int) -> 
         append(b"\x18" + varint(dropped))
     for proc in index:
         append(_BATCH_PROCESS + varint(len(proc)) + proc)
+    return b"".join(parts)
+
+
+def inline_event_wire(event: SharedEvent) -> bytes:
+    """A shared-table event as a self-contained ``lanner.v1.Event``: its processes written into it as ``proc``
+    and ``ancestors`` (for a spill journal, which outlives any batch)."""
+    body, procs = event
+    if not procs:
+        return body
+    parts = [body, _PROC + varint(len(procs[0])) + procs[0]]
+    parts.extend(_ANCESTOR + varint(len(p)) + p for p in procs[1:])
     return b"".join(parts)
 
 
