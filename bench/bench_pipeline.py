@@ -127,6 +127,8 @@ class Subscriber(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.latencies_ms: list[float] = []
+        # Per alert: kernel -> collector, collector -> enricher done, enricher -> rule engine done, -> subscriber.
+        self.hops_ms: list[tuple[float, float, float, float]] = []
         self.ready = threading.Event()
 
     def run(self) -> None:
@@ -135,8 +137,18 @@ class Subscriber(threading.Thread):
             for alert in stub.Subscribe(services_pb2.SubscribeRequest(subscriber_name="bench")):
                 self.ready.set()
                 now = time.time_ns()
-                if "/etc/shadow" in alert.output and alert.timing.event_ns:
-                    self.latencies_ms.append((now - alert.timing.event_ns) / 1e6)
+                t = alert.timing
+                if "/etc/shadow" in alert.output and t.event_ns:
+                    self.latencies_ms.append((now - t.event_ns) / 1e6)
+                    if t.collected_ns and t.enriched_ns and t.evaluated_ns:
+                        self.hops_ms.append(
+                            (
+                                (t.collected_ns - t.event_ns) / 1e6,
+                                (t.enriched_ns - t.collected_ns) / 1e6,
+                                (t.evaluated_ns - t.enriched_ns) / 1e6,
+                                (now - t.evaluated_ns) / 1e6,
+                            )
+                        )
 
 
 def wait_ports(ports: list[int], timeout: float) -> bool:
@@ -213,6 +225,12 @@ def main() -> int:
             q = statistics.quantiles(all_lat, n=100)
             print(f"syscall -> alert at subscriber: p50 {statistics.median(all_lat):.1f} ms, p99 {q[98]:.1f} ms "
                   f"({len(all_lat)} alerts)")
+        if len(sub.hops_ms) >= 2:
+            names = ("kernel->collector", "collector->enricher", "enricher->ruleengine", "ruleengine->subscriber")
+            for i, name in enumerate(names):
+                hop = [h[i] for h in sub.hops_ms]
+                print(f"  {name:<24} p50 {statistics.median(hop):7.1f} ms  p99 "
+                      f"{statistics.quantiles(hop, n=100)[98]:7.1f} ms")
         return 0
     finally:
         up.send_signal(signal.SIGINT)

@@ -203,6 +203,10 @@ class RuleEngineService:
                 event = event_from_pb(pb, tables)
                 ctx = EventContext(event)
                 matches = engine.process(ctx)
+                if matches:
+                    # The alert carries the event's whole journey, so each hop's latency can be read off it.
+                    pb.timing.enriched_ns = event.timing.enriched_ns
+                    pb.timing.evaluated_ns = time.time_ns()
                 for match in matches:
                     record = self._render(match, ctx)
                     self._alerts.submit(alert_to_pb(record, pb))

@@ -156,6 +156,7 @@ async def test_shared_tables_and_one_malformed_event(tmp_path: Path) -> None:
             await call.done_writing()
         assert sorted(a.event_id.seq for a in disp.alerts) == [1, 2, 3]
         assert all("shadow read (proc=cat user=root)" in a.output for a in disp.alerts)
+        assert all(a.timing.evaluated_ns > a.timing.event_ns for a in disp.alerts)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
