@@ -241,6 +241,66 @@ def _k8s_from_wire(data: bytes) -> model.K8s:
     return k8s_from_pb(event_pb2.K8s.FromString(data)) if data else model.NO_K8S
 
 
+def _from_wire(cache: dict[bytes, _Decoded], parse: Callable[[bytes], Any], decode: Callable[[Any], _Decoded],
+               data: bytes) -> _Decoded:
+    found = cache.get(data)
+    if found is None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        found = cache[data] = decode(parse(data))
+    return found
+
+
+def _process_wire(data: bytes) -> model.Process:
+    return _from_wire(_process_cache, event_pb2.Process.FromString, _decode_process, data)
+
+
+def _arg_wire(data: bytes) -> model.Arg:
+    return _from_wire(_arg_cache, event_pb2.Arg.FromString, _decode_arg, data)
+
+
+def event_from_view(view: event_pb2.EventView, tables: BatchTables | None = None) -> model.Event:
+    """Decode one event read as an ``EventView``: its nested messages are still bytes, so each is looked up by
+    its wire form and decoded only the first time it is seen (the same as ``event_from_pb``, for less work)."""
+    ident = view.id
+    t = view.timing
+    container: model.Container | None = None
+    k8s = model.NO_K8S
+    if view.proc_ref and tables is not None:
+        proc = tables.process(view.proc_ref)
+        ancestors = tuple(tables.process(r) for r in view.ancestor_refs)
+        placed = tables.placement(view.proc_ref)
+        if placed is not None and not view.container:
+            container, k8s = placed
+    else:
+        proc = _process_wire(view.proc)
+        ancestors = tuple(_process_wire(a) for a in view.ancestors)
+    if container is None:
+        container = _container_from_wire(view.container) if view.container else model.HOST_CONTAINER
+        k8s = _k8s_from_wire(view.k8s)
+    fd = None
+    if view.HasField("fd"):
+        fd = _from_wire(_fd_cache, event_pb2.Fd.FromString, _decode_fd, view.fd)
+    return model.Event(
+        type=view.type,
+        source=view.source or model.SOURCE_SYSCALL,
+        identity=model.EventIdentity(ident.node, ident.boot_id, ident.seq, ident.producer_id),
+        timing=model.EventTiming(
+            t.event_ns, t.collected_ns, t.enriched_ns or (tables.enriched_ns if tables else 0), t.evaluated_ns
+        ),
+        res=view.res,
+        cpu=view.cpu,
+        proc=proc,
+        ancestors=ancestors,
+        fd=fd,
+        args=tuple(map(_arg_wire, view.args)),
+        container=container,
+        k8s=k8s,
+        audit_json=view.audit_json,
+        proc_incomplete=view.proc_incomplete,
+    )
+
+
 def event_from_pb(pb: event_pb2.Event, tables: BatchTables | None = None) -> model.Event:
     """Decode one wire event into the domain model; ``tables`` resolves processes given by reference."""
     ident = pb.id

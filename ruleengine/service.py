@@ -19,7 +19,7 @@ import grpc
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
-from lanner.convert import BatchTables, event_from_pb
+from lanner.convert import BatchTables, event_from_view
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
 from lanner.v1 import alert_pb2, event_pb2
@@ -40,7 +40,7 @@ def alert_id(identity: event_pb2.EventIdentity, rule: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def alert_to_pb(record: AlertRecord, event: event_pb2.Event | None) -> alert_pb2.Alert:
+def alert_to_pb(record: AlertRecord, event: event_pb2.Event | event_pb2.EventView | None) -> alert_pb2.Alert:
     """Encode a domain alert for the wire, with the identity and timing of the event that raised it."""
     pb = alert_pb2.Alert(
         rule=record.rule,
@@ -181,7 +181,7 @@ class RuleEngineService:
         newest = 0
         for data in batch.events:
             try:
-                pb = event_pb2.Event.FromString(data)
+                pb = event_pb2.EventView.FromString(data)
             except DecodeError as exc:
                 EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()
                 log.warning("event could not be parsed; skipped", extra={"bytes": len(data), "error": str(exc)})
@@ -189,18 +189,19 @@ class RuleEngineService:
             newest = pb.timing.event_ns or newest
             if self._recorder is not None:
                 try:
-                    self._recorder(event_from_pb(pb, tables))
+                    self._recorder(event_from_view(pb, tables))
                 except Exception as exc:
                     log.warning("event could not be recorded", extra={"seq": pb.id.seq, "error": repr(exc)})
             source = pb.source or "syscall"
             if source == "internal":
                 if pb.type == "syscall_event_drop":
-                    self._alerts.submit(alert_to_pb(syscall_drop_alert(pb, self._hostname), pb))
+                    full = event_pb2.Event.FromString(data)
+                    self._alerts.submit(alert_to_pb(syscall_drop_alert(full, self._hostname), full))
                 continue
             if not engine.has_rules_for(source, pb.type):
                 continue
             try:
-                event = event_from_pb(pb, tables)
+                event = event_from_view(pb, tables)
                 ctx = EventContext(event)
                 matches = engine.process(ctx)
                 if matches:

@@ -968,6 +968,82 @@ class Event(_message.Message):
 Global___Event: _TypeAlias = Event  # noqa: Y015
 
 @_typing.final
+class EventView(_message.Message):
+    """The same wire form as Event with its nested messages left serialized. The rule engine reads events through it:
+    each nested message then serves as its own cache key and is decoded once per distinct wire form, instead of
+    once per event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TIMING_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    RES_FIELD_NUMBER: _builtins.int
+    CPU_FIELD_NUMBER: _builtins.int
+    PROC_FIELD_NUMBER: _builtins.int
+    ANCESTORS_FIELD_NUMBER: _builtins.int
+    FD_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    K8S_FIELD_NUMBER: _builtins.int
+    AUDIT_JSON_FIELD_NUMBER: _builtins.int
+    PROC_INCOMPLETE_FIELD_NUMBER: _builtins.int
+    PROC_REF_FIELD_NUMBER: _builtins.int
+    ANCESTOR_REFS_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    type: _builtins.str
+    res: _builtins.int
+    cpu: _builtins.int
+    proc: _builtins.bytes
+    fd: _builtins.bytes
+    container: _builtins.bytes
+    k8s: _builtins.bytes
+    audit_json: _builtins.str
+    proc_incomplete: _builtins.bool
+    proc_ref: _builtins.int
+    @_builtins.property
+    def id(self) -> Global___EventIdentity: ...
+    @_builtins.property
+    def timing(self) -> Global___EventTiming: ...
+    @_builtins.property
+    def ancestors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def ancestor_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        id: Global___EventIdentity | None = ...,
+        timing: Global___EventTiming | None = ...,
+        source: _builtins.str = ...,
+        type: _builtins.str = ...,
+        res: _builtins.int = ...,
+        cpu: _builtins.int = ...,
+        proc: _builtins.bytes = ...,
+        ancestors: _abc.Iterable[_builtins.bytes] | None = ...,
+        fd: _builtins.bytes | None = ...,
+        args: _abc.Iterable[_builtins.bytes] | None = ...,
+        container: _builtins.bytes = ...,
+        k8s: _builtins.bytes = ...,
+        audit_json: _builtins.str = ...,
+        proc_incomplete: _builtins.bool = ...,
+        proc_ref: _builtins.int = ...,
+        ancestor_refs: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fd", b"_fd", "fd", b"fd", "id", b"id", "timing", b"timing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fd", b"_fd", "ancestor_refs", b"ancestor_refs", "ancestors", b"ancestors", "args", b"args", "audit_json", b"audit_json", "container", b"container", "cpu", b"cpu", "fd", b"fd", "id", b"id", "k8s", b"k8s", "proc", b"proc", "proc_incomplete", b"proc_incomplete", "proc_ref", b"proc_ref", "res", b"res", "source", b"source", "timing", b"timing", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__fd: _TypeAlias = _typing.Literal["fd"]  # noqa: Y015
+    _WhichOneofArgType__fd: _TypeAlias = _typing.Literal["_fd", b"_fd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fd) -> _WhichOneofReturnType__fd | None: ...
+
+Global___EventView: _TypeAlias = EventView  # noqa: Y015
+
+@_typing.final
 class EventBatch(_message.Message):
     """Events travel in batches; unbatched gRPC streams top out near 23k messages/s on the target machine."""
 

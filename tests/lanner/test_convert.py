@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from lanner import model
-from lanner.convert import event_from_pb, event_to_pb
+from lanner.convert import event_from_pb, event_from_view, event_to_pb
+from lanner.v1 import event_pb2
 
 
 def sample() -> model.Event:
@@ -37,3 +38,14 @@ def test_repeated_parts_are_decoded_once() -> None:
     changed = sample()
     changed.proc.cwd = "/tmp/"
     assert event_from_pb(event_to_pb(changed)).proc is not a.proc
+
+
+def test_view_decodes_what_the_full_message_decodes() -> None:
+    for ev in (sample(), model.Event(type="execve", proc=model.Process(pid=9, comm="ls"))):
+        data = event_to_pb(ev).SerializeToString()
+        view = event_from_view(event_pb2.EventView.FromString(data))
+        assert view == event_from_pb(event_pb2.Event.FromString(data)) == ev
+    fdless = event_to_pb(model.Event(type="execve")).SerializeToString()
+    assert event_from_view(event_pb2.EventView.FromString(fdless)).fd is None
+    empty_fd = event_to_pb(model.Event(type="close", fd=model.Fd())).SerializeToString()
+    assert event_from_view(event_pb2.EventView.FromString(empty_fd)).fd == model.Fd()
