@@ -65,6 +65,8 @@ class CollectorConfig:
     node_name: str = ""
     # Where events not yet handed to the enricher wait across a stop (lanner.journal); empty: counted as dropped.
     spill_path: str = ""
+    # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
+    tls_dir: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

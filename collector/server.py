@@ -19,6 +19,7 @@ from collector.replay import ReplaySource
 from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
 from lanner.journal import shared_event_journal
+from lanner.pki import load_optional
 from lanner.server import run_service
 from lanner.streaming import BatchSender
 from lanner.wire import SharedEvent
@@ -46,6 +47,7 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSou
 async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     """Run the collector until SIGTERM/SIGINT. ``source`` must already be started (loading BPF can fail; the
     caller reports that before any server starts)."""
+    tls = load_optional(cfg.tls_dir)
     sender: BatchSender[SharedEvent] = BatchSender(
         STAGE,
         cfg.enricher_target,
@@ -55,6 +57,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         batch_size=cfg.batch_size,
         linger_s=cfg.linger_ms / 1000.0,
         journal=shared_event_journal(cfg.spill_path),
+        tls=tls,
     )
     record: IO[str] | None = None
     if cfg.record_path:
@@ -114,4 +117,5 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         on_stop=[close_source, sender.close],
         metrics_bind=cfg.metrics_bind,
         stopping=[begin_stop],
+        tls=tls,
     )

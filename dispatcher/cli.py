@@ -68,7 +68,7 @@ def _run_subscribe(args: argparse.Namespace) -> int:
         filters=args.filter,
         fields=args.field,
     )
-    return run_subscribe(args.target, req, args.json)
+    return run_subscribe(args.target, req, args.json, tls_dir=args.tls_dir)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -82,6 +82,9 @@ def add_commands(subparsers: Any) -> None:
     )
     s.add_argument("--target", default="127.0.0.1:7704", help="dispatcher address HOST:PORT")
     s.add_argument("--json", action="store_true", help="print Falco JSON lines instead of text lines")
+    s.add_argument(
+        "--tls-dir", default="", metavar="DIR", help="pipeline TLS material (lanner certs init) when mTLS is on"
+    )
     s.add_argument("--min-priority", default="", help="only alerts at least this severe (e.g. warning)")
     s.add_argument("--rule", action="append", default=[], help="only this rule (repeatable)")
     s.add_argument("--tag", action="append", default=[], help="only alerts with this tag (repeatable)")

@@ -23,6 +23,7 @@ from dispatcher.backoff import Backoff
 from dispatcher.convert import AlertError, alert_from_pb
 from dispatcher.falco_format import falco_json, text_line
 from dispatcher.model import Alert, Priority
+from lanner.pki import sync_channel
 from lanner.v1 import alert_pb2, services_pb2, services_pb2_grpc
 
 # Errors that another attempt cannot fix: the request itself is wrong, or the server does not offer Subscribe.
@@ -89,9 +90,16 @@ class Subscription:
     """The reconnecting loop behind ``lanner subscribe``; ``stop()`` (from a signal handler) ends it cleanly."""
 
     def __init__(
-        self, target: str, request: services_pb2.SubscribeRequest, as_json: bool, out: TextIO, err: TextIO
+        self,
+        target: str,
+        request: services_pb2.SubscribeRequest,
+        as_json: bool,
+        out: TextIO,
+        err: TextIO,
+        tls_dir: str = "",
     ) -> None:
         self.target = target
+        self.tls_dir = tls_dir
         self.request = request
         self.as_json = as_json
         self.out = out
@@ -136,7 +144,7 @@ class Subscription:
             # The server may also end the stream itself (it is shutting down): that counts as a lost connection.
             reason = "the stream ended"
             try:
-                with grpc.insecure_channel(self.target) as channel:
+                with sync_channel(self.target, self.tls_dir) as channel:
                     stub = services_pb2_grpc.SubscriberServiceStub(channel)
                     self._call = stub.Subscribe(self._next_request(since_ms))
                     if self._stopping.is_set():
@@ -181,9 +189,10 @@ def run_subscribe(
     as_json: bool,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    tls_dir: str = "",
 ) -> int:
     """Run a subscription in the foreground; SIGINT and SIGTERM stop it with status 0."""
-    sub = Subscription(target, request, as_json, out, err)
+    sub = Subscription(target, request, as_json, out, err, tls_dir)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         sub.stop()

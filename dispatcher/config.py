@@ -35,6 +35,8 @@ class DispatcherConfig:
 
     bind: str = "127.0.0.1:7704"
     metrics_bind: str = "127.0.0.1:9704"
+    # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
+    tls_dir: str = ""
     log_level: str = "info"
     redis_url: str = "redis://127.0.0.1:6390/0"
     # The Redis Stream holding accepted alerts; dead letters go to "<stream>:dead".

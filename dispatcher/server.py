@@ -13,6 +13,7 @@ from dispatcher.config import DispatcherConfig, OutputSpec
 from dispatcher.registry import Output
 from dispatcher.service import Dispatcher
 from dispatcher.store import RedisState
+from lanner.pki import load_optional
 from lanner.server import run_service
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ async def serve(
     outputs: Mapping[str, Output] | None = None,
 ) -> None:
     """Wait for Redis (a signal during the wait exits cleanly), then serve until stopped."""
+    tls = load_optional(cfg.tls_dir)
     dispatcher = Dispatcher(cfg, specs, outputs)
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,4 +61,5 @@ async def serve(
         metrics_bind=cfg.metrics_bind,
         stop_event=stop,
         ready=lambda: RedisState.up,
+        tls=tls,
     )

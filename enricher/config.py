@@ -34,6 +34,8 @@ class EnricherConfig:
     max_queue: int = 16384
     # Where events not yet handed to the rule engine wait across a stop (lanner.journal); empty: counted as dropped.
     spill_path: str = ""
+    # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
+    tls_dir: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lanner.pki import sync_channel
 
-def check_health(target: str, service: str = "", timeout_s: float = 3.0) -> tuple[bool, str]:
+
+def check_health(target: str, service: str = "", timeout_s: float = 3.0, tls_dir: str = "") -> tuple[bool, str]:
     """(healthy, status text) from the standard grpc.health.v1 Check of ``service`` at ``target``."""
     try:
-        with grpc.insecure_channel(target) as channel:
+        with sync_channel(target, tls_dir) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
     except grpc.RpcError as exc:
@@ -36,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--service", default="", metavar="NAME", help="full gRPC service name, e.g. lanner.v1.EnricherService"
     )
     parser.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds to wait (default 3)")
+    parser.add_argument("--tls-dir", default="", metavar="DIR", help="pipeline TLS material when mTLS is on")
 
 
 def probe(args: argparse.Namespace) -> int:
     """Print one status line; 0 when SERVING, 1 otherwise."""
-    healthy, status = check_health(args.target, args.service, args.timeout)
+    healthy, status = check_health(args.target, args.service, args.timeout, args.tls_dir)
     print(f"{args.target} {args.service or '(server)'}: {status}")
     return 0 if healthy else 1
 

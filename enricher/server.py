@@ -18,6 +18,7 @@ from enricher.meta import MetadataProvider
 from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
 from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream, weigh
 from lanner.journal import bytes_journal
+from lanner.pki import load_optional
 from lanner.server import run_service
 from lanner.streaming import BatchSender
 from lanner.v1 import services_pb2
@@ -29,6 +30,7 @@ SERVICE_NAME = services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_
 
 async def serve(cfg: EnricherConfig) -> None:
     """Run the enricher until SIGTERM/SIGINT."""
+    tls = load_optional(cfg.tls_dir)
     runtimes: RuntimeChain = await connect_runtimes(cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s)
     # The chain is used even when empty: runtimes found later (rediscover_loop) join it.
     provider: MetadataProvider = runtimes
@@ -53,6 +55,7 @@ async def serve(cfg: EnricherConfig) -> None:
         linger_s=0.0,
         weigh=weigh,
         journal=bytes_journal(cfg.spill_path),
+        tls=tls,
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
@@ -104,4 +107,5 @@ async def serve(cfg: EnricherConfig) -> None:
         background=background,
         on_stop=[close_provider, enricher.close, sender.close],
         metrics_bind=cfg.metrics_bind,
+        tls=tls,
     )

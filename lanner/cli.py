@@ -13,6 +13,7 @@ from collections.abc import Sequence
 # Each stage contributes its own subcommands; the CLI never needs editing when one is added.
 COMMAND_MODULES = (
     "lanner.up",
+    "lanner.certs_cli",
     "collector.cli",
     "enricher.cli",
     "ruleengine.cli",
@@ -28,6 +29,7 @@ COMMAND_MODULES = (
 # /metrics) carries nothing of the other stages. A command missing here still works: all modules load then.
 COMMAND_OWNERS = {
     "up": "lanner.up",
+    "certs": "lanner.certs_cli",
     "collector": "collector.cli",
     "enricher": "enricher.cli",
     "healthcheck": "enricher.cli",

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lanner import keepalive
 from lanner.metrics import start_metrics_server
+from lanner.pki import PipelineTls
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ async def run_service(
     stop_event: asyncio.Event | None = None,
     ready: Callable[[], bool] | None = None,
     stopping: Sequence[Callable[[], None]] = (),
+    tls: PipelineTls | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop_event``), then stop gracefully.
 
@@ -71,7 +73,8 @@ async def run_service(
     reflection. ``grace`` bounds the wait for open streams at a stop: upstream senders spill what is unacked, so
     a short stop loses nothing. ``ready`` (polled every second) turns health to NOT_SERVING while it returns
     False, for example while a dependency such as Redis is away, so probes see it. ``stopping`` callbacks run
-    first when the stop begins (the collector starts detaching its probes there, which takes a while).
+    first when the stop begins (the collector starts detaching its probes there, which takes a while). With
+    ``tls`` the port serves only mutual TLS with peers of the pipeline CA (``lanner.pki``).
     Background coroutines run beside the server and are cancelled at shutdown; ``on_stop`` callbacks then run in
     reverse order, so resources close in the reverse of the order they were opened. If a background task failed,
     ServiceCrashed is raised after the stop, so the process exits non-zero.
@@ -89,7 +92,7 @@ async def run_service(
     except OSError as exc:
         raise ServiceStartError(f"{name}: cannot serve metrics on {metrics_bind}: {exc.strerror or exc}") from None
     try:
-        port = server.add_insecure_port(bind)
+        port = server.add_secure_port(bind, tls.server_credentials()) if tls else server.add_insecure_port(bind)
     except RuntimeError as exc:
         raise ServiceStartError(f"{name}: cannot listen on {bind}: {exc}") from None
     if port == 0 and not bind.startswith("unix:"):
@@ -97,7 +100,7 @@ async def run_service(
     await server.start()
     for svc in ["", *service_names]:
         await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
-    log.info("service started", extra={"service_name": name, "bind": bind, "port": port})
+    log.info("service started", extra={"service_name": name, "bind": bind, "port": port, "mtls": tls is not None})
 
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()

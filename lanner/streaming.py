@@ -29,6 +29,7 @@ import grpc
 
 from lanner.journal import Journal
 from lanner.metrics import DOWNSTREAM_CONNECTED, EVENTS_DROPPED, EVENTS_OUT, QUEUE_DEPTH
+from lanner.pki import PipelineTls, secure_channel_options
 from lanner.server import client_options
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OpenStream = Callable[[grpc.aio.Channel], Any]
 MakeBatch = Callable[[int, Sequence[T], int], Any]
+
+
+def pipeline_channel(target: str, tls: PipelineTls | None) -> grpc.aio.Channel:
+    """A channel to another Lanner service: mutual TLS with the pipeline certificate when ``tls`` is given."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=client_options())
+    options = (*client_options(), *secure_channel_options())
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
 
 
 class BatchSender(Generic[T]):
@@ -56,6 +65,7 @@ class BatchSender(Generic[T]):
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
         weigh: Callable[[T], int] | None = None,
+        tls: PipelineTls | None = None,
         journal: Journal[T] | None = None,
     ) -> None:
         self.name = name
@@ -73,6 +83,7 @@ class BatchSender(Generic[T]):
         # With ``weigh``, an item stands for that many events (a whole batch forwarded as one item): the queue bound
         # and every counter are in events, not items.
         self._weigh = weigh
+        self._tls = tls
         self._queued = 0
         self._wakeup = asyncio.Event()
         self._acked = asyncio.Event()
@@ -203,7 +214,7 @@ class BatchSender(Generic[T]):
         self._inflight.clear()
 
     async def _run_once(self) -> None:
-        async with grpc.aio.insecure_channel(self.target, options=client_options()) as channel:
+        async with pipeline_channel(self.target, self._tls) as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=self._backoff_max)
             call = self._open_stream(channel)()
             self.connected = True

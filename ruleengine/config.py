@@ -47,6 +47,8 @@ class RuleEngineConfig:
     record_path: str = ""
     # Where alerts the dispatcher has not acknowledged wait across a stop (lanner.journal), even with Redis away.
     spill_path: str = ""
+    # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
+    tls_dir: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:

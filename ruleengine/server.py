@@ -18,6 +18,7 @@ from lanner.config import load_section
 from lanner.journal import Journal
 from lanner.logs import setup_logging
 from lanner.model import Event
+from lanner.pki import load_optional
 from lanner.server import run, run_service
 from lanner.streaming import BatchSender
 from lanner.v1 import alert_pb2, services_pb2_grpc
@@ -78,6 +79,7 @@ def make_recorder(out: IO[str]) -> Callable[[Event], None]:
 
 async def serve(cfg: RuleEngineConfig) -> None:
     hostname = cfg.hostname or socket.gethostname()
+    tls = load_optional(cfg.tls_dir)
     alerts: BatchSender[alert_pb2.Alert] = BatchSender(
         "ruleengine->dispatcher",
         cfg.dispatcher_target,
@@ -90,6 +92,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         journal=Journal(cfg.spill_path, alert_pb2.Alert.SerializeToString, alert_pb2.Alert.FromString)
         if cfg.spill_path
         else None,
+        tls=tls,
     )
     reloader = RuleReloader(
         lambda: resolve_rules_paths(cfg.rules_files),
@@ -133,6 +136,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         background=background,
         on_stop=[close_outputs],
         metrics_bind=cfg.metrics_bind,
+        tls=tls,
     )
 
 
