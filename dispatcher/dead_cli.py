@@ -71,12 +71,13 @@ def _describe(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
 class DeadLetters:
     """The dead-letter stream of one dispatcher config."""
 
-    def __init__(self, redis_url: str, stream: str) -> None:
+    def __init__(self, redis_url: str, stream: str, cluster: bool = False) -> None:
         import redis
 
         self.stream = stream
         self.dead = f"{stream}:dead"
-        self._r: Any = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
+        kind: Any = redis.RedisCluster if cluster else redis.Redis
+        self._r: Any = kind.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
 
     def entries(self, output: str = "", limit: int = 0) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Dead letters oldest first, optionally for one output only."""
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from dispatcher import config as dconfig
 
     cfg, specs = dconfig.load(args.config)
-    dl = DeadLetters(args.redis_url or cfg.redis_url, cfg.stream)
+    dl = DeadLetters(args.redis_url or cfg.redis_url, cfg.stream, cfg.redis_cluster)
     if args.dead_command == "list":
         rows = [_describe(i, f) for i, f in dl.entries(args.output, args.limit)]
         if args.json:

@@ -63,7 +63,9 @@ class Dispatcher:
         outputs: Mapping[str, Output] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.store = AlertStore(cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000))
+        self.store = AlertStore(
+            cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000), cluster=cfg.redis_cluster
+        )
         self.hub = SubscriberHub(self.store, cfg.subscriber_queue)
         try:
             self.keyer = DedupKeyer(load_secret(cfg.dedup_secret, cfg.secret_path))
