@@ -75,8 +75,12 @@ class DispatcherConfig:
     # Per-subscriber queue length; a subscriber that falls further behind loses alerts (counted).
     subscriber_queue: int = 1024
     max_subscribers: int = 256
-    # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME).
+    # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME). Every alert carries
+    # its node's identity: ``hostname``, and ``event_id.node``/``boot_id`` from the collector that saw the event.
     hostname: str = ""
+    # When set, every alert gets the output field ``lanner.cluster`` with this name, so a dispatcher tier fed by
+    # many clusters (or a SIEM fed by many tiers) can tell them apart and route on it (``lanner.cluster=prod-eu``).
+    cluster_name: str = ""
     json: JsonOptions = field(default_factory=JsonOptions)
     # The Falcosidekick-compatible HTTP intake (dispatcher/sidekick.py); off while its bind is empty.
     sidekick: SidekickConfig = field(default_factory=SidekickConfig)

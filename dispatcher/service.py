@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 import signal
@@ -50,6 +51,8 @@ DISPATCHER_SERVICE = "lanner.v1.DispatcherService"
 SUBSCRIBER_SERVICE = "lanner.v1.SubscriberService"
 MAX_ALERT_ID = 512
 MAX_NAME = 64
+# The output field that names the cluster an alert comes from (``cluster_name``; falco#2482).
+CLUSTER_FIELD = "lanner.cluster"
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
@@ -168,6 +171,8 @@ class Dispatcher:
             key = self.keyer.key(pb)
             if not pb.hostname:
                 pb.hostname = self.ctx.hostname
+            if self.cfg.cluster_name:
+                stamp_field(pb, CLUSTER_FIELD, self.cfg.cluster_name)
             items.append((key, pb.SerializeToString()))
         return items
 
@@ -263,6 +268,19 @@ class Dispatcher:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def stamp_field(pb: alert_pb2.Alert, name: str, value: str) -> None:
+    """Add one string output field to both forms of the alert's fields (the JSON one is what outputs render)."""
+    pb.output_fields.fields[name].string_value = value
+    if pb.output_fields_json:
+        try:
+            fields = json.loads(pb.output_fields_json)
+        except ValueError:
+            return  # the driver dead-letters an alert whose fields do not parse; nothing to add to
+        if isinstance(fields, dict):
+            fields[name] = value
+            pb.output_fields_json = json.dumps(fields, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def replay_start(cursor: str, since_ms: int) -> tuple[str | None, bool]:

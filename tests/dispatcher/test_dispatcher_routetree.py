@@ -150,3 +150,26 @@ def test_lanner_routes_test_command(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 2 and "rule: missing or empty" in res.stderr
+
+
+@pytest.mark.integration
+async def test_cluster_name_and_node_identity_on_every_alert(redis_url: str, bind: str, tmp_path: Path) -> None:
+    out = tmp_path / "prod.jsonl"
+    routes = {"outputs": [], "routes": [{"match": ["lanner.cluster=prod-eu", "hostname=node-7"], "outputs": ["file"]}]}
+    cfg = base_config(
+        redis_url,
+        bind,
+        cluster_name="prod-eu",
+        hostname="dispatcher-host",
+        outputs={"file": {"path": str(out)}},
+        routes=routes,
+    )
+    from_node = make_alert(0)
+    from_node.hostname = "node-7"
+    from_node.output_fields_json = '{"proc.name":"bash"}'
+    async with running(cfg) as d:
+        await push(d.target, [alert_pb2.AlertBatch(batch_seq=1, alerts=[from_node, make_alert(1)])])
+        await wait_for(lambda: len(lines(out)) == 1)
+    alert = json.loads(lines(out)[0])
+    assert alert["hostname"] == "node-7"
+    assert alert["output_fields"] == {"lanner.cluster": "prod-eu", "proc.name": "bash"}
