@@ -173,3 +173,20 @@ async def test_cluster_name_and_node_identity_on_every_alert(redis_url: str, bin
     alert = json.loads(lines(out)[0])
     assert alert["hostname"] == "node-7"
     assert alert["output_fields"] == {"lanner.cluster": "prod-eu", "proc.name": "bash"}
+
+
+def test_the_on_call_setup_in_the_docs_routes_as_described(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "outputs" / "routing.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "lanner.yaml"
+    config.write_text(block.replace("/var/log/lanner/alerts.jsonl", str(tmp_path / "alerts.jsonl")))
+
+    def reach(priority: str, ns: str) -> set[str]:
+        falco = {"rule": "Terminal shell in container", "priority": priority, "output_fields": {"k8s.ns.name": ns}}
+        out = io.StringIO()
+        explain(str(config), json.dumps(falco), out)
+        return {line.split(":")[0] for line in out.getvalue().splitlines() if ": yes" in line}
+
+    assert reach("Critical", "prod-shop") == {"file", "slack", "pagerduty"}
+    assert reach("Warning", "prod-shop") == {"file", "slack"}
+    assert reach("Critical", "dev") == {"file", "slack"}
