@@ -78,7 +78,9 @@ async def test_since_filters_and_field_mask(redis_url: str, bind: str) -> None:
         live = await asyncio.wait_for(call.read(), 5)
         assert live.message == "A shell was spawned (n=11)"
         call.cancel()
-        for bad in ({"filters": ["k8s.ns.name shop"]}, {"from_cursor": "yesterday"}):
+        too_many = {"filters": [f"f{i}=x" for i in range(65)]}
+        too_long = {"fields": ["x" * 513]}
+        for bad in ({"filters": ["k8s.ns.name shop"]}, {"from_cursor": "yesterday"}, too_many, too_long):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await asyncio.wait_for(subscribe_call(ch, **bad).read(), 5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
