@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +39,6 @@ def with_cursor(payload: bytes, entry_id: bytes) -> bytes:
 
 def masked(payload: bytes, fields: frozenset[str]) -> bytes:
     """The alert with only the listed output_fields (the subscriber's field mask)."""
-    import json
-
     pb = alert_pb2.Alert.FromString(payload)
     for key in list(pb.output_fields.fields):
         if key not in fields:
