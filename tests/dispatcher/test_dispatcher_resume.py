@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from dispatcher_testlib import base_config, make_alert, push, running, subscribe_call, wait_for
+from prometheus_client import REGISTRY
 
 from dispatcher.client import parse_duration
 from lanner.v1 import alert_pb2
@@ -84,6 +85,18 @@ async def test_since_filters_and_field_mask(redis_url: str, bind: str) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await asyncio.wait_for(subscribe_call(ch, **bad).read(), 5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_subscriber_names_leave_no_metric_series_behind(redis_url: str, bind: str) -> None:
+    def series(name: str) -> float | None:
+        return REGISTRY.get_sample_value("lanner_dispatcher_subscriber_sent_total", {"subscriber": name})
+
+    async with running(base_config(redis_url, bind)) as d, grpc.aio.insecure_channel(d.target) as ch:
+        calls = [subscribe_call(ch, subscriber_name=f"client-{i}") for i in range(30)]
+        await wait_for(lambda: series("client-29") is not None)
+        for call in calls:
+            call.cancel()
+        await wait_for(lambda: all(series(f"client-{i}") is None for i in range(30)))
 
 
 def test_durations() -> None:
