@@ -21,20 +21,28 @@ from redis.exceptions import RedisError
 from lanner.config import ConfigError
 
 # KEYS[1] = dead stream, KEYS[2] = alert stream; ARGV = dead entry ids. Returns the new stream ids ('' = not found).
+# The entry goes back addressed to its output ('o'), with its alert ('a') and any digest counts; the dead letter's own
+# bookkeeping (output, entry, error) stays behind.
 _REPLAY_LUA = """
 local out = {}
 for i, id in ipairs(ARGV) do
   local e = redis.call('XRANGE', KEYS[1], id, id)
-  if #e == 0 then
-    out[i] = ''
-  else
+  out[i] = ''
+  if #e > 0 then
     local f = e[1][2]
-    local fields = {}
-    for j = 1, #f, 2 do fields[f[j]] = f[j + 1] end
-    if fields['a'] == nil or fields['output'] == nil then
-      out[i] = ''
-    else
-      out[i] = redis.call('XADD', KEYS[2], '*', 'o', fields['output'], 'a', fields['a'], 'replayed', id)
+    local output, payload = nil, nil
+    local args = {}
+    for j = 1, #f, 2 do
+      local k, v = f[j], f[j + 1]
+      if k == 'output' then output = v
+      elseif k == 'a' then payload = v
+      elseif k ~= 'entry' and k ~= 'error' and k ~= 'o' then
+        args[#args + 1] = k
+        args[#args + 1] = v
+      end
+    end
+    if output ~= nil and payload ~= nil then
+      out[i] = redis.call('XADD', KEYS[2], '*', 'o', output, 'a', payload, 'replayed', id, unpack(args))
       redis.call('XDEL', KEYS[1], id)
     end
   end

@@ -174,6 +174,10 @@ class AlertStore:
         fields: dict[str | bytes, str | bytes] = {"output": output, "entry": entry.id, "error": error}
         if entry.payload is not None:
             fields["a"] = entry.payload
+        # A digest keeps its counts (n, f, l, w), so a replay sends the digest again, not just its first alert.
+        for key, value in (entry.extra or {}).items():
+            if key not in (PAYLOAD_FIELD, TARGET_FIELD):
+                fields.setdefault(key, value)
         await self._r.xadd(self.dead_stream, fields)
 
     async def last_id(self) -> str:
