@@ -122,7 +122,8 @@ async def test_lanner_subscribe_survives_a_dispatcher_restart_and_exits_0_on_ctr
         )  # fmt: skip
     try:
         async with running(cfg) as d:
-            await asyncio.sleep(1.5)  # the client connects (it retries with backoff until the port answers)
+            # The client connects (it retries with backoff until the port answers); then alerts flow.
+            await wait_for(lambda: REGISTRY.get_sample_value("lanner_dispatcher_subscribers") == 1, timeout=60)
             await push(d.target, batches(0, 5))
             await _read_lines(out, 5)
         # The dispatcher is down: alerts accepted by the next one before the client is back are replayed.
