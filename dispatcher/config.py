@@ -29,6 +29,13 @@ from lanner.config import ConfigError, build, load_section
 _DRIVER_KEYS = frozenset(f.name for f in dataclasses.fields(DriverOptions))
 
 
+def hash_tag(key: str) -> str | None:
+    """The part of a key Redis Cluster hashes: the text inside the first non-empty ``{...}``, if any."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else None
+
+
 @dataclass(frozen=True, slots=True)
 class DispatcherConfig:
     """Settings of the dispatcher service."""
@@ -39,11 +46,14 @@ class DispatcherConfig:
     tls_dir: str = ""
     log_level: str = "info"
     redis_url: str = "redis://127.0.0.1:6390/0"
-    # The Redis Stream holding accepted alerts; dead letters go to "<stream>:dead".
-    stream: str = "lanner:alerts"
+    # redis_url names one node of a Redis Cluster (the client discovers the others).
+    redis_cluster: bool = False
+    # The Redis Stream holding accepted alerts; dead letters go to "<stream>:dead", grouping windows to
+    # "<stream>:group...". The {hash tag} keeps them, and the dedup keys, in one Redis Cluster slot.
+    stream: str = "lanner:{alerts}"
     # A redelivered alert_id within this many seconds is accepted (acked) but not stored again.
     dedup_window_s: float = 600.0
-    dedup_prefix: str = "lanner:alert-seen:"
+    dedup_prefix: str = "lanner:{alerts}:seen:"
     # Dedup keys are an HMAC under this secret (dispatcher/dedup.py), so clients cannot pre-claim real alerts'
     # keys. ``dedup_secret`` (e.g. from LANNER_DISPATCHER__DEDUP_SECRET) wins; else the file, created on first start
     # (default: $LANNER_STATE_DIR/dispatcher/dedup-secret, state dir ./var). Replicas must share it.
@@ -65,8 +75,12 @@ class DispatcherConfig:
     # Per-subscriber queue length; a subscriber that falls further behind loses alerts (counted).
     subscriber_queue: int = 1024
     max_subscribers: int = 256
-    # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME).
+    # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME). Every alert carries
+    # its node's identity: ``hostname``, and ``event_id.node``/``boot_id`` from the collector that saw the event.
     hostname: str = ""
+    # When set, every alert gets the output field ``lanner.cluster`` with this name, so a dispatcher tier fed by
+    # many clusters (or a SIEM fed by many tiers) can tell them apart and route on it (``lanner.cluster=prod-eu``).
+    cluster_name: str = ""
     json: JsonOptions = field(default_factory=JsonOptions)
     # The Falcosidekick-compatible HTTP intake (dispatcher/sidekick.py); off while its bind is empty.
     sidekick: SidekickConfig = field(default_factory=SidekickConfig)
@@ -81,6 +95,13 @@ class DispatcherConfig:
             raise ValueError("dedup_window_s: must be positive")
         if self.subscriber_queue < 1 or self.read_batch < 1 or self.max_subscribers < 1:
             raise ValueError("subscriber_queue, read_batch and max_subscribers: must be at least 1")
+        if self.redis_cluster and (
+            hash_tag(self.stream) is None or hash_tag(self.stream) != hash_tag(self.dedup_prefix)
+        ):
+            raise ValueError(
+                "stream and dedup_prefix: with redis_cluster they must carry the same {hash tag} "
+                "(e.g. lanner:{alerts} and lanner:{alerts}:seen:), so a persist touches one slot"
+            )
 
     @property
     def consumer_name(self) -> str:

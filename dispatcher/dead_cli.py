@@ -21,20 +21,28 @@ from redis.exceptions import RedisError
 from lanner.config import ConfigError
 
 # KEYS[1] = dead stream, KEYS[2] = alert stream; ARGV = dead entry ids. Returns the new stream ids ('' = not found).
+# The entry goes back addressed to its output ('o'), with its alert ('a') and any digest counts; the dead letter's own
+# bookkeeping (output, entry, error) stays behind.
 _REPLAY_LUA = """
 local out = {}
 for i, id in ipairs(ARGV) do
   local e = redis.call('XRANGE', KEYS[1], id, id)
-  if #e == 0 then
-    out[i] = ''
-  else
+  out[i] = ''
+  if #e > 0 then
     local f = e[1][2]
-    local fields = {}
-    for j = 1, #f, 2 do fields[f[j]] = f[j + 1] end
-    if fields['a'] == nil or fields['output'] == nil then
-      out[i] = ''
-    else
-      out[i] = redis.call('XADD', KEYS[2], '*', 'o', fields['output'], 'a', fields['a'], 'replayed', id)
+    local output, payload = nil, nil
+    local args = {}
+    for j = 1, #f, 2 do
+      local k, v = f[j], f[j + 1]
+      if k == 'output' then output = v
+      elseif k == 'a' then payload = v
+      elseif k ~= 'entry' and k ~= 'error' and k ~= 'o' then
+        args[#args + 1] = k
+        args[#args + 1] = v
+      end
+    end
+    if output ~= nil and payload ~= nil then
+      out[i] = redis.call('XADD', KEYS[2], '*', 'o', output, 'a', payload, 'replayed', id, unpack(args))
       redis.call('XDEL', KEYS[1], id)
     end
   end
@@ -71,12 +79,13 @@ def _describe(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
 class DeadLetters:
     """The dead-letter stream of one dispatcher config."""
 
-    def __init__(self, redis_url: str, stream: str) -> None:
+    def __init__(self, redis_url: str, stream: str, cluster: bool = False) -> None:
         import redis
 
         self.stream = stream
         self.dead = f"{stream}:dead"
-        self._r: Any = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
+        kind: Any = redis.RedisCluster if cluster else redis.Redis
+        self._r: Any = kind.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
 
     def entries(self, output: str = "", limit: int = 0) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Dead letters oldest first, optionally for one output only."""
@@ -117,7 +126,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from dispatcher import config as dconfig
 
     cfg, specs = dconfig.load(args.config)
-    dl = DeadLetters(args.redis_url or cfg.redis_url, cfg.stream)
+    dl = DeadLetters(args.redis_url or cfg.redis_url, cfg.stream, cfg.redis_cluster)
     if args.dead_command == "list":
         rows = [_describe(i, f) for i, f in dl.entries(args.output, args.limit)]
         if args.json:

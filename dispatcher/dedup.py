@@ -69,8 +69,9 @@ class DedupKeyer:
             return ""
         mac = self._mac.copy()
         fields = pb.output_fields_json.encode() or pb.output_fields.SerializeToString(deterministic=True)
-        for text in (pb.alert_id, pb.rule, pb.source, "\0".join(pb.tags), pb.output, pb.message, pb.hostname):
-            mac.update(_part(text.encode("utf-8", "surrogatepass")))
-        mac.update(_part(f"{pb.priority}:{pb.time.seconds}:{pb.time.nanos}".encode()))
-        mac.update(_part(fields))
+        texts = (pb.alert_id, pb.rule, pb.source, "\0".join(pb.tags), pb.output, pb.message, pb.hostname)
+        parts = [t.encode("utf-8", "surrogatepass") for t in texts]
+        parts.append(f"{pb.priority}:{pb.time.seconds}:{pb.time.nanos}".encode())
+        parts.append(fields)
+        mac.update(b"".join(_part(p) for p in parts))
         return mac.hexdigest()

@@ -11,7 +11,10 @@ skipped.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +41,6 @@ def with_cursor(payload: bytes, entry_id: bytes) -> bytes:
 
 def masked(payload: bytes, fields: frozenset[str]) -> bytes:
     """The alert with only the listed output_fields (the subscriber's field mask)."""
-    import json
-
     pb = alert_pb2.Alert.FromString(payload)
     for key in list(pb.output_fields.fields):
         if key not in fields:
@@ -62,12 +63,9 @@ class Subscriber:
     fields: frozenset[str] = frozenset()
     dropped: int = 0
     _drop_logged: bool = field(default=False, repr=False)
+    # Metric children, set when the hub registers the subscriber (a name's series live only while it is connected).
     _sent: Any = field(default=None, repr=False)
     _drops: Any = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self._sent = SUBSCRIBER_SENT.labels(subscriber=self.name)
-        self._drops = ALERTS_DROPPED.labels(subscriber=self.name)
 
     def wants(self, alert: Alert) -> bool:
         """True when the alert passes the subscriber's route and field filters."""
@@ -111,6 +109,7 @@ class SubscriberHub:
         self._queue_size = queue_size
         self._batch = read_batch
         self._subs: set[Subscriber] = set()
+        self._names: collections.Counter[str] = collections.Counter()
         self._wake = asyncio.Event()
         # Set while the tail loop runs with a fixed position: everything after it reaches every registered subscriber.
         self._tailing = asyncio.Event()
@@ -127,21 +126,33 @@ class SubscriberHub:
     def add(self, sub: Subscriber) -> None:
         """Register a subscriber; it is offered alerts the hub reads from now on."""
         self._subs.add(sub)
+        self._names[sub.name] += 1
+        sub._sent = SUBSCRIBER_SENT.labels(subscriber=sub.name)
+        sub._drops = ALERTS_DROPPED.labels(subscriber=sub.name)
         SUBSCRIBERS.set(len(self._subs))
         self._wake.set()
         log.info("subscriber connected", extra={"subscriber": sub.name, "subscribers": len(self._subs)})
 
     def remove(self, sub: Subscriber) -> None:
-        """Unregister a subscriber and discard whatever it had not read."""
-        if sub in self._subs:
-            self._subs.discard(sub)
-            while not sub.queue.empty():
-                sub.queue.get_nowait()
-            SUBSCRIBERS.set(len(self._subs))
-            log.info(
-                "subscriber disconnected",
-                extra={"subscriber": sub.name, "dropped": sub.dropped, "subscribers": len(self._subs)},
-            )
+        """Unregister a subscriber and discard whatever it had not read (a no-op if it never registered)."""
+        if sub not in self._subs:
+            return
+        self._subs.discard(sub)
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        self._names[sub.name] -= 1
+        if self._names[sub.name] <= 0:
+            # Names are chosen by clients: a name's series go with its last subscriber, so at most
+            # max_subscribers names have series at any time.
+            del self._names[sub.name]
+            for metric in (SUBSCRIBER_SENT, ALERTS_DROPPED):
+                with contextlib.suppress(KeyError):
+                    metric.remove(sub.name)
+        SUBSCRIBERS.set(len(self._subs))
+        log.info(
+            "subscriber disconnected",
+            extra={"subscriber": sub.name, "dropped": sub.dropped, "subscribers": len(self._subs)},
+        )
 
     async def _replay(self, sub: Subscriber, pos: list[str], inclusive: bool) -> AsyncIterator[tuple[StreamId, bytes]]:
         """What the stream holds after (or from) ``pos[0]``, in chunks until its current end; ``pos[0]`` follows."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 import signal
@@ -50,6 +51,11 @@ DISPATCHER_SERVICE = "lanner.v1.DispatcherService"
 SUBSCRIBER_SERVICE = "lanner.v1.SubscriberService"
 MAX_ALERT_ID = 512
 MAX_NAME = 64
+# Per list of a SubscribeRequest (rules, tags, sources, filters, fields), and per entry.
+MAX_REQUEST_ITEMS = 64
+MAX_REQUEST_TEXT = 512
+# The output field that names the cluster an alert comes from (``cluster_name``; falco#2482).
+CLUSTER_FIELD = "lanner.cluster"
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
@@ -63,7 +69,9 @@ class Dispatcher:
         outputs: Mapping[str, Output] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.store = AlertStore(cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000))
+        self.store = AlertStore(
+            cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000), cluster=cfg.redis_cluster
+        )
         self.hub = SubscriberHub(self.store, cfg.subscriber_queue)
         try:
             self.keyer = DedupKeyer(load_secret(cfg.dedup_secret, cfg.secret_path))
@@ -166,6 +174,8 @@ class Dispatcher:
             key = self.keyer.key(pb)
             if not pb.hostname:
                 pb.hostname = self.ctx.hostname
+            if self.cfg.cluster_name:
+                stamp_field(pb, CLUSTER_FIELD, self.cfg.cluster_name)
             items.append((key, pb.SerializeToString()))
         return items
 
@@ -209,6 +219,7 @@ class Dispatcher:
         try:
             req = services_pb2.SubscribeRequest.FromString(raw)
             min_prio = priority_from_pb(req.min_priority) if req.HasField("min_priority") else Priority.DEBUG
+            check_request_size(req)
             matchers = parse_matchers(req.filters, "filters")
             start, inclusive = replay_start(req.from_cursor, req.since_unix_ms)
         except (DecodeError, AlertError, MatcherError) as exc:
@@ -261,6 +272,30 @@ class Dispatcher:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def stamp_field(pb: alert_pb2.Alert, name: str, value: str) -> None:
+    """Add one string output field to both forms of the alert's fields (the JSON one is what outputs render)."""
+    pb.output_fields.fields[name].string_value = value
+    if pb.output_fields_json:
+        try:
+            fields = json.loads(pb.output_fields_json)
+        except ValueError:
+            return  # the driver dead-letters an alert whose fields do not parse; nothing to add to
+        if isinstance(fields, dict):
+            fields[name] = value
+            pb.output_fields_json = json.dumps(fields, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def check_request_size(req: services_pb2.SubscribeRequest) -> None:
+    """A subscriber's filters cost CPU on every alert: bound how many it may send, and how long they are."""
+    for name in ("rules", "tags", "sources", "filters", "fields"):
+        values = getattr(req, name)
+        if len(values) > MAX_REQUEST_ITEMS:
+            raise AlertError(f"{name}: more than {MAX_REQUEST_ITEMS} entries")
+        for i, value in enumerate(values):
+            if len(value) > MAX_REQUEST_TEXT:
+                raise AlertError(f"{name}[{i}]: longer than {MAX_REQUEST_TEXT} characters")
 
 
 def replay_start(cursor: str, since_ms: int) -> tuple[str | None, bool]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from dispatcher.backoff import Backoff
@@ -78,7 +79,9 @@ def _entries(raw: Sequence[Any]) -> list[Entry]:
 class AlertStore:
     """Redis Streams adapter for the dispatcher: persist with dedup, group reads, acks, claims, trimming."""
 
-    def __init__(self, url: str, stream: str, dedup_prefix: str, dedup_window_ms: int) -> None:
+    def __init__(
+        self, url: str, stream: str, dedup_prefix: str, dedup_window_ms: int, *, cluster: bool = False
+    ) -> None:
         self.url = url
         self.stream = stream
         self.dead_stream = f"{stream}:dead"
@@ -86,9 +89,12 @@ class AlertStore:
         self._window = str(max(1, dedup_window_ms))
         # Typed as Any: the installed redis stubs lag behind redis-py 8 (aclose, xautoclaim...).
         # socket_timeout bounds a hung (not refused) connection; it must exceed the 1 s blocking reads.
-        self._r: Any = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=15.0, socket_keepalive=True, health_check_interval=10
-        )
+        opts: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 15.0, "socket_keepalive": True}
+        if cluster:
+            # Every key the dispatcher touches carries the stream's hash tag, so each script runs on one node.
+            self._r: Any = RedisCluster.from_url(url, **opts)
+        else:
+            self._r = aioredis.Redis.from_url(url, health_check_interval=10, **opts)
         self._persist = self._r.register_script(_PERSIST_LUA)
 
     @property
@@ -168,6 +174,10 @@ class AlertStore:
         fields: dict[str | bytes, str | bytes] = {"output": output, "entry": entry.id, "error": error}
         if entry.payload is not None:
             fields["a"] = entry.payload
+        # A digest keeps its counts (n, f, l, w), so a replay sends the digest again, not just its first alert.
+        for key, value in (entry.extra or {}).items():
+            if key not in (PAYLOAD_FIELD, TARGET_FIELD):
+                fields.setdefault(key, value)
         await self._r.xadd(self.dead_stream, fields)
 
     async def last_id(self) -> str:

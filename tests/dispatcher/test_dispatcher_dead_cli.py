@@ -13,6 +13,9 @@ import pytest
 import yaml
 from dispatcher_testlib import base_config, lines, make_alert, push, running, wait_for
 
+from dispatcher.dead_cli import DeadLetters
+from dispatcher.model import Alert
+from dispatcher.registry import PermanentError
 from lanner.v1 import alert_pb2
 
 pytestmark = pytest.mark.integration
@@ -72,3 +75,35 @@ async def test_dead_letters_list_show_replay_drop(redis_url: str, bind: str, tmp
         assert len(lines(good)) == 4 and len(lines(bad)) == 3
         res = await asyncio.to_thread(lanner, "alerts", "dead", "replay", "-c", str(config))
         assert res.returncode == 2 and "--all" in res.stderr
+
+
+class RefusesDigests:
+    """An output that refuses digests until told otherwise."""
+
+    def __init__(self) -> None:
+        self.got: list[Alert] = []
+        self.refuse = True
+
+    async def send(self, alert: Alert) -> None:
+        if self.refuse and "lanner.digest.count" in alert.output_fields:
+            raise PermanentError("no digests today")
+        self.got.append(alert)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_dead_lettered_digest_replays_as_a_digest(redis_url: str, bind: str) -> None:
+    sink = RefusesDigests()
+    cfg = base_config(redis_url, bind, outputs={"stdout": {"group_window_s": 1.0}})
+    fields = {"container.id": "c1", "proc.exepath": "/usr/bin/apt-get"}
+    async with running(cfg, {"stdout": sink}) as d:
+        await push(
+            d.target, [alert_pb2.AlertBatch(batch_seq=1, alerts=[make_alert(i, fields=fields) for i in range(5)])]
+        )
+        dl = DeadLetters(redis_url, cfg.stream)
+        await wait_for(lambda: len(dl.entries()) == 1, timeout=15)
+        sink.refuse = False
+        assert all(dl.replay([dl.entries()[0][0].decode()]))
+        await wait_for(lambda: len(sink.got) == 2)
+    assert sink.got[1].output_fields["lanner.digest.count"] == 4

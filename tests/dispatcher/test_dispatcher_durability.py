@@ -27,6 +27,7 @@ from dispatcher_testlib import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from dispatcher.config import DispatcherConfig
 from dispatcher.driver import group_name
 from lanner.v1 import alert_pb2
 
@@ -162,7 +163,7 @@ async def test_pending_alerts_delivered_after_crash(redis_url: str, redis_proc: 
         await _ready(bind)
         assert (await push(bind, [batch(1, 0, 10)]))[0].accepted == 10
         # The output has read all ten (they are pending in its group) but cannot write them.
-        await wait_for(lambda: r.xpending("lanner:alerts", group_name("file"))["pending"] == 10)
+        await wait_for(lambda: r.xpending(DispatcherConfig().stream, group_name("file"))["pending"] == 10)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -175,7 +176,7 @@ async def test_pending_alerts_delivered_after_crash(redis_url: str, redis_proc: 
     try:
         await wait_for(lambda: len(lines(out)) == 10, timeout=20)
         assert sorted(json.loads(x)["output_fields"]["proc.pid"] for x in lines(out)) == list(range(4242, 4252))
-        await wait_for(lambda: r.xpending("lanner:alerts", group_name("file"))["pending"] == 0)
+        await wait_for(lambda: r.xpending(DispatcherConfig().stream, group_name("file"))["pending"] == 0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:

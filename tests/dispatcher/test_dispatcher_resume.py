@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from dispatcher_testlib import base_config, make_alert, push, running, subscribe_call, wait_for
+from prometheus_client import REGISTRY
 
 from dispatcher.client import parse_duration
 from lanner.v1 import alert_pb2
@@ -78,10 +79,24 @@ async def test_since_filters_and_field_mask(redis_url: str, bind: str) -> None:
         live = await asyncio.wait_for(call.read(), 5)
         assert live.message == "A shell was spawned (n=11)"
         call.cancel()
-        for bad in ({"filters": ["k8s.ns.name shop"]}, {"from_cursor": "yesterday"}):
+        too_many = {"filters": [f"f{i}=x" for i in range(65)]}
+        too_long = {"fields": ["x" * 513]}
+        for bad in ({"filters": ["k8s.ns.name shop"]}, {"from_cursor": "yesterday"}, too_many, too_long):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await asyncio.wait_for(subscribe_call(ch, **bad).read(), 5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_subscriber_names_leave_no_metric_series_behind(redis_url: str, bind: str) -> None:
+    def series(name: str) -> float | None:
+        return REGISTRY.get_sample_value("lanner_dispatcher_subscriber_sent_total", {"subscriber": name})
+
+    async with running(base_config(redis_url, bind)) as d, grpc.aio.insecure_channel(d.target) as ch:
+        calls = [subscribe_call(ch, subscriber_name=f"client-{i}") for i in range(30)]
+        await wait_for(lambda: series("client-29") is not None)
+        for call in calls:
+            call.cancel()
+        await wait_for(lambda: all(series(f"client-{i}") is None for i in range(30)))
 
 
 def test_durations() -> None:
@@ -107,7 +122,8 @@ async def test_lanner_subscribe_survives_a_dispatcher_restart_and_exits_0_on_ctr
         )  # fmt: skip
     try:
         async with running(cfg) as d:
-            await asyncio.sleep(1.5)  # the client connects (it retries with backoff until the port answers)
+            # The client connects (it retries with backoff until the port answers); then alerts flow.
+            await wait_for(lambda: REGISTRY.get_sample_value("lanner_dispatcher_subscribers") == 1, timeout=60)
             await push(d.target, batches(0, 5))
             await _read_lines(out, 5)
         # The dispatcher is down: alerts accepted by the next one before the client is back are replayed.

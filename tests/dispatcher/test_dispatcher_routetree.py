@@ -150,3 +150,43 @@ def test_lanner_routes_test_command(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 2 and "rule: missing or empty" in res.stderr
+
+
+@pytest.mark.integration
+async def test_cluster_name_and_node_identity_on_every_alert(redis_url: str, bind: str, tmp_path: Path) -> None:
+    out = tmp_path / "prod.jsonl"
+    routes = {"outputs": [], "routes": [{"match": ["lanner.cluster=prod-eu", "hostname=node-7"], "outputs": ["file"]}]}
+    cfg = base_config(
+        redis_url,
+        bind,
+        cluster_name="prod-eu",
+        hostname="dispatcher-host",
+        outputs={"file": {"path": str(out)}},
+        routes=routes,
+    )
+    from_node = make_alert(0)
+    from_node.hostname = "node-7"
+    from_node.output_fields_json = '{"proc.name":"bash"}'
+    async with running(cfg) as d:
+        await push(d.target, [alert_pb2.AlertBatch(batch_seq=1, alerts=[from_node, make_alert(1)])])
+        await wait_for(lambda: len(lines(out)) == 1)
+    alert = json.loads(lines(out)[0])
+    assert alert["hostname"] == "node-7"
+    assert alert["output_fields"] == {"lanner.cluster": "prod-eu", "proc.name": "bash"}
+
+
+def test_the_on_call_setup_in_the_docs_routes_as_described(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "outputs" / "routing.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "lanner.yaml"
+    config.write_text(block.replace("/var/log/lanner/alerts.jsonl", str(tmp_path / "alerts.jsonl")))
+
+    def reach(priority: str, ns: str) -> set[str]:
+        falco = {"rule": "Terminal shell in container", "priority": priority, "output_fields": {"k8s.ns.name": ns}}
+        out = io.StringIO()
+        explain(str(config), json.dumps(falco), out)
+        return {line.split(":")[0] for line in out.getvalue().splitlines() if ": yes" in line}
+
+    assert reach("Critical", "prod-shop") == {"file", "slack", "pagerduty"}
+    assert reach("Warning", "prod-shop") == {"file", "slack"}
+    assert reach("Critical", "dev") == {"file", "slack"}
