@@ -190,6 +190,8 @@ def _environment(args: argparse.Namespace, state_dir: Path, redis_url: str) -> d
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__PATH", str(state_dir / "alerts.jsonl"))
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__FILE__ENABLED", "true")
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED", "true")
+    # The dispatcher's dedup key lives with the rest of this instance's state.
+    env.setdefault("LANNER_DISPATCHER__DEDUP_SECRET_FILE", str(state_dir / "dispatcher" / "dedup-secret"))
     # What a stage has not handed on when it stops waits here for its next start.
     (state_dir / "spool").mkdir(exist_ok=True)
     for stage in ("collector", "enricher", "ruleengine"):
