@@ -56,6 +56,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> EngineOptions:
+    if (getattr(args, "disable_rule", None) or getattr(args, "disable_tag", None)) and getattr(
+            args, "enable_tag", None):
+        raise SystemExit("lanner: Error: You can not specify both disabled (-D/-T) and enabled (-t) rules")  # Falco's
     try:
         prio = Priority.parse(args.priority) if getattr(args, "priority", None) else Priority.DEBUG
     except ValueError as exc:
@@ -166,10 +169,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priority", help="minimum rule priority (falco.yaml 'priority'), e.g. warning")
     p.add_argument("--rule-matching", choices=("first", "all"), default="first")
-    p.add_argument("--disable-rule", action="append", metavar="NAME",
+    p.add_argument("-D", "--disable-rule", action="append", metavar="NAME",
                    help="disable rules whose name contains NAME (or matches it, with * wildcards)")
-    p.add_argument("--enable-tag", action="append", metavar="TAG", help="only enable rules with this tag")
-    p.add_argument("--disable-tag", action="append", metavar="TAG", help="disable rules with this tag")
+    p.add_argument("-t", "--enable-tag", action="append", metavar="TAG", help="only enable rules with this tag")
+    p.add_argument("-T", "--disable-tag", action="append", metavar="TAG", help="disable rules with this tag")
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
