@@ -166,6 +166,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Write the events of any replayable input as Lanner JSON lines or as a ``.scap`` capture."""
+    from ruleengine.events_json import EventFormatError, event_to_fields
+    from ruleengine.replay_input import EventReader
+
+    reader = EventReader(args.events, args.source, warn=lambda m: print(f"lanner record: {m}", file=sys.stderr))
+    try:
+        if args.format == "scap":
+            from ruleengine.scap import write_scap
+
+            written, skipped = write_scap(args.output, reader)
+            extra = f" ({skipped} event(s) of other types not written)" if skipped else ""
+            print(f"{written} event(s) written to {args.output}{extra}", file=sys.stderr)
+            return 0
+        with open(args.output, "w", encoding="utf-8") as out:
+            n = 0
+            for event in reader:
+                out.write(json.dumps(event_to_fields(event), ensure_ascii=False, default=str) + "\n")
+                n += 1
+        print(f"{n} event(s) written to {args.output}", file=sys.stderr)
+    except (OSError, EventFormatError) as exc:
+        print(f"lanner record: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priority", help="minimum rule priority (falco.yaml 'priority'), e.g. warning")
     p.add_argument("--rule-matching", choices=("first", "all"), default="first")
@@ -204,3 +230,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="report given values that differ from what the other fields give (once per field)")
     _selection_args(r)
     r.set_defaults(func=cmd_replay)
+    rec = subparsers.add_parser("record", help="write recorded events as Lanner JSON lines or a .scap capture")
+    rec.add_argument("events", metavar="EVENTS", help="any input 'lanner replay' takes")
+    rec.add_argument("-o", "--output", required=True, metavar="PATH")
+    rec.add_argument("--format", choices=("jsonl", "scap"), default="jsonl",
+                     help="scap: a capture 'sysdig -r' and Falco read (processes and file opens)")
+    rec.add_argument("--source", choices=("syscall", "k8s_audit"), default=None)
+    rec.set_defaults(func=cmd_record)

@@ -14,6 +14,7 @@ named parameters fill in what the thread's next exit event of the same type lack
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -80,7 +81,9 @@ class EventReader:
         with open(self.path, "rb") as fh:
             head = fh.peek(4)[:4] if hasattr(fh, "peek") else b""
             if is_scap(head):
-                raise EventFormatError("", "this is a .scap capture file; Lanner cannot read those yet", self.path)
+                yield from self._scap()
+                self._report()
+                return
             yield from self._json_lines(fh)
         self._report()
 
@@ -135,6 +138,27 @@ class EventReader:
                     self._check(event, lineno)
                 self.stats.events += 1
                 yield event
+
+    def _scap(self) -> Iterator[Event]:
+        from ruleengine.scap import scap_records
+
+        build = self._builder(SOURCE_SYSCALL).build
+        num = 0
+        try:
+            for rec in scap_records(self.path):
+                num += 1
+                if self.wanted is not None and not self.wanted(SOURCE_SYSCALL, rec["evt.type"]):
+                    self.stats.skipped += 1
+                    continue
+                try:
+                    event = build(rec, num)
+                except RecordError as exc:
+                    self.bad(num, str(exc))
+                    continue
+                self.stats.events += 1
+                yield event
+        except (ValueError, struct.error, OSError, EOFError) as exc:
+            raise EventFormatError("", f"cannot read the capture: {exc}", self.path) from None
 
     def _builder(self, src: str) -> RecordBuilder:
         builder = self._builders.get(src)
