@@ -202,23 +202,72 @@ def _str(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _read_proclist(body: bytes, threads: dict[int, _Thread]) -> None:
-    off = 0
-    while off + 4 <= len(body):
-        (size,) = struct.unpack_from("<I", body, off)
-        if size < 44 or off + size > len(body):
+# PL block versions: V2..V9 = 0x207, 0x209, 0x210..0x215; which fields each has (libscap's reader)
+_PL_VERSION = {0x207: 2, 0x209: 3, 0x210: 4, 0x211: 5, 0x212: 6, 0x213: 7, 0x214: 8, PL_V9: 9}
+
+
+class _Cursor:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes, pos: int = 0) -> None:
+        self.buf, self.pos = buf, pos
+
+    def num(self, fmt: str) -> int:
+        (v,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return int(v)
+
+    def blob(self) -> bytes:
+        n = self.num("<H")
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+def _read_proclist(body: bytes, version: int, threads: dict[int, _Thread]) -> None:
+    """One thread per entry. V9 entries carry their length; older ones are walked field by field (V6-V8 carry
+    fields after ``root`` that are not read here, so only their first entry is taken)."""
+    cur = _Cursor(body)
+    while cur.pos + 24 <= len(body):
+        end = None
+        if version == 9:
+            end = cur.pos + cur.num("<I")
+        tid, pid, ptid = cur.num("<Q"), cur.num("<Q"), cur.num("<Q")
+        if version >= 6:
+            cur.num("<Q")  # sid
+        if version >= 8:
+            cur.num("<Q")  # vpgid
+        comm, exe = cur.blob(), cur.blob()
+        exepath = cur.blob() if version >= 7 else b""
+        args, cwd = cur.blob(), cur.blob()
+        cur.num("<Q")  # fdlimit
+        cur.num("<I")  # flags
+        uid = cur.num("<I")
+        cur.num("<I")  # gid
+        if version >= 2:
+            cur.pos += 12 + 16  # vmsize, vmrss, vmswap (u32), pfmajor, pfminor (u64)
+        if version >= 3:
+            cur.blob()  # env
+        if version >= 4:
+            cur.pos += 16  # vtid, vpid
+            cur.blob()  # cgroups
+        if version >= 5:
+            cur.blob()  # root
+        threads[tid] = _Thread(
+            tid,
+            pid,
+            ptid,
+            _str(comm),
+            _str(exe),
+            _str(exepath),
+            [a.decode("utf-8", "surrogateescape") for a in args.split(b"\0") if a],
+            _str(cwd),
+            uid,
+        )
+        if end is not None:
+            cur.pos = end
+        elif version > 5:
             return
-        e = body[off + 4 : off + size]
-        tid, pid, ptid, _sid, _vpgid = struct.unpack_from("<QQQQQ", e, 0)
-        pos, strs = 40, []
-        for _ in range(5):
-            (n,) = struct.unpack_from("<H", e, pos)
-            strs.append(e[pos + 2 : pos + 2 + n])
-            pos += 2 + n
-        uid = struct.unpack_from("<I", e, pos + 12)[0] if pos + 16 <= len(e) else 0
-        args = [a.decode("utf-8", "surrogateescape") for a in strs[3].split(b"\0") if a]
-        threads[tid] = _Thread(tid, pid, ptid, _str(strs[0]), _str(strs[1]), _str(strs[2]), args, _str(strs[4]), uid)
-        off += size
 
 
 def _blocks(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -235,29 +284,71 @@ def _blocks(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield kind, body[:-4]
 
 
+_EXECVE_X = frozenset({155, 173, 215, 231, 283, 289, 293, 331})
+_CLONE_X = frozenset({157, 217, 219, 221, 223, 225, 227})
+_WANTED = _EXECVE_X | _CLONE_X | {OPEN_X, OPENAT_2_X}
+
+
+def _params(ev: bytes, hdr: int, lsize: int, nparams: int | None, length: int) -> list[bytes]:
+    """The parameter values of one event. V1 blocks do not say how many there are: like libscap, take the largest
+    count whose lengths add up to the event length (libscap starts from its event table; this starts from 32)."""
+    fmt = "I" if lsize == 4 else "H"
+    counts = [nparams] if nparams is not None else range(min(32, (length - hdr) // lsize), 0, -1)
+    for n in counts:
+        lens = struct.unpack_from(f"<{n}{fmt}", ev, hdr)
+        if nparams is not None or hdr + n * lsize + sum(lens) == length:
+            out, pos = [], hdr + n * lsize
+            for size in lens:
+                out.append(ev[pos : pos + size])
+                pos += size
+            return out
+    return []
+
+
+def _track_process(etype: int, tid: int, p: list[bytes], threads: dict[int, _Thread]) -> None:
+    """Follow clone/fork and execve exits, as libsinsp's thread table does, for the facts file opens need."""
+    if len(p) < 7:
+        return
+    res = struct.unpack("<q", p[0][:8])[0] if len(p[0]) >= 8 else -1
+    if res < 0:
+        return
+    if etype in _CLONE_X and res > 0:  # the parent's side: the child starts as a copy of its parent
+        parent = threads.get(tid)
+        if parent is not None and res not in threads:
+            threads[res] = _Thread(
+                res, parent.pid, tid, parent.comm, parent.exe, parent.exepath, parent.args, parent.cwd, parent.uid
+            )
+        return
+    old = threads.get(tid)
+    exe = _str(p[1])
+    comm = _str(p[13]) if len(p) > 13 and p[13] else exe.rsplit("/", 1)[-1]
+    args = [a.decode("utf-8", "surrogateescape") for a in p[2].split(b"\0") if a]
+    pid, ptid = (struct.unpack("<q", p[i][:8])[0] if len(p[i]) >= 8 else 0 for i in (4, 5))
+    threads[tid] = _Thread(
+        tid,
+        pid,
+        ptid,
+        comm,
+        exe,
+        old.exepath if old and etype in _CLONE_X else "",
+        args,
+        _str(p[6]),
+        old.uid if old else 0,
+    )
+
+
 def _event_record(body: bytes, kind: int, threads: dict[int, _Thread]) -> dict[str, Any] | None:
     off = 6 if kind in (EVF, EVF_V2, EVF_V2_LARGE) else 2
     ts, tid, length, etype = struct.unpack_from("<QQIH", body, off)
-    hdr = 22
-    v2 = kind in (EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE)
-    if etype not in (OPEN_X, OPENAT_2_X):
+    if etype not in _WANTED:
         return None
-    if v2:
-        (nparams,) = struct.unpack_from("<I", body, off + 22)
-        hdr = 26
-    else:
-        nparams = 6 if etype == OPENAT_2_X else 4
+    v2 = kind in (EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE)
+    nparams = struct.unpack_from("<I", body, off + 22)[0] if v2 else None
     lsize = 4 if kind in (EV_V2_LARGE, EVF_V2_LARGE) else 2
-    ev = body[off : off + length]
-    lens = []
-    for n in range(nparams, 0, -1):  # V1: trim until the lengths add up, as libscap does
-        lens = list(struct.unpack_from(f"<{n}{'I' if lsize == 4 else 'H'}", ev, hdr))
-        if v2 or hdr + n * lsize + sum(lens) == length:
-            break
-    params, pos = [], hdr + len(lens) * lsize
-    for n in lens:
-        params.append(ev[pos : pos + n])
-        pos += n
+    params = _params(body[off : off + length], 26 if v2 else 22, lsize, nparams, length)
+    if etype in _EXECVE_X or etype in _CLONE_X:
+        _track_process(etype, tid, params, threads)
+        return None
     if etype == OPENAT_2_X and len(params) >= 4:
         fd, name, flags = struct.unpack("<q", params[0])[0], params[2], struct.unpack("<I", params[3][:4])[0]
     elif etype == OPEN_X and len(params) >= 3:
@@ -277,19 +368,13 @@ def _event_record(body: bytes, kind: int, threads: dict[int, _Thread]) -> dict[s
         "evt.arg.flags": render_ppm_open_flags(flags),
         "evt.rawres": fd,
     }
-    if fd >= 0:
-        rec["fd.num"] = fd
+    rec["fd.num"] = fd if fd >= 0 else -1  # a failed open has no fd: libsinsp shows -1
     if th is not None:
         rec.update(
-            {
-                "proc.pid": th.pid,
-                "proc.name": th.comm,
-                "proc.exe": th.exe,
-                "proc.exepath": th.exepath,
-                "proc.args": th.args,
-                "user.uid": th.uid,
-            }
+            {"proc.pid": th.pid, "proc.name": th.comm, "proc.exe": th.exe, "proc.args": th.args, "user.uid": th.uid}
         )
+        if th.exepath:
+            rec["proc.exepath"] = th.exepath
         parent = threads.get(th.ptid)
         if parent is not None:
             rec["proc.aname[1]"] = parent.comm
@@ -306,8 +391,8 @@ def scap_records(path: str) -> Iterator[dict[str, Any]]:
             if kind == SHB:
                 if struct.unpack_from("<I", body, 0)[0] != SHB_MAGIC:
                     raise ValueError("not a little-endian scap capture")
-            elif kind in (PL_V9,):
-                _read_proclist(body, threads)
+            elif kind in _PL_VERSION:
+                _read_proclist(body, _PL_VERSION[kind], threads)
             elif kind in (EV, EVF, EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE):
                 rec = _event_record(body, kind, threads)
                 if rec is not None:
