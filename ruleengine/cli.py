@@ -145,7 +145,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                   if not r.evttypes.complement and r.evttypes.names}
     reader = EventReader(args.events, args.source, strict=args.strict, warn_inconsistent=args.warn_inconsistent,
                          warn=lambda m: print(f"lanner replay: {m}", file=sys.stderr), rule_type=rule_types.get,
-                         wanted=engine.has_rules_for)
+                         wanted=engine.has_rules_for, wanted_types=engine.types_with_rules)
     count = 0
     out = sys.stdout
     process = engine.process

@@ -180,6 +180,13 @@ class Engine:
         found = table.get(evt_type)
         return self._fallback[source] if found is None else found
 
+    def types_with_rules(self, source: str) -> frozenset[str] | None:
+        """The event types some enabled rule of ``source`` could match; None when that is every type."""
+        table = self._tables.get(source)
+        if table is None:
+            return frozenset()
+        return None if self._fallback[source].rules else frozenset(table)
+
     def has_rules_for(self, source: str, evt_type: str) -> bool:
         """True when some enabled rule could match this source/type (so the event is worth decoding)."""
         table = self._tables.get(source)

@@ -68,6 +68,8 @@ class EventReader:
     rule_type: Callable[[str], str | None] = lambda _name: None
     # (source, event type) -> does any rule look at it? Records of other types are counted, not built.
     wanted: Callable[[str, str], bool] | None = None
+    # source -> the event types `wanted` accepts (None: any), when it can say so (Engine.types_with_rules)
+    wanted_types: Callable[[str], frozenset[str] | None] | None = None
     stats: ReadStats = field(default_factory=ReadStats)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,8 @@ class EventReader:
     def _json_lines(self, fh: Any) -> Iterator[Event]:
         num = 0
         wanted = self.wanted
+        # the event types worth building, as a set: one membership test per record on the common path
+        types = self.wanted_types(SOURCE_SYSCALL) if self.wanted_types is not None else None
         plain = self.source in (None, SOURCE_SYSCALL)
         build = self._builder(SOURCE_SYSCALL).build
         strict, check, stats, loads = self.strict, self.warn_inconsistent, self.stats, orjson.loads
@@ -109,7 +113,8 @@ class EventReader:
             ):
                 # the common case: a syscall record keyed by field names (the general path below does the rest)
                 num += 1
-                if wanted is not None and not wanted(SOURCE_SYSCALL, evt_type):
+                if (evt_type not in types) if types is not None else (
+                        wanted is not None and not wanted(SOURCE_SYSCALL, evt_type)):
                     stats.skipped += 1
                     continue
                 try:
