@@ -118,7 +118,8 @@ class EventReader:
                     stats.skipped += 1
                     continue
                 try:
-                    built = build(self._merge_enter(record) if self._enter else record, num, strict_fields=strict)
+                    built = build(self._merge_enter(record) if self._enter else record, num, strict_fields=strict,
+                                  owned=True)
                 except RecordError as exc:
                     self.bad(lineno, str(exc))
                     continue
