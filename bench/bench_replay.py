@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     """Wall-clock and CPU seconds (user + system) of one child process, and its stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # as installed Python runs: modules come from their bytecode cache (a shell with PYTHONDONTWRITEBYTECODE would
+    # make every replay recompile Lanner's sources, a tenth of a second the json.loads side never pays)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

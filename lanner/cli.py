@@ -35,6 +35,7 @@ COMMAND_OWNERS = {
     "healthcheck": "enricher.cli",
     "rules": "ruleengine.cli",
     "replay": "ruleengine.cli",
+    "record": "ruleengine.cli",
     "ruleengine": "ruleengine.service_cli",
     "fields": "ruleengine.fields_cli",
     "dispatcher": "dispatcher.cli",

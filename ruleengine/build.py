@@ -186,7 +186,7 @@ class Builder:
         try:
             return parse_output(output, r.source)
         except OutputFormatError as exc:
-            text = str(exc)
+            text = exc.message  # Falco's text; the location says where
             where = r.output_loc
             if r.output_src is not None and exc.column > 0 and output == r.output:
                 where = r.output_src.locate(exc.column - 1) or where

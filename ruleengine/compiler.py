@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ruleengine.compiler_ops import RUNTIME, OpBuilder, Operand, OpError
+from ruleengine.compiler_ops import LEGACY_LIST_TEXT_OPS, RUNTIME, OpBuilder, Operand, OpError
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
 from ruleengine.evttypes import EVENT_TYPES, TYPE_FIELDS
 from ruleengine.fields import BoundField, FieldArgError, FieldType, UnknownFieldError, resolve_field
@@ -162,6 +162,10 @@ class _Gen:
 
     def check(self, c: Check) -> str:
         lhs = self.operand(c.lhs)
+        if lhs.multi == "list" and c.op in LEGACY_LIST_TEXT_OPS and lhs.token.startswith("ka."):
+            # Falco's engine before the k8saudit plugin read list-valued ka.* fields as their JSON text, so
+            # older rules test them with `contains`: keep that meaning (`rules.verbs contains '"*"'`)
+            lhs = replace(lhs, code=f"_t_jsonlist({lhs.code})", multi="", bound=None)
         v = self.tmp()
         if c.op == "exists":
             return f"(({v} := {lhs.code}) is not None{' and ' + v + ' != ()' if lhs.multi else ''})"

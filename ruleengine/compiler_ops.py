@@ -7,6 +7,7 @@ import base64
 import binascii
 import fnmatch
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,13 @@ def _t_enc(x: Any) -> bytes:
     return x if isinstance(x, bytes) else str(x).encode("utf-8", "surrogateescape")
 
 
+def _t_jsonlist(x: Any) -> Any:
+    return None if x is None else json.dumps(list(x), separators=(",", ":"), ensure_ascii=False)
+
+
+LEGACY_LIST_TEXT_OPS = frozenset({"contains", "icontains"})
+
+
 def _ip_in_any(v: Any, nets: tuple[Any, ...]) -> bool:
     return any(v in n for n in nets)
 
@@ -165,7 +173,8 @@ class ContainsAny:
 
 RUNTIME: dict[str, Any] = {
     "_t_tolower": _t_tolower, "_t_toupper": _t_toupper, "_t_b64": _t_b64, "_t_basename": _t_basename,
-    "_t_len": _t_len, "_t_enc": _t_enc, "_ip_in_any": _ip_in_any, "_fnmatch_dyn": _fnmatch_dyn,
+    "_t_len": _t_len, "_t_enc": _t_enc, "_t_jsonlist": _t_jsonlist, "_ip_in_any": _ip_in_any,
+    "_fnmatch_dyn": _fnmatch_dyn,
 }
 
 

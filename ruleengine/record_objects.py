@@ -80,6 +80,11 @@ class Template:
     k8s: model.K8s
     source: str
     procs: dict[tuple[Any, ...], model.Process] = field(default_factory=dict)  # by pid/vpid/tid/vtid values
+    no_time: model.EventTiming = field(default_factory=model.EventTiming)  # for records that give no time
+
+    def __post_init__(self) -> None:
+        if self.timing:
+            object.__setattr__(self, "no_time", model.EventTiming(**self.timing))
 
     def event(
         self,
@@ -95,17 +100,17 @@ class Template:
         """One event: the template's facts plus this record's own values: number, time, pids (``proc_values`` of
         ``proc_attrs``) and whatever else per-event setters wrote into ``each``."""
         if not self.identity:
-            identity = model.EventIdentity(seq=seq)
+            identity = model.EventIdentity("", "", seq)  # positional: the hot path of replay
         else:
             identity = (
                 model.EventIdentity(**{**self.identity, "seq": seq}) if seq else model.EventIdentity(**self.identity)
             )
-        if not self.timing:
-            timing = model.EventTiming(event_ns=ns or 0)
-        elif ns is not None:
-            timing = model.EventTiming(**{**self.timing, "event_ns": ns})
+        if ns is None:
+            timing = self.no_time  # shared: nothing assigns to an event's timing after it is built
+        elif not self.timing:
+            timing = model.EventTiming(ns)
         else:
-            timing = model.EventTiming(**self.timing)
+            timing = model.EventTiming(**{**self.timing, "event_ns": ns})
         proc, fd, cpu = self.proc, self.fd, self.cpu
         if proc_values is not None:
             found = self.procs.get(proc_values)

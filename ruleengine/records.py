@@ -179,6 +179,7 @@ class _Plan:
     derived: tuple[_Step, ...]  # setters that fill in facts still missing, run last
     given: Callable[[Mapping[str, object]], dict[str, object]] | None  # the values used as given
     unknown: tuple[tuple[str, str], ...]  # (key, why it is not a field)
+    not_given: tuple[str, ...]  # the record's keys whose values are not used as given
     template_key: Callable[[Mapping[str, object]], tuple[Any, ...]]  # every value but the per-event ones
     templates: dict[Any, Template]
     num_key: str | None  # evt.num, given as an integer
@@ -269,6 +270,7 @@ class RecordBuilder:
             tuple(derived),
             _given_getter(record, seeded),
             tuple(unknown),
+            tuple(str(k) for k in record if k not in set(seeded)),
             _tuple_getter(fixed, lists),
             {},
             direct.get("seq"),
@@ -285,11 +287,13 @@ class RecordBuilder:
             return None
 
     # --- building -----------------------------------------------------------------------------------------
-    def build(self, record: Mapping[str, object], num: int = 0, *, strict_fields: bool = False) -> Event:
+    def build(self, record: Mapping[str, object], num: int = 0, *, strict_fields: bool = False,
+              owned: bool = False) -> Event:
         """The Event for ``record``; ``num`` is its ``evt.num`` unless the record gives one.
 
         Keys that are no field are counted in ``unknown_fields`` and ignored, or (``strict_fields``) an error. A
-        value that cannot be read raises RecordError naming its field.
+        value that cannot be read raises RecordError naming its field. ``owned``: the record is the caller's to
+        give away (a freshly parsed line); it becomes the event's given values instead of being copied.
         """
         if type(record) is not dict and not isinstance(record, Mapping):
             raise RecordError("", "an event must be a JSON object")
@@ -320,7 +324,15 @@ class RecordBuilder:
         seq = record[plan.num_key] if plan.num_key is not None else num
         ns = record[plan.time_key] if plan.time_key is not None else None
         pvals = plan.proc_values(record) if plan.proc_values is not None else None
-        given = plan.given(record) if plan.given is not None else None
+        if plan.given is None:
+            given = None
+        elif owned and type(record) is dict:
+            # the reader's own fresh dict becomes the given values: drop what is not used as given, keep the rest
+            for key in plan.not_given:
+                del record[key]
+            given = record
+        else:
+            given = plan.given(record)
         return tmpl.event(evt_type, seq, ns, plan.proc_attrs, pvals, each, given, self._objects)
 
     def _template(self, plan: _Plan, record: Mapping[str, object], evt_type: str) -> Template:

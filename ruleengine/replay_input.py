@@ -14,6 +14,7 @@ named parameters fill in what the thread's next exit event of the same type lack
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -67,6 +68,8 @@ class EventReader:
     rule_type: Callable[[str], str | None] = lambda _name: None
     # (source, event type) -> does any rule look at it? Records of other types are counted, not built.
     wanted: Callable[[str, str], bool] | None = None
+    # source -> the event types `wanted` accepts (None: any), when it can say so (Engine.types_with_rules)
+    wanted_types: Callable[[str], frozenset[str] | None] | None = None
     stats: ReadStats = field(default_factory=ReadStats)
 
     def __post_init__(self) -> None:
@@ -80,13 +83,17 @@ class EventReader:
         with open(self.path, "rb") as fh:
             head = fh.peek(4)[:4] if hasattr(fh, "peek") else b""
             if is_scap(head):
-                raise EventFormatError("", "this is a .scap capture file; Lanner cannot read those yet", self.path)
+                yield from self._scap()
+                self._report()
+                return
             yield from self._json_lines(fh)
         self._report()
 
     def _json_lines(self, fh: Any) -> Iterator[Event]:
         num = 0
         wanted = self.wanted
+        # the event types worth building, as a set: one membership test per record on the common path
+        types = self.wanted_types(SOURCE_SYSCALL) if self.wanted_types is not None else None
         plain = self.source in (None, SOURCE_SYSCALL)
         build = self._builder(SOURCE_SYSCALL).build
         strict, check, stats, loads = self.strict, self.warn_inconsistent, self.stats, orjson.loads
@@ -106,11 +113,13 @@ class EventReader:
             ):
                 # the common case: a syscall record keyed by field names (the general path below does the rest)
                 num += 1
-                if wanted is not None and not wanted(SOURCE_SYSCALL, evt_type):
+                if (evt_type not in types) if types is not None else (
+                        wanted is not None and not wanted(SOURCE_SYSCALL, evt_type)):
                     stats.skipped += 1
                     continue
                 try:
-                    built = build(self._merge_enter(record) if self._enter else record, num, strict_fields=strict)
+                    built = build(self._merge_enter(record) if self._enter else record, num, strict_fields=strict,
+                                  owned=True)
                 except RecordError as exc:
                     self.bad(lineno, str(exc))
                     continue
@@ -135,6 +144,27 @@ class EventReader:
                     self._check(event, lineno)
                 self.stats.events += 1
                 yield event
+
+    def _scap(self) -> Iterator[Event]:
+        from ruleengine.scap import scap_records
+
+        build = self._builder(SOURCE_SYSCALL).build
+        num = 0
+        try:
+            for rec in scap_records(self.path):
+                num += 1
+                if self.wanted is not None and not self.wanted(SOURCE_SYSCALL, rec["evt.type"]):
+                    self.stats.skipped += 1
+                    continue
+                try:
+                    event = build(rec, num)
+                except RecordError as exc:
+                    self.bad(num, str(exc))
+                    continue
+                self.stats.events += 1
+                yield event
+        except (ValueError, struct.error, OSError, EOFError) as exc:
+            raise EventFormatError("", f"cannot read the capture: {exc}", self.path) from None
 
     def _builder(self, src: str) -> RecordBuilder:
         builder = self._builders.get(src)

@@ -119,7 +119,12 @@ def _value_text(v: ExceptionEntry) -> str:
 
 
 def build_exceptions(cond: str, exceptions: list[ExceptionInfo]) -> tuple[MappedText, set[str]]:
-    """``(cond) and not <exception>...``, as text; returns the mapped text and the exception fields."""
+    """``(cond) and not <exception>...``, as text; returns the mapped text and the exception fields.
+
+    Without exceptions the condition stays as written (Falco wraps it only when it has exceptions, which decides
+    the wording of a parse error: ``unexpected token after 'open'`` rather than ``expected a ')' token``)."""
+    if not exceptions:
+        return MappedText.of(cond), set()
     text = "(" + cond + ")"
     origin = [0, *list(range(len(cond))), max(0, len(cond) - 1)]
     fields: set[str] = set()

@@ -24,9 +24,14 @@ class EventContext:
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        # values a recording gave pre-rendered are the cache's first entries, so every reader sees them as given
+        # Values a recording gave pre-rendered are the cache's first entries, so every reader sees them as given.
+        # The event owns its given mapping (built for it by the record reader), and the cache grows into it: what
+        # is extracted is what any later context would extract again, and replay saves a copy per event.
         self.given = given = event.given
-        self._cache: dict[str, object] = dict(given) if given else {}
+        if given is None:
+            self._cache: dict[str, object] = {}
+        else:
+            self._cache = given if type(given) is dict else dict(given)
         self._audit: object = _UNSET
 
     def get(self, field: BoundField) -> object | None:

@@ -323,3 +323,34 @@ _reg("ka.useragent", "The useragent of the client who made the request to the ap
 _reg("ka.sourceips", "The IP addresses of the client who made the request to the apiserver",
      _list_path("sourceIPs"), is_list=True)
 _reg("ka.cluster.name", "The name of the k8s cluster (not known to Lanner; always empty)", lambda c: None)
+
+
+# --- fields older rules files use (Falco's engine before the k8saudit plugin; the plugin kept some of them) -------
+def _hostpath_used(key: str) -> Extractor:
+    """``ka.req.volume.hostpath[/proc*]``: "true" when a hostPath volume has that path (a trailing * = prefix)."""
+    def extract(ctx: EventContext) -> str | None:
+        vols = dig(ctx.audit, "requestObject", "spec", "volumes")
+        if not isinstance(vols, list):
+            return None
+        paths = [p for p in (dig(v, "hostPath", "path") for v in vols) if isinstance(p, str)]
+        prefix = key[:-1] if key.endswith("*") else None
+        hit = any(p == key or (prefix is not None and p.startswith(prefix)) for p in paths)
+        return "true" if hit else "false"
+    return extract
+
+
+def _subject_named(name: str) -> Extractor:
+    """``ka.req.binding.subject.has_name[x]``: "true" when a subject of the binding is called ``x``."""
+    def extract(ctx: EventContext) -> str | None:
+        subs = dig(ctx.audit, "requestObject", "subjects")
+        if not isinstance(subs, list):
+            return None
+        return "true" if any(isinstance(s, dict) and s.get("name") == name for s in subs) else "false"
+    return extract
+
+
+_reg("ka.req.volume.hostpath", "Deprecated by ka.req.pod.volumes.hostpath. \"true\" if the given host path (a "
+     "trailing * makes it a prefix) is used by any volume.", lambda c: None, arg=ArgKind.REQUIRED,
+     bind=_hostpath_used, arg_form="key", deprecated=True)
+_reg("ka.req.binding.subject.has_name", "[LEGACY] \"true\" if a subject of the role binding has the given name.",
+     lambda c: None, arg=ArgKind.REQUIRED, bind=_subject_named, arg_form="key", deprecated=True)

@@ -86,10 +86,12 @@ def validate_exception(r: Reader, ex: ExceptionInfo) -> None:
     else:
         if ex.comps is None:
             ex.comps = ExceptionEntry("in")
-        comp = ex.comps.item.strip() if not ex.comps.is_list else ""
+        if ex.comps.is_list:
+            raise r.error("Fields and comps must both be strings", ex.loc, "LOAD_ERR_VALIDATE")
+        comp = ex.comps.item.strip()
         if comp not in LIST_COMP_OPS and not _is_modifier_op(comp, ops):
-            raise r.error("When fields is a single value, comps must be one of (in, pmatch, intersects)",
-                             ex.loc, "LOAD_ERR_VALIDATE")
+            raise r.error("When fields is a single value, comps must be one of (in, pmatch, intersects) or a "
+                          "modifier operator (e.g. startswith oneof)", ex.loc, "LOAD_ERR_VALIDATE")
         ex.comps.item = comp
 
 

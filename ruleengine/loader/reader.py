@@ -24,6 +24,7 @@ from ruleengine.loader.model import (
     RuleInfo,
     RuleUpdate,
 )
+from ruleengine.loader.yamlerrors import yaml_cpp_message
 from ruleengine.loader.yamlnodes import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -103,10 +104,8 @@ class Reader:
         try:
             docs = compose_documents(src)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.messages.append(LoadMessage("LOAD_ERR_YAML_PARSE", str(problem), where, True))
+            problem, line, col = yaml_cpp_message(exc)
+            self.messages.append(LoadMessage("LOAD_ERR_YAML_PARSE", problem, Location(name, line, col), True))
             return
         for doc in docs:
             if is_null(doc):
@@ -236,7 +235,8 @@ class Reader:
         ]
         for key, handler in handlers:
             if key in fields:
-                self._item_type = key.replace("_", " ") if key.startswith("required") else key
+                # Falco's item type names (rule_loader.cpp): "required_engine_version" keeps its underscores
+                self._item_type = key.replace("_", " ") if key == "required_plugin_versions" else key
                 handler(fields, where)
                 return
         self._item_type = "rules content item"
@@ -255,8 +255,10 @@ class Reader:
             version = parsed
         if version[0] != ENGINE_VERSION[0] or version > ENGINE_VERSION:
             have = ".".join(map(str, ENGINE_VERSION))
-            raise self.error(f"Rules require engine version {'.'.join(map(str, version))}, but engine version "
-                             f"is {have}", where, "LOAD_ERR_VALIDATE")
+            # the version as the file wrote it (an integer stays an integer, as in Falco's own message)
+            want = text.strip() if text.isdigit() else ".".join(map(str, version))
+            raise self.error(f"Rules require engine version {want}, but engine version is {have}", where,
+                             "LOAD_ERR_VALIDATE")
         self.col.required_engine_version = max(self.col.required_engine_version, version)
 
     def _plugin_versions(self, fields: Fields, where: Location) -> None:
@@ -312,7 +314,9 @@ class Reader:
         ident = self.col.next_id()
         if append or "items" in o_app:
             if prev is None:
-                raise self.error("List uses 'append' or 'override.items: append' but no list by that name "
+                # the deprecated key keeps the wording older Falco versions (and their test suites) use
+                raise self.error("List has 'append' key but no list by that name already exists" if append else
+                                 "List uses 'append' or 'override.items: append' but no list by that name "
                                  "already exists", where, "LOAD_ERR_VALIDATE")
             prev.items = prev.items + items
             prev.visibility = ident
@@ -350,7 +354,8 @@ class Reader:
         if append or "condition" in o_app:
             prev = self.col.macros.get(name)
             if prev is None:
-                raise self.error("Macro uses 'append' or 'override.condition: append' but no macro by that "
+                raise self.error("Macro has 'append' key but no macro by that name already exists" if append else
+                                 "Macro uses 'append' or 'override.condition: append' but no macro by that "
                                  "name already exists", where, "LOAD_ERR_VALIDATE")
             prev.cond = prev.cond.appended(cond)
             prev.visibility = ident

@@ -58,7 +58,7 @@ def read_rule(r: Reader, name: str, fields: Fields, where: Location) -> None:
             upd.exceptions = r.read_exceptions(fields, True)
         if upd.cond is None and upd.exceptions is None:
             raise r.error("Appended rule must have exceptions or condition property", where)
-        _append(r, upd)
+        _append(r, upd, legacy=True)
     elif not any(k in fields for k in ("condition", "output", "desc", "priority")):
         enabled = r._bool(fields, "enabled", where, optional=False)
         r.warn("LOAD_DEPRECATED_ITEM", WARNING_ENABLED, where)
@@ -149,10 +149,12 @@ def _update(r: Reader, name: str, fields: Fields, where: Location, keys: set[str
     return upd
 
 
-def _append(r: Reader, upd: RuleUpdate) -> None:
+def _append(r: Reader, upd: RuleUpdate, legacy: bool = False) -> None:
     prev = r.col.rules.get(upd.name)
     if prev is None:
-        raise r.error("Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists",
+        # the deprecated `append: true` keeps the wording of the Falco versions (and test suites) that used it
+        raise r.error("Rule has 'append' key but no rule by that name already exists" if legacy else
+                      "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists",
                       upd.loc, "LOAD_ERR_VALIDATE")
     if upd.cond is not None:
         prev.cond = prev.cond.appended(upd.cond)
@@ -169,17 +171,24 @@ def _append(r: Reader, upd: RuleUpdate) -> None:
 
 
 def _append_exception(r: Reader, rule: RuleInfo, ex: ExceptionInfo) -> None:
+    # Falco's collector (rule_loader_collector.cpp, append): these texts are compared by Falco's test suites
     for existing in rule.exceptions:
         if existing.name == ex.name:
-            if ex.fields is not None or ex.comps is not None:
+            if ex.fields is not None:
                 raise r.error("Can not append exception fields to existing exception, only values", ex.loc,
+                              "LOAD_ERR_VALIDATE")
+            if ex.comps is not None:
+                raise r.error("Can not append exception comps to existing exception, only values", ex.loc,
                               "LOAD_ERR_VALIDATE")
             existing.values.extend(ex.values)
             return
-    r.validate_exception(ex)
-    if not ex.values:
-        raise r.error("Rule exception new item " + ex.name + ": must have fields and values", ex.loc,
+    if ex.fields is None:
+        raise r.error("Rule exception must have fields property with a list of fields", ex.loc,
                       "LOAD_ERR_VALIDATE")
+    if not ex.values:
+        raise r.error("Rule exception must have values property with a list of values", ex.loc,
+                      "LOAD_ERR_VALIDATE")
+    r.validate_exception(ex)
     rule.exceptions.append(ex)
 
 

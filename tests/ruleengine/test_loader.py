@@ -170,8 +170,10 @@ def test_deprecated_append_true() -> None:
         RULE + "- rule: r\n  append: true\n  output: x\n")
     text = "- list: l\n  items: [a]\n- list: l\n  items: [b]\n  append: true\n"
     assert read(text).col.lists["l"].items == ["a", "b"]
-    assert "List uses 'append' or 'override.items: append' but no list by that name already exists" in errors(
+    assert "List has 'append' key but no list by that name already exists" in errors(
         "- list: l\n  items: [b]\n  append: true\n")
+    assert "List uses 'append' or 'override.items: append' but no list by that name already exists" in errors(
+        "- list: l\n  items: [b]\n  override: {items: append}\n")
     assert "Keys 'override' and 'append: true' cannot be used together" in errors(
         "- list: l\n  items: [a]\n- list: l\n  items: [b]\n  append: true\n  override: {items: append}\n")[0]
 

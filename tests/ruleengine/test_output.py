@@ -59,10 +59,10 @@ def test_tokens_and_longest_prefix() -> None:
 
 @pytest.mark.parametrize(("text", "message", "column"), [
     ("ends with %", "formatting cannot end with a %", 11),
-    ("x=%proc.nmae", "unknown filter", 3),
-    ("x=%(proc.name)", "unknown filter", 3),  # not Falco syntax
-    ("%evt.arg.bogus", "unknown filter", 1),
-    ("%ka.verb", "unknown filter", 1),  # a k8s_audit field in a syscall rule
+    ("x=%proc.nmae", "invalid formatting token", 3),
+    ("x=%(proc.name)", "invalid formatting token", 3),  # not Falco syntax
+    ("%evt.arg.bogus", "invalid formatting token", 1),
+    ("%ka.verb", "invalid formatting token", 1),  # a k8s_audit field in a syscall rule
 ])
 def test_errors_carry_the_column(text: str, message: str, column: int) -> None:
     with pytest.raises(OutputFormatError) as info:

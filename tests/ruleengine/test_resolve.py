@@ -265,7 +265,8 @@ def test_exception_errors_and_warnings() -> None:
     assert "LOAD_APPEND_NO_VALUES" in [w.code for w in res.warnings]
     res = load(base + "    - name: a\n      fields: proc.name\n      comps: '='\n")
     assert [x.message for x in res.errors] == [
-        "When fields is a single value, comps must be one of (in, pmatch, intersects)"]
+        "When fields is a single value, comps must be one of (in, pmatch, intersects) or a modifier operator (e.g. "
+        "startswith oneof)"]
 
 
 def test_exceptions_replace() -> None:
