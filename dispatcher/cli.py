@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -68,7 +69,15 @@ def _run_subscribe(args: argparse.Namespace) -> int:
         filters=args.filter,
         fields=args.field,
     )
-    return run_subscribe(args.target, req, args.json, tls_dir=args.tls_dir)
+    token = os.environ.get("LANNER_TOKEN", "")
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            print(f"lanner subscribe: --token-file: {args.token_file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    return run_subscribe(args.target, req, args.json, tls_dir=args.tls_dir, token=token)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -84,6 +93,9 @@ def add_commands(subparsers: Any) -> None:
     s.add_argument("--json", action="store_true", help="print Falco JSON lines instead of text lines")
     s.add_argument(
         "--tls-dir", default="", metavar="DIR", help="pipeline TLS material (lanner certs init) when mTLS is on"
+    )
+    s.add_argument(
+        "--token-file", default="", metavar="FILE", help="bearer token for Subscribe (default: $LANNER_TOKEN)"
     )
     s.add_argument("--min-priority", default="", help="only alerts at least this severe (e.g. warning)")
     s.add_argument("--rule", action="append", default=[], help="only this rule (repeatable)")

@@ -97,9 +97,11 @@ class Subscription:
         out: TextIO,
         err: TextIO,
         tls_dir: str = "",
+        token: str = "",
     ) -> None:
         self.target = target
         self.tls_dir = tls_dir
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.request = request
         self.as_json = as_json
         self.out = out
@@ -146,7 +148,7 @@ class Subscription:
             try:
                 with sync_channel(self.target, self.tls_dir) as channel:
                     stub = services_pb2_grpc.SubscriberServiceStub(channel)
-                    self._call = stub.Subscribe(self._next_request(since_ms))
+                    self._call = stub.Subscribe(self._next_request(since_ms), metadata=self.metadata)
                     if self._stopping.is_set():
                         self._call.cancel()
                     for pb in self._call:
@@ -190,9 +192,10 @@ def run_subscribe(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     tls_dir: str = "",
+    token: str = "",
 ) -> int:
     """Run a subscription in the foreground; SIGINT and SIGTERM stop it with status 0."""
-    sub = Subscription(target, request, as_json, out, err, tls_dir)
+    sub = Subscription(target, request, as_json, out, err, tls_dir, token)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         sub.stop()

@@ -75,6 +75,8 @@ class DispatcherConfig:
     # Per-subscriber queue length; a subscriber that falls further behind loses alerts (counted).
     subscriber_queue: int = 1024
     max_subscribers: int = 256
+    # Scoped bearer tokens for Subscribe (dispatcher.tokens); empty: Subscribe is open to whoever reaches the port.
+    tokens_file: str = ""
     # Host name for alerts that arrive without one (Falco: gethostname or FALCO_HOSTNAME). Every alert carries
     # its node's identity: ``hostname``, and ``event_id.node``/``boot_id`` from the collector that saw the event.
     hostname: str = ""

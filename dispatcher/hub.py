@@ -39,6 +39,18 @@ def with_cursor(payload: bytes, entry_id: bytes) -> bytes:
     return payload + alert_pb2.Alert(cursor=entry_id.decode()).SerializeToString()
 
 
+HIDDEN = "(output hidden by the subscriber's token scope)"
+
+
+def without_fields(payload: bytes) -> bytes:
+    """The alert without anything rendered from event data: no output fields, no output text."""
+    pb = alert_pb2.Alert.FromString(payload)
+    pb.ClearField("output_fields")
+    pb.ClearField("output_fields_json")
+    pb.output = pb.message = HIDDEN
+    return pb.SerializeToString()
+
+
 def masked(payload: bytes, fields: frozenset[str]) -> bytes:
     """The alert with only the listed output_fields (the subscriber's field mask)."""
     pb = alert_pb2.Alert.FromString(payload)
@@ -61,6 +73,9 @@ class Subscriber:
     queue: asyncio.Queue[tuple[StreamId, bytes]]
     matchers: tuple[Matcher, ...] = ()
     fields: frozenset[str] = frozenset()
+    # From a token's scope: only pods of these namespaces, and whether output fields may be seen at all.
+    namespaces: frozenset[str] = frozenset()
+    hide_fields: bool = False
     dropped: int = 0
     _drop_logged: bool = field(default=False, repr=False)
     # Metric children, set when the hub registers the subscriber (a name's series live only while it is connected).
@@ -68,11 +83,15 @@ class Subscriber:
     _drops: Any = field(default=None, repr=False)
 
     def wants(self, alert: Alert) -> bool:
-        """True when the alert passes the subscriber's route and field filters."""
+        """True when the alert passes the subscriber's route, field filters and token scope."""
+        if self.namespaces and alert.output_fields.get("k8s.ns.name") not in self.namespaces:
+            return False
         return self.route.matches(alert) and match_all(self.matchers, alert)
 
     def render(self, entry_id: bytes, payload: bytes) -> bytes:
         """What the client receives for an alert it wants: masked if asked, always with its cursor."""
+        if self.hide_fields:
+            return with_cursor(without_fields(payload), entry_id)
         return with_cursor(masked(payload, self.fields) if self.fields else payload, entry_id)
 
     def offer(self, alert: Alert, entry_id: bytes, payload: bytes) -> None:
@@ -95,7 +114,8 @@ def decode_for(subs: Sequence[Subscriber], payload: bytes) -> Alert | None:
     """The alert as routing needs it: full only when some subscriber filters on output fields."""
     try:
         pb = alert_pb2.Alert.FromString(payload)
-        return alert_from_pb(pb) if any(s.matchers for s in subs) else alert_head_from_pb(pb)
+        full = any(s.matchers or s.namespaces for s in subs)
+        return alert_from_pb(pb) if full else alert_head_from_pb(pb)
     except (DecodeError, AlertError, ValueError, RecursionError) as exc:
         log.error("undecodable alert in stream; not sent to subscribers", extra={"error": str(exc)})
         return None
@@ -118,10 +138,17 @@ class SubscriberHub:
         return len(self._subs)
 
     def new(
-        self, name: str, route: Route, matchers: tuple[Matcher, ...] = (), fields: frozenset[str] = frozenset()
+        self,
+        name: str,
+        route: Route,
+        matchers: tuple[Matcher, ...] = (),
+        fields: frozenset[str] = frozenset(),
+        namespaces: frozenset[str] = frozenset(),
+        hide_fields: bool = False,
     ) -> Subscriber:
         """A subscriber, not yet registered: ``stream`` registers it once its replay has caught up."""
-        return Subscriber(name, route, asyncio.Queue(maxsize=self._queue_size), matchers, fields)
+        queue: asyncio.Queue[tuple[StreamId, bytes]] = asyncio.Queue(maxsize=self._queue_size)
+        return Subscriber(name, route, queue, matchers, fields, namespaces, hide_fields)
 
     def add(self, sub: Subscriber) -> None:
         """Register a subscriber; it is offered alerts the hub reads from now on."""

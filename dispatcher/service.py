@@ -9,6 +9,7 @@ for any client. Delivery to the configured outputs runs in one ``OutputDriver`` 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -41,6 +42,7 @@ from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
 from dispatcher.sidekick import SidekickIntake
 from dispatcher.store import AlertStore, RedisState, retry_redis
+from dispatcher.tokens import TokenBook, bearer_token
 from lanner.config import ConfigError
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
 from lanner.v1 import alert_pb2, services_pb2
@@ -73,6 +75,8 @@ class Dispatcher:
             cfg.redis_url, cfg.stream, cfg.dedup_prefix, int(cfg.dedup_window_s * 1000), cluster=cfg.redis_cluster
         )
         self.hub = SubscriberHub(self.store, cfg.subscriber_queue)
+        self.tokens = TokenBook(cfg.tokens_file) if cfg.tokens_file else None
+        self._token_streams: collections.Counter[str] = collections.Counter()
         try:
             self.keyer = DedupKeyer(load_secret(cfg.dedup_secret, cfg.secret_path))
         except (OSError, ValueError) as exc:
@@ -229,15 +233,47 @@ class Dispatcher:
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many subscribers (max_subscribers={self.cfg.max_subscribers})"
             )
         name = (req.subscriber_name or "anonymous")[:MAX_NAME]
-        route = Route(min_prio, frozenset(req.rules), frozenset(req.tags), frozenset(req.sources))
-        sub = self.hub.new(name, route, matchers, frozenset(req.fields))
+        sources = frozenset(req.sources)
+        scope = None
+        if self.tokens is not None:
+            scope = self.tokens.lookup(bearer_token(context.invocation_metadata()))
+            if scope is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Subscribe needs a valid bearer token")
+            assert scope is not None
+            if scope.sources:
+                if sources and not sources <= scope.sources:
+                    outside = sorted(sources - scope.sources)
+                    await context.abort(
+                        grpc.StatusCode.PERMISSION_DENIED, f"sources {outside} are outside token {scope.name!r}"
+                    )
+                sources = sources or scope.sources
+            min_prio = min(min_prio, scope.min_priority)
+            if self._token_streams[scope.name] >= scope.max_subscribers:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"token {scope.name!r} already has {scope.max_subscribers} subscribers (its max_subscribers)",
+                )
+            name = f"{scope.name}/{name}"
+        route = Route(min_prio, frozenset(req.rules), frozenset(req.tags), sources)
+        sub = self.hub.new(
+            name,
+            route,
+            matchers,
+            frozenset(req.fields),
+            namespaces=scope.namespaces if scope else frozenset(),
+            hide_fields=scope is not None and not scope.output_fields,
+        )
         out = EVENTS_OUT.labels(stage="dispatcher")
+        if scope is not None:
+            self._token_streams[scope.name] += 1
         try:
             async for payload in self.hub.stream(sub, start, inclusive):
                 out.inc()
                 yield payload
         finally:
             self.hub.remove(sub)
+            if scope is not None:
+                self._token_streams[scope.name] -= 1
 
     # -- housekeeping -----------------------------------------------------------------------------------------
 
