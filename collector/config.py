@@ -67,6 +67,8 @@ class CollectorConfig:
     spill_path: str = ""
     # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
     tls_dir: str = ""
+    # Serve gRPC reflection (grpcurl and friends); off unless asked for.
+    grpc_reflection: bool = False
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -118,4 +118,5 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         metrics_bind=cfg.metrics_bind,
         stopping=[begin_stop],
         tls=tls,
+        reflection_enabled=cfg.grpc_reflection,
     )

@@ -44,6 +44,8 @@ class DispatcherConfig:
     metrics_bind: str = "127.0.0.1:9704"
     # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
     tls_dir: str = ""
+    # Serve gRPC reflection (grpcurl and friends); off unless asked for.
+    grpc_reflection: bool = False
     log_level: str = "info"
     redis_url: str = "redis://127.0.0.1:6390/0"
     # redis_url names one node of a Redis Cluster (the client discovers the others).

@@ -62,4 +62,5 @@ async def serve(
         stop_event=stop,
         ready=lambda: RedisState.up,
         tls=tls,
+        reflection_enabled=cfg.grpc_reflection,
     )

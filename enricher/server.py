@@ -108,4 +108,5 @@ async def serve(cfg: EnricherConfig) -> None:
         on_stop=[close_provider, enricher.close, sender.close],
         metrics_bind=cfg.metrics_bind,
         tls=tls,
+        reflection_enabled=cfg.grpc_reflection,
     )

@@ -66,11 +66,13 @@ async def run_service(
     ready: Callable[[], bool] | None = None,
     stopping: Sequence[Callable[[], None]] = (),
     tls: PipelineTls | None = None,
+    reflection_enabled: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop_event``), then stop gracefully.
 
-    ``register`` adds the servicers and returns their full service names, which get health status and
-    reflection. ``grace`` bounds the wait for open streams at a stop: upstream senders spill what is unacked, so
+    ``register`` adds the servicers and returns their full service names, which get health status (and
+    reflection, with ``reflection_enabled``).
+    ``grace`` bounds the wait for open streams at a stop: upstream senders spill what is unacked, so
     a short stop loses nothing. ``ready`` (polled every second) turns health to NOT_SERVING while it returns
     False, for example while a dependency such as Redis is away, so probes see it. ``stopping`` callbacks run
     first when the stop begins (the collector starts detaching its probes there, which takes a while). With
@@ -83,10 +85,12 @@ async def run_service(
     service_names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+    if reflection_enabled:
+        # Off by default: reflection hands anyone who reaches the port a map of every method to probe.
+        reflection.enable_server_reflection(
+            [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
     try:
         start_metrics_server(metrics_bind)
     except OSError as exc:

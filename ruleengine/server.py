@@ -137,6 +137,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         on_stop=[close_outputs],
         metrics_bind=cfg.metrics_bind,
         tls=tls,
+        reflection_enabled=cfg.grpc_reflection,
     )
 
 
