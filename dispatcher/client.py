@@ -21,7 +21,7 @@ import grpc
 
 from dispatcher.backoff import Backoff
 from dispatcher.convert import AlertError, alert_from_pb
-from dispatcher.falco_format import falco_json, text_line
+from dispatcher.falco_format import safe_line
 from dispatcher.model import Alert, Priority
 from lanner.pki import sync_channel
 from lanner.v1 import alert_pb2, services_pb2, services_pb2_grpc
@@ -133,7 +133,7 @@ class Subscription:
         except AlertError as exc:
             print(f"lanner subscribe: skipping malformed alert: {exc}", file=self.err)
             return
-        self.out.write((falco_json(alert) if self.as_json else text_line(alert)) + "\n")
+        self.out.write(safe_line(alert, self.as_json) + "\n")
         self.out.flush()
 
     def run(self) -> int:

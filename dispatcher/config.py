@@ -24,6 +24,7 @@ from dispatcher.grouping import UNGROUPED_TYPES
 from dispatcher.registry import registered_outputs
 from dispatcher.routetree import parse_tree
 from dispatcher.sidekick import SidekickConfig
+from lanner.alert_limits import AlertLimits
 from lanner.config import ConfigError, build, load_section
 
 _DRIVER_KEYS = frozenset(f.name for f in dataclasses.fields(DriverOptions))
@@ -88,6 +89,8 @@ class DispatcherConfig:
     json: JsonOptions = field(default_factory=JsonOptions)
     # The Falcosidekick-compatible HTTP intake (dispatcher/sidekick.py); off while its bind is empty.
     sidekick: SidekickConfig = field(default_factory=SidekickConfig)
+    # Size limits applied to every alert at intake (docs/outputs/README.md, "Size limits").
+    limits: AlertLimits = field(default_factory=AlertLimits)
     outputs: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({"stdout": MappingProxyType({"enabled": True})})
     )

@@ -12,6 +12,7 @@ delivery is at-least-once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -22,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from dispatcher.backoff import Backoff, RateLimiter
 from dispatcher.convert import AlertError, alert_from_pb
+from dispatcher.failures import describe, is_permanent
 from dispatcher.grouping import Grouper, digest_alert, is_digest
 from dispatcher.metrics import (
     OUTPUT_DEAD,
@@ -32,7 +34,7 @@ from dispatcher.metrics import (
     OUTPUT_SENT,
 )
 from dispatcher.model import Alert, Priority
-from dispatcher.registry import Output, PermanentError, Reopenable, RetryLater
+from dispatcher.registry import Background, Output, Reopenable, RetryLater
 from dispatcher.routetree import RouteNode, outputs_for
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, Entry, retry_redis
@@ -59,8 +61,9 @@ class DriverOptions:
     burst: float = 10.0
     # Seconds one delivery attempt may take.
     timeout_s: float = 10.0
-    # Attempts after the first before the alert goes to the dead-letter stream; 0 retries forever.
-    max_retries: int = 0
+    # Attempts after the first before the alert goes to the dead-letter stream (0: none). Never infinite, so one
+    # alert can hold up the ones behind it only for a bounded time (about 12 minutes with the default backoff).
+    max_retries: int = 30
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
     # Grouping (dispatcher/grouping.py): repeats within this many seconds of a group's first alert are counted
@@ -136,6 +139,16 @@ class OutputDriver:
     async def run(self) -> None:
         """Deliver forever: own pending entries first, then new ones, claiming abandoned ones periodically."""
         await self.prepare()
+        side = asyncio.create_task(self.output.run()) if isinstance(self.output, Background) else None
+        try:
+            await self._loop()
+        finally:
+            if side is not None:
+                side.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await side
+
+    async def _loop(self) -> None:
         own_pending = True
         next_claim = time.monotonic() + self._claim_idle_ms / 1000
         while True:
@@ -241,20 +254,18 @@ class OutputDriver:
             try:
                 async with asyncio.timeout(self.opts.timeout_s):
                     await self.output.send(alert)
-            except PermanentError as exc:
-                self._failed.inc()
-                await self._dead_letter(entry, f"refused: {exc}")
-                return
-            except (TypeError, ValueError, RecursionError) as exc:
-                # The payload cannot be built from this alert; the same alert would fail the same way forever.
-                self._failed.inc()
-                await self._dead_letter(entry, f"cannot build payload: {type(exc).__name__}: {exc}")
-                return
             except Exception as exc:
                 self._failed.inc()
-                error = f"timed out after {self.opts.timeout_s}s" if isinstance(exc, TimeoutError) else str(exc)
-                error = f"{type(exc).__name__}: {error}"
-                if self.opts.max_retries and attempt > self.opts.max_retries:
+                if is_permanent(exc):
+                    # The same alert would fail the same way forever: set it aside now, so the next one goes.
+                    await self._dead_letter(entry, f"permanent failure: {describe(exc)}")
+                    return
+                error = (
+                    f"TimeoutError: timed out after {self.opts.timeout_s}s"
+                    if isinstance(exc, TimeoutError)
+                    else describe(exc)
+                )
+                if attempt > self.opts.max_retries:
                     await self._dead_letter(entry, f"gave up after {attempt} attempts: {error}")
                     return
                 self._retried.inc()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.model import Alert
+from dispatcher.sanitize import escape_json, escape_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +62,19 @@ def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
 
 
 def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:
-    """Render the alert exactly as Falco's JSON output does (one line, no trailing newline)."""
-    return json.dumps(
-        falco_dict(alert, opts, hostname),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=json_default,
+    """Render the alert as Falco's JSON output does (one line, no trailing newline).
+
+    Line separators, C1 controls and undecodable bytes, which JSON allows raw, are written as ``\\uXXXX`` escapes
+    (the same JSON value), so no alert can break the line for a line-based reader (``dispatcher.sanitize``).
+    """
+    return escape_json(
+        json.dumps(
+            falco_dict(alert, opts, hostname),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=json_default,
+        )
     )
 
 
@@ -85,3 +92,8 @@ def text_line(alert: Alert) -> str:
     secs, nanos = divmod(alert.time_ns, 1_000_000_000)
     stamp = time.strftime("%H:%M:%S", time.localtime(secs)) + f".{nanos:09d}"
     return f"{stamp}: {alert.priority.falco_name} {alert.message or alert.rule}"
+
+
+def safe_line(alert: Alert, json_output: bool, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:
+    """One line for a terminal or a line-based reader: the JSON alert, or the text line with controls escaped."""
+    return falco_json(alert, opts, hostname) if json_output else escape_line(text_line(alert))

@@ -14,6 +14,11 @@ ALERTS_DUPLICATE = Counter(
 ALERTS_REJECTED = Counter(
     "lanner_dispatcher_alerts_rejected_total", "Alerts refused at intake because a field was invalid", ["reason"]
 )
+ALERTS_TRUNCATED = Counter(
+    "lanner_dispatcher_alerts_truncated_total",
+    "Alerts cut to the size limits at intake, by the part that was cut (output, message, tags, output_fields...)",
+    ["part"],
+)
 BAD_MESSAGES = Counter("lanner_dispatcher_bad_messages_total", "PushAlerts messages that were not a valid AlertBatch")
 OUTPUT_SENT = Counter("lanner_dispatcher_output_sent_total", "Alerts an output's destination accepted", ["output"])
 OUTPUT_FAILED = Counter(
@@ -33,6 +38,11 @@ OUTPUT_FILTERED = Counter(
 OUTPUT_GROUPED = Counter(
     "lanner_dispatcher_output_grouped_total",
     "Repeats an output counted into a grouping window instead of sending (they go out in the digest)",
+    ["output"],
+)
+OUTPUT_RESOLVED = Counter(
+    "lanner_dispatcher_output_resolved_total",
+    "Incidents an output resolved or closed after a quiet period (PagerDuty resolve, Opsgenie close)",
     ["output"],
 )
 SUBSCRIBERS = Gauge("lanner_dispatcher_subscribers", "Connected Subscribe clients")

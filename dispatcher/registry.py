@@ -52,12 +52,24 @@ class Reopenable(Protocol):
         ...
 
 
+@runtime_checkable
+class Background(Protocol):
+    """Outputs with work of their own (resolving quiet incidents) implement this; the driver runs it beside them."""
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class OutputContext:
     """What every output may need beyond its own config."""
 
     hostname: str = ""
     json: JsonOptions = field(default=DEFAULT_JSON)
+    # Where outputs keep shared state (open incidents), so it survives restarts and replicas share it.
+    redis_url: str = ""
+    state_prefix: str = "lanner:alerts:state:"
 
 
 @dataclass(frozen=True, slots=True)

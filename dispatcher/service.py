@@ -32,6 +32,7 @@ from dispatcher.metrics import (
     ALERTS_ACCEPTED,
     ALERTS_DUPLICATE,
     ALERTS_REJECTED,
+    ALERTS_TRUNCATED,
     BAD_MESSAGES,
     OUTPUT_BACKLOG,
     STREAM_LENGTH,
@@ -43,6 +44,7 @@ from dispatcher.routing import Route
 from dispatcher.sidekick import SidekickIntake
 from dispatcher.store import AlertStore, RedisState, retry_redis
 from dispatcher.tokens import TokenBook, bearer_token
+from lanner.alert_limits import bounded_payload
 from lanner.config import ConfigError
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
 from lanner.v1 import alert_pb2, services_pb2
@@ -59,6 +61,8 @@ MAX_REQUEST_TEXT = 512
 # The output field that names the cluster an alert comes from (``cluster_name``; falco#2482).
 CLUSTER_FIELD = "lanner.cluster"
 _CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+# The range of a protobuf Timestamp: anything outside cannot be rendered as a date by any output.
+MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
 
 
 class Dispatcher:
@@ -81,7 +85,9 @@ class Dispatcher:
             self.keyer = DedupKeyer(load_secret(cfg.dedup_secret, cfg.secret_path))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"dispatcher.dedup_secret_file: {cfg.secret_path}: {exc}") from None
-        self.ctx = OutputContext(hostname=cfg.host_name, json=cfg.json)
+        self.ctx = OutputContext(
+            hostname=cfg.host_name, json=cfg.json, redis_url=cfg.redis_url, state_prefix=f"{cfg.stream}:state:"
+        )
         kinds = registered_outputs()
         self.tree = parse_tree(cfg.routes, [s.name for s in specs])
         self.sidekick: SidekickIntake | None = None
@@ -167,6 +173,8 @@ class Dispatcher:
                 priority_from_pb(pb.priority)
                 if len(pb.alert_id) > MAX_ALERT_ID:
                     raise AlertError(f"alert_id: longer than {MAX_ALERT_ID} characters")
+                if not MIN_SECONDS <= pb.time.seconds <= MAX_SECONDS or not 0 <= pb.time.nanos < 1_000_000_000:
+                    raise AlertError(f"time: {pb.time.seconds}s is outside 0001-01-01..9999-12-31 (protobuf Timestamp)")
             except AlertError as exc:
                 ALERTS_REJECTED.labels(reason=str(exc).split(":", 1)[0]).inc()
                 log.warning(
@@ -180,7 +188,10 @@ class Dispatcher:
                 pb.hostname = self.ctx.hostname
             if self.cfg.cluster_name:
                 stamp_field(pb, CLUSTER_FIELD, self.cfg.cluster_name)
-            items.append((key, pb.SerializeToString()))
+            payload, cut = bounded_payload(pb, self.cfg.limits)
+            for part in cut:
+                ALERTS_TRUNCATED.labels(part=part).inc()
+            items.append((key, payload))
         return items
 
     async def accept(self, alerts: list[alert_pb2.Alert], peer: str) -> int:

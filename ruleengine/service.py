@@ -19,6 +19,7 @@ import grpc
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
+from lanner.alert_limits import PRODUCER_LIMITS, bound_alert
 from lanner.convert import BatchTables, event_from_view
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
@@ -65,6 +66,8 @@ def alert_to_pb(record: AlertRecord, event: event_pb2.Event | event_pb2.EventVie
         pb.alert_id = alert_id(event.id, record.rule)
     else:
         pb.alert_id = hashlib.sha256(f"{record.rule}\0{record.time_ns}\0{record.output}".encode()).hexdigest()[:32]
+    # A huge rendering (100,000 %fd.name tokens) must not make its whole batch unsendable (issue 10 item 4).
+    bound_alert(pb, PRODUCER_LIMITS)
     return pb
 
 

@@ -8,7 +8,8 @@ VENV=${VENV:-.venv}
 log() { echo "[setup] $*" >&2; }
 
 need=()
-for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl python3-venv gcc libc6-dev make sysdig; do
+# nats-server and prometheus-alertmanager: real servers for the dispatcher output tests.
+for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl python3-venv gcc libc6-dev make sysdig nats-server prometheus-alertmanager; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

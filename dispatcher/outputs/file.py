@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dispatcher.falco_format import falco_json, text_line
+from dispatcher.falco_format import safe_line
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
 
@@ -36,7 +36,7 @@ class FileConfig:
 
 def build_file_line(alert: Alert, cfg: FileConfig, ctx: OutputContext) -> bytes:
     """The bytes appended for the alert, newline included."""
-    text = falco_json(alert, ctx.json, ctx.hostname) if cfg.json_output else text_line(alert)
+    text = safe_line(alert, cfg.json_output, ctx.json, ctx.hostname)
     return (text + "\n").encode("utf-8", "replace")
 
 

@@ -3,7 +3,8 @@
 
 This is the output for Falcosidekick and any webhook that takes Falco's JSON alert. Every request carries the
 alert's stable id (``webhook-id`` and ``Idempotency-Key``), identical on every retry, so receivers can drop
-duplicates. With ``signing_secret`` set, requests are signed the Standard Webhooks way: ``webhook-timestamp``
+duplicates (an id that is not a plain token is sent as its hash: headers carry no alert text). With
+``signing_secret`` set, requests are signed the Standard Webhooks way: ``webhook-timestamp``
 and ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``.
 """
 
@@ -21,6 +22,7 @@ from dispatcher.falco_format import falco_json, text_line
 from dispatcher.httpclient import HttpClient, HttpSettings
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
+from dispatcher.sanitize import header_token
 from dispatcher.tls import TlsSettings
 
 
@@ -66,7 +68,12 @@ def sign_webhook(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def delivery_headers(alert: Alert, body: bytes, key: bytes | None, now: int) -> dict[str, str]:
     """Id headers (same on every retry) and, with a key, the signature headers."""
-    msg_id = alert.alert_id or "sha256-" + hashlib.sha256(body).hexdigest()[:32]
+    # Header values never carry alert text: an id that is not a plain token is replaced by its hash.
+    msg_id = (
+        header_token(alert.alert_id)
+        or "sha256-"
+        + hashlib.sha256(alert.alert_id.encode("utf-8", "surrogatepass") if alert.alert_id else body).hexdigest()[:32]
+    )
     headers = {"webhook-id": msg_id, "Idempotency-Key": msg_id}
     if key is not None:
         headers["webhook-timestamp"] = str(now)

@@ -5,10 +5,15 @@ Each alert is a ``trigger`` event. Its ``dedup_key`` is the alert's incident key
 pod, executable), so repeats of one problem update the open PagerDuty alert instead of paging again. Severity
 follows the Falco priority: emergency/alert/critical -> critical, error -> error, warning -> warning, the rest
 -> info.
+
+With ``resolve_after_s`` set, an incident whose alert has not repeated for that long is resolved with a
+``resolve`` event carrying the same ``dedup_key`` and ``routing_key`` (``dispatcher.lifecycle``; the open
+incidents are kept in Redis, so a restart does not forget them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,6 +21,7 @@ from typing import Any, ClassVar
 from dispatcher.falco_format import json_default, rfc3339_ns, text_line
 from dispatcher.httpclient import HttpClient, HttpSettings
 from dispatcher.identity import incident_key
+from dispatcher.lifecycle import QuietResolver
 from dispatcher.model import Alert, Priority
 from dispatcher.registry import OutputContext, register_output
 from dispatcher.tls import TlsSettings
@@ -45,9 +51,13 @@ class PagerDutyConfig(HttpSettings):
     url: str = US_ENDPOINT
     client: str = "Lanner"
     client_url: str = ""
+    # Resolve an incident after this many seconds without a repeat; 0 never resolves (PagerDuty users do).
+    resolve_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         TlsSettings.__post_init__(self)
+        if self.resolve_after_s < 0:
+            raise ValueError("resolve_after_s: must not be negative (0 turns auto-resolve off)")
         if len(self.routing_key) != 32:
             raise ValueError("routing_key: expected the 32-character Events API v2 integration key")
         if not self.url.startswith(("https://", "http://")):
@@ -103,6 +113,11 @@ def build_pagerduty_event(alert: Alert, cfg: PagerDutyConfig, ctx: OutputContext
     return event
 
 
+def build_resolve_event(dedup_key: str, cfg: PagerDutyConfig) -> dict[str, Any]:
+    """The Events API v2 resolve event for an open incident."""
+    return {"routing_key": cfg.routing_key, "event_action": "resolve", "dedup_key": dedup_key}
+
+
 def encode_event(event: dict[str, Any]) -> bytes:
     """Serialise the event; if it is over PagerDuty's 512 KB limit, drop the output fields from the details."""
     body = json.dumps(event, ensure_ascii=False, default=json_default).encode()
@@ -124,12 +139,29 @@ class PagerDutyOutput:
         self.config = config
         self.ctx = ctx
         self._client = HttpClient(config)
+        self.resolver: QuietResolver | None = None
+        if config.resolve_after_s > 0:
+            key = f"{ctx.state_prefix}pagerduty:{hashlib.sha256(config.routing_key.encode()).hexdigest()[:16]}"
+            self.resolver = QuietResolver(ctx.redis_url, key, config.resolve_after_s, self._resolve, output="pagerduty")
 
     async def send(self, alert: Alert) -> None:
-        """Post the trigger event."""
-        body = encode_event(build_pagerduty_event(alert, self.config, self.ctx))
+        """Post the trigger event (and remember the incident when auto-resolve is on)."""
+        event = build_pagerduty_event(alert, self.config, self.ctx)
+        await self._client.post(self.config.url, encode_event(event), "application/json")
+        if self.resolver is not None:
+            await self.resolver.touch(event["dedup_key"])
+
+    async def _resolve(self, dedup_key: str) -> None:
+        body = json.dumps(build_resolve_event(dedup_key, self.config)).encode()
         await self._client.post(self.config.url, body, "application/json")
+
+    async def run(self) -> None:
+        """Resolve quiet incidents (only with ``resolve_after_s``)."""
+        if self.resolver is not None:
+            await self.resolver.run()
 
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.close()
+        if self.resolver is not None:
+            await self.resolver.close()

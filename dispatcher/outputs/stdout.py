@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar, TextIO
 
-from dispatcher.falco_format import falco_json, text_line
+from dispatcher.falco_format import safe_line
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
 
@@ -22,7 +22,7 @@ class StdoutConfig:
 
 def build_stdout_line(alert: Alert, cfg: StdoutConfig, ctx: OutputContext) -> str:
     """The line printed for the alert, without the newline."""
-    return falco_json(alert, ctx.json, ctx.hostname) if cfg.json_output else text_line(alert)
+    return safe_line(alert, cfg.json_output, ctx.json, ctx.hostname)
 
 
 @register_output("stdout")

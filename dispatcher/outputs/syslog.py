@@ -6,6 +6,12 @@ Falco logs through syslog(3), so by default this writes to the local ``/dev/log`
 ``tls://host:6514`` (RFC 5425; the TLS keys are those of the http output). Stream transports use RFC 6587
 octet counting, or newlines with ``framing: newline``. ``format`` picks RFC 3164 (what syslog(3) sends
 locally) or RFC 5424.
+
+Alert text cannot forge a message: CR, LF, NUL and every other control character in the body are escaped
+(``dispatcher.sanitize``), so a body holding ``\n<13>...`` stays inside one message under any framing, and the
+header fields taken from the alert (host name) are reduced to the printable ASCII that RFC 5424 allows there.
+A message longer than ``max_message_bytes`` is cut (at a character boundary) and ends with a marker, so an
+oversized alert is delivered shortened instead of failing with EMSGSIZE for ever.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from dispatcher.falco_format import falco_json, rfc3339_ns, text_line
+from dispatcher.falco_format import rfc3339_ns, safe_line
 from dispatcher.model import Alert
 from dispatcher.registry import OutputContext, register_output
+from dispatcher.sanitize import utf8_prefix
 from dispatcher.tls import TlsSettings, ssl_context
 
 FACILITIES = {
@@ -44,9 +51,13 @@ class SyslogConfig(TlsSettings):
     # TCP only: "octet-counting" (RFC 6587) or "newline".
     framing: str = "octet-counting"
     json_output: bool = False
+    # Longest message sent, header included (rsyslog's default maxMessageSize is 8 KiB; RFC 5426 UDP: 65507).
+    max_message_bytes: int = 8192
 
     def __post_init__(self) -> None:
         TlsSettings.__post_init__(self)
+        if not 480 <= self.max_message_bytes <= 65507:
+            raise ValueError("max_message_bytes: must be between 480 (RFC 5424's minimum) and 65507 (a UDP datagram)")
         if self.facility not in FACILITIES:
             raise ValueError(f"facility: unknown {self.facility!r} (expected one of {', '.join(FACILITIES)})")
         if self.format not in ("rfc3164", "rfc5424"):
@@ -71,19 +82,37 @@ def parse_address(address: str) -> tuple[str, str, int]:
 def build_syslog_message(alert: Alert, cfg: SyslogConfig, ctx: OutputContext, now_ns: int | None = None) -> bytes:
     """The syslog message for an alert (without TCP framing). Severity = Falco priority (same 0..7 scale)."""
     pri = FACILITIES[cfg.facility] * 8 + int(alert.priority)
-    body = falco_json(alert, ctx.json, ctx.hostname) if cfg.json_output else text_line(alert)
-    body = body.replace("\n", " ")
-    host = alert.hostname or ctx.hostname or "-"
+    body = safe_line(alert, cfg.json_output, ctx.json, ctx.hostname)
+    host = header_field(alert.hostname or ctx.hostname, 255)
+    ident = header_field(cfg.ident, 48)
     pid = os.getpid()
     if cfg.format == "rfc5424":
         stamp = rfc3339_ns(alert.time_ns or (now_ns if now_ns is not None else time.time_ns()))
         # RFC 5424 allows at most microseconds in TIMESTAMP.
         stamp = stamp[:26] + "Z"
-        return f"<{pri}>1 {stamp} {host} {cfg.ident} {pid} - - {body}".encode()
-    secs = (alert.time_ns or (now_ns if now_ns is not None else time.time_ns())) // 1_000_000_000
-    tm = time.localtime(secs)
-    stamp = time.strftime("%b ", tm) + f"{tm.tm_mday:2d}" + time.strftime(" %H:%M:%S", tm)
-    return f"<{pri}>{stamp} {cfg.ident}[{pid}]: {body}".encode()
+        head = f"<{pri}>1 {stamp} {host} {ident} {pid} - - "
+    else:
+        secs = (alert.time_ns or (now_ns if now_ns is not None else time.time_ns())) // 1_000_000_000
+        tm = time.localtime(secs)
+        stamp = time.strftime("%b ", tm) + f"{tm.tm_mday:2d}" + time.strftime(" %H:%M:%S", tm)
+        head = f"<{pri}>{stamp} {ident}[{pid}]: "
+    return fit(head.encode(), body.encode("utf-8", "backslashreplace"), cfg.max_message_bytes)
+
+
+TRUNCATED = b"...[truncated]"
+
+
+def fit(head: bytes, body: bytes, limit: int) -> bytes:
+    """Header plus body, the body cut at a character boundary with a marker if the whole exceeds ``limit``."""
+    if len(head) + len(body) <= limit:
+        return head + body
+    return head + utf8_prefix(body, max(0, limit - len(head) - len(TRUNCATED))) + TRUNCATED
+
+
+def header_field(value: str, limit: int) -> str:
+    """A syslog header field: printable ASCII without spaces (RFC 5424 PRINTUSASCII), or "-" when empty."""
+    cleaned = "".join(c if "!" <= c <= "~" else "_" for c in value[:limit])
+    return cleaned or "-"
 
 
 @register_output("syslog")
