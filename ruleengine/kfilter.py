@@ -116,7 +116,7 @@ def _atom(c: Check, evt_type: str) -> Atom | bool | None:
         return (not hit) if op == "!=" else hit
     if op == "==":
         op = "="
-    if op not in ("=", "in", "startswith", "endswith", "pmatch", "contains", "<", "<=", ">", ">=", "!="):
+    if op not in ("=", "in", "startswith", "endswith", "pmatch", "contains", "glob", "<", "<=", ">", ">=", "!="):
         return None
     single = op != "in" and op != "pmatch"
     if single and len(vals) != 1:
@@ -131,6 +131,14 @@ def _atom(c: Check, evt_type: str) -> Atom | bool | None:
             if any(len(s.encode()) > SUFFIX_KEY for s in strings):
                 return None
             return Atom(AtomKind.PATH_SUFFIX, strings)
+        if op == "glob":
+            # Whatever matches the pattern starts with its literal head (up to the first wildcard).
+            head = vals[0][: min((i for i, ch in enumerate(vals[0]) if ch in "?*["), default=len(vals[0]))]
+            if not head.startswith("/"):
+                return None
+            if head == vals[0]:
+                return Atom(AtomKind.PATH_EXACT, frozenset({head}))
+            return Atom(AtomKind.PATH_PREFIX, frozenset({head}), exact=False)
         if op == "pmatch" and not any(ch in s for s in strings for ch in "?*["):
             # A component-wise prefix: the path starts with the pattern (minus trailing slashes).
             return Atom(AtomKind.PATH_PREFIX, frozenset(s.rstrip("/") for s in strings), exact=False)

@@ -28,7 +28,7 @@ class ProbeView:
 def judgeable(path: bytes) -> bool:
     """True when the path as passed is the path the collector will report (absolute and already normalised) and
     short enough for the map keys; for any other path every path atom is unknown."""
-    if not path.startswith(b"/") or len(path) >= PATH_KEY:
+    if not path.startswith(b"/") or len(path) >= PATH_KEY - 1:
         return False
     if b"//" in path or b"/./" in path or b"/../" in path:
         return False
@@ -73,7 +73,12 @@ def atom_value(a: Atom, ev: ProbeView, ok_path: bool) -> bool | None:
     elif a.kind == AtomKind.ACC_READ:
         val = (ev.flags & O_ACCMODE) in (0, 2)
     elif a.kind == AtomKind.RAW_DOTDOT:
-        val = b"../" in ev.path
+        if b"../" in ev.path[: PATH_KEY - 1]:
+            val = True
+        elif len(ev.path) < PATH_KEY - 1:
+            val = False
+        else:  # the probe only scans the bytes its key holds
+            return None
     elif a.kind == AtomKind.FDNUM:
         val = _cmp(ev.res if ev.res >= 0 else -1, a.op, a.number)
     else:
