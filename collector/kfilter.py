@@ -135,9 +135,10 @@ class KernelControl:
         self.filtering = filtering
         self.fingerprint = ""
         self.compiled = sorted(
-            tp.decode().split(":sys_exit_", 1)[1] for tp in bpf.tracepoint_fds if b":sys_exit_" in tp
+            {tp.decode().split(":sys_", 1)[1].split("_", 1)[1] for tp in bpf.tracepoint_fds if b":sys_" in tp}
         )
         self.attached = set(self.compiled)
+        self._detached: dict[str, list[str]] = {}
         self._seen_filtered = [0] * KF_SLOTS
         self._seen_passed = [0] * KF_SLOTS
 
@@ -162,18 +163,19 @@ class KernelControl:
 
     def _attach(self, wanted: set[str]) -> None:
         for sc in sorted(self.attached - wanted):
+            gone = []
             for phase in ("enter", "exit"):
                 tp = f"syscalls:sys_{phase}_{sc}".encode()
                 if tp in self.bpf.tracepoint_fds:
                     self.bpf.detach_tracepoint(tp=tp)
+                    gone.append(phase)
+            self._detached[sc] = gone
             self.attached.discard(sc)
         for sc in sorted(wanted - self.attached):
             # The exit first: an enter without its exit would only leave a stale in-flight entry.
-            for phase in ("exit", "enter"):
+            for phase in sorted(self._detached.pop(sc, []), reverse=True):
                 tp = f"syscalls:sys_{phase}_{sc}".encode()
-                fn = f"tracepoint__syscalls__sys_{phase}_{sc}".encode()
-                if tp not in self.bpf.tracepoint_fds:
-                    self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+                self.bpf.attach_tracepoint(tp=tp, fn_name=f"tracepoint__syscalls__sys_{phase}_{sc}".encode())
             self.attached.add(sc)
 
     def _write_maps(self, maps: KernelFilterMaps | None) -> None:

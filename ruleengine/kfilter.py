@@ -179,6 +179,9 @@ def _lower(e: Expr, evt_type: str, neg: bool) -> Node:
         return _combine("and" if conj else "or", [_lower(c, evt_type, neg) for c in e.children])
     if isinstance(e, MacroRef):
         return PASS
+    if e.op.strip() == "!=" and isinstance(e.lhs, FieldRef) and e.lhs.name in ("fd.name", "proc.name"):
+        # Both fields are always present on an open event, so "!=" is exactly the negation of "=".
+        return _lower(Check(e.lhs, "=", e.value, e.pos, e.modifier), evt_type, not neg)
     a = _atom(e, evt_type)
     if a is None:
         return PASS
