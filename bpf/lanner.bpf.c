@@ -525,7 +525,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 // the rule engine's filter spec: atoms (numbered bits of a u64) evaluated to true / false / unknown, then clauses per
 // syscall, of which one must not be false. Numbers below are shared with ruleengine/kfilter.py (AtomKind).
 #define KF_PATH_KEY 256
-#define KF_SUFFIX_KEY 128
+#define KF_SUFFIX_KEY 64
 #define KF_MAX_NUM 64
 #define KF_MAX_CLAUSES 64
 #define KF_SLOTS 8 /* LANNER_SC_OPEN .. LANNER_SC_OPEN + 7 */

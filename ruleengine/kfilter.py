@@ -29,7 +29,7 @@ OPEN_TYPES = ("open", "openat", "openat2", "creat")
 MAX_ATOMS = 64
 MAX_CLAUSES = 64  # per event type
 PATH_KEY = 256  # exact and prefix keys: longer paths are unknown in the kernel
-SUFFIX_KEY = 128  # suffix keys (reversed): longer suffixes make their atom unknown
+SUFFIX_KEY = 64  # suffix keys (reversed): longer suffixes make their atom unknown
 COMM_LEN = 15
 
 

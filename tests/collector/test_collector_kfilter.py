@@ -85,3 +85,28 @@ def test_cli_prints_each_syscall_and_why() -> None:
         capture_output=True, text=True, check=True,
     ).stdout)  # fmt: skip
     assert {r["syscall"] for r in js["traced"]} >= {"execve", "openat", "clone"}
+
+
+def test_probe_constants_match_python() -> None:
+    """The C side of the filter and the two Python sides agree on sizes and atom numbers."""
+    import re
+
+    from collector import kfilter as ck
+    from ruleengine import kfilter as rk
+
+    src = (ROOT / "bpf" / "lanner.bpf.c").read_text()
+    defines = dict(re.findall(r"^#define (KF_\w+) (\d+)", src, re.M))
+    assert int(defines["KF_PATH_KEY"]) == rk.PATH_KEY == ck.PATH_KEY
+    assert int(defines["KF_SUFFIX_KEY"]) == rk.SUFFIX_KEY == ck.SUFFIX_KEY
+    assert int(defines["KF_MAX_CLAUSES"]) == rk.MAX_CLAUSES == ck.KF_MAX_CLAUSES
+    assert int(defines["KF_SLOTS"]) == ck.KF_SLOTS
+    for name in ("ACC_WRITE", "ACC_READ", "FDNUM", "RES"):
+        assert int(defines[f"KF_{name}"]) == rk.AtomKind[name]
+    assert [int(defines[f"KF_OP_{n}"]) for n in ("EQ", "NE", "LT", "LE", "GT", "GE")] == [
+        ck.OPS[o] for o in ("=", "!=", "<", "<=", ">", ">=")
+    ]
+    assert (ck.PATH_KINDS, ck.COMM, ck.RAW_DOTDOT) == (
+        {rk.AtomKind.PATH_EXACT: "exact", rk.AtomKind.PATH_PREFIX: "prefix", rk.AtomKind.PATH_SUFFIX: "suffix"},
+        rk.AtomKind.COMM,
+        rk.AtomKind.RAW_DOTDOT,
+    )
