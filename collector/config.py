@@ -35,7 +35,8 @@ class CollectorConfig:
 
     Once the rule engine has sent its kernel spec (``CollectorControl.SetKernelSpec``), only the tracepoints the
     enabled rules and the process/fd tables need stay attached, and opens no rule can match are dropped in the
-    kernel. ``trace_all`` keeps every tracepoint of ``families`` attached whatever the rules (for recordings);
+    kernel. ``trace_all`` keeps every tracepoint of ``families`` attached and filters nothing, whatever the rules
+    (for recordings);
     ``kernel_filter: false`` turns the in-kernel filtering of opens off.
 
     When the kernel ring buffer overflows, an internal ``syscall_event_drop`` event (source ``internal``) goes

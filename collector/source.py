@@ -193,10 +193,9 @@ class BpfProbe:
         for pid in with_descendants(self._exclude):
             excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         self._open_ring_buffer()
-        # The filter maps exist only when the open family is compiled in.
-        self.control = KernelControl(
-            self._bpf, trace_all=self._trace_all, filtering=self._kernel_filter and "file" in self._families
-        )
+        # The filter maps exist only when the open family is compiled in; recording everything means no filter.
+        filtering = self._kernel_filter and not self._trace_all and "file" in self._families
+        self.control = KernelControl(self._bpf, trace_all=self._trace_all, filtering=filtering)
 
     def _open_ring_buffer(self) -> None:
         """Map the ring buffer and drain it in bulk; bcc's per-record callback is the fallback."""

@@ -180,3 +180,77 @@ def test_no_spec_means_everything_attached(source: KernelSource) -> None:
     everything = kfilter_pb2.KernelSpec(all_types=True, fingerprint="all")
     ack = source.apply_spec(everything)
     assert set(ack.attached) == set(control.compiled)
+
+
+CASES_CHILD = r"""
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None)
+out = []
+for comm, path, flags in json.loads(sys.stdin.read()):
+    libc.prctl(15, comm.encode(), 0, 0, 0)  # PR_SET_NAME: the comm the probe sees
+    try:
+        fd = os.open(path, flags)
+        os.close(fd)
+        res = fd
+    except OSError as exc:
+        res = -exc.errno
+    out.append(res)
+libc.prctl(15, b"kf-done", 0, 0, 0)
+print(json.dumps(out))
+"""
+
+
+def test_probe_decides_like_the_evaluator(source: KernelSource) -> None:
+    """The C filter against its Python mirror, on real opens: same pass/drop for every case."""
+    import itertools
+    import json
+    from pathlib import Path
+
+    from ruleengine.kfilter import derive
+    from ruleengine.kfilter_eval import ProbeView, passes
+
+    root = Path(__file__).resolve().parents[2]
+    files = [
+        str(root.parent / "shared" / "falco-rules" / "falco_rules.yaml"),
+        str(root / "rules" / "lanner_rules.yaml"),
+    ]
+    from ruleengine.engine import load_rules
+
+    res = load_rules([f for f in files if Path(f).exists()])
+    assert res.engine is not None
+    source.apply_spec(build_spec(res.engine.enabled))
+    spec = derive(res.engine.enabled)
+    paths = [
+        "/etc/shadow", "/etc/gshadow", "/etc/passwd", "/etc/hostname", "/etc//shadow", "/etc/./shadow",
+        "/tmp/../etc/shadow", "etc/shadow", "/etc/sudoers.d", "/etc/sudoers.d/README", "/etc/pam.d/other",
+        "/root/.ssh/id_rsa", "/root/.ssh/id_rsa.pub", "/var/log/kf-none.log", "/var/log/auth.log", "/nonexistent/x",
+        "/proc/self/status", "/sys/fs/cgroup/release_agent", "/" + "a" * 300, "/etc/",
+    ]  # fmt: skip
+    comms = ["cat", "sshd", "apt", "containerd", "kf-probe"]
+    flags = [os.O_RDONLY, os.O_WRONLY, os.O_RDWR]
+    cases = [
+        c for c in itertools.product(comms, paths, flags) if not (c[2] != os.O_RDONLY and c[1].startswith("/proc"))
+    ]
+    while source.poll():
+        pass
+    lost = source.dropped()
+    p = subprocess.Popen([sys.executable, "-c", CASES_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(json.dumps(cases), timeout=60)
+    results = json.loads(out)
+    events = collect(source, _exited(p.pid), timeout=15.0)
+    seen = {
+        (e.proc.comm, e.fd.path_raw, e.fd.open_flags & 3)
+        for e in events
+        if e.proc.pid == p.pid and e.type == "openat" and e.fd is not None and e.proc.comm != "kf-done"
+    }
+    mismatches = []
+    wanted = 0
+    for (comm, path, fl), r in zip(cases, results, strict=True):
+        want = passes(spec, ProbeView("openat", path.encode(), comm.encode(), fl, r))
+        got = (comm, path, fl) in seen
+        wanted += want
+        if want != got:
+            mismatches.append((comm, path, fl, r, want, got))
+    assert source.dropped() == lost, "ring buffer overflowed: the comparison is void"
+    assert not mismatches, mismatches[:10]
+    assert 0 < wanted < len(cases)  # both decisions were exercised
