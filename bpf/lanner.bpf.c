@@ -586,6 +586,7 @@ struct kf_comm_key {
 struct kf_open_args {
 	__u64 name_ptr;
 	__u64 resolve;
+	__s64 res;
 	__u32 sc;
 	__s32 dirfd;
 	__u32 flags;
@@ -615,6 +616,7 @@ BPF_PERCPU_ARRAY(kf_filtered, __u64, KF_SLOTS);
 // fd numbers a filtered open handed out: (tgid << 32 | fd) -> boot time of that open.
 BPF_TABLE("lru_hash", __u64, __u64, kf_stale_fd, 65536);
 BPF_PERCPU_ARRAY(kf_scratch_map, struct kf_scratch, 1);
+BPF_PROG_ARRAY(kf_prog, 1);
 
 static __always_inline int kf_cmp(__s64 v, __u32 op, __s64 n)
 {
@@ -784,6 +786,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
 	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
 }
 
+static __always_inline int open_emit(struct kf_scratch *ks, int kn);
+
 static __always_inline int open_exit(void *args)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -823,48 +827,40 @@ static __always_inline int open_exit(void *args)
 		flags = f.a[2];
 		mode = f.a[3];
 	}
-	// The path is read once, into the filter's key; the record copies it from there when it is short.
 	__u32 zero = 0;
 	struct kf_scratch *ks = kf_scratch_map.lookup(&zero);
 	if (!ks)
 		return 0;
-	// Spilled through the map and read back: the per-syscall constants above would otherwise make the verifier
-	// check the filter once per branch.
-	volatile struct kf_open_args *va = &ks->args;
-	va->name_ptr = name_ptr;
-	va->resolve = resolve;
-	va->sc = f.sc;
-	va->dirfd = dirfd;
-	va->flags = flags;
-	va->mode = mode;
-	name_ptr = va->name_ptr;
-	resolve = va->resolve;
-	__u32 sc = va->sc;
-	dirfd = va->dirfd;
-	flags = va->flags;
-	mode = va->mode;
-	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
-	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
-	if (!kf_check(sc, ks, kn, flags, res)) {
-		if (res >= 0) {
-			// The fd table in userspace must not trust what it knew of this fd number before.
-			__u64 k = (id & 0xFFFFFFFF00000000ULL) | (__u32)res;
-			__u64 ts = bpf_ktime_get_boot_ns();
-			kf_stale_fd.update(&k, &ts);
-		}
-		return 0;
-	}
+	ks->args.name_ptr = name_ptr;
+	ks->args.resolve = resolve;
+	ks->args.res = res;
+	ks->args.sc = f.sc;
+	ks->args.dirfd = dirfd;
+	ks->args.flags = flags;
+	ks->args.mode = mode;
+	// The filter is one program for every open syscall (verified once, not once per syscall); without it (not
+	// installed yet) the open is reported unfiltered.
+	kf_prog.call(args, 0);
+	return open_emit(ks, 0);
+}
+
+// Writes the open record from the arguments in ks->args; the path comes from the filter's key when it was read
+// there whole (kn), else from user memory.
+static __always_inline int open_emit(struct kf_scratch *ks, int kn)
+{
+	__u64 id = bpf_get_current_pid_tgid();
 	struct lanner_hdr *h = begin(LANNER_MSG_OPEN, id);
 	if (!h)
 		return 0;
 	struct lanner_open *o = (struct lanner_open *)(h + 1);
 	char *name = (char *)(o + 1);
-	o->res = res;
-	o->sc = sc;
-	o->resolve = resolve;
-	o->dirfd = dirfd;
-	o->flags = flags;
-	o->mode = mode;
+	__u64 name_ptr = ks->args.name_ptr;
+	o->res = ks->args.res;
+	o->sc = ks->args.sc;
+	o->resolve = ks->args.resolve;
+	o->dirfd = ks->args.dirfd;
+	o->flags = ks->args.flags;
+	o->mode = ks->args.mode;
 	o->_pad[0] = o->_pad[1] = o->_pad[2] = 0;
 	int n = 0;
 	if (kn > 0 && kn < KF_PATH_KEY)
@@ -876,6 +872,29 @@ static __always_inline int open_exit(void *args)
 	o->name_len = len;
 	submit(h, sizeof(*h) + sizeof(*o) + CLAMP(len, LANNER_PATH_MAX));
 	return 0;
+}
+
+// The tail of every open exit (installed in kf_prog by userspace): read the path, apply the filter, emit or drop.
+int kf_open_filter(void *args)
+{
+	__u32 zero = 0;
+	struct kf_scratch *ks = kf_scratch_map.lookup(&zero);
+	if (!ks)
+		return 0;
+	__u64 name_ptr = ks->args.name_ptr;
+	__s64 res = ks->args.res;
+	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
+	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
+	if (!kf_check(ks->args.sc, ks, kn, ks->args.flags, res)) {
+		if (res >= 0) {
+			// The fd table in userspace must not trust what it knew of this fd number before.
+			__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (__u32)res;
+			__u64 ts = bpf_ktime_get_boot_ns();
+			kf_stale_fd.update(&k, &ts);
+		}
+		return 0;
+	}
+	return open_emit(ks, kn);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
