@@ -519,6 +519,246 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 /* ---------------------------------------------------------------- open family */
 
 #if LANNER_FAM_OPEN
+/* ---------------------------------------------------------------- kernel filter (open family) */
+
+// Opens no enabled rule can match are counted and dropped here. Userspace (collector/kfilter.py) fills the maps from
+// the rule engine's filter spec: atoms (numbered bits of a u64) evaluated to true / false / unknown, then clauses per
+// syscall, of which one must not be false. Numbers below are shared with ruleengine/kfilter.py (AtomKind).
+#define KF_PATH_KEY 256
+#define KF_SUFFIX_KEY 64
+#define KF_MAX_NUM 64
+#define KF_MAX_CLAUSES 64
+#define KF_SLOTS 8 /* LANNER_SC_OPEN .. LANNER_SC_OPEN + 7 */
+#define KF_ACC_WRITE 5
+#define KF_ACC_READ 6
+#define KF_FDNUM 7
+#define KF_RES 8
+#define KF_OP_EQ 0
+#define KF_OP_NE 1
+#define KF_OP_LT 2
+#define KF_OP_LE 3
+#define KF_OP_GT 4
+#define KF_OP_GE 5
+
+struct kf_conf {
+	__u64 exact_all;  /* bits of PATH_EXACT atoms */
+	__u64 prefix_all; /* PATH_PREFIX */
+	__u64 suffix_all; /* PATH_SUFFIX */
+	__u64 comm_all;   /* COMM */
+	__u64 dotdot;     /* RAW_DOTDOT */
+	__u64 exact_mask; /* atoms whose "true" is reliable (the others are only ever false or unknown) */
+	__u32 n_num;      /* entries used in kf_num */
+	__u32 _pad;
+};
+
+struct kf_num {
+	__u32 kind; /* KF_ACC_WRITE ... KF_RES */
+	__u32 op;   /* KF_OP_* */
+	__s64 value;
+	__u64 bit;
+};
+
+struct kf_clause {
+	__u64 must_true;  /* false when one of these atoms is false */
+	__u64 must_false; /* ... or one of these is true */
+};
+
+struct kf_sc {
+	__u32 mode; /* 0: not filtered; 1: filtered by n clauses (0 clauses: drop every event) */
+	__u32 n;
+};
+
+// One buffer for every path key: `prefixlen` is 0 for the exact-path hash and the bit length for the LPM trie.
+struct kf_key {
+	__u32 prefixlen;
+	char s[KF_PATH_KEY];
+};
+
+struct kf_sfx_key {
+	__u32 prefixlen;
+	char s[KF_SUFFIX_KEY]; /* the path's last bytes, last first */
+};
+
+struct kf_comm_key {
+	char c[16];
+};
+
+struct kf_open_args {
+	__u64 name_ptr;
+	__u64 resolve;
+	__s64 res;
+	__u32 sc;
+	__s32 dirfd;
+	__u32 flags;
+	__u32 mode;
+};
+
+struct kf_scratch {
+	struct kf_open_args args;
+	struct kf_key key;
+	struct kf_sfx_key sfx;
+	__u32 w; /* the last four bytes seen, newest lowest */
+	__u32 bad;
+	__u32 dotdot;
+	__u32 len;
+};
+
+BPF_ARRAY(kf_conf, struct kf_conf, 1);
+BPF_ARRAY(kf_num, struct kf_num, KF_MAX_NUM);
+BPF_ARRAY(kf_clauses, struct kf_clause, KF_SLOTS *KF_MAX_CLAUSES);
+BPF_ARRAY(kf_sc, struct kf_sc, KF_SLOTS);
+BPF_HASH(kf_exact, struct kf_key, __u64, 4096);
+BPF_LPM_TRIE(kf_prefix, struct kf_key, __u64, 4096);
+BPF_LPM_TRIE(kf_suffix, struct kf_sfx_key, __u64, 4096);
+BPF_HASH(kf_comm, struct kf_comm_key, __u64, 4096);
+BPF_PERCPU_ARRAY(kf_passed, __u64, KF_SLOTS);
+BPF_PERCPU_ARRAY(kf_filtered, __u64, KF_SLOTS);
+// fd numbers a filtered open handed out: (tgid << 32 | fd) -> boot time of that open.
+BPF_TABLE("lru_hash", __u64, __u64, kf_stale_fd, 65536);
+BPF_PERCPU_ARRAY(kf_scratch_map, struct kf_scratch, 1);
+BPF_PROG_ARRAY(kf_prog, 1);
+
+static __always_inline int kf_cmp(__s64 v, __u32 op, __s64 n)
+{
+	switch (op) {
+	case KF_OP_EQ:
+		return v == n;
+	case KF_OP_NE:
+		return v != n;
+	case KF_OP_LT:
+		return v < n;
+	case KF_OP_LE:
+		return v <= n;
+	case KF_OP_GT:
+		return v > n;
+	default:
+		return v >= n;
+	}
+}
+
+static __always_inline void kf_count(int filtered, __u32 slot)
+{
+	__u64 *c = filtered ? kf_filtered.lookup(&slot) : kf_passed.lookup(&slot);
+	if (c)
+		*c += 1;
+}
+
+// 1 when some clause of this syscall is not false (the event goes to userspace), 0 to drop it. `kn` is what
+// bpf_probe_read_user_str returned for the path read into ks->key.s (zero-filled beforehand).
+static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u32 flags, __s64 res)
+{
+	__u32 slot = sc - LANNER_SC_OPEN;
+	if (slot >= KF_SLOTS)
+		return 1;
+	struct kf_sc *mode = kf_sc.lookup(&slot);
+	if (!mode || !mode->mode) {
+		kf_count(0, slot);
+		return 1;
+	}
+	__u32 zero = 0;
+	struct kf_conf *conf = kf_conf.lookup(&zero);
+	if (!conf)
+		return 1;
+	__u64 yes = 0, no = 0;
+	// One pass over the path: is it judgeable (absolute, normalised, short) and does it contain "../"? The scan state
+	// lives in the scratch map and is read back through volatile loads, so the verifier does not track each
+	// character's value (which would multiply its states per iteration beyond its limit).
+	volatile __u32 *vw = &ks->w, *vbad = &ks->bad, *vdd = &ks->dotdot, *vlen = &ks->len;
+	*vw = 0;
+	*vbad = kn <= 1 || kn >= KF_PATH_KEY || ks->key.s[0] != '/';
+	*vdd = 0;
+	*vlen = 0;
+	for (__u32 i = 0; i < KF_PATH_KEY - 1; i++) {
+		char c = ks->key.s[i];
+		if (c == 0)
+			break;
+		__u32 w = (*vw << 8) | (__u8)c;
+		*vw = w;
+		*vlen = i + 1;
+		if ((w & 0xFFFF) == 0x2f2f || (w & 0xFFFFFF) == 0x2f2e2f || w == 0x2f2e2e2f)
+			*vbad = 1;
+		if ((w & 0xFFFFFF) == 0x2e2e2f)
+			*vdd = 1;
+	}
+	__u32 w = *vw;
+	__u32 len = *vlen;
+	if ((w & 0xFFFF) == 0x2f2e || (w & 0xFFFFFF) == 0x2f2e2e || ((w & 0xFF) == 0x2f && len > 1))
+		*vbad = 1;
+	int bad = *vbad;
+	if (*vdd)
+		yes |= conf->dotdot;
+	else if (kn > 0 && kn < KF_PATH_KEY)
+		no |= conf->dotdot;
+	len &= KF_PATH_KEY - 1;
+	if (!bad && (conf->exact_all | conf->prefix_all | conf->suffix_all)) {
+		ks->key.prefixlen = 0;
+		__u64 *m = kf_exact.lookup(&ks->key);
+		__u64 hit = m ? *m : 0;
+		yes |= hit;
+		no |= conf->exact_all & ~hit;
+		ks->key.prefixlen = len * 8;
+		m = kf_prefix.lookup(&ks->key);
+		hit = m ? *m : 0;
+		yes |= hit & conf->exact_mask;
+		no |= conf->prefix_all & ~hit;
+		__u32 sl = len < KF_SUFFIX_KEY ? len : KF_SUFFIX_KEY;
+		// A fixed number of copies (bytes past `sl` are ignored by the trie): no exit per length to verify.
+		for (__u32 j = 0; j < KF_SUFFIX_KEY; j++)
+			ks->sfx.s[j] = ks->key.s[(len - 1 - j) & (KF_PATH_KEY - 1)];
+		ks->sfx.prefixlen = sl * 8;
+		m = kf_suffix.lookup(&ks->sfx);
+		hit = m ? *m : 0;
+		yes |= hit & conf->exact_mask;
+		no |= conf->suffix_all & ~hit;
+	}
+	if (conf->comm_all) {
+		struct kf_comm_key ck = {};
+		bpf_get_current_comm(ck.c, sizeof(ck.c));
+		if (ck.c[0]) {
+			__u64 *m = kf_comm.lookup(&ck);
+			__u64 hit = m ? *m : 0;
+			yes |= hit;
+			no |= conf->comm_all & ~hit;
+		}
+	}
+	__u32 n_num = conf->n_num;
+	for (__u32 i = 0; i < KF_MAX_NUM; i++) {
+		if (i >= n_num)
+			break;
+		struct kf_num *a = kf_num.lookup(&i);
+		if (!a)
+			break;
+		int v;
+		if (a->kind == KF_ACC_WRITE)
+			v = (flags & 3) == 1 || (flags & 3) == 2;
+		else if (a->kind == KF_ACC_READ)
+			v = (flags & 3) == 0 || (flags & 3) == 2;
+		else if (a->kind == KF_FDNUM)
+			v = kf_cmp(res >= 0 ? res : -1, a->op, a->value);
+		else
+			v = kf_cmp(res, a->op, a->value);
+		if (v)
+			yes |= a->bit;
+		else
+			no |= a->bit;
+	}
+	__u32 n = mode->n;
+	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
+		if (i >= n)
+			break;
+		__u32 idx = slot * KF_MAX_CLAUSES + i;
+		struct kf_clause *c = kf_clauses.lookup(&idx);
+		if (!c)
+			break;
+		if (!(c->must_true & no) && !(c->must_false & yes)) {
+			kf_count(0, slot);
+			return 1;
+		}
+	}
+	kf_count(1, slot);
+	return 0;
+}
+
 struct open_how_user {
 	__u64 flags;
 	__u64 mode;
@@ -546,59 +786,115 @@ TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
 	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
 }
 
+static __always_inline int open_emit(struct kf_scratch *ks, int kn);
+
 static __always_inline int open_exit(void *args)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
 	if (!take((__u32)id, &f))
 		return 0;
-	if (LANNER_DROP_FAILED_OPEN && SC_RET() < 0)
+	__s64 res = SC_RET();
+	if (LANNER_DROP_FAILED_OPEN && res < 0)
 		return 0;
+	__u64 name_ptr = 0;
+	__s32 dirfd = AT_FDCWD_VAL;
+	__u32 flags = 0, mode = 0;
+	__u64 resolve = 0;
+	if (f.sc == LANNER_SC_OPEN) {
+		name_ptr = f.a[0];
+		flags = f.a[1];
+		mode = f.a[2];
+	} else if (f.sc == LANNER_SC_CREAT) {
+		name_ptr = f.a[0];
+		flags = 01 | 0100 | 01000; /* O_WRONLY|O_CREAT|O_TRUNC, as creat(2) defines */
+		mode = f.a[1];
+	} else if (f.sc == LANNER_SC_OPENAT2) {
+		struct open_how_user how = {};
+		dirfd = (__s32)f.a[0];
+		name_ptr = f.a[1];
+		bpf_probe_read_user(&how, sizeof(how), (const void *)f.a[2]);
+		flags = how.flags;
+		mode = how.mode;
+		resolve = how.resolve;
+	} else if (f.sc == LANNER_SC_OPEN_BY_HANDLE_AT) {
+		// No name: the file is named by a handle; userspace reads the path of the returned fd.
+		dirfd = (__s32)f.a[0];
+		flags = f.a[2];
+	} else {
+		dirfd = (__s32)f.a[0];
+		name_ptr = f.a[1];
+		flags = f.a[2];
+		mode = f.a[3];
+	}
+	__u32 zero = 0;
+	struct kf_scratch *ks = kf_scratch_map.lookup(&zero);
+	if (!ks)
+		return 0;
+	ks->args.name_ptr = name_ptr;
+	ks->args.resolve = resolve;
+	ks->args.res = res;
+	ks->args.sc = f.sc;
+	ks->args.dirfd = dirfd;
+	ks->args.flags = flags;
+	ks->args.mode = mode;
+	// The filter is one program for every open syscall (verified once, not once per syscall); without it (not
+	// installed yet) the open is reported unfiltered.
+	kf_prog.call(args, 0);
+	return open_emit(ks, 0);
+}
+
+// Writes the open record from the arguments in ks->args; the path comes from the filter's key when it was read
+// there whole (kn), else from user memory.
+static __always_inline int open_emit(struct kf_scratch *ks, int kn)
+{
+	__u64 id = bpf_get_current_pid_tgid();
 	struct lanner_hdr *h = begin(LANNER_MSG_OPEN, id);
 	if (!h)
 		return 0;
 	struct lanner_open *o = (struct lanner_open *)(h + 1);
 	char *name = (char *)(o + 1);
-	__u64 name_ptr = 0;
-	o->res = SC_RET();
-	o->sc = f.sc;
-	o->resolve = 0;
+	__u64 name_ptr = ks->args.name_ptr;
+	o->res = ks->args.res;
+	o->sc = ks->args.sc;
+	o->resolve = ks->args.resolve;
+	o->dirfd = ks->args.dirfd;
+	o->flags = ks->args.flags;
+	o->mode = ks->args.mode;
 	o->_pad[0] = o->_pad[1] = o->_pad[2] = 0;
-	if (f.sc == LANNER_SC_OPEN) {
-		o->dirfd = AT_FDCWD_VAL;
-		name_ptr = f.a[0];
-		o->flags = f.a[1];
-		o->mode = f.a[2];
-	} else if (f.sc == LANNER_SC_CREAT) {
-		o->dirfd = AT_FDCWD_VAL;
-		name_ptr = f.a[0];
-		o->flags = 01 | 0100 | 01000; /* O_WRONLY|O_CREAT|O_TRUNC, as creat(2) defines */
-		o->mode = f.a[1];
-	} else if (f.sc == LANNER_SC_OPENAT2) {
-		struct open_how_user how = {};
-		o->dirfd = (__s32)f.a[0];
-		name_ptr = f.a[1];
-		bpf_probe_read_user(&how, sizeof(how), (const void *)f.a[2]);
-		o->flags = how.flags;
-		o->mode = how.mode;
-		o->resolve = how.resolve;
-	} else if (f.sc == LANNER_SC_OPEN_BY_HANDLE_AT) {
-		// No name: the file is named by a handle; userspace reads the path of the returned fd.
-		o->dirfd = (__s32)f.a[0];
-		o->flags = f.a[2];
-		o->mode = 0;
-	} else {
-		o->dirfd = (__s32)f.a[0];
-		name_ptr = f.a[1];
-		o->flags = f.a[2];
-		o->mode = f.a[3];
-	}
-	int n = name_ptr ? bpf_probe_read_user_str(name, LANNER_PATH_MAX, (const char *)name_ptr) : 0;
+	int n = 0;
+	if (kn > 0 && kn < KF_PATH_KEY)
+		n = bpf_probe_read_kernel(name, CLAMP(kn, KF_PATH_KEY - 1), ks->key.s) == 0 ? kn : 0;
+	else if (name_ptr)
+		n = bpf_probe_read_user_str(name, LANNER_PATH_MAX, (const char *)name_ptr);
 	__u32 len = n > 0 ? n : 0;
 	len = CLAMP(len, LANNER_PATH_MAX);
 	o->name_len = len;
 	submit(h, sizeof(*h) + sizeof(*o) + CLAMP(len, LANNER_PATH_MAX));
 	return 0;
+}
+
+// The tail of every open exit (installed in kf_prog by userspace): read the path, apply the filter, emit or drop.
+int kf_open_filter(void *args)
+{
+	__u32 zero = 0;
+	struct kf_scratch *ks = kf_scratch_map.lookup(&zero);
+	if (!ks)
+		return 0;
+	__u64 name_ptr = ks->args.name_ptr;
+	__s64 res = ks->args.res;
+	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
+	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
+	if (!kf_check(ks->args.sc, ks, kn, ks->args.flags, res)) {
+		if (res >= 0) {
+			// The fd table in userspace must not trust what it knew of this fd number before.
+			__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (__u32)res;
+			__u64 ts = bpf_ktime_get_boot_ns();
+			kf_stale_fd.update(&k, &ts);
+		}
+		return 0;
+	}
+	return open_emit(ks, kn);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)

@@ -173,6 +173,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     e.set_defaults(collector_func=cmd_events)
     c = csub.add_parser("check", help="check that eBPF can run here and say how to fix what is missing")
     c.set_defaults(collector_func=cmd_check)
+    from collector.syscalls_cli import add_command
+
+    add_command(csub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,12 @@ class CollectorConfig:
     (``host:port``), when set, also serves the Kubernetes audit webhook at ``k8s_audit_path`` (over HTTPS when
     ``k8s_audit_tls_cert`` and ``k8s_audit_tls_key`` name PEM files).
 
+    Once the rule engine has sent its kernel spec (``CollectorControl.SetKernelSpec``), only the tracepoints the
+    enabled rules and the process/fd tables need stay attached, and opens no rule can match are dropped in the
+    kernel. ``trace_all`` keeps every tracepoint of ``families`` attached and filters nothing, whatever the rules
+    (for recordings);
+    ``kernel_filter: false`` turns the in-kernel filtering of opens off.
+
     When the kernel ring buffer overflows, an internal ``syscall_event_drop`` event (source ``internal``) goes
     downstream at most every ``drop_alert_interval_s`` seconds (0 disables it). ``host_root`` is where the host's
     ``/etc/passwd`` and ``/etc/group`` live; empty means ``/`` on the host, or ``/proc/1/root`` when the collector
@@ -51,6 +57,8 @@ class CollectorConfig:
     families: tuple[str, ...] = FAMILIES
     drop_failed_opens: bool = False
     capture_env: bool = True
+    trace_all: bool = False
+    kernel_filter: bool = True
     poll_interval_ms: float = 1.0
     record_path: str = ""
     replay_path: str = ""

@@ -109,6 +109,7 @@ class Decoder:
             if comm is None:
                 comm = self._comm(t[10])
             h = Header(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], comm, t[11], t[12])
+            self.table.now_ns = h.ts_ns
             fam = self._families.get(h.type)
             if fam is None:
                 raise MalformedRecord(f"unknown record type {h.type}")

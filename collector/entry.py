@@ -16,6 +16,7 @@ class ProcEntry:
     proc: Process
     mntns: int
     fds: dict[int, Fd] = field(default_factory=dict)
+    fd_ns: dict[int, int] = field(default_factory=dict)  # boot time of the event that set each fd entry
     cloexec: set[int] = field(default_factory=set)
     threads: dict[int, Process] = field(default_factory=dict)
     complete: bool = True

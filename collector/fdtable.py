@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 
 from collector.entry import ProcEntry, normalize
 from lanner.model import Fd, FdType
@@ -15,6 +16,10 @@ class FdOps:
 
     proc_root: str
     max_fds: int
+    # Boot time of the record being decoded (set by the decoder), and, when the kernel filters opens, the boot time
+    # of the last open of (pid, fd) it dropped (0: none): an entry older than that names a file no longer there.
+    now_ns: int = 0
+    stale_fd: Callable[[int, int], int] | None = None
 
     def set_fd(self, entry: ProcEntry, fd: Fd, cloexec: bool) -> None:
         """Record a newly opened fd."""
@@ -23,7 +28,9 @@ class FdOps:
             for old in list(entry.fds)[: self.max_fds // 4]:
                 del entry.fds[old]
                 entry.cloexec.discard(old)
+                entry.fd_ns.pop(old, None)
         entry.fds[fd.num] = fd
+        entry.fd_ns[fd.num] = self.now_ns
         if cloexec:
             entry.cloexec.add(fd.num)
         else:
@@ -32,6 +39,12 @@ class FdOps:
     def get_fd(self, entry: ProcEntry, num: int) -> Fd | None:
         """The fd from the table, or from /proc/PID/fd when the table does not know it."""
         fd = entry.fds.get(num)
+        if fd is not None and self.stale_fd is not None:
+            dropped = self.stale_fd(entry.proc.pid, num)
+            if entry.fd_ns.get(num, 0) < dropped <= self.now_ns:
+                # A filtered open reused the number after our entry was made: ask /proc what it is now.
+                fd = None
+                del entry.fds[num]
         if fd is not None:
             return fd
         try:
@@ -43,6 +56,7 @@ class FdOps:
         else:
             fd = Fd(num=num, path=target)
         entry.fds[num] = fd
+        entry.fd_ns[num] = self.now_ns
         return fd
 
     def fd_target(self, entry: ProcEntry, num: int) -> str:

@@ -246,7 +246,12 @@ class ProcessTable(FdOps):
             is_sid_leader=False if pp.sid else None,
         )
         entry = ProcEntry(
-            proc=child, mntns=mntns, fds=dict(parent.fds), cloexec=set(parent.cloexec), complete=parent.complete
+            proc=child,
+            mntns=mntns,
+            fds=dict(parent.fds),
+            fd_ns=dict(parent.fd_ns),
+            cloexec=set(parent.cloexec),
+            complete=parent.complete,
         )
         self.procs[child_pid] = entry
         return entry

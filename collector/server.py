@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import IO
+from typing import IO, Any
 
 import grpc
 
@@ -22,9 +22,23 @@ from lanner.journal import shared_event_journal
 from lanner.pki import load_optional
 from lanner.server import run_service
 from lanner.streaming import BatchSender
+from lanner.v1 import kfilter_pb2, kfilter_pb2_grpc
 from lanner.wire import SharedEvent
 
 log = logging.getLogger(__name__)
+
+
+class ControlServicer(kfilter_pb2_grpc.CollectorControlServicer):
+    """``CollectorControl``: applies the rule engine's kernel spec to the live probes."""
+
+    def __init__(self, source: KernelSource) -> None:
+        self.source = source
+
+    async def SetKernelSpec(
+        self, request: kfilter_pb2.KernelSpec, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kfilter_pb2.KernelSpecAck:
+        # Attaching and detaching takes a few seconds for a large change: keep the poll loop running meanwhile.
+        return await asyncio.to_thread(self.source.apply_spec, request)
 
 
 def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSource:
@@ -40,6 +54,8 @@ def build_source(cfg: CollectorConfig, *, exclude_self: bool = True) -> EventSou
         exclude_self=exclude_self,
         drop_failed_opens=cfg.drop_failed_opens,
         capture_env=cfg.capture_env,
+        trace_all=cfg.trace_all,
+        kernel_filter=cfg.kernel_filter,
     )
     return KernelSource(probe, identity=identity, proc_root=cfg.proc_root, host_root=cfg.host_root)
 
@@ -87,8 +103,11 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     )
     background.append(service.run)
 
-    def register(_server: grpc.aio.Server) -> Sequence[str]:
-        # The collector serves nothing but health; it pushes to the enricher.
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        # Besides health, the control service through which the rule engine says what the rules need.
+        if isinstance(source, KernelSource):
+            kfilter_pb2_grpc.add_CollectorControlServicer_to_server(ControlServicer(source), server)
+            return ["lanner.v1.CollectorControl"]
         return []
 
     # Detaching ~100 tracepoints takes the kernel a second or more: it starts as soon as the stop begins, beside

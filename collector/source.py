@@ -22,11 +22,13 @@ from typing import Any, Protocol
 from collector import layout, metrics, preflight
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
+from collector.kfilter import KernelControl
 from collector.procfs import BootClock, list_pids, ns_inode, parse_stat
 from collector.proctable import ProcessTable
 from collector.ringbuf import MappedRingBuffer
 from collector.users import UserDb
 from lanner.model import Event
+from lanner.v1 import kfilter_pb2
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,8 @@ class BpfProbe:
         exclude_self: bool = True,
         drop_failed_opens: bool = False,
         capture_env: bool = True,
+        trace_all: bool = False,
+        kernel_filter: bool = True,
     ) -> None:
         if ring_buffer_pages <= 0 or ring_buffer_pages & (ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, got {ring_buffer_pages}")
@@ -154,6 +158,9 @@ class BpfProbe:
         self._exclude_self = exclude_self
         self._drop_failed_opens = drop_failed_opens
         self._capture_env = capture_env
+        self._trace_all = trace_all
+        self._kernel_filter = kernel_filter
+        self.control: KernelControl | None = None
         self._bpf: Any = None
         self._pending: list[bytes] = []
         self._callback: Any = None
@@ -186,6 +193,13 @@ class BpfProbe:
         for pid in with_descendants(self._exclude):
             excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         self._open_ring_buffer()
+        if "file" in self._families:
+            # The open exits hand over to one program holding the filter (verified once for all of them).
+            tail = self._bpf.load_func(b"kf_open_filter", bcc.BPF.TRACEPOINT)
+            self._bpf[b"kf_prog"][ctypes.c_int(0)] = ctypes.c_int(tail.fd)
+        # The filter maps exist only when the open family is compiled in; recording everything means no filter.
+        filtering = self._kernel_filter and not self._trace_all and "file" in self._families
+        self.control = KernelControl(self._bpf, trace_all=self._trace_all, filtering=filtering)
 
     def _open_ring_buffer(self) -> None:
         """Map the ring buffer and drain it in bulk; bcc's per-record callback is the fallback."""
@@ -249,6 +263,7 @@ class BpfProbe:
                     list(pool.map(self._bpf.detach_tracepoint, names))
             self._bpf.cleanup()
             self._bpf = None
+            self.control = None
 
 
 class KernelSource:
@@ -284,6 +299,7 @@ class KernelSource:
         self._backlog: list[bytes] = []
         self._next = 0
         self._malformed_seen = 0
+        self._kcounted = 0.0
 
     def start(self) -> None:
         """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
@@ -332,7 +348,21 @@ class KernelSource:
         self._update_metrics(events)
         return events
 
+    def apply_spec(self, spec: kfilter_pb2.KernelSpec) -> kfilter_pb2.KernelSpecAck:
+        """Attach what the rule engine's spec needs and load its filter (the process and fd tables stay)."""
+        control = getattr(self.reader, "control", None)
+        if not isinstance(control, KernelControl):
+            return kfilter_pb2.KernelSpecAck(fingerprint=spec.fingerprint, filtering=False)
+        ack = control.apply(spec)
+        self.table.stale_fd = control.stale_fd if control.filtering else None
+        return ack
+
     def _update_metrics(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        control = getattr(self.reader, "control", None)
+        if isinstance(control, KernelControl) and now - self._kcounted >= 1.0:
+            self._kcounted = now
+            control.update_metrics()
         metrics.PROCESSES.set(len(self.table.procs))
         malformed = self.decoder.malformed
         if malformed > self._malformed_seen:

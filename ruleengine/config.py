@@ -28,6 +28,9 @@ class RuleEngineConfig:
     bind: str = "127.0.0.1:7703"
     metrics_bind: str = "127.0.0.1:9703"
     dispatcher_target: str = "127.0.0.1:7704"
+    # The collector's control endpoint, told which event types and opens the rules need (empty: never told, so it
+    # traces everything unfiltered).
+    collector_target: str = "127.0.0.1:7701"
     # Rules files or directories, loaded in order like `falco -r`. Empty: the project's rules/ directory.
     rules_files: tuple[str, ...] = ()
     rule_matching: str = "first"

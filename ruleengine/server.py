@@ -26,6 +26,7 @@ from ruleengine.config import RuleEngineConfig, resolve_rules_paths
 from ruleengine.engine import EngineOptions
 from ruleengine.events_json import event_to_fields
 from ruleengine.fields import EventContext
+from ruleengine.kspec import SpecPusher
 from ruleengine.metrics import RULES_LOADED
 from ruleengine.output import AlertRecord, AppendOutput, OutputOptions
 from ruleengine.priority import Priority
@@ -126,7 +127,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         if record_file is not None:
             record_file.close()
 
-    background = [alerts.run]
+    background = [alerts.run, SpecPusher(cfg.collector_target, reloader.current).run]
     if cfg.watch_rules:
         background.append(reloader.run)
     await run_service(

@@ -76,7 +76,8 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
     await dserver.start()
     port = free_port()
     cfg = RuleEngineConfig(bind=f"127.0.0.1:{port}", metrics_bind="", dispatcher_target=f"127.0.0.1:{dport}",
-                           rules_files=(str(rules),), hostname="testhost", watch_interval_s=0.2)
+                           rules_files=(str(rules),), hostname="testhost", watch_interval_s=0.2,
+                           collector_target="")  # never steer a collector some other test may be running
     task = asyncio.create_task(serve(cfg))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:

@@ -39,7 +39,8 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def source() -> Iterator[KernelSource]:
-    yield from kernel_source()
+    # As in production: the kernel traces and passes only what these rules need.
+    yield from kernel_source(spec_rules=[str(RULES)])
 
 
 def exited(pid: int) -> Callable[[list[Event]], bool]:

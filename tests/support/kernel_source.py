@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -13,14 +13,25 @@ from collector.source import BpfProbe, KernelSource
 from lanner.model import Event
 
 
-def kernel_source() -> Iterator[KernelSource]:
-    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body."""
+def kernel_source(spec_rules: Sequence[str] = ()) -> Iterator[KernelSource]:
+    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body.
+
+    With ``spec_rules``, the kernel spec of those rules is applied as the rule engine would: only the tracepoints
+    they need stay attached, and opens none of them can match are dropped in the kernel.
+    """
     found = preflight.problems()
     if found:
         pytest.skip("eBPF unavailable: " + "; ".join(found))
     # The test process spawns the workloads, so it must not exclude itself (its children would be silent too).
     src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
     src.start()
+    if spec_rules:
+        from ruleengine.engine import load_rules
+        from ruleengine.kspec import build_spec
+
+        res = load_rules(list(spec_rules))
+        assert res.engine is not None, [e.format() for e in res.errors]
+        src.apply_spec(build_spec(res.engine.enabled))
     yield src
     src.close()
 

@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Applies the rule engine's ``KernelSpec`` to the loaded probes: which tracepoints are attached, what opens the
+kernel drops (the ``kf_*`` maps of ``bpf/lanner.bpf.c``), and the per-syscall counters of both.
+
+Nothing is recompiled: attaching and detaching a tracepoint takes milliseconds, and the filter lives in maps that
+are rewritten in place. While maps are rewritten, filtering is off (every open passes), so a reload never drops an
+event that either rule set would want. Until a spec arrives, every compiled tracepoint is attached and nothing is
+filtered: what the collector did before it knew the rules.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import Counter
+
+from lanner.v1 import kfilter_pb2
+
+log = logging.getLogger(__name__)
+
+FILTERED = Counter("lanner_kernel_filtered_total", "Events dropped in the kernel by the rules' filter", ["syscall"])
+PASSED = Counter("lanner_kernel_passed_total", "Filterable events the kernel let through", ["syscall"])
+
+# Falco event type -> the syscalls (tracepoint names without sys_enter_/sys_exit_) that produce it.
+TYPE_SYSCALLS: dict[str, tuple[str, ...]] = {"procexit": ("exit", "exit_group")}
+# Never detached: the process table is built from them.
+LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
+# The syscalls the filter can judge, by slot (LANNER_SC_* - LANNER_SC_OPEN).
+SLOTS = ("open", "openat", "openat2", "creat", "open_by_handle_at")
+KF_SLOTS = 8
+KF_MAX_CLAUSES = 64
+KF_MAX_NUM = 64
+PATH_KEY = 256
+SUFFIX_KEY = 64
+PATH_KINDS = {1: "exact", 2: "prefix", 3: "suffix"}
+COMM, RAW_DOTDOT = 4, 9
+NUM_KINDS = frozenset({5, 6, 7, 8})
+OPS = {"=": 0, "!=": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
+
+
+def syscalls_of(event_type: str) -> tuple[str, ...]:
+    """The syscalls whose tracepoints report ``event_type``."""
+    return TYPE_SYSCALLS.get(event_type, (event_type,))
+
+
+def wanted_syscalls(spec: kfilter_pb2.KernelSpec | None, compiled: Iterable[str], trace_all: bool) -> set[str]:
+    """The compiled syscalls to attach for ``spec`` (all of them with no spec, ``trace_all`` or ``all_types``)."""
+    have = set(compiled)
+    if spec is None or trace_all or spec.all_types:
+        return have
+    out = set(LIFECYCLE)
+    for t in spec.types:
+        out.update(syscalls_of(t.event_type))
+    return out & have
+
+
+def closure(entries: dict[bytes, int]) -> dict[bytes, int]:
+    """For trie entries: each key's mask ORed with the masks of every shorter key that is a prefix of it, since a
+    longest-prefix lookup returns one entry for all the prefixes a string has."""
+    return {k: m | _prefix_masks(k, entries) for k, m in entries.items()}
+
+
+def _prefix_masks(key: bytes, entries: dict[bytes, int]) -> int:
+    out = 0
+    for other, m in entries.items():
+        if len(other) < len(key) and key.startswith(other):
+            out |= m
+    return out
+
+
+class KernelFilterMaps:
+    """The map contents for one spec, computed in Python (tested without a kernel)."""
+
+    def __init__(self, spec: kfilter_pb2.KernelSpec) -> None:
+        self.exact: dict[bytes, int] = {}
+        prefix: dict[bytes, int] = {}
+        suffix: dict[bytes, int] = {}
+        self.comm: dict[bytes, int] = {}
+        self.masks = {"exact": 0, "prefix": 0, "suffix": 0, "comm": 0, "dotdot": 0, "exact_mask": 0}
+        self.num: list[tuple[int, int, int, int]] = []  # kind, op, value, bit
+        for i, a in enumerate(spec.atoms[:64]):
+            bit = 1 << i
+            if a.exact:
+                self.masks["exact_mask"] |= bit
+            kind = PATH_KINDS.get(a.kind)
+            if kind is not None:
+                self.masks[kind] |= bit
+                target = {"exact": self.exact, "prefix": prefix, "suffix": suffix}[kind]
+                for s in a.strings:
+                    b = s.encode()
+                    if kind == "suffix":
+                        b = b[::-1]
+                    if len(b) >= (SUFFIX_KEY + 1 if kind == "suffix" else PATH_KEY - 1):
+                        continue  # no judgeable path can match it (suffixes this long never reach the spec)
+                    target[b] = target.get(b, 0) | bit
+            elif a.kind == COMM:
+                self.masks["comm"] |= bit
+                for s in a.strings:
+                    b = s.encode()
+                    if 0 < len(b) <= 15:
+                        self.comm[b] = self.comm.get(b, 0) | bit
+            elif a.kind == RAW_DOTDOT:
+                self.masks["dotdot"] |= bit
+            elif a.kind in NUM_KINDS and len(self.num) < KF_MAX_NUM:
+                self.num.append((a.kind, OPS.get(a.op, 0), a.number, bit))
+        self.prefix = closure(prefix)
+        self.suffix = closure(suffix)
+        self.clauses: dict[int, list[tuple[int, int]]] = {}
+        for tf in spec.filters:
+            if tf.event_type not in SLOTS or len(tf.clauses) > KF_MAX_CLAUSES:
+                continue
+            out = []
+            for c in tf.clauses:
+                out.append((_bits(c.true_atoms), _bits(c.false_atoms)))
+            self.clauses[SLOTS.index(tf.event_type)] = out
+
+
+def _bits(idx: Iterable[int]) -> int:
+    m = 0
+    for i in idx:
+        if i < 64:
+            m |= 1 << i
+    return m
+
+
+class KernelControl:
+    """Attachments and filter maps of a loaded ``BpfProbe`` (its bcc object is ``bpf``)."""
+
+    def __init__(self, bpf: Any, *, trace_all: bool = False, filtering: bool = True) -> None:
+        self.bpf = bpf
+        self.trace_all = trace_all
+        self.filtering = filtering
+        self.fingerprint = ""
+        self.compiled = sorted(
+            {tp.decode().split(":sys_", 1)[1].split("_", 1)[1] for tp in bpf.tracepoint_fds if b":sys_" in tp}
+        )
+        self.attached = set(self.compiled)
+        self._detached: dict[str, list[str]] = {}
+        self._seen_filtered = [0] * KF_SLOTS
+        self._seen_passed = [0] * KF_SLOTS
+
+    def apply(self, spec: kfilter_pb2.KernelSpec) -> kfilter_pb2.KernelSpecAck:
+        """Make the probes match ``spec`` (idempotent)."""
+        if spec.fingerprint and spec.fingerprint == self.fingerprint:
+            return self.ack()
+        self._attach(wanted_syscalls(spec, self.compiled, self.trace_all))
+        self._write_maps(KernelFilterMaps(spec) if self.filtering else None)
+        self.fingerprint = spec.fingerprint
+        log.info(
+            "kernel spec applied",
+            extra={"fingerprint": spec.fingerprint, "attached": len(self.attached), "filtering": self.filtering},
+        )
+        return self.ack()
+
+    def ack(self) -> kfilter_pb2.KernelSpecAck:
+        """What is applied now."""
+        return kfilter_pb2.KernelSpecAck(
+            fingerprint=self.fingerprint, attached=sorted(self.attached), filtering=self.filtering
+        )
+
+    def _attach(self, wanted: set[str]) -> None:
+        for sc in sorted(self.attached - wanted):
+            gone = []
+            for phase in ("enter", "exit"):
+                tp = f"syscalls:sys_{phase}_{sc}".encode()
+                if tp in self.bpf.tracepoint_fds:
+                    self.bpf.detach_tracepoint(tp=tp)
+                    gone.append(phase)
+            self._detached[sc] = gone
+            self.attached.discard(sc)
+        for sc in sorted(wanted - self.attached):
+            # The exit first: an enter without its exit would only leave a stale in-flight entry.
+            for phase in sorted(self._detached.pop(sc, []), reverse=True):
+                tp = f"syscalls:sys_{phase}_{sc}".encode()
+                self.bpf.attach_tracepoint(tp=tp, fn_name=f"tracepoint__syscalls__sys_{phase}_{sc}".encode())
+            self.attached.add(sc)
+
+    def _write_maps(self, maps: KernelFilterMaps | None) -> None:
+        b = self.bpf
+        modes = b[b"kf_sc"]
+        for slot in range(KF_SLOTS):  # everything passes while the maps change
+            modes[ctypes.c_int(slot)] = modes.Leaf(0, 0)
+        if maps is None:
+            return
+        for name in (b"kf_exact", b"kf_prefix", b"kf_suffix", b"kf_comm"):
+            b[name].clear()
+        conf = b[b"kf_conf"]
+        m = maps.masks
+        conf[ctypes.c_int(0)] = conf.Leaf(
+            m["exact"], m["prefix"], m["suffix"], m["comm"], m["dotdot"], m["exact_mask"], len(maps.num), 0
+        )
+        nums = b[b"kf_num"]
+        for i, (kind, op, value, bit) in enumerate(maps.num):
+            nums[ctypes.c_int(i)] = nums.Leaf(kind, op, value, bit)
+        for name, entries, lpm in ((b"kf_exact", maps.exact, False), (b"kf_prefix", maps.prefix, True)):
+            table = b[name]
+            for s, mask in entries.items():
+                key = table.Key()
+                key.prefixlen = len(s) * 8 if lpm else 0
+                key.s = s
+                table[key] = ctypes.c_uint64(mask)
+        sfx = b[b"kf_suffix"]
+        for s, mask in maps.suffix.items():
+            key = sfx.Key()
+            key.prefixlen = len(s) * 8
+            key.s = s
+            sfx[key] = ctypes.c_uint64(mask)
+        comm = b[b"kf_comm"]
+        for s, mask in maps.comm.items():
+            key = comm.Key()
+            key.c = s
+            comm[key] = ctypes.c_uint64(mask)
+        clauses = b[b"kf_clauses"]
+        for slot, cl in maps.clauses.items():
+            for i, (must_true, must_false) in enumerate(cl):
+                clauses[ctypes.c_int(slot * KF_MAX_CLAUSES + i)] = clauses.Leaf(must_true, must_false)
+        for slot, cl in maps.clauses.items():
+            modes[ctypes.c_int(slot)] = modes.Leaf(1, len(cl))
+
+    def stale_fd(self, pid: int, fd: int) -> int:
+        """Boot time of the last open of (pid, fd) the kernel dropped, 0 if none is remembered."""
+        v = self.bpf[b"kf_stale_fd"].get(ctypes.c_uint64((pid << 32) | (fd & 0xFFFFFFFF)))
+        return int(v.value) if v is not None else 0
+
+    def update_metrics(self) -> None:
+        """Move the kernel's per-syscall counters into the Prometheus counters."""
+        for name, seen, counter in (
+            (b"kf_filtered", self._seen_filtered, FILTERED),
+            (b"kf_passed", self._seen_passed, PASSED),
+        ):
+            table = self.bpf[name]
+            for slot, sc in enumerate(SLOTS):
+                total = int(sum(table[ctypes.c_int(slot)]))
+                if total > seen[slot]:
+                    counter.labels(sc).inc(total - seen[slot])
+                    seen[slot] = total
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """(filtered, passed) per filterable syscall since the probes were loaded."""
+        out = {}
+        for slot, sc in enumerate(SLOTS):
+            f = int(sum(self.bpf[b"kf_filtered"][ctypes.c_int(slot)]))
+            p = int(sum(self.bpf[b"kf_passed"][ctypes.c_int(slot)]))
+            out[sc] = (f, p)
+        return out
+
+
+__all__ = ["FILTERED", "PASSED", "KernelControl", "KernelFilterMaps", "wanted_syscalls"]
