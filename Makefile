@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup run test lint typecheck fmt protos bench container-stack clean
+.PHONY: help setup run test lint typecheck fmt protos bench container-stack upstream-rules clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ bench: ## print throughput and latency figures (engine, dispatcher, collector, w
 
 container-stack: ## bring up containerd + Docker + compose with local images (for the container tests)
 	bash scripts/container-stack.sh
+
+upstream-rules: ## fetch the pinned upstream Falco rules the rule tests check against (needs GitHub; or set LANNER_FALCO_RULES)
+	python3 -m tests.support.upstream_rules fetch
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
