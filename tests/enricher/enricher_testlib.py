@@ -19,7 +19,23 @@ from tests.support.redis_server import RedisProcess as RedisProcess
 from tests.support.redis_server import free_port as free_port
 
 DOCKER_SOCKET = "/var/run/docker.sock"
-CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
+
+
+def _cri_endpoint() -> str:
+    """LANNER_CRI_ENDPOINT, else the endpoint scripts/container-stack.sh recorded (a private containerd when the
+    host already ran one), else containerd's default socket."""
+    if os.environ.get("LANNER_CRI_ENDPOINT"):
+        return os.environ["LANNER_CRI_ENDPOINT"]
+    recorded = os.path.join(os.environ.get("LANNER_STACK_DIR", "/var/tmp/lanner-stack"), "cri-endpoint")
+    try:
+        with open(recorded, encoding="utf-8") as f:
+            return f.read().strip() or DEFAULT_CRI_ENDPOINT
+    except OSError:
+        return DEFAULT_CRI_ENDPOINT
+
+
+DEFAULT_CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
+CRI_ENDPOINT = _cri_endpoint()
 CRI_IMAGE = "docker.io/local/busybox:latest"
 BOOKWORM = "local/bookworm:latest"
 STACK_HINT = "run scripts/container-stack.sh to bring up Docker and containerd"
