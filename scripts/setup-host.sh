@@ -8,7 +8,8 @@ VENV=${VENV:-.venv}
 log() { echo "[setup] $*" >&2; }
 
 need=()
-for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl python3-venv gcc libc6-dev make sysdig; do
+for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl python3-venv gcc libc6-dev make sysdig \
+         cron logrotate; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
