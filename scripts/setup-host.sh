@@ -12,6 +12,8 @@ for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl
          cron logrotate; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# kubectl renders deploy/kubernetes in the tests (kubectl kustomize); any kubectl will do.
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then log "missing packages ${need[*]}: run as root (sudo make run)"; exit 1; fi
   log "apt-get install ${need[*]}"
