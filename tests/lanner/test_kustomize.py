@@ -6,6 +6,7 @@ requests and limits everywhere, disruption budgets and network policies that sel
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -15,20 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from collector.config import CollectorConfig
-from dispatcher.config import DispatcherConfig, output_specs
-from enricher.config import EnricherConfig
+from dispatcher.config import output_specs
 from lanner.config import load_section
-from ruleengine.config import RuleEngineConfig
+from lanner.up import CONFIG_SCHEMAS
 
 KUSTOMIZE = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 TREES = ["base", *sorted(f"overlays/{p.name}" for p in (KUSTOMIZE / "overlays").iterdir() if p.is_dir())]
-SCHEMAS: dict[str, type[Any]] = {
-    "collector": CollectorConfig,
-    "enricher": EnricherConfig,
-    "ruleengine": RuleEngineConfig,
-    "dispatcher": DispatcherConfig,
-}
+# The services' own schemas, as `lanner up` checks them before it starts anything.
+SCHEMAS = {s: getattr(importlib.import_module(m), c) for s, (m, c) in CONFIG_SCHEMAS.items()}
 WORKLOADS = ("DaemonSet", "Deployment", "StatefulSet", "Job")
 
 _rendered: dict[str, list[dict[str, Any]]] = {}
@@ -69,6 +64,9 @@ def test_renders_the_pipeline(tree: str) -> None:
     assert [c["name"] for c in pod_spec(node)["containers"]] == ["collector", "enricher", "ruleengine"]
     assert find(docs, "Deployment", "lanner-dispatcher")["spec"]["replicas"] >= 1
     assert find(docs, "StatefulSet", "lanner-redis")
+    # Least privilege: capabilities for eBPF, never privileged: true.
+    for c in pod_spec(node)["containers"]:
+        assert not c.get("securityContext", {}).get("privileged", False), c["name"]
 
 
 @pytest.mark.parametrize("tree", TREES)
