@@ -9,10 +9,15 @@ none of it raised an alert.
 Not covered: systemd starting a unit, because systemd is not pid 1 on this host (it cannot start units here).
 
 The kernel is shared with whatever else runs on the machine, so an alert counts as caused by these operations when
-it names the run's marker or one of the programs these operations run (dockerd's `exe` helper, containerd, apt,
-dpkg, pip, logrotate, cron...) as the process, its parent or grandparent. Container runtimes' shims and runc are not
-among them: they are the parents of every process in every container, another test's included. A sentinel alert
-raised after the operations proves the pipeline has caught up.
+it names the run's marker (every path of the run contains it), or names one of the programs these operations run
+(dockerd's `exe` helper, containerd, apt, dpkg, pip, logrotate, cron...) as the process, its parent or
+grandparent. Python programs are the exception to the second way (other tests rename themselves like daemons with
+PR_SET_NAME; pip runs below the marked folder anyway), and so are container shims and runc: they are the parents of
+every process in every container, another test's included. A sentinel alert raised after the operations proves the
+pipeline has caught up.
+
+With the upstream stable rules loaded as well (`lanner up --rules falco_rules.yaml --rules rules/lanner_rules.yaml`)
+the same operations raised nothing either (checked by hand; the upstream rules file is not part of this test).
 """
 
 from __future__ import annotations
@@ -95,6 +100,8 @@ def work(tmp_path: Path) -> Path:
 
 def test_routine_operations_raise_nothing(subscriber: AlertCollector, work: Path) -> None:
     mark = f"lanner-quiet-{uuid.uuid4().hex[:8]}"
+    work = work / mark  # every path of the run (venv, registry, logrotate config) names the marker
+    work.mkdir(mode=0o755)
     start = len(subscriber.alerts)
     cron_done = work / "cron-done"
     crontab = Path("/etc/cron.d") / mark.replace("-", "_")
@@ -163,9 +170,13 @@ def test_routine_operations_raise_nothing(subscriber: AlertCollector, work: Path
     def ours(a: alert_pb2.Alert) -> bool:
         if sentinel(a):
             return False
+        if mark in a.output:
+            return True
         f = fields(a)
+        if "python" in os.path.basename(str(f.get("proc.exepath") or "")):
+            return False  # another test's Python naming itself like a daemon (prctl PR_SET_NAME)
         names = {str(f.get(k)) for k in ("proc.name", "proc.pname", "proc.aname[2]")}
-        return mark in a.output or bool(names & ROUTINE_PROGRAMS)
+        return bool(names & ROUTINE_PROGRAMS)
 
     noisy = [f"{a.rule}: {a.output}" for a in window if ours(a)]
     assert noisy == [], "\n".join(noisy)
