@@ -93,7 +93,9 @@ class Pod:
 
 
 @contextlib.contextmanager
-def cri_pod(name: str = "lanner-test", namespace: str = "lanner-tests", image: str = CRI_IMAGE) -> Iterator[Pod]:
+def cri_pod(
+    name: str = "lanner-test", namespace: str = "lanner-tests", image: str = CRI_IMAGE, endpoint: str = CRI_ENDPOINT
+) -> Iterator[Pod]:
     """Create a pod on the host network with one sleeping container, as a kubelet would; remove it afterwards.
 
     The kubelet's labels (io.kubernetes.pod.*) go on the sandbox and the container, which is what makes the pod
@@ -116,7 +118,7 @@ def cri_pod(name: str = "lanner-test", namespace: str = "lanner-tests", image: s
         ),
     )
     cname = "app"
-    with grpc.insecure_channel(CRI_ENDPOINT) as ch:
+    with grpc.insecure_channel(endpoint) as ch:
         rt = cri_pb2_grpc.RuntimeServiceStub(ch)
         sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pconf), timeout=60).pod_sandbox_id
         try:
