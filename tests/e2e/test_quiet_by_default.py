@@ -38,6 +38,7 @@ import pytest
 from lanner.v1 import alert_pb2
 from tests.e2e.conftest import AlertCollector, free_port
 from tests.e2e.test_pipeline import docker_ready, fields
+from tests.enricher.enricher_testlib import CRI_ENDPOINT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bpf, pytest.mark.containers]
 
@@ -51,13 +52,6 @@ BASE = "local/busybox:latest"
 def run(*cmd: str | Path, timeout: float = 120, **kw: object) -> None:
     out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
     assert out.returncode == 0, f"{cmd}: {out.stdout[-2000:]} {out.stderr[-2000:]}"
-
-
-def cri_address() -> str:
-    recorded = Path(os.environ.get("LANNER_STACK_DIR", "/var/tmp/lanner-stack")) / "cri-endpoint"
-    with contextlib.suppress(OSError):
-        return recorded.read_text().strip().removeprefix("unix://")
-    return "/run/containerd/containerd.sock"
 
 
 @contextlib.contextmanager
@@ -107,7 +101,7 @@ def test_routine_operations_raise_nothing(subscriber: AlertCollector, work: Path
     crontab = Path("/etc/cron.d") / mark.replace("-", "_")
     port = free_port()
     image = f"127.0.0.1:{port}/{mark}:latest"
-    ctr = ["ctr", "--address", cri_address(), "-n", "lanner-quiet"]
+    ctr = ["ctr", "--address", CRI_ENDPOINT.removeprefix("unix://"), "-n", "lanner-quiet"]
     # cron: the Debian daily jobs that matter here (account file backups, logrotate), run by a real cron daemon at
     # the next minute, while the other operations go on.
     crontab.write_text(f"* * * * * root run-parts --regex '^(dpkg|logrotate)$' /etc/cron.daily; touch {cron_done}\n")
