@@ -62,7 +62,11 @@ def test_renders_the_pipeline(tree: str) -> None:
     assert all(d["metadata"].get("namespace") == "lanner" for d in docs if d["kind"] != "Namespace")
     node = find(docs, "DaemonSet", "lanner-node")
     assert [c["name"] for c in pod_spec(node)["containers"]] == ["collector", "enricher", "ruleengine"]
-    assert find(docs, "Deployment", "lanner-dispatcher")["spec"]["replicas"] >= 1
+    dispatcher = find(docs, "Deployment", "lanner-dispatcher")
+    assert dispatcher["spec"]["replicas"] >= 1
+    # Replicas share one dedup secret, or one would not recognise what another already stored.
+    env = {e["name"]: e for e in pod_spec(dispatcher)["containers"][0]["env"]}
+    assert "secretKeyRef" in env["LANNER_DISPATCHER__DEDUP_SECRET"]["valueFrom"]
     assert find(docs, "StatefulSet", "lanner-redis")
     # Least privilege: capabilities for eBPF, never privileged: true.
     for c in pod_spec(node)["containers"]:
