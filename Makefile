@@ -37,7 +37,7 @@ container-stack: ## bring up containerd + Docker + compose with local images (fo
 	bash scripts/container-stack.sh
 
 upstream-rules-found:  # before the long setup: stop at once when the rule tests could not run
-	@python3 -m tests.support.upstream_rules locate >/dev/null
+	@python3 -m tests.support.upstream_rules ensure >/dev/null
 
 upstream-rules: ## fetch the pinned upstream Falco rules the rule tests check against (needs GitHub; or set LANNER_FALCO_RULES)
 	python3 -m tests.support.upstream_rules fetch

@@ -9,7 +9,7 @@ up in one documented order:
 3. ``.cache/falco-rules/`` in the checkout, where ``make upstream-rules`` puts the pinned release.
 
 Standard library only, so ``python3 -m tests.support.upstream_rules fetch`` works before the venv exists.
-Usage: ``python3 -m tests.support.upstream_rules locate|fetch``.
+Usage: ``python3 -m tests.support.upstream_rules locate|fetch|ensure`` (ensure: locate, else fetch).
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def locate() -> Path:
     )
 
 
-def fetch(dest: Path = CACHE_DIR) -> Path:
-    """Download the pinned files into ``dest``, checking each one's sha256; a clear error when offline."""
+def fetch(dest: Path | None = None) -> Path:
+    """Download the pinned files into ``dest`` (default CACHE_DIR), checking each one's sha256; a clear error when
+    offline."""
+    dest = dest or CACHE_DIR
     dest.mkdir(parents=True, exist_ok=True)
     for p in PINNED:
         target = dest / p.name
@@ -114,12 +116,27 @@ def fetch(dest: Path = CACHE_DIR) -> Path:
     return dest
 
 
+def ensure() -> Path:
+    """``locate()``; when the rules are nowhere and LANNER_FALCO_RULES is not set, try ``fetch()`` once (so a fresh
+    clone with access to GitHub just works), and when that fails too, say both."""
+    try:
+        return locate()
+    except NotFound as missing:
+        if os.environ.get(ENV):
+            raise
+        try:
+            return fetch()
+        except NotFound as offline:
+            raise NotFound(f"{missing}\n(tried `make upstream-rules` just now: {offline})") from None
+
+
 def main(argv: list[str]) -> int:
-    if argv not in (["locate"], ["fetch"]):
+    commands = {"locate": locate, "fetch": fetch, "ensure": ensure}
+    if len(argv) != 1 or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        folder = fetch() if argv == ["fetch"] else locate()
+        folder = commands[argv[0]]()
     except NotFound as exc:
         print(f"upstream rules: {exc}", file=sys.stderr)
         return 1
