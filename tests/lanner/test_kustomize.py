@@ -111,6 +111,7 @@ def test_production_dispatcher_tier_on_redis_cluster() -> None:
     assert find(docs, "Job", "lanner-redis-cluster-init")
     config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["lanner.yaml"])
     assert config["dispatcher"]["redis_url"].startswith("redis://lanner-redis-cluster:")
+    assert config["dispatcher"]["redis_cluster"] is True
 
 
 def test_production_limits_budgets_and_policies() -> None:
