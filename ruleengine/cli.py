@@ -234,8 +234,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     r.set_defaults(func=cmd_replay)
     rec = subparsers.add_parser("record", help="write recorded events as Lanner JSON lines or a .scap capture")
     rec.add_argument("events", metavar="EVENTS", help="any input 'lanner replay' takes")
-    rec.add_argument("-o", "--output", required=True, metavar="PATH")
+    rec.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (replaced if it exists)")
     rec.add_argument("--format", choices=("jsonl", "scap"), default="jsonl",
                      help="scap: a capture 'sysdig -r' and Falco read (processes and file opens)")
-    rec.add_argument("--source", choices=("syscall", "k8s_audit"), default=None)
+    rec.add_argument("--source", choices=("syscall", "k8s_audit"), default=None,
+                     help="event source of the input (default: syscall, or k8s_audit for audit Event objects)")
     rec.set_defaults(func=cmd_record)
