@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup run test lint typecheck fmt protos bench container-stack clean
+.PHONY: help setup run test lint typecheck fmt protos bench container-stack upstream-rules upstream-rules-found clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ setup: ## install everything Lanner needs on this host (apt packages, kernel hea
 run: setup ## run Lanner locally: Redis + collector + enricher + ruleengine + dispatcher (root, real eBPF)
 	$(VENV)/bin/lanner up $(ARGS)
 
-test: setup ## run all tests (unit, integration with real Redis/gRPC, eBPF, containers, end to end)
+test: upstream-rules-found setup ## run all tests (unit, integration with real Redis/gRPC, eBPF, containers, end to end)
 	bash scripts/run-tests.sh
 
 lint: ## ruff + mypy --strict + generated-code drift check
@@ -35,6 +35,12 @@ bench: ## print throughput and latency figures (engine, dispatcher, collector, w
 
 container-stack: ## bring up containerd + Docker + compose with local images (for the container tests)
 	bash scripts/container-stack.sh
+
+upstream-rules-found:  # before the long setup: stop at once when the rule tests could not run
+	@python3 -m tests.support.upstream_rules ensure >/dev/null
+
+upstream-rules: ## fetch the pinned upstream Falco rules the rule tests check against (needs GitHub; or set LANNER_FALCO_RULES)
+	python3 -m tests.support.upstream_rules fetch
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -91,6 +91,8 @@ def decode_generic(d: Decoder, h: Header, raw: bytes) -> Event | None:
     entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
     if res == 0 and sc in _ID_CALLS:
         table.set_ids(entry, sc, values)
+    elif res == 0 and sc == layout.SC_UNSHARE:
+        table.unshared(entry, values[0])
     args = (Arg("res", res), *(Arg(n, v) for n, v in zip(names, values, strict=True)))
     proc = table.view(entry, h.tid, h.comm, h.vtid)
     return d.event(h, type_, proc, table.ancestors(entry), res=res, args=args, incomplete=not entry.complete)

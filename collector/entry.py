@@ -23,6 +23,11 @@ class ProcEntry:
     anc_gen: int = -1
     anc: tuple[Process, ...] = ()
     ppid_checked: bool = False
+    # unshare(CLONE_NEWPID) succeeded: the children are born in a new pid namespace, the next one as its pid 1
+    # (container runtimes unshare, then fork the container's init), which /proc may no longer show when the event
+    # is decoded.
+    children_pidns: bool = False
+    newpid_pending: bool = False
 
 
 def with_slash(cwd: str) -> str:

@@ -224,12 +224,16 @@ class ProcessTable(FdOps):
         pp = parent.proc
         ppid = pp.ppid if flags & CLONE_PARENT else pp.pid
         vpid = child_pid
-        if pp.vpid != pp.pid or flags & CLONE_NEWPID:
-            vpid = 0
+        new_ns = bool(flags & CLONE_NEWPID) or parent.newpid_pending
+        parent.newpid_pending = False
+        if pp.vpid != pp.pid or new_ns or parent.children_pidns:
+            # The first process of a new pid namespace is its pid 1 (a container's entrypoint); /proc confirms
+            # it when the child is still there, and gives the others theirs.
+            vpid = 1 if new_ns else 0
             try:
                 with open(f"{self.proc_root}/{child_pid}/status", encoding="utf-8") as f:
                     nspid = procfs.parse_status(f.read()).nspid
-                vpid = nspid[-1] if nspid else 0
+                vpid = nspid[-1] if nspid else vpid
             except OSError:
                 pass
         mntns = parent.mntns
@@ -409,6 +413,11 @@ class ProcessTable(FdOps):
             entry = self.procs.get(pid)
             if entry is not None:
                 entry.threads.pop(tid, None)
+
+    def unshared(self, entry: ProcEntry, flags: int) -> None:
+        """A successful unshare(2): after CLONE_NEWPID the process's next child starts a new pid namespace."""
+        if flags & CLONE_NEWPID:
+            entry.children_pidns = entry.newpid_pending = True
 
     def set_ids(self, entry: ProcEntry, sc: int, ids: list[int]) -> None:
         """A set*id call succeeded: take the ids it set (-1 = unchanged). A privileged setuid/setgid sets all."""

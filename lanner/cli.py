@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 import traceback
@@ -47,12 +48,50 @@ COMMAND_OWNERS = {
 
 SERVICE_COMMANDS = frozenset({"collector", "enricher", "ruleengine", "dispatcher"})
 
+# Placeholders by what the value is, so every command spells the same kind of value the same way in its help.
+METAVARS = {
+    "config": "FILE",
+    "rules": "FILE",
+    "redis_url": "URL",
+    "redis_port": "PORT",
+    "state_dir": "DIR",
+    "target": "HOST:PORT",
+    "priority": "PRIORITY",
+    "min_priority": "PRIORITY",
+    "rule": "RULE",
+    "tag": "TAG",
+    "source": "SOURCE",
+    "name": "NAME",
+    "hostname": "NAME",
+}
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("lanner")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "unknown"
+
+
+def _tidy(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's page opens with its one-line summary, and value placeholders follow METAVARS."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            summaries = {a.dest: a.help for a in action._choices_actions}
+            for name, subparser in action.choices.items():
+                if not subparser.description and summaries.get(name):
+                    subparser.description = str(summaries[name])[:1].upper() + str(summaries[name])[1:] + "."
+                _tidy(subparser)
+        elif action.option_strings and action.nargs != 0 and action.metavar is None and action.choices is None:
+            action.metavar = METAVARS.get(action.dest, action.dest.upper())
+
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lanner",
         description="Lanner: runtime threat detection (eBPF -> enrichment -> Falco rules -> alert delivery).",
     )
+    parser.add_argument("--version", action="version", version=f"lanner {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in [only] if only else COMMAND_MODULES:
         try:
@@ -62,6 +101,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 continue
             raise
         module.add_commands(sub)
+    _tidy(parser)
     return parser
 
 

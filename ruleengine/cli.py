@@ -193,8 +193,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--priority", help="minimum rule priority (falco.yaml 'priority'), e.g. warning")
-    p.add_argument("--rule-matching", choices=("first", "all"), default="first")
+    p.add_argument("--priority", metavar="PRIORITY", help="minimum rule priority (falco.yaml 'priority'), e.g. warning")
+    p.add_argument("--rule-matching", choices=("first", "all"), default="first",
+                   help="first (default): an event raises at most one alert; all: one per matching rule")
     p.add_argument("-D", "--disable-rule", action="append", metavar="NAME",
                    help="disable rules whose name contains NAME (or matches it, with * wildcards)")
     p.add_argument("-t", "--enable-tag", action="append", metavar="TAG", help="only enable rules with this tag")
@@ -206,25 +207,26 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     rules = subparsers.add_parser("rules", help="validate, list and test Falco rules files")
     sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
     v = sub.add_parser("validate", help="validate rules files like 'falco -V'")
-    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("files", nargs="+", metavar="FILE", help="rules file; errors print as FILE:LINE:COL")
     v.set_defaults(func=cmd_validate)
     ls = sub.add_parser("list", help="list the rules of a rule set")
-    ls.add_argument("--rules", nargs="+", metavar="FILE")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--rules", nargs="+", metavar="FILE", help="rules files (default: the project's rules/)")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _selection_args(ls)
     ls.set_defaults(func=cmd_list)
     t = sub.add_parser("test", help="run rule test files (events -> expected alerts)")
-    t.add_argument("files", nargs="+", metavar="TESTS.yaml")
+    t.add_argument("files", nargs="+", metavar="TESTS.yaml", help="rule test file (events and expected alerts)")
     t.add_argument("--rules", nargs="+", metavar="FILE", help="rules for tests without their own 'rules:'")
     t.set_defaults(func=cmd_test)
     r = subparsers.add_parser(
         "replay", help="evaluate recorded events (JSON lines, Falco alerts, k8s audit, .scap) and print alerts")
-    r.add_argument("events", metavar="EVENTS")
-    r.add_argument("--rules", nargs="+", metavar="FILE")
+    r.add_argument("events", metavar="EVENTS", help="recorded events: JSON lines, Falco alerts, k8s audit or .scap")
+    r.add_argument("--rules", nargs="+", metavar="FILE", help="rules files (default: the project's rules/)")
     r.add_argument("--json", action="store_true", help="print Falco JSON alerts")
-    r.add_argument("--source", choices=("syscall", "k8s_audit"), default=None)
-    r.add_argument("--hostname", default="")
-    r.add_argument("--config", metavar="PATH", help="take output settings from this Lanner config file")
+    r.add_argument("--source", choices=("syscall", "k8s_audit"), default=None,
+                   help="event source of the file (default: syscall, or k8s_audit for audit Event objects)")
+    r.add_argument("--hostname", default="", metavar="NAME", help="hostname to put in the alerts")
+    r.add_argument("--config", metavar="FILE", help="take output settings from this Lanner config file")
     r.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
     r.add_argument("--warn-inconsistent", action="store_true",
                    help="report given values that differ from what the other fields give (once per field)")
@@ -232,8 +234,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     r.set_defaults(func=cmd_replay)
     rec = subparsers.add_parser("record", help="write recorded events as Lanner JSON lines or a .scap capture")
     rec.add_argument("events", metavar="EVENTS", help="any input 'lanner replay' takes")
-    rec.add_argument("-o", "--output", required=True, metavar="PATH")
+    rec.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (replaced if it exists)")
     rec.add_argument("--format", choices=("jsonl", "scap"), default="jsonl",
                      help="scap: a capture 'sysdig -r' and Falco read (processes and file opens)")
-    rec.add_argument("--source", choices=("syscall", "k8s_audit"), default=None)
+    rec.add_argument("--source", choices=("syscall", "k8s_audit"), default=None,
+                     help="event source of the input (default: syscall, or k8s_audit for audit Event objects)")
     rec.set_defaults(func=cmd_record)

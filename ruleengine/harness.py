@@ -4,7 +4,8 @@
 A test file is one YAML sequence of tests::
 
     - test: cat reads /etc/shadow           # unique in the file
-      rules: [../../rules/lanner_rules.yaml] # optional, relative to this file; else --rules / the default rules
+      rules: [../../rules/lanner_rules.yaml] # optional, relative to this file; else --rules / the default rules;
+                                             # $VAR / ${VAR} expand from the environment ($LANNER_FALCO_RULES)
       rule_matching: all                     # optional, first (default) | all
       source: syscall                        # optional, syscall (default) | k8s_audit
       events: [{evt.type: openat, ...}]      # or events_file: x.jsonl (relative to this file)
@@ -66,6 +67,14 @@ class HarnessReport:
 
 class _Fail(Exception):
     pass
+
+
+def _expand(path: str, where: str) -> str:
+    """``$VAR`` / ``${VAR}`` from the environment; an unset one is an error naming it (not a missing file)."""
+    expanded = os.path.expandvars(path)
+    if "$" in expanded:
+        raise _Fail(f"{where}: rules: {path}: environment variable not set ({expanded})")
+    return expanded
 
 
 class Harness:
@@ -144,7 +153,7 @@ class Harness:
         if rules is None:
             paths = self.default_rules
         elif isinstance(rules, list):
-            paths = [os.path.join(base, str(r)) for r in rules]
+            paths = [os.path.join(base, _expand(str(r), where)) for r in rules]
         else:
             raise _Fail(f"{where}: 'rules' must be a list of files")
         engine = self._engine(paths, matching)

@@ -9,15 +9,20 @@ R=${LANNER_STACK_DIR:-/var/tmp/lanner-stack}
 KEEP=0
 [ "${1:-}" = --keep-containers ] && KEEP=1
 [ -d "$R" ] || { echo "nothing to stop ($R missing)"; exit 0; }
+# The containerd this stack uses (container-stack.sh records it; older stacks always used the system socket).
+SOCK=/run/containerd/containerd.sock
+[ -f "$R/containerd.sock" ] && SOCK=$(cat "$R/containerd.sock")
+export CONTAINERD_ADDRESS=$SOCK
 
 if [ $KEEP = 0 ]; then
   # CRI pods first, through CRI itself (their shims outlive containerd otherwise).
-  if [ -S /run/containerd/containerd.sock ]; then
+  if [ -S "$SOCK" ]; then
     PY="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
-    if [ -x "$PY" ] && "$PY" - <<'PYEOF'
+    if [ -x "$PY" ] && "$PY" - "unix://$SOCK" <<'PYEOF'
+import sys
 import grpc
 from lanner.cri.v1 import cri_pb2 as pb, cri_pb2_grpc
-with grpc.insecure_channel("unix:///run/containerd/containerd.sock") as ch:
+with grpc.insecure_channel(sys.argv[1]) as ch:
     rt = cri_pb2_grpc.RuntimeServiceStub(ch)
     for s in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items:
         rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
@@ -53,7 +58,11 @@ stop() {  # $1 = pidfile
   fi
   rm -f "$1"
 }
+# Only the bridges of what this stack started: another stack (or the host's Docker) may be using the others.
+bridges=$(grep -o '"bridge": "[^"]*"' "$R/cni/net.d/10-lanner-bridge.conflist" 2>/dev/null | cut -d'"' -f4)
+[ -f "$R/dockerd.pid" ] && bridges="$bridges docker0"
 stop "$R/dockerd.pid"
 stop "$R/containerd.pid"
-for br in cni-lanner0 docker0; do ip link show "$br" >/dev/null 2>&1 && ip link del "$br"; done
+rm -f "$R/containerd.sock" "$R/cri-endpoint"
+for br in $bridges; do ip link show "$br" >/dev/null 2>&1 && ip link del "$br"; done
 echo "container stack stopped (images kept)"

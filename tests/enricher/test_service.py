@@ -19,6 +19,7 @@ from enricher.cli import check_health
 from lanner.v1 import event_pb2, services_pb2_grpc
 from tests.enricher.enricher_testlib import (
     BOOKWORM,
+    CRI_ENDPOINT,
     RedisProcess,
     container_pid,
     cri_pod,
@@ -66,6 +67,7 @@ def enricher_process(port: int, ruleengine: str, redis_url: str, log_path: str) 
         LANNER_ENRICHER__RULEENGINE_TARGET=ruleengine,
         LANNER_ENRICHER__REDIS_URL=redis_url,
         LANNER_ENRICHER__WAIT_MS="500",
+        LANNER_ENRICHER__CRI_SOCKETS=f"[{CRI_ENDPOINT}]",
     )
     env.pop("LANNER_CONFIG", None)
     with open(log_path, "wb") as log:

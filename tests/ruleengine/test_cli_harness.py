@@ -68,8 +68,8 @@ def test_validate_ok_and_invalid(workdir: Path, capsys: pytest.CaptureFixture[st
     assert f"{bad}: Invalid" in out
 
 
-def test_validate_upstream(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["rules", "validate", "/work/shared/falco-rules/falco_rules.yaml"]) == 0
+def test_validate_upstream(capsys: pytest.CaptureFixture[str], falco_rules: Path) -> None:
+    assert main(["rules", "validate", str(falco_rules / "falco_rules.yaml")]) == 0
     assert "0 error(s), 0 warning(s)" in capsys.readouterr().out
 
 

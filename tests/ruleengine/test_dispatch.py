@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,6 @@ from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.fields import EventContext
 
 from .helpers import ctx
-
-UPSTREAM = "/work/shared/falco-rules/falco_rules.yaml"
 
 
 def reference(engine: Engine, c: EventContext, first: bool) -> list[str]:
@@ -51,8 +50,8 @@ def random_events(n: int) -> list[EventContext]:
 
 
 @pytest.mark.parametrize("matching", ["first", "all"])
-def test_dispatch_equals_rule_by_rule(matching: str) -> None:
-    res = load_rules([UPSTREAM], EngineOptions(rule_matching=matching))
+def test_dispatch_equals_rule_by_rule(matching: str, falco_rules: Path) -> None:
+    res = load_rules([str(falco_rules / "falco_rules.yaml")], EngineOptions(rule_matching=matching))
     assert res.engine is not None
     hits = 0
     for c in random_events(3000):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ruleengine.condition.parser import parse_condition
@@ -11,8 +13,6 @@ from ruleengine.evttypes import ALL, EvtSet, event_types
 from ruleengine.priority import Priority
 
 from .helpers import ctx, load
-
-UPSTREAM = "/work/shared/falco-rules"
 
 RULES = """
 - rule: open etc
@@ -160,15 +160,15 @@ def test_k8s_audit_rules_run_for_k8s_events() -> None:
 
 
 @pytest.mark.parametrize("name", ["falco_rules.yaml", "k8s_audit_rules.yaml"])
-def test_upstream_rule_files_load_clean(name: str) -> None:
-    res = load_rules([f"{UPSTREAM}/{name}"])
+def test_upstream_rule_files_load_clean(name: str, falco_rules: Path) -> None:
+    res = load_rules([str(falco_rules / name)])
     assert [e.format() for e in res.errors] == []
     assert [w.format() for w in res.warnings] == []
     assert res.engine is not None and len(res.engine.rules) > 20
 
 
-def test_upstream_rules_match_an_event() -> None:
-    res = load_rules([f"{UPSTREAM}/falco_rules.yaml"])
+def test_upstream_rules_match_an_event(falco_rules: Path) -> None:
+    res = load_rules([str(falco_rules / "falco_rules.yaml")])
     assert res.engine is not None
     c = ctx(evt__num=7, evt__type="openat", evt__arg__flags="O_RDONLY", fd__name="/etc/shadow", fd__num=3,
             proc__name="cat", proc__cmdline="cat /etc/shadow", proc__pname="bash", user__name="root", user__uid=0)

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ruleengine.engine import EngineOptions, load_rules
 from ruleengine.events_json import event_from_fields
 from ruleengine.fields import EventContext
 
 from .helpers import load
-
-UPSTREAM = "/work/shared/falco-rules/k8s_audit_rules.yaml"
 
 
 def audit(images: list[str], verb: str = "create", privileged: bool = False) -> EventContext:
@@ -58,8 +57,8 @@ def test_unsafe_na_check_warning() -> None:
     assert "LOAD_UNSAFE_NA_CHECK" in [w.code for w in res.warnings]
 
 
-def test_upstream_k8s_rule_fires() -> None:
-    res = load_rules([UPSTREAM], EngineOptions(rule_matching="all"))
+def test_upstream_k8s_rule_fires(falco_rules: Path) -> None:
+    res = load_rules([str(falco_rules / "k8s_audit_rules.yaml")], EngineOptions(rule_matching="all"))
     assert res.engine is not None
     names = [m.name for m in res.engine.process(audit(["nginx"], privileged=True))]
     assert "Create Privileged Pod" in names

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -145,17 +146,30 @@ def test_setuid_copy_run_in_a_user_session_alerts(source: KernelSource, engine: 
     shutil.copy("/usr/bin/sleep", planted)
     os.chmod(planted, 0o4755)
     os.chmod(tmp_path, 0o755)
-    script = (f"echo 1000 > /proc/self/loginuid || exit 3; "
-              f"exec setpriv --reuid=65534 --regid=65534 --clear-groups {planted} 1")
+    # Under `sudo make test`, sudo is an ancestor of this test, and the rule rightly exempts sudo's descendants.
+    # So the session starts detached, as a login would: a shell started in the background of one that exits at
+    # once (its pid is $1) waits until a reaper has adopted it, then sets its login uid and runs the planted program.
+    status = tmp_path / "status"
+    session = tmp_path / "session.sh"
+    session.write_text(
+        'while kill -0 "$1" 2>/dev/null; do sleep 0.02; done\n'
+        "sh -c 'echo 1000 > /proc/self/loginuid || exit 3; "
+        f"exec setpriv --reuid=65534 --regid=65534 --clear-groups {planted} 1'\n"
+        f"echo $? > {status}\n"
+    )
     source.poll()
     # Poll while the program runs: the collector reads the euid and login uid of a new image from /proc.
-    proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(["sh", "-c", f"setsid sh {session} $$ </dev/null >/dev/null 2>&1 &"], check=True, timeout=10)
     # The exec chain sh -> setpriv -> rootsleep keeps one pid; find it by name.
     events = collect(source, lambda evs: any(e.proc.comm == "rootsleep" and e.type == "procexit" for e in evs))
-    _, err = proc.communicate(timeout=10)
-    if proc.returncode == 3:
+    for _ in range(200):
+        if status.exists() and status.read_text().strip():
+            break
+        time.sleep(0.05)
+    code = status.read_text().strip()
+    if code == "3":
         pytest.skip("cannot set the audit login uid here")
-    assert proc.returncode == 0, err
+    assert code == "0", code
     pids = {e.proc.pid for e in events if e.proc.comm == "rootsleep"}
     assert pids, "rootsleep not seen"
     execs = [e for e in events if e.proc.pid in pids and e.type == "execve" and e.proc.comm == "rootsleep"]

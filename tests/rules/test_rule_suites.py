@@ -38,7 +38,12 @@ def _test_names(path: Path) -> list[str]:
 
 
 CASES = [
-    pytest.param(path, name, id=f"{path.relative_to(HERE)}::{name}")
+    pytest.param(
+        path,
+        name,
+        id=f"{path.relative_to(HERE)}::{name}",
+        marks=[pytest.mark.upstream_rules] if "LANNER_FALCO_RULES" in path.read_text(encoding="utf-8") else [],
+    )
     for path in SUITES
     for name in _test_names(path)
 ]
