@@ -45,15 +45,20 @@ class Dispatcher(services_pb2_grpc.DispatcherServiceServicer):
 def test_certs_init_writes_a_chain_and_refuses_to_overwrite(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "lanner.cli", "certs", "init", str(tmp_path / "pki"), "--host", "node-7"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "pipeline.crt" in out.stdout
     subprocess.run(
-        ["openssl", "verify", "-CAfile", tmp_path / "pki/ca.crt", tmp_path / "pki/pipeline.crt"], check=True,
+        ["openssl", "verify", "-CAfile", tmp_path / "pki/ca.crt", tmp_path / "pki/pipeline.crt"],
+        check=True,
         capture_output=True,
     )
     text = subprocess.run(
-        ["openssl", "x509", "-noout", "-text", "-in", tmp_path / "pki/pipeline.crt"], capture_output=True, text=True,
+        ["openssl", "x509", "-noout", "-text", "-in", tmp_path / "pki/pipeline.crt"],
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout
     assert "DNS:node-7" in text and "IP Address:127.0.0.1" in text
@@ -77,8 +82,14 @@ async def test_only_pipeline_peers_get_through(tmp_path: Path) -> None:
     await dserver.start()
     port = free_port()
     cfg = RuleEngineConfig(
-        bind=f"127.0.0.1:{port}", metrics_bind="", dispatcher_target=f"127.0.0.1:{dport}",
-        rules_files=(str(rules),), hostname="h", watch_rules=False, tls_dir=str(tmp_path / "pki"),
+        bind=f"127.0.0.1:{port}",
+        metrics_bind="",
+        dispatcher_target=f"127.0.0.1:{dport}",
+        rules_files=(str(rules),),
+        hostname="h",
+        watch_rules=False,
+        tls_dir=str(tmp_path / "pki"),
+        collector_target="",
     )
     task = asyncio.create_task(serve(cfg))
     target = f"127.0.0.1:{port}"

@@ -34,7 +34,11 @@ async def test_reflection_only_when_configured(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     base = RuleEngineConfig(
-        metrics_bind="", dispatcher_target="127.0.0.1:1", rules_files=(str(rules),), watch_rules=False
+        metrics_bind="",
+        dispatcher_target="127.0.0.1:1",
+        rules_files=(str(rules),),
+        watch_rules=False,
+        collector_target="",
     )
     for enabled in (False, True):
         port = free_port()
