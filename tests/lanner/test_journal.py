@@ -58,3 +58,21 @@ async def test_sender_spills_at_close_and_restores_first(tmp_path: Path) -> None
     assert first.dropped == 0 and (tmp_path / "s.journal").exists()
     second = make(str(tmp_path / "s.journal"))
     assert len(second) == 2 and not (tmp_path / "s.journal").exists()
+
+
+async def test_what_a_killed_sender_held_is_counted_at_the_next_start(tmp_path: Path) -> None:
+    """The ledger: a sender that never got to close (SIGKILL) left taken > settled; the next one counts it."""
+
+    def make() -> BatchSender[bytes]:
+        return BatchSender("ledger-test", "127.0.0.1:1", lambda ch: None, lambda s, i, d: b"", max_queue=4,
+                           journal=bytes_journal(str(tmp_path / "s.journal")))  # fmt: skip
+
+    killed = make()
+    killed.submit_many([b"1", b"2", b"3", b"4", b"5", b"6"])  # two dropped (queue of 4): settled, not lost
+    assert killed.dropped == 2
+    del killed  # no close: as after a SIGKILL
+    second = make()
+    assert second.dropped == 4 and len(second) == 0
+    await second.close(drain_timeout=0)
+    third = make()  # after a clean stop nothing is counted again
+    assert third.dropped == 0
