@@ -45,11 +45,21 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
+        # While set, requests are read and never answered (a receiver that hangs); ``hung`` counts them.
+        self.hang = threading.Event()
+        self.hung = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.hang.is_set():
+                    with receiver.lock:
+                        receiver.hung += 1
+                    while receiver.hang.is_set():
+                        time.sleep(0.05)
+                    self.close_connection = True
+                    return
                 with contextlib.suppress(ValueError), receiver.lock:
                     receiver.requests.append((self.headers.get("Idempotency-Key", ""), json.loads(body)))
                 self.send_response(200)
