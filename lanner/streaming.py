@@ -80,6 +80,8 @@ class BatchSender(Generic[T]):
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._queue: collections.deque[T] = collections.deque()
+        # Items that must not be dropped (a stage's own drop report): they go out with the next batch.
+        self._urgent: list[T] = []
         # With ``weigh``, an item stands for that many events (a whole batch forwarded as one item): the queue bound
         # and every counter are in events, not items.
         self._weigh = weigh
@@ -133,6 +135,14 @@ class BatchSender(Generic[T]):
         self._queue.append(item)
         if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
             self._wakeup.set()
+
+    def submit_urgent(self, item: T) -> None:
+        """Queue an item that a full queue must not drop, such as the report of what it dropped: under sustained
+        overload the oldest item is dropped within a fraction of a second, and the report with it."""
+        if self._ledger is not None:
+            self._ledger.took(self._weight([item]))
+        self._urgent.append(item)
+        self._wakeup.set()
 
     def _submit_weighed(self, item: T, weight: int) -> None:
         assert self._weigh is not None
@@ -266,6 +276,11 @@ class BatchSender(Generic[T]):
             if reader.done():
                 reader.result()  # re-raise the reader's error
                 return
+            if self._urgent:
+                urgent, self._urgent = self._urgent, []
+                self._queue.extendleft(reversed(urgent))
+                if self._weigh is not None:
+                    self._queued += self._weight(urgent)
             if not self._queue:
                 if self._closing:
                     await self._wait_all_acked(reader)
@@ -313,7 +328,9 @@ class BatchSender(Generic[T]):
                 break
             await asyncio.sleep(0.01)
         pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
+        pending.extend(self._urgent)
         pending.extend(self._queue)
+        self._urgent = []
         left = self._weight(pending)
         self._inflight.clear()
         self._queue.clear()

@@ -103,7 +103,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         lost.timing.event_ns = time.time_ns()
         lost.args.add(name="n_drops", uint_value=alerts.dropped)
         lost.args.add(name="n_evts", uint_value=0)
-        alerts.submit(alert_to_pb(syscall_drop_alert(lost, hostname), lost))
+        alerts.submit_urgent(alert_to_pb(syscall_drop_alert(lost, hostname), lost))
     reloader = RuleReloader(
         lambda: resolve_rules_paths(cfg.rules_files),
         engine_options(cfg),

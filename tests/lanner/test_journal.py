@@ -76,3 +76,17 @@ async def test_what_a_killed_sender_held_is_counted_at_the_next_start(tmp_path: 
     await second.close(drain_timeout=0)
     third = make()  # after a clean stop nothing is counted again
     assert third.dropped == 0
+
+
+async def test_an_urgent_item_outlives_a_full_queue(tmp_path: Path) -> None:
+    """A drop report must not be dropped by the very overflow it reports."""
+    journal = bytes_journal(str(tmp_path / "u.journal"))
+    sender: BatchSender[bytes] = BatchSender(
+        "urgent-test", "127.0.0.1:1", lambda ch: None, lambda s, i, d: b"", max_queue=2, journal=journal
+    )
+    sender.submit_urgent(b"report")
+    sender.submit_many([b"%d" % n for n in range(10)])
+    assert sender.dropped == 8
+    await sender.close(drain_timeout=0)
+    restored = bytes_journal(str(tmp_path / "u.journal")).restore()  # type: ignore[union-attr]
+    assert restored == [b"report", b"8", b"9"]
