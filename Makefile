@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup run test lint typecheck fmt protos bench container-stack upstream-rules upstream-rules-found clean
+.PHONY: help setup run test lint typecheck fmt protos bench chaos container-stack upstream-rules upstream-rules-found clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ protos: ## regenerate the Python code from protos/
 
 bench: ## print throughput and latency figures (engine, dispatcher, collector, whole pipeline)
 	bash scripts/bench.sh
+
+chaos: setup ## kill each stage under marker load through lanner up; print delivered/dropped/unaccounted (root)
+	$(PY) -m tests.chaos.run $(ARGS)
 
 container-stack: ## bring up containerd + Docker + compose with local images (for the container tests)
 	bash scripts/container-stack.sh

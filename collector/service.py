@@ -150,7 +150,7 @@ class CollectorService:
             and now - self._drop_alert_at >= self.drop_alert_interval_s
         ):
             self._drop_alert_at = now
-            self.sender.submit(self.encoder.encode_shared(self.drop_event(self._unreported)))
+            self.sender.submit_urgent(self.encoder.encode_shared(self.drop_event(self._unreported)))
             self._unreported = 0
 
     def drop_event(self, lost: int) -> Event:

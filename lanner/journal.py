@@ -14,6 +14,7 @@ event or alert identity.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -96,3 +97,43 @@ def bytes_journal(path: str) -> Journal[bytes] | None:
 def shared_event_journal(path: str) -> Journal[SharedEvent] | None:
     """A journal of the collector's events; each is spilled self-contained, its processes inline."""
     return Journal(path, inline_event_wire, lambda raw: (raw, ())) if path else None
+
+
+class Ledger:
+    """What a stage took on and what it settled (handed on and acknowledged, counted as dropped, or spilled), as
+    two counters in a small memory-mapped file.
+
+    A SIGKILL gives a stage no chance to spill or count what it held; but the kernel keeps the pages of a shared
+    file mapping when a process dies, so the next start reads ``taken - settled``: exactly what the killed
+    process held, now counted as lost instead of vanishing silently. Updating it is a store to memory, no system
+    call.
+    """
+
+    _COUNTS = struct.Struct("<QQ")
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < self._COUNTS.size:
+                os.ftruncate(fd, self._COUNTS.size)
+            self._map = mmap.mmap(fd, self._COUNTS.size)
+        finally:
+            os.close(fd)
+        taken, settled = self._COUNTS.unpack_from(self._map)
+        # What the previous process held when it died without a stop (0 after a clean stop).
+        self.lost_before = max(0, taken - settled)
+        self.taken = self.settled = 0
+        self._write()
+
+    def _write(self) -> None:
+        self._COUNTS.pack_into(self._map, 0, self.taken, self.settled)
+
+    def took(self, n: int) -> None:
+        self.taken += n
+        self._write()
+
+    def settle(self, n: int) -> None:
+        self.settled += n
+        self._write()

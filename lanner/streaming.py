@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from lanner.journal import Journal
+from lanner.journal import Journal, Ledger
 from lanner.metrics import DOWNSTREAM_CONNECTED, EVENTS_DROPPED, EVENTS_OUT, QUEUE_DEPTH
 from lanner.pki import PipelineTls, secure_channel_options
 from lanner.server import client_options
@@ -80,6 +80,8 @@ class BatchSender(Generic[T]):
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._queue: collections.deque[T] = collections.deque()
+        # Items that must not be dropped (a stage's own drop report): they go out with the next batch.
+        self._urgent: list[T] = []
         # With ``weigh``, an item stands for that many events (a whole batch forwarded as one item): the queue bound
         # and every counter are in events, not items.
         self._weigh = weigh
@@ -100,6 +102,15 @@ class BatchSender(Generic[T]):
         self._out_counter = EVENTS_OUT.labels(name)
         self._depth = QUEUE_DEPTH.labels(name)
         self._connected_gauge = DOWNSTREAM_CONNECTED.labels(name)
+        # Beside the journal, a ledger counts what a SIGKILL of this process would take (see lanner.journal).
+        self._ledger = Ledger(f"{journal.path}.ledger") if journal is not None else None
+        if self._ledger is not None and self._ledger.lost_before:
+            lost = self._ledger.lost_before
+            EVENTS_DROPPED.labels(name, "lost_at_crash").inc(lost)
+            self.dropped += lost
+            self._dropped_since_last += lost
+            log.warning("the previous run died holding undelivered items; counted as dropped",
+                        extra={"stage": name, "items": lost})  # fmt: skip
         if journal is not None:
             restored = journal.restore()
             if restored:
@@ -116,6 +127,8 @@ class BatchSender(Generic[T]):
         if self._weigh is not None:
             self._submit_weighed(item, self._weigh(item))
             return
+        if self._ledger is not None:
+            self._ledger.took(1)
         if len(self._queue) >= self.max_queue:
             self._queue.popleft()
             self._count_drop(1)
@@ -123,8 +136,18 @@ class BatchSender(Generic[T]):
         if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
             self._wakeup.set()
 
+    def submit_urgent(self, item: T) -> None:
+        """Queue an item that a full queue must not drop, such as the report of what it dropped: under sustained
+        overload the oldest item is dropped within a fraction of a second, and the report with it."""
+        if self._ledger is not None:
+            self._ledger.took(self._weight([item]))
+        self._urgent.append(item)
+        self._wakeup.set()
+
     def _submit_weighed(self, item: T, weight: int) -> None:
         assert self._weigh is not None
+        if self._ledger is not None:
+            self._ledger.took(weight)
         while self._queue and self._queued + weight > self.max_queue:
             oldest = self._queue.popleft()
             lost = self._weigh(oldest)
@@ -140,6 +163,8 @@ class BatchSender(Generic[T]):
             for item in items:
                 self._submit_weighed(item, self._weigh(item))
             return
+        if self._ledger is not None:
+            self._ledger.took(len(items))
         overflow = len(self._queue) + len(items) - self.max_queue
         if overflow > 0:
             for _ in range(min(overflow, len(self._queue))):
@@ -150,7 +175,12 @@ class BatchSender(Generic[T]):
         self._queue.extend(items)
         self._wakeup.set()
 
+    def _settle(self, n: int) -> None:
+        if self._ledger is not None:
+            self._ledger.settle(n)
+
     def _count_drop(self, n: int) -> None:
+        self._settle(n)
         self.dropped += n
         self._dropped_since_last += n
         self._drop_counter.inc(n)
@@ -209,6 +239,7 @@ class BatchSender(Generic[T]):
         else:
             lost = sum(self._weight(v) for v in self._inflight.values())
             EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
+            self._settle(lost)
             self.dropped += lost
             self._dropped_since_last += lost  # the next batch tells downstream, so the drop alert counts them
         self._inflight.clear()
@@ -234,6 +265,7 @@ class BatchSender(Generic[T]):
             items = self._inflight.pop(ack.batch_seq, None)
             if items is not None:
                 n = self._weight(items)
+                self._settle(n)
                 self._out_counter.inc(n)
                 self.sent += n
             self._acked.set()
@@ -244,6 +276,11 @@ class BatchSender(Generic[T]):
             if reader.done():
                 reader.result()  # re-raise the reader's error
                 return
+            if self._urgent:
+                urgent, self._urgent = self._urgent, []
+                self._queue.extendleft(reversed(urgent))
+                if self._weigh is not None:
+                    self._queued += self._weight(urgent)
             if not self._queue:
                 if self._closing:
                     await self._wait_all_acked(reader)
@@ -291,7 +328,9 @@ class BatchSender(Generic[T]):
                 break
             await asyncio.sleep(0.01)
         pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
+        pending.extend(self._urgent)
         pending.extend(self._queue)
+        self._urgent = []
         left = self._weight(pending)
         self._inflight.clear()
         self._queue.clear()
@@ -299,6 +338,7 @@ class BatchSender(Generic[T]):
         self._depth.set(0)
         if not pending:
             return
+        self._settle(left)
         if self._journal is not None:
             try:
                 self._journal.spill(pending)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
@@ -21,7 +22,7 @@ from lanner.model import Event
 from lanner.pki import load_optional
 from lanner.server import run, run_service
 from lanner.streaming import BatchSender
-from lanner.v1 import alert_pb2, services_pb2_grpc
+from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
 from ruleengine.config import RuleEngineConfig, resolve_rules_paths
 from ruleengine.engine import EngineOptions
 from ruleengine.events_json import event_to_fields
@@ -31,7 +32,7 @@ from ruleengine.metrics import RULES_LOADED
 from ruleengine.output import AlertRecord, AppendOutput, OutputOptions
 from ruleengine.priority import Priority
 from ruleengine.reload import RuleReloader, RulesLoadFailed
-from ruleengine.service import RuleEngineService, alert_to_pb
+from ruleengine.service import RuleEngineService, alert_to_pb, syscall_drop_alert
 
 log = logging.getLogger(__name__)
 # Bad configuration or rules: a supervisor must not restart us in a loop.
@@ -95,6 +96,15 @@ async def serve(cfg: RuleEngineConfig) -> None:
         else None,
         tls=tls,
     )
+    if alerts.dropped:
+        # Alerts a killed predecessor held (lanner.journal.Ledger): each stands for at least one lost event, so the
+        # drop alert counts them.
+        lost = event_pb2.Event(type="syscall_event_drop", source="internal")
+        lost.id.node, lost.id.producer_id, lost.id.seq = hostname, "ruleengine-lost-alerts", time.time_ns()
+        lost.timing.event_ns = time.time_ns()
+        lost.args.add(name="n_drops", uint_value=alerts.dropped)
+        lost.args.add(name="n_evts", uint_value=0)
+        alerts.submit_urgent(alert_to_pb(syscall_drop_alert(lost, hostname), lost))
     reloader = RuleReloader(
         lambda: resolve_rules_paths(cfg.rules_files),
         engine_options(cfg),

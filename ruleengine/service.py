@@ -174,7 +174,7 @@ class RuleEngineService:
         event.args.add(name="n_drops", uint_value=self._upstream_unreported)
         event.args.add(name="n_evts", uint_value=len(batch.events))
         self._upstream_unreported = 0
-        self._alerts.submit(alert_to_pb(syscall_drop_alert(event, self._hostname), event))
+        self._alerts.submit_urgent(alert_to_pb(syscall_drop_alert(event, self._hostname), event))
 
     def evaluate_batch(self, batch: event_pb2.EventBatchFrame) -> None:
         engine = self._engine()  # read once per batch: a hot reload swaps it atomically between batches
@@ -199,7 +199,7 @@ class RuleEngineService:
             if source == "internal":
                 if pb.type == "syscall_event_drop":
                     full = event_pb2.Event.FromString(data)
-                    self._alerts.submit(alert_to_pb(syscall_drop_alert(full, self._hostname), full))
+                    self._alerts.submit_urgent(alert_to_pb(syscall_drop_alert(full, self._hostname), full))
                 continue
             if not engine.has_rules_for(source, pb.type):
                 continue

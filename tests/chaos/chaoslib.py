@@ -45,11 +45,21 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
+        # While set, requests are read and never answered (a receiver that hangs); ``hung`` counts them.
+        self.hang = threading.Event()
+        self.hung = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.hang.is_set():
+                    with receiver.lock:
+                        receiver.hung += 1
+                    while receiver.hang.is_set():
+                        time.sleep(0.05)
+                    self.close_connection = True
+                    return
                 with contextlib.suppress(ValueError), receiver.lock:
                     receiver.requests.append((self.headers.get("Idempotency-Key", ""), json.loads(body)))
                 self.send_response(200)
@@ -216,19 +226,34 @@ def _listening(target: str) -> bool:
     return False
 
 
-def settle(stack: Stack, receiver: Receiver, writer: MarkerWriter, timeout: float = 120) -> None:
-    """Wait until the last marker written is in both outputs, then until the drop alerts held back by their
-    rate limit (10 s) have had the chance to go out with later batches."""
-    last = writer.sent[-1]
-    prefix = f"{MARKER_DIR}/lanner-marker-{writer.run}-"
+def settle(stack: Stack, receiver: Receiver, writer: MarkerWriter, flush_s: float = 12.0, timeout: float = 120) -> None:
+    """Pause the writer, then send sentinel markers (not counted) one by one until one sent ``flush_s`` after the
+    pause is in both outputs: every earlier event has then had its chance, and the drop reports that a stage
+    holds back for its 10 s rate limit have gone out with later batches."""
+    writer.pause()
+    prefix = f"{MARKER_DIR}/lanner-marker-{writer.run}s-"
+    paused_at = time.monotonic()
+    deadline = paused_at + timeout
+    k = 0
+    while True:
+        k += 1
+        path = f"{prefix}{k}"
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.unlink(path)
+        sent_at = time.monotonic()
 
-    def arrived() -> bool:
-        in_file = any(marker_of(a.get("output_fields", {}), prefix) == last for a in stack.alerts())
-        with receiver.lock:
-            in_http = any(marker_of(b.get("output_fields", {}), prefix) == last for _, b in receiver.requests)
-        return in_file and in_http
+        def arrived(k: int = k) -> bool:
+            in_file = any(marker_of(a.get("output_fields", {}), prefix) == k for a in stack.alerts())
+            with receiver.lock:
+                in_http = any(marker_of(b.get("output_fields", {}), prefix) == k for _, b in receiver.requests)
+            return in_file and in_http
 
-    wait_until(arrived, timeout, f"the last marker ({last}) in both outputs", interval=0.2)
+        while not arrived() and time.monotonic() - sent_at < 2.0:
+            time.sleep(0.1)
+        if arrived() and sent_at - paused_at >= flush_s:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no sentinel marker reached both outputs within {timeout}s")
 
 
 def format_table(rows: list[Row]) -> str:
@@ -261,6 +286,7 @@ def run_chaos(state: Path, stages: list[str], rate: float, marks_per_phase: int)
         for stage in stages:
             first = writer.sent[-1] + 1 if writer.sent else 1
             drops_before = counted_drops(stack)
+            writer.resume()
             outage = kill_stage(stack, stage, writer, marks_per_phase)
             start = len(writer.sent)
             wait_until(lambda s=start: len(writer.sent) - s >= marks_per_phase, 120, "markers after the restart")

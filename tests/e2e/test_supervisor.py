@@ -89,7 +89,7 @@ def test_second_instance_refuses_and_names_the_first(tmp_path: Path, stacks: lis
     assert stack.proc is not None and stack.proc.poll() is None, "the running instance must be untouched"
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP", "closed output pipe"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE", "closed output pipe"])
 def test_stop_is_clean_and_kills_nothing(tmp_path: Path, stacks: list[Stack], how: str) -> None:
     stack = Stack(tmp_path / "state", without=LIGHT)
     read_end, write_end = os.pipe()

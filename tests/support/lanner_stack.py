@@ -122,7 +122,7 @@ class Stack:
             "ruleengine": {"bind": f"127.0.0.1:{p['ruleengine']}", "metrics_bind": f"127.0.0.1:{m['ruleengine']}",
                            "dispatcher_target": f"127.0.0.1:{p['dispatcher']}", "watch_rules": False},
             "dispatcher": {"bind": f"127.0.0.1:{p['dispatcher']}", "metrics_bind": f"127.0.0.1:{m['dispatcher']}",
-                           "trim_interval_s": 1.0},
+                           "trim_interval_s": 1.0, "claim_idle_s": 5.0},
         }  # fmt: skip
         if self.dispatcher_outputs is not None:
             sections["dispatcher"]["outputs"] = self.dispatcher_outputs
@@ -217,8 +217,13 @@ class Stack:
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
 
-    def alerts(self) -> list[dict[str, Any]]:
-        path = self.state / "alerts.jsonl"
+    def log(self, service: str) -> str:
+        path = self.state / "logs" / f"{service}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def alerts(self, path: Path | None = None) -> list[dict[str, Any]]:
+        """The file output's alerts (``STATE/alerts.jsonl`` unless ``path``)."""
+        path = path or self.state / "alerts.jsonl"
         if not path.exists():
             return []
         out = []
