@@ -22,6 +22,7 @@ class ProcEntry:
     anc_gen: int = -1
     anc: tuple[Process, ...] = ()
     ppid_checked: bool = False
+    pcomm: str = ""  # the parent's comm at exec (kernel facts), for an ancestor that left the table
 
 
 def with_slash(cwd: str) -> str:

@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Upstream (Falco stable) rules against the real kernel, a real container runtime and the real enricher: perform
+the behaviour in a container, collect it with the eBPF source, enrich it from Docker, evaluate the stable rules.
+
+The processes here exit within a millisecond of their exec, so what the rules read about them (the executable's
+layer, inode times, the terminal, the login uid) must have been captured in the kernel at the exec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.source import KernelSource
+from enricher.enrich import Enricher
+from enricher.runtimes import connect_runtimes
+from lanner.convert import event_from_pb, event_to_pb
+from lanner.model import Event
+from ruleengine.engine import Engine, EngineOptions, load_rules
+from ruleengine.fields import EventContext
+from tests.support.kernel_source import collect, kernel_source
+
+pytestmark = pytest.mark.bpf
+
+STABLE = Path(__file__).resolve().parents[3] / "shared" / "falco-rules" / "falco_rules.yaml"
+DOCKER_SOCKET = "/var/run/docker.sock"
+IMAGE = "local/busybox"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    res = load_rules([str(STABLE)], EngineOptions(rule_matching="all"))
+    assert res.engine is not None, [e.format() for e in res.errors]
+    return res.engine
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[KernelSource]:
+    yield from kernel_source()
+
+
+@pytest.fixture(scope="module")
+def container() -> Iterator[str]:
+    """A long-running container (the usual target: a service that was broken into)."""
+    if shutil.which("docker") is None:
+        pytest.fail("docker is needed (scripts/container-stack.sh installs it)")
+    name = f"lanner-live-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, IMAGE, "sleep", "600"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def enrich(events: list[Event]) -> list[Event]:
+    """Container metadata for the events, from Docker, as the enricher service adds it."""
+
+    async def run() -> list[Event]:
+        chain = await connect_runtimes(DOCKER_SOCKET, [], 5.0)
+        enr = Enricher(chain, wait_s=5.0, lookup_timeout_s=5.0)
+        try:
+            pbs = [event_to_pb(e) for e in events]
+            await enr.enrich(pbs)
+            return [event_from_pb(p) for p in pbs]
+        finally:
+            await enr.close()
+            await chain.close()
+
+    return asyncio.run(run())
+
+
+def alerts(engine: Engine, events: list[Event], keep: Callable[[Event], bool]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for ev in enrich([e for e in events if keep(e)]):
+        ctx = EventContext(ev)
+        for m in engine.process(ctx):
+            out.append((m.name, m.render(ctx, "test-host").output))
+    return out
+
+
+def test_a_binary_dropped_into_a_container_and_run_at_once_alerts(
+    source: KernelSource, engine: Engine, container: str
+) -> None:
+    source.poll()
+    # `script` gives docker exec -t a terminal, so the dropped binary runs with one (proc.tty).
+    cmd = f"docker exec -t {container} sh -c 'cp /bin/busybox /tmp/dropped && /tmp/dropped true; true'"
+    subprocess.run(["script", "-qec", cmd, "/dev/null"], check=False, capture_output=True, timeout=60)
+
+    def dropped_exited(evs: list[Event]) -> bool:
+        return any(e.type == "procexit" and e.proc.comm == "dropped" for e in evs)
+
+    events = collect(source, dropped_exited, timeout=15)
+    execs = [e for e in events if e.type == "execve" and e.proc.exepath == "/tmp/dropped" and e.res == 0]
+    assert execs, "no exec of /tmp/dropped seen"
+    found = alerts(engine, events, lambda e: e in execs)
+    names = [n for n, _ in found]
+    assert "Drop and execute new binary in container" in names, found
+    output = dict(found)["Drop and execute new binary in container"]
+    p = execs[0].proc
+    assert p.exe_ino is not None and p.is_exe_upper_layer is True and p.is_exe_writable is True
+    for part in (
+        "proc_exe=/tmp/dropped",
+        "proc_exepath=/tmp/dropped",
+        "exe_flags=EXE_WRITABLE|EXE_UPPER_LAYER",
+        "user_loginuid=-1",
+        f"proc_exe_ino_ctime={p.exe_ino_ctime}",
+        "process=dropped",
+        "parent=sh",
+    ):
+        assert part in output, output
+    assert p.tty and f"terminal={p.tty}" in output, output
+    # Spawned after the copy: the executable changed a moment before the process started.
+    duration = int(output.split("proc_exe_ino_ctime_duration_proc_start=")[1].split()[0])
+    assert 0 < duration < 60 * 10**9, output
+    assert p.cap_effective and p.cap_effective != (1 << 41) - 1  # a container's reduced capability set
+
+
+def test_an_image_binary_run_in_a_container_is_quiet(source: KernelSource, engine: Engine, container: str) -> None:
+    source.poll()
+    subprocess.run(["docker", "exec", container, "/bin/true"], check=True, capture_output=True, timeout=60)
+
+    def done(evs: list[Event]) -> bool:
+        return any(e.type == "procexit" and e.proc.exe == "/bin/true" for e in evs)
+
+    events = collect(source, done, timeout=15)
+    execs = [e for e in events if e.type == "execve" and e.proc.exe == "/bin/true"]
+    assert execs and execs[0].proc.is_exe_upper_layer is False
+    assert "Drop and execute new binary in container" not in [n for n, _ in alerts(engine, events, execs.__contains__)]
