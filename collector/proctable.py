@@ -346,6 +346,9 @@ class ProcessTable(FdOps):
             if fd is not None and fd.path.startswith("/"):
                 return normalize(posixpath.join(fd.path, rest)) if rest else fd.path
             return filename
+        if filename in ("/proc/self/exe", f"/proc/{entry.proc.pid}/exe") and entry.proc.exepath:
+            # A program re-executing itself (busybox applets, runc): the same file as before the exec.
+            return entry.proc.exepath
         path = filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/", filename))
         if entry.mntns in (0, self.users_host_mntns) and not path.startswith(("/proc/", "/dev/")):
             # Same root as ours, so symlinks can be resolved here (the kernel reports the resolved path).

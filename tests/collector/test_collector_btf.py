@@ -258,3 +258,12 @@ def test_collector_check_says_where_process_facts_come_from(capsys: pytest.Captu
     out = capsys.readouterr().out
     expected = "read in the kernel at exec" if kernel_offsets.resolve().available else "read from /proc"
     assert expected in out, out
+
+
+def test_a_program_re_executing_itself_keeps_its_exepath(decoder: Decoder) -> None:
+    """busybox applets and runc exec /proc/self/exe: once the process is gone, the path is the one it had."""
+    decoder.decode(fork_record(300, 301))
+    first = decoder.decode(exec_record(301, "/bin/busybox", ["timeout", "2", "nc"], comm="timeout"))
+    assert first is not None and first.proc.exepath == os.path.realpath("/bin/busybox")
+    again = decoder.decode(exec_record(301, "/proc/self/exe", ["nc", "10.0.0.1", "443"], comm="nc"))
+    assert again is not None and again.proc.exepath == first.proc.exepath

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from enricher.enrich import Enricher
 from enricher.runtimes import connect_runtimes
 from lanner.convert import event_from_pb, event_to_pb
 from lanner.model import Event
+from ruleengine import dnsnames
 from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.fields import EventContext
 from tests.support.kernel_source import collect, kernel_source
@@ -135,3 +137,76 @@ def test_an_image_binary_run_in_a_container_is_quiet(source: KernelSource, engin
     execs = [e for e in events if e.type == "execve" and e.proc.exe == "/bin/true"]
     assert execs and execs[0].proc.is_exe_upper_layer is False
     assert "Drop and execute new binary in container" not in [n for n, _ in alerts(engine, events, execs.__contains__)]
+
+
+K8S_API_NAME = "kubernetes.default.svc.cluster.local"
+
+
+@pytest.fixture
+def api_server_name(container: str) -> Iterator[tuple[str, int]]:
+    """The cluster's API server name resolving (through /etc/hosts) to an address the container reaches: the
+    Docker bridge gateway, where a listener stands in for the API server. Returns (address, port)."""
+    gateway = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}", container],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    assert gateway, "container has no bridge gateway"
+    marker = f"# lanner-test {uuid.uuid4().hex}"
+    hosts = Path("/etc/hosts")
+    original = hosts.read_text()
+    hosts.write_text(original.rstrip("\n") + f"\n{gateway} {K8S_API_NAME} {marker}\n")
+    listener = socket.create_server((gateway, 0))
+    try:
+        yield gateway, listener.getsockname()[1]
+    finally:
+        listener.close()
+        hosts.write_text("".join(line for line in hosts.read_text().splitlines(True) if marker not in line))
+
+
+def test_a_container_contacting_the_api_server_by_its_address_alerts(
+    source: KernelSource, engine: Engine, container: str, api_server_name: tuple[str, int]
+) -> None:
+    address, port = api_server_name
+    # The stable rules name the API server; compiling them put that name on the watch list. Resolve it now rather
+    # than at the next periodic refresh.
+    assert K8S_API_NAME in dnsnames.WATCHED.names
+    dnsnames.WATCHED.refresh()
+    source.poll()
+    # The listener never answers, so nc is bounded by `timeout`.
+    subprocess.run(
+        ["docker", "exec", container, "sh", "-c", f"timeout 2 nc {address} {port} </dev/null; true"],
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+
+    def connected(evs: list[Event]) -> bool:
+        return any(e.type == "connect" and e.proc.comm == "nc" for e in evs)
+
+    events = collect(source, connected, timeout=15)
+    found = alerts(engine, events, lambda e: e.type == "connect" and e.proc.comm == "nc")
+    assert "Contact K8S API Server From Container" in [n for n, _ in found], found
+    output = dict(found)["Contact K8S API Server From Container"]
+    assert f"{address}:{port}" in output and "process=nc" in output, output
+
+
+def test_contacting_another_address_from_a_container_is_quiet(
+    source: KernelSource, engine: Engine, container: str
+) -> None:
+    dnsnames.WATCHED.refresh()
+    with socket.create_server(("0.0.0.0", 0)) as other:
+        port = other.getsockname()[1]
+        source.poll()
+        # The container's own address, not the API server's.
+        subprocess.run(
+            ["docker", "exec", container, "sh", "-c", f"timeout 2 nc $(hostname -i) {port} </dev/null; true"],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+        events = collect(source, lambda evs: any(e.type == "connect" and e.proc.comm == "nc" for e in evs), 15)
+    found = alerts(engine, events, lambda e: e.type == "connect" and e.proc.comm == "nc")
+    assert "Contact K8S API Server From Container" not in [n for n, _ in found], found
