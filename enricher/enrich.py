@@ -36,6 +36,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from enricher.cgroups import CgroupMatch, match_cgroup_tuple
+from enricher.kexec import ExecSessions
 from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
 from lanner.convert import HOST_PB, container_to_pb, k8s_to_pb
 from lanner.model import SOURCE_SYSCALL
@@ -90,8 +91,11 @@ class Enricher:
         meta_ttl_s: float = 60.0,
         negative_ttl_s: float = 10.0,
         max_entries: int = 65536,
+        sessions: ExecSessions | None = None,
     ) -> None:
         self.provider = provider
+        # kubectl exec attribution (enricher.kexec), run over each batch once its containers are known.
+        self.sessions = sessions
         self.wait_s = wait_s
         self.lookup_timeout_s = lookup_timeout_s
         self.meta_ttl_s = meta_ttl_s
@@ -317,6 +321,8 @@ class Enricher:
         for outcome, n in counts.items():
             if n:
                 self._outcome[outcome].inc(n)
+        if self.sessions is not None:
+            self.sessions.observe(events)
 
     async def close(self) -> None:
         """Cancel lookups still running."""

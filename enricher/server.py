@@ -14,6 +14,7 @@ from enricher.cache import RedisCachedProvider
 from enricher.config import EnricherConfig
 from enricher.docker import DockerProvider
 from enricher.enrich import Enricher
+from enricher.kexec import ExecSessions
 from enricher.meta import MetadataProvider
 from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
 from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream, weigh
@@ -46,6 +47,7 @@ async def serve(cfg: EnricherConfig) -> None:
         lookup_timeout_s=cfg.lookup_timeout_s,
         meta_ttl_s=cfg.memory_ttl_s,
         negative_ttl_s=cfg.negative_ttl_s,
+        sessions=ExecSessions(),
     )
     sender: BatchSender[bytes] = BatchSender(
         STAGE,

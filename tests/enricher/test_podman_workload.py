@@ -180,3 +180,18 @@ def test_a_cri_pod_of_a_deployment_names_its_replicaset_and_deployment(cri_ready
 
         got = asyncio.run(look())
     assert got == ("containerd", name, "ReplicaSet", "web-7d4b9c8f6d", "Deployment", "web")
+
+
+def test_cri_o_containers_are_typed_cri_o() -> None:
+    from enricher.cri import meta_from_cri
+    from lanner.cri.v1 import cri_pb2
+
+    status = cri_pb2.ContainerStatus(id="a" * 64)
+    status.metadata.name = "app"
+    sandbox = cri_pb2.PodSandboxStatus(id="b" * 64)
+    sandbox.metadata.name, sandbox.metadata.namespace = "agent-k2l9p", "kube-system"
+    sandbox.labels.update({"controller-revision-hash": "6c7", "pod-template-generation": "1"})
+    meta = meta_from_cri(status, {}, sandbox, "cri-o")
+    assert meta.container.type == "cri-o"
+    assert (meta.k8s.owner_kind, meta.k8s.owner_name) == ("DaemonSet", "agent")
+    assert meta_from_cri(status, {}, None, "containerd").container.type == "containerd"
