@@ -103,7 +103,8 @@ def _matches(req: ExecRequest, s: _Session) -> bool:
 
 
 class ExecSessions:
-    """Joins audit ``pods/exec`` requests with the processes they started; run over every batch, in order."""
+    """Joins audit ``pods/exec`` requests with the processes they started. Processes are keyed by (node, pid); the
+    adapters below feed it from events (``observe``) or from a batch frame (enricher.kexec_frame)."""
 
     def __init__(self, window_ns: int = WINDOW_NS) -> None:
         self.window_ns = window_ns
@@ -114,16 +115,16 @@ class ExecSessions:
         self._audit_ids: OrderedDict[str, None] = OrderedDict()
         self.attributed = 0  # sessions matched so far
 
-    def observe(self, events: Sequence[event_pb2.Event]) -> None:
-        """Learn from and annotate one batch."""
-        for ev in events:
-            if ev.source == SOURCE_K8S_AUDIT:
-                self._audit(ev)
-            elif not ev.source or ev.source == "syscall":
-                self._syscall(ev)
+    @property
+    def active(self) -> bool:
+        """Whether any process is attributed or waiting for its audit request."""
+        return bool(self._who or self._tree)
 
-    def _audit(self, ev: event_pb2.Event) -> None:
-        req = parse_exec_request(ev.audit_json, ev.timing.event_ns)
+    # ---- the three facts it learns -----------------------------------------------------------------------
+
+    def audit(self, audit_json: str, ts_ns: int) -> None:
+        """An audit event: when it is a pods/exec request, attribute its session (now or when it shows up)."""
+        req = parse_exec_request(audit_json, ts_ns)
         if req is None or not req.user:
             return
         if req.audit_id:
@@ -140,54 +141,92 @@ class ExecSessions:
         self._requests.append(req)
         self._expire(req.ts_ns)
 
-    def _syscall(self, ev: event_pb2.Event) -> None:
-        proc = ev.proc
-        node = ev.id.node
-        key = (node, proc.pid)
-        who = self._who.get(key)
-        if who is None and (self._who or self._tree):
-            who = self._inherit(key, (node, proc.ppid))
-        if ev.type in _EXEC_TYPES and ev.res == 0 and who is None and key not in self._tree:
-            who = self._new_session(ev, key)
+    def exec(
+        self,
+        key: _Key,
+        parent: _Key,
+        argv: tuple[str, ...],
+        parent_comm: str,
+        parent_exepath: str,
+        where: tuple[str, str, str],
+        ts_ns: int,
+    ) -> Who | None:
+        """A process exec'd ``argv`` in a pod's container ``where`` = (namespace, pod, container); returns who
+        opened its session when known."""
+        who = self.who(key, parent)
         if who is not None:
-            ev.k8s.exec_user = who.user
-            del ev.k8s.exec_groups[:]
-            ev.k8s.exec_groups.extend(who.groups)
-        if ev.type == "procexit" and proc.tid == proc.pid:
-            self._who.pop(key, None)
-            self._tree.pop(key, None)
+            return who
+        if key in self._tree and key not in self._sessions:
+            return None  # a descendant of a session still waiting for its request
+        if not where[1]:
+            return None
+        helper = parent_comm in _EXEC_HELPERS or parent_exepath.rsplit("/", 1)[-1] in ("runc", "crun")
+        if not helper and not parent_comm.startswith("containerd-shim"):
+            return None
+        s = _Session(key, where[0], where[1], where[2], argv, ts_ns)
+        for i, req in enumerate(self._requests):
+            if _matches(req, s):
+                del self._requests[i]
+                who = Who(req.user, req.groups)
+                self._who[key] = who
+                self._tree.pop(key, None)
+                self._sessions.pop(key, None)
+                self.attributed += 1
+                return who
+        self._sessions[key] = s  # (again, when the runtime's helper exec'd the command in place)
+        self._tree[key] = key
+        self._expire(ts_ns)
+        return None
 
-    def _inherit(self, key: _Key, parent: _Key) -> Who | None:
+    def who(self, key: _Key, parent: _Key) -> Who | None:
+        """Who opened the session of a process: its own attribution, else its parent's (inherited from now on)."""
+        who = self._who.get(key)
+        if who is not None or not (self._who or self._tree):
+            return who
         who = self._who.get(parent)
         if who is not None:
             if len(self._who) < _MAX_TRACKED:
                 self._who[key] = who
             return who
         root = self._tree.get(parent)
-        if root is not None and len(self._tree) < _MAX_TRACKED:
+        if root is not None and key not in self._tree and len(self._tree) < _MAX_TRACKED:
             self._tree[key] = root
         return None
 
-    def _new_session(self, ev: event_pb2.Event, key: _Key) -> Who | None:
-        if not ev.k8s.pod_name or not ev.ancestors:
-            return None
-        parent = ev.ancestors[0]
-        helper = parent.comm in _EXEC_HELPERS or parent.exepath.rsplit("/", 1)[-1] in ("runc", "crun")
-        if not helper and not parent.comm.startswith("containerd-shim"):
-            return None
-        argv = (ev.proc.exe, *ev.proc.args)
-        s = _Session(key, ev.k8s.ns_name, ev.k8s.pod_name, ev.container.name, argv, ev.timing.event_ns)
-        for i, req in enumerate(self._requests):
-            if _matches(req, s):
-                del self._requests[i]
-                who = Who(req.user, req.groups)
-                self._who[key] = who
-                self.attributed += 1
-                return who
-        self._sessions[key] = s
-        self._tree[key] = key
-        self._expire(s.ts_ns)
-        return None
+    def exited(self, key: _Key) -> None:
+        """The process is gone (its pid may be reused)."""
+        self._who.pop(key, None)
+        if self._tree.pop(key, None) is not None:
+            self._sessions.pop(key, None)
+
+    # ---- events carrying their processes inline ----------------------------------------------------------
+
+    def observe(self, events: Sequence[event_pb2.Event]) -> None:
+        """Learn from and annotate one batch of events (in order)."""
+        for ev in events:
+            if ev.source == SOURCE_K8S_AUDIT:
+                self.audit(ev.audit_json, ev.timing.event_ns)
+                continue
+            if ev.source and ev.source != "syscall":
+                continue
+            proc = ev.proc
+            node = ev.id.node
+            key, parent = (node, proc.pid), (node, proc.ppid)
+            if ev.type in _EXEC_TYPES and ev.res == 0 and ev.ancestors:
+                anc = ev.ancestors[0]
+                where = (ev.k8s.ns_name, ev.k8s.pod_name, ev.container.name)
+                argv = (proc.exe, *proc.args)
+                who = self.exec(key, parent, argv, anc.comm, anc.exepath, where, ev.timing.event_ns)
+            else:
+                who = self.who(key, parent)
+            if who is not None:
+                ev.k8s.exec_user = who.user
+                del ev.k8s.exec_groups[:]
+                ev.k8s.exec_groups.extend(who.groups)
+            if ev.type == "procexit" and proc.tid == proc.pid:
+                self.exited(key)
+
+    # ---- internals ---------------------------------------------------------------------------------------
 
     def _attribute(self, s: _Session, who: Who) -> None:
         """An audit request matched a session seen earlier: its whole process tree is that user's from now on."""

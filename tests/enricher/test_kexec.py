@@ -17,15 +17,18 @@ import grpc
 import pytest
 
 from collector.decode import Identity
+from collector.encode import EventEncoder
 from collector.k8s_audit import AuditWebhook
 from collector.source import KernelSource
 from enricher.cri import detect_cri
 from enricher.enrich import Enricher
 from enricher.kexec import ExecSessions, parse_exec_request
-from lanner.convert import event_from_pb, event_to_pb
+from lanner.convert import BatchTables, event_from_pb, event_to_pb
 from lanner.cri.v1 import cri_pb2 as pb
 from lanner.cri.v1 import cri_pb2_grpc
 from lanner.model import Event
+from lanner.v1 import event_pb2
+from lanner.wire import shared_batch_wire
 from ruleengine.engine import EngineOptions, load_texts
 from ruleengine.fields import EventContext
 from tests.enricher.enricher_testlib import CRI_ENDPOINT, Pod, cri_pod
@@ -97,16 +100,27 @@ def exec_in(container_id: str, cmd: list[str]) -> bytes:
     return resp.stdout
 
 
-def enrich_all(batches: list[list[Event]], sessions: ExecSessions) -> list[Event]:
+def enrich_all(batches: list[list[Event]], sessions: ExecSessions, frames: bool) -> list[Event]:
+    """Through the enricher as the service runs it: batch frames with a shared process table (``frames``, what the
+    collector sends), or events carrying their processes inline."""
+    encoder = EventEncoder()
+
     async def run() -> list[Event]:
         providers = await detect_cri([CRI_ENDPOINT])
         enr = Enricher(providers[0], wait_s=5.0, lookup_timeout_s=5.0, sessions=sessions)
         out: list[Event] = []
         try:
-            for batch in batches:
-                pbs = [event_to_pb(e) for e in batch]
-                await enr.enrich(pbs)
-                out.extend(event_from_pb(p) for p in pbs)
+            for seq, batch in enumerate(batches, 1):
+                if frames:
+                    wire = shared_batch_wire(seq, [encoder.encode_shared(e) for e in batch], 0)
+                    frame = event_pb2.EventBatchFrame.FromString(wire)
+                    await enr.enrich_frame(frame)
+                    tables = BatchTables(frame)
+                    out.extend(event_from_pb(event_pb2.Event.FromString(d), tables) for d in frame.events)
+                else:
+                    pbs = [event_to_pb(e) for e in batch]
+                    await enr.enrich(pbs)
+                    out.extend(event_from_pb(p) for p in pbs)
         finally:
             await enr.close()
             for p in providers:
@@ -118,13 +132,17 @@ def enrich_all(batches: list[list[Event]], sessions: ExecSessions) -> list[Event
 
 @pytest.mark.containers
 @pytest.mark.bpf
-@pytest.mark.parametrize("audit_first", [False, True], ids=["audit-after-exec", "audit-before-exec"])
+@pytest.mark.parametrize(
+    ("audit_first", "frames"),
+    [(False, True), (True, True), (False, False)],
+    ids=["audit-after-exec", "audit-before-exec", "inline-events"],
+)
 def test_kubectl_exec_names_the_user_on_the_session_and_its_children(
-    cri_ready: None, source: KernelSource, audit_first: bool
+    cri_ready: None, source: KernelSource, audit_first: bool, frames: bool
 ) -> None:
     command = ["sh", "-c", "cat /etc/hostname; id -u"]
     webhook = AuditWebhook("127.0.0.1:0", Identity(node="node-a", boot_id="b", producer_id="p"))
-    with cri_pod(name=f"kexec-{int(audit_first)}", namespace="lanner-tests") as pod:
+    with cri_pod(name=f"kexec-{int(audit_first)}{int(frames)}", namespace="lanner-tests") as pod:
         source.poll()
         started = time.time_ns()
         exec_in(pod.container_id, command)
@@ -138,7 +156,7 @@ def test_kubectl_exec_names_the_user_on_the_session_and_its_children(
             cut = next(i for i, e in enumerate(events) if e.type == "execve" and e.proc.exe == "sh") + 1
             batches = [events[:cut], [audit], events[cut:]]
         sessions = ExecSessions()
-        enriched = enrich_all(batches, sessions)
+        enriched = enrich_all(batches, sessions, frames)
         assert sessions.attributed == 1
     in_pod = [e for e in enriched if e.k8s.pod_name == pod.name and e.source == "syscall"]
     sh = [e for e in in_pod if e.type == "execve" and e.proc.exe == "sh" and e.proc.args == tuple(command[1:])]
@@ -174,8 +192,6 @@ def test_kubectl_exec_names_the_user_on_the_session_and_its_children(
 
 def test_an_exec_nobody_asked_for_stays_unattributed() -> None:
     """A request for another pod or command does not attribute the session."""
-    from lanner.v1 import event_pb2
-
     sessions = ExecSessions()
     ev = event_pb2.Event(type="execve", source="syscall", res=0)
     ev.id.node = "n"
