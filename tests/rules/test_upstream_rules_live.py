@@ -210,3 +210,44 @@ def test_contacting_another_address_from_a_container_is_quiet(
         events = collect(source, lambda evs: any(e.type == "connect" and e.proc.comm == "nc" for e in evs), 15)
     found = alerts(engine, events, lambda e: e.type == "connect" and e.proc.comm == "nc")
     assert "Contact K8S API Server From Container" not in [n for n, _ in found], found
+
+
+def test_a_shell_with_a_terminal_in_a_container_alerts(source: KernelSource, engine: Engine, container: str) -> None:
+    source.poll()
+    # A shell that exits at once: its terminal is known only from the kernel at the exec.
+    cmd = f"docker exec -t {container} sh -c true"
+    subprocess.run(["script", "-qec", cmd, "/dev/null"], check=False, capture_output=True, timeout=60)
+
+    def done(evs: list[Event]) -> bool:
+        return any(e.type == "procexit" and e.proc.exe == "sh" and e.proc.args == ("-c", "true") for e in evs)
+
+    events = collect(source, done, timeout=15)
+    shells = [e for e in events if e.type == "execve" and e.proc.exe == "sh" and e.proc.args == ("-c", "true")]
+    assert shells and shells[0].proc.tty
+    found = alerts(engine, events, shells.__contains__)
+    assert "Terminal shell in container" in [n for n, _ in found], found
+    assert f"terminal={shells[0].proc.tty}" in dict(found)["Terminal shell in container"]
+
+
+def test_fileless_execution_from_a_memfd_alerts(source: KernelSource, engine: Engine) -> None:
+    # The program copies an executable into an anonymous memory file and runs it from there (fexecve).
+    program = (
+        "import os, shutil\n"
+        "fd = os.memfd_create('payload', 0)\n"
+        "with open('/usr/bin/true', 'rb') as src:\n"
+        "    os.write(fd, src.read())\n"
+        "os.execv(f'/proc/self/fd/{fd}', ['payload'])\n"
+    )
+    source.poll()
+    p = subprocess.Popen(["python3", "-c", program])
+    p.wait(timeout=30)
+
+    def done(evs: list[Event]) -> bool:
+        return any(e.type == "procexit" and e.proc.pid == p.pid for e in evs)
+
+    events = collect(source, done, timeout=15)
+    execs = [e for e in events if e.type == "execve" and e.proc.pid == p.pid and e.proc.exe == "payload"]
+    assert execs and execs[0].proc.is_exe_from_memfd is True
+    found = alerts(engine, events, execs.__contains__)
+    assert "Fileless execution via memfd_create" in [n for n, _ in found], found
+    assert "EXE_FROM_MEMFD" in dict(found)["Fileless execution via memfd_create"]
