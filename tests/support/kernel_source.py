@@ -13,13 +13,14 @@ from collector.source import BpfProbe, KernelSource
 from lanner.model import Event
 
 
-def kernel_source() -> Iterator[KernelSource]:
-    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body."""
+def kernel_source(pages: int = 256) -> Iterator[KernelSource]:
+    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body. ``pages``
+    sizes the ring buffer (a busy host overflows a small one while a test waits for its few events)."""
     found = preflight.problems()
     if found:
         pytest.skip("eBPF unavailable: " + "; ".join(found))
     # The test process spawns the workloads, so it must not exclude itself (its children would be silent too).
-    src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
+    src = KernelSource(BpfProbe(ring_buffer_pages=pages, exclude_self=False))
     src.start()
     yield src
     src.close()
