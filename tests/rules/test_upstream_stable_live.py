@@ -247,3 +247,28 @@ def test_container_behaviour_alerts(
     assert events, "no events from the container"
     found = alerts(engine, events, lambda e: True)
     assert rule in [n for n, _ in found], sorted({n for n, _ in found})
+
+
+def test_system_user_running_an_interactive_program_alerts(
+    source: KernelSource,
+    engine: Engine,
+    scratch: Path,
+) -> None:
+    # The daemon account (uid 1) runs a program called login: system accounts never log in.
+    scratch.chmod(0o755)
+    login = scratch / "login"
+    if not login.exists():
+        shutil.copy("/usr/bin/true", login)
+        login.chmod(0o755)
+
+    def as_daemon() -> None:
+        os.setgid(1)
+        os.setuid(1)
+
+    source.poll()
+    p = subprocess.Popen([str(login)], preexec_fn=as_daemon)
+    p.wait(timeout=30)
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), timeout=15)
+    found = alerts(engine, [e for e in events if e.proc.pid == p.pid], lambda e: True)
+    assert "System user interactive" in [n for n, _ in found], found
+    assert "user=daemon" in dict(found)["System user interactive"]
