@@ -2,8 +2,9 @@
 //
 // Lanner's syscall probes, compiled by bcc.
 //
-// Only tracepoint arguments and BPF helpers are read, never kernel structs: the installed headers are older than
-// the running kernel, so struct offsets from them are wrong (collector docs, "kernel headers"). Every syscall
+// Tracepoint arguments and BPF helpers are read directly. Kernel structs are never read through the installed
+// headers (older than the running kernel, so their offsets are wrong); the few struct reads at exec use offsets
+// taken from the running kernel's BTF and passed in as -DK_* constants (see fill_task). Every syscall
 // tracepoint stores its arguments as 8-byte slots starting at offset 16, which SC_ARG() reads directly.
 //
 // Syscalls are paired enter/exit through a per-thread map so each call produces one record carrying both the
@@ -18,6 +19,8 @@
 //   LANNER_SELF_TGID    the collector's own pid, excluded (with its children) from the first instant
 //   LANNER_DROP_FAILED_OPEN  1 to skip opens that failed (most rules need a file that was opened)
 //   LANNER_CAPTURE_ENV  1 to copy the environment of execve (proc.env), 0 to leave it out
+//   LANNER_BTF          1 when the K_* struct offsets below were taken from the running kernel's BTF
+//                       (collector/kernel_offsets.py); exec records then carry struct lanner_task
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -46,6 +49,9 @@
 #endif
 #ifndef LANNER_FAM_PRIV
 #define LANNER_FAM_PRIV 1
+#endif
+#ifndef LANNER_BTF
+#define LANNER_BTF 0
 #endif
 
 #define SCRATCH_SIZE 16384
@@ -329,6 +335,146 @@ static __always_inline __u32 put_exec_args(struct lanner_exec *x, char *tail, __
 	return len + env_len;
 }
 
+#if LANNER_BTF
+// Reads a kernel value at `base + off` (offsets from BTF); the destination stays zero when the read fails.
+#define KREAD(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (const char *)(base) + (off))
+
+static __always_inline __u32 pid_nr_at(const char *pid, __u32 level)
+{
+	__u32 nr = 0;
+	if (pid)
+		KREAD(nr, pid, K_PID_NUMBERS + (level & 63) * K_UPID_SIZE + K_UPID_NR);
+	return nr;
+}
+
+// What the kernel knows about the task that just exec'd, read before it can exit: its executable's inode,
+// credentials, terminal, parent and namespaces.
+static __always_inline void fill_task(struct lanner_task *t)
+{
+	const char *task = (const char *)bpf_get_current_task();
+	const char *p = NULL;
+	__builtin_memset(t, 0, sizeof(*t));
+	t->flags = LANNER_TF_VALID;
+
+	const char *mm = NULL, *file = NULL, *inode = NULL, *sb = NULL, *mnt = NULL, *dentry = NULL;
+	KREAD(mm, task, K_TASK_MM);
+	if (mm)
+		KREAD(file, mm, K_MM_EXE_FILE);
+	if (file) {
+		KREAD(inode, file, K_FILE_INODE);
+		KREAD(mnt, file, K_FILE_PATH_MNT);
+		KREAD(dentry, file, K_FILE_PATH_DENTRY);
+	}
+	if (inode) {
+		__u64 sec = 0;
+		__u32 nsec = 0;
+		__u16 mode = 0;
+		KREAD(t->exe_ino, inode, K_INODE_INO);
+		KREAD(mode, inode, K_INODE_MODE);
+		t->exe_mode = mode;
+		KREAD(t->exe_uid, inode, K_INODE_UID);
+		KREAD(t->exe_gid, inode, K_INODE_GID);
+		KREAD(sec, inode, K_INODE_CTIME_SEC);
+		KREAD(nsec, inode, K_INODE_CTIME_NSEC);
+		// Bits 30-31 of the nanoseconds are flags on kernels with multigrain timestamps (I_CTIME_QUERIED).
+		t->exe_ctime_ns = sec * 1000000000ULL + (nsec & 0x3fffffff);
+		sec = 0;
+		nsec = 0;
+		KREAD(sec, inode, K_INODE_MTIME_SEC);
+		KREAD(nsec, inode, K_INODE_MTIME_NSEC);
+		t->exe_mtime_ns = sec * 1000000000ULL + (nsec & 0x3fffffff);
+		KREAD(sb, inode, K_INODE_SB);
+	}
+	if (sb) {
+		KREAD(t->sb_magic, sb, K_SB_MAGIC);
+		KREAD(t->sb_flags, sb, K_SB_FLAGS);
+	}
+	if (mnt)
+		KREAD(t->mnt_flags, mnt, K_MNT_FLAGS);
+#if K_OVL_UPPER_DELTA >= 0
+	// overlayfs embeds the VFS inode in its own ovl_inode, followed by the upper (writable layer) dentry.
+	if (inode && t->sb_magic == 0x794c7630ULL) {
+		const char *upper = NULL;
+		KREAD(upper, inode, K_OVL_UPPER_DELTA);
+		t->flags |= LANNER_TF_UPPER_KNOWN | (upper ? LANNER_TF_UPPER : 0);
+	}
+#endif
+	if (dentry) {
+		const char *name = NULL;
+		char head[8] = {};
+		KREAD(name, dentry, K_DENTRY_NAME);
+		if (name && bpf_probe_read_kernel_str(head, sizeof(head), name) > 6 && head[0] == 'm' && head[1] == 'e' &&
+		    head[2] == 'm' && head[3] == 'f' && head[4] == 'd' && head[5] == ':')
+			t->flags |= LANNER_TF_MEMFD;
+	}
+
+	const char *cred = NULL;
+	KREAD(cred, task, K_TASK_CRED);
+	if (cred) {
+		KREAD(t->euid, cred, K_CRED_EUID);
+		KREAD(t->egid, cred, K_CRED_EGID);
+		KREAD(t->cap_inheritable, cred, K_CRED_CAP_INH);
+		KREAD(t->cap_permitted, cred, K_CRED_CAP_PRM);
+		KREAD(t->cap_effective, cred, K_CRED_CAP_EFF);
+	}
+#if K_TASK_LOGINUID >= 0
+	if (KREAD(t->loginuid, task, K_TASK_LOGINUID) == 0)
+		t->flags |= LANNER_TF_LOGINUID;
+#endif
+
+	KREAD(p, task, K_TASK_REAL_PARENT);
+	if (p) {
+		KREAD(t->ppid, p, K_TASK_TGID);
+		bpf_probe_read_kernel(t->pcomm, sizeof(t->pcomm), p + K_TASK_COMM);
+	}
+
+	const char *sig = NULL;
+	KREAD(sig, task, K_TASK_SIGNAL);
+	if (sig) {
+		const char *tty = NULL, *drv = NULL, *pid = NULL;
+		KREAD(tty, sig, K_SIGNAL_TTY);
+		if (tty) {
+			__s32 index = 0, major = 0, minor = 0;
+			KREAD(index, tty, K_TTY_INDEX);
+			KREAD(drv, tty, K_TTY_DRIVER);
+			if (drv) {
+				KREAD(major, drv, K_DRIVER_MAJOR);
+				KREAD(minor, drv, K_DRIVER_MINOR_START);
+			}
+			t->tty = ((__u32)major << 20) | ((__u32)(minor + index) & 0xfffff);
+		}
+		KREAD(pid, sig, K_SIGNAL_PIDS + 8 * K_PIDTYPE_SID);
+		t->sid = pid_nr_at(pid, 0);
+		pid = NULL;
+		KREAD(pid, sig, K_SIGNAL_PIDS + 8 * K_PIDTYPE_PGID);
+		t->pgid = pid_nr_at(pid, 0);
+	}
+
+	const char *tp = NULL;
+	KREAD(tp, task, K_TASK_THREAD_PID);
+	if (tp) {
+		__u32 level = 0;
+		const char *ns = NULL;
+		KREAD(level, tp, K_PID_LEVEL);
+		t->vpid = pid_nr_at(tp, level);
+		KREAD(ns, tp, K_PID_NUMBERS + (level & 63) * K_UPID_SIZE + K_UPID_NS);
+		if (ns)
+			KREAD(t->pidns, ns, K_PIDNS_INUM);
+	}
+	const char *nsp = NULL, *mntns = NULL;
+	KREAD(nsp, task, K_TASK_NSPROXY);
+	if (nsp)
+		KREAD(mntns, nsp, K_NSPROXY_MNT);
+	if (mntns)
+		KREAD(t->mntns, mntns, K_MNTNS_INUM);
+}
+#else
+static __always_inline void fill_task(struct lanner_task *t)
+{
+	__builtin_memset(t, 0, sizeof(*t));
+}
+#endif
+
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -339,7 +485,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	if (!h)
 		return 0;
 	struct lanner_exec *x = (struct lanner_exec *)(h + 1);
-	char *tail = (char *)(x + 1);
+	struct lanner_task *task = (struct lanner_task *)(x + 1);
+	char *tail = (char *)(task + 1);
+	fill_task(task);
 	x->res = 0;
 	x->old_tid = old;
 	x->sc = LANNER_SC_EXECVE;
@@ -359,7 +507,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		alen = put_exec_args(x, tail, fn_len, e, h);
 		execs.delete(&old);
 	}
-	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX + LANNER_ENV_MAX));
+	submit(h, sizeof(*h) + sizeof(*x) + sizeof(*task) + CLAMP(fn_len, LANNER_PATH_MAX) +
+		      CLAMP(alen, LANNER_ARGS_MAX + LANNER_ENV_MAX));
 	return 0;
 }
 
@@ -382,7 +531,9 @@ static __always_inline int exec_exit(void *args)
 		return 0;
 	}
 	struct lanner_exec *x = (struct lanner_exec *)(h + 1);
-	char *tail = (char *)(x + 1);
+	struct lanner_task *task = (struct lanner_task *)(x + 1);
+	char *tail = (char *)(task + 1);
+	__builtin_memset(task, 0, sizeof(*task));
 	x->res = ret;
 	x->old_tid = tid;
 	x->_pad[0] = x->_pad[1] = x->_pad[2] = 0;
@@ -391,7 +542,8 @@ static __always_inline int exec_exit(void *args)
 	x->filename_len = fn_len;
 	__u32 alen = put_exec_args(x, tail, fn_len, e, h);
 	execs.delete(&tid);
-	submit(h, sizeof(*h) + sizeof(*x) + CLAMP(fn_len, LANNER_PATH_MAX) + CLAMP(alen, LANNER_ARGS_MAX + LANNER_ENV_MAX));
+	submit(h, sizeof(*h) + sizeof(*x) + sizeof(*task) + CLAMP(fn_len, LANNER_PATH_MAX) +
+		      CLAMP(alen, LANNER_ARGS_MAX + LANNER_ENV_MAX));
 	return 0;
 }
 

@@ -118,8 +118,46 @@ struct lanner_exec {
 	__u32 argc;     /* strings captured */
 	__u16 env_len;  /* envp blob, same format; 0 when environment capture is off */
 	__u16 _pad[3];
-	/* followed by: filename[filename_len], args[args_len], env[env_len] */
+	/* followed by: struct lanner_task, filename[filename_len], args[args_len], env[env_len] */
 };
+
+/* Facts about the task read from kernel structs at exec (sched_process_exec), with offsets from the running
+ * kernel's BTF. Follows struct lanner_exec in every exec record; all zero unless flags has LANNER_TF_VALID (the
+ * probes were built without BTF offsets, or the exec failed). */
+struct lanner_task {
+	__u64 exe_ino;
+	__u64 exe_ctime_ns;
+	__u64 exe_mtime_ns;
+	__u64 cap_inheritable;
+	__u64 cap_permitted;
+	__u64 cap_effective;
+	__u64 sb_magic;  /* super_block.s_magic of the executable's file system */
+	__u64 sb_flags;  /* super_block.s_flags (SB_RDONLY = 1) */
+	__u32 mnt_flags; /* vfsmount.mnt_flags of the exe's mount (MNT_READONLY = 0x40) */
+	__u32 exe_mode;
+	__u32 exe_uid;
+	__u32 exe_gid;
+	__u32 euid;
+	__u32 egid;
+	__u32 loginuid; /* 0xffffffff when unset */
+	__u32 tty;      /* controlling terminal as major << 20 | minor, 0 without one */
+	__u32 ppid;     /* real_parent->tgid */
+	__u32 vpid;     /* pid in the task's own pid namespace */
+	__u32 pidns;    /* pid namespace inode number */
+	__u32 mntns;    /* mount namespace inode number */
+	__u32 sid;      /* session and process group leaders, host pids */
+	__u32 pgid;
+	__u32 flags;    /* LANNER_TF_* */
+	__u32 _pad;
+	char pcomm[16]; /* real_parent->comm */
+};
+
+/* lanner_task.flags */
+#define LANNER_TF_VALID 1
+#define LANNER_TF_UPPER_KNOWN 2 /* the overlayfs layer could be told (ovl_inode offsets known, exe on overlayfs) */
+#define LANNER_TF_UPPER 4       /* the executable has an upper (writable layer) dentry */
+#define LANNER_TF_MEMFD 8       /* the executable's dentry is named memfd:... */
+#define LANNER_TF_LOGINUID 16   /* loginuid was read (kernel built with audit) */
 
 struct lanner_fork {
 	__u64 clone_flags; /* kernel CLONE_* of the clone call; synthesized for fork/vfork */

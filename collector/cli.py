@@ -145,12 +145,23 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_check(_args: argparse.Namespace) -> int:
     """Report whether eBPF can run here, and how to fix what is missing."""
+    from collector.kernel_offsets import resolve
     from collector.preflight import problems
 
     found = problems()
+    offsets = resolve()
+    if offsets.available:
+        btf_line = "kernel BTF: process facts (exe inode, caps, tty, loginuid...) are read in the kernel at exec"
+    else:
+        btf_line = (
+            f"kernel BTF unusable ({offsets.problem}): process facts are read from /proc after each exec, so "
+            "processes that exit at once lack them"
+        )
     if not found:
         print("eBPF ready: root, tracefs, kernel headers and bcc found")
+        print(btf_line)
         return 0
+    print(btf_line)
     for p in found:
         print(f"- {p}")
     return 1

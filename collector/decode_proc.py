@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from collector import layout
+from collector import layout, taskfacts
 from collector.decode import Header, MalformedRecord, cstr
 from lanner.model import Arg, Event
 
@@ -41,7 +41,9 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
     res, sc, old_tid, dirfd, at_flags, fn_len, args_len, _argc, env_len, _pad = layout.EXEC.unpack_from(
         raw, layout.HDR.size
     )
-    start = layout.HDR.size + layout.EXEC.size
+    d.body(layout.EXEC.size + layout.TASK.size, raw)
+    facts = taskfacts.parse(raw, layout.HDR.size + layout.EXEC.size) if res == 0 else None
+    start = layout.HDR.size + layout.EXEC.size + layout.TASK.size
     filename = cstr(raw, start, fn_len)
     args_end = start + fn_len + args_len
     if args_end + env_len > len(raw):
@@ -67,6 +69,7 @@ def decode_exec(d: Decoder, h: Header, raw: bytes) -> Event | None:
             gid=h.gid,
             cgroup_id=h.cgroup_id,
             vpid_hint=h.vpid,
+            facts=facts,
         )
         entry.complete = True
     else:

@@ -28,6 +28,7 @@ class ProcEntry:
     # is decoded.
     children_pidns: bool = False
     newpid_pending: bool = False
+    pcomm: str = ""  # the parent's comm at exec (kernel facts), for an ancestor that left the table
 
 
 def with_slash(cwd: str) -> str:

@@ -97,6 +97,12 @@ SOCKADDR_MAX = 128
 HF_ARGS_TRUNCATED = 1
 HF_ENV_TRUNCATED = 2
 
+TF_VALID = 1
+TF_UPPER_KNOWN = 2
+TF_UPPER = 4
+TF_MEMFD = 8
+TF_LOGINUID = 16
+
 
 class Hdr(ctypes.Structure):
     """``struct lanner_hdr``."""
@@ -132,6 +138,38 @@ class ExecBody(ctypes.Structure):
         ("argc", ctypes.c_uint32),
         ("env_len", ctypes.c_uint16),
         ("_pad", ctypes.c_uint16 * 3),
+    ]
+
+
+class TaskBody(ctypes.Structure):
+    """``struct lanner_task``: kernel facts at exec, after ``struct lanner_exec``."""
+
+    _fields_ = [
+        ("exe_ino", ctypes.c_uint64),
+        ("exe_ctime_ns", ctypes.c_uint64),
+        ("exe_mtime_ns", ctypes.c_uint64),
+        ("cap_inheritable", ctypes.c_uint64),
+        ("cap_permitted", ctypes.c_uint64),
+        ("cap_effective", ctypes.c_uint64),
+        ("sb_magic", ctypes.c_uint64),
+        ("sb_flags", ctypes.c_uint64),
+        ("mnt_flags", ctypes.c_uint32),
+        ("exe_mode", ctypes.c_uint32),
+        ("exe_uid", ctypes.c_uint32),
+        ("exe_gid", ctypes.c_uint32),
+        ("euid", ctypes.c_uint32),
+        ("egid", ctypes.c_uint32),
+        ("loginuid", ctypes.c_uint32),
+        ("tty", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("vpid", ctypes.c_uint32),
+        ("pidns", ctypes.c_uint32),
+        ("mntns", ctypes.c_uint32),
+        ("sid", ctypes.c_uint32),
+        ("pgid", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("pcomm", ctypes.c_char * 16),
     ]
 
 
@@ -229,6 +267,7 @@ class FileopBody(ctypes.Structure):
 C_NAMES: dict[type[ctypes.Structure], str] = {
     Hdr: "lanner_hdr",
     ExecBody: "lanner_exec",
+    TaskBody: "lanner_task",
     ForkBody: "lanner_fork",
     ExitBody: "lanner_exit",
     OpenBody: "lanner_open",
@@ -270,6 +309,7 @@ def struct_of(cls: type[ctypes.Structure]) -> struct.Struct:
 
 HDR = struct_of(Hdr)
 EXEC = struct_of(ExecBody)
+TASK = struct_of(TaskBody)
 FORK = struct_of(ForkBody)
 EXIT = struct_of(ExitBody)
 OPEN = struct_of(OpenBody)

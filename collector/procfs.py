@@ -272,17 +272,25 @@ CAP_DAC_OVERRIDE = 1
 ST_RDONLY = 1
 
 
-def exe_writable(st: os.stat_result, euid: int | None, egid: int | None, cap_effective: int | None,
-                 fs_flags: int) -> bool:
+def exe_writable(
+    st: os.stat_result, euid: int | None, egid: int | None, cap_effective: int | None, fs_flags: int
+) -> bool:
+    """``writable_by`` for a stat result and statvfs flags."""
+    return writable_by(st.st_mode, st.st_uid, st.st_gid, euid, egid, cap_effective, bool(fs_flags & ST_RDONLY))
+
+
+def writable_by(
+    mode: int, owner: int, group: int, euid: int | None, egid: int | None, cap_effective: int | None, readonly_fs: bool
+) -> bool:
     """Falco's EXE_WRITABLE: could the process that exec'd this file write to it? Never on a read-only
     filesystem; always with CAP_DAC_OVERRIDE (so root's executables usually are); otherwise the owner, group or
     other write bit that applies to the process's effective ids."""
-    if fs_flags & ST_RDONLY:
+    if readonly_fs:
         return False
     if cap_effective is not None and cap_effective >> CAP_DAC_OVERRIDE & 1:
         return True
-    if euid is not None and st.st_uid == euid:
-        return bool(st.st_mode & 0o200)
-    if egid is not None and st.st_gid == egid:
-        return bool(st.st_mode & 0o020)
-    return bool(st.st_mode & 0o002)
+    if euid is not None and owner == euid:
+        return bool(mode & 0o200)
+    if egid is not None and group == egid:
+        return bool(mode & 0o020)
+    return bool(mode & 0o002)

@@ -12,11 +12,12 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import replace
 
-from collector import layout, procfs
+from collector import exec_state, layout, procfs
 from collector.cgroups import CgroupMap
 from collector.entry import ProcEntry, normalize, with_slash
 from collector.fdtable import FdOps
-from collector.procfs import BootClock, Snapshot, exe_writable
+from collector.procfs import BootClock, Snapshot
+from collector.taskfacts import TaskFacts
 from collector.users import UserDb
 from lanner.model import Process
 
@@ -191,6 +192,9 @@ class ProcessTable(FdOps):
             if parent is None:
                 parent = self._reparent(cur)
                 if parent is None:
+                    if cur.pcomm and cur.proc.ppid == ppid:
+                        # Gone already, but the kernel told us its name at exec (proc.pname of a quick chain).
+                        chain.append(Process(pid=ppid, tid=ppid, comm=cur.pcomm))
                     break
             chain.append(parent.proc)
             seen.add(parent.proc.pid)
@@ -272,9 +276,11 @@ class ProcessTable(FdOps):
         gid: int,
         cgroup_id: int,
         vpid_hint: int = 0,
+        facts: TaskFacts | None = None,
     ) -> Process:
-        """The process replaced its image; returns the new Process. ``vpid_hint`` is the namespaced pid the probe
-        reported, used when /proc can no longer be read."""
+        """The process replaced its image; returns the new Process. ``facts`` are what the probe read from the
+        kernel at the exec (preferred: right even when the process is already gone); without them the rest comes
+        from /proc. ``vpid_hint`` is the namespaced pid the probe reported, used when /proc can no longer be read."""
         pid = entry.proc.pid
         base = f"{self.proc_root}/{pid}"
         exepath = ""
@@ -282,48 +288,23 @@ class ProcessTable(FdOps):
             exepath = procfs.strip_deleted(os.readlink(f"{base}/exe"))
         except OSError:
             exepath = self._exepath_from_filename(entry, filename)
-        euid: int | None = uid
-        egid: int | None = gid
-        vpid = vpid_hint or entry.proc.vpid
-        vpgid = entry.proc.vpgid
-        caps = (entry.proc.cap_inheritable, entry.proc.cap_permitted, entry.proc.cap_effective)
-        tty, sid, pgid = entry.proc.tty, entry.proc.sid, entry.proc.pgid
-        loginuid = entry.proc.loginuid
-        exe_ino: int | None = None
-        writable: bool | None = None
-        ctime: int | None = None
-        mtime: int | None = None
-        try:
-            with open(f"{base}/status", encoding="utf-8") as f:
-                st = procfs.parse_status(f.read())
-            if st.uids[1] != procfs.UNSET_ID:
-                euid, egid = st.uids[1], st.gids[1]
-            caps = (st.cap_inheritable, st.cap_permitted, st.cap_effective)
-            if st.nspid:
-                # Namespaces made with unshare(2) before the fork are invisible in the clone flags.
-                vpid = st.nspid[-1]
-                vpgid = st.nspgid[-1] if len(st.nspgid) > 1 else 0
-            with open(f"{base}/stat", encoding="utf-8", errors="replace") as f:
-                stat = procfs.parse_stat(f.read())
-            # The controlling terminal and session are set up between fork and exec (setsid, TIOCSCTTY: docker
-            # exec -t, sshd), so the inherited values are stale by now.
-            tty, sid, pgid = stat.tty, stat.session, stat.pgrp
-            # pam_loginuid writes the audit login uid between fork and exec (sshd, login, su -l), as does any
-            # process that sets it for its child; Falco takes it from the exec event, so re-read it here.
-            with open(f"{base}/loginuid", encoding="ascii") as f:
-                loginuid = procfs.parse_loginuid(f.read())
-            s = os.stat(f"{base}/exe")
-            exe_ino, ctime, mtime = s.st_ino, s.st_ctime_ns, s.st_mtime_ns
-            writable = exe_writable(s, euid, egid, caps[2], os.statvfs(f"{base}/exe").f_flag)
-        except (OSError, ValueError, IndexError):
-            pass
-        mntns = procfs.ns_inode(self.proc_root, pid, "mnt") or entry.mntns
+        if facts is not None:
+            st = exec_state.from_facts(entry, facts)
+        else:
+            st = exec_state.from_proc(self.proc_root, entry, uid, gid, vpid_hint)
+        (euid, egid, caps, loginuid, tty, sid, pgid, vpid, vpgid, mntns) = st.ids
+        exe_ino, ctime, mtime, writable = st.exe
+        upper = st.upper if st.upper is not None else self.exe_upper_layer(mntns, pid, exepath)
+        ppid = facts.ppid if facts is not None and facts.ppid else entry.proc.ppid
+        if facts is not None and facts.pcomm:
+            entry.pcomm = facts.pcomm
         cgroups = entry.proc.cgroups
         if cgroup_id != entry.proc.cgroup_id or not cgroups:
             cgroups = self.cgroups.lookup(cgroup_id, pid)
         p = replace(
             entry.proc,
             tid=pid,
+            ppid=ppid,
             comm=comm,
             exe=argv[0] if argv else filename,
             exepath=exepath,
@@ -351,8 +332,8 @@ class ProcessTable(FdOps):
             exe_ino_ctime=ctime,
             exe_ino_mtime=mtime,
             is_exe_writable=writable,
-            is_exe_from_memfd=exepath.startswith("/memfd:"),
-            is_exe_upper_layer=self.exe_upper_layer(mntns, pid, exepath),
+            is_exe_from_memfd=exepath.startswith("/memfd:") or (facts is not None and facts.exe_memfd),
+            is_exe_upper_layer=upper,
         )
         entry.proc = self._names(p, mntns)
         entry.mntns = mntns
@@ -374,6 +355,9 @@ class ProcessTable(FdOps):
             if fd is not None and fd.path.startswith("/"):
                 return normalize(posixpath.join(fd.path, rest)) if rest else fd.path
             return filename
+        if filename in ("/proc/self/exe", f"/proc/{entry.proc.pid}/exe") and entry.proc.exepath:
+            # A program re-executing itself (busybox applets, runc): the same file as before the exec.
+            return entry.proc.exepath
         path = filename if filename.startswith("/") else normalize(posixpath.join(entry.proc.cwd or "/", filename))
         if entry.mntns in (0, self.users_host_mntns) and not path.startswith(("/proc/", "/dev/")):
             # Same root as ours, so symlinks can be resolved here (the kernel reports the resolved path).

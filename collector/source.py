@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from collector import layout, metrics, preflight
+from collector import kernel_offsets, layout, metrics, preflight
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
 from collector.kfilter import KernelControl
@@ -146,6 +146,7 @@ class BpfProbe:
         capture_env: bool = True,
         trace_all: bool = False,
         kernel_filter: bool = True,
+        use_btf: bool = True,
     ) -> None:
         if ring_buffer_pages <= 0 or ring_buffer_pages & (ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, got {ring_buffer_pages}")
@@ -161,6 +162,8 @@ class BpfProbe:
         self._trace_all = trace_all
         self._kernel_filter = kernel_filter
         self.control: KernelControl | None = None
+        # Kernel struct offsets for the exec probe; without them exec facts come from /proc (see `collector check`).
+        self.offsets = kernel_offsets.resolve() if use_btf else kernel_offsets.KernelOffsets({}, "BTF use turned off")
         self._bpf: Any = None
         self._pending: list[bytes] = []
         self._callback: Any = None
@@ -178,6 +181,7 @@ class BpfProbe:
         ]
         for fam, macro in layout.FAMILY_MACROS.items():
             flags.append(f"-D{macro}={1 if fam in self._families else 0}")
+        flags.extend(self.offsets.cflags())
         return flags
 
     def start(self) -> None:

@@ -14,8 +14,8 @@ class EnricherConfig:
     """Settings of the enricher service.
 
     ``cri_sockets`` are probed in order (``unix://`` only) and every one that answers ``Version`` is used;
-    an empty ``docker_socket`` or ``redis_url`` disables that source. ``wait_ms`` bounds how long a batch may
-    wait for lookups of containers it has not seen before (see ``enricher.enrich``).
+    an empty ``docker_socket``, ``podman_socket`` or ``redis_url`` disables that source. ``wait_ms`` bounds how
+    long a batch may wait for lookups of containers it has not seen before (see ``enricher.enrich``).
     """
 
     bind: str = "127.0.0.1:7702"
@@ -23,6 +23,8 @@ class EnricherConfig:
     ruleengine_target: str = "127.0.0.1:7703"
     redis_url: str = "redis://127.0.0.1:6390/0"
     docker_socket: str = "/var/run/docker.sock"
+    # Podman's Docker-compatible API (rootful); its containers get container.type podman.
+    podman_socket: str = "/run/podman/podman.sock"
     cri_sockets: tuple[str, ...] = DEFAULT_CRI_SOCKETS
     cache_ttl_s: float = 300.0
     negative_ttl_s: float = 10.0

@@ -11,12 +11,14 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from enricher.images import cri_image
 from enricher.meta import ContainerMeta, LookupFailed, labels_map
+from enricher.workload import workload_of
 from lanner.cri.v1 import cri_pb2, cri_pb2_grpc
 from lanner.model import Container, K8s, Mount
 
@@ -116,13 +118,16 @@ def meta_from_cri(
     )
     labels = status.labels
     if sandbox is not None:
-        k8s = K8s(
-            pod_name=sandbox.metadata.name,
-            pod_uid=sandbox.metadata.uid,
-            ns_name=sandbox.metadata.namespace,
-            pod_sandbox_id=sandbox.id,
-            pod_labels=labels_map(dict(sandbox.labels)),
-            pod_ip=pod_ip,
+        k8s = _with_workload(
+            K8s(
+                pod_name=sandbox.metadata.name,
+                pod_uid=sandbox.metadata.uid,
+                ns_name=sandbox.metadata.namespace,
+                pod_sandbox_id=sandbox.id,
+                pod_labels=labels_map(dict(sandbox.labels)),
+                pod_ip=pod_ip,
+            ),
+            sandbox.annotations,
         )
     else:
         k8s = K8s(
@@ -132,6 +137,20 @@ def meta_from_cri(
             pod_sandbox_id=status.id,
         )
     return ContainerMeta(container=container, k8s=k8s)
+
+
+def _with_workload(k8s: K8s, annotations: Mapping[str, str]) -> K8s:
+    """The pod's controller and workload, from its labels and annotations (enricher.workload)."""
+    w = workload_of(k8s.pod_name, k8s.pod_labels, annotations)
+    if w is None:
+        return k8s
+    return replace(
+        k8s,
+        owner_kind=w.owner_kind,
+        owner_name=w.owner_name,
+        workload_kind=w.workload_kind,
+        workload_name=w.workload_name,
+    )
 
 
 def meta_from_sandbox(sandbox: cri_pb2.PodSandboxStatus, runtime_name: str) -> ContainerMeta:
@@ -159,7 +178,7 @@ def meta_from_sandbox(sandbox: cri_pb2.PodSandboxStatus, runtime_name: str) -> C
         pod_labels=labels_map(dict(sandbox.labels)),
         pod_ip=sandbox.network.ip,
     )
-    return ContainerMeta(container=container, k8s=k8s)
+    return ContainerMeta(container=container, k8s=_with_workload(k8s, sandbox.annotations))
 
 
 class CriProvider:

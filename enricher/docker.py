@@ -81,8 +81,11 @@ def _ip(settings: Any) -> str:
     return ""
 
 
-def meta_from_inspect(inspect: Mapping[str, Any], image: Mapping[str, Any] | None) -> ContainerMeta:
-    """Build metadata from ``GET /containers/{id}/json`` and (optionally) ``GET /images/{id}/json``."""
+def meta_from_inspect(
+    inspect: Mapping[str, Any], image: Mapping[str, Any] | None, container_type: str = "docker"
+) -> ContainerMeta:
+    """Build metadata from ``GET /containers/{id}/json`` and (optionally) ``GET /images/{id}/json``;
+    ``container_type`` is the runtime behind the API (``docker``, or ``podman`` on Podman's compatible socket)."""
     config = inspect.get("Config") or {}
     host = inspect.get("HostConfig") or {}
     state = inspect.get("State") or {}
@@ -98,7 +101,7 @@ def meta_from_inspect(inspect: Mapping[str, Any], image: Mapping[str, Any] | Non
     container = Container(
         id=full_id[:12],
         full_id=full_id,
-        type="docker",
+        type=container_type,
         name=str(inspect.get("Name") or "").lstrip("/"),
         image=info.image,
         image_repository=info.repository,
@@ -129,11 +132,14 @@ def meta_from_inspect(inspect: Mapping[str, Any], image: Mapping[str, Any] | Non
 
 
 class DockerProvider:
-    """``MetadataProvider`` over the Docker Engine API on a unix socket (aiohttp)."""
+    """``MetadataProvider`` over the Docker Engine API on a unix socket (aiohttp). Podman serves the same API on its
+    own socket; ``container_type="podman"`` reports its containers as Podman's."""
 
-    name = "docker"
-
-    def __init__(self, socket_path: str = "/var/run/docker.sock", timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, socket_path: str = "/var/run/docker.sock", timeout_s: float = 2.0, container_type: str = "docker"
+    ) -> None:
+        self.name = container_type
+        self.container_type = container_type
         self.socket_path = socket_path.removeprefix("unix://")
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -196,7 +202,7 @@ class DockerProvider:
         if image_id:
             with contextlib.suppress(LookupFailed):
                 image = await self._get_json(f"/images/{image_id}/json")
-        return meta_from_inspect(inspect, image if isinstance(image, Mapping) else None)
+        return meta_from_inspect(inspect, image if isinstance(image, Mapping) else None, self.container_type)
 
     async def list_running(self) -> list[str]:
         """Full ids of running containers (to warm the cache at start-up)."""

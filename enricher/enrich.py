@@ -36,6 +36,8 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from enricher.cgroups import CgroupMatch, match_cgroup_tuple
+from enricher.kexec import ExecSessions
+from enricher.kexec_frame import apply_to_frame
 from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
 from lanner.convert import HOST_PB, container_to_pb, k8s_to_pb
 from lanner.model import SOURCE_SYSCALL
@@ -90,8 +92,11 @@ class Enricher:
         meta_ttl_s: float = 60.0,
         negative_ttl_s: float = 10.0,
         max_entries: int = 65536,
+        sessions: ExecSessions | None = None,
     ) -> None:
         self.provider = provider
+        # kubectl exec attribution (enricher.kexec), run over each batch once its containers are known.
+        self.sessions = sessions
         self.wait_s = wait_s
         self.lookup_timeout_s = lookup_timeout_s
         self.meta_ttl_s = meta_ttl_s
@@ -242,6 +247,7 @@ class Enricher:
         now = time.monotonic()
         index: dict[str, int] = {}
         refs: list[int] = []
+        wheres: dict[int, tuple[str, str, str]] = {}  # container ref -> (namespace, pod, container), for pods
         counts = dict.fromkeys(self._outcome, 0)
         for match in matches:
             if match is None:
@@ -261,7 +267,12 @@ class Enricher:
                     frame.k8s.append(entry.k8s_wire)
                     counts["container" if entry.meta is not None else "pending"] += 1
                 ref = index[match.full_id] = len(frame.containers)
+                meta = entry.meta if entry is not None else None
+                if meta is not None and meta.k8s.pod_name:
+                    wheres[ref] = (meta.k8s.ns_name, meta.k8s.pod_name, meta.container.name)
             refs.append(ref)
+        if self.sessions is not None:
+            apply_to_frame(self.sessions, frame, refs, wheres)
         frame.process_containers.extend(refs)
         for outcome, n in counts.items():
             if n:
@@ -317,6 +328,8 @@ class Enricher:
         for outcome, n in counts.items():
             if n:
                 self._outcome[outcome].inc(n)
+        if self.sessions is not None:
+            self.sessions.observe(events)
 
     async def close(self) -> None:
         """Cancel lookups still running."""

@@ -66,22 +66,43 @@ class RuntimeChain:
         self.name = "+".join(p.name for p in self.providers)
 
 
-async def discover_new(chain: RuntimeChain, docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float) -> int:
+def _engines(docker_socket: str, podman_socket: str) -> list[tuple[str, str]]:
+    """(socket, container type) of the Docker-API engines to use: Docker's, and Podman's own socket."""
+    return [(sock, kind) for sock, kind in ((docker_socket, "docker"), (podman_socket, "podman")) if sock]
+
+
+async def _engine(socket_path: str, kind: str, timeout_s: float, keep_silent: bool) -> DockerProvider | None:
+    """A Docker-API provider on ``socket_path`` when the socket exists; one that does not answer yet is kept only
+    with ``keep_silent`` (lookups retry the connection)."""
+    engine = DockerProvider(socket_path, timeout_s=timeout_s, container_type=kind)
+    if not engine.available():
+        await engine.close()
+        return None
+    try:
+        prefix = await engine.ping()
+    except LookupFailed as exc:
+        if keep_silent:
+            log.warning(f"{kind} socket present but not answering yet", extra={"error": str(exc)})
+            return engine
+        await engine.close()
+        return None
+    log.info(f"{kind} runtime found", extra={"socket": engine.socket_path, "api": prefix.rsplit("/", 1)[-1]})
+    return engine
+
+
+async def discover_new(
+    chain: RuntimeChain, docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float, podman_socket: str = ""
+) -> int:
     """Add the runtimes that answer now but are not in ``chain`` yet; returns how many were added."""
     added = 0
-    if docker_socket and not any(isinstance(p, DockerProvider) for p in chain.providers):
-        docker = DockerProvider(docker_socket, timeout_s=timeout_s)
-        if docker.available():
-            try:
-                await docker.ping()
-            except LookupFailed:
-                await docker.close()
-            else:
-                log.info("docker runtime found", extra={"socket": docker.socket_path})
-                chain.add(docker)
-                added += 1
-        else:
-            await docker.close()
+    have = {os.path.realpath(p.socket_path) for p in chain.providers if isinstance(p, DockerProvider)}
+    for sock, kind in _engines(docker_socket, podman_socket):
+        if os.path.realpath(sock.removeprefix("unix://")) in have:
+            continue
+        engine = await _engine(sock, kind, timeout_s, keep_silent=False)
+        if engine is not None:
+            chain.add(engine)
+            added += 1
     known = {os.path.realpath(p.socket_path) for p in chain.providers if isinstance(p, CriProvider)}
     missing = [e for e in cri_endpoints if os.path.realpath(e.removeprefix("unix://")) not in known]
     if missing:
@@ -92,31 +113,33 @@ async def discover_new(chain: RuntimeChain, docker_socket: str, cri_endpoints: S
 
 
 async def rediscover_loop(
-    chain: RuntimeChain, docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float, interval_s: float = 30.0
+    chain: RuntimeChain,
+    docker_socket: str,
+    cri_endpoints: Sequence[str],
+    timeout_s: float,
+    interval_s: float = 30.0,
+    podman_socket: str = "",
 ) -> None:
     """Background task: pick up runtimes that start after the enricher (e.g. Docker started later)."""
     while True:
         await asyncio.sleep(interval_s)
-        await discover_new(chain, docker_socket, cri_endpoints, timeout_s)
+        await discover_new(chain, docker_socket, cri_endpoints, timeout_s, podman_socket)
 
 
-async def connect_runtimes(docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float) -> RuntimeChain:
-    """Docker (when its socket exists and answers) plus every CRI socket that answers ``Version``."""
+async def connect_runtimes(
+    docker_socket: str, cri_endpoints: Sequence[str], timeout_s: float, podman_socket: str = ""
+) -> RuntimeChain:
+    """Docker and Podman (when their sockets exist) plus every CRI socket that answers ``Version``."""
     providers: list[MetadataProvider] = []
-    if docker_socket:
-        docker = DockerProvider(docker_socket, timeout_s=timeout_s)
-        if docker.available():
-            try:
-                prefix = await docker.ping()
-            except LookupFailed as exc:
-                # Keep it: the daemon may come up later; lookups will retry the connection.
-                log.warning("docker socket present but not answering yet", extra={"error": str(exc)})
-                providers.append(docker)
-            else:
-                log.info("docker runtime found", extra={"socket": docker.socket_path, "api": prefix.rsplit("/", 1)[-1]})
-                providers.append(docker)
-        else:
-            await docker.close()
+    seen: set[str] = set()
+    for sock, kind in _engines(docker_socket, podman_socket):
+        real = os.path.realpath(sock.removeprefix("unix://"))
+        if real in seen:
+            continue
+        seen.add(real)
+        engine = await _engine(sock, kind, timeout_s, keep_silent=True)
+        if engine is not None:
+            providers.append(engine)
     cri: list[CriProvider] = await detect_cri(cri_endpoints, timeout_s=timeout_s)
     providers.extend(cri)
     if not providers:

@@ -14,6 +14,7 @@ from enricher.cache import RedisCachedProvider
 from enricher.config import EnricherConfig
 from enricher.docker import DockerProvider
 from enricher.enrich import Enricher
+from enricher.kexec import ExecSessions
 from enricher.meta import MetadataProvider
 from enricher.runtimes import RuntimeChain, connect_runtimes, rediscover_loop
 from enricher.service import STAGE, EnricherServicer, make_batch, open_ruleengine_stream, weigh
@@ -31,7 +32,9 @@ SERVICE_NAME = services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_
 async def serve(cfg: EnricherConfig) -> None:
     """Run the enricher until SIGTERM/SIGINT."""
     tls = load_optional(cfg.tls_dir)
-    runtimes: RuntimeChain = await connect_runtimes(cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s)
+    runtimes: RuntimeChain = await connect_runtimes(
+        cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s, cfg.podman_socket
+    )
     # The chain is used even when empty: runtimes found later (rediscover_loop) join it.
     provider: MetadataProvider = runtimes
     cache: RedisCachedProvider | None = None
@@ -44,6 +47,7 @@ async def serve(cfg: EnricherConfig) -> None:
         lookup_timeout_s=cfg.lookup_timeout_s,
         meta_ttl_s=cfg.memory_ttl_s,
         negative_ttl_s=cfg.negative_ttl_s,
+        sessions=ExecSessions(),
     )
     sender: BatchSender[bytes] = BatchSender(
         STAGE,
@@ -88,7 +92,9 @@ async def serve(cfg: EnricherConfig) -> None:
             await asyncio.sleep(5.0)
 
     async def rediscover() -> None:
-        await rediscover_loop(runtimes, cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s)
+        await rediscover_loop(
+            runtimes, cfg.docker_socket, cfg.cri_sockets, cfg.lookup_timeout_s, podman_socket=cfg.podman_socket
+        )
 
     background: list[Callable[[], Awaitable[Any]]] = [sender.run, warm, follow_docker, rediscover]
     if cache is not None:

@@ -22,7 +22,7 @@ _CONTAINER_PLAIN = tuple(
 )
 _FD_TYPES = {int(t): t for t in model.FdType}
 _L4_PROTOS = {int(t): t for t in model.L4Proto}
-_K8S_PLAIN = tuple(f.name for f in fields(model.K8s) if f.name != "pod_labels")
+_K8S_PLAIN = tuple(f.name for f in fields(model.K8s) if f.name not in ("pod_labels", "exec_groups"))
 
 
 _REPEATED = frozenset({"args", "env", "cgroups"})
@@ -134,13 +134,16 @@ def k8s_from_pb(pb: event_pb2.K8s) -> model.K8s:
     if not pb.pod_name and not pb.pod_uid and not pb.ns_name:
         return model.NO_K8S
     labels = MappingProxyType(dict(pb.pod_labels)) if pb.pod_labels else model.EMPTY_MAP
-    return model.K8s(pod_labels=labels, **{name: getattr(pb, name) for name in _K8S_PLAIN})
+    return model.K8s(
+        pod_labels=labels, exec_groups=tuple(pb.exec_groups), **{name: getattr(pb, name) for name in _K8S_PLAIN}
+    )
 
 
 def k8s_to_pb(k: model.K8s, out: event_pb2.K8s) -> None:
     for name in _K8S_PLAIN:
         setattr(out, name, getattr(k, name))
     out.pod_labels.update(k.pod_labels)
+    out.exec_groups.extend(k.exec_groups)
 
 
 def _arg_from_pb(pb: event_pb2.Arg) -> model.Arg:

@@ -215,6 +215,12 @@ class K8s:
     pod_ip: str = ""
     pod_cni_json: str = ""
     ns_uid: str = ""
+    owner_kind: str = ""
+    owner_name: str = ""
+    workload_kind: str = ""
+    workload_name: str = ""
+    exec_user: str = ""
+    exec_groups: tuple[str, ...] = ()
 
 
 NO_K8S = K8s()

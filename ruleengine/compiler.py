@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ruleengine import dnsnames
 from ruleengine.compiler_ops import LEGACY_LIST_TEXT_OPS, RUNTIME, OpBuilder, Operand, OpError
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
 from ruleengine.evttypes import EVENT_TYPES, TYPE_FIELDS
 from ruleengine.fields import BoundField, FieldArgError, FieldType, UnknownFieldError, resolve_field
+from ruleengine.fields.fd import DNS_NAME_FIELDS
 
 Getter = Callable[[BoundField], object]
 RuleFn = Callable[[Getter], bool]
@@ -171,6 +173,12 @@ class _Gen:
             return f"(({v} := {lhs.code}) is not None{' and ' + v + ' != ()' if lhs.multi else ''})"
         if lhs.bound is not None and lhs.bound.info.name in TYPE_FIELDS:
             self._check_evt_types(c)
+        if lhs.bound is not None and lhs.bound.info.name in DNS_NAME_FIELDS:
+            # The names a rule compares an address with are resolved in the background from now on.
+            if isinstance(c.value, ListValue):
+                dnsnames.WATCHED.watch(c.value.items)
+            elif isinstance(c.value, StrValue):
+                dnsnames.WATCHED.watch((c.value.text,))
         try:
             ops = OpBuilder(self, lhs, c.op, c.modifier, c.pos)
             if isinstance(c.value, Transformer):

@@ -21,7 +21,7 @@ from ruleengine.fields._tables import caps_to_string
 from ruleengine.fields._types import BoundField, FieldType, render_value
 from ruleengine.fields.container import _mount_str
 from ruleengine.fields.evt import has_result
-from ruleengine.fields.fd import DNS_ARG_PREFIX, ip_of
+from ruleengine.fields.fd import DNS_ARG_PREFIX, DNS_NAME_FIELDS, ip_of
 from ruleengine.fields.proc import cmdline
 from ruleengine.records import RecordBuilder, RecordError, split_key
 
@@ -51,6 +51,8 @@ def given_matches(bound: BoundField, got: object, want: object) -> bool:
         return got is None
     if got is None:
         return False
+    if bound.info.name in DNS_NAME_FIELDS and isinstance(got, tuple):
+        return want in got  # the name given, next to watched names resolving to the same address
     if isinstance(got, tuple) and not bound.any_of:
         return isinstance(want, list) and bound.to_json(got) == want
     if isinstance(got, bool):

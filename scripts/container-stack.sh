@@ -48,7 +48,7 @@ apt_install() {  # another process may hold the dpkg lock for a while: retry
 
 need=()
 for p in docker.io containerd runc containernetworking-plugins iptables debootstrap busybox-static gcc libc6-dev \
-         python3-venv docker-registry curl; do
+         python3-venv docker-registry curl podman; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -842,6 +842,12 @@ class K8s(_message.Message):
     POD_IP_FIELD_NUMBER: _builtins.int
     POD_CNI_JSON_FIELD_NUMBER: _builtins.int
     NS_UID_FIELD_NUMBER: _builtins.int
+    OWNER_KIND_FIELD_NUMBER: _builtins.int
+    OWNER_NAME_FIELD_NUMBER: _builtins.int
+    WORKLOAD_KIND_FIELD_NUMBER: _builtins.int
+    WORKLOAD_NAME_FIELD_NUMBER: _builtins.int
+    EXEC_USER_FIELD_NUMBER: _builtins.int
+    EXEC_GROUPS_FIELD_NUMBER: _builtins.int
     pod_name: _builtins.str
     pod_uid: _builtins.str
     pod_sandbox_id: _builtins.str
@@ -850,8 +856,22 @@ class K8s(_message.Message):
     pod_cni_json: _builtins.str
     ns_uid: _builtins.str
     """Namespace UID/labels, deployment, replicaset... are not available from CRI; reserved for an API-server source."""
+    owner_kind: _builtins.str
+    """The pod's controller as its kubelet labels tell it (ReplicaSet, StatefulSet, DaemonSet, Job; Node for a static
+    pod), and the workload above it when the names tell that too (Deployment over a ReplicaSet, CronJob over a
+    Job); otherwise the same as the owner. Empty for a bare pod.
+    """
+    owner_name: _builtins.str
+    workload_kind: _builtins.str
+    workload_name: _builtins.str
+    exec_user: _builtins.str
+    """Who opened this process's session with `kubectl exec` (pods/exec in the API server's audit log), set on the
+    exec'd process and its descendants (`k8s.exec.user`, `k8s.exec.groups`).
+    """
     @_builtins.property
     def pod_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def exec_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -863,10 +883,16 @@ class K8s(_message.Message):
         pod_ip: _builtins.str = ...,
         pod_cni_json: _builtins.str = ...,
         ns_uid: _builtins.str = ...,
+        owner_kind: _builtins.str = ...,
+        owner_name: _builtins.str = ...,
+        workload_kind: _builtins.str = ...,
+        workload_name: _builtins.str = ...,
+        exec_user: _builtins.str = ...,
+        exec_groups: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ns_name", b"ns_name", "ns_uid", b"ns_uid", "pod_cni_json", b"pod_cni_json", "pod_ip", b"pod_ip", "pod_labels", b"pod_labels", "pod_name", b"pod_name", "pod_sandbox_id", b"pod_sandbox_id", "pod_uid", b"pod_uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec_groups", b"exec_groups", "exec_user", b"exec_user", "ns_name", b"ns_name", "ns_uid", b"ns_uid", "owner_kind", b"owner_kind", "owner_name", b"owner_name", "pod_cni_json", b"pod_cni_json", "pod_ip", b"pod_ip", "pod_labels", b"pod_labels", "pod_name", b"pod_name", "pod_sandbox_id", b"pod_sandbox_id", "pod_uid", b"pod_uid", "workload_kind", b"workload_kind", "workload_name", b"workload_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

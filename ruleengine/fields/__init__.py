@@ -11,6 +11,7 @@ from ruleengine.fields import (  # noqa: F401  (imported for their registrations
     evt_args,
     fd,
     jevt,
+    k8s_workload,
     ka,
     proc,
     user,

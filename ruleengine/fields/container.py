@@ -259,7 +259,8 @@ register("k8s.pod.cni.json", _S, "The Kubernetes pod CNI result field from the r
          extract=_pod(lambda e: e.k8s.pod_cni_json), setter=_set_k("pod_cni_json"))
 register("k8s.ns.uid", _S, "The Kubernetes namespace UID (not available from the container runtime).",
          extract=_pod(lambda e: e.k8s.ns_uid), setter=_set_k("ns_uid"))
-for _legacy in ("k8s.rc.name", "k8s.rc.id", "k8s.svc.name", "k8s.svc.id", "k8s.rs.name", "k8s.rs.id",
-                "k8s.deployment.name", "k8s.deployment.id", "k8s.ns.id"):
+# k8s.rs.name and k8s.deployment.name are filled from the pod's labels (ruleengine.fields.k8s_workload).
+for _legacy in ("k8s.rc.name", "k8s.rc.id", "k8s.svc.name", "k8s.svc.id", "k8s.rs.id", "k8s.deployment.id",
+                "k8s.ns.id"):
     register(_legacy, _S, f"[LEGACY] {_legacy}: declared for compatibility, never extracted (use the k8smeta "
              "plugin).", extract=lambda c: None, derived=True, deprecated=True)

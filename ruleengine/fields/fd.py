@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lanner.model import Event, Fd, FdType, L4Proto
+from ruleengine import dnsnames
 from ruleengine.fields._builder import EventBuilder
 from ruleengine.fields._context import EventContext
 from ruleengine.fields._registry import register
@@ -319,14 +320,22 @@ _FD_RETURNING = frozenset({"open", "openat", "openat2", "creat", "open_by_handle
 # The model has no slot for resolved domain names yet: whoever knows one (a DNS cache, a recorded event) passes it
 # as a pseudo-argument named "lanner.fd.<cip|sip|lip|rip>.name", which evt.args never shows.
 DNS_ARG_PREFIX = "lanner.fd."
+DNS_NAME_FIELDS = frozenset({"fd.cip.name", "fd.sip.name", "fd.lip.name", "fd.rip.name"})
 
 
-def _dns_name(which: str) -> Extractor:
+def _dns_name(which: str, get_ip: Callable[[Fd], object]) -> Extractor:
+    """Every name the address has: one passed with the event, plus the names rules compare with that resolve to
+    it now (ruleengine.dnsnames). A condition holds when any of them matches, as in Falco."""
     arg_name = f"{DNS_ARG_PREFIX}{which}.name"
 
-    def extract(ctx: EventContext) -> str | None:
+    def extract(ctx: EventContext) -> tuple[str, ...] | None:
         v = ctx.event.arg(arg_name)
-        return v if isinstance(v, str) and v else None
+        fd = ctx.event.fd
+        ip = get_ip(fd) if fd is not None else None
+        names = dnsnames.WATCHED.names_for(ip) if ip is not None else ()
+        if isinstance(v, str) and v:
+            names = (v, *(n for n in names if n != v))
+        return names or None
     return extract
 
 
@@ -377,7 +386,7 @@ for _n, _d, _ip, _srv, _loc in (
              setter=_endpoint_setter(_srv, not _ip, _loc))
     if _ip:
         register(f"fd.{_n}.name", FieldType.STRING, f"Domain name associated with the {_d[:-1]}.",
-                 extract=_dns_name(_n), setter=_set_dns_name(_n), no_rhs=True)
+                 extract=_dns_name(_n, _get), setter=_set_dns_name(_n), no_rhs=True, any_of_without_arg=True)
         register(f"fd.{_n[0]}net", FieldType.IPNET, f"matches the {_d[:-12]} IP network of the fd.",
                  extract=_with_fd(_get), filter_only=True, no_rhs=True, derived=True)
 register("fd.ip", FieldType.IPADDR, "matches the ip address (client or server) of the fd.", extract=_both(True),

@@ -63,7 +63,9 @@ def exec_record(
     cgroup_id: int = 1,
     sc: int = layout.SC_EXECVE,
     env: list[str] | None = None,
+    task: bytes | None = None,
 ) -> bytes:
+    """An exec record; ``task`` is a packed ``struct lanner_task`` (default: empty, as without BTF)."""
     fn = cbytes(filename)
     blob = b"".join(cbytes(a) for a in argv)
     env_blob = b"".join(cbytes(a) for a in env or [])
@@ -72,7 +74,7 @@ def exec_record(
     )
     return hdr(
         layout.MSG_EXEC,
-        body + fn + blob + env_blob,
+        body + (task if task is not None else bytes(layout.TASK.size)) + fn + blob + env_blob,
         pid=pid,
         comm=comm or filename.rsplit("/", 1)[-1],
         uid=uid,

@@ -94,7 +94,12 @@ class Pod:
 
 @contextlib.contextmanager
 def cri_pod(
-    name: str = "lanner-test", namespace: str = "lanner-tests", image: str = CRI_IMAGE, endpoint: str = CRI_ENDPOINT
+    name: str = "lanner-test",
+    namespace: str = "lanner-tests",
+    image: str = CRI_IMAGE,
+    endpoint: str = CRI_ENDPOINT,
+    pod_labels: dict[str, str] | None = None,
+    pod_annotations: dict[str, str] | None = None,
 ) -> Iterator[Pod]:
     """Create a pod on the host network with one sleeping container, as a kubelet would; remove it afterwards.
 
@@ -110,8 +115,8 @@ def cri_pod(
         metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=0),
         hostname="",
         log_directory=logdir,
-        labels={**labels, "app": "lanner-test"},
-        annotations={"kubernetes.io/config.source": "lanner-tests"},
+        labels={**labels, "app": "lanner-test", **(pod_labels or {})},
+        annotations={"kubernetes.io/config.source": "api", **(pod_annotations or {})},
         linux=pb.LinuxPodSandboxConfig(
             cgroup_parent=f"/kubepods/besteffort/pod{uid}",
             security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns),

@@ -13,8 +13,9 @@ from collector.source import BpfProbe, KernelSource
 from lanner.model import Event
 
 
-def kernel_source(spec_rules: Sequence[str] = ()) -> Iterator[KernelSource]:
-    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body.
+def kernel_source(spec_rules: Sequence[str] = (), pages: int = 256) -> Iterator[KernelSource]:
+    """Load the probes (skip the test when eBPF cannot run here); use as a module-scoped fixture body. ``pages``
+    sizes the ring buffer (a busy host overflows a small one while a test waits for its few events).
 
     With ``spec_rules``, the kernel spec of those rules is applied as the rule engine would: only the tracepoints
     they need stay attached, and opens none of them can match are dropped in the kernel.
@@ -23,7 +24,7 @@ def kernel_source(spec_rules: Sequence[str] = ()) -> Iterator[KernelSource]:
     if found:
         pytest.skip("eBPF unavailable: " + "; ".join(found))
     # The test process spawns the workloads, so it must not exclude itself (its children would be silent too).
-    src = KernelSource(BpfProbe(ring_buffer_pages=256, exclude_self=False))
+    src = KernelSource(BpfProbe(ring_buffer_pages=pages, exclude_self=False))
     src.start()
     if spec_rules:
         from ruleengine.engine import load_rules

@@ -95,6 +95,11 @@ class RuntimeServiceStub:
                 request_serializer=lanner_dot_cri_dot_v1_dot_cri__pb2.RemoveContainerRequest.SerializeToString,
                 response_deserializer=lanner_dot_cri_dot_v1_dot_cri__pb2.RemoveContainerResponse.FromString,
                 _registered_method=True)
+        self.ExecSync = channel.unary_unary(
+                '/runtime.v1.RuntimeService/ExecSync',
+                request_serializer=lanner_dot_cri_dot_v1_dot_cri__pb2.ExecSyncRequest.SerializeToString,
+                response_deserializer=lanner_dot_cri_dot_v1_dot_cri__pb2.ExecSyncResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -179,6 +184,14 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecSync(self, request, context):
+        """Run a command in a container through the runtime's exec path (what `crictl exec -s` and, streamed, a kubelet
+        serving `kubectl exec` do).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -241,6 +254,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.RemoveContainer,
                     request_deserializer=lanner_dot_cri_dot_v1_dot_cri__pb2.RemoveContainerRequest.FromString,
                     response_serializer=lanner_dot_cri_dot_v1_dot_cri__pb2.RemoveContainerResponse.SerializeToString,
+            ),
+            'ExecSync': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecSync,
+                    request_deserializer=lanner_dot_cri_dot_v1_dot_cri__pb2.ExecSyncRequest.FromString,
+                    response_serializer=lanner_dot_cri_dot_v1_dot_cri__pb2.ExecSyncResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -568,6 +586,33 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/RemoveContainer',
             lanner_dot_cri_dot_v1_dot_cri__pb2.RemoveContainerRequest.SerializeToString,
             lanner_dot_cri_dot_v1_dot_cri__pb2.RemoveContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecSync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/ExecSync',
+            lanner_dot_cri_dot_v1_dot_cri__pb2.ExecSyncRequest.SerializeToString,
+            lanner_dot_cri_dot_v1_dot_cri__pb2.ExecSyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

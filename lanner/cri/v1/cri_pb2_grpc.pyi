@@ -65,6 +65,10 @@ class RuntimeServiceStub:
     StartContainer: _grpc.UnaryUnaryMultiCallable[_cri_pb2.StartContainerRequest, _cri_pb2.StartContainerResponse]
     StopContainer: _grpc.UnaryUnaryMultiCallable[_cri_pb2.StopContainerRequest, _cri_pb2.StopContainerResponse]
     RemoveContainer: _grpc.UnaryUnaryMultiCallable[_cri_pb2.RemoveContainerRequest, _cri_pb2.RemoveContainerResponse]
+    ExecSync: _grpc.UnaryUnaryMultiCallable[_cri_pb2.ExecSyncRequest, _cri_pb2.ExecSyncResponse]
+    """Run a command in a container through the runtime's exec path (what `crictl exec -s` and, streamed, a kubelet
+    serving `kubectl exec` do).
+    """
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
@@ -89,6 +93,10 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     StartContainer: _aio.UnaryUnaryMultiCallable[_cri_pb2.StartContainerRequest, _cri_pb2.StartContainerResponse]  # type: ignore[assignment]
     StopContainer: _aio.UnaryUnaryMultiCallable[_cri_pb2.StopContainerRequest, _cri_pb2.StopContainerResponse]  # type: ignore[assignment]
     RemoveContainer: _aio.UnaryUnaryMultiCallable[_cri_pb2.RemoveContainerRequest, _cri_pb2.RemoveContainerResponse]  # type: ignore[assignment]
+    ExecSync: _aio.UnaryUnaryMultiCallable[_cri_pb2.ExecSyncRequest, _cri_pb2.ExecSyncResponse]  # type: ignore[assignment]
+    """Run a command in a container through the runtime's exec path (what `crictl exec -s` and, streamed, a kubelet
+    serving `kubectl exec` do).
+    """
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """The runtime side of CRI: sandboxes (pods) and containers."""
@@ -182,6 +190,16 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cri_pb2.RemoveContainerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cri_pb2.RemoveContainerResponse, _abc.Awaitable[_cri_pb2.RemoveContainerResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ExecSync(
+        self,
+        request: _cri_pb2.ExecSyncRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cri_pb2.ExecSyncResponse, _abc.Awaitable[_cri_pb2.ExecSyncResponse]]:
+        """Run a command in a container through the runtime's exec path (what `crictl exec -s` and, streamed, a kubelet
+        serving `kubectl exec` do).
+        """
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``kubectl exec`` attribution (enricher.kexec) over a batch frame, where events stay serialized.
+
+Only the few events that matter are parsed, found by their bytes: audit events of a ``pods/exec`` request,
+``execve``/``execveat`` (a session may start) and, while sessions are tracked, ``procexit``. An attributed process
+is placed, for this batch, in a copy of its container entry whose K8s part also carries ``exec_user`` and
+``exec_groups`` (a serialized message appended to another merges into it), so the events stay untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enricher.kexec import ExecSessions, Who
+from lanner.model import SOURCE_K8S_AUDIT
+from lanner.v1 import event_pb2
+
+# Event.type is field 4 (tag 0x22), length-prefixed; audit events carry the request's JSON.
+_EXEC_MARKS = (b'"\x06execve', b'"\x08execveat')
+_EXIT_MARK = b'"\x08procexit'
+_AUDIT_MARK = b'"subresource":"exec"'
+_CACHE_LIMIT = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class _Proc:
+    pid: int
+    tid: int
+    ppid: int
+    argv: tuple[str, ...]
+    comm: str
+    exepath: str
+
+
+_procs: dict[bytes, _Proc] = {}
+
+
+def _proc(frame: event_pb2.EventBatchFrame, ref: int) -> _Proc | None:
+    if ref <= 0 or ref > len(frame.processes):
+        return None
+    data = frame.processes[ref - 1]
+    found = _procs.get(data)
+    if found is None:
+        p = event_pb2.Process.FromString(data)
+        if len(_procs) >= _CACHE_LIMIT:
+            _procs.clear()
+        found = _procs[data] = _Proc(p.pid, p.tid, p.ppid, (p.exe, *p.args), p.comm, p.exepath)
+    return found
+
+
+def apply_to_frame(
+    sessions: ExecSessions,
+    frame: event_pb2.EventBatchFrame,
+    refs: list[int],
+    wheres: dict[int, tuple[str, str, str]],
+) -> None:
+    """Learn from the frame's events and re-point attributed processes' container refs (``refs``, 1-based per
+    process, 0 = host). ``wheres`` maps a container ref to (namespace, pod, container) for pods' containers."""
+    node = ""
+    exits: list[int] = []
+    for data in frame.events:
+        if _AUDIT_MARK in data:
+            ev = event_pb2.Event.FromString(data)
+            if ev.source == SOURCE_K8S_AUDIT:
+                sessions.audit(ev.audit_json, ev.timing.event_ns)
+        elif any(m in data for m in _EXEC_MARKS):
+            ev = event_pb2.Event.FromString(data)
+            node = ev.id.node
+            p = _proc(frame, ev.proc_ref)
+            parent = _proc(frame, ev.ancestor_refs[0]) if ev.ancestor_refs else None
+            where = wheres.get(refs[ev.proc_ref - 1]) if 0 < ev.proc_ref <= len(refs) else None
+            if ev.res == 0 and p is not None and parent is not None and where is not None:
+                key, pkey = (node, p.pid), (node, p.ppid)
+                sessions.exec(key, pkey, p.argv, parent.comm, parent.exepath, where, ev.timing.event_ns)
+        elif _EXIT_MARK in data and sessions.active:
+            ev = event_pb2.Event.FromString(data)
+            node = ev.id.node
+            p = _proc(frame, ev.proc_ref)
+            if ev.type == "procexit" and p is not None and p.tid == p.pid:
+                exits.append(p.pid)
+    if not sessions.active or not frame.events:
+        return
+    if not node:
+        node = event_pb2.Event.FromString(frame.events[0]).id.node
+    placed: dict[tuple[int, Who], int] = {}
+    for i, cref in enumerate(refs):
+        if cref not in wheres:
+            continue
+        p = _proc(frame, i + 1)
+        who = sessions.who((node, p.pid), (node, p.ppid)) if p is not None else None
+        if who is None:
+            continue
+        new = placed.get((cref, who))
+        if new is None:
+            extra = event_pb2.K8s(exec_user=who.user, exec_groups=who.groups).SerializeToString()
+            frame.containers.append(frame.containers[cref - 1])
+            frame.k8s.append(frame.k8s[cref - 1] + extra)
+            new = placed[(cref, who)] = len(frame.containers)
+        refs[i] = new
+    for pid in exits:
+        sessions.exited((node, pid))

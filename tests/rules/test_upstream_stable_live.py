@@ -1,0 +1,301 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Falco's stable rules against the real kernel: each case performs the behaviour a rule describes, on the host or in
+a real Docker container, collects it with the eBPF source, enriches it from Docker and checks the rule fires.
+
+Rules that cannot fire on this machine are listed in the btf helper's note (shared/../notes) with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.source import KernelSource
+from lanner.model import Event
+from ruleengine.engine import Engine
+from tests.rules.test_upstream_rules_live import IMAGE, alerts
+from tests.rules.test_upstream_rules_live import engine as engine
+from tests.rules.test_upstream_rules_live import source as source
+from tests.support.kernel_source import collect
+
+pytestmark = pytest.mark.bpf
+
+FORKS = frozenset({"clone", "clone3", "fork", "vfork"})
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="lanner-stable-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _drain(src: KernelSource) -> None:
+    """Decode what the probes queued before the case starts."""
+    deadline = time.monotonic() + 30
+    while src.poll() and time.monotonic() < deadline:
+        pass
+
+
+def _complete(src: KernelSource, attempt: Callable[[], list[Event]]) -> list[Event]:
+    """Run one attempt of a case; again (up to 3 times) only when the kernel reported lost events meanwhile: other
+    work on this shared host can overflow the ring buffer, and a case's events must all be there to judge it."""
+    events: list[Event] = []
+    for _ in range(3):
+        _drain(src)
+        before = src.dropped()
+        events = attempt()
+        if src.dropped() == before:
+            break
+    return events
+
+
+def _run_tree(src: KernelSource, argv: list[str]) -> list[Event]:
+    """Run ``argv``; the events of it and every process it started."""
+
+    def attempt() -> list[Event]:
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.wait(timeout=60)
+        tree = {p.pid}
+        out: list[Event] = []
+
+        def done(evs: list[Event]) -> bool:
+            for e in evs[len(out) :]:
+                out.append(e)
+                if e.proc.pid in tree and e.type in FORKS and e.res > 0:
+                    tree.add(e.res)
+            return any(e.type == "procexit" and e.proc.pid == p.pid for e in evs)
+
+        collect(src, done, timeout=15)
+        return [e for e in out if e.proc.pid in tree]
+
+    return _complete(src, attempt)
+
+
+PTRACE = (
+    "import ctypes, os, signal, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]\n"
+    "child = os.fork()\n"
+    "if child == 0:\n"
+    "    time.sleep(5); os._exit(0)\n"
+    "libc.ptrace(16, child, None, None)\n"  # PTRACE_ATTACH
+    "os.waitpid(child, 0)\n"
+    "libc.ptrace(17, child, None, None)\n"  # PTRACE_DETACH
+    "os.kill(child, signal.SIGKILL); os.waitpid(child, 0)\n"
+)
+
+HOST_CASES: list[tuple[str, str]] = [
+    ("Search Private Keys or Passwords", "find {d} -maxdepth 1 -name id_rsa"),
+    ("Find AWS Credentials", "find {d} -maxdepth 1 -path {d}/.aws/credentials"),
+    ("Remove Bulk Data from Disk", "echo secret > {d}/wipe && shred -u {d}/wipe"),
+    ("Create Symlink Over Sensitive Files", "ln -sf /etc/shadow {d}/shadow-link"),
+    ("Create Hardlink Over Sensitive Files", "ln -f /etc/shadow {d}/shadow-hard || true"),
+    ("Execution from /dev/shm", "cp /bin/true /dev/shm/lanner-{u} && /dev/shm/lanner-{u}; rm -f /dev/shm/lanner-{u}"),
+    (
+        "Clear Log Activities",
+        "python3 -c \"open('/var/log/lanner-{u}.log', 'w').close()\"; rm -f /var/log/lanner-{u}.log",
+    ),
+]
+PY_CASES: list[tuple[str, str]] = [
+    ("Directory traversal monitored file read", "open('{d}/../../etc/shadow').close()"),
+    ("PTRACE attached to process", PTRACE),
+    ("PTRACE anti-debug attempt", "import ctypes; ctypes.CDLL(None).ptrace(0, 0, None, None)"),
+]
+DIRECT_CASES: list[tuple[str, list[str]]] = [
+    ("Read sensitive file untrusted", ["cat", "/etc/shadow"]),
+]
+
+
+@pytest.mark.parametrize(("rule", "script"), HOST_CASES, ids=[r for r, _ in HOST_CASES])
+def test_host_behaviour_alerts(source: KernelSource, engine: Engine, scratch: Path, rule: str, script: str) -> None:
+    cmd = script.format(d=scratch, u=uuid.uuid4().hex[:8])
+    events = _run_tree(source, ["sh", "-c", cmd])
+    found = alerts(engine, events, lambda e: True)
+    assert rule in [n for n, _ in found], (cmd, sorted({n for n, _ in found}))
+
+
+@pytest.mark.parametrize(("rule", "program"), PY_CASES, ids=[r for r, _ in PY_CASES])
+def test_program_behaviour_alerts(source: KernelSource, engine: Engine, scratch: Path, rule: str, program: str) -> None:
+    # Not started from a shell: some rules leave shells' own reads out.
+    events = _run_tree(source, ["python3", "-c", program.format(d=scratch)])
+    found = alerts(engine, events, lambda e: True)
+    assert rule in [n for n, _ in found], sorted({n for n, _ in found})
+
+
+SERVER_CASES: list[tuple[str, str]] = [
+    ("Run shell untrusted", "import subprocess; subprocess.run(['sh', '-c', 'true'])"),
+    # Trusted server programs may read sensitive files while they start (5 s); not later.
+    ("Read sensitive file trusted after startup", "import time; time.sleep(5.5); open('/etc/shadow').close()"),
+]
+
+
+@pytest.mark.parametrize(("rule", "program"), SERVER_CASES, ids=[r for r, _ in SERVER_CASES])
+def test_web_server_behaviour_alerts(
+    source: KernelSource,
+    engine: Engine,
+    scratch: Path,
+    rule: str,
+    program: str,
+) -> None:
+    # A program running under a web server's name (the kernel names a process after the file it executed).
+    nginx = scratch / "nginx"
+    if not nginx.exists():
+        nginx.symlink_to(os.path.realpath("/usr/bin/python3"))  # the interpreter itself, not a wrapper script
+    found = alerts(engine, _run_tree(source, [str(nginx), "-c", program]), lambda e: True)
+    assert rule in [n for n, _ in found], sorted({n for n, _ in found})
+
+
+@pytest.mark.parametrize(("rule", "argv"), DIRECT_CASES, ids=[r for r, _ in DIRECT_CASES])
+def test_command_alerts(source: KernelSource, engine: Engine, rule: str, argv: list[str]) -> None:
+    found = alerts(engine, _run_tree(source, argv), lambda e: True)
+    assert rule in [n for n, _ in found], sorted({n for n, _ in found})
+
+
+# ---------------------------------------------------------------- in containers
+@pytest.fixture(scope="module")
+def sys_admin() -> Iterator[str]:
+    # (--privileged containers cannot start on this sandboxed host: runc cannot apply every capability.)
+    name = f"lanner-sysadmin-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--cap-add", "SYS_ADMIN", "--name", name, "local/bookworm", "sleep", "600"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def plain() -> Iterator[str]:
+    name = f"lanner-plain-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, IMAGE, "sleep", "600"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def _full_id(name: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
+def _in_container(src: KernelSource, name: str, argv: list[str], last: str, before: list[str]) -> list[Event]:
+    """Run ``argv`` in the container (after ``before``, detached); its events until a process ``last`` exited."""
+    cid = _full_id(name)
+
+    def attempt() -> list[Event]:
+        if before:
+            subprocess.run(["docker", "exec", "-d", name, *before], capture_output=True, timeout=60)
+            time.sleep(0.5)  # let the helper (a listener) get ready; not a timed assertion
+            _drain(src)
+        subprocess.run(["docker", "exec", name, *argv], capture_output=True, timeout=60)
+        events = collect(src, lambda evs: any(e.type == "procexit" and e.proc.comm == last for e in evs), 15)
+        return [e for e in events if any(cid in line for line in e.proc.cgroups)]
+
+    return _complete(src, attempt)
+
+
+# Commands run directly, not through busybox sh: its applets re-exec /proc/self/exe and are named "exe".
+CONTAINER_CASES: list[tuple[str, str, list[str], str, list[str]]] = [
+    # (rule, container fixture, command, comm of the last process, helper started before)
+    (
+        "Netcat Remote Code Execution in Container",
+        "plain",
+        ["nc", "-e", "/bin/true", "127.0.0.1", "9100"],
+        "nc",
+        ["nc", "-l", "-p", "9100"],
+    ),
+    (
+        "Packet socket created in container",
+        "plain",
+        ["arping", "-c", "1", "-w", "1", "-I", "eth0", "127.0.0.1"],
+        "arping",
+        [],
+    ),
+    ("Detect release_agent File Container Escapes", "sys_admin", ["touch", "/tmp/release_agent"], "touch", []),
+]
+
+
+def test_stdout_redirected_to_a_socket_in_a_container_alerts(
+    source: KernelSource,
+    engine: Engine,
+    sys_admin: str,
+) -> None:
+    # A reverse shell's first step: a TCP connection put on stdout (bash's /dev/tcp, then dup2 onto fd 1), to a
+    # listener on the host side of the container's bridge.
+    gateway = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}", sys_admin],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    with socket.create_server((gateway, 0)) as listener:
+        port = listener.getsockname()[1]
+        argv = ["bash", "-c", f"exec 3<>/dev/tcp/{gateway}/{port}; exec 1>&3; true"]
+        events = _in_container(source, sys_admin, argv, "bash", [])
+    found = alerts(engine, events, lambda e: True)
+    assert "Redirect STDOUT/STDIN to Network Connection in Container" in [n for n, _ in found], [
+        (e.type, e.res, e.proc.comm) for e in events if e.type not in ("openat", "mmap")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "which", "argv", "last", "before"), CONTAINER_CASES, ids=[c[0] for c in CONTAINER_CASES]
+)
+def test_container_behaviour_alerts(
+    request: pytest.FixtureRequest,
+    source: KernelSource,
+    engine: Engine,
+    rule: str,
+    which: str,
+    argv: list[str],
+    last: str,
+    before: list[str],
+) -> None:
+    name = request.getfixturevalue(which)
+    events = _in_container(source, name, argv, last, before)
+    assert events, "no events from the container"
+    found = alerts(engine, events, lambda e: True)
+    assert rule in [n for n, _ in found], sorted({n for n, _ in found})
+
+
+def test_system_user_running_an_interactive_program_alerts(
+    source: KernelSource,
+    engine: Engine,
+    scratch: Path,
+) -> None:
+    # The daemon account (uid 1) runs a program called login: system accounts never log in.
+    scratch.chmod(0o755)
+    login = scratch / "login"
+    if not login.exists():
+        shutil.copy("/usr/bin/true", login)
+        login.chmod(0o755)
+
+    def as_daemon() -> None:
+        os.setgid(1)
+        os.setuid(1)
+
+    source.poll()
+    p = subprocess.Popen([str(login)], preexec_fn=as_daemon)
+    p.wait(timeout=30)
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), timeout=15)
+    found = alerts(engine, [e for e in events if e.proc.pid == p.pid], lambda e: True)
+    assert "System user interactive" in [n for n, _ in found], found
+    assert "user=daemon" in dict(found)["System user interactive"]
