@@ -14,12 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
-from google.protobuf import json_format
-
 from collector.decode import Identity
 from collector.encode import EventEncoder
 from collector.source import EventSource
-from lanner.convert import event_to_pb
+from lanner.convert import event_to_json_dict, event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
 from lanner.streaming import BatchSender
@@ -46,7 +44,7 @@ open_enricher_stream = raw_push_events(PUSH_EVENTS)
 
 def event_json(ev: Event) -> str:
     """One event as a single JSON line (the protobuf JSON mapping)."""
-    return json.dumps(json_format.MessageToDict(event_to_pb(ev)), separators=(",", ":"))
+    return json.dumps(event_to_json_dict(event_to_pb(ev)), separators=(",", ":"))
 
 
 _DROP_REASONS = {"syscall": "ring_buffer_full", "replay": "bad_input", "k8s_audit": "queue_full"}

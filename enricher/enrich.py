@@ -37,7 +37,7 @@ from prometheus_client import Counter
 
 from enricher.cgroups import CgroupMatch, match_cgroup_tuple
 from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
-from lanner.convert import HOST_PB, container_to_pb, k8s_to_pb
+from lanner.convert import HOST_PB, cgroups_of, container_to_pb, k8s_to_pb
 from lanner.model import SOURCE_SYSCALL
 from lanner.v1 import event_pb2
 
@@ -115,7 +115,7 @@ class Enricher:
     def resolve(self, proc: event_pb2.Process) -> tuple[bool, CgroupMatch | None]:
         """(known, match): the container of this process (None = host); known=False when nothing says."""
         if proc.cgroups:
-            match = match_cgroup_tuple(tuple(proc.cgroups))
+            match = match_cgroup_tuple(cgroups_of(proc))
             self._remember(self._by_pid, proc.pid, match)
             if proc.cgroup_id:
                 self._remember(self._by_cgroup_id, proc.cgroup_id, match)

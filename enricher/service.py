@@ -39,7 +39,7 @@ class EnricherServicer:
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         """Add this service to a server; requests arrive as ``EventBatchFrame`` (events left serialized)."""
-        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents),))
+        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents, STAGE),))
         return [SERVICE_NAME]
 
     async def PushEvents(

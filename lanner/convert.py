@@ -1,18 +1,40 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The one place where protobuf events become domain events and back (``lanner.model`` <-> ``lanner.v1``)."""
+"""The one place where protobuf events become domain events and back (``lanner.model`` <-> ``lanner.v1``).
+
+Fields a process controls (argv, env, paths...) are ``bytes`` on the wire and text that keeps every byte in the
+model (``lanner.text``); this module is the only place that converts between the two.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import fields
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from lanner import model
+from lanner.text import from_bytes, to_bytes
 from lanner.v1 import event_pb2
 
+
+def _text_as_bytes(desc: Descriptor, raw: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The ``bytes`` fields of a message that the model holds as text (all of them but ``raw``)."""
+    return frozenset(f.name for f in desc.fields if f.type == FieldDescriptor.TYPE_BYTES) - raw
+
+
+_PROCESS_TEXT = _text_as_bytes(event_pb2.Process.DESCRIPTOR)
+_FD_TEXT = _text_as_bytes(event_pb2.Fd.DESCRIPTOR, frozenset({"client_ip", "server_ip"}))
+_ARG_TEXT = frozenset({"str_value"})
+_TEXT_FIELDS = {
+    event_pb2.Process.DESCRIPTOR.full_name: _PROCESS_TEXT,
+    event_pb2.Fd.DESCRIPTOR.full_name: _FD_TEXT,
+    event_pb2.Arg.DESCRIPTOR.full_name: _ARG_TEXT,
+}
 _PROCESS_SCALAR = tuple(f.name for f in fields(model.Process) if f.name not in {"args", "env", "cgroups"})
 _FD_OPTIONAL = frozenset(f.name for f in event_pb2.Fd.DESCRIPTOR.fields if f.has_presence and f.message_type is None)
 _FD_PLAIN = tuple(f.name for f in fields(model.Fd) if f.name not in _FD_OPTIONAL | {"type", "l4proto"})
@@ -61,7 +83,11 @@ def _decode_process(pb: event_pb2.Process) -> model.Process:
     # dataclass defaults, which equal proto3's.
     kw: dict[str, Any] = {}
     for f, value in pb.ListFields():
-        kw[f.name] = tuple(value) if f.name in _REPEATED else value
+        name = f.name
+        if name in _PROCESS_TEXT:
+            kw[name] = tuple(map(from_bytes, value)) if name in _REPEATED else from_bytes(value)
+        else:
+            kw[name] = tuple(value) if name in _REPEATED else value
     return model.Process(**kw)
 
 
@@ -69,10 +95,15 @@ def process_to_pb(p: model.Process, out: event_pb2.Process) -> None:
     for name in _PROCESS_SCALAR:
         value = getattr(p, name)
         if value is not None:
-            setattr(out, name, value)
-    out.args.extend(p.args)
-    out.env.extend(p.env)
-    out.cgroups.extend(p.cgroups)
+            setattr(out, name, to_bytes(value) if name in _PROCESS_TEXT else value)
+    out.args.extend(map(to_bytes, p.args))
+    out.env.extend(map(to_bytes, p.env))
+    out.cgroups.extend(map(to_bytes, p.cgroups))
+
+
+def cgroups_of(pb: event_pb2.Process) -> tuple[str, ...]:
+    """A wire process's cgroup paths as text, for stages that work on the wire form (the enricher)."""
+    return tuple(map(from_bytes, pb.cgroups))
 
 
 def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
@@ -82,6 +113,9 @@ def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
 
 def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
     kw: dict[str, Any] = {f.name: value for f, value in pb.ListFields()}
+    for name in _FD_TEXT:
+        if name in kw:
+            kw[name] = from_bytes(kw[name])
     if "type" in kw:
         kw["type"] = _FD_TYPES[kw["type"]]
     if "l4proto" in kw:
@@ -91,7 +125,8 @@ def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
 
 def fd_to_pb(fd: model.Fd, out: event_pb2.Fd) -> None:
     for name in _FD_PLAIN:
-        setattr(out, name, getattr(fd, name))
+        value = getattr(fd, name)
+        setattr(out, name, to_bytes(value) if name in _FD_TEXT else value)
     for name in _FD_OPTIONAL:
         value = getattr(fd, name)
         if value is not None:
@@ -150,6 +185,8 @@ def _arg_from_pb(pb: event_pb2.Arg) -> model.Arg:
 def _decode_arg(pb: event_pb2.Arg) -> model.Arg:
     kind = pb.WhichOneof("value")
     value: model.ArgValue = getattr(pb, kind) if kind else b""
+    if kind == "str_value":
+        value = from_bytes(pb.str_value)
     return model.Arg(pb.name, value)
 
 
@@ -162,7 +199,7 @@ def _arg_to_pb(a: model.Arg, out: event_pb2.Arg) -> None:
         else:
             out.uint_value = int(v)
     elif isinstance(v, str):
-        out.str_value = v
+        out.str_value = to_bytes(v)
     else:
         out.bytes_value = bytes(v)
 
@@ -390,3 +427,32 @@ def inline_events(batch: event_pb2.EventBatch) -> list[event_pb2.Event]:
             ev.timing.enriched_ns = batch.enriched_ns
         out.append(ev)
     return out
+
+
+def _walk_text_json(data: dict[str, Any], desc: Descriptor, convert: Callable[[Any], Any]) -> None:
+    text = _TEXT_FIELDS.get(desc.full_name, frozenset())
+    for f in desc.fields:
+        value = data.get(f.json_name, data.get(f.name))
+        if value is None:
+            continue
+        key = f.json_name if f.json_name in data else f.name
+        if f.message_type is not None and not f.message_type.GetOptions().map_entry:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict):
+                    _walk_text_json(item, f.message_type, convert)
+        elif f.name in text:
+            data[key] = [convert(v) for v in value] if isinstance(value, list) else convert(value)
+
+
+def event_to_json_dict(pb: event_pb2.Event) -> dict[str, Any]:
+    """The protobuf JSON mapping of an event, except that argv, paths and other process text are JSON strings
+    rather than base64, so recordings stay readable; bytes that are not UTF-8 appear as ``\\udcXX`` escapes."""
+    data: dict[str, Any] = json_format.MessageToDict(pb)
+    _walk_text_json(data, event_pb2.Event.DESCRIPTOR, lambda v: from_bytes(base64.b64decode(v)))
+    return data
+
+
+def event_from_json_dict(data: dict[str, Any]) -> event_pb2.Event:
+    """The inverse of ``event_to_json_dict`` (json_format.ParseError on a bad document). ``data`` is changed."""
+    _walk_text_json(data, event_pb2.Event.DESCRIPTOR, lambda v: base64.b64encode(to_bytes(str(v))).decode())
+    return json_format.ParseDict(data, event_pb2.Event())
