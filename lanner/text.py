@@ -53,6 +53,14 @@ def displayable(text: str) -> str:
     return _SURROGATE.sub(REPLACEMENT, text)
 
 
+def escape_surrogates(json_text: str) -> str:
+    """A JSON document with each lone surrogate written as its ``\\uXXXX`` escape: encodable as UTF-8, and a
+    JSON reader gets the same string back."""
+    if json_text.isascii():
+        return json_text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json_text)
+
+
 # C0 and C1 controls, DEL, lone surrogates, and the line and paragraph separators some readers split on.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 

@@ -68,3 +68,22 @@ def test_hostile_event_round_trips_through_a_recording_line() -> None:
     line = json.dumps(event_to_json_dict(event_to_pb(ev)))
     assert line.isascii() and '"comm": "c\\udcffat"' in line  # readable, not base64
     assert event_from_pb(event_from_json_dict(json.loads(line))) == ev
+
+
+def test_proc_cmdline_keeps_every_byte() -> None:
+    from collector.procfs import parse_cmdline
+
+    raw = b"cat\0\xff\xfe\0\0a\x01\0"
+    assert tuple(to_bytes(a) for a in parse_cmdline(raw)) == (b"cat", b"\xff\xfe", b"", b"a\x01")
+
+
+def test_log_lines_carry_undecodable_bytes_as_json_escapes() -> None:
+    import logging
+
+    from lanner.logs import JsonFormatter
+
+    record = logging.LogRecord("x", logging.WARNING, "f", 1, "opened", None, None)
+    record.path = from_bytes(b"/tmp/\xff\n")
+    line = JsonFormatter("t").format(record)
+    line.encode("utf-8")
+    assert json.loads(line)["path"] == from_bytes(b"/tmp/\xff\n") and "\n" not in line
