@@ -11,7 +11,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import fields
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -50,27 +50,49 @@ _K8S_PLAIN = tuple(f.name for f in fields(model.K8s) if f.name != "pod_labels")
 _REPEATED = frozenset({"args", "env", "cgroups"})
 
 
-_CACHE_LIMIT = 8192
-# Keyed by wire form: a process (or container) decoded for one batch serves every later batch that carries it.
-_process_cache: dict[bytes, model.Process] = {}
-_container_cache: dict[bytes, model.Container] = {}
-# Decoded objects are shared between events, which is safe because nothing after the decoder mutates them.
-_fd_cache: dict[bytes, model.Fd] = {}
-_arg_cache: dict[bytes, model.Arg] = {}
-
 _Decoded = TypeVar("_Decoded")
 _Message = TypeVar("_Message", bound=Message)
 
+# Each memo is bounded in entries and in bytes (of wire form; the decoded objects take about as much again), and
+# a message above MEMO_ITEM_BYTES is decoded without being kept: a huge argv is one process's, it does not repeat,
+# and keeping a few thousand of them is how a forged batch could take gigabytes.
+MEMO_ENTRIES = 8192
+MEMO_BYTES = 32 * 1024 * 1024
+MEMO_ITEM_BYTES = 64 * 1024
 
-def _memoized(cache: dict[bytes, _Decoded], decode: Callable[[_Message], _Decoded], pb: _Message) -> _Decoded:
+
+class _Memo(Generic[_Decoded]):
+    __slots__ = ("bytes", "items")
+
+    def __init__(self) -> None:
+        self.items: dict[bytes, _Decoded] = {}
+        self.bytes = 0
+
+
+# Keyed by wire form: a process (or container) decoded for one batch serves every later batch that carries it.
+# Decoded objects are shared between events, which is safe because nothing after the decoder mutates them.
+_process_cache: _Memo[model.Process] = _Memo()
+_container_cache: _Memo[model.Container] = _Memo()
+_fd_cache: _Memo[model.Fd] = _Memo()
+_arg_cache: _Memo[model.Arg] = _Memo()
+MEMOS: tuple[_Memo[Any], ...] = (_process_cache, _container_cache, _fd_cache, _arg_cache)
+
+
+def _keep(memo: _Memo[_Decoded], key: bytes, found: _Decoded) -> _Decoded:
+    if len(key) <= MEMO_ITEM_BYTES:
+        if len(memo.items) >= MEMO_ENTRIES or memo.bytes + len(key) > MEMO_BYTES:
+            memo.items.clear()
+            memo.bytes = 0
+        memo.items[key] = found
+        memo.bytes += len(key)
+    return found
+
+
+def _memoized(memo: _Memo[_Decoded], decode: Callable[[_Message], _Decoded], pb: _Message) -> _Decoded:
     """Decode ``pb`` once per distinct wire form: ancestors, files and containers repeat event after event."""
     key = pb.SerializeToString()
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        found = cache[key] = decode(pb)
-    return found
+    found = memo.items.get(key)
+    return _keep(memo, key, decode(pb)) if found is None else found
 
 
 def process_from_pb(pb: event_pb2.Process) -> model.Process:
@@ -238,11 +260,9 @@ class BatchTables:
             if ref <= 0:
                 raise IndexError(f"process reference {ref}")
             data = self._frame.processes[ref - 1]
-            found = _process_cache.get(data)
+            found = _process_cache.items.get(data)
             if found is None:
-                if len(_process_cache) >= _CACHE_LIMIT:
-                    _process_cache.clear()
-                found = _process_cache[data] = _decode_process(event_pb2.Process.FromString(data))
+                found = _keep(_process_cache, data, _decode_process(event_pb2.Process.FromString(data)))
             self._procs[ref] = found
         return found
 
@@ -266,11 +286,9 @@ class BatchTables:
 
 
 def _container_from_wire(data: bytes) -> model.Container:
-    found = _container_cache.get(data)
+    found = _container_cache.items.get(data)
     if found is None:
-        if len(_container_cache) >= _CACHE_LIMIT:
-            _container_cache.clear()
-        found = _container_cache[data] = container_from_pb(event_pb2.Container.FromString(data))
+        found = _keep(_container_cache, data, container_from_pb(event_pb2.Container.FromString(data)))
     return found
 
 
@@ -278,14 +296,11 @@ def _k8s_from_wire(data: bytes) -> model.K8s:
     return k8s_from_pb(event_pb2.K8s.FromString(data)) if data else model.NO_K8S
 
 
-def _from_wire(cache: dict[bytes, _Decoded], parse: Callable[[bytes], Any], decode: Callable[[Any], _Decoded],
-               data: bytes) -> _Decoded:
-    found = cache.get(data)
-    if found is None:
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        found = cache[data] = decode(parse(data))
-    return found
+def _from_wire(
+    memo: _Memo[_Decoded], parse: Callable[[bytes], Any], decode: Callable[[Any], _Decoded], data: bytes
+) -> _Decoded:
+    found = memo.items.get(data)
+    return _keep(memo, data, decode(parse(data))) if found is None else found
 
 
 def _process_wire(data: bytes) -> model.Process:
