@@ -139,9 +139,10 @@ def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
         if name in kw:
             kw[name] = from_bytes(kw[name])
     if "type" in kw:
-        kw["type"] = _FD_TYPES[kw["type"]]
+        # proto3 enums are open: a value this build does not know reads as "unspecified", not as an error.
+        kw["type"] = _FD_TYPES.get(kw["type"], model.FdType.UNSPECIFIED)
     if "l4proto" in kw:
-        kw["l4proto"] = _L4_PROTOS[kw["l4proto"]]
+        kw["l4proto"] = _L4_PROTOS.get(kw["l4proto"], model.L4Proto.UNSPECIFIED)
     return model.Fd(**kw)
 
 
