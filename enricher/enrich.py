@@ -43,6 +43,10 @@ from lanner.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
+# The cache of process placements by wire form: bytes it may hold, and the largest key it keeps.
+WIRE_CACHE_BYTES = 32 * 1024 * 1024
+WIRE_KEY_MAX_BYTES = 64 * 1024
+
 LOOKUPS = Counter("lanner_enricher_lookups_total", "Runtime metadata lookups, by result", ["result"])
 ENRICHED = Counter(
     "lanner_enricher_events_total",
@@ -107,6 +111,7 @@ class Enricher:
         self._by_pid: dict[int, CgroupMatch | None] = {}
         # Where a process (by its wire form, as batches carry it) runs: most batches repeat the same processes.
         self._by_wire: dict[bytes, CgroupMatch | None] = {}
+        self._by_wire_bytes = 0
         self._outcome = {o: ENRICHED.labels(o) for o in ("host", "container", "pending", "unknown")}
         self._last_failure_log = 0.0
 
@@ -233,10 +238,13 @@ class Enricher:
                 matches.append(None)  # the rule engine names and drops the events that refer to it
                 continue
             known, match = self.resolve(proc)
-            if known:
-                if len(self._by_wire) >= self.max_entries:
+            # Bounded in bytes too: a process's wire form carries its argv and environment, which it chooses.
+            if known and len(data) <= WIRE_KEY_MAX_BYTES:
+                if len(self._by_wire) >= self.max_entries or self._by_wire_bytes + len(data) > WIRE_CACHE_BYTES:
                     self._by_wire.clear()
+                    self._by_wire_bytes = 0
                 self._by_wire[data] = match
+                self._by_wire_bytes += len(data)
             matches.append(match)
         await self._await_lookups(matches)
         now = time.monotonic()

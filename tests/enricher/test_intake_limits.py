@@ -73,3 +73,20 @@ async def test_a_100k_batch_does_not_displace_another_streams_events(tmp_path: P
     assert [(e.id.seq, e.fd.path) for e in first] == [(1, b"/etc/shadow"), (2, b"/tmp/f")]
     log = Path(f"{tmp_path}/enricher.log").read_text()
     assert "Traceback" not in log
+
+
+async def test_placement_cache_is_bounded_in_bytes() -> None:
+    from enricher import enrich
+
+    enricher = enrich.Enricher(None)
+    for round_ in range(20):
+        frame = event_pb2.EventBatchFrame()
+        for i in range(50):
+            proc = event_pb2.Process(pid=round_ * 100 + i, args=[b"x" * 60_000], cgroups=[b"0::/init.scope"])
+            frame.processes.append(proc.SerializeToString())
+        huge = event_pb2.Process(pid=1, args=[b"y" * 200_000], cgroups=[b"0::/init.scope"])
+        frame.processes.append(huge.SerializeToString())
+        await enricher.enrich_frame(frame)
+        assert list(frame.process_containers) == [0] * 51  # all on the host
+    assert enricher._by_wire_bytes <= enrich.WIRE_CACHE_BYTES
+    assert all(len(k) <= enrich.WIRE_KEY_MAX_BYTES for k in enricher._by_wire)
