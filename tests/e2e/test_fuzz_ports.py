@@ -12,7 +12,9 @@ import contextlib
 import json
 import random
 import re
+import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,8 +40,16 @@ OVERSIZED = b"\x12\xff\xff\xff\x07" + b"\x00" * (17 * 1024 * 1024)  # above the 
 
 
 def metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        return str(resp.read().decode())
+    """The metrics text, retried: a scraper turned away while idle connections hold every slot gets in later."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -88,6 +98,13 @@ async def test_every_port_survives_fuzzing_and_keeps_serving(lanner_up: Path, su
                 held.enter_context(fuzz.half_open_sockets(port, http2=True))
             for port in METRICS_PORTS.values():
                 held.enter_context(fuzz.half_open_sockets(port, http2=False))
+            # More idle connections than the metrics server serves at once (64): it must time them out.
+            idle = [
+                held.enter_context(contextlib.closing(socket.create_connection(("127.0.0.1", 9703))))
+                for _ in range(100)
+            ]
+            for sock in idle:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\n")
 
             outcomes: dict[str, list[str]] = {}
             for port, method in PUSH_EVENTS.items():
