@@ -37,6 +37,8 @@ class _Handler(WSGIRequestHandler):
 
 class _Server(ThreadingWSGIServer):  # type: ignore[misc]
     daemon_threads = True
+    # socketserver listens with a backlog of 5: a burst of connections then waits on SYN retries for seconds.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Quiet: clients that time out, reset or send garbage are expected here, not a fault of the server."""
