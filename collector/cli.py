@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from lanner.config import ConfigError
 from lanner.model import Event
+from lanner.text import terminal_safe
 
 
 def _load(args: argparse.Namespace) -> object:
@@ -90,7 +91,8 @@ def format_event(ev: Event) -> str:
         parts.append("ancestors=" + ">".join(a.comm for a in ev.ancestors[:6]))
     if p.cgroup_id > 1:
         parts.append(f"cgroup_id={p.cgroup_id}")
-    return " ".join(parts)
+    # Names and paths are the process's bytes: escape what a terminal would act on or cannot print.
+    return terminal_safe(" ".join(parts))
 
 
 def cmd_events(args: argparse.Namespace) -> int:

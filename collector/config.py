@@ -52,6 +52,7 @@ class CollectorConfig:
     batch_size: int = 256
     linger_ms: float = 5.0
     max_queue: int = 16384
+    max_queue_bytes: int = 64 * 1024 * 1024
     exclude_pids: tuple[int, ...] = ()
     ring_buffer_pages: int = 2048
     families: tuple[str, ...] = FAMILIES
@@ -80,8 +81,8 @@ class CollectorConfig:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_queue < 1:
-            raise ValueError("batch_size and max_queue must be >= 1")
+        if self.batch_size < 1 or self.max_queue < 1 or self.max_queue_bytes < 1:
+            raise ValueError("batch_size, max_queue and max_queue_bytes must be >= 1")
         if self.linger_ms < 0 or self.poll_interval_ms <= 0:
             raise ValueError("linger_ms must be >= 0 and poll_interval_ms > 0")
         pages = self.ring_buffer_pages

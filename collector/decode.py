@@ -132,7 +132,7 @@ class Decoder:
 
     def _comm(self, raw: bytes) -> str:
         nul = raw.find(b"\0")
-        comm = (raw[:nul] if nul >= 0 else raw).decode("utf-8", "replace")
+        comm = (raw[:nul] if nul >= 0 else raw).decode("utf-8", "surrogateescape")
         if len(self._comms) > 65536:
             self._comms.clear()
         self._comms[raw] = comm

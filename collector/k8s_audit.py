@@ -2,8 +2,11 @@
 """Kubernetes audit webhook source: the API server POSTs ``audit.k8s.io/v1`` EventLists; each item becomes an
 Event with source ``k8s_audit`` and the item's JSON in ``audit_json`` (the rule engine's ``ka.*`` fields read it).
 
-Bad requests get a 400 naming what is wrong (``items[2]: expected an object``); the server keeps running. The
-queue between the webhook and the service loop is bounded; overflow drops the oldest and is counted.
+Bad requests get a 400 naming what is wrong (``items[2]: expected an object``); the server keeps running. A
+request is limited in bytes (413), in items (413) and in JSON nesting depth (400), so no single request can
+flood the pipeline or exhaust the parser. The queue between the webhook and the service loop is bounded in
+items and in bytes; overflow drops the oldest audit events and is counted. The collector sends audit events on
+their own stream with their own queue, so an audit flood never displaces syscall events.
 """
 
 from __future__ import annotations
@@ -20,16 +23,42 @@ from typing import Any
 from aiohttp import web
 
 from collector.decode import Identity
+from collector.metrics import AUDIT_REJECTED
 from lanner.metrics import parse_bind
 from lanner.model import SOURCE_K8S_AUDIT, Event, EventIdentity, EventTiming
+from lanner.text import escape_surrogates
 
 log = logging.getLogger(__name__)
 
 AUDIT_API_VERSIONS = ("audit.k8s.io/v1",)
+# The API server's webhook backend sends at most --audit-webhook-batch-max-size (400) events per request.
+MAX_ITEMS_PER_REQUEST = 10_000
+# Audit events embed Kubernetes objects (RequestResponse level); real ones nest a few dozen levels at most.
+MAX_DEPTH = 100
 
 
 class AuditError(ValueError):
     """The request body is not an audit Event or EventList; the message names the field."""
+
+    status = 400
+
+
+class AuditTooLarge(AuditError):
+    """The request carries more than the webhook takes."""
+
+    status = 413
+
+
+def _check_depth(doc: object, max_depth: int) -> None:
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise AuditError(f"body: JSON nested deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
 
 
 def parse_timestamp_ns(value: object) -> int:
@@ -53,12 +82,16 @@ def parse_timestamp_ns(value: object) -> int:
     return int(dt.timestamp()) * 1_000_000_000 + frac_ns
 
 
-def parse_audit_body(body: bytes) -> list[dict[str, Any]]:
+def parse_audit_body(
+    body: bytes, max_items: int = MAX_ITEMS_PER_REQUEST, max_depth: int = MAX_DEPTH
+) -> list[dict[str, Any]]:
     """The audit events in a webhook body (an EventList or a single Event)."""
     try:
         doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AuditError(f"body: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise AuditError(f"body: JSON nested deeper than {max_depth} levels") from None
     if not isinstance(doc, dict):
         raise AuditError("body: expected a JSON object (audit.k8s.io/v1 EventList)")
     api = doc.get("apiVersion")
@@ -71,10 +104,13 @@ def parse_audit_body(body: bytes) -> list[dict[str, Any]]:
         items = doc.get("items")
         if not isinstance(items, list):
             raise AuditError("items: expected a list")
+        if len(items) > max_items:
+            raise AuditTooLarge(f"items: {len(items)} events in one request, more than the limit of {max_items}")
     else:
         raise AuditError(f"kind: expected EventList or Event, got {kind!r}")
     out: list[dict[str, Any]] = []
     assert isinstance(items, list)
+    _check_depth(doc, max_depth)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise AuditError(f"items[{i}]: expected an object")
@@ -97,7 +133,10 @@ class AuditWebhook:
         *,
         path: str = "/k8s-audit",
         max_queue: int = 65536,
+        max_queue_bytes: int = 64 * 1024 * 1024,
         max_body_bytes: int = 16 * 1024 * 1024,
+        max_items_per_request: int = MAX_ITEMS_PER_REQUEST,
+        max_depth: int = MAX_DEPTH,
         tls_cert: str = "",
         tls_key: str = "",
     ) -> None:
@@ -105,7 +144,11 @@ class AuditWebhook:
         self.path = path
         self.identity = identity
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
         self.max_body_bytes = max_body_bytes
+        self.max_items_per_request = max_items_per_request
+        self.max_depth = max_depth
+        self._queued_bytes = 0
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.rejected = 0
@@ -127,24 +170,34 @@ class AuditWebhook:
             source=SOURCE_K8S_AUDIT,
             identity=EventIdentity(ident.node, ident.boot_id, self._seq, ident.producer_id),
             timing=EventTiming(event_ns=when or received_ns, collected_ns=received_ns),
-            audit_json=json.dumps(item, separators=(",", ":"), ensure_ascii=False),
+            # JSON escapes such as "\\ud800" decode to lone surrogates, which no protobuf string can carry: keep
+            # them as escapes.
+            audit_json=escape_surrogates(json.dumps(item, separators=(",", ":"), ensure_ascii=False)),
         )
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
             body = await request.read()
-            items = parse_audit_body(body)
+            items = parse_audit_body(body, self.max_items_per_request, self.max_depth)
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(request, AuditTooLarge(f"body: larger than {self.max_body_bytes} bytes"))
         except AuditError as exc:
-            self.rejected += 1
-            log.warning("bad audit webhook request", extra={"error": str(exc), "peer": request.remote})
-            return web.json_response({"error": str(exc)}, status=400)
+            return self._reject(request, exc)
         now = time.time_ns()
         for item in items:
-            if len(self._queue) >= self.max_queue:
-                self._queue.popleft()
+            ev = self.to_event(item, now)
+            self._queue.append(ev)
+            self._queued_bytes += len(ev.audit_json)
+            while len(self._queue) > self.max_queue or self._queued_bytes > self.max_queue_bytes:
+                self._queued_bytes -= len(self._queue.popleft().audit_json)
                 self.overflow += 1
-            self._queue.append(self.to_event(item, now))
         return web.json_response({"accepted": len(items)})
+
+    def _reject(self, request: web.Request, exc: AuditError) -> web.Response:
+        self.rejected += 1
+        AUDIT_REJECTED.labels("too_large" if exc.status == 413 else "bad_request").inc()
+        log.warning("bad audit webhook request", extra={"error": str(exc), "peer": request.remote})
+        return web.json_response({"error": str(exc)}, status=exc.status)
 
     async def serve(self) -> None:
         """Listen until cancelled."""
@@ -178,6 +231,7 @@ class AuditWebhook:
             return []
         out = list(self._queue)
         self._queue.clear()
+        self._queued_bytes = 0
         return out
 
     def dropped(self) -> int:

@@ -118,7 +118,7 @@ def parse_cmdline(raw: bytes) -> tuple[str, ...]:
         return ()
     if raw.endswith(b"\0"):
         raw = raw[:-1]
-    return tuple(p.decode("utf-8", "replace") for p in raw.split(b"\0"))
+    return tuple(p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0"))
 
 
 def parse_cgroup(text: str) -> tuple[str, ...]:
@@ -158,7 +158,8 @@ def strip_deleted(path: str) -> str:
 
 def _read_text(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        # comm, cgroup and status names are bytes the process chose: keep every one (see lanner.text).
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
     except OSError:
         return None

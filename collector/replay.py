@@ -17,9 +17,8 @@ from typing import IO
 from google.protobuf import json_format
 
 from collector.decode import Identity
-from lanner.convert import event_from_pb
+from lanner.convert import event_from_json_dict, event_from_pb
 from lanner.model import Event, EventIdentity, EventTiming
-from lanner.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def parse_line(line: str, origin: str, lineno: int) -> Event:
     if not isinstance(data, dict):
         raise ReplayError(f"{origin}:{lineno}:1: expected a JSON object (one event per line)")
     try:
-        pb = json_format.ParseDict(data, event_pb2.Event())
+        pb = event_from_json_dict(data)
     except json_format.ParseError as exc:
         raise ReplayError(f"{origin}:{lineno}: not a lanner.v1.Event: {exc}") from None
     return event_from_pb(pb)

@@ -16,7 +16,7 @@ import grpc
 from collector.config import CollectorConfig
 from collector.k8s_audit import AuditWebhook
 from collector.replay import ReplaySource
-from collector.service import STAGE, CollectorService, make_batch, open_enricher_stream
+from collector.service import AUDIT_STAGE, STAGE, CollectorService, event_size, make_batch, open_enricher_stream
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
 from lanner.journal import shared_event_journal
 from lanner.pki import load_optional
@@ -70,6 +70,8 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         open_enricher_stream,
         make_batch,
         max_queue=cfg.max_queue,
+        max_bytes=cfg.max_queue_bytes,
+        sizeof=event_size,
         batch_size=cfg.batch_size,
         linger_s=cfg.linger_ms / 1000.0,
         journal=shared_event_journal(cfg.spill_path),
@@ -80,6 +82,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         record = open(cfg.record_path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
     sources: list[EventSource] = [source]
     background: list[Callable[[], Awaitable[None]]] = [sender.run]
+    own_senders: dict[str, BatchSender[SharedEvent]] = {}
     if cfg.k8s_audit_bind:
         ident = default_identity(node_name(cfg.node_name, cfg.proc_root))
         webhook = AuditWebhook(
@@ -91,6 +94,18 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         )
         sources.append(webhook)
         background.append(webhook.serve)
+        own_senders[webhook.name] = BatchSender(
+            AUDIT_STAGE,
+            cfg.enricher_target,
+            open_enricher_stream,
+            make_batch,
+            max_queue=cfg.max_queue,
+            max_bytes=cfg.max_queue_bytes,
+            sizeof=event_size,
+            batch_size=cfg.batch_size,
+            linger_s=cfg.linger_ms / 1000.0,
+        )
+        background.append(own_senders[webhook.name].run)
     service = CollectorService(
         sources,
         sender,
@@ -100,6 +115,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         identity=source.decoder.identity
         if isinstance(source, KernelSource)
         else default_identity(node_name(cfg.node_name, cfg.proc_root)),
+        own_senders=own_senders,
     )
     background.append(service.run)
 
@@ -133,7 +149,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         cfg.bind,
         register,
         background=background,
-        on_stop=[close_source, sender.close],
+        on_stop=[close_source, sender.close, *(s.close for s in own_senders.values())],
         metrics_bind=cfg.metrics_bind,
         stopping=[begin_stop],
         tls=tls,

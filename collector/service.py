@@ -11,15 +11,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO
-
-from google.protobuf import json_format
 
 from collector.decode import Identity
 from collector.encode import EventEncoder
 from collector.source import EventSource
-from lanner.convert import event_to_pb
+from lanner.convert import event_to_json_dict, event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
 from lanner.streaming import BatchSender
@@ -29,6 +27,17 @@ from lanner.wire import SharedEvent, raw_push_events, shared_batch_wire
 log = logging.getLogger(__name__)
 
 STAGE = "collector"
+# The audit webhook's own queue and stream to the enricher (metrics label).
+AUDIT_STAGE = "collector_k8s_audit"
+
+
+def event_size(event: SharedEvent) -> int:
+    """Bytes an event holds in the queue. Its processes are shared with every other event of the same process
+    (and bounded by the process table), so only the event's own body counts: counting a large argv once per event
+    would let one process with a long command line evict everyone else's events."""
+    return len(event[0]) + 16
+
+
 # Events travel to the sender already serialized (see collector.encode), and batches go on the wire as the bytes
 # they are assembled into: parsing them back into messages only for gRPC to serialize them again cost more than
 # decoding the events in the first place. Each batch carries each of its processes once, in its process table.
@@ -46,19 +55,20 @@ open_enricher_stream = raw_push_events(PUSH_EVENTS)
 
 def event_json(ev: Event) -> str:
     """One event as a single JSON line (the protobuf JSON mapping)."""
-    return json.dumps(json_format.MessageToDict(event_to_pb(ev)), separators=(",", ":"))
+    return json.dumps(event_to_json_dict(event_to_pb(ev)), separators=(",", ":"))
 
 
 _DROP_REASONS = {"syscall": "ring_buffer_full", "replay": "bad_input", "k8s_audit": "queue_full"}
 
 
 class _Tracked:
-    """A source and what the service last saw of its loss counter."""
+    """A source, the sender its events go to, and what the service last saw of its loss counter."""
 
-    __slots__ = ("counter", "dropped", "source")
+    __slots__ = ("counter", "dropped", "sender", "source")
 
-    def __init__(self, source: EventSource) -> None:
+    def __init__(self, source: EventSource, sender: BatchSender[SharedEvent]) -> None:
         self.source = source
+        self.sender = sender
         self.dropped = 0
         self.counter = EVENTS_DROPPED.labels(STAGE, _DROP_REASONS.get(source.name, "source_lost"))
 
@@ -75,8 +85,12 @@ class CollectorService:
         record: IO[str] | None = None,
         drop_alert_interval_s: float = 10.0,
         identity: Identity | None = None,
+        own_senders: Mapping[str, BatchSender[SharedEvent]] | None = None,
     ) -> None:
-        self.sources = [_Tracked(s) for s in sources]
+        # A source named in own_senders (the audit webhook) gets its own queue and stream, so a flood from it
+        # fills and drops only its own queue, never the syscall events'.
+        senders = own_senders or {}
+        self.sources = [_Tracked(s, senders.get(s.name, sender)) for s in sources]
         self.sender = sender
         self.poll_interval_s = poll_interval_s
         self.record = record
@@ -109,7 +123,7 @@ class CollectorService:
             if not events:
                 continue
             moved += len(events)
-            self.sender.submit_many([encode(ev) for ev in events])
+            tracked.sender.submit_many([encode(ev) for ev in events])
             newest = events[-1].timing.event_ns
             if newest:  # one latency sample per poll: kernel event -> decoded and queued
                 self._latency.observe(max(0, time.time_ns() - newest) / 1e9)

@@ -40,6 +40,7 @@ class EnricherConfig:
     tls_dir: str = ""
     # Serve gRPC reflection (grpcurl and friends); off unless asked for.
     grpc_reflection: bool = False
+    max_queue_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -48,8 +49,8 @@ class EnricherConfig:
                 raise ValueError(f"{name} must be > 0")
         if self.wait_ms < 0:
             raise ValueError("wait_ms must be >= 0")
-        if self.max_queue < 1:
-            raise ValueError("max_queue must be >= 1")
+        if self.max_queue < 1 or self.max_queue_bytes < 1:
+            raise ValueError("max_queue and max_queue_bytes must be >= 1")
         for endpoint in self.cri_sockets:
             if not endpoint.startswith("unix://"):
                 raise ValueError(f"cri_sockets: {endpoint!r}: only unix:// endpoints are supported")

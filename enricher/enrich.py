@@ -39,11 +39,15 @@ from enricher.cgroups import CgroupMatch, match_cgroup_tuple
 from enricher.kexec import ExecSessions
 from enricher.kexec_frame import apply_to_frame
 from enricher.meta import ContainerMeta, LookupFailed, MetadataProvider
-from lanner.convert import HOST_PB, container_to_pb, k8s_to_pb
+from lanner.convert import HOST_PB, cgroups_of, container_to_pb, k8s_to_pb
 from lanner.model import SOURCE_SYSCALL
 from lanner.v1 import event_pb2
 
 log = logging.getLogger(__name__)
+
+# The cache of process placements by wire form: bytes it may hold, and the largest key it keeps.
+WIRE_CACHE_BYTES = 32 * 1024 * 1024
+WIRE_KEY_MAX_BYTES = 64 * 1024
 
 LOOKUPS = Counter("lanner_enricher_lookups_total", "Runtime metadata lookups, by result", ["result"])
 ENRICHED = Counter(
@@ -112,6 +116,7 @@ class Enricher:
         self._by_pid: dict[int, CgroupMatch | None] = {}
         # Where a process (by its wire form, as batches carry it) runs: most batches repeat the same processes.
         self._by_wire: dict[bytes, CgroupMatch | None] = {}
+        self._by_wire_bytes = 0
         self._outcome = {o: ENRICHED.labels(o) for o in ("host", "container", "pending", "unknown")}
         self._last_failure_log = 0.0
 
@@ -120,7 +125,7 @@ class Enricher:
     def resolve(self, proc: event_pb2.Process) -> tuple[bool, CgroupMatch | None]:
         """(known, match): the container of this process (None = host); known=False when nothing says."""
         if proc.cgroups:
-            match = match_cgroup_tuple(tuple(proc.cgroups))
+            match = match_cgroup_tuple(cgroups_of(proc))
             self._remember(self._by_pid, proc.pid, match)
             if proc.cgroup_id:
                 self._remember(self._by_cgroup_id, proc.cgroup_id, match)
@@ -238,10 +243,13 @@ class Enricher:
                 matches.append(None)  # the rule engine names and drops the events that refer to it
                 continue
             known, match = self.resolve(proc)
-            if known:
-                if len(self._by_wire) >= self.max_entries:
+            # Bounded in bytes too: a process's wire form carries its argv and environment, which it chooses.
+            if known and len(data) <= WIRE_KEY_MAX_BYTES:
+                if len(self._by_wire) >= self.max_entries or self._by_wire_bytes + len(data) > WIRE_CACHE_BYTES:
                     self._by_wire.clear()
+                    self._by_wire_bytes = 0
                 self._by_wire[data] = match
+                self._by_wire_bytes += len(data)
             matches.append(match)
         await self._await_lookups(matches)
         now = time.monotonic()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from lanner.model import SOURCE_K8S_AUDIT
+from lanner.text import from_bytes
 from lanner.v1 import event_pb2
 
 WINDOW_NS = 10_000_000_000
@@ -215,8 +216,10 @@ class ExecSessions:
             if ev.type in _EXEC_TYPES and ev.res == 0 and ev.ancestors:
                 anc = ev.ancestors[0]
                 where = (ev.k8s.ns_name, ev.k8s.pod_name, ev.container.name)
-                argv = (proc.exe, *proc.args)
-                who = self.exec(key, parent, argv, anc.comm, anc.exepath, where, ev.timing.event_ns)
+                argv = tuple(from_bytes(a) for a in (proc.exe, *proc.args))
+                who = self.exec(
+                    key, parent, argv, from_bytes(anc.comm), from_bytes(anc.exepath), where, ev.timing.event_ns
+                )
             else:
                 who = self.who(key, parent)
             if who is not None:

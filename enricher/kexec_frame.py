@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from enricher.kexec import ExecSessions, Who
 from lanner.model import SOURCE_K8S_AUDIT
+from lanner.text import from_bytes
 from lanner.v1 import event_pb2
 
 # Event.type is field 4 (tag 0x22), length-prefixed; audit events carry the request's JSON.
@@ -44,7 +45,8 @@ def _proc(frame: event_pb2.EventBatchFrame, ref: int) -> _Proc | None:
         p = event_pb2.Process.FromString(data)
         if len(_procs) >= _CACHE_LIMIT:
             _procs.clear()
-        found = _procs[data] = _Proc(p.pid, p.tid, p.ppid, (p.exe, *p.args), p.comm, p.exepath)
+        argv = tuple(from_bytes(a) for a in (p.exe, *p.args))
+        found = _procs[data] = _Proc(p.pid, p.tid, p.ppid, argv, from_bytes(p.comm), from_bytes(p.exepath))
     return found
 
 

@@ -55,6 +55,7 @@ async def serve(cfg: EnricherConfig) -> None:
         open_ruleengine_stream,
         make_batch,
         max_queue=cfg.max_queue,
+        max_bytes=cfg.max_queue_bytes,
         batch_size=1,
         linger_s=0.0,
         weigh=weigh,

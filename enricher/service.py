@@ -39,7 +39,7 @@ class EnricherServicer:
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         """Add this service to a server; requests arrive as ``EventBatchFrame`` (events left serialized)."""
-        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents),))
+        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents, STAGE),))
         return [SERVICE_NAME]
 
     async def PushEvents(
@@ -62,7 +62,10 @@ class EnricherServicer:
                 frame.ClearField("dropped_since_last")
                 if n:
                     self._latency.observe(max(0, now - _newest_event_ns(frame)) / 1e9)
-                    self.sender.submit(frame.SerializeToString())
+                    data = frame.SerializeToString()
+                    # Push back on this stream rather than push other streams' events out of the shared queue.
+                    await self.sender.wait_for_room(n, len(data))
+                    self.sender.submit(data)
                 free = max(0, self.sender.max_queue - len(self.sender))
                 yield event_pb2.BatchAck(batch_seq=seq, accepted=n, credit=free)
         finally:

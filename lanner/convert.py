@@ -1,18 +1,40 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The one place where protobuf events become domain events and back (``lanner.model`` <-> ``lanner.v1``)."""
+"""The one place where protobuf events become domain events and back (``lanner.model`` <-> ``lanner.v1``).
+
+Fields a process controls (argv, env, paths...) are ``bytes`` on the wire and text that keeps every byte in the
+model (``lanner.text``); this module is the only place that converts between the two.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import fields
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from lanner import model
+from lanner.text import from_bytes, to_bytes
 from lanner.v1 import event_pb2
 
+
+def _text_as_bytes(desc: Descriptor, raw: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The ``bytes`` fields of a message that the model holds as text (all of them but ``raw``)."""
+    return frozenset(f.name for f in desc.fields if f.type == FieldDescriptor.TYPE_BYTES) - raw
+
+
+_PROCESS_TEXT = _text_as_bytes(event_pb2.Process.DESCRIPTOR)
+_FD_TEXT = _text_as_bytes(event_pb2.Fd.DESCRIPTOR, frozenset({"client_ip", "server_ip"}))
+_ARG_TEXT = frozenset({"str_value"})
+_TEXT_FIELDS = {
+    event_pb2.Process.DESCRIPTOR.full_name: _PROCESS_TEXT,
+    event_pb2.Fd.DESCRIPTOR.full_name: _FD_TEXT,
+    event_pb2.Arg.DESCRIPTOR.full_name: _ARG_TEXT,
+}
 _PROCESS_SCALAR = tuple(f.name for f in fields(model.Process) if f.name not in {"args", "env", "cgroups"})
 _FD_OPTIONAL = frozenset(f.name for f in event_pb2.Fd.DESCRIPTOR.fields if f.has_presence and f.message_type is None)
 _FD_PLAIN = tuple(f.name for f in fields(model.Fd) if f.name not in _FD_OPTIONAL | {"type", "l4proto"})
@@ -28,27 +50,49 @@ _K8S_PLAIN = tuple(f.name for f in fields(model.K8s) if f.name not in ("pod_labe
 _REPEATED = frozenset({"args", "env", "cgroups"})
 
 
-_CACHE_LIMIT = 8192
-# Keyed by wire form: a process (or container) decoded for one batch serves every later batch that carries it.
-_process_cache: dict[bytes, model.Process] = {}
-_container_cache: dict[bytes, model.Container] = {}
-# Decoded objects are shared between events, which is safe because nothing after the decoder mutates them.
-_fd_cache: dict[bytes, model.Fd] = {}
-_arg_cache: dict[bytes, model.Arg] = {}
-
 _Decoded = TypeVar("_Decoded")
 _Message = TypeVar("_Message", bound=Message)
 
+# Each memo is bounded in entries and in bytes (of wire form; the decoded objects take about as much again), and
+# a message above MEMO_ITEM_BYTES is decoded without being kept: a huge argv is one process's, it does not repeat,
+# and keeping a few thousand of them is how a forged batch could take gigabytes.
+MEMO_ENTRIES = 8192
+MEMO_BYTES = 32 * 1024 * 1024
+MEMO_ITEM_BYTES = 64 * 1024
 
-def _memoized(cache: dict[bytes, _Decoded], decode: Callable[[_Message], _Decoded], pb: _Message) -> _Decoded:
+
+class _Memo(Generic[_Decoded]):
+    __slots__ = ("bytes", "items")
+
+    def __init__(self) -> None:
+        self.items: dict[bytes, _Decoded] = {}
+        self.bytes = 0
+
+
+# Keyed by wire form: a process (or container) decoded for one batch serves every later batch that carries it.
+# Decoded objects are shared between events, which is safe because nothing after the decoder mutates them.
+_process_cache: _Memo[model.Process] = _Memo()
+_container_cache: _Memo[model.Container] = _Memo()
+_fd_cache: _Memo[model.Fd] = _Memo()
+_arg_cache: _Memo[model.Arg] = _Memo()
+MEMOS: tuple[_Memo[Any], ...] = (_process_cache, _container_cache, _fd_cache, _arg_cache)
+
+
+def _keep(memo: _Memo[_Decoded], key: bytes, found: _Decoded) -> _Decoded:
+    if len(key) <= MEMO_ITEM_BYTES:
+        if len(memo.items) >= MEMO_ENTRIES or memo.bytes + len(key) > MEMO_BYTES:
+            memo.items.clear()
+            memo.bytes = 0
+        memo.items[key] = found
+        memo.bytes += len(key)
+    return found
+
+
+def _memoized(memo: _Memo[_Decoded], decode: Callable[[_Message], _Decoded], pb: _Message) -> _Decoded:
     """Decode ``pb`` once per distinct wire form: ancestors, files and containers repeat event after event."""
     key = pb.SerializeToString()
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        found = cache[key] = decode(pb)
-    return found
+    found = memo.items.get(key)
+    return _keep(memo, key, decode(pb)) if found is None else found
 
 
 def process_from_pb(pb: event_pb2.Process) -> model.Process:
@@ -61,7 +105,11 @@ def _decode_process(pb: event_pb2.Process) -> model.Process:
     # dataclass defaults, which equal proto3's.
     kw: dict[str, Any] = {}
     for f, value in pb.ListFields():
-        kw[f.name] = tuple(value) if f.name in _REPEATED else value
+        name = f.name
+        if name in _PROCESS_TEXT:
+            kw[name] = tuple(map(from_bytes, value)) if name in _REPEATED else from_bytes(value)
+        else:
+            kw[name] = tuple(value) if name in _REPEATED else value
     return model.Process(**kw)
 
 
@@ -69,10 +117,15 @@ def process_to_pb(p: model.Process, out: event_pb2.Process) -> None:
     for name in _PROCESS_SCALAR:
         value = getattr(p, name)
         if value is not None:
-            setattr(out, name, value)
-    out.args.extend(p.args)
-    out.env.extend(p.env)
-    out.cgroups.extend(p.cgroups)
+            setattr(out, name, to_bytes(value) if name in _PROCESS_TEXT else value)
+    out.args.extend(map(to_bytes, p.args))
+    out.env.extend(map(to_bytes, p.env))
+    out.cgroups.extend(map(to_bytes, p.cgroups))
+
+
+def cgroups_of(pb: event_pb2.Process) -> tuple[str, ...]:
+    """A wire process's cgroup paths as text, for stages that work on the wire form (the enricher)."""
+    return tuple(map(from_bytes, pb.cgroups))
 
 
 def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
@@ -82,16 +135,21 @@ def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
 
 def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
     kw: dict[str, Any] = {f.name: value for f, value in pb.ListFields()}
+    for name in _FD_TEXT:
+        if name in kw:
+            kw[name] = from_bytes(kw[name])
     if "type" in kw:
-        kw["type"] = _FD_TYPES[kw["type"]]
+        # proto3 enums are open: a value this build does not know reads as "unspecified", not as an error.
+        kw["type"] = _FD_TYPES.get(kw["type"], model.FdType.UNSPECIFIED)
     if "l4proto" in kw:
-        kw["l4proto"] = _L4_PROTOS[kw["l4proto"]]
+        kw["l4proto"] = _L4_PROTOS.get(kw["l4proto"], model.L4Proto.UNSPECIFIED)
     return model.Fd(**kw)
 
 
 def fd_to_pb(fd: model.Fd, out: event_pb2.Fd) -> None:
     for name in _FD_PLAIN:
-        setattr(out, name, getattr(fd, name))
+        value = getattr(fd, name)
+        setattr(out, name, to_bytes(value) if name in _FD_TEXT else value)
     for name in _FD_OPTIONAL:
         value = getattr(fd, name)
         if value is not None:
@@ -153,6 +211,8 @@ def _arg_from_pb(pb: event_pb2.Arg) -> model.Arg:
 def _decode_arg(pb: event_pb2.Arg) -> model.Arg:
     kind = pb.WhichOneof("value")
     value: model.ArgValue = getattr(pb, kind) if kind else b""
+    if kind == "str_value":
+        value = from_bytes(pb.str_value)
     return model.Arg(pb.name, value)
 
 
@@ -165,7 +225,7 @@ def _arg_to_pb(a: model.Arg, out: event_pb2.Arg) -> None:
         else:
             out.uint_value = int(v)
     elif isinstance(v, str):
-        out.str_value = v
+        out.str_value = to_bytes(v)
     else:
         out.bytes_value = bytes(v)
 
@@ -204,11 +264,9 @@ class BatchTables:
             if ref <= 0:
                 raise IndexError(f"process reference {ref}")
             data = self._frame.processes[ref - 1]
-            found = _process_cache.get(data)
+            found = _process_cache.items.get(data)
             if found is None:
-                if len(_process_cache) >= _CACHE_LIMIT:
-                    _process_cache.clear()
-                found = _process_cache[data] = _decode_process(event_pb2.Process.FromString(data))
+                found = _keep(_process_cache, data, _decode_process(event_pb2.Process.FromString(data)))
             self._procs[ref] = found
         return found
 
@@ -232,11 +290,9 @@ class BatchTables:
 
 
 def _container_from_wire(data: bytes) -> model.Container:
-    found = _container_cache.get(data)
+    found = _container_cache.items.get(data)
     if found is None:
-        if len(_container_cache) >= _CACHE_LIMIT:
-            _container_cache.clear()
-        found = _container_cache[data] = container_from_pb(event_pb2.Container.FromString(data))
+        found = _keep(_container_cache, data, container_from_pb(event_pb2.Container.FromString(data)))
     return found
 
 
@@ -244,14 +300,11 @@ def _k8s_from_wire(data: bytes) -> model.K8s:
     return k8s_from_pb(event_pb2.K8s.FromString(data)) if data else model.NO_K8S
 
 
-def _from_wire(cache: dict[bytes, _Decoded], parse: Callable[[bytes], Any], decode: Callable[[Any], _Decoded],
-               data: bytes) -> _Decoded:
-    found = cache.get(data)
-    if found is None:
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        found = cache[data] = decode(parse(data))
-    return found
+def _from_wire(
+    memo: _Memo[_Decoded], parse: Callable[[bytes], Any], decode: Callable[[Any], _Decoded], data: bytes
+) -> _Decoded:
+    found = memo.items.get(data)
+    return _keep(memo, data, decode(parse(data))) if found is None else found
 
 
 def _process_wire(data: bytes) -> model.Process:
@@ -393,3 +446,32 @@ def inline_events(batch: event_pb2.EventBatch) -> list[event_pb2.Event]:
             ev.timing.enriched_ns = batch.enriched_ns
         out.append(ev)
     return out
+
+
+def _walk_text_json(data: dict[str, Any], desc: Descriptor, convert: Callable[[Any], Any]) -> None:
+    text = _TEXT_FIELDS.get(desc.full_name, frozenset())
+    for f in desc.fields:
+        value = data.get(f.json_name, data.get(f.name))
+        if value is None:
+            continue
+        key = f.json_name if f.json_name in data else f.name
+        if f.message_type is not None and not f.message_type.GetOptions().map_entry:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict):
+                    _walk_text_json(item, f.message_type, convert)
+        elif f.name in text:
+            data[key] = [convert(v) for v in value] if isinstance(value, list) else convert(value)
+
+
+def event_to_json_dict(pb: event_pb2.Event) -> dict[str, Any]:
+    """The protobuf JSON mapping of an event, except that argv, paths and other process text are JSON strings
+    rather than base64, so recordings stay readable; bytes that are not UTF-8 appear as ``\\udcXX`` escapes."""
+    data: dict[str, Any] = json_format.MessageToDict(pb)
+    _walk_text_json(data, event_pb2.Event.DESCRIPTOR, lambda v: from_bytes(base64.b64decode(v)))
+    return data
+
+
+def event_from_json_dict(data: dict[str, Any]) -> event_pb2.Event:
+    """The inverse of ``event_to_json_dict`` (json_format.ParseError on a bad document). ``data`` is changed."""
+    _walk_text_json(data, event_pb2.Event.DESCRIPTOR, lambda v: base64.b64encode(to_bytes(str(v))).decode())
+    return json_format.ParseDict(data, event_pb2.Event())

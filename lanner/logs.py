@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from lanner.text import escape_surrogates
+
 # Attributes every LogRecord has; anything else came from ``extra=`` and is emitted as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
     "message",
@@ -40,7 +42,9 @@ class JsonFormatter(logging.Formatter):
             out["traceback"] = self.formatException(record.exc_info)
         elif record.exc_info and record.exc_info[1] is not None:
             out["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-        return json.dumps(out, default=str, ensure_ascii=False)
+        # A process's bytes (paths, argv) may hold undecodable bytes as lone surrogates, which stderr cannot
+        # encode; JSON can carry them as \\udcXX escapes, so the line stays one valid, lossless JSON document.
+        return escape_surrogates(json.dumps(out, default=str, ensure_ascii=False))
 
 
 def setup_logging(service: str, level: str = "info") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -36,5 +36,7 @@ def start_metrics_server(bind: str) -> None:
     host, port = parse_bind(bind)
     if port == 0:
         return
-    start_http_server(port, addr=host)
+    from lanner.metrics_http import serve_metrics
+
+    serve_metrics(host, port)
     log.info("metrics endpoint listening", extra={"bind": bind})

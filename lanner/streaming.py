@@ -6,6 +6,10 @@ the oldest item is dropped and counted. Batches close on size or after ``linger_
 latency stays low at low rates. At most ``max_inflight`` batches wait for an ack; beyond that the sender waits,
 the queue fills, and drops happen here, where they are counted, rather than in an unbounded buffer somewhere.
 
+The queue is bounded in events (``max_queue``, ``weigh``) and with ``max_bytes`` in bytes (``sizeof``); an item
+larger than ``max_bytes`` alone is dropped (``too_large``). A receiver calls ``wait_for_room`` before queueing, so
+a flood waits (and drops) in its own sender's queue instead of pushing other streams' events out of this one.
+
 With ``reliable=True`` (alerts), items are kept until acked and are sent again, in order, after a reconnect, so
 nothing is lost while the downstream restarts; the receiver dedups. Only a full queue can then drop, and the
 ruleengine sizes that queue for alerts, which are rare.
@@ -67,6 +71,8 @@ class BatchSender(Generic[T]):
         weigh: Callable[[T], int] | None = None,
         tls: PipelineTls | None = None,
         journal: Journal[T] | None = None,
+        max_bytes: int = 0,
+        sizeof: Callable[[T], int] | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -87,6 +93,12 @@ class BatchSender(Generic[T]):
         self._weigh = weigh
         self._tls = tls
         self._queued = 0
+        self.max_bytes = max_bytes
+        self._sizeof: Callable[[T], int] = sizeof or len  # type: ignore[assignment]
+        self._bytes = 0
+        # Weighed or byte-bounded queues keep running totals (the general path); plain ones count items.
+        self._general = weigh is not None or max_bytes > 0
+        self._room = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._acked = asyncio.Event()
         self._inflight: dict[int, list[T]] = {}
@@ -117,15 +129,18 @@ class BatchSender(Generic[T]):
                 self.submit_many(restored)
 
     def __len__(self) -> int:
-        return self._queued if self._weigh is not None else len(self._queue)
+        return self._queued if self._general else len(self._queue)
 
     def _weight(self, items: Sequence[T]) -> int:
         return sum(map(self._weigh, items)) if self._weigh is not None else len(items)
 
+    def _size(self, items: Sequence[T]) -> int:  # bytes of items (0 without max_bytes)
+        return sum(map(self._sizeof, items)) if self.max_bytes else 0
+
     def submit(self, item: T) -> None:
         """Queue one item; never blocks. Drops (and counts) the oldest item when the queue is full."""
-        if self._weigh is not None:
-            self._submit_weighed(item, self._weigh(item))
+        if self._general:
+            self._submit_general((item,))
             return
         if self._ledger is not None:
             self._ledger.took(1)
@@ -144,24 +159,52 @@ class BatchSender(Generic[T]):
         self._urgent.append(item)
         self._wakeup.set()
 
-    def _submit_weighed(self, item: T, weight: int) -> None:
-        assert self._weigh is not None
+    def _over(self, weight: int, size: int) -> bool:
+        return weight > self.max_queue or (self.max_bytes > 0 and size > self.max_bytes)
+
+    def _submit_general(self, items: Sequence[T]) -> None:
+        """Queue items, dropping the oldest queued ones (and counting them, in events) until the new ones fit."""
+        weights = [self._weigh(i) for i in items] if self._weigh is not None else [1] * len(items)
+        sizes = [self._sizeof(i) for i in items] if self.max_bytes else [0] * len(items)
         if self._ledger is not None:
-            self._ledger.took(weight)
-        while self._queue and self._queued + weight > self.max_queue:
+            self._ledger.took(sum(weights))
+        if self.max_bytes and max(sizes, default=0) > self.max_bytes:
+            too_large = sum(w for w, n in zip(weights, sizes, strict=True) if n > self.max_bytes)
+            EVENTS_DROPPED.labels(self.name, "too_large").inc(too_large)
+            self._settle(too_large)
+            self.dropped += too_large
+            self._dropped_since_last += too_large
+            fits = [k for k, n in enumerate(sizes) if n <= self.max_bytes]
+            items, weights, sizes = [items[k] for k in fits], [weights[k] for k in fits], [sizes[k] for k in fits]
+        weight, size = sum(weights), sum(sizes)
+        lost = start = 0
+        # A submission larger than the whole queue keeps its newest items (at least one).
+        while start < len(items) - 1 and self._over(weight, size):
+            weight, size, lost, start = weight - weights[start], size - sizes[start], lost + weights[start], start + 1
+        while self._queue and self._over(self._queued + weight, self._bytes + size):
             oldest = self._queue.popleft()
-            lost = self._weigh(oldest)
-            self._queued -= lost
+            old_weight = self._weigh(oldest) if self._weigh is not None else 1
+            self._queued -= old_weight
+            self._bytes -= self._sizeof(oldest) if self.max_bytes else 0
+            lost += old_weight
+        if lost:
             self._count_drop(lost)
-        self._queue.append(item)
+        self._queue.extend(items[start:])
         self._queued += weight
+        self._bytes += size
         self._wakeup.set()
+
+    async def wait_for_room(self, weight: int, size: int = 0) -> None:
+        """Return once ``weight`` more events (``size`` more bytes) fit without dropping any, at once when the
+        queue is empty (an item larger than the bounds then goes in alone), or at shutdown."""
+        while self._queue and not self._closing and self._over(len(self) + weight, self._bytes + size):
+            self._room.clear()
+            await self._room.wait()
 
     def submit_many(self, items: Sequence[T]) -> None:
         """Queue several items at once (same drop policy as ``submit``)."""
-        if self._weigh is not None:
-            for item in items:
-                self._submit_weighed(item, self._weigh(item))
+        if self._general:
+            self._submit_general(items)
             return
         if self._ledger is not None:
             self._ledger.took(len(items))
@@ -234,8 +277,9 @@ class BatchSender(Generic[T]):
             # Resend unacked items first, in their original order (or, at a stop, spill them).
             pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
             self._queue.extendleft(reversed(pending))
-            if self._weigh is not None:
+            if self._general:
                 self._queued += self._weight(pending)
+                self._bytes += self._size(pending)
         else:
             lost = sum(self._weight(v) for v in self._inflight.values())
             EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
@@ -295,8 +339,10 @@ class BatchSender(Generic[T]):
                 await self._wait_or_reader(self._acked.wait(), reader)
             n = min(self.batch_size, len(self._queue))
             items = [self._queue.popleft() for _ in range(n)]
-            if self._weigh is not None:
+            if self._general:
                 self._queued -= self._weight(items)
+                self._bytes -= self._size(items)
+            self._room.set()
             self._depth.set(len(self))
             self._seq += 1
             batch = self._make_batch(self._seq, items, self._dropped_since_last)
@@ -322,6 +368,7 @@ class BatchSender(Generic[T]):
         """Stop accepting new work and give queued items ``drain_timeout`` seconds to go out."""
         self._closing = True
         self._wakeup.set()
+        self._room.set()
         deadline = asyncio.get_running_loop().time() + drain_timeout
         while (self._queue or self._inflight) and asyncio.get_running_loop().time() < deadline:
             if not self.connected:
@@ -335,6 +382,7 @@ class BatchSender(Generic[T]):
         self._inflight.clear()
         self._queue.clear()
         self._queued = 0
+        self._bytes = 0
         self._depth.set(0)
         if not pending:
             return

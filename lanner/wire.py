@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from lanner.intake import lenient_parser
 from lanner.v1 import event_pb2
 
 _SMALL = [bytes([i]) for i in range(128)]
@@ -142,12 +143,13 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def push_events_handler(service: str, behavior: Any) -> grpc.GenericRpcHandler:
+def push_events_handler(service: str, behavior: Any, stage: str) -> grpc.GenericRpcHandler:
     """A ``PushEvents`` handler for ``service`` whose requests are read as ``EventBatchFrame``: the same wire as
-    ``EventBatch``, with events left serialized until someone needs them."""
+    ``EventBatch``, with events left serialized until someone needs them. A frame protobuf refuses is salvaged
+    field by field and frames are capped in events (``lanner.intake``), so bad bytes never fail the stream."""
     handler = grpc.stream_stream_rpc_method_handler(
         behavior,
-        request_deserializer=event_pb2.EventBatchFrame.FromString,
+        request_deserializer=lenient_parser(event_pb2.EventBatchFrame, None, "events", stage),
         response_serializer=event_pb2.BatchAck.SerializeToString,
     )
     return grpc.method_handlers_generic_handler(service, {"PushEvents": handler})

@@ -23,6 +23,7 @@ from lanner.alert_limits import PRODUCER_LIMITS, bound_alert
 from lanner.convert import BatchTables, event_from_view
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
+from lanner.text import displayable
 from lanner.v1 import alert_pb2, event_pb2
 from lanner.wire import push_events_handler
 from ruleengine.fields import EventContext
@@ -51,8 +52,10 @@ def alert_to_pb(record: AlertRecord, event: event_pb2.Event | event_pb2.EventVie
         output=record.output,
         message=record.message,
         hostname=record.hostname,
-        output_fields_json=json.dumps(
-            dict(record.output_fields), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+        # Field values are rendered already; displayable() is the guard that no byte a process chose can make
+        # this protobuf refuse the alert.
+        output_fields_json=displayable(
+            json.dumps(dict(record.output_fields), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
         ),
     )
     pb.time.FromNanoseconds(record.time_ns)
@@ -82,7 +85,7 @@ def _to_value(value: Any) -> struct_pb2.Value:
     elif isinstance(value, list | tuple):
         v.list_value.values.extend(_to_value(x) for x in value)
     else:
-        v.string_value = str(value)
+        v.string_value = displayable(str(value))
     return v
 
 
@@ -135,7 +138,7 @@ class RuleEngineService:
     def register(self, server: grpc.aio.Server) -> list[str]:
         """Add this service to a server; requests arrive as ``EventBatchFrame`` so that each event is parsed on
         its own and a malformed one costs only itself."""
-        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents),))
+        server.add_generic_rpc_handlers((push_events_handler(SERVICE_NAME, self.PushEvents, STAGE),))
         return [SERVICE_NAME]
 
     async def PushEvents(

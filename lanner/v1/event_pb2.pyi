@@ -11,6 +11,12 @@ and its ancestor chain, capabilities as bitmasks. Rendering to Falco's text (`O_
 Events are designed for the whole Falco field catalogue (proc.*, thread.*, user.*, group.*, fd.*, evt.*,
 container.*, k8s.*, ka.*) even where a collector fills only part of them. An unset field means "no value" and
 renders as `<NA>` / JSON null, exactly as Falco does for a missing value.
+
+Everything a process controls (argv, env, comm, exe, cwd, cgroup names, paths, string syscall arguments) is
+`bytes`, not `string`: the kernel hands over arbitrary bytes, and proto3 refuses a `string` that is not UTF-8,
+which made one odd file name cost a whole batch. The bytes are the kernel's, unchanged; lanner.convert turns
+them into text that keeps every byte (surrogateescape), and the rule engine renders the undecodable ones.
+`bytes` and `string` share a wire type, so this was a wire-compatible change.
 """
 
 from collections import abc as _abc
@@ -274,13 +280,13 @@ class Process(_message.Message):
     """Session id and process group id, host and namespace view (`proc.sid`, `proc.vpgid`)."""
     pgid: _builtins.int
     vpgid: _builtins.int
-    comm: _builtins.str
+    comm: _builtins.bytes
     """The task's comm: up to 15 chars of the executable's base name (`proc.name`)."""
-    exe: _builtins.str
+    exe: _builtins.bytes
     """argv[0] as passed to execve (`proc.exe`)."""
-    exepath: _builtins.str
+    exepath: _builtins.bytes
     """Full path of the executable (`proc.exepath`), resolved by the kernel."""
-    cwd: _builtins.str
+    cwd: _builtins.bytes
     """Current working directory, with trailing slash as Falco renders `proc.cwd`."""
     uid: _builtins.int
     """Real user/group ids and the audit login uid (`user.uid`, `group.gid`, `user.loginuid`, -1 when unset)."""
@@ -335,15 +341,15 @@ class Process(_message.Message):
     vm_rss_kb: _builtins.int
     vm_swap_kb: _builtins.int
     @_builtins.property
-    def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+    def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """argv[1:] (`proc.args` joins them with spaces; `proc.cmdline` is comm + args)."""
 
     @_builtins.property
-    def env(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+    def env(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Environment, `KEY=value` strings, truncated by the collector to its configured size (`proc.env`)."""
 
     @_builtins.property
-    def cgroups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def cgroups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
         self,
         *,
@@ -355,12 +361,12 @@ class Process(_message.Message):
         sid: _builtins.int = ...,
         pgid: _builtins.int = ...,
         vpgid: _builtins.int = ...,
-        comm: _builtins.str = ...,
-        exe: _builtins.str = ...,
-        exepath: _builtins.str = ...,
-        args: _abc.Iterable[_builtins.str] | None = ...,
-        cwd: _builtins.str = ...,
-        env: _abc.Iterable[_builtins.str] | None = ...,
+        comm: _builtins.bytes = ...,
+        exe: _builtins.bytes = ...,
+        exepath: _builtins.bytes = ...,
+        args: _abc.Iterable[_builtins.bytes] | None = ...,
+        cwd: _builtins.bytes = ...,
+        env: _abc.Iterable[_builtins.bytes] | None = ...,
         uid: _builtins.int | None = ...,
         gid: _builtins.int | None = ...,
         loginuid: _builtins.int | None = ...,
@@ -377,7 +383,7 @@ class Process(_message.Message):
         tty: _builtins.int | None = ...,
         start_ns: _builtins.int = ...,
         cgroup_id: _builtins.int = ...,
-        cgroups: _abc.Iterable[_builtins.str] | None = ...,
+        cgroups: _abc.Iterable[_builtins.bytes] | None = ...,
         is_exe_writable: _builtins.bool | None = ...,
         is_exe_upper_layer: _builtins.bool | None = ...,
         is_exe_from_memfd: _builtins.bool | None = ...,
@@ -519,11 +525,11 @@ class Fd(_message.Message):
     num: _builtins.int
     """fd number (`fd.num`); -1 when the syscall failed before producing one."""
     type: Global___FdType.ValueType
-    path: _builtins.str
+    path: _builtins.bytes
     """Path for files and directories (absolute, normalized), the socket path for unix sockets. For IP sockets the
     address parts below are authoritative and fd.name is rendered from them.
     """
-    path_raw: _builtins.str
+    path_raw: _builtins.bytes
     """The path exactly as the process passed it, before resolution against cwd/dirfd (`fd.nameraw`)."""
     open_flags: _builtins.int
     """open(2) flags in the kernel's numbering (O_RDONLY=0, O_WRONLY=1, O_CREAT=0100, ...) and the mode."""
@@ -552,8 +558,8 @@ class Fd(_message.Message):
         *,
         num: _builtins.int = ...,
         type: Global___FdType.ValueType = ...,
-        path: _builtins.str = ...,
-        path_raw: _builtins.str = ...,
+        path: _builtins.bytes = ...,
+        path_raw: _builtins.bytes = ...,
         open_flags: _builtins.int | None = ...,
         mode: _builtins.int | None = ...,
         client_ip: _builtins.bytes = ...,
@@ -632,7 +638,7 @@ class Arg(_message.Message):
     """Falco's parameter name for this syscall (`flags`, `request`, `oldpath`, `target`, `domain`, ...)."""
     int_value: _builtins.int
     uint_value: _builtins.int
-    str_value: _builtins.str
+    str_value: _builtins.bytes
     bytes_value: _builtins.bytes
     def __init__(
         self,
@@ -640,7 +646,7 @@ class Arg(_message.Message):
         name: _builtins.str = ...,
         int_value: _builtins.int = ...,
         uint_value: _builtins.int = ...,
-        str_value: _builtins.str = ...,
+        str_value: _builtins.bytes = ...,
         bytes_value: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bytes_value", b"bytes_value", "int_value", b"int_value", "str_value", b"str_value", "uint_value", b"uint_value", "value", b"value"]  # noqa: Y015

@@ -11,6 +11,12 @@ and its ancestor chain, capabilities as bitmasks. Rendering to Falco's text (`O_
 Events are designed for the whole Falco field catalogue (proc.*, thread.*, user.*, group.*, fd.*, evt.*,
 container.*, k8s.*, ka.*) even where a collector fills only part of them. An unset field means "no value" and
 renders as `<NA>` / JSON null, exactly as Falco does for a missing value.
+
+Everything a process controls (argv, env, comm, exe, cwd, cgroup names, paths, string syscall arguments) is
+`bytes`, not `string`: the kernel hands over arbitrary bytes, and proto3 refuses a `string` that is not UTF-8,
+which made one odd file name cost a whole batch. The bytes are the kernel's, unchanged; lanner.convert turns
+them into text that keeps every byte (surrogateescape), and the rule engine renders the undecodable ones.
+`bytes` and `string` share a wire type, so this was a wire-compatible change.
 """
 
 from collections import abc as _abc

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lanner.text import displayable
+
 if TYPE_CHECKING:
     from ruleengine.fields._context import EventContext
 
@@ -95,7 +97,8 @@ def _printable(data: bytes) -> str:
 
 
 def render_value(value: object) -> str:
-    """Falco's text rendering of one extracted value; ``<NA>`` for None."""
+    """Falco's text rendering of one extracted value; ``<NA>`` for None. Bytes of a string that are not UTF-8
+    render as U+FFFD, as in Falco's JSON; raw buffers keep printable ASCII and show the rest as ``.``."""
     if value is None:
         return NA
     if value is True:
@@ -103,7 +106,7 @@ def render_value(value: object) -> str:
     if value is False:
         return "false"
     if isinstance(value, str):
-        return value
+        return displayable(value)
     if isinstance(value, bytes):
         return _printable(value)
     if isinstance(value, tuple):
@@ -113,7 +116,9 @@ def render_value(value: object) -> str:
 
 def json_value(value: object) -> object:
     """Falco's JSON typing of one extracted value: str, int, bool, None or a list."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        return displayable(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, bytes):
         return _printable(value)

@@ -57,7 +57,7 @@ def test_encoder_matches_convert(decoder: Decoder, table: ProcessTable) -> None:
         fast = enc.encode_pb(ev)
         assert fast == event_to_pb(ev), ev.type
         assert event_from_pb(fast).proc == ev.proc
-        assert fast.ancestors[0].comm == ev.ancestors[0].comm
+        assert fast.ancestors[0].comm == ev.ancestors[0].comm.encode()
 
 
 def test_encoder_general_path_for_other_sources() -> None:
@@ -82,7 +82,7 @@ def test_batch_from_bytes(decoder: Decoder, table: ProcessTable) -> None:
     enc = EventEncoder()
     batch = make_batch_bytes(7, [enc.encode(e) for e in evs if e is not None], 300)
     assert batch.batch_seq == 7 and batch.dropped_since_last == 300
-    assert [e.fd.path for e in batch.events] == ["/f0", "/f1", "/f2"]
+    assert [e.fd.path for e in batch.events] == [b"/f0", b"/f1", b"/f2"]
     assert list(batch.events) == [event_to_pb(e) for e in evs if e is not None]
 
 

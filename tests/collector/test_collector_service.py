@@ -94,9 +94,9 @@ async def test_replay_through_grpc(recording: Path) -> None:
     evs = receiver.events
     assert [e.type for e in evs] == ["clone", "execve", "openat"]
     assert [e.id.seq for e in evs] == [1, 2, 3] and {e.id.producer_id for e in evs} == {"replay-1"}
-    assert evs[2].fd.path == "/etc/shadow" and evs[2].proc.comm == "cat"
-    assert [a.comm for a in evs[2].ancestors] == ["bash", "init"]
-    assert evs[1].proc.user_name == "root" and list(evs[1].proc.args) == ["/etc/shadow"]
+    assert evs[2].fd.path == b"/etc/shadow" and evs[2].proc.comm == b"cat"
+    assert [a.comm for a in evs[2].ancestors] == [b"bash", b"init"]
+    assert evs[1].proc.user_name == "root" and list(evs[1].proc.args) == [b"/etc/shadow"]
     assert evs[0].timing.collected_ns > 0
     assert source.dropped() == 1 and service.events == 3
 

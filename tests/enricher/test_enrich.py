@@ -60,7 +60,7 @@ def event(cgroups: list[str], pid: int = 100, cgroup_id: int = 0, source: str = 
     ev = event_pb2.Event(type="execve", source=source)
     ev.proc.pid = pid
     ev.proc.cgroup_id = cgroup_id
-    ev.proc.cgroups.extend(cgroups)
+    ev.proc.cgroups.extend(c.encode() for c in cgroups)
     return ev
 
 

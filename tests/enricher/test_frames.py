@@ -19,7 +19,8 @@ from tests.enricher.test_enrich import CID, POD_CID, SlowProvider
 
 
 def process(pid: int, cgroups: list[str]) -> bytes:
-    return event_pb2.Process(pid=pid, comm=f"p{pid}", cgroups=cgroups).SerializeToString()
+    proc = event_pb2.Process(pid=pid, comm=f"p{pid}".encode(), cgroups=[c.encode() for c in cgroups])
+    return proc.SerializeToString()
 
 
 def shared(seq: int, procs: tuple[bytes, ...]) -> SharedEvent:

@@ -93,8 +93,8 @@ def make_event(seq: int, pid: int, cgroups: list[str]) -> event_pb2.Event:
     ev.id.seq = seq
     ev.timing.event_ns = time.time_ns()
     ev.proc.pid = pid
-    ev.proc.comm = "bash"
-    ev.proc.cgroups.extend(cgroups)
+    ev.proc.comm = b"bash"
+    ev.proc.cgroups.extend(c.encode() for c in cgroups)
     return ev
 
 

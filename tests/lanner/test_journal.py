@@ -24,7 +24,7 @@ def test_bytes_round_trip_and_append(tmp_path: Path) -> None:
 def test_shared_events_come_back_self_contained(tmp_path: Path) -> None:
     journal = shared_event_journal(str(tmp_path / "j"))
     assert journal is not None
-    proc, parent = event_pb2.Process(pid=5, comm="cat"), event_pb2.Process(pid=1, comm="init")
+    proc, parent = event_pb2.Process(pid=5, comm=b"cat"), event_pb2.Process(pid=1, comm=b"init")
     body = event_pb2.Event(type="openat").SerializeToString()
     journal.spill([(body, (proc.SerializeToString(), parent.SerializeToString())), (body, ())])
     restored = journal.restore()
