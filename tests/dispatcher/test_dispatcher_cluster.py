@@ -125,7 +125,7 @@ async def test_three_replicas_share_the_work_and_claim_a_killed_ones_pending_ale
         "redis_cluster": True,
         "dedup_secret": "fleet-secret-0123456789abcdef",
         "read_batch": 5,
-        "claim_idle_s": 2.0,
+        "claim_idle_s": 10.0,  # long enough that a live but slow replica's pending reads are never taken over
         "outputs": {"stdout": {"enabled": False}, "http": {"url": receiver.url, "timeout_s": 30}},
     }
     config.write_text(yaml.safe_dump({"dispatcher": dispatcher}))

@@ -197,11 +197,11 @@ def test_an_exec_nobody_asked_for_stays_unattributed() -> None:
     sessions = ExecSessions()
     ev = event_pb2.Event(type="execve", source="syscall", res=0)
     ev.id.node = "n"
-    ev.proc.pid, ev.proc.ppid, ev.proc.exe = 42, 41, "sh"
+    ev.proc.pid, ev.proc.ppid, ev.proc.exe = 42, 41, b"sh"
     ev.timing.event_ns = 10**9
     ev.k8s.pod_name, ev.k8s.ns_name = "web-1", "shop"
     ev.container.name = "app"
-    ev.ancestors.add(pid=41, comm="runc", exepath="/usr/sbin/runc")
+    ev.ancestors.add(pid=41, comm=b"runc", exepath=b"/usr/sbin/runc")
     other = Pod("s", "c", "web-2", "shop", "u", "app")
     audit = event_pb2.Event(
         type="k8s_audit", source="k8s_audit", audit_json=json.dumps(audit_item(other, ["sh"], when_ns=10**9))
