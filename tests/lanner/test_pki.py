@@ -7,7 +7,6 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -16,10 +15,10 @@ import pytest
 from enricher.health import check_health
 from lanner.pki import PipelineTls, PkiError, init_pki
 from lanner.streaming import pipeline_channel
-from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from lanner.v1 import event_pb2, services_pb2_grpc
 from ruleengine.config import RuleEngineConfig
 from ruleengine.server import serve
-from tests.ruleengine.test_service import RULES, shadow_event
+from tests.ruleengine.test_service import RULES, Dispatcher, shadow_event
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class Dispatcher(services_pb2_grpc.DispatcherServiceServicer):
-    def __init__(self) -> None:
-        self.alerts: list[alert_pb2.Alert] = []
-
-    async def PushAlerts(
-        self, request_iterator: AsyncIterator[alert_pb2.AlertBatch], context: object
-    ) -> AsyncIterator[alert_pb2.AlertAck]:
-        async for batch in request_iterator:
-            self.alerts.extend(batch.alerts)
-            yield alert_pb2.AlertAck(batch_seq=batch.batch_seq, accepted=len(batch.alerts))
 
 
 def test_certs_init_writes_a_chain_and_refuses_to_overwrite(tmp_path: Path) -> None:
