@@ -323,8 +323,9 @@ class BatchSender(Generic[T]):
             if self._urgent:
                 urgent, self._urgent = self._urgent, []
                 self._queue.extendleft(reversed(urgent))
-                if self._weigh is not None:
+                if self._general:
                     self._queued += self._weight(urgent)
+                    self._bytes += self._size(urgent)
             if not self._queue:
                 if self._closing:
                     await self._wait_all_acked(reader)

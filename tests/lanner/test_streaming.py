@@ -165,3 +165,27 @@ async def test_downstream_that_never_answers_is_retried_and_nothing_is_lost() ->
     finally:
         task.cancel()
         await server.stop(0)
+
+
+async def test_urgent_items_keep_a_byte_bounded_queue_consistent() -> None:
+    """An urgent item (the drop report) counts toward the queue's bounds like any other: the queue length never goes
+    negative, and the stream keeps going (a collector once looped on "__len__() should return >= 0")."""
+    port = free_port()
+    recorder = Recorder()
+    server = await start_server(port, recorder)
+    s = sender(port, max_bytes=1 << 20, sizeof=lambda item: 8, batch_size=4)
+    task = asyncio.create_task(s.run())
+    try:
+        s.submit_many([1, 2, 3])
+        s.submit_urgent(99)
+        s.submit_many([4, 5])
+        await wait_for(lambda: sorted(recorder.seqs) == [1, 2, 3, 4, 5, 99] and s.sent == 6)
+        assert len(s) == 0
+        s.submit_urgent(100)
+        s.submit(6)
+        await wait_for(lambda: {6, 100} <= set(recorder.seqs))
+        assert len(s) == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop(0)
