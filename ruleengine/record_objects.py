@@ -22,6 +22,18 @@ class ObjectMemo:
 
     def __init__(self) -> None:
         self._memo: dict[tuple[type, tuple[Any, ...]], Any] = {}
+        # per process object: its copies with the pids of each record (see Template.procs)
+        self._pid_tables: dict[int, tuple[model.Process, dict[tuple[Any, ...], model.Process]]] = {}
+
+    def pid_table(self, proc: model.Process) -> dict[tuple[Any, ...], model.Process]:
+        """The table of ``proc``'s copies by pid values, shared by every template built on the same process object:
+        a process is seen in many event shapes (opens, execs, connects), and each must not build its own copy."""
+        entry = self._pid_tables.get(id(proc))
+        if entry is None or entry[0] is not proc:  # (an id is unique only while its object lives)
+            if len(self._pid_tables) >= _LIMIT:
+                self._pid_tables.clear()
+            entry = self._pid_tables[id(proc)] = (proc, {})
+        return entry[1]
 
     def obj(self, cls: type, facts: dict[str, Any]) -> Any:
         try:
@@ -39,6 +51,7 @@ class ObjectMemo:
         """The event facts the builder holds, as a template for every record with the same values."""
         ev = b.event
         container = model.HOST_CONTAINER
+        proc = self.obj(model.Process, b.proc)
         if b.container:
             c = b.container
             if "mounts" in c:
@@ -52,13 +65,14 @@ class ObjectMemo:
             cpu=ev.get("cpu", 0),
             proc_facts=dict(b.proc),
             fd_facts=dict(b.fd) if b.fd is not None else None,
-            proc=self.obj(model.Process, b.proc),
+            proc=proc,
             ancestors=tuple(self.obj(model.Process, a) for a in b.ancestors),
             fd=self.obj(model.Fd, b.fd) if b.fd is not None else None,
             args=tuple(model.Arg(k, v) for k, v in b.args.items()),
             container=container,
             k8s=self.obj(model.K8s, b.k8s) if b.k8s else model.NO_K8S,
             source=str(ev.get("source", "")),
+            procs=self.pid_table(proc),
         )
 
 
@@ -117,7 +131,7 @@ class Template:
             if found is not None:
                 proc = found
             else:
-                if len(self.procs) > 256:
+                if len(self.procs) > _LIMIT:
                     self.procs.clear()
                 proc = self.procs[proc_values] = model.Process(
                     **{**self.proc_facts, **dict(zip(proc_attrs, proc_values, strict=True))}

@@ -16,36 +16,33 @@ values; later records merge the remembered facts instead of parsing them again.
 from __future__ import annotations
 
 import datetime as dt
-import operator
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from lanner.model import SOURCE_SYSCALL, Event
 from ruleengine.fields import FieldArgError, UnknownFieldError
 from ruleengine.fields._builder import EventBuilder
 from ruleengine.fields._registry import resolve_with_setter
-from ruleengine.fields._types import BoundField, FieldType
+from ruleengine.fields._types import BoundField
 from ruleengine.fields.fd import finalize_fd
 from ruleengine.record_objects import ObjectMemo, Template
+from ruleengine.record_plans import (
+    DIGITS,
+    TIME_FIELDS,
+    Group,
+    Plan,
+    RecordError,
+    Snapshot,
+    Step,
+    form,
+    given_getter,
+    seed_type,
+    tuple_getter,
+)
 
 __all__ = ["RecordBuilder", "RecordError", "split_key"]
 
-_NUMERIC = frozenset(
-    {
-        FieldType.INT,
-        FieldType.UINT,
-        FieldType.PORT,
-        FieldType.ABSTIME,
-        FieldType.RELTIME,
-        FieldType.ERRNO,
-        FieldType.MODE,
-    }
-)
-# Time fields sysdig writes as integer nanoseconds; their rendered forms are taken as given.
-TIME_FIELDS = frozenset({"evt.time", "evt.time.s", "evt.time.iso8601", "evt.datetime", "evt.datetime.s", "evt.rawtime"})
-_DIGITS = re.compile(r"\d{10,}")
 _MEMO_LIMIT = 8192
 _GROUPS = {"proc": 1, "thread": 1, "user": 1, "group": 1, "fd": 2, "container": 3, "k8s": 3}
 # Keys that differ on every event: set on each event, never part of what is remembered.
@@ -64,15 +61,6 @@ _DIRECT_INT = {
     "thread.tid": "tid",
     "thread.vtid": "vtid",
 }
-
-
-class RecordError(ValueError):
-    """A record that cannot be taken; names the field when one is at fault."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"field '{field}': {message}" if field else message)
 
 
 def split_key(key: str) -> tuple[str, str | None]:
@@ -107,122 +95,30 @@ def _set_iso(b: EventBuilder, arg: str | None, v: object) -> None:
     b.timing["event_ns"] = int(parsed.timestamp()) * 1_000_000_000 + frac
 
 
-def _seed_type(bound: BoundField, key: str, vtype: type) -> bool:
-    """Can a value of ``vtype`` be handed to rules as the field's value, unchanged?"""
-    info = bound.info
-    if bound.token != key or bound.any_of or info.is_list:
-        return False
-    t = info.type
-    if t in (FieldType.STRING, FieldType.CHAR):
-        return vtype is str
-    if t in _NUMERIC:
-        return vtype is int
-    if t is FieldType.BOOL:
-        return vtype is bool
-    return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    key: str
-    bound: BoundField
-    setter: Callable[[EventBuilder, str | None, object], None] | None
-    seed: bool
-
-
-def _tuple_getter(
-    keys: list[str], lists: frozenset[str] = frozenset()
-) -> Callable[[Mapping[str, object]], tuple[Any, ...]]:
-    """The values of ``keys`` as a tuple; JSON lists (``lists``) become tuples, so the result can be a dict key."""
-    if lists & set(keys):
-        tupled = [k in lists for k in keys]
-
-        def with_lists(r: Mapping[str, object]) -> tuple[Any, ...]:
-            return tuple(
-                tuple(v) if t and isinstance(v := r[k], list) else r[k] for k, t in zip(keys, tupled, strict=True)
-            )
-
-        return with_lists
-    if len(keys) == 1:
-        key = keys[0]
-
-        def one(r: Mapping[str, object]) -> tuple[Any, ...]:
-            return (r[key],)
-
-        return one
-    return operator.itemgetter(*keys)
-
-
-class _Group:
-    """The raw-fact setters of one family within a plan, and the facts they gave per distinct set of values."""
-
-    __slots__ = ("getter", "memo", "steps", "typed")
-
-    def __init__(self, gid: int, steps: tuple[_Step, ...], lists: frozenset[str]) -> None:
-        self.steps = steps
-        # evt.type is part of the evt.* key (how a parameter is read depends on the event type)
-        self.typed = gid == 0
-        self.getter = _tuple_getter((["evt.type"] if self.typed else []) + [s.key for s in steps], lists)
-        self.memo: dict[Any, _Snapshot | RecordError] = {}
-
-
-# The facts a group's setters gave: (builder attribute, dict) pairs, the fd dict, the ancestors' dicts.
-_Snapshot = tuple[tuple[tuple[str, dict[str, Any]], ...], dict[str, Any] | None, list[dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How to build events from records of one key layout and value types."""
-
-    per_event: tuple[_Step, ...]  # evt.num, times: set on every event
-    groups: tuple[_Group, ...]  # raw-fact setters by family
-    derived: tuple[_Step, ...]  # setters that fill in facts still missing, run last
-    given: Callable[[Mapping[str, object]], dict[str, object]] | None  # the values used as given
-    unknown: tuple[tuple[str, str], ...]  # (key, why it is not a field)
-    not_given: tuple[str, ...]  # the record's keys whose values are not used as given
-    template_key: Callable[[Mapping[str, object]], tuple[Any, ...]]  # every value but the per-event ones
-    templates: dict[Any, Template]
-    num_key: str | None  # evt.num, given as an integer
-    time_key: str | None  # evt.rawtime, given as an integer
-    proc_attrs: tuple[str, ...]  # pid/vpid/tid/vtid, given as integers...
-    proc_values: Callable[[Mapping[str, object]], tuple[Any, ...]] | None  # ...and their values
-
-
-def _given_getter(
-    record: Mapping[str, object], seeded: list[str]
-) -> Callable[[Mapping[str, object]], dict[str, object]] | None:
-    if not seeded:
-        return None
-    if len(seeded) == len(record):
-        return dict  # every key is used as given
-    keys = tuple(seeded)
-    get = _tuple_getter(list(keys))
-    return lambda r: dict(zip(keys, get(r), strict=True))
-
-
 class RecordBuilder:
     """Builds Events from the records of one file (plans and remembered facts are per file)."""
 
     def __init__(self, source: str = SOURCE_SYSCALL) -> None:
         self.source = source
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # by signature: keys and the form of each value
+        self._by_keys: dict[tuple[str, ...], Plan] = {}  # by keys alone: the plan their last record had
         self._objects = ObjectMemo()
         self.unknown_fields: dict[str, int] = {}
         # fields whose given value could not be read as raw facts but was kept as given: field -> count
         self.kept_as_given: dict[str, int] = {}
 
     # --- plans --------------------------------------------------------------------------------------------
-    def _plan(self, record: Mapping[str, object]) -> _Plan:
-        sig = (tuple(record), tuple(map(type, record.values())))
+    def _plan(self, record: Mapping[str, object]) -> Plan:
+        sig = (tuple(record), tuple(map(form, record.values())))
         plan = self._plans.get(sig)
         if plan is None:
             plan = self._plans[sig] = self._make_plan(record)
         return plan
 
-    def _make_plan(self, record: Mapping[str, object]) -> _Plan:
-        groups: dict[int, list[_Step]] = {}
-        derived: list[_Step] = []
-        per_event: list[_Step] = []
+    def _make_plan(self, record: Mapping[str, object]) -> Plan:
+        groups: dict[int, list[Step]] = {}
+        derived: list[Step] = []
+        per_event: list[Step] = []
         direct: dict[str, str] = {}
         seeded: list[str] = []
         unknown: list[tuple[str, str]] = []
@@ -236,17 +132,17 @@ class RecordBuilder:
             name = bound.info.name
             if name in TIME_FIELDS and (
                 (isinstance(value, int) and not isinstance(value, bool))
-                or (isinstance(value, str) and _DIGITS.fullmatch(value))
+                or form(value) is DIGITS
             ):
                 setter, is_derived = _set_time, False  # sysdig's integer nanoseconds
                 seed = name == "evt.rawtime" and isinstance(value, int)
             elif name == "evt.time.iso8601" and isinstance(value, str):
                 setter, is_derived, seed = _set_iso, False, True
             else:
-                seed = value is not None and _seed_type(bound, key, type(value))
+                seed = value is not None and seed_type(bound, key, type(value))
             if name == "fd.name" and record.keys() >= _ENDPOINTS and isinstance(value, str) and "->" in value:
                 setter = None  # the endpoints are given one by one: the rendered tuple is only used as given
-            step = _Step(key, bound, setter, seed)
+            step = Step(key, bound, setter, seed)
             if seed:
                 seeded.append(key)
             if setter is None or value is None or key == "evt.type":
@@ -260,23 +156,30 @@ class RecordBuilder:
             else:
                 groups.setdefault(_GROUPS.get(name.partition(".")[0], 0), []).append(step)
         lists = frozenset(str(k) for k, v in record.items() if isinstance(v, list))
-        ordered = tuple(_Group(g, tuple(groups[g]), lists) for g in sorted(groups))
+        ordered = tuple(Group(g, tuple(groups[g]), lists) for g in sorted(groups))
         # what the template depends on: the keys whose setters write facts shared by equal records
         fixed = ["evt.type"] + [s.key for g in ordered for s in g.steps] + [s.key for s in derived]
+        names = {k for k, _ in unknown}.union(fixed)
+        checks = tuple((str(k), type(v)) for k, v in record.items() if k not in names)
+        time_checks = tuple(
+            (k, form(record[k]) is DIGITS) for k, t in checks if t is str and split_key(k)[0] in TIME_FIELDS
+        )
         proc_keys = [direct[a] for a in ("pid", "vpid", "tid", "vtid") if a in direct]
-        return _Plan(
+        return Plan(
             tuple(per_event),
             ordered,
             tuple(derived),
-            _given_getter(record, seeded),
+            given_getter(record, seeded),
             tuple(unknown),
             tuple(str(k) for k in record if k not in set(seeded)),
-            _tuple_getter(fixed, lists),
+            tuple_getter(fixed, lists),
             {},
             direct.get("seq"),
             direct.get("event_ns"),
             tuple(a for a in ("pid", "vpid", "tid", "vtid") if a in direct),
-            _tuple_getter(proc_keys) if proc_keys else None,
+            tuple_getter(proc_keys) if proc_keys else None,
+            checks,
+            time_checks,
         )
 
     def bound(self, key: str) -> BoundField | None:
@@ -295,22 +198,36 @@ class RecordBuilder:
         value that cannot be read raises RecordError naming its field. ``owned``: the record is the caller's to
         give away (a freshly parsed line); it becomes the event's given values instead of being copied.
         """
+        return self.build_record(record, num, strict_fields, owned)
+
+    def build_record(self, record: Mapping[str, object], num: int, strict_fields: bool, owned: bool) -> Event:
+        """:meth:`build` with positional arguments (the replay loop's call)."""
         if type(record) is not dict and not isinstance(record, Mapping):
             raise RecordError("", "an event must be a JSON object")
         evt_type = record.get("evt.type")
         if not isinstance(evt_type, str) or not evt_type:
             raise RecordError("evt.type", "missing (every event needs its type)")
-        plan = self._plan(record)
-        for key, why in plan.unknown:
-            if strict_fields:
-                raise RecordError(key, why)
-            self.unknown_fields[key] = self.unknown_fields.get(key, 0) + 1
+        # The plan of the record's keys, checked cheaply: the template key compares every value that shapes the
+        # plan except the per-event ones, which `fits` checks; a miss on both finds the plan by full signature.
+        keys = tuple(record)
+        plan = self._by_keys.get(keys)
+        if plan is None or not plan.fits(record):
+            plan = self._by_keys[keys] = self._plan(record)
+        if plan.unknown:
+            for key, why in plan.unknown:
+                if strict_fields:
+                    raise RecordError(key, why)
+                self.unknown_fields[key] = self.unknown_fields.get(key, 0) + 1
         try:
             tkey: Any = plan.template_key(record)
             tmpl = plan.templates.get(tkey)
         except TypeError:  # a list value: not hashable, not remembered
             tkey, tmpl = None, None
         if tmpl is None:
+            typed = self._plan(record)
+            if typed is not plan:  # same keys, values of another form than the last record's
+                plan = self._by_keys[keys] = typed
+                return self.build_record(record, num, strict_fields, owned)
             tmpl = self._template(plan, record, evt_type)
             if tkey is not None:
                 if len(plan.templates) >= _MEMO_LIMIT:
@@ -335,7 +252,7 @@ class RecordBuilder:
             given = plan.given(record)
         return tmpl.event(evt_type, seq, ns, plan.proc_attrs, pvals, each, given, self._objects)
 
-    def _template(self, plan: _Plan, record: Mapping[str, object], evt_type: str) -> Template:
+    def _template(self, plan: Plan, record: Mapping[str, object], evt_type: str) -> Template:
         b = EventBuilder(self.source)
         b.event["type"] = evt_type
         for group in plan.groups:
@@ -351,7 +268,7 @@ class RecordBuilder:
         finalize_fd(b)
         return self._objects.template(b)
 
-    def _run(self, b: EventBuilder, step: _Step, value: object) -> None:
+    def _run(self, b: EventBuilder, step: Step, value: object) -> None:
         """Apply one setter; a value it cannot read is an error unless the value is used as given."""
         assert step.setter is not None
         try:
@@ -362,7 +279,7 @@ class RecordBuilder:
             # the value is still used as given; only the facts behind it stay unknown
             self.kept_as_given[step.key] = self.kept_as_given.get(step.key, 0) + 1
 
-    def _snapshot(self, group: _Group, record: Mapping[str, object], evt_type: str) -> _Snapshot:
+    def _snapshot(self, group: Group, record: Mapping[str, object], evt_type: str) -> Snapshot:
         values = group.getter(record)
         try:
             snap = group.memo.get(values)
@@ -380,7 +297,7 @@ class RecordBuilder:
             raise snap
         return snap
 
-    def _run_group(self, group: _Group, record: Mapping[str, object], evt_type: str) -> _Snapshot:
+    def _run_group(self, group: Group, record: Mapping[str, object], evt_type: str) -> Snapshot:
         fresh = EventBuilder(self.source)
         fresh.event["type"] = evt_type
         retry = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,16 @@ _ENTER_MERGE_PREFIXES = ("evt.arg.", "evt.rawarg.")
 def is_scap(head: bytes) -> bool:
     """A capture file: gzip, or the section header block of a scap file."""
     return head[:2] == b"\x1f\x8b" or head[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+class _AskEachType:
+    """``in`` for a ``wanted`` predicate that cannot list its types."""
+
+    def __init__(self, wanted: Callable[[str, str], bool]) -> None:
+        self.wanted = wanted
+
+    def __contains__(self, evt_type: object) -> bool:
+        return self.wanted(SOURCE_SYSCALL, str(evt_type))
 
 
 @dataclass
@@ -93,11 +103,14 @@ class EventReader:
         num = 0
         wanted = self.wanted
         # the event types worth building, as a set: one membership test per record on the common path
-        types = self.wanted_types(SOURCE_SYSCALL) if self.wanted_types is not None else None
+        listed = self.wanted_types(SOURCE_SYSCALL) if self.wanted_types is not None else None
+        types: Container[str] | None = _AskEachType(wanted) if listed is None and wanted is not None else listed
         plain = self.source in (None, SOURCE_SYSCALL)
-        build = self._builder(SOURCE_SYSCALL).build
-        strict, check, stats, loads = self.strict, self.warn_inconsistent, self.stats, orjson.loads
-        for lineno, line in enumerate(fh, 1):
+        build, strict = self._builder(SOURCE_SYSCALL).build_record, self.strict
+        check, stats, loads, enter = self.warn_inconsistent, self.stats, orjson.loads, self._enter
+        lineno = 0
+        for line in fh:
+            lineno += 1
             try:
                 record = loads(line)
             except orjson.JSONDecodeError as exc:
@@ -113,13 +126,11 @@ class EventReader:
             ):
                 # the common case: a syscall record keyed by field names (the general path below does the rest)
                 num += 1
-                if (evt_type not in types) if types is not None else (
-                        wanted is not None and not wanted(SOURCE_SYSCALL, evt_type)):
+                if types is not None and evt_type not in types:
                     stats.skipped += 1
                     continue
                 try:
-                    built = build(self._merge_enter(record) if self._enter else record, num, strict_fields=strict,
-                                  owned=True)
+                    built = build(self._merge_enter(record) if enter else record, num, strict, True)
                 except RecordError as exc:
                     self.bad(lineno, str(exc))
                     continue

@@ -240,3 +240,24 @@ def test_falco_json_alerts_replay_from_output_fields(
     code, out, err = _replay(capsys, rules, events)
     assert code == 0, err
     assert len(out) == 2 and "shadow read by cat (user=root" in out[0] and "ns created by alice" in out[1]
+
+
+def test_one_key_layout_with_values_of_other_forms(tmp_path: Path) -> None:
+    # Records share plans by key layout; a later record whose values come in another form (text for a number,
+    # null, integer-nanosecond text against ISO text) must be read in its own form, not the first record's.
+    base = {"evt.type": "openat", "evt.num": 1, "fd.num": 3, "fd.name": "/etc/shadow", "evt.time.iso8601": None}
+    records = [
+        base,
+        {**base, "evt.num": 2, "fd.num": "4"},
+        {**base, "evt.num": "3"},
+        {**base, "evt.num": 4, "evt.time.iso8601": "1470327477881730713"},
+        {**base, "evt.num": 5, "evt.time.iso8601": "2016-08-04T16:17:57.881730713Z"},
+        {**base, "evt.num": 6, "evt.time.iso8601": "1470327477881730714"},
+        {**base, "evt.num": 7, "fd.num": None},
+    ]
+    evs = list(EventReader(str(_write(tmp_path / "e.jsonl", records))))
+    assert [value(e, "evt.num") for e in evs] == [1, 2, 3, 4, 5, 6, 7]
+    assert [value(e, "fd.num") for e in evs[:6]] == [3, 4, 3, 3, 3, 3]
+    assert value(evs[6], "fd.num") != 3  # null: absent, not the earlier record's value
+    assert [e.timing.event_ns for e in evs[3:6]] == [1470327477881730713, 1470327477881730713, 1470327477881730714]
+    assert value(evs[4], "evt.time.iso8601") == "2016-08-04T16:17:57.881730713Z"  # as given
