@@ -1,58 +1,38 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``.scap`` capture files (the pcapng-like format of libscap, read by Falco and ``sysdig -r``): a writer and a reader.
+"""``.scap`` capture files (the pcapng-like format of libscap, read by Falco and ``sysdig -r``): the reader.
 
 Format digest: ``shared/reference/scap-format.md``. Blocks are ``u32 type | u32 total length | body | padding |
-u32 total length``, little-endian. A capture is a section header (SHB), machine info (MI), the process list (PL_V9:
-one length-prefixed entry per thread) and event blocks. Events are written as version-1 EV blocks (no parameter
-count in the header: readers take it from their event table and trim trailing parameters until the lengths add up),
-so captures read back with old and new libscap alike; the reader takes V1 and V2 EV/EVF blocks.
+u32 total length``, little-endian: a section header (SHB), machine info, the process list (PL, one entry per thread),
+fd lists (FDL, one per thread), then event blocks (EV/EVF, versions 1 and 2). Every event type of
+:mod:`ruleengine.scap_table` is decoded by its code, old versions included.
 
-Lanner writes and reads the file-open exit events (``openat``/``open``, the events most rules start from) with the
-process table; other event types are counted and skipped by the reader. Parameters use the driver's encodings:
-``PT_FD`` i64, strings NUL-terminated, open flags as ``PPM_O_*`` bits.
+As libsinsp does, the reader keeps a thread table (from the PL blocks, clone/fork/execve exits, chdir, setuid and
+procexit) and an fd table (FDL blocks, opens, sockets, connect/accept, dup, close), and yields one record of Falco
+field names per **exit** event (and per procexit). An enter event's parameters go to its exit event when that lacks
+them, as libs' converter does for old captures. The writer is :mod:`ruleengine.scap_write`.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from lanner.model import Event
+from ruleengine.scap_codec import decode
+from ruleengine.scap_state import DUPS, FORKS, OPENS, PL_VERSION, Fd, State, join, read_fdlist, read_proclist
+from ruleengine.scap_table import EVENTS
+from ruleengine.scap_write import _CLONE_TO_PPM, _PTRACE_TO_PPM, SHB, SHB_MAGIC, ppm_open_flags, write_scap
 
-SHB, MI, PL_V9, EV, EVF, EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE = (
-    0x0A0D0D0A,
-    0x201,
-    0x215,
-    0x204,
-    0x208,
-    0x216,
-    0x217,
-    0x221,
-    0x222,
-)
-SHB_MAGIC = 0x1A2B3C4D
-OPEN_X, OPENAT_2_X = 3, 307  # PPME_SYSCALL_OPEN_X, PPME_SYSCALL_OPENAT_2_X
-AT_FDCWD = -100
+__all__ = ["ppm_open_flags", "render_ppm_open_flags", "scap_records", "write_scap"]
 
-# kernel open flags (as Lanner stores them) -> PPM_O_* bits (driver/ppm_events_public.h)
-_KERNEL_TO_PPM = (
-    (0o100, 1 << 2),
-    (0o2000, 1 << 3),
-    (0o10000, 1 << 4),
-    (0o200, 1 << 5),
-    (0o4000, 1 << 6),
-    (0o4000000, 1 << 7),
-    (0o1000, 1 << 8),
-    (0o40000, 1 << 9),
-    (0o200000, 1 << 10),
-    (0o100000, 1 << 11),
-    (0o2000000, 1 << 12),
-    (0o20000000, 1 << 13),
-    (1 << 28, 1 << 14),
-)
+EV, EVF, EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE = 0x204, 0x208, 0x216, 0x217, 0x221, 0x222
+_EVENT_BLOCKS = frozenset({EV, EVF, EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE, 0x8010ABCD})
+_FDL_BLOCKS = frozenset({0x203, 0x218, 0x8001ABCD})
+PROCEXIT_1_E = 186
+_PPM_TO_CLONE = tuple((ppm, kernel) for kernel, ppm in _CLONE_TO_PPM)
+_PPM_TO_PTRACE = {ppm: kernel for kernel, ppm in _PTRACE_TO_PPM.items()}
+
 # PPM_O_* bits -> names, in the driver's file_flags print order
 _PPM_NAMES = (
     ("O_LARGEFILE", 1 << 11),
@@ -74,15 +54,6 @@ _PPM_NAMES = (
 )
 
 
-def ppm_open_flags(kernel: int) -> int:
-    """Kernel ``O_*`` flags -> the driver's ``PPM_O_*`` encoding."""
-    out = {0: 1, 1: 2, 2: 3}.get(kernel & 3, 0)
-    for k, p in _KERNEL_TO_PPM:
-        if kernel & k == k:
-            out |= p
-    return out
-
-
 def render_ppm_open_flags(ppm: int) -> str:
     """``PPM_O_*`` bits as ``evt.arg.flags`` prints them."""
     names = []
@@ -97,179 +68,7 @@ def render_ppm_open_flags(ppm: int) -> str:
     return "|".join(names) if names else "O_NONE"
 
 
-# --- writer ---------------------------------------------------------------------------------------------------
-def _block(kind: int, body: bytes) -> bytes:
-    pad = (-len(body)) % 4
-    total = 8 + len(body) + pad + 4
-    return struct.pack("<II", kind, total) + body + b"\0" * pad + struct.pack("<I", total)
-
-
-def _s16(text: str) -> bytes:
-    raw = text.encode("utf-8", "surrogateescape")
-    return struct.pack("<H", len(raw)) + raw
-
-
-def _tid(ev: Event) -> int:
-    """The thread id an event is written under (a recording may only know the pid seen from a namespace)."""
-    p = ev.proc
-    return p.tid or p.pid or p.vpid or 1
-
-
-def _proc_entry(ev: Event) -> bytes:
-    p = ev.proc
-    tid = _tid(ev)
-    args = b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in p.args)
-    env = b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in p.env)
-    ppid = ev.ancestors[0].pid if ev.ancestors and ev.ancestors[0].pid else 0
-    uid = p.euid if p.euid is not None else (p.uid if p.uid is not None else 0)
-    gid = p.egid if p.egid is not None else (p.gid if p.gid is not None else 0)
-    body = (
-        struct.pack("<QQQQQ", tid, p.pid or tid, ppid, p.sid or 0, p.vpgid or 0)
-        + _s16(p.comm)
-        + _s16(p.exe)
-        + _s16(p.exepath)
-        + struct.pack("<H", len(args))
-        + args
-        + _s16(p.cwd or "/")
-        + struct.pack("<QIIIIIIQQ", p.fd_limit or 1024, 0, uid, gid, 0, 0, 0, 0, 0)
-        + struct.pack("<H", len(env))
-        + env
-        + struct.pack("<qq", p.vtid or tid, p.vpid or p.pid or tid)
-        + _s16("")
-        + _s16("/")
-        + struct.pack("<QI", 0, p.tty or 0)
-    )
-    return struct.pack("<I", 4 + len(body)) + body
-
-
-def _open_event(ev: Event) -> bytes:
-    fd = ev.fd
-    assert fd is not None
-    flags = ev.arg("flags")
-    kernel_flags = flags if isinstance(flags, int) else (fd.open_flags or 0)
-    params = [
-        struct.pack("<q", ev.res if ev.res < 0 else fd.num),
-        struct.pack("<q", AT_FDCWD),
-        fd.path.encode("utf-8", "surrogateescape") + b"\0",
-        struct.pack("<I", ppm_open_flags(kernel_flags)),
-        struct.pack("<I", fd.mode or 0),
-        struct.pack("<I", fd.dev or 0),
-    ]
-    lens = b"".join(struct.pack("<H", len(x)) for x in params)
-    total = 22 + len(lens) + sum(len(x) for x in params)
-    head = struct.pack("<QQIH", ev.timing.event_ns, _tid(ev), total, OPENAT_2_X)
-    return struct.pack("<H", ev.cpu) + head + lens + b"".join(params)
-
-
-def write_scap(path: str, events: Iterable[Event], hostname: str = "lanner") -> tuple[int, int]:
-    """Write a capture of the events' processes and file opens; returns (events written, events skipped)."""
-    evs = list(events)
-    threads: dict[int, bytes] = {}
-    for ev in evs:
-        if _tid(ev) not in threads:
-            threads[_tid(ev)] = _proc_entry(ev)
-    written = skipped = 0
-    with open(path, "wb") as out:
-        out.write(_block(SHB, struct.pack("<IHHq", SHB_MAGIC, 1, 2, -1)))
-        host = hostname.encode()[:127].ljust(128, b"\0")
-        out.write(_block(MI, struct.pack("<IQQ", 1, 0, 4194304) + host + struct.pack("<QQQQ", 0, 0, 0, 0)))
-        if threads:
-            out.write(_block(PL_V9, b"".join(threads.values())))
-        for ev in evs:
-            if ev.type in ("open", "openat") and ev.fd is not None and ev.fd.path:
-                out.write(_block(EV, _open_event(ev)))
-                written += 1
-            else:
-                skipped += 1
-    return written, skipped
-
-
 # --- reader ---------------------------------------------------------------------------------------------------
-@dataclass
-class _Thread:
-    tid: int
-    pid: int
-    ptid: int
-    comm: str
-    exe: str
-    exepath: str
-    args: list[str]
-    cwd: str
-    uid: int
-
-
-def _str(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
-# PL block versions: V2..V9 = 0x207, 0x209, 0x210..0x215; which fields each has (libscap's reader)
-_PL_VERSION = {0x207: 2, 0x209: 3, 0x210: 4, 0x211: 5, 0x212: 6, 0x213: 7, 0x214: 8, PL_V9: 9}
-
-
-class _Cursor:
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes, pos: int = 0) -> None:
-        self.buf, self.pos = buf, pos
-
-    def num(self, fmt: str) -> int:
-        (v,) = struct.unpack_from(fmt, self.buf, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return int(v)
-
-    def blob(self) -> bytes:
-        n = self.num("<H")
-        out = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-
-def _read_proclist(body: bytes, version: int, threads: dict[int, _Thread]) -> None:
-    """One thread per entry. V9 entries carry their length; older ones are walked field by field (V6-V8 carry
-    fields after ``root`` that are not read here, so only their first entry is taken)."""
-    cur = _Cursor(body)
-    while cur.pos + 24 <= len(body):
-        end = None
-        if version == 9:
-            end = cur.pos + cur.num("<I")
-        tid, pid, ptid = cur.num("<Q"), cur.num("<Q"), cur.num("<Q")
-        if version >= 6:
-            cur.num("<Q")  # sid
-        if version >= 8:
-            cur.num("<Q")  # vpgid
-        comm, exe = cur.blob(), cur.blob()
-        exepath = cur.blob() if version >= 7 else b""
-        args, cwd = cur.blob(), cur.blob()
-        cur.num("<Q")  # fdlimit
-        cur.num("<I")  # flags
-        uid = cur.num("<I")
-        cur.num("<I")  # gid
-        if version >= 2:
-            cur.pos += 12 + 16  # vmsize, vmrss, vmswap (u32), pfmajor, pfminor (u64)
-        if version >= 3:
-            cur.blob()  # env
-        if version >= 4:
-            cur.pos += 16  # vtid, vpid
-            cur.blob()  # cgroups
-        if version >= 5:
-            cur.blob()  # root
-        threads[tid] = _Thread(
-            tid,
-            pid,
-            ptid,
-            _str(comm),
-            _str(exe),
-            _str(exepath),
-            [a.decode("utf-8", "surrogateescape") for a in args.split(b"\0") if a],
-            _str(cwd),
-            uid,
-        )
-        if end is not None:
-            cur.pos = end
-        elif version > 5:
-            return
-
-
 def _blocks(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
     while True:
         head = fh.read(8)
@@ -284,16 +83,11 @@ def _blocks(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield kind, body[:-4]
 
 
-_EXECVE_X = frozenset({155, 173, 215, 231, 283, 289, 293, 331})
-_CLONE_X = frozenset({157, 217, 219, 221, 223, 225, 227})
-_WANTED = _EXECVE_X | _CLONE_X | {OPEN_X, OPENAT_2_X}
-
-
-def _params(ev: bytes, hdr: int, lsize: int, nparams: int | None, length: int) -> list[bytes]:
+def _params(ev: bytes, hdr: int, lsize: int, nparams: int | None, length: int, most: int) -> list[bytes]:
     """The parameter values of one event. V1 blocks do not say how many there are: like libscap, take the largest
-    count whose lengths add up to the event length (libscap starts from its event table; this starts from 32)."""
+    count up to the event table's (``most``) whose lengths add up to the event length."""
     fmt = "I" if lsize == 4 else "H"
-    counts = [nparams] if nparams is not None else range(min(32, (length - hdr) // lsize), 0, -1)
+    counts = [nparams] if nparams is not None else range(min(most, (length - hdr) // lsize), -1, -1)
     for n in counts:
         lens = struct.unpack_from(f"<{n}{fmt}", ev, hdr)
         if nparams is not None or hdr + n * lsize + sum(lens) == length:
@@ -305,95 +99,116 @@ def _params(ev: bytes, hdr: int, lsize: int, nparams: int | None, length: int) -
     return []
 
 
-def _track_process(etype: int, tid: int, p: list[bytes], threads: dict[int, _Thread]) -> None:
-    """Follow clone/fork and execve exits, as libsinsp's thread table does, for the facts file opens need."""
-    if len(p) < 7:
-        return
-    res = struct.unpack("<q", p[0][:8])[0] if len(p[0]) >= 8 else -1
-    if res < 0:
-        return
-    if etype in _CLONE_X and res > 0:  # the parent's side: the child starts as a copy of its parent
-        parent = threads.get(tid)
-        if parent is not None and res not in threads:
-            threads[res] = _Thread(
-                res, parent.pid, tid, parent.comm, parent.exe, parent.exepath, parent.args, parent.cwd, parent.uid
-            )
-        return
-    old = threads.get(tid)
-    exe = _str(p[1])
-    comm = _str(p[13]) if len(p) > 13 and p[13] else exe.rsplit("/", 1)[-1]
-    args = [a.decode("utf-8", "surrogateescape") for a in p[2].split(b"\0") if a]
-    pid, ptid = (struct.unpack("<q", p[i][:8])[0] if len(p[i]) >= 8 else 0 for i in (4, 5))
-    threads[tid] = _Thread(
-        tid,
-        pid,
-        ptid,
-        comm,
-        exe,
-        old.exepath if old and etype in _CLONE_X else "",
-        args,
-        _str(p[6]),
-        old.uid if old else 0,
-    )
-
-
-def _event_record(body: bytes, kind: int, threads: dict[int, _Thread]) -> dict[str, Any] | None:
+def _event_record(body: bytes, kind: int, state: State) -> dict[str, Any] | None:
     off = 6 if kind in (EVF, EVF_V2, EVF_V2_LARGE) else 2
-    ts, tid, length, etype = struct.unpack_from("<QQIH", body, off)
-    if etype not in _WANTED:
+    ts, tid, length, code = struct.unpack_from("<QQIH", body, off)
+    entry = EVENTS.get(code)
+    if entry is None:
         return None
+    name, table = entry
     v2 = kind in (EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE)
     nparams = struct.unpack_from("<I", body, off + 22)[0] if v2 else None
     lsize = 4 if kind in (EV_V2_LARGE, EVF_V2_LARGE) else 2
-    params = _params(body[off : off + length], 26 if v2 else 22, lsize, nparams, length)
-    if etype in _EXECVE_X or etype in _CLONE_X:
-        _track_process(etype, tid, params, threads)
+    raw = _params(body[off : off + length], 26 if v2 else 22, lsize, nparams, length, len(table))
+    values = {p: decode(pt, r) for (p, pt), r in zip(table, raw, strict=False)}
+    if code % 2 == 0 and code != PROCEXIT_1_E:  # an enter event: its parameters wait for the exit
+        state.enters[tid] = (code, values)
         return None
-    if etype == OPENAT_2_X and len(params) >= 4:
-        fd, name, flags = struct.unpack("<q", params[0])[0], params[2], struct.unpack("<I", params[3][:4])[0]
-    elif etype == OPEN_X and len(params) >= 3:
-        fd, name, flags = struct.unpack("<q", params[0])[0], params[1], struct.unpack("<I", params[2][:4])[0]
-    else:
-        return None
-    th = threads.get(tid)
-    path = _str(name)
-    if th is not None and not path.startswith("/"):
-        path = th.cwd.rstrip("/") + "/" + path
-    rec: dict[str, Any] = {
-        "evt.type": "openat" if etype == OPENAT_2_X else "open",
-        "evt.dir": "<",
-        "evt.rawtime": ts,
-        "thread.tid": tid,
-        "fd.name": path,
-        "evt.arg.flags": render_ppm_open_flags(flags),
-        "evt.rawres": fd,
-    }
-    rec["fd.num"] = fd if fd >= 0 else -1  # a failed open has no fd: libsinsp shows -1
+    enter = state.enters.pop(tid, None)
+    if enter is not None and enter[0] == code - 1:
+        for key, value in enter[1].items():
+            if name in DUPS and key == "fd":
+                key = "oldfd"
+            if values.get(key) is None:
+                values[key] = value
+    procexit = code == PROCEXIT_1_E
+    first = values.get(table[0][0]) if table else None
+    res = first if isinstance(first, int) and not procexit else 0
+    # libsinsp updates its tables before rules see the exit event, except that a closed fd and an exited thread
+    # go only after it
+    if name == "close" or procexit:
+        rec = _record(name, ts, tid, values, res, state, procexit)
+        state.track(name, tid, values, res)
+        return rec
+    state.track(name, tid, values, res)
+    return _record(name, ts, tid, values, res, state, procexit)
+
+
+def _record(name: str, ts: int, tid: int, v: dict[str, Any], res: int, state: State, procexit: bool) -> dict[str, Any]:
+    rec: dict[str, Any] = {"evt.type": name, "evt.rawtime": ts, "thread.tid": tid}
+    if not procexit:
+        rec["evt.rawres"] = res
+    th = state.threads.get(tid)
     if th is not None:
         rec.update(
-            {"proc.pid": th.pid, "proc.name": th.comm, "proc.exe": th.exe, "proc.args": th.args, "user.uid": th.uid}
+            {
+                "proc.pid": th.pid,
+                "proc.name": th.comm,
+                "proc.exe": th.exe,
+                "proc.args": th.args,
+                "user.uid": th.uid,
+                "proc.cwd": th.cwd,
+            }
         )
         if th.exepath:
             rec["proc.exepath"] = th.exepath
-        parent = threads.get(th.ptid)
+        parent = state.threads.get(th.ptid)
         if parent is not None:
             rec["proc.aname[1]"] = parent.comm
+    for key, value in v.items():
+        if value is None or isinstance(value, bytes):
+            continue
+        if key == "flags" and name in OPENS | {"dup3", "pipe2"}:
+            rec["evt.arg.flags"] = render_ppm_open_flags(value)
+        elif key == "flags" and name in FORKS:
+            rec["evt.rawarg.flags"] = sum(k for p, k in _PPM_TO_CLONE if value & p)
+        elif key == "request" and name == "ptrace":
+            rec["evt.rawarg.request"] = _PPM_TO_PTRACE.get(value, value)
+        elif key != "res":
+            rec[f"evt.rawarg.{key}"] = value
+    _fd_fields(rec, name, tid, v, res, state)
     return rec
 
 
+def _fd_fields(rec: dict[str, Any], name: str, tid: int, v: dict[str, Any], res: int, state: State) -> None:
+    """fd.* of the event: the fd it names, as the fd table knows it (or, for a failed open, its path)."""
+    if name in OPENS:
+        path = join(state.base(tid, v.get("dirfd")), str(v.get("name") or v.get("path") or ""))
+        rec.update({"fd.num": res if res >= 0 else -1, "fd.name": path})
+        rec["fd.type"] = "directory" if int(v.get("flags") or 0) & 1 << 10 else "file"
+        return
+    num = res if name in DUPS | {"socket", "accept", "accept4"} else v.get("fd", v.get("fd2"))
+    if not isinstance(num, int) or num < 0:
+        return
+    fd = state.fd_table(tid).get(num)
+    if name == "connect" and v.get("tuple"):  # the event names its endpoints, whether it succeeded or not
+        fd = Fd(fd.type if fd is not None else "ipv4", str(v["tuple"]), fd.l4proto if fd is not None else "")
+    if fd is None:  # an fd opened before the capture and not in its fd lists: its number, no name
+        rec.update({"fd.num": num, "fd.name": ""})
+        return
+    rec["fd.num"] = num
+    rec["fd.type"] = fd.type
+    if fd.name:
+        rec["fd.name"] = fd.name
+    if fd.l4proto:
+        rec["fd.l4proto"] = fd.l4proto
+
+
 def scap_records(path: str) -> Iterator[dict[str, Any]]:
-    """Field records of the capture's file-open exit events, with their thread's process facts."""
+    """Field records of the capture's exit events (and procexits), with their thread's process and fd facts."""
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
-        threads: dict[int, _Thread] = {}
+        state = State()
         for kind, body in _blocks(fh):  # type: ignore[arg-type]
             if kind == SHB:
                 if struct.unpack_from("<I", body, 0)[0] != SHB_MAGIC:
                     raise ValueError("not a little-endian scap capture")
-            elif kind in _PL_VERSION:
-                _read_proclist(body, _PL_VERSION[kind], threads)
-            elif kind in (EV, EVF, EV_V2, EVF_V2, EV_V2_LARGE, EVF_V2_LARGE):
-                rec = _event_record(body, kind, threads)
+            elif kind in PL_VERSION:
+                read_proclist(body, PL_VERSION[kind], state.threads)
+            elif kind in _FDL_BLOCKS:
+                read_fdlist(body, kind, state.fds, state.threads)
+            elif kind in _EVENT_BLOCKS:
+                rec = _event_record(body, EV if kind == 0x8010ABCD else kind, state)
                 if rec is not None:
                     yield rec
