@@ -69,7 +69,8 @@ def main() -> None:
         replay_wall, replay_cpu = min(replay_wall, w), min(replay_cpu, c)
     alerts = out.count("\n")
     n = args.events
-    print(f"file: {n} events, {size_mb:.1f} MB of JSON lines")
+    load = os.getloadavg()
+    print(f"file: {n} events, {size_mb:.1f} MB of JSON lines; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(
         f"plain json.loads:    {parse_cpu:6.2f} s CPU, {parse_wall:6.2f} s wall  ({n / parse_cpu:,.0f} events/s of CPU)"
     )

@@ -96,9 +96,19 @@ class Template:
     procs: dict[tuple[Any, ...], model.Process] = field(default_factory=dict)  # by pid/vpid/tid/vtid values
     no_time: model.EventTiming = field(default_factory=model.EventTiming)  # for records that give no time
 
+    plain: bool = False  # no identity or timing facts: events need only their number and time
+
     def __post_init__(self) -> None:
         if self.timing:
             object.__setattr__(self, "no_time", model.EventTiming(**self.timing))
+        object.__setattr__(self, "plain", not self.identity and not self.timing)
+
+    def with_pids(self, attrs: tuple[str, ...], values: tuple[Any, ...]) -> model.Process:
+        """The template's process with this record's pid/vpid/tid/vtid (``values`` of ``attrs``), remembered."""
+        if len(self.procs) > _LIMIT:
+            self.procs.clear()
+        proc = self.procs[values] = model.Process(**{**self.proc_facts, **dict(zip(attrs, values, strict=True))})
+        return proc
 
     def event(
         self,
@@ -127,15 +137,7 @@ class Template:
             timing = model.EventTiming(**{**self.timing, "event_ns": ns})
         proc, fd, cpu = self.proc, self.fd, self.cpu
         if proc_values is not None:
-            found = self.procs.get(proc_values)
-            if found is not None:
-                proc = found
-            else:
-                if len(self.procs) > _LIMIT:
-                    self.procs.clear()
-                proc = self.procs[proc_values] = model.Process(
-                    **{**self.proc_facts, **dict(zip(proc_attrs, proc_values, strict=True))}
-                )
+            proc = self.procs.get(proc_values) or self.with_pids(proc_attrs, proc_values)
         if each is not None:
             if each.identity:
                 identity = model.EventIdentity(**{**self.identity, "seq": seq, **each.identity})

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lanner.model import SOURCE_SYSCALL, Event
+from lanner.model import SOURCE_SYSCALL, Event, EventIdentity, EventTiming
 from ruleengine.fields import FieldArgError, UnknownFieldError
 from ruleengine.fields._builder import EventBuilder
 from ruleengine.fields._registry import resolve_with_setter
@@ -211,7 +211,7 @@ class RecordBuilder:
         # plan except the per-event ones, which `fits` checks; a miss on both finds the plan by full signature.
         keys = tuple(record)
         plan = self._by_keys.get(keys)
-        if plan is None or not plan.fits(record):
+        if plan is None or ((plan.checks or plan.time_checks) and not plan.fits(record)):
             plan = self._by_keys[keys] = self._plan(record)
         if plan.unknown:
             for key, why in plan.unknown:
@@ -238,8 +238,8 @@ class RecordBuilder:
             each = EventBuilder(self.source)
             for step in plan.per_event:
                 self._run(each, step, record[step.key])
-        seq = record[plan.num_key] if plan.num_key is not None else num
-        ns = record[plan.time_key] if plan.time_key is not None else None
+        seq: Any = record[plan.num_key] if plan.num_key is not None else num  # an int: the plan checked it
+        ns: Any = record[plan.time_key] if plan.time_key is not None else None
         pvals = plan.proc_values(record) if plan.proc_values is not None else None
         if plan.given is None:
             given = None
@@ -250,6 +250,11 @@ class RecordBuilder:
             given = record
         else:
             given = plan.given(record)
+        if each is None and tmpl.plain:  # the common record: the template's objects, this record's number and time
+            proc = tmpl.proc if pvals is None else (tmpl.procs.get(pvals) or tmpl.with_pids(plan.proc_attrs, pvals))
+            timing = tmpl.no_time if ns is None else EventTiming(ns)
+            return Event(evt_type, tmpl.source, EventIdentity("", "", seq), timing, tmpl.res, tmpl.cpu, proc,
+                         tmpl.ancestors, tmpl.fd, tmpl.args, tmpl.container, tmpl.k8s, "", False, given)
         return tmpl.event(evt_type, seq, ns, plan.proc_attrs, pvals, each, given, self._objects)
 
     def _template(self, plan: Plan, record: Mapping[str, object], evt_type: str) -> Template:
