@@ -27,9 +27,15 @@ DEPRECATED_FIELDS = ("evt.dir", "evt.latency", "evt.latency.s", "evt.latency.ns"
 CONTAINER_INFO = "%container.info"
 _NA_OPS = ("=", "==", "!=", "in", "intersects", "pmatch")
 UNKNOWN_FILTER_MARKERS = ("nonexistent field", "invalid formatting token", "unknown event type", "unknown filter:")
-NA_WARNING = ("comparing a field value with <NA> is unsafe and can lead to unpredictable behavior of the rule "
-              "condition. If you need to check for the existence of a field, consider using the 'exists' "
-              "operator instead.")
+# Falco adds LOAD_UNSAFE_NA_CHECK with an empty message (its code description says the rest)
+NA_WARNING = ""
+# What Falco says about a deprecated field in a condition (falco_load_result.cpp, deprecated_field_descs)
+_NO_ENTER = "field is not available due to the drop of enter events."
+DEPRECATED_FIELD_TEXT = {
+    "evt.dir": "due to the drop of enter events, 'evt.dir = <' always evaluates to true, and 'evt.dir = >' always "
+    "evaluates to false. The rule expression can be simplified by removing the condition on 'evt.dir'",
+    **dict.fromkeys(DEPRECATED_FIELDS[1:], _NO_ENTER),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +177,7 @@ class Builder:
             return None
         for df in DEPRECATED_FIELDS:
             if any(f.info.name == df for f in compiled.fields):
-                warn("LOAD_DEPRECATED_ITEM", f"usage of deprecated field '{df}' has been detected in the rule "
-                     "condition", r.loc)
+                warn("LOAD_DEPRECATED_ITEM", DEPRECATED_FIELD_TEXT[df], r.loc)
         types = event_types(resolved)
         if r.source == "syscall" and r.warn_evttypes and (types.size() == 0 or types.code_count() > TOO_MANY):
             warn("LOAD_NO_EVTTYPE", "Rule matches too many evt.type values. This has a significant performance "

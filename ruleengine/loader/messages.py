@@ -67,7 +67,8 @@ class LoadMessage:
         """``file:line:col: error|warning: CODE (Title): message [rule 'x']``."""
         kind = "error" if self.is_error else "warning"
         what = f" [{self.item_type} '{self.item_name}']" if self.item_type else ""
-        text = f"{self.location}: {kind}: {self.code} ({self.title}): {self.message}{what}"
+        message = f": {self.message}" if self.message else ""  # some of Falco's warnings have only their code
+        text = f"{self.location}: {kind}: {self.code} ({self.title}){message}{what}"
         if self.snippet:
             text += "\n" + self.snippet
         return text

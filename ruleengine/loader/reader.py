@@ -284,14 +284,16 @@ class Reader:
             names = [a[0] for a in alts]
             for n in names:
                 if names.count(n) > 1:
-                    raise self.error(f"Defined multiple alternative version requirements for plugin '{n}'", ploc)
+                    raise self.error(
+                        f"Defined multiple alternative version requirements for plugin '{n}'", ploc, "LOAD_ERR_VALIDATE"
+                    )
             self.col.plugin_requirements.append(PluginRequirement(alts, ploc))
 
     def _name_version(self, f: Fields, where: Location) -> tuple[str, str]:
         name = self._req(f, "name", where)
         version = self._req(f, "version", where)
         if parse_semver(version) is None:
-            raise self.error(f"Invalid required version '{version}' for plugin '{name}'", where)
+            raise self.error(f"Invalid required version '{version}' for plugin '{name}'", where, "LOAD_ERR_VALIDATE")
         return name, version
 
     def _list(self, fields: Fields, where: Location) -> None:

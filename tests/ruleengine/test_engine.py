@@ -146,7 +146,10 @@ def test_deprecated_field_and_container_info_warnings() -> None:
     res = load(rule)
     msgs = [w.message for w in res.warnings]
     assert any(m.startswith("%container.info is deprecated") for m in msgs)
-    assert "usage of deprecated field 'evt.dir' has been detected in the rule condition" in msgs
+    assert (
+        "due to the drop of enter events, 'evt.dir = <' always evaluates to true, and 'evt.dir = >' always "
+        "evaluates to false. The rule expression can be simplified by removing the condition on 'evt.dir'"
+    ) in msgs
     assert res.engine is not None and res.engine.rules[0].output == "o "
 
 

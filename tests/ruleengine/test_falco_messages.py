@@ -13,6 +13,133 @@ RULE = "- rule: r\n  desc: d\n  condition: evt.type=open\n  output: o\n  priorit
 EXC = RULE + "  exceptions:\n    - name: e\n"
 
 
+# The rest of what rule_loader_reader.cpp, rule_loader_collector.cpp and rule_loader_compiler.cpp can say about a
+# rules file (falco 0.44, engine 0.63.0), each with the input that makes Falco say it.
+@pytest.mark.parametrize(
+    ("text", "code", "message", "line"),
+    [
+        (
+            "- rule: r\n  desc: d\n  condition: [a]\n  output: o\n  priority: INFO\n",
+            "LOAD_ERR_YAML_VALIDATE",
+            "Value is not a scalar value",
+            3,
+        ),
+        ("- macro: m\n  condition: ''\n", "LOAD_ERR_YAML_VALIDATE", "Value must be non-empty", 2),
+        (RULE + "  tags: [a, [b]]\n", "LOAD_ERR_YAML_VALIDATE", "sequence value is not scalar", 6),
+        (RULE + "  exceptions: {a: b}\n", "LOAD_ERR_YAML_VALIDATE", "Rule exceptions must be a sequence", 6),
+        (EXC.replace("- name: e", "- just a string"), "LOAD_ERR_YAML_VALIDATE", "Rule exception must be a mapping", 7),
+        (
+            EXC + "      fields: [proc.name]\n      values: a\n",
+            "LOAD_ERR_YAML_VALIDATE",
+            "Rule exception values must be a sequence",
+            9,
+        ),
+        (
+            "- required_plugin_versions:\n  - name: p\n    version: 1.0.0\n    alternatives: x\n",
+            "LOAD_ERR_YAML_VALIDATE",
+            "Value of plugin version alternatives must be a sequence",
+            2,
+        ),
+        (
+            "- required_plugin_versions:\n  - name: p\n    version: 1.0.0\n    alternatives: [x]\n",
+            "LOAD_ERR_YAML_VALIDATE",
+            "Plugin version alternative must be a mapping",
+            4,
+        ),
+        (
+            "- required_plugin_versions:\n  - name: p\n    version: 1.0.0\n    alternatives:\n"
+            "      - name: p\n        version: 1.0.0\n",
+            "LOAD_ERR_VALIDATE",
+            "Defined multiple alternative version requirements for plugin 'p'",
+            2,
+        ),
+        (
+            "- required_plugin_versions: [{name: a, version: x}]\n",
+            "LOAD_ERR_VALIDATE",
+            "Invalid required version 'x' for plugin 'a'",
+            1,
+        ),
+        (
+            EXC + "      fields: proc.name\n      comps: in\n      values: [[a]]\n",
+            "LOAD_ERR_VALIDATE",
+            "Expected values array to contain a list of strings",
+            1,
+        ),
+        (
+            EXC + "      fields: [proc.name]\n      values: [[a]]\n- rule: r\n  exceptions:\n    - name: e\n"
+            "      fields: [proc.name]\n      values: [[b]]\n  override: {exceptions: append}\n",
+            "LOAD_ERR_VALIDATE",
+            "Can not append exception fields to existing exception, only values",
+            12,
+        ),
+        (
+            RULE + "- rule: r\n  override: {priority: replace}\n",
+            "LOAD_ERR_YAML_VALIDATE",
+            "An replace override for 'priority' was specified but 'priority' is not defined",
+            6,
+        ),
+    ],
+)
+def test_more_errors_have_falcos_text(text: str, code: str, message: str, line: int) -> None:
+    res = load(text)
+    found = [(e.code, e.message, e.location.line) for e in res.errors]
+    assert (code, message, line) in found, found
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        (
+            EXC + "      fields: [proc.name]\n      values: [[a]]\n    - name: e\n      fields: [proc.name]\n"
+            "      values: [[b]]\n",
+            "LOAD_EXCEPTION_NAME_NOT_UNIQUE",
+            "Multiple definitions of exception 'e' in the same rule",
+        ),
+        (
+            EXC + "      fields: [proc.name]\n      values: [[a]]\n- rule: r\n  exceptions:\n    - name: e\n"
+            "  override: {exceptions: append}\n",
+            "LOAD_APPEND_NO_VALUES",
+            "Overriding/appending exception with no values",
+        ),
+        (
+            "- list: 'bad name!'\n  items: [a]\n",
+            "LOAD_INVALID_LIST_NAME",
+            "List has an invalid name. List names should match a regular expression: ([^()\"'[:space:]=,]+)",
+        ),
+        (
+            "- macro: 'bad name!'\n  condition: evt.type=open\n",
+            "LOAD_INVALID_MACRO_NAME",
+            "Macro has an invalid name. Macro names should match a regular expression: ([a-zA-Z]+[a-zA-Z0-9_]*)",
+        ),
+        (
+            "- rule: r\n  desc: d\n  condition: evt.type=open\n  output: o %container.info\n  priority: INFO\n",
+            "LOAD_DEPRECATED_ITEM",
+            "%container.info is deprecated and no more useful, and will be dropped by Falco 1.0.0. The container "
+            "plugin will automatically add required fields to the output message.",
+        ),
+        (
+            "- rule: r\n  desc: d\n  condition: evt.type=open and evt.latency > 0\n  output: o\n  priority: INFO\n",
+            "LOAD_DEPRECATED_ITEM",
+            "field is not available due to the drop of enter events.",
+        ),
+        (
+            "- rule: r\n  desc: d\n  condition: evt.type=open\n  output: o %evt.dir\n  priority: INFO\n",
+            "LOAD_DEPRECATED_ITEM",
+            "usage of deprecated field 'evt.dir' has been detected in the rule output",
+        ),
+        # Falco gives this one no message: its code's description is the explanation
+        (
+            "- rule: r\n  desc: d\n  condition: ka.verb = <NA>\n  output: o\n  priority: INFO\n  source: k8s_audit\n",
+            "LOAD_UNSAFE_NA_CHECK",
+            "",
+        ),
+    ],
+)
+def test_more_warnings_have_falcos_text(text: str, code: str, message: str) -> None:
+    res = load(text)
+    assert (code, message) in [(w.code, w.message) for w in res.warnings], res.warnings
+
+
 @pytest.mark.parametrize(
     ("text", "code", "message", "line"),
     [
