@@ -44,6 +44,9 @@ from ruleengine.record_plans import (
 __all__ = ["RecordBuilder", "RecordError", "split_key"]
 
 _MEMO_LIMIT = 8192
+# Keys sysdig writes that are no Falco field, and the field whose facts they give: `sysdig -j` without `-p` writes
+# each event's time as `evt.outputtime` (integer nanoseconds).
+_ALIASES = {"evt.outputtime": "evt.rawtime"}
 _GROUPS = {"proc": 1, "thread": 1, "user": 1, "group": 1, "fd": 2, "container": 3, "k8s": 3}
 # Keys that differ on every event: set on each event, never part of what is remembered.
 _PER_EVENT = frozenset({"evt.num", "evt.cpu"}) | TIME_FIELDS
@@ -125,11 +128,13 @@ class RecordBuilder:
         for key, value in record.items():
             key = str(key)
             try:
-                bound, setter, is_derived = resolve_with_setter(self.source, *split_key(key))
+                bound, setter, is_derived = resolve_with_setter(self.source, *split_key(_ALIASES.get(key, key)))
             except (UnknownFieldError, FieldArgError) as exc:
                 unknown.append((key, str(exc)))
                 continue
             name = bound.info.name
+            if key in _ALIASES:  # a fact under another name: it sets the field's facts, and is not its value
+                value = None if value is None else str(value)
             if name in TIME_FIELDS and (
                 (isinstance(value, int) and not isinstance(value, bool))
                 or form(value) is DIGITS

@@ -311,3 +311,65 @@ def test_a_capture_replays_with_alerts_for_each_kind(tmp_path: Path, capsys: pyt
         "Warning ptrace by ls fd=<NA> ",
     ]
     assert len(lines) == len(want) and all(w in line for w, line in zip(want, lines, strict=True)), lines
+
+
+EXPORT_FIELDS = [
+    "evt.num",
+    "evt.time.iso8601",
+    "evt.datetime",
+    "evt.time",
+    "evt.type",
+    "evt.dir",
+    "evt.cpu",
+    "proc.name",
+    "proc.pid",
+    "thread.tid",
+    "proc.cmdline",
+    "user.name",
+    "user.uid",
+    "fd.name",
+    "fd.num",
+    "fd.type",
+    "evt.args",
+    "evt.arg.flags",
+    "evt.rawres",
+    "evt.res",
+]
+
+
+@needs_sysdig
+def test_sysdigs_json_exports_of_a_capture_replay_as_the_capture_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what `sysdig -r X -j` writes, with and without -p: enter and exit records, times as integer nanoseconds,
+    # nulls, rendered evt.args, and (without -p) sysdig's own evt.outputtime and evt.info
+    cap, _ = _kinds_capture(tmp_path)
+    assert SYSDIG is not None
+    fmt = "*" + " ".join(f"%{f}" for f in EXPORT_FIELDS)
+    fields = tmp_path / "fields.jsonl"
+    fields.write_text(
+        subprocess.run(
+            [SYSDIG, "-r", str(cap), "-j", "-p", fmt], check=True, capture_output=True, text=True, timeout=120
+        ).stdout
+    )
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(
+        subprocess.run([SYSDIG, "-r", str(cap), "-j"], check=True, capture_output=True, text=True, timeout=120).stdout
+    )
+    assert '"evt.dir":">"' in fields.read_text() and '"evt.outputtime"' in plain.read_text()
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "- rule: any\n  desc: d\n  condition: evt.type in (openat, connect, accept, execve, unlink, rename, mkdir,"
+        " chmod, symlink, setuid, ptrace)\n  output: '%evt.type by %proc.name res=%evt.res'\n  priority: WARNING\n"
+    )
+
+    def alerts(path: Path) -> list[str]:
+        assert main(["replay", str(path), "--rules", str(rules)]) == 0
+        out = capsys.readouterr()
+        assert "bad record" not in out.err, out.err
+        return [line.split(" container_id=")[0] for line in out.out.splitlines()]
+
+    want = alerts(cap)
+    assert len(want) == 11 and want[0].endswith("Warning openat by bash res=SUCCESS")
+    assert alerts(fields) == want
+    assert alerts(plain) == want
