@@ -70,8 +70,8 @@ class Cursor:
 
 
 def read_proclist(body: bytes, version: int, threads: dict[int, Thread]) -> None:
-    """One thread per entry. V9 entries carry their length; older ones are walked field by field (V6-V8 carry
-    fields after ``root`` that are not read here, so only their first entry is taken)."""
+    """One thread per entry. V9 entries carry their length; older ones end with ``root`` (V5..V8) or before it,
+    and are walked field by field (libscap reads the later fields only when an entry's length says they are there)."""
     cur = Cursor(body)
     while cur.pos + 24 <= len(body):
         end = None
@@ -111,8 +111,6 @@ def read_proclist(body: bytes, version: int, threads: dict[int, Thread]) -> None
         )
         if end is not None:
             cur.pos = end
-        elif version > 5:
-            return
 
 
 # --- state: threads and fds, as libsinsp follows them --------------------------------------------------------------

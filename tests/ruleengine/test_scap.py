@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -373,3 +374,43 @@ def test_sysdigs_json_exports_of_a_capture_replay_as_the_capture_does(
     assert len(want) == 11 and want[0].endswith("Warning openat by bash res=SUCCESS")
     assert alerts(fields) == want
     assert alerts(plain) == want
+
+
+def _s16(text: str) -> bytes:
+    return struct.pack("<H", len(text)) + text.encode()
+
+
+def test_every_entry_of_an_older_process_list_is_read(tmp_path: Path) -> None:
+    # a PL_V8 block (libs before length-prefixed entries): sid, vpgid, exepath... root, then the next entry
+    def entry(tid: int, comm: str) -> bytes:
+        return (
+            struct.pack("<QQQQQ", tid, tid, 1, 0, 0)
+            + _s16(comm)
+            + _s16(f"/bin/{comm}")
+            + _s16(f"/usr/bin/{comm}")
+            + _s16("")
+            + _s16("/")
+            + struct.pack("<QIII", 1024, 0, 0, 0)
+            + bytes(28)
+            + _s16("")
+            + struct.pack("<qq", tid, tid)
+            + _s16("")
+            + _s16("/")
+        )
+
+    cap = tmp_path / "v8.scap"
+    write_scap(
+        str(cap),
+        [event_from_fields({"evt.type": "openat", "thread.tid": 11, "fd.name": "/a", "fd.num": 3, "evt.rawres": 3})],
+    )
+    raw = cap.read_bytes()
+    body = entry(10, "first") + entry(11, "second")
+    pad = (-len(body)) % 4
+    block = (
+        struct.pack("<II", 0x214, 12 + len(body) + pad) + body + bytes(pad) + struct.pack("<I", 12 + len(body) + pad)
+    )
+    at = 28 + 192  # after the section header and machine info: the writer's own process list, then this one
+    at += struct.unpack_from("<I", raw, at + 4)[0]
+    cap.write_bytes(raw[:at] + block + raw[at:])
+    [ev] = EventReader(str(cap), warn=lambda m: None)
+    assert (ev.proc.comm, ev.proc.exepath) == ("second", "/usr/bin/second")
