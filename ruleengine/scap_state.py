@@ -32,6 +32,8 @@ __all__ = [
 
 @dataclass
 class Thread:
+    """A thread as the capture describes it: ids, process names and arguments, working directory, user."""
+
     tid: int
     pid: int
     ptid: int
@@ -116,6 +118,8 @@ def read_proclist(body: bytes, version: int, threads: dict[int, Thread]) -> None
 # --- state: threads and fds, as libsinsp follows them --------------------------------------------------------------
 @dataclass
 class Fd:
+    """An entry of a process's fd table."""
+
     type: str  # Falco's fd.type: file, directory, ipv4, ipv6, unix...
     name: str = ""
     l4proto: str = ""
@@ -166,6 +170,8 @@ def read_fdlist(body: bytes, kind: int, fds: dict[int, dict[int, Fd]], threads: 
 
 @dataclass
 class State:
+    """The thread and fd tables of one capture, and each thread's pending enter event."""
+
     threads: dict[int, Thread] = field(default_factory=dict)
     fds: dict[int, dict[int, Fd]] = field(default_factory=dict)  # by process id
     enters: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # by thread id
