@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from lanner.lazy_event import MalformedEvent
 from ruleengine.build import Builder, CompiledRule
 from ruleengine.compiler import compile_dispatcher
 from ruleengine.fields import EventContext, known_sources
@@ -207,6 +208,8 @@ class Engine:
             return []
         try:
             hit = slot.fn(ctx)
+        except MalformedEvent:
+            raise  # the event's own bytes are bad, not a rule: the caller drops the event
         except Exception:
             return self._slow(slot, ctx)
         if self._first:
@@ -219,6 +222,8 @@ class Engine:
         for i, rule in enumerate(slot.rules):
             try:
                 hit = rule.fn(ctx.get)
+            except MalformedEvent:
+                raise
             except Exception:
                 self.errors_total += 1
                 eval_errors().labels(rule.name).inc()

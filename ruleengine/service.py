@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from lanner.alert_limits import PRODUCER_LIMITS, bound_alert
 from lanner.convert import BatchTables, event_from_view
+from lanner.lazy_event import LazyEvent, MalformedEvent
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
 from lanner.text import displayable
@@ -184,7 +185,9 @@ class RuleEngineService:
         started = time.perf_counter()
         now_ns = time.time_ns()
         tables = BatchTables(batch)
-        newest = 0
+        has_rules_for = engine.has_rules_for
+        recorder = self._recorder
+        last: event_pb2.EventView | None = None
         for data in batch.events:
             try:
                 pb = event_pb2.EventView.FromString(data)
@@ -192,10 +195,10 @@ class RuleEngineService:
                 EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()
                 log.warning("event could not be parsed; skipped", extra={"bytes": len(data), "error": str(exc)})
                 continue
-            newest = pb.timing.event_ns or newest
-            if self._recorder is not None:
+            last = pb
+            if recorder is not None:
                 try:
-                    self._recorder(event_from_view(pb, tables))
+                    recorder(event_from_view(pb, tables))
                 except Exception as exc:
                     log.warning("event could not be recorded", extra={"seq": pb.id.seq, "error": repr(exc)})
             source = pb.source or "syscall"
@@ -204,10 +207,11 @@ class RuleEngineService:
                     full = event_pb2.Event.FromString(data)
                     self._alerts.submit_urgent(alert_to_pb(syscall_drop_alert(full, self._hostname), full))
                 continue
-            if not engine.has_rules_for(source, pb.type):
+            if not has_rules_for(source, pb.type):
                 continue
+            # Only the parts of the event that the candidate rules read are decoded (lanner.lazy_event).
+            event = LazyEvent(pb, tables, source)
             try:
-                event = event_from_view(pb, tables)
                 ctx = EventContext(event)
                 matches = engine.process(ctx)
                 if matches:
@@ -218,6 +222,9 @@ class RuleEngineService:
                     record = self._render(match, ctx)
                     self._alerts.submit(alert_to_pb(record, pb))
                     ALERTS_RAISED.labels(record.rule, record.priority.falco_name).inc()
+            except MalformedEvent as exc:
+                EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()
+                log.warning("event could not be decoded; skipped", extra={"seq": pb.id.seq, "error": str(exc)})
             except Exception as exc:
                 # One malformed event must not take the stream down; name it and move on.
                 EVENTS_DROPPED.labels(STAGE, "evaluation_error").inc()
@@ -227,6 +234,7 @@ class RuleEngineService:
                 )
         # One latency sample per batch (its newest event): a histogram observation per event costs more than
         # evaluating many events does.
+        newest = last.timing.event_ns if last is not None else 0
         if newest:
             self._latency.observe(max(0.0, (now_ns - newest) / 1e9))
         EVAL_SECONDS.observe(time.perf_counter() - started)

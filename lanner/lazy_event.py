@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The rule engine's form of a wire event: a ``model.Event`` whose parts are decoded on first read.
+
+The rule engine reads each event as an ``EventView`` (nested messages left as bytes). Building the whole model
+event from it cost about 8 us per event, while the rules that can match an ``openat`` read a handful of fields:
+most of that work was thrown away. A ``LazyEvent`` is a ``model.Event`` that holds the view and decodes a part
+(the process and its ancestors, the fd, the args, the container...) the first time an extractor reads it, with
+the same decoders and per-wire-form memos as ``lanner.convert.event_from_view``, so it reads exactly as the
+eager event would. The candidate rules of each event type are compiled into one function that extracts each
+field at most once (``ruleengine.compiler``), so what an event of a type costs is what its candidate rules read,
+and a type no rule reads costs only its ``EventView`` parse.
+
+A part is decoded into the event's own slot, so every later read is a plain attribute read; nothing after the
+decoder mutates it (``model`` says why the event classes are not frozen). A nested message that does not parse,
+or a process reference past the batch's table, raises ``MalformedEvent`` at the first read: the engine lets it
+through and the service counts the event as malformed; it costs only that event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from google.protobuf.message import DecodeError
+
+from lanner import model
+from lanner.convert import (
+    BatchTables,
+    _arg_wire,
+    _container_from_wire,
+    _decode_fd,
+    _fd_cache,
+    _from_wire,
+    _k8s_from_wire,
+    _process_wire,
+)
+from lanner.v1 import event_pb2
+
+
+class MalformedEvent(ValueError):
+    """A part of the event does not decode: the event is dropped, and only it."""
+
+
+def _identity(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    i = view.id
+    ev.identity = model.EventIdentity(i.node, i.boot_id, i.seq, i.producer_id)
+
+
+def _timing(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    t = view.timing
+    enriched = t.enriched_ns or (tables.enriched_ns if tables is not None else 0)
+    ev.timing = model.EventTiming(t.event_ns, t.collected_ns, enriched, t.evaluated_ns)
+
+
+def _processes(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    if view.proc_ref and tables is not None:
+        ev.proc = tables.process(view.proc_ref)
+        ev.ancestors = tuple(map(tables.process, view.ancestor_refs))
+    else:
+        ev.proc = _process_wire(view.proc)
+        ev.ancestors = tuple(map(_process_wire, view.ancestors))
+
+
+def _placement(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    if view.proc_ref and tables is not None and not view.container:
+        placed = tables.placement(view.proc_ref)
+        if placed is not None:
+            ev.container, ev.k8s = placed
+            return
+    ev.container = _container_from_wire(view.container) if view.container else model.HOST_CONTAINER
+    ev.k8s = _k8s_from_wire(view.k8s)
+
+
+def _fd(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.fd = _from_wire(_fd_cache, event_pb2.Fd.FromString, _decode_fd, view.fd) if view.HasField("fd") else None
+
+
+def _args(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.args = tuple(map(_arg_wire, view.args))
+
+
+def _scalars(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.res, ev.cpu, ev.audit_json, ev.proc_incomplete = view.res, view.cpu, view.audit_json, view.proc_incomplete
+
+
+_Decoder = Callable[["LazyEvent", event_pb2.EventView, BatchTables | None], None]
+# Each part of model.Event and the decoder that fills it (some fill two parts that come from one place).
+_DECODERS: dict[str, _Decoder] = {
+    "identity": _identity,
+    "timing": _timing,
+    "proc": _processes,
+    "ancestors": _processes,
+    "container": _placement,
+    "k8s": _placement,
+    "fd": _fd,
+    "args": _args,
+    "res": _scalars,
+    "cpu": _scalars,
+    "audit_json": _scalars,
+    "proc_incomplete": _scalars,
+}
+
+
+class LazyEvent(model.Event):
+    """A ``model.Event`` read from an ``EventView`` (and its batch's tables), each part decoded on first read.
+
+    Only ``type``, ``source`` and ``given`` (None: a live event) are set at construction; a read of any other
+    field finds its slot empty, which lands in ``__getattr__``, which decodes it into the slot."""
+
+    __slots__ = ("_tables", "_view")
+
+    def __init__(self, view: event_pb2.EventView, tables: BatchTables | None, source: str) -> None:
+        self._view = view
+        self._tables = tables
+        self.type = view.type
+        self.source = source
+        self.given = None
+
+    def __getattr__(self, name: str) -> object:
+        # Python calls this only when the normal lookup failed, i.e. for a part not decoded yet.
+        decode = _DECODERS.get(name)
+        if decode is None:
+            raise AttributeError(name)
+        try:
+            decode(self, self._view, self._tables)
+        except (DecodeError, IndexError, UnicodeDecodeError) as exc:
+            raise MalformedEvent(f"event field {name!r} does not decode: {exc}") from exc
+        return object.__getattribute__(self, name)
+
+    def decoded(self) -> model.Event:
+        """The same event as a plain, fully decoded ``model.Event`` (for recording and comparison)."""
+        return model.Event(
+            type=self.type,
+            source=self.source,
+            identity=self.identity,
+            timing=self.timing,
+            res=self.res,
+            cpu=self.cpu,
+            proc=self.proc,
+            ancestors=self.ancestors,
+            fd=self.fd,
+            args=self.args,
+            container=self.container,
+            k8s=self.k8s,
+            audit_json=self.audit_json,
+            proc_incomplete=self.proc_incomplete,
+        )
