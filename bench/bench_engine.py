@@ -6,6 +6,10 @@ everyday tools, outbound connects, plus syscalls no rule looks at (read/write/cl
 index rejects without evaluating anything. A small share of events are attacks that do match (shadow reads, shells
 in containers, netcat). Each event is evaluated exactly as the service does: ``has_rules_for`` then a fresh
 ``EventContext`` and ``engine.process``.
+
+``--service`` measures the rule engine stage as it runs: a RuleEngineService on a real gRPC socket fed batches as
+the collector and enricher send them (openats that match no rule), CPU µs per event of receive, parse, evaluate
+and ack, before (a whole model event built per candidate event) and after (``lanner.lazy_event``), side by side.
 """
 
 from __future__ import annotations
@@ -100,7 +104,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rule-matching", choices=("first", "all"), default="first")
+    ap.add_argument("--service", action="store_true", help="CPU per event of the gRPC service, before/after")
+    ap.add_argument("--batches", type=int, default=400, help="with --service: batches of 256 events per round")
     args = ap.parse_args()
+    if args.service:
+        service_figures("ruleengine", args.batches, args.rounds, args.rules)
+        return
 
     t0 = time.perf_counter()
     res = load_rules(args.rules, EngineOptions(rule_matching=args.rule_matching))
@@ -134,6 +143,22 @@ def main() -> None:
         group = [ev for ev, k in zip(events, labels, strict=True) if k == kind]
         cost = min(_cpu(engine, group) for _ in range(args.rounds))
         print(f"  {cost * 1e6 / len(group):6.2f} us  {kind}")
+
+
+def service_figures(stage: str, batches: int, rounds: int, rules: list[str]) -> None:
+    """Print one stage's CPU µs/event over gRPC, before and after, measured interleaved in one run."""
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from service_cpu import BATCH, run_rounds
+
+    best = run_rounds(stage, batches, rounds, rules)
+    load = os.getloadavg()[0]
+    print(f"{stage} over gRPC, {batches} batches of {BATCH} openats matching no rule, best of {rounds} rounds, "
+          f"load average {load:.1f}:")
+    print(f"  before {best['before']:6.2f} us CPU/event   after {best['after']:6.2f} us CPU/event   "
+          f"({best['before'] / best['after']:.2f}x)")
 
 
 def _cpu(engine: Engine, events: list[Event]) -> float:

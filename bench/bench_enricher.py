@@ -8,7 +8,10 @@
 3. With --runtimes: cold lookup latency against the real Docker engine and containerd CRI (needs
    scripts/container-stack.sh), and warm lookups through a Redis cache (needs redis-server).
 
-    .venv/bin/python bench/bench_enricher.py [--seconds 3] [--runtimes]
+4. With --service: the enricher stage as it runs, on a real gRPC socket fed collector batches (processes in the
+   batch's table), forwarding to a real sink: CPU µs per event before/after, measured interleaved in one run.
+
+    .venv/bin/python bench/bench_enricher.py [--seconds 3] [--runtimes] [--service [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -210,6 +213,8 @@ async def bench_runtimes() -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    if args.service:
+        return
     await bench_enrich(args.seconds)
     await bench_service(args.seconds)
     if args.runtimes:
@@ -220,7 +225,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--runtimes", action="store_true", help="also time real Docker/CRI/Redis lookups")
+    ap.add_argument("--service", action="store_true", help="CPU per event of the gRPC service, before/after")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batches", type=int, default=400)
     args = ap.parse_args()
+    if args.service:
+        from bench_engine import service_figures
+
+        service_figures("enricher", args.batches, args.rounds, [])
+        return 0
     import uvloop
 
     uvloop.run(main_async(args))
