@@ -105,10 +105,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rule-matching", choices=("first", "all"), default="first")
     ap.add_argument("--service", action="store_true", help="CPU per event of the gRPC service, before/after")
-    ap.add_argument("--batches", type=int, default=400, help="with --service: batches of 256 events per round")
+    ap.add_argument("--batches", type=int, default=400, help="with --service: batches per round")
+    ap.add_argument("--batch-size", type=int, default=256, help="with --service: events per batch")
     args = ap.parse_args()
     if args.service:
-        service_figures("ruleengine", args.batches, args.rounds, args.rules)
+        service_figures("ruleengine", args.batches, args.rounds, args.rules, args.batch_size)
         return
 
     t0 = time.perf_counter()
@@ -145,17 +146,17 @@ def main() -> None:
         print(f"  {cost * 1e6 / len(group):6.2f} us  {kind}")
 
 
-def service_figures(stage: str, batches: int, rounds: int, rules: list[str]) -> None:
+def service_figures(stage: str, batches: int, rounds: int, rules: list[str], batch: int = 256) -> None:
     """Print one stage's CPU µs/event over gRPC, before and after, measured interleaved in one run."""
     import os
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from service_cpu import BATCH, run_rounds
+    from service_cpu import run_rounds
 
-    best = run_rounds(stage, batches, rounds, rules)
+    best = run_rounds(stage, batches, rounds, rules, batch)
     load = os.getloadavg()[0]
-    print(f"{stage} over gRPC, {batches} batches of {BATCH} openats matching no rule, best of {rounds} rounds, "
+    print(f"{stage} over gRPC, {batches} batches of {batch} openats matching no rule, best of {rounds} rounds, "
           f"load average {load:.1f}:")
     print(f"  before {best['before']:6.2f} us CPU/event   after {best['after']:6.2f} us CPU/event   "
           f"({best['before'] / best['after']:.2f}x)")

@@ -1,15 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Enricher cost and throughput.
 
-1. ``enrich()`` per event on 256-event batches (host events, container events with metadata held in memory, and a
-   mix), the enricher's hot path.
-2. PushEvents over real gRPC: a client streams batches to an in-process EnricherService, which enriches them and
-   forwards them through BatchSender to a real RuleEngineService sink; prints events/s end to end.
+1. ``enrich_frame()`` per event on 256-event collector batches (host events, container events with metadata held
+   in memory, and a mix), the enricher's hot path.
+2. With --service: the enricher stage as it runs, on a real gRPC socket fed collector batches (processes in the
+   batch's table), forwarding to a real sink: CPU µs per event (receive, parse, enrich, serialize, forward, ack)
+   before/after, measured interleaved in one run (``bench/service_cpu.py``).
 3. With --runtimes: cold lookup latency against the real Docker engine and containerd CRI (needs
    scripts/container-stack.sh), and warm lookups through a Redis cache (needs redis-server).
-
-4. With --service: the enricher stage as it runs, on a real gRPC socket fed collector batches (processes in the
-   batch's table), forwarding to a real sink: CPU µs per event before/after, measured interleaved in one run.
 
     .venv/bin/python bench/bench_enricher.py [--seconds 3] [--runtimes] [--service [--rounds 3]]
 """
@@ -18,22 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shutil
 import socket
 import statistics
 import subprocess
 import time
-from collections.abc import AsyncIterator
-
-import grpc
 
 from enricher.enrich import Enricher
 from enricher.meta import ContainerMeta
-from enricher.service import EnricherServicer, make_batch, open_ruleengine_stream
 from lanner.model import Container, Mount
-from lanner.streaming import BatchSender
-from lanner.v1 import event_pb2, services_pb2_grpc
+from lanner.v1 import event_pb2
 
 CID = "ab" * 32
 META = ContainerMeta(
@@ -51,10 +43,6 @@ META = ContainerMeta(
         metadata_complete=True,
     )
 )
-HOST_CG = ["9:name=systemd:/user.slice", "4:memory:/user.slice", "0::/user.slice"]
-CTR_CG = [f"9:name=systemd:/docker/{CID}", f"4:memory:/docker/{CID}", f"0::/docker/{CID}"]
-
-
 class FixedProvider:
     name = "fixed"
 
@@ -65,90 +53,27 @@ class FixedProvider:
         pass
 
 
-def make_events(n: int, container_share: float) -> event_pb2.EventBatch:
-    batch = event_pb2.EventBatch()
-    every = int(1 / container_share) if container_share else 0
-    for i in range(n):
-        ev = batch.events.add(type="openat", source="syscall")
-        ev.timing.event_ns = time.time_ns()
-        ev.proc.pid = 1000 + i
-        ev.proc.comm = "cat"
-        ev.proc.args.extend(["/etc/hostname"])
-        ev.proc.cgroups.extend(CTR_CG if every and i % every == 0 else HOST_CG)
-        ev.fd.path = "/etc/hostname"
-    return batch
-
-
 async def bench_enrich(seconds: float) -> None:
+    """``enrich_frame`` on collector batches of 256 openats (the processes in the batch's table), with the
+    container metadata held in memory: parse, enrich, serialize, as the service does per batch."""
+    from collector_batches import collector_batch, open_events
+
     enricher = Enricher(FixedProvider())
     for label, share in (("host", 0.0), ("container", 1.0), ("mix 1/4 container", 0.25)):
-        batch = make_events(256, share)
-        await enricher.enrich(batch.events)
+        data = collector_batch(open_events(256, container_share=share))
+        await enricher.enrich_frame(event_pb2.EventBatchFrame.FromString(data))
         n = 0
         t0 = time.perf_counter()
         c0 = time.process_time()
         while time.perf_counter() - t0 < seconds / 3:
-            await enricher.enrich(batch.events)
-            n += len(batch.events)
+            frame = event_pb2.EventBatchFrame.FromString(data)
+            await enricher.enrich_frame(frame)
+            frame.SerializeToString()
+            n += len(frame.events)
         dt = time.perf_counter() - t0
         cpu = time.process_time() - c0
         # CPU time is the figure to compare: wall time swings with whatever else the machine runs.
-        print(f"enrich() {label:18s} {cpu / n * 1e6:6.2f} us CPU/event  ({n / dt:10,.0f} events/s wall)")
-
-
-class Sink(services_pb2_grpc.RuleEngineServiceServicer):
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def PushEvents(
-        self, request_iterator: AsyncIterator[event_pb2.EventBatch], context: object
-    ) -> AsyncIterator[event_pb2.BatchAck]:
-        async for batch in request_iterator:
-            self.count += len(batch.events)
-            yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=len(batch.events))
-
-
-async def bench_service(seconds: float) -> None:
-    sink = Sink()
-    sink_server = grpc.aio.server()
-    services_pb2_grpc.add_RuleEngineServiceServicer_to_server(sink, sink_server)
-    sink_port = sink_server.add_insecure_port("127.0.0.1:0")
-    await sink_server.start()
-    sender: BatchSender[event_pb2.Event] = BatchSender(
-        "enricher", f"127.0.0.1:{sink_port}", open_ruleengine_stream, make_batch
-    )
-    sender_task = asyncio.create_task(sender.run())
-    server = grpc.aio.server()
-    services_pb2_grpc.add_EnricherServiceServicer_to_server(EnricherServicer(Enricher(FixedProvider()), sender), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    payload = make_events(256, 0.25).SerializeToString()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = services_pb2_grpc.EnricherServiceStub(channel).PushEvents()
-        sent = 0
-        seq = 0
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            seq += 1
-            batch = event_pb2.EventBatch.FromString(payload)
-            batch.batch_seq = seq
-            await call.write(batch)
-            await call.read()
-            sent += len(batch.events)
-        while sink.count < sent and time.perf_counter() - t0 < seconds + 10:
-            await asyncio.sleep(0.01)
-        dt = time.perf_counter() - t0
-        await call.done_writing()
-    print(
-        f"PushEvents -> enrich -> RuleEngine sink: {sink.count:,} of {sent:,} events in {dt:.2f}s = "
-        f"{sink.count / dt:,.0f} events/s (batches of 256, 1/4 container events, one stream)"
-    )
-    await sender.close()
-    sender_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sender_task
-    await server.stop(0)
-    await sink_server.stop(0)
+        print(f"enrich_frame() {label:18s} {cpu / n * 1e6:6.2f} us CPU/event  ({n / dt:10,.0f} events/s wall)")
 
 
 async def bench_runtimes() -> None:
@@ -216,7 +141,6 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.service:
         return
     await bench_enrich(args.seconds)
-    await bench_service(args.seconds)
     if args.runtimes:
         await bench_runtimes()
 
@@ -228,11 +152,12 @@ def main() -> int:
     ap.add_argument("--service", action="store_true", help="CPU per event of the gRPC service, before/after")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", type=int, default=400)
+    ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()
     if args.service:
         from bench_engine import service_figures
 
-        service_figures("enricher", args.batches, args.rounds, [])
+        service_figures("enricher", args.batches, args.rounds, [], args.batch_size)
         return 0
     import uvloop
 

@@ -30,14 +30,14 @@ BATCH = 256
 WINDOW = 8  # batches in flight, as a collector's sender keeps them
 
 
-async def _batches(stage: str, n_batches: int) -> list[bytes]:
+async def _batches(stage: str, n_batches: int, batch: int) -> list[bytes]:
     sys.path.insert(0, str(HERE))
     from collector_batches import collector_batch, open_events
 
     from collector.encode import EventEncoder
 
     enc = EventEncoder()
-    raw = [collector_batch(open_events(BATCH, seq0=1 + k * BATCH), k + 1, enc) for k in range(min(n_batches, 64))]
+    raw = [collector_batch(open_events(batch, seq0=1 + k * batch), k + 1, enc) for k in range(min(n_batches, 64))]
     if stage == "enricher":
         return raw
 
@@ -55,11 +55,11 @@ async def _batches(stage: str, n_batches: int) -> list[bytes]:
     return out
 
 
-async def _child(stage: str, n_batches: int) -> None:
+async def _child(stage: str, n_batches: int, batch: int) -> None:
     """Sink for what the stage forwards, and the upstream that feeds it."""
     from lanner.wire import raw_push_events
 
-    batches = await _batches(stage, n_batches)
+    batches = await _batches(stage, n_batches, batch)
     received = 0
 
     async def sink_events(it: AsyncIterator[event_pb2.EventBatchFrame], ctx: object) -> AsyncIterator[Any]:
@@ -102,7 +102,7 @@ async def _child(stage: str, n_batches: int) -> None:
             data = batches[i % len(batches)]
             # a fresh batch_seq at the front (field 1 is written first, and a later one wins anyway)
             await call.write(b"\x08" + bytes([1]) + data[2:] if data[:1] == b"\x08" else data)
-            sent += BATCH
+            sent += batch
             inflight += 1
             if inflight >= WINDOW:
                 await call.read()
@@ -163,10 +163,10 @@ async def _serve_engine(sink: str, variant: str, rules: list[str]) -> tuple[grpc
     return server, [alerts.close, lambda: task.cancel()]
 
 
-async def measure(stage: str, variant: str, n_batches: int, rules: list[str]) -> float:
-    """CPU µs per event of ``stage`` in this process, for ``n_batches`` batches of ``BATCH`` events."""
+async def measure(stage: str, variant: str, n_batches: int, rules: list[str], batch: int = BATCH) -> float:
+    """CPU µs per event of ``stage`` in this process, for ``n_batches`` batches of ``batch`` events."""
     child = subprocess.Popen(
-        [sys.executable, __file__, "--child", stage, str(n_batches)],
+        [sys.executable, __file__, "--child", stage, str(n_batches), str(batch)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -200,14 +200,14 @@ async def measure(stage: str, variant: str, n_batches: int, rules: list[str]) ->
         child.wait()
 
 
-def run_rounds(stage: str, n_batches: int, rounds: int, rules: list[str]) -> dict[str, float]:
+def run_rounds(stage: str, n_batches: int, rounds: int, rules: list[str], batch: int = BATCH) -> dict[str, float]:
     """Best (lowest) CPU µs/event of each variant, the variants interleaved round by round."""
     best = {"before": float("inf"), "after": float("inf")}
     for _ in range(rounds):
         for variant in best:
-            best[variant] = min(best[variant], asyncio.run(measure(stage, variant, n_batches, rules)))
+            best[variant] = min(best[variant], asyncio.run(measure(stage, variant, n_batches, rules, batch)))
     return best
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
-    asyncio.run(_child(sys.argv[2], int(sys.argv[3])))
+    asyncio.run(_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

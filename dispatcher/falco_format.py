@@ -1,97 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Falco's two alert renderings: the text line and the one-line JSON object.
-
-The JSON form matches Falco's ``json_output: true``: keys sorted, no spaces, non-ASCII kept as UTF-8, ``time``
-as UTC RFC 3339 with nanoseconds and ``Z``, priorities by their long names.
-"""
+"""Falco's alert renderings for the dispatcher's outputs: ``lanner.falco_json`` (the one renderer) and
+``safe_line``, one line for a terminal or a line-based reader."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dispatcher.sanitize import escape_line
+from lanner.alert import Alert
+from lanner.falco_json import DEFAULT_JSON, JsonOptions, falco_dict, falco_json, json_default, rfc3339_ns, text_line
 
-from dispatcher.model import Alert
-from dispatcher.sanitize import escape_json, escape_line
-
-
-@dataclass(frozen=True, slots=True)
-class JsonOptions:
-    """Which optional keys the JSON alert carries (Falco's ``json_include_*_property``)."""
-
-    include_output: bool = True
-    include_tags: bool = True
-    include_message: bool = False
-    include_output_fields: bool = True
-
-
-DEFAULT_JSON = JsonOptions()
-
-
-def rfc3339_ns(time_ns: int) -> str:
-    """Render nanoseconds since the epoch as ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` in UTC."""
-    secs, nanos = divmod(time_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
-
-
-def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> dict[str, Any]:
-    """The JSON alert as a dict, before serialisation."""
-    out: dict[str, Any] = {
-        "hostname": alert.hostname or hostname,
-        "priority": alert.priority.falco_name,
-        "rule": alert.rule,
-        "source": alert.source,
-        "time": rfc3339_ns(alert.time_ns),
-    }
-    if opts.include_output:
-        out["output"] = alert.output or text_line(alert)
-    if opts.include_tags:
-        out["tags"] = sorted(set(alert.tags))
-    if opts.include_message:
-        out["message"] = alert.message
-    if opts.include_output_fields:
-        fields = dict(alert.output_fields)
-        # Struct carries numbers as doubles, which cannot hold a nanosecond timestamp exactly; the alert's own
-        # time is exact, so ``evt.time`` is rendered from it.
-        if isinstance(fields.get("evt.time"), int | float) and alert.time_ns:
-            fields["evt.time"] = alert.time_ns
-        out["output_fields"] = fields
-    return out
-
-
-def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:
-    """Render the alert as Falco's JSON output does (one line, no trailing newline).
-
-    Line separators, C1 controls and undecodable bytes, which JSON allows raw, are written as ``\\uXXXX`` escapes
-    (the same JSON value), so no alert can break the line for a line-based reader (``dispatcher.sanitize``).
-    """
-    return escape_json(
-        json.dumps(
-            falco_dict(alert, opts, hostname),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            default=json_default,
-        )
-    )
-
-
-def json_default(value: object) -> object:
-    """``json.dumps(default=...)`` for alert data: nested output_fields objects are read-only mappings."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def text_line(alert: Alert) -> str:
-    """Falco's text line: the rule engine's pre-rendered ``output``, or one built from time/priority/message."""
-    if alert.output:
-        return alert.output
-    secs, nanos = divmod(alert.time_ns, 1_000_000_000)
-    stamp = time.strftime("%H:%M:%S", time.localtime(secs)) + f".{nanos:09d}"
-    return f"{stamp}: {alert.priority.falco_name} {alert.message or alert.rule}"
+__all__ = [
+    "DEFAULT_JSON",
+    "JsonOptions",
+    "falco_dict",
+    "falco_json",
+    "json_default",
+    "rfc3339_ns",
+    "safe_line",
+    "text_line",
+]
 
 
 def safe_line(alert: Alert, json_output: bool, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> str:

@@ -9,20 +9,21 @@
   time, or ``evt.time.iso8601`` with ``time_format_iso_8601``), ``<NA>`` for missing values, and JSON-typed
   ``output_fields`` (``null`` for missing, ``evt.time`` as integer ns). Falco's ``append_output`` (with the
   default ``suggested_output`` container/pod fields on syscall rules) is applied here, once per rule, cached.
-* ``alert_to_json`` prints Falco's JSON alert line: sorted keys, no spaces.
+* ``alert_to_json`` prints Falco's JSON alert line through the one renderer, ``lanner.falco_json``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
+from lanner.alert import Alert, JsonValue
+from lanner.falco_json import JsonOptions, falco_json
 from ruleengine.fields import BoundField, EventContext, FieldArgError, UnknownFieldError, resolve_field
 from ruleengine.fields._types import NA
 from ruleengine.fields.evt import format_iso8601, format_time
@@ -302,19 +303,8 @@ def _split_arg(token: str) -> tuple[str, str | None]:
 
 
 # ---- alerts --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    """A domain alert; converted to ``lanner.v1.Alert`` at the service edge."""
-
-    rule: str
-    priority: Priority
-    source: str
-    tags: tuple[str, ...]
-    time_ns: int
-    output: str
-    message: str
-    output_fields: Mapping[str, object]
-    hostname: str
+# The rule engine's name for the one alert model (``lanner.alert.Alert``), which the dispatcher delivers as it is.
+AlertRecord = Alert
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]|[\ud800-\udfff]")
@@ -349,34 +339,26 @@ def render_alert(rule_name: str, priority: Priority, tags: Sequence[str], source
     ns = ctx.event.timing.event_ns
     fields["evt.time"] = ns
     line = _escape(f"{format_alert_time(ns, options.time_format_iso_8601)}: {priority.falco_name} {message}")
+    # Rendered JSON values (lists stay lists here; the wire codec writes them as lists).
     return AlertRecord(rule=rule_name, priority=priority, source=source, tags=tuple(tags), time_ns=ns,
-                       output=line, message=message, output_fields=MappingProxyType(fields),
+                       output=line, message=message,
+                       output_fields=cast("Mapping[str, JsonValue]", MappingProxyType(fields)),
                        hostname=hostname or os.environ.get("FALCO_HOSTNAME", "") or os.uname().nodename)
 
 
-def _utc_time(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
-
-
 def alert_to_json(alert: AlertRecord, options: OutputOptions | None = None) -> str:
-    """Falco's JSON alert line: hostname, output, output_fields, priority, rule, source, tags, time."""
+    """Falco's JSON alert line (hostname, output, output_fields, priority, rule, source, tags, time), rendered by
+    the one renderer, ``lanner.falco_json``, with the ``json_include_*_property`` options."""
     opts = options or OutputOptions()
-    doc: dict[str, object] = {
-        "hostname": alert.hostname,
-        "priority": alert.priority.falco_name,
-        "rule": alert.rule,
-        "source": alert.source,
-        "time": _utc_time(alert.time_ns),
-    }
-    if opts.json_include_output_property:
-        doc["output"] = alert.output
-    if opts.json_include_output_fields_property:
-        doc["output_fields"] = dict(alert.output_fields)
-    if opts.json_include_tags_property:
-        doc["tags"] = sorted(set(alert.tags))
-    if opts.json_include_message_property:
-        doc["message"] = alert.message
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return falco_json(
+        alert,
+        JsonOptions(
+            include_output=opts.json_include_output_property,
+            include_tags=opts.json_include_tags_property,
+            include_message=opts.json_include_message_property,
+            include_output_fields=opts.json_include_output_fields_property,
+        ),
+    )
 
 
 NA_TEXT = NA

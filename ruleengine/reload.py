@@ -159,6 +159,7 @@ class RuleReloader:
 
 def internal_alert(result: LoadResult, hostname: str) -> AlertRecord:
     """The AlertRecord reporting a rejected reload (source ``internal``)."""
+    from lanner.alert import JsonValue
     from ruleengine.output import AlertRecord, format_alert_time
 
     now = time.time_ns()
@@ -166,8 +167,8 @@ def internal_alert(result: LoadResult, hostname: str) -> AlertRecord:
     detail = first.format() if first else "unknown error"
     message = f"Rules reload failed, keeping the previous rule set ({len(result.errors)} error(s)): {detail}"
     stamp = format_alert_time(now, False)
-    fields: dict[str, object] = {
-        "errors": [e.format() for e in result.errors],
+    fields: dict[str, JsonValue] = {
+        "errors": tuple(e.format() for e in result.errors),
         "error_count": len(result.errors),
     }
     return AlertRecord(

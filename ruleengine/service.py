@@ -8,23 +8,21 @@ type no loaded rule cares about are skipped before they are even decoded.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+__all__ = ["RuleEngineService", "alert_id", "alert_to_pb", "syscall_drop_alert"]
+
 import grpc
-from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
-from lanner.alert_limits import PRODUCER_LIMITS, bound_alert
+from lanner.alert import alert_id, alert_to_pb
 from lanner.convert import BatchTables, event_from_view
 from lanner.lazy_event import LazyEvent, MalformedEvent
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
-from lanner.text import displayable
 from lanner.v1 import alert_pb2, event_pb2
 from lanner.wire import push_events_handler
 from ruleengine.fields import EventContext
@@ -35,59 +33,6 @@ from ruleengine.priority import Priority
 log = logging.getLogger(__name__)
 STAGE = "ruleengine"
 SERVICE_NAME = "lanner.v1.RuleEngineService"
-
-
-def alert_id(identity: event_pb2.EventIdentity, rule: str) -> str:
-    """A stable id for (event, rule): redelivery keeps it, so every hop downstream can dedup."""
-    key = f"{identity.node}\0{identity.boot_id}\0{identity.producer_id}\0{identity.seq}\0{rule}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def alert_to_pb(record: AlertRecord, event: event_pb2.Event | event_pb2.EventView | None) -> alert_pb2.Alert:
-    """Encode a domain alert for the wire, with the identity and timing of the event that raised it."""
-    pb = alert_pb2.Alert(
-        rule=record.rule,
-        priority=int(record.priority),  # type: ignore[arg-type]
-        source=record.source,
-        tags=sorted(record.tags),
-        output=record.output,
-        message=record.message,
-        hostname=record.hostname,
-        # Field values are rendered already; displayable() is the guard that no byte a process chose can make
-        # this protobuf refuse the alert.
-        output_fields_json=displayable(
-            json.dumps(dict(record.output_fields), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-        ),
-    )
-    pb.time.FromNanoseconds(record.time_ns)
-    fields = struct_pb2.Struct()
-    for key, value in record.output_fields.items():
-        fields.fields[key].CopyFrom(_to_value(value))
-    pb.output_fields.CopyFrom(fields)
-    if event is not None:
-        pb.event_id.CopyFrom(event.id)
-        pb.timing.CopyFrom(event.timing)
-        pb.alert_id = alert_id(event.id, record.rule)
-    else:
-        pb.alert_id = hashlib.sha256(f"{record.rule}\0{record.time_ns}\0{record.output}".encode()).hexdigest()[:32]
-    # A huge rendering (100,000 %fd.name tokens) must not make its whole batch unsendable (issue 10 item 4).
-    bound_alert(pb, PRODUCER_LIMITS)
-    return pb
-
-
-def _to_value(value: Any) -> struct_pb2.Value:
-    v = struct_pb2.Value()
-    if value is None:
-        v.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int | float):
-        v.number_value = float(value)
-    elif isinstance(value, list | tuple):
-        v.list_value.values.extend(_to_value(x) for x in value)
-    else:
-        v.string_value = displayable(str(value))
-    return v
 
 
 SYSCALL_DROP_RULE = "Falco internal: syscall event drop"
