@@ -154,3 +154,24 @@ def test_the_service_drops_only_the_event_whose_part_is_malformed(tmp_path: Path
     service.evaluate_batch(frame)
     assert alerts.rules == ["shadow", "shadow"]
     assert dropped._value.get() == before + 1
+
+
+def test_event_view_mirrors_event_field_by_field() -> None:
+    """``EventView`` is ``Event`` with nested messages left as bytes; a field added to one and not the other would
+    silently read as unset through the view (and so through every rule)."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    event = {f.number: f for f in event_pb2.Event.DESCRIPTOR.fields}
+    view = {f.number: f for f in event_pb2.EventView.DESCRIPTOR.fields}
+    assert sorted(event) == sorted(view)
+    for number, f in event.items():
+        v = view[number]
+        assert v.name == f.name
+        assert v.is_repeated == f.is_repeated, f.name
+        if f.type == FieldDescriptor.TYPE_MESSAGE and f.name not in ("id", "timing"):
+            assert v.type == FieldDescriptor.TYPE_BYTES, f.name
+        else:
+            assert (v.type, v.message_type and v.message_type.full_name) == (
+                f.type,
+                f.message_type and f.message_type.full_name,
+            ), f.name
