@@ -159,7 +159,7 @@ def service_figures(stage: str, batches: int, rounds: int, rules: list[str], bat
     print(f"{stage} over gRPC, {batches} batches of {batch} openats matching no rule, best of {rounds} rounds, "
           f"load average {load:.1f}:")
     print(f"  before {best['before']:6.2f} us CPU/event   after {best['after']:6.2f} us CPU/event   "
-          f"({best['before'] / best['after']:.2f}x)")
+          f"({best['before'] / best['after']:.2f}x)   gRPC floor (receive + ack only) {best['floor']:5.2f} us/event")
 
 
 def _cpu(engine: Engine, events: list[Event]) -> float:

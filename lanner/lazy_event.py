@@ -108,10 +108,12 @@ class LazyEvent(model.Event):
 
     __slots__ = ("_tables", "_view")
 
-    def __init__(self, view: event_pb2.EventView, tables: BatchTables | None, source: str) -> None:
+    def __init__(
+        self, view: event_pb2.EventView, tables: BatchTables | None, source: str, evt_type: str | None = None
+    ) -> None:
         self._view = view
         self._tables = tables
-        self.type = view.type
+        self.type = view.type if evt_type is None else evt_type
         self.source = source
         self.given = None
 

@@ -35,6 +35,7 @@ STAGE = "ruleengine"
 SERVICE_NAME = "lanner.v1.RuleEngineService"
 
 
+_parse_view = event_pb2.EventView.FromString
 SYSCALL_DROP_RULE = "Falco internal: syscall event drop"
 DROP_ALERT_INTERVAL_S = 10.0
 
@@ -130,12 +131,12 @@ class RuleEngineService:
         started = time.perf_counter()
         now_ns = time.time_ns()
         tables = BatchTables(batch)
-        has_rules_for = engine.has_rules_for
+        has_rules_for, process = engine.has_rules_for, engine.process
         recorder = self._recorder
         last: event_pb2.EventView | None = None
         for data in batch.events:
             try:
-                pb = event_pb2.EventView.FromString(data)
+                pb = _parse_view(data)
             except DecodeError as exc:
                 EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()
                 log.warning("event could not be parsed; skipped", extra={"bytes": len(data), "error": str(exc)})
@@ -152,13 +153,14 @@ class RuleEngineService:
                     full = event_pb2.Event.FromString(data)
                     self._alerts.submit_urgent(alert_to_pb(syscall_drop_alert(full, self._hostname), full))
                 continue
-            if not has_rules_for(source, pb.type):
+            evt_type = pb.type
+            if not has_rules_for(source, evt_type):
                 continue
             # Only the parts of the event that the candidate rules read are decoded (lanner.lazy_event).
-            event = LazyEvent(pb, tables, source)
+            event = LazyEvent(pb, tables, source, evt_type)
             try:
                 ctx = EventContext(event)
-                matches = engine.process(ctx)
+                matches = process(ctx)
                 if matches:
                     # The alert carries the event's whole journey, so each hop's latency can be read off it.
                     pb.timing.enriched_ns = event.timing.enriched_ns
