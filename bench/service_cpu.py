@@ -118,7 +118,9 @@ async def _child(stage: str, n_batches: int, batch: int) -> None:
         while received < sent and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
     print(f"DONE {sent} {elapsed:.6f}", flush=True)
-    await server.stop(0)
+    # The stage's own sender is still connected: stop only when the parent has closed it (stdin closes).
+    await asyncio.to_thread(sys.stdin.readline)
+    await server.stop(1)
 
 
 async def _serve_enricher(sink: str, variant: str) -> tuple[grpc.aio.Server, list[Callable[[], Any]]]:
@@ -214,7 +216,9 @@ async def measure(stage: str, variant: str, n_batches: int, rules: list[str], ba
                 result = close()
                 if asyncio.iscoroutine(result):
                     await result
-        await server.stop(0)
+        await server.stop(1)
+        child.stdin.close()
+        await asyncio.to_thread(child.wait, 10)
         return cpu / sent * 1e6
     finally:
         child.kill()
