@@ -47,6 +47,7 @@ from dispatcher.tokens import TokenBook, bearer_token
 from lanner.alert_limits import bounded_payload
 from lanner.config import ConfigError
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
+from lanner.pki import foreign_certificate
 from lanner.v1 import alert_pb2, services_pb2
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,12 @@ class Dispatcher:
         )
         return [DISPATCHER_SERVICE, SUBSCRIBER_SERVICE]
 
+    def register_public(self, server: grpc.aio.Server) -> list[str]:
+        """Add only the Subscribe service (the public listener, dispatcher/public.py: never the intake)."""
+        sub: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(self.subscribe)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, {"Subscribe": sub}),))
+        return [SUBSCRIBER_SERVICE]
+
     def background(self) -> list[Callable[[], Awaitable[None]]]:
         """Coroutines to run beside the server: the hub, one loop per output, the trimmer, SIGUSR1."""
         flushers = [d.flush_loop for d in self.drivers if d.grouper is not None]
@@ -209,6 +216,12 @@ class Dispatcher:
     ) -> AsyncIterator[alert_pb2.AlertAck]:
         """Bidi stream: persist each batch, then ack it with how many alerts were accepted."""
         peer = context.peer()
+        who = foreign_certificate(context.auth_context())
+        if who is not None:
+            # The CA also signs client certificates (lanner certs client) that may read but never claim alerts.
+            ALERTS_REJECTED.labels(reason="peer").inc()
+            log.warning("PushAlerts refused: not the pipeline's certificate", extra={"peer": peer, "certificate": who})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"PushAlerts: certificate {who!r} may not push")
         n = 0
         async for raw in requests:
             n += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,9 @@ KEY = "pipeline.key"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1", "collector", "enricher", "ruleengine", "dispatcher")
 # The name clients verify, whatever address they dial (compose and Kubernetes dial service names or pod IPs).
 SERVER_NAME = "lanner-pipeline"
+# The common name of the pipeline certificate: the only identity the intakes (PushEvents, PushAlerts) admit. Client
+# certificates from the same CA (``lanner certs client``) carry other names.
+PIPELINE_NAME = "lanner-pipeline"
 VALID_DAYS = 825
 
 
@@ -62,11 +65,35 @@ class PipelineTls:
         request of a stranger ever reaches a handler."""
         return grpc.ssl_server_credentials([(self.key, self.cert)], root_certificates=self.ca, require_client_auth=True)
 
+    def public_server_credentials(self) -> grpc.ServerCredentials:
+        """Server-only TLS for a public listener: clients verify the pipeline certificate against ``ca.crt``, and
+        authenticate with a bearer token rather than a certificate."""
+        return grpc.ssl_server_credentials([(self.key, self.cert)])
+
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """TLS for a client: trust only the pipeline CA, and present the pipeline certificate."""
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )
+
+
+def peer_name(auth_context: Mapping[str, Iterable[bytes]]) -> str:
+    """The common name of a gRPC peer's verified certificate ('' over plain TCP or without one)."""
+    name = next(iter(auth_context.get("x509_common_name") or ()), b"")
+    return name.decode("utf-8", "replace")
+
+
+def is_pipeline_peer(auth_context: Mapping[str, Iterable[bytes]]) -> bool:
+    """Whether the peer presented the pipeline's own certificate (not a client certificate of the same CA)."""
+    return peer_name(auth_context) == PIPELINE_NAME
+
+
+def foreign_certificate(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
+    """For an intake: the name of a TLS peer whose certificate is not the pipeline's (to refuse), else None.
+    Over plain TCP (no ``tls_dir``) there is no identity to check and the answer is None."""
+    if b"ssl" not in (auth_context.get("transport_security_type") or ()):
+        return None
+    return None if is_pipeline_peer(auth_context) else peer_name(auth_context) or "no certificate"
 
 
 def load_optional(directory: str) -> PipelineTls | None:
@@ -134,7 +161,7 @@ def init_pki(directory: str, hosts: Sequence[str] = DEFAULT_HOSTS, *, force: boo
                 names.append(x509.DNSName(host))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lanner-pipeline")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PIPELINE_NAME)]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -9,13 +9,17 @@ length-delimited, so the result is byte-for-byte a valid ``lanner.v1.EventBatch`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 
 from lanner.intake import lenient_parser
+from lanner.pki import foreign_certificate
 from lanner.v1 import event_pb2
+
+log = logging.getLogger(__name__)
 
 _SMALL = [bytes([i]) for i in range(128)]
 
@@ -147,8 +151,20 @@ def push_events_handler(service: str, behavior: Any, stage: str) -> grpc.Generic
     """A ``PushEvents`` handler for ``service`` whose requests are read as ``EventBatchFrame``: the same wire as
     ``EventBatch``, with events left serialized until someone needs them. A frame protobuf refuses is salvaged
     field by field and frames are capped in events (``lanner.intake``), so bad bytes never fail the stream."""
+
+    async def guarded(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        # Under mutual TLS, only the pipeline's own certificate may push: the CA also signs client certificates
+        # (``lanner certs client``) for readers such as the audit webhook's API server. One check per stream.
+        who = foreign_certificate(context.auth_context())
+        if who is not None:
+            message = f"PushEvents: certificate {who!r} may not push"
+            log.warning("intake refused a peer", extra={"stage": stage, "peer": context.peer(), "error": message})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        async for ack in behavior(requests, context):
+            yield ack
+
     handler = grpc.stream_stream_rpc_method_handler(
-        behavior,
+        guarded,
         request_deserializer=lenient_parser(event_pb2.EventBatchFrame, None, "events", stage),
         response_serializer=event_pb2.BatchAck.SerializeToString,
     )
