@@ -195,9 +195,13 @@ def init_pki(directory: str, hosts: Sequence[str] = DEFAULT_HOSTS, *, force: boo
 
 
 def sync_channel(target: str, tls_dir: str = "") -> grpc.Channel:
-    """A blocking channel for command-line clients (``lanner subscribe``, ``lanner healthcheck``): mutual TLS
-    with the material in ``tls_dir``, plain TCP when it is empty."""
+    """A blocking channel for command-line clients (``lanner subscribe``, ``lanner healthcheck``): plain TCP when
+    ``tls_dir`` is empty; mutual TLS when it holds the pipeline certificate; and when it holds only ``ca.crt``,
+    TLS that verifies the server (a public listener with ``public_tls``, where a bearer token authenticates)."""
     if not tls_dir:
         return grpc.insecure_channel(target)
-    creds = PipelineTls.load(tls_dir).channel_credentials()
+    if not (Path(tls_dir) / KEY).exists() and (Path(tls_dir) / CA_CERT).exists():
+        creds = grpc.ssl_channel_credentials(root_certificates=(Path(tls_dir) / CA_CERT).read_bytes())
+    else:
+        creds = PipelineTls.load(tls_dir).channel_credentials()
     return grpc.secure_channel(target, creds, options=secure_channel_options())

@@ -228,3 +228,35 @@ def test_tokens_new_adds_a_scoped_token_and_prints_it_once(tmp_path: Path) -> No
     assert book.lookup(admin) is not None and book.lookup("guess") is None
     again = new("--name", "admin")
     assert again.returncode == 1 and "exists already" in again.stderr
+
+
+async def test_public_tls_takes_a_token_over_tls_verified_with_the_ca_alone(
+    redis_url: str, bind: str, pki: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from lanner.pki import sync_channel
+
+    cfg = tls_config(redis_url, bind, pki, tmp_path, public_tls=True)
+    ca_only = tmp_path / "ca-only"
+    ca_only.mkdir()
+    shutil.copy(pki / "ca.crt", ca_only / "ca.crt")
+    async with running(cfg):
+        # Plain TCP to a TLS listener fails; TLS verified with ca.crt alone and a token subscribes.
+        async with grpc.aio.insecure_channel(cfg.public_bind) as plain:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await asyncio.wait_for(subscribe(plain, "ops-secret").read(), 10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        def first_alert() -> alert_pb2.Alert:
+            with sync_channel(cfg.public_bind, str(ca_only)) as ch:
+                stub = services_pb2_grpc.SubscriberServiceStub(ch)
+                req = services_pb2.SubscribeRequest(since_unix_ms=1)
+                stream = stub.Subscribe(req, metadata=(("authorization", "Bearer ops-secret"),), timeout=20)
+                return next(iter(stream))
+
+        opts = secure_channel_options()
+        async with grpc.aio.secure_channel(cfg.bind, creds(pki), options=opts) as pipeline:
+            assert (await push_once(pipeline, make_alert(7))).accepted == 1
+        got = await asyncio.to_thread(first_alert)
+        assert got.alert_id == make_alert(7).alert_id
