@@ -10,7 +10,6 @@ intake whatever it sends. It runs on its own gRPC server, so the intake's method
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Callable
 
@@ -18,21 +17,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from dispatcher.config import DispatcherConfig
+from lanner.netaddr import is_loopback
 from lanner.pki import PipelineTls
 from lanner.server import ServiceStartError, server_options
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(bind: str) -> bool:
-    """Whether a HOST:PORT bind address is reachable only from this host."""
-    host = bind.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost" or bind.startswith("unix:"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class PublicListener:

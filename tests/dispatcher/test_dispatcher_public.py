@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dispatcher.config import DispatcherConfig
 from dispatcher.metrics import SUBSCRIBERS
-from dispatcher.public import is_loopback
+from lanner.netaddr import is_loopback
 from lanner.pki import PipelineTls, init_pki, secure_channel_options
 from lanner.pki_client import issue_client
 from lanner.v1 import alert_pb2, services_pb2, services_pb2_grpc
