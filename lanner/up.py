@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lanner.exposure import banner, exposure
 from lanner.supervise import AlreadyRunning, Child, InstanceLock, busy_ports, split_host_port, stop_all
 
 SERVICES = ("dispatcher", "ruleengine", "enricher", "collector")
@@ -159,6 +160,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             say(f"the rules have {len(errors)} error(s); nothing started")
             return EXIT_CONFIG_ERROR
+
+    local, problems = exposure(configs, services)
+    for problem in problems:
+        say(f"{'WARNING: ' if args.allow_open else 'not starting: '}{problem}")
+    if problems and not args.allow_open:
+        say("pass --allow-open to start anyway (not for a host others can reach)")
+        return EXIT_CONFIG_ERROR
+    if local:
+        say(banner(local))
 
     binds = {name: configs[name].bind for name in services}
     addresses = [(n, b) for n, b in binds.items()] + [(f"{n} metrics", configs[n].metrics_bind) for n in services]
@@ -311,4 +321,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--state-dir", default="var", metavar="DIR", help="where logs, Redis data and alerts.jsonl go (default ./var)"
     )
     p.add_argument("--without", action="append", choices=SERVICES, help="do not start this service")
+    p.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="start even when a service is reachable from the network without TLS or tokens (warns loudly)",
+    )
     p.set_defaults(func=cmd_up)
