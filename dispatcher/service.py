@@ -46,6 +46,7 @@ from dispatcher.store import AlertStore, RedisState, retry_redis
 from dispatcher.tokens import TokenBook, bearer_token
 from lanner.alert_limits import bounded_payload
 from lanner.config import ConfigError
+from lanner.intake import item_count, salvage
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
 from lanner.pki import foreign_certificate
 from lanner.v1 import alert_pb2, services_pb2
@@ -228,10 +229,19 @@ class Dispatcher:
             try:
                 batch = alert_pb2.AlertBatch.FromString(raw)
             except DecodeError as exc:
+                # One malformed alert costs itself: keep every alert that parses on its own (lanner.intake).
                 BAD_MESSAGES.inc()
+                batch = salvage(raw, alert_pb2.AlertBatch, alert_pb2.Alert, "dispatcher")
                 msg = f"PushAlerts message #{n} ({len(raw)} bytes): not a valid lanner.v1.AlertBatch: {exc}"
-                log.warning("bad PushAlerts message", extra={"peer": peer, "error": msg})
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
+                if not batch.alerts:
+                    log.warning("bad PushAlerts message", extra={"peer": peer, "error": msg})
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
+                lost = item_count(raw) - len(batch.alerts)
+                ALERTS_REJECTED.labels(reason="malformed").inc(lost)
+                log.warning(
+                    "malformed alerts dropped, the rest of the batch kept",
+                    extra={"peer": peer, "error": msg, "dropped": lost, "kept": len(batch.alerts)},
+                )
             EVENTS_IN.labels(stage="dispatcher").inc(len(batch.alerts))
             items = self._intake(batch, peer)
             persist = functools.partial(self.store.persist, items)
