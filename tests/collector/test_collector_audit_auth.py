@@ -146,3 +146,18 @@ def test_settings_are_checked(pki: Path) -> None:
         CollectorConfig(k8s_audit_bind="127.0.0.1:0", k8s_audit_client_ca=str(pki / "pki/ca.crt"))
     with pytest.raises(FileNotFoundError):
         AuditAuth(token_file=str(pki / "missing"))
+
+
+async def test_authenticated_webhook_survives_garbage(tmp_path: Path) -> None:
+    from tests.support import fuzz
+
+    tokens = tmp_path / "audit-tokens"
+    tokens.write_text("t0ken\n")
+    async with webhook(None, AuditAuth(token_file=str(tokens))) as (hook, url):
+        with fuzz.half_open_sockets(hook.port, http2=False):
+            for request in fuzz.HTTP_GARBAGE:
+                reply = await asyncio.to_thread(fuzz.http_raw, hook.port, request)
+                assert b" 500 " not in reply[:20]
+            assert await post(url, body=b"{" * 5000) == 401
+            assert await post(url, token="t0ken") == 200
+        assert len(hook.poll()) == 1

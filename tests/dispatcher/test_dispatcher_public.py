@@ -260,3 +260,44 @@ async def test_public_tls_takes_a_token_over_tls_verified_with_the_ca_alone(
             assert (await push_once(pipeline, make_alert(7))).accepted == 1
         got = await asyncio.to_thread(first_alert)
         assert got.alert_id == make_alert(7).alert_id
+
+
+async def test_public_port_survives_fuzzing_and_keeps_serving(
+    redis_url: str, bind: str, pki: Path, tmp_path: Path
+) -> None:
+    """Issue 10 item 8 for the public listener: garbage, absurd requests, idle and half-open connections; it
+    stays up, refuses what it must, and a token holder still gets alerts."""
+    import contextlib
+    import random
+
+    from tests.support import fuzz
+
+    cfg = tls_config(redis_url, bind, pki, tmp_path)
+    port = int(cfg.public_bind.rsplit(":", 1)[1])
+    rng = random.Random(7)
+    junk = fuzz.garbage(rng)
+    async with running(cfg):
+        with contextlib.ExitStack() as held:
+            held.enter_context(fuzz.half_open_sockets(port, http2=True))
+            push = await fuzz.push_raw(cfg.public_bind, "/lanner.v1.DispatcherService/PushAlerts", junk[:10])
+            assert set(push) == {"UNIMPLEMENTED"}, push
+            sub = await fuzz.unary_raw(
+                cfg.public_bind,
+                "/lanner.v1.SubscriberService/Subscribe",
+                [*junk[:10], *fuzz.absurd_subscribe_requests()],
+                stream_reply=True,
+            )
+            # No token: refused before anything else, whatever the request holds.
+            assert set(sub) <= {"UNAUTHENTICATED", "INVALID_ARGUMENT"}, sub
+            health = await fuzz.unary_raw(cfg.public_bind, "/grpc.health.v1.Health/Check", junk[:10])
+            assert len(health) == 10  # gRPC refuses undecodable health checks itself (UNKNOWN); no crash
+
+            base = subscribers_now()
+            async with grpc.aio.insecure_channel(cfg.public_bind) as public:
+                stream = subscribe(public, "ops-secret")
+                await asyncio.wait_for(_until_subscribed(base + 1), 10)
+                opts = secure_channel_options()
+                async with grpc.aio.secure_channel(cfg.bind, creds(pki), options=opts) as pipeline:
+                    assert (await push_once(pipeline, make_alert(9))).accepted == 1
+                assert (await asyncio.wait_for(stream.read(), 10)).alert_id == make_alert(9).alert_id
+                stream.cancel()
