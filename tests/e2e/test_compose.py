@@ -152,7 +152,12 @@ def _subscribe_error(stack: ComposeStack, token: str | None, **request: object) 
 def test_subscribe_refuses_no_token_a_wrong_one_and_out_of_scope_requests(stack: ComposeStack) -> None:
     assert _subscribe_error(stack, None) == grpc.StatusCode.UNAUTHENTICATED
     assert _subscribe_error(stack, "not-a-token") == grpc.StatusCode.UNAUTHENTICATED
-    audit_only = add_token(str(stack.tokens_dir / "tokens.yaml"), {"name": "audit-only", "sources": ["k8s_audit"]})
+    # As deploy/README.md says to add a token: through the certs service, while the dispatcher runs.
+    made = stack(
+        "run", "--rm", "--no-deps", "--entrypoint", "lanner", "certs",
+        "tokens", "new", "/tokens/tokens.yaml", "--name", "audit-only", "--source", "k8s_audit",
+    )  # fmt: skip
+    audit_only = made.stdout.strip().splitlines()[-1]
     # The token file was extended while the dispatcher runs: it is reloaded, no restart.
     assert _subscribe_error(stack, audit_only, sources=["syscall"]) == grpc.StatusCode.PERMISSION_DENIED
     # The published port is the public listener: the intake is not there at all.
