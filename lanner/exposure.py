@@ -40,6 +40,15 @@ def exposure(configs: dict[str, Any], services: Iterable[str]) -> tuple[list[str
                     )
             if not cfg.tokens_file and all(is_loopback(b) for b in public):
                 local.append("dispatcher Subscribe without tokens")
+            sidekick = cfg.sidekick
+            if sidekick.bind and not sidekick.client_ca:
+                if is_loopback(sidekick.bind):
+                    local.append(f"Falcosidekick intake {sidekick.bind}")
+                else:
+                    problems.append(
+                        f"dispatcher.sidekick.bind {sidekick.bind} takes alerts from anyone: set sidekick.client_ca "
+                        "(mutual TLS)"
+                    )
         if name == "collector" and cfg.k8s_audit_bind and not (cfg.k8s_audit_client_ca or cfg.k8s_audit_token_file):
             if is_loopback(cfg.k8s_audit_bind):
                 local.append(f"k8s audit webhook {cfg.k8s_audit_bind}")

@@ -37,6 +37,7 @@ collector:
   k8s_audit_bind: 0.0.0.0:17710
 dispatcher:
   public_bind: 0.0.0.0:17705
+  sidekick: {bind: 0.0.0.0:17801}
 """
 
 
@@ -69,6 +70,7 @@ def test_network_without_tls_or_tokens_refuses_to_start(tmp_path: Path) -> None:
     assert "not starting: collector.bind 0.0.0.0:17701 is reachable from the network without mutual TLS" in err
     assert "not starting: dispatcher Subscribe on 0.0.0.0:17705 has no tokens_file" in err
     assert "not starting: collector.k8s_audit_bind 0.0.0.0:17710 takes audit events from anyone" in err
+    assert "not starting: dispatcher.sidekick.bind 0.0.0.0:17801 takes alerts from anyone" in err
     assert "--allow-open" in err
     assert not (tmp_path / "state" / "logs" / "collector.log").exists()
 
