@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 
-from lanner.text import json_safe
-
 # Everything a terminal or a line splitter may act on. TAB stays: it moves the cursor, never to a new line.
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# In JSON text, C0 controls are already escaped by the encoder; the rest are legal raw and must be escaped here.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r"}
 
 
@@ -46,11 +46,18 @@ def escape_line(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
+def _json_escape_char(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
 def escape_json(text: str) -> str:
-    """A JSON text (from ``json.dumps(ensure_ascii=False)``) with the raw characters above turned into escapes
-    (``lanner.text.json_safe``, shared with ``lanner replay``). In JSON C0 controls are escaped by the encoder
-    already; the rest are legal raw inside strings, where ``\\uXXXX`` means the same thing."""
-    return json_safe(text)
+    """A JSON text (from ``json.dumps(ensure_ascii=False)``) with the raw characters above turned into escapes.
+
+    Inside a JSON document these characters can only occur in strings, where ``\\uXXXX`` means the same thing.
+    """
+    if _JSON_UNSAFE.search(text) is None:
+        return text
+    return _JSON_UNSAFE.sub(_json_escape_char, text)
 
 
 def header_token(value: str, limit: int = 200) -> str | None:

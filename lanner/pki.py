@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+
+log = logging.getLogger(__name__)
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -94,6 +98,23 @@ def foreign_certificate(auth_context: Mapping[str, Iterable[bytes]]) -> str | No
     if b"ssl" not in (auth_context.get("transport_security_type") or ()):
         return None
     return None if is_pipeline_peer(auth_context) else peer_name(auth_context) or "no certificate"
+
+
+def pipeline_only(behavior: Any, stage: str) -> Any:
+    """A stream-stream intake handler (PushEvents) that, under mutual TLS, refuses any certificate but the
+    pipeline's own (PERMISSION_DENIED): the CA also signs client certificates (``lanner certs client``) for readers
+    such as the audit webhook's API server, and those may never push. One check per stream."""
+
+    async def guarded(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        who = foreign_certificate(context.auth_context())
+        if who is not None:
+            message = f"PushEvents: certificate {who!r} may not push"
+            log.warning("intake refused a peer", extra={"stage": stage, "peer": context.peer(), "error": message})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        async for ack in behavior(requests, context):
+            yield ack
+
+    return guarded
 
 
 def load_optional(directory: str) -> PipelineTls | None:

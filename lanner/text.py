@@ -77,16 +77,3 @@ def terminal_safe(text: str) -> str:
     if text.isascii() and text.isprintable():
         return text
     return _UNSAFE.sub(_escape_one, text)
-
-
-# Legal raw inside a JSON string, yet acted on by terminals and line readers: DEL, C1 controls (U+0085 NEL, U+009B
-# CSI), the line and paragraph separators, and lone surrogates (undecodable bytes).
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-
-def json_safe(json_text: str) -> str:
-    """A JSON text (``json.dumps(ensure_ascii=False)``) with those characters as ``\\uXXXX`` escapes: one line a
-    terminal cannot be driven by, which any JSON reader decodes to the same value."""
-    if _JSON_UNSAFE.search(json_text) is None:
-        return json_text
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json_text)

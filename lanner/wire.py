@@ -9,17 +9,13 @@ length-delimited, so the result is byte-for-byte a valid ``lanner.v1.EventBatch`
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from lanner.intake import lenient_parser
-from lanner.pki import foreign_certificate
 from lanner.v1 import event_pb2
-
-log = logging.getLogger(__name__)
 
 _SMALL = [bytes([i]) for i in range(128)]
 
@@ -150,21 +146,12 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
 def push_events_handler(service: str, behavior: Any, stage: str) -> grpc.GenericRpcHandler:
     """A ``PushEvents`` handler for ``service`` whose requests are read as ``EventBatchFrame``: the same wire as
     ``EventBatch``, with events left serialized until someone needs them. A frame protobuf refuses is salvaged
-    field by field and frames are capped in events (``lanner.intake``), so bad bytes never fail the stream."""
-
-    async def guarded(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        # Under mutual TLS, only the pipeline's own certificate may push: the CA also signs client certificates
-        # (``lanner certs client``) for readers such as the audit webhook's API server. One check per stream.
-        who = foreign_certificate(context.auth_context())
-        if who is not None:
-            message = f"PushEvents: certificate {who!r} may not push"
-            log.warning("intake refused a peer", extra={"stage": stage, "peer": context.peer(), "error": message})
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
-        async for ack in behavior(requests, context):
-            yield ack
+    field by field and frames are capped in events (``lanner.intake``), so bad bytes never fail the stream.
+    Under mutual TLS only the pipeline's own certificate may push (``lanner.pki.pipeline_only``)."""
+    from lanner.pki import pipeline_only  # here, not at the top: lanner.pki loads grpc's TLS parts for everyone
 
     handler = grpc.stream_stream_rpc_method_handler(
-        guarded,
+        pipeline_only(behavior, stage),
         request_deserializer=lenient_parser(event_pb2.EventBatchFrame, None, "events", stage),
         response_serializer=event_pb2.BatchAck.SerializeToString,
     )

@@ -115,7 +115,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Evaluate recorded events (any format ``ruleengine.replay_input`` detects) and print alerts as the live
     pipeline would. Bad records are skipped with a located warning (fatal with ``--strict``)."""
-    from lanner.text import json_safe, terminal_safe
+    from dispatcher.sanitize import escape_json
+    from lanner.text import terminal_safe
     from ruleengine.events_json import EventFormatError
     from ruleengine.fields import EventContext
     from ruleengine.output import OutputOptions, alert_to_json
@@ -156,7 +157,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for m in process(ctx):
                 alert = m.render(ctx, hostname, opts)
                 # Alert text is attacker-controlled: one line each, nothing a terminal would act on.
-                out.write((json_safe(alert_to_json(alert, opts)) if args.json else terminal_safe(alert.output)) + "\n")
+                line = escape_json(alert_to_json(alert, opts)) if args.json else terminal_safe(alert.output)
+                out.write(line + "\n")
                 count += 1
     except (OSError, EventFormatError) as exc:
         print(f"lanner replay: {exc}", file=sys.stderr)
