@@ -27,6 +27,7 @@ from typing import Any
 
 from lanner.exposure import banner, exposure
 from lanner.supervise import AlreadyRunning, Child, InstanceLock, busy_ports, split_host_port, stop_all
+from lanner.up_secure import secure_environment, subscribe_hint
 
 SERVICES = ("dispatcher", "ruleengine", "enricher", "collector")
 DEFAULT_REDIS_PORT = 6390
@@ -148,6 +149,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     services = [s for s in SERVICES if s not in set(args.without or ())]
+    if args.secure:
+        for key, value in secure_environment(state_dir).items():
+            os.environ.setdefault(key, value)  # the children inherit it; explicit settings win
     configs = load_configs(args.config)  # ConfigError names the file and key; nothing has started yet
     for rules in args.rules or ():
         if not os.access(rules, os.R_OK):
@@ -169,6 +173,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         return EXIT_CONFIG_ERROR
     if local:
         say(banner(local))
+    elif args.secure:
+        say(f"security: mutual TLS between the services and tokens on Subscribe ({subscribe_hint(state_dir)})")
 
     binds = {name: configs[name].bind for name in services}
     addresses = [(n, b) for n, b in binds.items()] + [(f"{n} metrics", configs[n].metrics_bind) for n in services]
@@ -250,7 +256,8 @@ def _run(
             say(
                 "alerts go to this terminal (stdout), to "
                 f"{env['LANNER_DISPATCHER__OUTPUTS__FILE__PATH']} (Falco JSON lines), and to gRPC subscribers at "
-                f"{binds['dispatcher']} (try `lanner subscribe --target {binds['dispatcher']} --json`). "
+                f"{binds['dispatcher']} (try `lanner subscribe --target {binds['dispatcher']} --json"
+                f"{' ' + subscribe_hint(state_dir) if args.secure else ''}`). "
                 "Ctrl-C stops everything."
             )
         exit_code = _supervise(children, redis, reason)
@@ -321,6 +328,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--state-dir", default="var", metavar="DIR", help="where logs, Redis data and alerts.jsonl go (default ./var)"
     )
     p.add_argument("--without", action="append", choices=SERVICES, help="do not start this service")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="mutual TLS between the services and tokens on Subscribe (CA, certificate and an admin token are "
+        "made once under --state-dir)",
+    )
     p.add_argument(
         "--allow-open",
         action="store_true",

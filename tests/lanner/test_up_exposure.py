@@ -96,3 +96,48 @@ dispatcher: {{bind: 0.0.0.0:7704, tls_dir: /pki, public_bind: 0.0.0.0:7705, toke
         "enricher 127.0.0.1:7702",
         "collector 127.0.0.1:7701",
     ]
+
+
+def test_secure_closes_the_stack_with_one_flag(tmp_path: Path) -> None:
+    """``lanner up --secure``: the dispatcher speaks only mutual TLS, Subscribe wants the admin token it made."""
+    import grpc
+
+    from enricher.health import check_health
+    from lanner.pki import sync_channel
+    from lanner.v1 import services_pb2, services_pb2_grpc
+
+    without = [a for s in SERVICES if s != "dispatcher" for a in ("--without", s)]
+    bind = f"127.0.0.1:{free_port()}"
+    config = f"dispatcher: {{bind: '{bind}', metrics_bind: '127.0.0.1:{free_port()}'}}\n"
+    proc = up(tmp_path, *without, "--secure", "--redis-port", str(free_port()), config=config)
+    assert proc.stderr is not None
+    state = tmp_path / "state"
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "dispatcher listening" in line or not line:
+                break
+        text = "".join(lines)
+        assert "security: mutual TLS between the services and tokens on Subscribe" in text, text
+        assert "open to every local user" not in text
+        assert check_health(bind, "", 5.0, str(state / "pki"))[0]
+        assert not check_health(bind, "", 5.0, "")[0]  # plain TCP cannot even ask
+        token = (state / "admin.token").read_text().strip()
+        with sync_channel(bind, str(state / "pki")) as ch:
+            stub = services_pb2_grpc.SubscriberServiceStub(ch)
+            codes = []
+            for metadata in (None, (("authorization", f"Bearer {token}"),)):
+                stream = stub.Subscribe(services_pb2.SubscribeRequest(), metadata=metadata, timeout=2)
+                try:
+                    next(iter(stream))
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())  # type: ignore[attr-defined]
+            # No token: refused. The admin token: subscribed, and nothing to read before the deadline.
+            assert codes == [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.DEADLINE_EXCEEDED]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert (state / "admin.token").stat().st_mode & 0o077 == 0
