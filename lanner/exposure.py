@@ -69,3 +69,15 @@ def banner(local: list[str]) -> str:
         + ", ".join(local)
         + ". Local users can push forged events and alerts and read every alert; see docs/hardening.md to close it"
     )
+
+
+def extra_listeners(configs: dict[str, Any], services: Iterable[str]) -> list[tuple[str, str]]:
+    """(name, bind) of the listeners besides each service's gRPC and metrics ports, for the free-port check."""
+    found = []
+    for name in services:
+        cfg = configs[name]
+        if name == "dispatcher":
+            found += [("dispatcher public", cfg.public_bind), ("dispatcher sidekick", cfg.sidekick.bind)]
+        if name == "collector":
+            found.append(("collector k8s audit", cfg.k8s_audit_bind))
+    return [(n, b) for n, b in found if b]

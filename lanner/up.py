@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lanner.exposure import banner, exposure
+from lanner.exposure import banner, exposure, extra_listeners
 from lanner.supervise import AlreadyRunning, Child, InstanceLock, busy_ports, split_host_port, stop_all
 from lanner.up_secure import secure_environment, subscribe_hint
 
@@ -178,6 +178,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     binds = {name: configs[name].bind for name in services}
     addresses = [(n, b) for n, b in binds.items()] + [(f"{n} metrics", configs[n].metrics_bind) for n in services]
+    addresses += extra_listeners(configs, services)
     if not args.redis_url:
         addresses.append(("redis", f"127.0.0.1:{args.redis_port}"))
     lock = InstanceLock(state_dir)

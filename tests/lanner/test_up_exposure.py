@@ -141,3 +141,16 @@ def test_secure_closes_the_stack_with_one_flag(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert (state / "admin.token").stat().st_mode & 0o077 == 0
+
+
+def test_extra_listeners_must_be_free_too(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = f"dispatcher: {{bind: '127.0.0.1:{free_port()}', public_bind: '127.0.0.1:{port}'}}\n"
+        without = [a for s in SERVICES if s != "dispatcher" for a in ("--without", s)]
+        proc = up(tmp_path, *without, "--redis-port", str(free_port()), config=config)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert f"not starting: port {port} (dispatcher public, 127.0.0.1:{port}) is in use" in err
