@@ -69,6 +69,11 @@ class CollectorConfig:
     k8s_audit_path: str = "/k8s-audit"
     k8s_audit_tls_cert: str = ""
     k8s_audit_tls_key: str = ""
+    # Who may post audit events (collector/audit_auth.py): a client certificate of this CA (TLS only), optionally
+    # only with one of these common names, and/or a bearer token listed in this file (reloaded when it changes).
+    k8s_audit_client_ca: str = ""
+    k8s_audit_client_names: tuple[str, ...] = ()
+    k8s_audit_token_file: str = ""
     proc_root: str = "/proc"
     host_root: str = ""
     node_name: str = ""
@@ -93,6 +98,8 @@ class CollectorConfig:
             raise ValueError(f"families: unknown {unknown}; known: {', '.join(FAMILIES)}")
         if bool(self.k8s_audit_tls_cert) != bool(self.k8s_audit_tls_key):
             raise ValueError("k8s_audit_tls_cert and k8s_audit_tls_key go together")
+        if self.k8s_audit_client_ca and not self.k8s_audit_tls_cert:
+            raise ValueError("k8s_audit_client_ca: client certificates need TLS (k8s_audit_tls_cert and _key)")
         if any(p <= 0 for p in self.exclude_pids):
             raise ValueError("exclude_pids must be positive pids")
 

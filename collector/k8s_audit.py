@@ -22,10 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
+from collector.audit_auth import AuditAuth
 from collector.decode import Identity
 from collector.metrics import AUDIT_REJECTED
 from lanner.metrics import parse_bind
 from lanner.model import SOURCE_K8S_AUDIT, Event, EventIdentity, EventTiming
+from lanner.netaddr import is_loopback
 from lanner.text import escape_surrogates
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,7 @@ class AuditWebhook:
         max_depth: int = MAX_DEPTH,
         tls_cert: str = "",
         tls_key: str = "",
+        auth: AuditAuth | None = None,
     ) -> None:
         self.bind = bind
         self.path = path
@@ -151,6 +154,9 @@ class AuditWebhook:
         self._queued_bytes = 0
         self.tls_cert = tls_cert
         self.tls_key = tls_key
+        self.auth = auth or AuditAuth()
+        if self.auth.client_ca and not tls_cert:
+            raise ValueError("k8s_audit_client_ca: client certificates need TLS (k8s_audit_tls_cert and _key)")
         self.rejected = 0
         self.overflow = 0
         self.port = 0
@@ -176,6 +182,14 @@ class AuditWebhook:
         )
 
     async def _handle(self, request: web.Request) -> web.Response:
+        peercert = request.transport.get_extra_info("peercert") if request.transport else None
+        refusal = self.auth.refusal(request.headers.get("Authorization", ""), peercert)
+        if refusal is not None:
+            # Before the body is read: a stranger costs a header parse, not a JSON parse.
+            self.rejected += 1
+            AUDIT_REJECTED.labels("unauthenticated").inc()
+            log.warning("audit webhook request refused", extra={"error": refusal, "peer": request.remote})
+            return web.json_response({"error": refusal}, status=401, headers={"WWW-Authenticate": "Bearer"})
         try:
             body = await request.read()
             items = parse_audit_body(body, self.max_items_per_request, self.max_depth)
@@ -210,6 +224,12 @@ class AuditWebhook:
         if self.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(self.tls_cert, self.tls_key or None)
+            self.auth.configure(ssl_context)
+        if not self.auth.enabled and not is_loopback(self.bind):
+            log.warning(
+                "k8s audit webhook is open to anyone who reaches it: set k8s_audit_client_ca or k8s_audit_token_file",
+                extra={"bind": self.bind},
+            )
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = getattr(site, "_server", None)

@@ -11,5 +11,7 @@ INCOMPLETE = Counter(
     "lanner_collector_incomplete_events_total", "Events whose process was unknown to the table and gone from /proc"
 )
 AUDIT_REJECTED = Counter(
-    "lanner_k8s_audit_rejected_total", "Audit webhook requests refused, by reason (bad_request, too_large)", ["reason"]
+    "lanner_k8s_audit_rejected_total",
+    "Audit webhook requests refused, by reason (bad_request, too_large, unauthenticated)",
+    ["reason"],
 )

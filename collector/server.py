@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import grpc
 
+from collector.audit_auth import AuditAuth
 from collector.config import CollectorConfig
 from collector.k8s_audit import AuditWebhook
 from collector.replay import ReplaySource
@@ -91,6 +92,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
             path=cfg.k8s_audit_path,
             tls_cert=cfg.k8s_audit_tls_cert,
             tls_key=cfg.k8s_audit_tls_key,
+            auth=AuditAuth(cfg.k8s_audit_client_ca, cfg.k8s_audit_client_names, cfg.k8s_audit_token_file),
         )
         sources.append(webhook)
         background.append(webhook.serve)

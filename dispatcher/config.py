@@ -45,6 +45,12 @@ class DispatcherConfig:
     metrics_bind: str = "127.0.0.1:9704"
     # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
     tls_dir: str = ""
+    # A second listener for the public APIs only (Subscribe and health, never PushAlerts; dispatcher/public.py), so
+    # token holders and probes can reach the dispatcher while ``bind`` serves the pipeline with mutual TLS.
+    public_bind: str = ""
+    # Serve public_bind with TLS, presenting the pipeline certificate of tls_dir (clients verify it with ca.crt and
+    # send a bearer token; no client certificate is asked for).
+    public_tls: bool = False
     # Serve gRPC reflection (grpcurl and friends); off unless asked for.
     grpc_reflection: bool = False
     log_level: str = "info"
@@ -102,6 +108,10 @@ class DispatcherConfig:
             raise ValueError("dedup_window_s: must be positive")
         if self.subscriber_queue < 1 or self.read_batch < 1 or self.max_subscribers < 1:
             raise ValueError("subscriber_queue, read_batch and max_subscribers: must be at least 1")
+        if self.public_tls and not self.tls_dir:
+            raise ValueError("public_tls: needs tls_dir (the public listener presents the pipeline certificate)")
+        if self.public_bind and self.public_bind == self.bind:
+            raise ValueError("public_bind: must differ from bind")
         if self.redis_cluster and (
             hash_tag(self.stream) is None or hash_tag(self.stream) != hash_tag(self.dedup_prefix)
         ):

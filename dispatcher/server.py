@@ -10,6 +10,7 @@ import signal
 from collections.abc import Mapping, Sequence
 
 from dispatcher.config import DispatcherConfig, OutputSpec
+from dispatcher.public import PublicListener
 from dispatcher.registry import Output
 from dispatcher.service import Dispatcher
 from dispatcher.store import RedisState
@@ -51,12 +52,26 @@ async def serve(
     except BaseException:
         await dispatcher.close()
         raise
+    public = None
+    if cfg.public_bind:
+        public = PublicListener(cfg, dispatcher.register_public, lambda: RedisState.up, tls)
+        try:
+            await public.start()
+        except BaseException:
+            await dispatcher.close()
+            raise
+
+    async def stop_public() -> None:
+        if public is not None:
+            await public.stop(grace)
+
+    background = dispatcher.background() + ([public.watch] if public is not None else [])
     await run_service(
         "dispatcher",
         cfg.bind,
         dispatcher.register,
-        background=dispatcher.background(),
-        on_stop=[dispatcher.close],
+        background=background,
+        on_stop=[dispatcher.close, stop_public],
         grace=grace,
         metrics_bind=cfg.metrics_bind,
         stop_event=stop,

@@ -46,7 +46,9 @@ from dispatcher.store import AlertStore, RedisState, retry_redis
 from dispatcher.tokens import TokenBook, bearer_token
 from lanner.alert_limits import bounded_payload
 from lanner.config import ConfigError
+from lanner.intake import item_count, salvage
 from lanner.metrics import EVENTS_IN, EVENTS_OUT
+from lanner.pki import foreign_certificate
 from lanner.v1 import alert_pb2, services_pb2
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,12 @@ class Dispatcher:
         )
         return [DISPATCHER_SERVICE, SUBSCRIBER_SERVICE]
 
+    def register_public(self, server: grpc.aio.Server) -> list[str]:
+        """Add only the Subscribe service (the public listener, dispatcher/public.py: never the intake)."""
+        sub: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(self.subscribe)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, {"Subscribe": sub}),))
+        return [SUBSCRIBER_SERVICE]
+
     def background(self) -> list[Callable[[], Awaitable[None]]]:
         """Coroutines to run beside the server: the hub, one loop per output, the trimmer, SIGUSR1."""
         flushers = [d.flush_loop for d in self.drivers if d.grouper is not None]
@@ -209,16 +217,31 @@ class Dispatcher:
     ) -> AsyncIterator[alert_pb2.AlertAck]:
         """Bidi stream: persist each batch, then ack it with how many alerts were accepted."""
         peer = context.peer()
+        who = foreign_certificate(context.auth_context())
+        if who is not None:
+            # The CA also signs client certificates (lanner certs client) that may read but never claim alerts.
+            ALERTS_REJECTED.labels(reason="peer").inc()
+            log.warning("PushAlerts refused: not the pipeline's certificate", extra={"peer": peer, "certificate": who})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"PushAlerts: certificate {who!r} may not push")
         n = 0
         async for raw in requests:
             n += 1
             try:
                 batch = alert_pb2.AlertBatch.FromString(raw)
             except DecodeError as exc:
+                # One malformed alert costs itself: keep every alert that parses on its own (lanner.intake).
                 BAD_MESSAGES.inc()
+                batch = salvage(raw, alert_pb2.AlertBatch, alert_pb2.Alert, "dispatcher")
                 msg = f"PushAlerts message #{n} ({len(raw)} bytes): not a valid lanner.v1.AlertBatch: {exc}"
-                log.warning("bad PushAlerts message", extra={"peer": peer, "error": msg})
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
+                if not batch.alerts:
+                    log.warning("bad PushAlerts message", extra={"peer": peer, "error": msg})
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
+                lost = item_count(raw) - len(batch.alerts)
+                ALERTS_REJECTED.labels(reason="malformed").inc(lost)
+                log.warning(
+                    "malformed alerts dropped, the rest of the batch kept",
+                    extra={"peer": peer, "error": msg, "dropped": lost, "kept": len(batch.alerts)},
+                )
             EVENTS_IN.labels(stage="dispatcher").inc(len(batch.alerts))
             items = self._intake(batch, peer)
             persist = functools.partial(self.store.persist, items)

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "dispatcher.cli",
     "dispatcher.routes_cli",
     "dispatcher.dead_cli",
+    "dispatcher.tokens_cli",
 )
 
 
@@ -43,6 +44,7 @@ COMMAND_OWNERS = {
     "subscribe": "dispatcher.cli",
     "routes": "dispatcher.routes_cli",
     "alerts": "dispatcher.dead_cli",
+    "tokens": "dispatcher.tokens_cli",
 }
 
 

@@ -101,6 +101,17 @@ def salvage(data: bytes, batch_cls: type[_B], item_cls: type[Message] | None, st
     return batch_cls.FromString(b"".join(kept))
 
 
+def item_count(data: bytes) -> int:
+    """How many items (field 2) a serialized batch frames, up to where its framing breaks off."""
+    n = 0
+    try:
+        for number, _, _, _ in _fields(data):
+            n += number == ITEMS_FIELD
+    except _Truncated:
+        pass
+    return n
+
+
 def _cap(items: Any, stage: str, max_items: int) -> None:
     extra = len(items) - max_items
     if extra > 0:

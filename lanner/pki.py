@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+
+log = logging.getLogger(__name__)
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -28,6 +32,9 @@ KEY = "pipeline.key"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1", "collector", "enricher", "ruleengine", "dispatcher")
 # The name clients verify, whatever address they dial (compose and Kubernetes dial service names or pod IPs).
 SERVER_NAME = "lanner-pipeline"
+# The common name of the pipeline certificate: the only identity the intakes (PushEvents, PushAlerts) admit. Client
+# certificates from the same CA (``lanner certs client``) carry other names.
+PIPELINE_NAME = "lanner-pipeline"
 VALID_DAYS = 825
 
 
@@ -62,11 +69,52 @@ class PipelineTls:
         request of a stranger ever reaches a handler."""
         return grpc.ssl_server_credentials([(self.key, self.cert)], root_certificates=self.ca, require_client_auth=True)
 
+    def public_server_credentials(self) -> grpc.ServerCredentials:
+        """Server-only TLS for a public listener: clients verify the pipeline certificate against ``ca.crt``, and
+        authenticate with a bearer token rather than a certificate."""
+        return grpc.ssl_server_credentials([(self.key, self.cert)])
+
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """TLS for a client: trust only the pipeline CA, and present the pipeline certificate."""
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )
+
+
+def peer_name(auth_context: Mapping[str, Iterable[bytes]]) -> str:
+    """The common name of a gRPC peer's verified certificate ('' over plain TCP or without one)."""
+    name = next(iter(auth_context.get("x509_common_name") or ()), b"")
+    return name.decode("utf-8", "replace")
+
+
+def is_pipeline_peer(auth_context: Mapping[str, Iterable[bytes]]) -> bool:
+    """Whether the peer presented the pipeline's own certificate (not a client certificate of the same CA)."""
+    return peer_name(auth_context) == PIPELINE_NAME
+
+
+def foreign_certificate(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
+    """For an intake: the name of a TLS peer whose certificate is not the pipeline's (to refuse), else None.
+    Over plain TCP (no ``tls_dir``) there is no identity to check and the answer is None."""
+    if b"ssl" not in (auth_context.get("transport_security_type") or ()):
+        return None
+    return None if is_pipeline_peer(auth_context) else peer_name(auth_context) or "no certificate"
+
+
+def pipeline_only(behavior: Any, stage: str) -> Any:
+    """A stream-stream intake handler (PushEvents) that, under mutual TLS, refuses any certificate but the
+    pipeline's own (PERMISSION_DENIED): the CA also signs client certificates (``lanner certs client``) for readers
+    such as the audit webhook's API server, and those may never push. One check per stream."""
+
+    async def guarded(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        who = foreign_certificate(context.auth_context())
+        if who is not None:
+            message = f"PushEvents: certificate {who!r} may not push"
+            log.warning("intake refused a peer", extra={"stage": stage, "peer": context.peer(), "error": message})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        async for ack in behavior(requests, context):
+            yield ack
+
+    return guarded
 
 
 def load_optional(directory: str) -> PipelineTls | None:
@@ -134,7 +182,7 @@ def init_pki(directory: str, hosts: Sequence[str] = DEFAULT_HOSTS, *, force: boo
                 names.append(x509.DNSName(host))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lanner-pipeline")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PIPELINE_NAME)]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -168,9 +216,13 @@ def init_pki(directory: str, hosts: Sequence[str] = DEFAULT_HOSTS, *, force: boo
 
 
 def sync_channel(target: str, tls_dir: str = "") -> grpc.Channel:
-    """A blocking channel for command-line clients (``lanner subscribe``, ``lanner healthcheck``): mutual TLS
-    with the material in ``tls_dir``, plain TCP when it is empty."""
+    """A blocking channel for command-line clients (``lanner subscribe``, ``lanner healthcheck``): plain TCP when
+    ``tls_dir`` is empty; mutual TLS when it holds the pipeline certificate; and when it holds only ``ca.crt``,
+    TLS that verifies the server (a public listener with ``public_tls``, where a bearer token authenticates)."""
     if not tls_dir:
         return grpc.insecure_channel(target)
-    creds = PipelineTls.load(tls_dir).channel_credentials()
+    if not (Path(tls_dir) / KEY).exists() and (Path(tls_dir) / CA_CERT).exists():
+        creds = grpc.ssl_channel_credentials(root_certificates=(Path(tls_dir) / CA_CERT).read_bytes())
+    else:
+        creds = PipelineTls.load(tls_dir).channel_credentials()
     return grpc.secure_channel(target, creds, options=secure_channel_options())

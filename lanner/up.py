@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lanner.exposure import banner, exposure, extra_listeners
 from lanner.supervise import AlreadyRunning, Child, InstanceLock, busy_ports, split_host_port, stop_all
+from lanner.up_secure import secure_environment, subscribe_hint
 
 SERVICES = ("dispatcher", "ruleengine", "enricher", "collector")
 DEFAULT_REDIS_PORT = 6390
@@ -147,6 +149,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     services = [s for s in SERVICES if s not in set(args.without or ())]
+    if args.secure:
+        for key, value in secure_environment(state_dir).items():
+            os.environ.setdefault(key, value)  # the children inherit it; explicit settings win
     configs = load_configs(args.config)  # ConfigError names the file and key; nothing has started yet
     for rules in args.rules or ():
         if not os.access(rules, os.R_OK):
@@ -160,8 +165,20 @@ def cmd_up(args: argparse.Namespace) -> int:
             say(f"the rules have {len(errors)} error(s); nothing started")
             return EXIT_CONFIG_ERROR
 
+    local, problems = exposure(configs, services)
+    for problem in problems:
+        say(f"{'WARNING: ' if args.allow_open else 'not starting: '}{problem}")
+    if problems and not args.allow_open:
+        say("pass --allow-open to start anyway (not for a host others can reach)")
+        return EXIT_CONFIG_ERROR
+    if local:
+        say(banner(local))
+    elif args.secure:
+        say(f"security: mutual TLS between the services and tokens on Subscribe ({subscribe_hint(state_dir)})")
+
     binds = {name: configs[name].bind for name in services}
     addresses = [(n, b) for n, b in binds.items()] + [(f"{n} metrics", configs[n].metrics_bind) for n in services]
+    addresses += extra_listeners(configs, services)
     if not args.redis_url:
         addresses.append(("redis", f"127.0.0.1:{args.redis_port}"))
     lock = InstanceLock(state_dir)
@@ -240,7 +257,8 @@ def _run(
             say(
                 "alerts go to this terminal (stdout), to "
                 f"{env['LANNER_DISPATCHER__OUTPUTS__FILE__PATH']} (Falco JSON lines), and to gRPC subscribers at "
-                f"{binds['dispatcher']} (try `lanner subscribe --target {binds['dispatcher']} --json`). "
+                f"{binds['dispatcher']} (try `lanner subscribe --target {binds['dispatcher']} --json"
+                f"{' ' + subscribe_hint(state_dir) if args.secure else ''}`). "
                 "Ctrl-C stops everything."
             )
         exit_code = _supervise(children, redis, reason)
@@ -311,4 +329,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--state-dir", default="var", metavar="DIR", help="where logs, Redis data and alerts.jsonl go (default ./var)"
     )
     p.add_argument("--without", action="append", choices=SERVICES, help="do not start this service")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="mutual TLS between the services and tokens on Subscribe (CA, certificate and an admin token are "
+        "made once under --state-dir)",
+    )
+    p.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="start even when a service is reachable from the network without TLS or tokens (warns loudly)",
+    )
     p.set_defaults(func=cmd_up)

@@ -146,9 +146,12 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
 def push_events_handler(service: str, behavior: Any, stage: str) -> grpc.GenericRpcHandler:
     """A ``PushEvents`` handler for ``service`` whose requests are read as ``EventBatchFrame``: the same wire as
     ``EventBatch``, with events left serialized until someone needs them. A frame protobuf refuses is salvaged
-    field by field and frames are capped in events (``lanner.intake``), so bad bytes never fail the stream."""
+    field by field and frames are capped in events (``lanner.intake``), so bad bytes never fail the stream.
+    Under mutual TLS only the pipeline's own certificate may push (``lanner.pki.pipeline_only``)."""
+    from lanner.pki import pipeline_only  # here, not at the top: lanner.pki loads grpc's TLS parts for everyone
+
     handler = grpc.stream_stream_rpc_method_handler(
-        behavior,
+        pipeline_only(behavior, stage),
         request_deserializer=lenient_parser(event_pb2.EventBatchFrame, None, "events", stage),
         response_serializer=event_pb2.BatchAck.SerializeToString,
     )

@@ -19,6 +19,7 @@ from ruleengine.loader.messages import LoadMessage, Location
 from ruleengine.loader.model import Collected, CondText, RuleInfo
 from ruleengine.loader.reader import parse_semver
 from ruleengine.output import OutputFormat, OutputFormatError, parse_output
+from ruleengine.output_size import output_size_problem
 from ruleengine.priority import Priority
 from ruleengine.resolve import ListTable, MacroError, MappedText, build_exceptions, parse_mapped, resolve_macros
 
@@ -148,6 +149,9 @@ class Builder:
         fmt = self._output(r, output, err, warn)
         if fmt is None:
             return None
+        too_large = output_size_problem(fmt)
+        if too_large is not None:
+            warn("LOAD_OUTPUT_TOO_LARGE", too_large, r.output_loc)
         for df in DEPRECATED_FIELDS:
             if df in output:
                 warn("LOAD_DEPRECATED_ITEM", f"usage of deprecated field '{df}' has been detected in the rule "

@@ -115,6 +115,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Evaluate recorded events (any format ``ruleengine.replay_input`` detects) and print alerts as the live
     pipeline would. Bad records are skipped with a located warning (fatal with ``--strict``)."""
+    from dispatcher.sanitize import escape_json
+    from lanner.text import terminal_safe
     from ruleengine.events_json import EventFormatError
     from ruleengine.fields import EventContext
     from ruleengine.output import OutputOptions, alert_to_json
@@ -154,7 +156,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             ctx = EventContext(event)
             for m in process(ctx):
                 alert = m.render(ctx, hostname, opts)
-                out.write((alert_to_json(alert, opts) if args.json else alert.output) + "\n")
+                # Alert text is attacker-controlled: one line each, nothing a terminal would act on.
+                line = escape_json(alert_to_json(alert, opts)) if args.json else terminal_safe(alert.output)
+                out.write(line + "\n")
                 count += 1
     except (OSError, EventFormatError) as exc:
         print(f"lanner replay: {exc}", file=sys.stderr)

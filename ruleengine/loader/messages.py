@@ -31,6 +31,8 @@ WARNING_TITLES = {
     "LOAD_INVALID_LIST_NAME": "Invalid list name",
     "LOAD_COMPILE_CONDITION": "Condition has potential issues",
     "LOAD_UNKNOWN_KEY": "Unknown key in rules file item",
+    # Lanner's own (Falco has no alert size limits): ruleengine/output_size.py.
+    "LOAD_OUTPUT_TOO_LARGE": "Rule output may exceed the alert size limits",
 }
 
 

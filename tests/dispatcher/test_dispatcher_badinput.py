@@ -117,3 +117,51 @@ async def test_poison_alert_is_dead_lettered_and_the_rest_flow(
         await wait_for(lambda: r.xlen(f"{cfg.stream}:dead") == 1)
         assert b"undecodable alert: RecursionError" in r.xrange(f"{cfg.stream}:dead")[0][1][b"error"]
         r.close()
+
+
+def _framed(number: int, payload: bytes) -> bytes:
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def rejected(reason: str) -> float:
+    return REGISTRY.get_sample_value("lanner_dispatcher_alerts_rejected_total", {"reason": reason}) or 0.0
+
+
+async def test_one_malformed_alert_costs_only_itself(redis_url: str, bind: str, tmp_path: Path) -> None:
+    """A batch protobuf refuses because of one alert (invalid UTF-8 in a string) keeps every other alert: an
+    oversized one (cut to the limits), and the good ones; an alert with an impossible time is rejected alone."""
+    out = tmp_path / "a.jsonl"
+    cfg = base_config(redis_url, bind, outputs={"file": {"path": str(out)}})
+    rule_field = alert_pb2.Alert.DESCRIPTOR.fields_by_name["rule"].number
+    malformed = make_alert(1).SerializeToString() + _framed(rule_field, b"\xff\xfe not utf-8")
+    huge = make_alert(2, output="A" * (4 * 1024 * 1024))
+    bad_time = make_alert(3)
+    bad_time.time.seconds = 10**17
+    items = [make_alert(0), None, huge, bad_time, make_alert(4)]
+    raw = b"\x08\x07" + b"".join(  # batch_seq = 7
+        _framed(2, malformed if a is None else a.SerializeToString()) for a in items
+    )
+    with pytest.raises(Exception):  # noqa: B017 (what protobuf raises is its own DecodeError)
+        alert_pb2.AlertBatch.FromString(raw)
+    before_malformed, before_time = rejected("malformed"), rejected("time")
+    async with running(cfg) as d, grpc.aio.insecure_channel(d.target) as ch:
+        call = ch.stream_stream(PUSH, response_deserializer=alert_pb2.AlertAck.FromString)()
+        await call.write(raw)
+        ack = await asyncio.wait_for(call.read(), 20)
+        await call.done_writing()
+        assert ack.batch_seq == 7 and ack.accepted == 3
+        assert rejected("malformed") == before_malformed + 1
+        assert rejected("time") == before_time + 1
+        await wait_for(lambda: len(lines(out)) == 3, timeout=20)
+        delivered = [json.loads(line) for line in lines(out)]
+        assert sorted(a["output"][:8] for a in delivered) == ["13:53:00", "13:53:04", "AAAAAAAA"]
+        cut = next(a for a in delivered if a["output"].startswith("AAAA"))
+        assert "[truncated" in cut["output"] and len(cut["output"]) < 20_000

@@ -49,8 +49,10 @@ def port_open(port: int) -> bool:
 class AlertCollector:
     """Subscribes to the dispatcher in a thread and keeps every alert it receives."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, token: str = "", request: services_pb2.SubscribeRequest | None = None) -> None:
         self.target = target
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self.request = request or services_pb2.SubscribeRequest(subscriber_name="e2e")
         self.alerts: list[alert_pb2.Alert] = []
         self.connected = threading.Event()
         self._stop = threading.Event()
@@ -63,7 +65,7 @@ class AlertCollector:
                 with grpc.insecure_channel(self.target) as channel:
                     grpc.channel_ready_future(channel).result(timeout=5)
                     stub = services_pb2_grpc.SubscriberServiceStub(channel)
-                    stream = stub.Subscribe(services_pb2.SubscribeRequest(subscriber_name="e2e"))
+                    stream = stub.Subscribe(self.request, metadata=self.metadata)
                     self.connected.set()
                     for alert in stream:
                         self.alerts.append(alert)

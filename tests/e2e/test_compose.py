@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The docker-compose deployment on the real Docker engine: images built from a local base, the whole pipeline in
-containers, an alert for a shell in another container (with that container's id and image) at a Subscribe client,
+containers with mutual TLS between the services and bearer tokens on Subscribe, an alert for a shell in another
+container (with that container's id and image) at a Subscribe client holding a token, clients with no token, a
+wrong token or an out-of-scope token refused or scoped, the intake unreachable without the pipeline certificate,
 and a frozen service turning visibly unhealthy in ``docker compose ps``.
 
 Needs root, eBPF, Docker with the compose v2 plugin and the local/bookworm image: scripts/container-stack.sh
@@ -19,10 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from lanner.v1 import alert_pb2
+from dispatcher.tokens_cli import add_token
+from lanner.v1 import alert_pb2, services_pb2, services_pb2_grpc
 from tests.e2e.conftest import AlertCollector, ebpf_unavailable, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containers, pytest.mark.bpf]
@@ -54,13 +58,15 @@ def compose_unavailable() -> str | None:
 class ComposeStack:
     """``docker compose`` on the repository's docker-compose.yml under a private project name."""
 
-    def __init__(self, project: str, subscribe_port: int) -> None:
+    def __init__(self, project: str, subscribe_port: int, tokens_dir: Path) -> None:
         self.project = project
         self.subscribe_port = subscribe_port
+        self.tokens_dir = tokens_dir
         self.env = dict(os.environ)
         self.env.update(
             LANNER_BASE_IMAGE=BASE,
             LANNER_SUBSCRIBE_BIND=f"127.0.0.1:{subscribe_port}",
+            LANNER_TOKENS_DIR=str(tokens_dir),
             COMPOSE_PROJECT_NAME=project,
             LANNER_HEALTH_INTERVAL="3s",  # a hung service turns unhealthy after 3 probes: keep the test short
         )
@@ -91,12 +97,21 @@ class ComposeStack:
         return int(children[0]) if children else init_pid
 
 
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.subscribe_port}"
+
+    def admin_token(self) -> str:
+        """The token the one-shot certs service created on first start."""
+        return (self.tokens_dir / "admin.token").read_text().strip()
+
+
 @pytest.fixture(scope="module")
-def stack() -> Iterator[ComposeStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     reason = compose_unavailable()
     if reason:
         pytest.skip(reason)
-    s = ComposeStack(f"lanner-e2e-{os.getpid()}", free_port())
+    s = ComposeStack(f"lanner-e2e-{os.getpid()}", free_port(), tmp_path_factory.mktemp("tokens"))
     s("build", timeout=900)
     try:
         up = s("up", "-d", "--wait", "--wait-timeout", "180", timeout=240, check=False)
@@ -118,11 +133,60 @@ def test_all_services_healthy(stack: ComposeStack) -> None:
     for service in ("redis", "dispatcher", "ruleengine", "enricher", "collector"):
         assert ps[service]["State"] == "running", ps[service]
         assert ps[service]["Health"] == "healthy", ps[service]
+    assert ps["certs"]["State"] == "exited" and str(ps["certs"]["ExitCode"]) == "0", ps["certs"]
+
+
+def _subscribe_error(stack: ComposeStack, token: str | None, **request: object) -> grpc.StatusCode:
+    metadata = (("authorization", f"Bearer {token}"),) if token is not None else None
+    with grpc.insecure_channel(stack.target) as channel:
+        stream = services_pb2_grpc.SubscriberServiceStub(channel).Subscribe(
+            services_pb2.SubscribeRequest(**request),  # type: ignore[arg-type]
+            metadata=metadata,
+            timeout=15,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(stream))
+    return refused.value.code()
+
+
+def test_subscribe_refuses_no_token_a_wrong_one_and_out_of_scope_requests(stack: ComposeStack) -> None:
+    assert _subscribe_error(stack, None) == grpc.StatusCode.UNAUTHENTICATED
+    assert _subscribe_error(stack, "not-a-token") == grpc.StatusCode.UNAUTHENTICATED
+    # As deploy/README.md says to add a token: through the certs service, while the dispatcher runs.
+    made = stack(
+        "run", "--rm", "--no-deps", "--entrypoint", "lanner", "certs",
+        "tokens", "new", "/tokens/tokens.yaml", "--name", "audit-only", "--source", "k8s_audit",
+    )  # fmt: skip
+    audit_only = made.stdout.strip().splitlines()[-1]
+    # The token file was extended while the dispatcher runs: it is reloaded, no restart.
+    assert _subscribe_error(stack, audit_only, sources=["syscall"]) == grpc.StatusCode.PERMISSION_DENIED
+    # The published port is the public listener: the intake is not there at all.
+    with grpc.insecure_channel(stack.target) as channel:
+        push: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+            "/lanner.v1.DispatcherService/PushAlerts"
+        )
+        with pytest.raises(grpc.RpcError) as absent:
+            next(iter(push(iter([b""]), timeout=15)))
+        assert absent.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_pipeline_ports_need_the_pipeline_certificate(stack: ComposeStack) -> None:
+    probe = ["exec", "-T", "ruleengine", "python3", "-m", "enricher.health", "--target", "dispatcher:7704"]
+    plain = stack(*probe, check=False)
+    assert plain.returncode == 1 and "UNAVAILABLE" in plain.stdout, plain.stdout + plain.stderr
+    assert stack(*probe, "--tls-dir", "/etc/lanner/tls").returncode == 0
+    # Each service holds the public material only: the CA key stays in the certs volume.
+    listing = stack("exec", "-T", "dispatcher", "ls", "/etc/lanner/tls").stdout.split()
+    assert sorted(listing) == ["ca.crt", "pipeline.crt", "pipeline.key"]
 
 
 def test_shell_in_another_container_alerts_with_its_id_and_image(stack: ComposeStack) -> None:
-    subscriber = AlertCollector(f"127.0.0.1:{stack.subscribe_port}")
-    assert subscriber.connected.wait(30), "could not subscribe to the dispatcher in compose"
+    subscriber = AlertCollector(stack.target, token=stack.admin_token())
+    tokens = str(stack.tokens_dir / "tokens.yaml")
+    hidden = AlertCollector(stack.target, token=add_token(tokens, {"name": "no-fields", "output_fields": False}))
+    critical = AlertCollector(stack.target, token=add_token(tokens, {"name": "critical", "min_priority": "critical"}))
+    for client in (subscriber, hidden, critical):
+        assert client.connected.wait(30), "could not subscribe to the dispatcher in compose"
     name = f"lanner-e2e-victim-{os.getpid()}"
     out = _run(["docker", "run", "-d", "--name", name, BASE, "sleep", "120"], check=True)
     container_id = out.stdout.strip()[:12]
@@ -142,9 +206,16 @@ def test_shell_in_another_container_alerts_with_its_id_and_image(stack: ComposeS
         assert f.get("container.image.repository") == "local/bookworm"
         assert f.get("container.name") == name
         assert "bash" in str(f.get("proc.cmdline"))
+        # A token without output fields sees the alert, and nothing of what the process was.
+        seen = hidden.wait_for(lambda a: a.alert_id == alert.alert_id, timeout=30)
+        assert not seen.output_fields_json and not seen.output_fields and name not in seen.output
+        # A token for critical alerts only never sees this notice-level one (its peers above already have it).
+        assert all(a.priority <= alert_pb2.PRIORITY_CRITICAL for a in critical.alerts)
+        assert alert.alert_id not in {a.alert_id for a in critical.alerts}
     finally:
         _run(["docker", "rm", "-f", name])
-        subscriber.close()
+        for client in (subscriber, hidden, critical):
+            client.close()
 
 
 def test_frozen_service_is_reported_unhealthy(stack: ComposeStack) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from enricher.health import check_health
 from lanner.pki import PipelineTls, PkiError, init_pki
+from lanner.pki_client import issue_client
 from lanner.streaming import pipeline_channel
 from lanner.v1 import event_pb2, services_pb2_grpc
 from ruleengine.config import RuleEngineConfig
@@ -106,6 +107,17 @@ async def test_only_pipeline_peers_get_through(tmp_path: Path) -> None:
                 await call.write(event_pb2.EventBatch(batch_seq=1, events=[shadow_event(3)]))
                 await asyncio.wait_for(call.read(), 10)
             assert stranger.value.code() == grpc.StatusCode.UNAVAILABLE
+        # A client certificate of the same CA (lanner certs client) completes the handshake but may not push.
+        issue_client(str(tmp_path / "pki"), "alice", str(tmp_path / "alice"))
+        crt, key = (tmp_path / "alice/alice.crt").read_bytes(), (tmp_path / "alice/alice.key").read_bytes()
+        alice = PipelineTls(tls.ca, crt, key)
+        async with pipeline_channel(target, alice) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as client_cert:
+                call = services_pb2_grpc.RuleEngineServiceStub(ch).PushEvents()
+                await call.write(event_pb2.EventBatch(batch_seq=1, events=[shadow_event(4)]))
+                await asyncio.wait_for(call.read(), 10)
+            assert client_cert.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "'alice' may not push" in (client_cert.value.details() or "")
         assert len(disp.alerts) == 1
 
         healthy, _ = await asyncio.to_thread(check_health, target, "", 5.0, str(tmp_path / "pki"))

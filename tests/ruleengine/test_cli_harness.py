@@ -202,3 +202,24 @@ def test_zero_count_for_a_rule_that_is_not_loaded_fails(workdir: Path, capsys: p
     out = capsys.readouterr().out
     assert "no rule named 'Shadow raed' is loaded" in out
     assert "1 passed, 1 failed" in out
+
+
+def test_replay_prints_hostile_text_inert(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording is attacker-shaped data too (issue 10 item 7): ANSI sequences, CR/LF, U+2028, U+0085 and a
+    one-character CSI in a file name reach the terminal escaped, one line per alert; JSON keeps the exact value."""
+    hostile = "/etc/shadow\x1b[2J\x1b]0;pwned\x07\r\nforged line\u2028\u0085\x9b31m\x7f"
+    events = workdir / "hostile.jsonl"
+    events.write_text(json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": hostile, "evt.num": 1}) + "\n")
+    rules = str(workdir / "hostile_rules.yaml")
+    Path(rules).write_text(
+        "- rule: Hostile open\n  desc: d\n  condition: evt.type = openat\n  output: opened %fd.name\n  priority: INFO\n"
+    )
+    forbidden = ("\x1b", "\r", "\x07", "\u2028", "\u0085", "\x9b", "\x7f")
+    for extra in ([], ["--json"]):
+        assert main(["replay", str(events), "--rules", rules, *extra]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and not any(c in out for c in forbidden), repr(out)
+        if extra:
+            assert {json.loads(line)["output_fields"]["fd.name"] for line in out.splitlines()} == {hostile}
+        else:
+            assert "forged line\\u2028\\x85\\x9b31m" in out
