@@ -129,9 +129,18 @@ def syscall_rules(rules: Iterable[CompiledRule]) -> list[CompiledRule]:
     return [r for r in rules if r.source == "syscall"]
 
 
+# The calls whose events read what socket() left in the fd table (the socket's protocol and type).
+SOCKET_USERS = ("connect", "accept", "accept4", "sendto", "sendmsg", "listen")
+
+
 def derive(rules: Sequence[CompiledRule], types: Sequence[str] = FILTER_TYPES) -> FilterSpec:
     """The kernel filter for the enabled ``rules`` over the filterable ``types``."""
     per_type: dict[str, list[frozenset[Lit]]] = {}
+    srules = syscall_rules(rules)
+    if any(r.evttypes.contains(t) for r in srules for t in SOCKET_USERS):
+        # connect, accept and the sends take the socket's protocol (and a raw socket's type) from the fd table,
+        # which only socket() fills: its events must all reach userspace then.
+        types = [t for t in types if t != "socket"]
     for t in types:
         acc: list[frozenset[Lit]] = []
         for r in syscall_rules(rules):
