@@ -47,6 +47,8 @@ PUSH_EVENTS = "/" + services_pb2.DESCRIPTOR.services_by_name["EnricherService"].
 BUSY_POLL = 256
 # The longest pause between polls on a quiet host.
 IDLE_POLL_MAX_S = 0.016
+# While events trickle in, poll when about this many are due (bounded by poll_interval_s and IDLE_POLL_MAX_S).
+POLL_TARGET = 2.0
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
@@ -183,17 +185,32 @@ class CollectorService:
         )
 
     async def run(self) -> None:
-        """Poll until cancelled: at once while a burst lasts, every ``poll_interval_s`` while events flow, and
-        less often the longer the host stays quiet (up to ``IDLE_POLL_MAX_S``), so an idle host costs next to
-        nothing and the first event after a quiet spell waits at most that long."""
-        idle = self.poll_interval_s
+        """Poll until cancelled, each poll after ``next_poll_delay`` (a burst at once, a trickle in small batches, a
+        quiet host rarely)."""
+        delay = self.poll_interval_s
+        last = time.monotonic()
         while True:
             n = self.pump()
-            if n >= BUSY_POLL:
-                delay = 0.0
-            elif n:
-                delay = idle = self.poll_interval_s
-            else:
-                delay = idle
-                idle = min(idle * 2, max(IDLE_POLL_MAX_S, self.poll_interval_s))
+            now = time.monotonic()
+            delay = next_poll_delay(n, now - last, delay, self.poll_interval_s)
+            last = now
             await asyncio.sleep(delay)
+
+
+def next_poll_delay(moved: int, since_last: float, delay: float, interval: float) -> float:
+    """How long to wait before the next poll, after one that moved ``moved`` events ``since_last`` seconds after the
+    previous one (which had waited ``delay``).
+
+    A burst (``BUSY_POLL`` or more) is polled again at once. While events flow, the next poll comes when about
+    ``POLL_TARGET`` more are due, at the flow's rate so far: every ``interval`` at 1000 events/s and more, every few
+    milliseconds for a trickle. Each poll that finds events costs a wake-up here and a batch through every later
+    stage, so a trickle of background events moved one poll at a time was most of an idle host's cost. A poll
+    that finds nothing doubles the wait, up to ``IDLE_POLL_MAX_S``: the first event after a quiet spell waits at
+    most that long.
+    """
+    ceiling = max(IDLE_POLL_MAX_S, interval)
+    if moved >= BUSY_POLL:
+        return 0.0
+    if moved:
+        return min(ceiling, max(interval, POLL_TARGET * max(since_last, 1e-4) / moved))
+    return min(ceiling, max(delay * 2, interval))

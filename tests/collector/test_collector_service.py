@@ -15,7 +15,15 @@ import pytest
 from collector.decode import Decoder, Identity
 from collector.proctable import ProcessTable
 from collector.replay import ReplayError, ReplaySource, parse_line
-from collector.service import CollectorService, event_json, make_batch, open_enricher_stream
+from collector.service import (
+    BUSY_POLL,
+    IDLE_POLL_MAX_S,
+    CollectorService,
+    event_json,
+    make_batch,
+    next_poll_delay,
+    open_enricher_stream,
+)
 from lanner.convert import inline_events
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2, services_pb2_grpc
@@ -145,3 +153,19 @@ def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
     drops = [e for e in queued if e.type == "syscall_event_drop"]
     assert drops and drops[-1].source == "internal"
     assert {a.name: a.uint_value for a in drops[-1].args}["n_drops"] >= 1
+
+
+def test_poll_pacing_follows_the_event_rate() -> None:
+    """A burst is polled again at once; a flow of 1000 events/s and more every poll interval; a trickle of
+    background events in small batches (fewer wake-ups and batches downstream); a quiet host ever less often, up
+    to the ceiling."""
+    interval = 0.001
+    assert next_poll_delay(BUSY_POLL, 0.001, interval, interval) == 0.0
+    assert next_poll_delay(10, 0.001, interval, interval) == interval  # 10k/s
+    assert next_poll_delay(2, 0.002, interval, interval) == pytest.approx(0.002)  # 1k/s
+    trickle = next_poll_delay(1, 0.016, 0.016, interval)  # about 60 events/s
+    assert trickle == IDLE_POLL_MAX_S
+    waits = [interval]
+    for _ in range(10):
+        waits.append(next_poll_delay(0, waits[-1], waits[-1], interval))
+    assert waits == sorted(waits) and waits[-1] == IDLE_POLL_MAX_S
