@@ -6,7 +6,10 @@ to settle, then reads each service's CPU time (all threads) and context switches
 host's own background still flows through the collector (exec/fork/exit are always traced), so the events that
 reached the rule engine in the window are printed beside it. Target: under 2% of one core for all four together.
 
-    sudo .venv/bin/python bench/bench_idle.py [--seconds 30] [--settle 10]
+    flock /tmp/lanner-e2e.lock .venv/bin/python bench/bench_idle.py [--seconds 30] [--settle 10] [--no-events]
+
+``--no-events``: the collector replays an empty recording, so no event reaches any service: the services' own
+timers and polling alone, whatever the host is doing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,24 +68,39 @@ def print_idle(res: dict[str, object]) -> None:
     print(f"  {'all four':<11} {res['total_pct']:6.2f}% of a core   (target < {TARGET_PCT}%)")
 
 
+def no_event_stack() -> Stack:
+    """`lanner up` whose collector replays an empty recording instead of reading the kernel: no event reaches any
+    service, so what they use is their own timers and polling (the structural idle cost, apart from the BPF
+    probes, which cost the traced processes, not the services)."""
+    empty = Path(tempfile.mkdtemp(prefix="lanner-bench-idle-")) / "empty.jsonl"
+    empty.write_text("")
+    return Stack([STABLE_RULES] if STABLE_RULES.exists() else [], env={"LANNER_COLLECTOR__REPLAY_PATH": str(empty)})
+
+
+def idle_run(stack: Stack, seconds: float, settle: float, kernel: bool) -> dict[str, object]:
+    try:
+        if not stack.wait_ready() or (kernel and not stack.wait_spec()):
+            raise SystemExit(f"services did not come up; see {stack.state}/logs")
+        time.sleep(settle)
+        return measure(stack, seconds)
+    finally:
+        stack.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--settle", type=float, default=10.0, help="seconds after start-up before measuring")
+    ap.add_argument("--no-events", action="store_true", help="the collector replays an empty file (no kernel events)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_idle: needs root (eBPF)", file=sys.stderr)
         return 2
-    stack = Stack([STABLE_RULES] if STABLE_RULES.exists() else [])
-    try:
-        if not stack.wait_ready() or not stack.wait_spec():
-            print(f"services did not come up; see {stack.state}/logs", file=sys.stderr)
-            return 1
-        time.sleep(args.settle)
-        res = measure(stack, args.seconds)
-    finally:
-        stack.stop()
+    if args.no_events:
+        res = idle_run(no_event_stack(), args.seconds, args.settle, kernel=False)
+    else:
+        res = idle_run(Stack([STABLE_RULES] if STABLE_RULES.exists() else []), args.seconds, args.settle, kernel=True)
     print_idle(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res))

@@ -31,6 +31,9 @@ METRICS = {"collector": 9701, "enricher": 9702, "ruleengine": 9703, "dispatcher"
 PORTS = [7701, 7702, 7703, 7704]
 TICK = os.sysconf("SC_CLK_TCK")
 MARKER_RULE = "Bench marker open"
+# The load generator's name (its comm): the forced-to-userspace rule is about its opens only, so another process's
+# open storm on a shared host cannot flood the stack under test.
+LOADGEN = "lanner-loadgen"
 
 # open+close in a loop. rate 0 = as fast as it can; otherwise paced every 0.5 ms to `rate` opens/s. Every
 # `every`-th open is of the marker path (the one a bench rule alerts on). Prints: opens markers seconds.
@@ -86,7 +89,7 @@ class LoadGen:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="lanner-bench-load-"))
-        src, self.exe = self.dir / "loadgen.c", self.dir / "loadgen"
+        src, self.exe = self.dir / "loadgen.c", self.dir / LOADGEN
         src.write_text(LOADGEN_C)
         subprocess.run(["gcc", "-O2", "-o", str(self.exe), str(src)], check=True)
         self.marker = self.dir / "marker"
@@ -105,7 +108,7 @@ class LoadGen:
 def marker_rule(marker: Path, force_userspace: bool) -> str:
     """The bench's rules: one that alerts on every open of the marker (the kernel filter passes it by its exact
     path); with ``force_userspace``, one more whose condition the kernel cannot decide (a container image), so
-    every open must reach the rule engine, where it matches nothing."""
+    every open of the load generator must reach the rule engine, where it matches nothing."""
     text = f"""
 - rule: {MARKER_RULE}
   desc: the bench's marker file was opened (1 open in N of the load)
@@ -114,10 +117,12 @@ def marker_rule(marker: Path, force_userspace: bool) -> str:
   priority: NOTICE
 """
     if force_userspace:
-        text += """
+        text += f"""
 - rule: Bench every open to userspace
-  desc: never true; the kernel cannot decide a container image, so every open passes the kernel filter
-  condition: evt.type in (open, openat, openat2) and evt.dir = < and container.image.repository = lanner-bench/none
+  desc: never true; the kernel cannot decide a container image, so every open of the load passes the kernel filter
+  condition: >
+    evt.type in (open, openat, openat2) and evt.dir = < and proc.name = {LOADGEN}
+    and container.image.repository = lanner-bench/none
   output: never (proc=%proc.name)
   priority: NOTICE
 """
@@ -254,7 +259,7 @@ def wait_ports(ports: list[int], timeout: float) -> bool:
 class Stack:
     """`lanner up` with the given rule files (stdout output off), started and stopped by this process."""
 
-    def __init__(self, rules: list[Path], extra_rules: str = "") -> None:
+    def __init__(self, rules: list[Path], extra_rules: str = "", env: dict[str, str] | None = None) -> None:
         self.state = Path(tempfile.mkdtemp(prefix="lanner-bench-"))
         files = [str(r) for r in rules]
         if extra_rules:
@@ -271,7 +276,7 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=(self.state / "up.stderr").open("wb"),
             start_new_session=True,
-            env={**os.environ, "LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED": "false"},
+            env={**os.environ, "LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED": "false", **(env or {})},
         )
         self.pids: dict[str, int] = {}
 
