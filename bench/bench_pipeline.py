@@ -153,7 +153,7 @@ def main() -> int:
     if not STABLE_RULES.exists():
         print(f"bench_pipeline: {STABLE_RULES} is missing (the stable Falco ruleset)", file=sys.stderr)
         return 2
-    secs, rounds, idle_s = (3.0, 1, 10.0) if args.quick else (5.0, 2, 30.0)
+    secs, rounds, idle_s = (2.0, 2, 10.0) if args.quick else (4.0, 3, 30.0)
     load = LoadGen()
     fig: dict[str, Any] = {"load_average_start": os.getloadavg()}
 
@@ -181,6 +181,8 @@ def main() -> int:
         stable_fixed = [run_step(stack, sub, load, r, secs, 100) for r in (1000, 10000)]
     finally:
         stack.stop()
+    # The machine may be shared: the workload alone again, after the stack, so "alone" is not one unlucky moment.
+    best["alone"] = max(best["alone"], storm_with(load, secs, None))
     alone = best["alone"]
     for label, rate in best.items():
         print(f"  {label:<36} {rate:>10,.0f} opens/s  slowdown {alone / rate:5.2f}x")
