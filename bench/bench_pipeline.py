@@ -64,7 +64,7 @@ def run_step(stack: Stack, sub: Any, load: LoadGen, rate: float, seconds: float,
     """Drive ``rate`` opens/s (0: as fast as the storm goes) and wait for its marker alerts to arrive."""
     before, cpu0, n0 = counters(), stack.cpu(), sub.count()
     res = load.run(rate, seconds, every)
-    got = sub.wait_for(n0 + res.markers, timeout=15.0)
+    got = sub.wait_for(n0 + res.markers, timeout=30.0)
     time.sleep(0.5)  # let the counters settle
     delta, cpu1 = counters() - before, stack.cpu()
     events = max(1.0, delta.at_ruleengine)

@@ -165,7 +165,8 @@ def counters() -> Counters:
     c = Counters()
     for name, port in METRICS.items():
         for key, value in scrape(port).items():
-            if key.startswith("lanner_events_dropped_total"):
+            # Events a stage dropped, and alerts the Subscribe client missed (its queue in the dispatcher was full).
+            if key.startswith(("lanner_events_dropped_total", "lanner_alerts_dropped_total")):
                 c.dropped += value
                 c.drops[f"{name}:{key}"] = value
             elif key == 'lanner_events_in_total{stage="ruleengine"}':
@@ -276,7 +277,14 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=(self.state / "up.stderr").open("wb"),
             start_new_session=True,
-            env={**os.environ, "LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED": "false", **(env or {})},
+            env={
+                **os.environ,
+                "LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED": "false",
+                # The bench's Python client reads alerts while sharing a loaded host: a queue that rides out a storm
+                # of marker alerts (1024 by default; a full one drops and counts, see dispatcher/hub.py).
+                "LANNER_DISPATCHER__SUBSCRIBER_QUEUE": "65536",
+                **(env or {}),
+            },
         )
         self.pids: dict[str, int] = {}
 
