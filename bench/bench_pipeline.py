@@ -65,7 +65,7 @@ def run_step(stack: Stack, sub: Any, load: LoadGen, rate: float, seconds: float,
     before, cpu0, n0 = counters(), stack.cpu(), sub.count()
     res = load.run(rate, seconds, every)
     got = sub.wait_for(n0 + res.markers, timeout=30.0)
-    time.sleep(0.5)  # let the counters settle
+    time.sleep(1.5)  # the collector updates its kernel filter counters once a second
     delta, cpu1 = counters() - before, stack.cpu()
     events = max(1.0, delta.at_ruleengine)
     cpu_us = {n: (cpu1[n] - cpu0[n]) * 1e6 / events for n in cpu1}
@@ -191,6 +191,7 @@ def main() -> int:
     print("  stable rules at fixed rates (1 open in 100 reaches userspace):")
     for s in stable_fixed:
         print_step(s)
+        print_hops(s)
 
     print("3. every open forced to userspace (stable rules + a rule the kernel cannot decide)", flush=True)
     stack, sub = start(marker_rule(load.marker, force_userspace=True))
