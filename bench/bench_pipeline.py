@@ -11,7 +11,7 @@
    rising rates give the highest rate with no loss anywhere (no drop counter moved, every marker alerted, the
    kernel passed every open).
 
-Each `lanner up` uses the default ports 7701-7704: run it under the e2e lock, as root:
+Each `lanner up` listens on 17701-17704 (metrics 19701-19704); run one at a time (the e2e lock), as root:
     flock /tmp/lanner-e2e.lock .venv/bin/python bench/bench_pipeline.py [--quick]
 """
 

@@ -27,8 +27,20 @@ from lanner.v1 import services_pb2, services_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 STABLE_RULES = ROOT.parent / "shared" / "falco-rules" / "falco_rules.yaml"
-METRICS = {"collector": 9701, "enricher": 9702, "ruleengine": 9703, "dispatcher": 9704}
-PORTS = [7701, 7702, 7703, 7704]
+# The bench's stack listens off the default ports (7701-7704, 9701-9704): a rule engine elsewhere on the host left at
+# its default `collector_target` pushes its kernel spec to 127.0.0.1:7701, and that spec would filter the bench's
+# marker opens in the kernel (seen on the shared development host).
+SERVICE_PORTS = {"collector": 17701, "enricher": 17702, "ruleengine": 17703, "dispatcher": 17704}
+METRICS = {name: port + 2000 for name, port in SERVICE_PORTS.items()}
+PORTS = list(SERVICE_PORTS.values())
+PORT_ENV = {
+    **{f"LANNER_{n.upper()}__BIND": f"127.0.0.1:{p}" for n, p in SERVICE_PORTS.items()},
+    **{f"LANNER_{n.upper()}__METRICS_BIND": f"127.0.0.1:{p}" for n, p in METRICS.items()},
+    "LANNER_COLLECTOR__ENRICHER_TARGET": f"127.0.0.1:{SERVICE_PORTS['enricher']}",
+    "LANNER_ENRICHER__RULEENGINE_TARGET": f"127.0.0.1:{SERVICE_PORTS['ruleengine']}",
+    "LANNER_RULEENGINE__DISPATCHER_TARGET": f"127.0.0.1:{SERVICE_PORTS['dispatcher']}",
+    "LANNER_RULEENGINE__COLLECTOR_TARGET": f"127.0.0.1:{SERVICE_PORTS['collector']}",
+}
 TICK = os.sysconf("SC_CLK_TCK")
 MARKER_RULE = "Bench marker open"
 # The load generator's name (its comm): the forced-to-userspace rule is about its opens only, so another process's
@@ -210,7 +222,7 @@ class Subscriber(threading.Thread):
 
     def run(self) -> None:
         try:
-            with grpc.insecure_channel("127.0.0.1:7704") as channel:
+            with grpc.insecure_channel(f"127.0.0.1:{SERVICE_PORTS['dispatcher']}") as channel:
                 stub = services_pb2_grpc.SubscriberServiceStub(channel)
                 req = services_pb2.SubscribeRequest(subscriber_name="bench", rules=[MARKER_RULE])
                 for alert in stub.Subscribe(req):
@@ -279,6 +291,7 @@ class Stack:
             start_new_session=True,
             env={
                 **os.environ,
+                **PORT_ENV,
                 "LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED": "false",
                 # The bench's Python client reads alerts while sharing a loaded host: a queue that rides out a storm
                 # of marker alerts (1024 by default; a full one drops and counts, see dispatcher/hub.py).

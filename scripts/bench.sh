@@ -25,7 +25,7 @@ for b in bench/bench_engine.py bench/bench_replay.py bench/bench_dispatcher.py b
   [ -f "$b" ] || continue
   echo "=== $b $(args_for "$b")"
   if [ "$b" = bench/bench_pipeline.py ]; then
-    # `lanner up` takes the default ports 7701-7704: wait for any e2e test run holding them.
+    # One `lanner up` benchmark at a time, and not beside an e2e run (the lock e2e tests take).
     # shellcheck disable=SC2046
     flock /tmp/lanner-e2e.lock "$PY" "$b" $(args_for "$b") || echo "($b failed with $?)"
   else
