@@ -143,7 +143,7 @@ def start(rules: str) -> tuple[Stack, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="shorter steps and fewer rounds (about 3 minutes)")
+    ap.add_argument("--quick", action="store_true", help="shorter steps and idle windows (about 4 minutes)")
     ap.add_argument("--rates", default="20000,35000,50000,70000,100000", help="forced-to-userspace rising rates")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
