@@ -17,6 +17,7 @@ from typing import Any
 
 from ruleengine import dnsnames
 from ruleengine.compiler_ops import LEGACY_LIST_TEXT_OPS, RUNTIME, OpBuilder, Operand, OpError
+from ruleengine.compiler_plan import cheap_first
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
 from ruleengine.evttypes import EVENT_TYPES, TYPE_FIELDS
 from ruleengine.fields import BoundField, FieldArgError, FieldType, UnknownFieldError, resolve_field
@@ -303,46 +304,6 @@ def fold_evt_type(e: Expr, evt_type: str) -> Expr | bool:
     return e
 
 
-def _fields_of(e: Expr | FieldRef | Transformer | str, out: set[str]) -> set[str]:
-    if isinstance(e, And | Or):
-        for c in e.children:
-            _fields_of(c, out)
-    elif isinstance(e, Not):
-        _fields_of(e.child, out)
-    elif isinstance(e, Check):
-        _fields_of(e.lhs, out)
-        if isinstance(e.value, Transformer):
-            _fields_of(e.value, out)
-    elif isinstance(e, FieldRef):
-        out.add(e.token)
-    elif isinstance(e, Transformer):
-        for a in e.args:
-            _fields_of(a, out)
-    return out
-
-
-def _cheap_first(trees: list[Expr | bool]) -> list[Expr | bool]:
-    """Reorder each rule's top-level conjuncts by how many fields they need that are not extracted yet.
-
-    The first conjunct of every earlier rule is always evaluated before a later rule runs, so its fields are
-    known to be in locals. A conjunct needing fewer new fields runs first; when it fails, the other conjuncts'
-    fields are never extracted (with the stable rules, benign opens now usually stop at an ``fd.name`` check
-    instead of first decoding flags, fd type and number). Ties keep the author's order, positive conjuncts
-    before negated ones. Checks are pure, so the order of ``and`` operands does not change the result.
-    """
-    known: set[str] = set()
-    out: list[Expr | bool] = []
-    for t in trees:
-        if isinstance(t, And):
-            kids = sorted(t.children, key=lambda c: (len(_fields_of(c, set()) - known), isinstance(c, Not)))
-            t = And(tuple(kids), t.pos)
-            known |= _fields_of(kids[0], set())
-        elif not isinstance(t, bool):
-            known |= _fields_of(t, set())
-        out.append(t)
-    return out
-
-
 def _count_compound(e: Expr, counts: Counter[Expr]) -> None:
     if isinstance(e, And | Or):
         counts[e] += 1
@@ -375,7 +336,7 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
         if not isinstance(f, bool):
             _count_compound(f, counts)
     gen.shared = {e for e, n in counts.items() if n > 1}
-    folded_trees = _cheap_first(folded_trees)
+    folded_trees = cheap_first(folded_trees, gen.shared)
     for i, folded in enumerate(folded_trees):
         if folded is False:
             continue
