@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ruleengine import dnsnames
+from ruleengine.compiler_gate import gate_code, plan_gate
 from ruleengine.compiler_ops import LEGACY_LIST_TEXT_OPS, RUNTIME, OpBuilder, Operand, OpError
 from ruleengine.compiler_plan import cheap_first
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
@@ -326,8 +327,14 @@ class Dispatcher:
     source_code: str
 
 
-def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, first: bool) -> Dispatcher:
-    """Compile the resolved trees of the candidate rules (in order) into one :class:`Dispatcher`."""
+def compile_dispatcher(
+    trees: list[Expr], source: str, evt_type: str | None, first: bool, optimize: bool = True
+) -> Dispatcher:
+    """Compile the resolved trees of the candidate rules (in order) into one :class:`Dispatcher`.
+
+    ``optimize`` reorders conjuncts (``compiler_plan``) and rules out gated rules with one merged test
+    (``compiler_gate``); without it each rule is evaluated as written, which the differential tests compare with.
+    """
     gen = _Gen(source, local_fields=True)
     lines: list[str] = []
     folded_trees = [tree if evt_type is None else fold_evt_type(tree, evt_type) for tree in trees]
@@ -336,12 +343,21 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
         if not isinstance(f, bool):
             _count_compound(f, counts)
     gen.shared = {e for e, n in counts.items() if n > 1}
-    folded_trees = cheap_first(folded_trees, gen.shared)
+    plan = None
+    if optimize:
+        folded_trees = cheap_first(folded_trees, gen.shared)
+        plan = plan_gate(folded_trees, source)
+    # the gate is generated first: it reads its fields before any rule does, and the rules find them in locals
+    gate = None if plan is None else gate_code(gen, plan[0])
+    gated = frozenset() if plan is None else plan[1]
+    ungated: list[str] = []
     for i, folded in enumerate(folded_trees):
         if folded is False:
             continue
         cond = "True" if folded is True else gen.expr(folded)
         lines.append(f"    if {cond}:\n        {'return ' + str(i) if first else '_r.append(' + str(i) + ')'}")
+        if i not in gated:
+            ungated.append(lines[-1])
     head = ["def _run(_x, _U=_U):", "    _o = _x.given", "    _c = _x._cache"]
     local_vars = ["_l" + name for name, _ in gen.fields.values()] + list(gen.memo_code)
     if local_vars:
@@ -349,6 +365,9 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
     if not first:
         head.append("    _r = []")
     tail = ["    return -1" if first else "    return _r"]
+    if gate is not None:
+        # no gated rule can match: only the others run, in their order
+        head += [f"    if not ({gate}):"] + [_indent(line) for line in ungated] + [_indent(line) for line in tail]
     code = "\n".join(head + lines + tail) + "\n"
     try:
         compiled = compile(code, f"<rules:{evt_type}>", "exec")
@@ -356,6 +375,10 @@ def compile_dispatcher(trees: list[Expr], source: str, evt_type: str | None, fir
         raise CompileError("condition is too deeply nested to compile", 0) from None
     exec(compiled, gen.ns)
     return Dispatcher(gen.ns["_run"], code)
+
+
+def _indent(line: str) -> str:
+    return "\n".join("    " + part for part in line.split("\n"))
 
 
 __all__ = ["CompileError", "CompiledFilter", "Dispatcher", "Getter", "RuleFn", "compile_dispatcher",
