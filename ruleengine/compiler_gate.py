@@ -29,8 +29,15 @@ from ruleengine.fields.fd import DNS_NAME_FIELDS
 if TYPE_CHECKING:
     from ruleengine.compiler import _Gen
 
-_KIND = {"=": "exact", "==": "exact", "in": "exact", "startswith": "prefix", "endswith": "suffix",
-         "contains": "contains", "glob": "glob"}
+_KIND = {
+    "=": "exact",
+    "==": "exact",
+    "in": "exact",
+    "startswith": "prefix",
+    "endswith": "suffix",
+    "contains": "contains",
+    "glob": "glob",
+}
 _AC_THRESHOLD = 3
 
 
