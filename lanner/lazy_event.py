@@ -128,6 +128,14 @@ class LazyEvent(model.Event):
             raise MalformedEvent(f"event field {name!r} does not decode: {exc}") from exc
         return object.__getattribute__(self, name)
 
+    def preload(self, name: str) -> None:
+        """Decode part ``name`` now. The rule engine's hook for a part that its first test reads for every event:
+        a first read through ``__getattr__`` pays for a failed attribute lookup (~0.5 µs) before decoding."""
+        try:
+            _DECODERS[name](self, self._view, self._tables)
+        except (DecodeError, IndexError, UnicodeDecodeError) as exc:
+            raise MalformedEvent(f"event field {name!r} does not decode: {exc}") from exc
+
     def decoded(self) -> model.Event:
         """The same event as a plain, fully decoded ``model.Event`` (for recording and comparison)."""
         return model.Event(

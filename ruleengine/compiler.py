@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ruleengine import dnsnames
-from ruleengine.compiler_gate import gate_code, plan_gate
+from ruleengine.compiler_gate import first_part, gate_code, plan_gate
 from ruleengine.compiler_ops import LEGACY_LIST_TEXT_OPS, RUNTIME, OpBuilder, Operand, OpError
 from ruleengine.compiler_plan import cheap_first
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
@@ -325,6 +325,8 @@ class Dispatcher:
 
     fn: Callable[[Any], Any]
     source_code: str
+    # the part of a lazily decoded event (lanner.lazy_event) that the first test reads for every event
+    preload: str | None = None
 
 
 def compile_dispatcher(
@@ -374,7 +376,7 @@ def compile_dispatcher(
     except (SyntaxError, RecursionError, MemoryError):
         raise CompileError("condition is too deeply nested to compile", 0) from None
     exec(compiled, gen.ns)
-    return Dispatcher(gen.ns["_run"], code)
+    return Dispatcher(gen.ns["_run"], code, None if plan is None else first_part(plan[0]))
 
 
 def _indent(line: str) -> str:

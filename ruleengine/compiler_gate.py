@@ -157,4 +157,15 @@ def plan_gate(trees: list[Expr | bool], source: str) -> tuple[Gate, frozenset[in
     return merged, frozenset(gated)
 
 
-__all__ = ["Gate", "gate_code", "gate_of", "plan_gate"]
+# The part of a lazily decoded event (lanner.lazy_event) that a field is read from.
+_PARTS = (("fd.", "fd"), ("proc.", "proc"))
+
+
+def first_part(gate: Gate) -> str | None:
+    """The event part that the gate's first field reads: every event of the type reads it, so decoding it up
+    front changes nothing but the cost."""
+    token = next(iter(gate), "")
+    return next((part for prefix, part in _PARTS if token.startswith(prefix)), None)
+
+
+__all__ = ["Gate", "first_part", "gate_code", "gate_of", "plan_gate"]

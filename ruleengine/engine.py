@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from lanner.lazy_event import MalformedEvent
+from lanner.lazy_event import LazyEvent, MalformedEvent
 from ruleengine.build import Builder, CompiledRule
 from ruleengine.compiler import compile_dispatcher
 from ruleengine.fields import EventContext, known_sources
@@ -207,6 +207,8 @@ class Engine:
         if not slot.rules:
             return []
         try:
+            if slot.preload is not None and type(ev) is LazyEvent:
+                ev.preload(slot.preload)
             hit = slot.fn(ctx)
         except MalformedEvent:
             raise  # the event's own bytes are bad, not a rule: the caller drops the event
@@ -243,11 +245,12 @@ class _Slot:
     rules: tuple[CompiledRule, ...]
     matches: tuple[Match, ...]
     fn: Callable[[EventContext], Any]
+    preload: str | None = None
 
     @classmethod
     def build(cls, rules: tuple[CompiledRule, ...], source: str, evt_type: str | None, first: bool) -> _Slot:
         disp = compile_dispatcher([r.tree for r in rules], source, evt_type, first)
-        return cls(rules, tuple(Match(r) for r in rules), disp.fn)
+        return cls(rules, tuple(Match(r) for r in rules), disp.fn, disp.preload)
 
 
 _EMPTY = _Slot((), (), lambda _ctx: -1)

@@ -180,3 +180,11 @@ def test_generated_events_agree(
     _same(syscall_pairs, event)
     # and as a live event: only the raw facts, every field extracted
     _same(syscall_pairs, dataclasses.replace(event, given=None))
+
+
+def test_the_part_every_event_reads_is_decoded_up_front(engine: Engine) -> None:
+    # the gate reads fd.* first for opens and proc.* first for execs, so the engine decodes that part at once
+    trees = {t: [r.tree for r in engine.candidates("syscall", t)] for t in ("openat", "execve")}
+    assert compile_dispatcher(trees["openat"], "syscall", "openat", True).preload == "fd"
+    assert compile_dispatcher(trees["execve"], "syscall", "execve", True).preload == "proc"
+    assert compile_dispatcher(trees["openat"], "syscall", "openat", True, optimize=False).preload is None
