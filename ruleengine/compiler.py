@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ruleengine import dnsnames
-from ruleengine.compiler_gate import first_part, gate_code, plan_gate
+from ruleengine.compiler_gate import first_part, gate_code, live_gate, plan_gate
 from ruleengine.compiler_ops import LEGACY_LIST_TEXT_OPS, RUNTIME, OpBuilder, Operand, OpError
 from ruleengine.compiler_plan import cheap_first
 from ruleengine.condition.ast import And, Check, Expr, FieldRef, ListValue, MacroRef, Not, Or, StrValue, Transformer
@@ -350,7 +350,12 @@ def compile_dispatcher(
         folded_trees = cheap_first(folded_trees, gen.shared)
         plan = plan_gate(folded_trees, source)
     # the gate is generated first: it reads its fields before any rule does, and the rules find them in locals
-    gate = None if plan is None else gate_code(gen, plan[0])
+    gate = None
+    if plan is not None:
+        live = live_gate(plan[0], source)
+        gate = gate_code(gen, plan[0])
+        if live is not None:
+            gate = f"({gate_code(gen, live)}) if _o is None else ({gate})"
     gated = frozenset() if plan is None else plan[1]
     ungated: list[str] = []
     for i, folded in enumerate(folded_trees):

@@ -139,6 +139,48 @@ def gate_code(gen: _Gen, gate: Gate) -> str:
     return " or ".join(tests)
 
 
+def _dir_to_name(atoms: _Atoms) -> _Atoms | None:
+    # fd.directory is fd.path up to its last "/" (or "/"), for a file or directory fd with a path, and then
+    # fd.name is fd.path (ruleengine.fields.fd._directory, fd_name): directory d means a name under d + "/"
+    if atoms.suffix or atoms.glob or "/" in atoms.exact or "/" in atoms.prefix:
+        return None
+    return _Atoms(atoms.bound, prefix={d + "/" for d in atoms.exact if d} | atoms.prefix, contains=atoms.contains)
+
+
+def _file_to_name(atoms: _Atoms) -> _Atoms | None:
+    # fd.filename is fd.path after its last "/" (or all of it), for a file fd with a path (fields.fd._filename)
+    if atoms.prefix or atoms.glob:
+        return None
+    return _Atoms(
+        atoms.bound,
+        exact=set(atoms.exact),
+        suffix={"/" + f for f in atoms.exact} | atoms.suffix,
+        contains=atoms.contains,
+    )
+
+
+_VIA_NAME = {"fd.directory": _dir_to_name, "fd.filename": _file_to_name}
+
+
+def live_gate(gate: Gate, source: str) -> Gate | None:
+    """The gate for a live event (no recorded values given), with fd.directory and fd.filename tests made on
+    fd.name, which is extracted anyway: one field read instead of three. None when nothing changes."""
+    if source != "syscall" or not any(tok in gate for tok in _VIA_NAME):
+        return None
+    name = resolve_field(source, "fd.name", None)
+    out: Gate = {}
+    for tok, atoms in gate.items():
+        via = _VIA_NAME.get(tok)
+        moved = via(atoms) if via is not None else None
+        if moved is None:
+            target = out.setdefault(tok, _Atoms(atoms.bound))
+            target.merge(atoms)
+            continue
+        out.setdefault(name.token, _Atoms(name)).merge(moved)
+    # keep fd.name where the merged gate had it, first when it was first
+    return out
+
+
 def plan_gate(trees: list[Expr | bool], source: str) -> tuple[Gate, frozenset[int]] | None:
     """The merged gate of the rules that have one, and their indexes; None when fewer than two have one."""
     merged: Gate = {}
@@ -168,4 +210,4 @@ def first_part(gate: Gate) -> str | None:
     return next((part for prefix, part in _PARTS if token.startswith(prefix)), None)
 
 
-__all__ = ["Gate", "first_part", "gate_code", "gate_of", "plan_gate"]
+__all__ = ["Gate", "first_part", "gate_code", "gate_of", "live_gate", "plan_gate"]
