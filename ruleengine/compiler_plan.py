@@ -28,6 +28,9 @@ _EXPENSIVE = (
 )
 _CHEAP = ("evt.", "fd.")
 _SLOW_OPS = frozenset({"regex", "glob", "iglob", "pmatch", "icontains"})
+_ADDRESS_FIELDS = frozenset(
+    {"fd.ip", "fd.cip", "fd.sip", "fd.lip", "fd.rip", "fd.net", "fd.cnet", "fd.snet", "fd.lnet", "fd.rnet"}
+)
 # Fields whose checks hold for most events of the types that read them (an open is mostly a successful read of
 # a file): a conjunct only over these rarely ends a rule, so a check on a name or path goes before it.
 _WEAK = frozenset(
@@ -86,7 +89,11 @@ def _slow_ops(e: Expr) -> int:
         return sum(_slow_ops(c) for c in e.children)
     if isinstance(e, Not):
         return _slow_ops(e.child)
-    return 1 if isinstance(e, Check) and e.op in _SLOW_OPS else 0
+    if not isinstance(e, Check):
+        return 0
+    if isinstance(e.lhs, FieldRef) and e.lhs.name in _ADDRESS_FIELDS:
+        return 3  # network ranges are tested one by one, in Python
+    return 1 if e.op in _SLOW_OPS else 0
 
 
 def flatten(e: Expr, shared: set[Expr]) -> Expr:
