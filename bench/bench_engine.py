@@ -107,9 +107,14 @@ def main() -> None:
     ap.add_argument("--service", action="store_true", help="CPU per event of the gRPC service, before/after")
     ap.add_argument("--batches", type=int, default=400, help="with --service: batches per round")
     ap.add_argument("--batch-size", type=int, default=256, help="with --service: events per batch")
+    ap.add_argument("--wire", action="store_true",
+                    help="in process: the service's per-event path (parse, LazyEvent, process) on its batches")
     args = ap.parse_args()
     if args.service:
         service_figures("ruleengine", args.batches, args.rounds, args.rules, args.batch_size)
+        return
+    if args.wire:
+        wire_figures(args.rules, max(args.rounds, 5), args.batch_size)
         return
 
     t0 = time.perf_counter()
@@ -160,6 +165,41 @@ def service_figures(stage: str, batches: int, rounds: int, rules: list[str], bat
           f"load average {load:.1f}:")
     print(f"  before {best['before']:6.2f} us CPU/event   after {best['after']:6.2f} us CPU/event   "
           f"({best['before'] / best['after']:.2f}x)   gRPC floor (receive + ack only) {best['floor']:5.2f} us/event")
+
+
+def wire_figures(rules: list[str], rounds: int, batch: int) -> None:
+    """CPU µs per event of the rule engine service's per-event loop, in process, on the batches ``--service``
+    sends (openats that match no rule, through the enricher): the compiled rules' cost without gRPC."""
+    import asyncio
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from service_cpu import _batches
+
+    from lanner.convert import BatchTables
+    from lanner.lazy_event import LazyEvent
+    from lanner.v1 import event_pb2
+
+    res = load_rules(rules, EngineOptions())
+    assert res.engine is not None, [e.format() for e in res.errors]
+    engine = res.engine
+    frames = [event_pb2.EventBatchFrame.FromString(d) for d in asyncio.run(_batches("ruleengine", 16, batch))]
+    parse = event_pb2.EventView.FromString
+    best, n = float("inf"), 0
+    for _ in range(rounds):
+        start, n = time.process_time(), 0
+        for frame in frames:
+            tables = BatchTables(frame)
+            for data in frame.events:
+                pb = parse(data)
+                source, evt_type = pb.source or "syscall", pb.type
+                if engine.has_rules_for(source, evt_type):
+                    engine.process(EventContext(LazyEvent(pb, tables, source, evt_type)))
+                n += 1
+        best = min(best, time.process_time() - start)
+    print(f"rule engine per-event loop in process, {n} openats matching no rule, best of {rounds} rounds, "
+          f"load average {os.getloadavg()[0]:.1f}: {best * 1e6 / n:.2f} us CPU/event")
 
 
 def _cpu(engine: Engine, events: list[Event]) -> float:
