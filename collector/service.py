@@ -57,6 +57,9 @@ POLL_TARGET = 4.0
 open_enricher_stream = raw_push_events(PUSH_EVENTS)
 
 
+# One event as a line of Lanner's recording format (lanner.recording), the form record_path writes.
+event_json = event_line
+
 _DROP_REASONS = {"syscall": "ring_buffer_full", "replay": "bad_input", "k8s_audit": "queue_full"}
 
 

@@ -20,13 +20,13 @@ from collector.service import (
     BUSY_POLL,
     IDLE_POLL_MAX_S,
     CollectorService,
+    event_json,
     make_batch,
     next_poll_delay,
     open_enricher_stream,
     wait_readable,
 )
 from lanner.convert import inline_events
-from lanner.recording import event_line
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2, services_pb2_grpc
 from lanner.wire import SharedEvent
@@ -68,7 +68,7 @@ def recording(tmp_path: Path, decoder: Decoder, table: ProcessTable) -> Path:
     ):
         ev = decoder.decode(r)
         assert ev is not None
-        lines.append(event_line(ev))
+        lines.append(event_json(ev))
     lines.insert(1, "{not json")
     lines.insert(2, "")
     path = tmp_path / "events.jsonl"
@@ -130,7 +130,7 @@ def test_recorded_line_round_trips(decoder: Decoder, table: ProcessTable) -> Non
     ):
         ev = decoder.decode(r)
         assert ev is not None
-        assert parse_line(event_line(ev), "rec.jsonl", 1) == ev
+        assert parse_line(event_json(ev), "rec.jsonl", 1) == ev
 
 
 def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
