@@ -16,8 +16,8 @@ from typing import IO
 
 from collector.decode import Identity
 from lanner.model import Event, EventIdentity, EventTiming
+from lanner.recording import FIELD_RECORD_HINT, parse_line
 from lanner.recording import RecordingError as ReplayError
-from lanner.recording import parse_line
 
 __all__ = ["ReplayError", "ReplaySource", "parse_line"]
 
@@ -42,6 +42,7 @@ class ReplaySource:
         self._first_event_ns = 0
         self._started = 0.0
         self._held: Event | None = None
+        self._field_records = False
 
     def start(self) -> None:
         """Open the recording (OSError when it cannot be read)."""
@@ -61,6 +62,10 @@ class ReplaySource:
                 return parse_line(line, self.path, self._lineno)
             except ReplayError as exc:
                 self.errors += 1
+                if FIELD_RECORD_HINT in str(exc):
+                    if self._field_records:  # a whole file of old field records: say it once
+                        continue
+                    self._field_records = True
                 log.warning("skipping bad recorded event", extra={"error": str(exc)})
 
     def _due(self, ev: Event) -> bool:

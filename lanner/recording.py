@@ -25,7 +25,15 @@ from google.protobuf import json_format
 from lanner.convert import event_from_json_dict, event_from_pb, event_to_json_dict, event_to_pb
 from lanner.model import Event
 
-__all__ = ["GIVEN_KEY", "RecordingError", "event_from_record", "event_line", "is_event_record", "parse_line"]
+__all__ = [
+    "FIELD_RECORD_HINT",
+    "GIVEN_KEY",
+    "RecordingError",
+    "event_from_record",
+    "event_line",
+    "is_event_record",
+    "parse_line",
+]
 
 # Not a field of lanner.v1.Event: the pre-rendered values of a converted foreign record.
 GIVEN_KEY = "given"

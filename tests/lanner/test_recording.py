@@ -89,3 +89,20 @@ def test_a_bad_recorded_line_is_skipped_with_its_location(tmp_path: Path) -> Non
     assert got.returncode == 0
     assert f"{recorded}:1: not a lanner.v1.Event" in got.stderr and "record skipped" in got.stderr
     assert "1 alert(s) from 1 event(s), 1 bad record(s) skipped" in got.stderr
+
+
+def test_the_collector_names_a_file_of_old_field_records_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from collector.decode import Identity
+    from collector.replay import ReplaySource
+
+    old = tmp_path / "old.jsonl"
+    old.write_text((json.dumps(FIELDS) + "\n") * 3)
+    source = ReplaySource(str(old), Identity("n", "b", "p"))
+    source.start()
+    try:
+        assert source.poll() == [] and source.finished
+    finally:
+        source.close()
+    assert source.dropped() == 3
+    hints = [r for r in caplog.records if "lanner record FILE -o NEW.jsonl" in str(getattr(r, "error", ""))]
+    assert len(hints) == 1 and f"{old}:1:" in str(getattr(hints[0], "error", ""))
