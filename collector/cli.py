@@ -100,7 +100,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from collector.config import CollectorConfig
     from collector.preflight import SetupError
     from collector.server import build_source
-    from collector.service import event_json
+    from lanner.recording import event_line
 
     cfg = _load(args)
     if not isinstance(cfg, CollectorConfig):
@@ -126,7 +126,7 @@ def cmd_events(args: argparse.Namespace) -> int:
                     continue
                 if pids and ev.proc.pid not in pids:
                     continue
-                print(event_json(ev) if args.json else format_event(ev), flush=False)
+                print(event_line(ev) if args.json else format_event(ev), flush=False)
                 printed += 1
                 if args.count is not None and printed >= args.count:
                     break

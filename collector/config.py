@@ -27,8 +27,9 @@ class CollectorConfig:
     of not seeing failed attempts. ``capture_env`` copies each exec's environment (``proc.env``, up to 4 KB);
     turn it off where environments carry secrets that must not travel with events.
 
-    ``record_path``, when set, appends every event as one JSON line (protobuf JSON mapping). ``replay_path``, when
-    set, replaces the kernel with such a recording (as fast as the pipeline takes it, or with the recorded
+    ``record_path``, when set, appends every event in Lanner's recording format (``lanner.recording``: one
+    ``lanner.v1.Event`` per JSON line, which ``lanner replay`` also reads). ``replay_path``, when set, replaces the
+    kernel with such a recording (as fast as the pipeline takes it, or with the recorded
     spacing when ``replay_realtime``), so the pipeline runs without root or eBPF. ``k8s_audit_bind``
     (``host:port``), when set, also serves the Kubernetes audit webhook at ``k8s_audit_path`` (over HTTPS when
     ``k8s_audit_tls_cert`` and ``k8s_audit_tls_key`` name PEM files).

@@ -1,45 +1,27 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A recorded source: replays the JSON-lines files the collector writes with ``record_path``.
+"""A recorded source: replays a recording (``lanner.recording``: the collector's ``record_path``, the rule engine's,
+``lanner record``) into the pipeline.
 
-Each line is one ``lanner.v1.Event`` in the protobuf JSON mapping. A bad line is reported with its file and line
+A bad line is reported with its file and line
 number and skipped; the rest of the file still plays. Sequence numbers and producer identity are replaced by this
 replay's own, so downstream dedup does not mistake a replay for the original stream.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
 from typing import IO
 
-from google.protobuf import json_format
-
 from collector.decode import Identity
-from lanner.convert import event_from_json_dict, event_from_pb
 from lanner.model import Event, EventIdentity, EventTiming
+from lanner.recording import FIELD_RECORD_HINT, parse_line
+from lanner.recording import RecordingError as ReplayError
+
+__all__ = ["ReplayError", "ReplaySource", "parse_line"]
 
 log = logging.getLogger(__name__)
-
-
-class ReplayError(ValueError):
-    """A line of a recording could not be read; the message names file and line."""
-
-
-def parse_line(line: str, origin: str, lineno: int) -> Event:
-    """One recorded line as an Event; raises ReplayError naming ``origin:lineno``."""
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ReplayError(f"{origin}:{lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ReplayError(f"{origin}:{lineno}:1: expected a JSON object (one event per line)")
-    try:
-        pb = event_from_json_dict(data)
-    except json_format.ParseError as exc:
-        raise ReplayError(f"{origin}:{lineno}: not a lanner.v1.Event: {exc}") from None
-    return event_from_pb(pb)
 
 
 class ReplaySource:
@@ -60,6 +42,7 @@ class ReplaySource:
         self._first_event_ns = 0
         self._started = 0.0
         self._held: Event | None = None
+        self._field_records = False
 
     def start(self) -> None:
         """Open the recording (OSError when it cannot be read)."""
@@ -79,6 +62,10 @@ class ReplaySource:
                 return parse_line(line, self.path, self._lineno)
             except ReplayError as exc:
                 self.errors += 1
+                if FIELD_RECORD_HINT in str(exc):
+                    if self._field_records:  # a whole file of old field records: say it once
+                        continue
+                    self._field_records = True
                 log.warning("skipping bad recorded event", extra={"error": str(exc)})
 
     def _due(self, ev: Event) -> bool:

@@ -9,7 +9,6 @@ when the enricher is slow or away. Kernel-side losses (ring buffer full) are cou
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,9 +17,9 @@ from typing import IO
 from collector.decode import Identity
 from collector.encode import EventEncoder
 from collector.source import EventSource
-from lanner.convert import event_to_json_dict, event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
+from lanner.recording import event_line
 from lanner.streaming import BatchSender
 from lanner.v1 import services_pb2
 from lanner.wire import SharedEvent, raw_push_events, shared_batch_wire
@@ -58,10 +57,8 @@ POLL_TARGET = 4.0
 open_enricher_stream = raw_push_events(PUSH_EVENTS)
 
 
-def event_json(ev: Event) -> str:
-    """One event as a single JSON line (the protobuf JSON mapping)."""
-    return json.dumps(event_to_json_dict(event_to_pb(ev)), separators=(",", ":"))
-
+# One event as a line of Lanner's recording format (lanner.recording), the form record_path writes.
+event_json = event_line
 
 _DROP_REASONS = {"syscall": "ring_buffer_full", "replay": "bad_input", "k8s_audit": "queue_full"}
 
@@ -133,7 +130,7 @@ class CollectorService:
             if newest:  # one latency sample per poll: kernel event -> decoded and queued
                 self._latency.observe(max(0, time.time_ns() - newest) / 1e9)
             if self.record is not None:
-                self.record.write("".join(event_json(ev) + "\n" for ev in events))
+                self.record.write("".join(event_line(ev) + "\n" for ev in events))
         if moved:
             self._in.inc(moved)
             self.events += moved

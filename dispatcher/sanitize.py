@@ -1,17 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Alert text made safe for terminals and line-based readers: no byte of an alert can forge a line or a command.
+"""Alert text made safe for its destinations: header tokens, UTF-8 cuts, clipping, and JSON lines.
 
-Alert text is attacker-controlled (file names, command lines, environment). Wherever it reaches a terminal or a
-reader that splits on lines (stdout, files, a program's stdin, syslog), these characters are escaped:
-
-- C0 controls except TAB (NUL, CR, LF, ESC, which starts ANSI sequences, ...) and DEL: ``\\xNN`` (``\\n``, ``\\r``);
-- C1 controls U+0080..U+009F (U+0085 NEL is a line break to some readers; U+009B is a one-character CSI);
-- U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR (line breaks to JavaScript and many log viewers);
-- lone surrogates, which is how undecodable bytes travel in Python text (``\\udcff`` -> ``\\xff``, the original byte).
-
-Backslashes are left alone, so ordinary text (Windows paths, regexes) reads as before; the escaping is meant to be
-safe, not reversible. JSON lines keep their meaning: the same characters become ``\\uXXXX`` escapes, which any JSON
-parser decodes back to the same value.
+Terminals and line-based readers get ``lanner.text.terminal_safe``, the one escaper of control characters, line
+breaks and undecodable bytes. JSON lines keep their meaning: ``escape_json`` writes the same characters as
+``\\uXXXX`` escapes, which any JSON parser decodes back to the same value.
 """
 
 from __future__ import annotations
@@ -20,32 +12,7 @@ import re
 
 from lanner.falco_json import escape_json
 
-__all__ = ["clip", "escape_json", "escape_line", "header_token", "utf8_prefix"]
-
-# Everything a terminal or a line splitter may act on. TAB stays: it moves the cursor, never to a new line.
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r"}
-
-
-def _escape_char(m: re.Match[str]) -> str:
-    ch = m.group()
-    named = _NAMED.get(ch)
-    if named is not None:
-        return named
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:
-        # surrogateescape form of an undecodable byte: show that byte.
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
-
-
-def escape_line(text: str) -> str:
-    """The text with every line-breaking, terminal-controlling or unencodable character escaped."""
-    if _UNSAFE.search(text) is None:
-        return text
-    return _UNSAFE.sub(_escape_char, text)
+__all__ = ["clip", "escape_json", "header_token", "utf8_prefix"]
 
 
 def header_token(value: str, limit: int = 200) -> str | None:

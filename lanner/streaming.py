@@ -23,7 +23,6 @@ silently.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import random
@@ -32,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from lanner.bounded_queue import BoundedQueue, Put
 from lanner.journal import Journal, Ledger
 from lanner.metrics import DOWNSTREAM_CONNECTED, EVENTS_DROPPED, EVENTS_OUT, QUEUE_DEPTH
 from lanner.pki import PipelineTls, secure_channel_options
@@ -79,26 +79,15 @@ class BatchSender(Generic[T]):
         self.target = target
         self._open_stream = open_stream
         self._make_batch = make_batch
-        self.max_queue = max_queue
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.reliable = reliable
         self.max_inflight = max_inflight
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
-        self._queue: collections.deque[T] = collections.deque()
-        # Items that must not be dropped (a stage's own drop report): they go out with the next batch.
-        self._urgent: list[T] = []
-        # With ``weigh``, an item stands for that many events (a whole batch forwarded as one item): the queue bound
-        # and every counter are in events, not items.
-        self._weigh = weigh
+        # The queue's bookkeeping (weights, byte bounds, urgent items, drop-oldest): lanner.bounded_queue.
+        self._queue: BoundedQueue[T] = BoundedQueue(max_queue, weigh=weigh, max_bytes=max_bytes, sizeof=sizeof)
         self._tls = tls
-        self._queued = 0
-        self.max_bytes = max_bytes
-        self._sizeof: Callable[[T], int] = sizeof or len  # type: ignore[assignment]
-        self._bytes = 0
-        # Weighed or byte-bounded queues keep running totals (the general path); plain ones count items.
-        self._general = weigh is not None or max_bytes > 0
         self._room = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._acked = asyncio.Event()
@@ -130,93 +119,58 @@ class BatchSender(Generic[T]):
                 self.submit_many(restored)
 
     def __len__(self) -> int:
-        return self._queued if self._general else len(self._queue)
+        return self._queue.weight
+
+    @property
+    def max_queue(self) -> int:
+        """The queue's bound, in events."""
+        return self._queue.max_queue
+
+    @property
+    def max_bytes(self) -> int:
+        """The queue's bound in bytes (0: none)."""
+        return self._queue.max_bytes
 
     def _weight(self, items: Sequence[T]) -> int:
-        return sum(map(self._weigh, items)) if self._weigh is not None else len(items)
-
-    def _size(self, items: Sequence[T]) -> int:  # bytes of items (0 without max_bytes)
-        return sum(map(self._sizeof, items)) if self.max_bytes else 0
+        return self._queue.weight_of(items)
 
     def submit(self, item: T) -> None:
         """Queue one item; never blocks. Drops (and counts) the oldest item when the queue is full."""
-        if self._general:
-            self._submit_general((item,))
-            return
-        if self._ledger is not None:
-            self._ledger.took(1)
-        if len(self._queue) >= self.max_queue:
-            self._queue.popleft()
-            self._count_drop(1)
-        self._queue.append(item)
-        if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+        self._account(self._queue.put(item))
+        n = len(self._queue)
+        if n == 1 or n >= self.batch_size or self._queue.keeps_totals:
             self._wakeup.set()
 
     def submit_urgent(self, item: T) -> None:
         """Queue an item that a full queue must not drop, such as the report of what it dropped: under sustained
         overload the oldest item is dropped within a fraction of a second, and the report with it."""
+        weight = self._queue.put_urgent(item)
         if self._ledger is not None:
-            self._ledger.took(self._weight([item]))
-        self._urgent.append(item)
+            self._ledger.took(weight)
         self._wakeup.set()
 
-    def _over(self, weight: int, size: int) -> bool:
-        return weight > self.max_queue or (self.max_bytes > 0 and size > self.max_bytes)
-
-    def _submit_general(self, items: Sequence[T]) -> None:
-        """Queue items, dropping the oldest queued ones (and counting them, in events) until the new ones fit."""
-        weights = [self._weigh(i) for i in items] if self._weigh is not None else [1] * len(items)
-        sizes = [self._sizeof(i) for i in items] if self.max_bytes else [0] * len(items)
+    def _account(self, put: Put) -> None:
+        """Count what a put took and dropped (the crash ledger, metrics, the next batch's drop count)."""
         if self._ledger is not None:
-            self._ledger.took(sum(weights))
-        if self.max_bytes and max(sizes, default=0) > self.max_bytes:
-            too_large = sum(w for w, n in zip(weights, sizes, strict=True) if n > self.max_bytes)
-            EVENTS_DROPPED.labels(self.name, "too_large").inc(too_large)
-            self._settle(too_large)
-            self.dropped += too_large
-            self._dropped_since_last += too_large
-            fits = [k for k, n in enumerate(sizes) if n <= self.max_bytes]
-            items, weights, sizes = [items[k] for k in fits], [weights[k] for k in fits], [sizes[k] for k in fits]
-        weight, size = sum(weights), sum(sizes)
-        lost = start = 0
-        # A submission larger than the whole queue keeps its newest items (at least one).
-        while start < len(items) - 1 and self._over(weight, size):
-            weight, size, lost, start = weight - weights[start], size - sizes[start], lost + weights[start], start + 1
-        while self._queue and self._over(self._queued + weight, self._bytes + size):
-            oldest = self._queue.popleft()
-            old_weight = self._weigh(oldest) if self._weigh is not None else 1
-            self._queued -= old_weight
-            self._bytes -= self._sizeof(oldest) if self.max_bytes else 0
-            lost += old_weight
-        if lost:
-            self._count_drop(lost)
-        self._queue.extend(items[start:])
-        self._queued += weight
-        self._bytes += size
-        self._wakeup.set()
+            self._ledger.took(put.taken)
+        if put.too_large:
+            EVENTS_DROPPED.labels(self.name, "too_large").inc(put.too_large)
+            self._settle(put.too_large)
+            self.dropped += put.too_large
+            self._dropped_since_last += put.too_large
+        if put.lost:
+            self._count_drop(put.lost)
 
     async def wait_for_room(self, weight: int, size: int = 0) -> None:
         """Return once ``weight`` more events (``size`` more bytes) fit without dropping any, at once when the
         queue is empty (an item larger than the bounds then goes in alone), or at shutdown."""
-        while self._queue and not self._closing and self._over(len(self) + weight, self._bytes + size):
+        while not self._closing and not self._queue.has_room(weight, size):
             self._room.clear()
             await self._room.wait()
 
     def submit_many(self, items: Sequence[T]) -> None:
         """Queue several items at once (same drop policy as ``submit``)."""
-        if self._general:
-            self._submit_general(items)
-            return
-        if self._ledger is not None:
-            self._ledger.took(len(items))
-        overflow = len(self._queue) + len(items) - self.max_queue
-        if overflow > 0:
-            for _ in range(min(overflow, len(self._queue))):
-                self._queue.popleft()
-            self._count_drop(overflow)
-            if len(items) > self.max_queue:
-                items = items[len(items) - self.max_queue :]
-        self._queue.extend(items)
+        self._account(self._queue.put_many(items))
         self._wakeup.set()
 
     def _settle(self, n: int) -> None:
@@ -277,10 +231,7 @@ class BatchSender(Generic[T]):
         if self.reliable or self._cancelled:
             # Resend unacked items first, in their original order (or, at a stop, spill them).
             pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
-            self._queue.extendleft(reversed(pending))
-            if self._general:
-                self._queued += self._weight(pending)
-                self._bytes += self._size(pending)
+            self._queue.requeue(pending)
         else:
             lost = sum(self._weight(v) for v in self._inflight.values())
             EVENTS_DROPPED.labels(self.name, "unacked_at_disconnect").inc(lost)
@@ -321,12 +272,7 @@ class BatchSender(Generic[T]):
             if reader.done():
                 reader.result()  # re-raise the reader's error
                 return
-            if self._urgent:
-                urgent, self._urgent = self._urgent, []
-                self._queue.extendleft(reversed(urgent))
-                if self._general:
-                    self._queued += self._weight(urgent)
-                    self._bytes += self._size(urgent)
+            self._queue.promote()
             if not self._queue:
                 if self._closing:
                     await self._wait_all_acked(reader)
@@ -341,11 +287,7 @@ class BatchSender(Generic[T]):
             while len(self._inflight) >= self.max_inflight:
                 self._acked.clear()
                 await self._wait_or_reader(self._acked.wait(), reader)
-            n = min(self.batch_size, len(self._queue))
-            items = [self._queue.popleft() for _ in range(n)]
-            if self._general:
-                self._queued -= self._weight(items)
-                self._bytes -= self._size(items)
+            items = self._queue.take(self.batch_size)
             self._room.set()
             self._depth.set(len(self))
             self._seq += 1
@@ -379,14 +321,9 @@ class BatchSender(Generic[T]):
                 break
             await asyncio.sleep(0.01)
         pending = [item for seq in sorted(self._inflight) for item in self._inflight[seq]]
-        pending.extend(self._urgent)
-        pending.extend(self._queue)
-        self._urgent = []
+        pending.extend(self._queue.drain())
         left = self._weight(pending)
         self._inflight.clear()
-        self._queue.clear()
-        self._queued = 0
-        self._bytes = 0
         self._depth.set(0)
         if not pending:
             return

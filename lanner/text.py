@@ -61,19 +61,35 @@ def escape_surrogates(json_text: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json_text)
 
 
-# C0 and C1 controls, DEL, lone surrogates, and the line and paragraph separators some readers split on.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# The one escaper for text that reaches a terminal or a line-based reader (stdout, files, a program's stdin,
+# syslog, mail headers, `lanner replay`, `lanner collector --print`): alert and event text is attacker-controlled
+# (file names, command lines, environment), and no byte of it may forge a line or a terminal command. Escaped:
+# - C0 controls except TAB (NUL, CR, LF, ESC, which starts ANSI sequences, ...) and DEL: ``\xNN`` (``\n``, ``\r``);
+# - C1 controls U+0080..U+009F (U+0085 NEL is a line break to some readers; U+009B is a one-character CSI);
+# - U+2028/U+2029, the line and paragraph separators (line breaks to JavaScript and many log viewers);
+# - lone surrogates, how undecodable bytes travel in Python text (``\udcff`` -> ``\xff``, the original byte).
+# TAB stays: it moves the cursor, never to a new line. Backslashes stay, so ordinary text (Windows paths, regexes)
+# reads as before: the escaping is meant to be safe, not reversible.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
 
 
 def _escape_one(m: re.Match[str]) -> str:
-    code = ord(m.group(0))
+    ch = m.group()
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"
+        return f"\\x{code - 0xDC00:02x}"  # the surrogateescape form of an undecodable byte: show that byte
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def terminal_safe(text: str) -> str:
-    """``text`` for a terminal or a line-based reader: controls and undecodable bytes as ``\\xNN`` escapes."""
+    """``text`` for a terminal or a line-based reader: every line-breaking, terminal-controlling or undecodable
+    character escaped (``\\n``, ``\\r``, ``\\xNN``, ``\\uXXXX``); TAB and backslashes are kept."""
     if text.isascii() and text.isprintable():
+        return text
+    if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(_escape_one, text)

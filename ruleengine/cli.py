@@ -171,8 +171,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    """Write the events of any replayable input as Lanner JSON lines or as a ``.scap`` capture."""
-    from ruleengine.events_json import EventFormatError, event_to_fields
+    """Write the events of any replayable input in Lanner's recording format (``lanner.recording``) or as a
+    ``.scap`` capture."""
+    from lanner.recording import event_line
+    from ruleengine.events_json import EventFormatError
     from ruleengine.replay_input import EventReader
 
     reader = EventReader(args.events, args.source, warn=lambda m: print(f"lanner record: {m}", file=sys.stderr))
@@ -187,7 +189,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as out:
             n = 0
             for event in reader:
-                out.write(json.dumps(event_to_fields(event), ensure_ascii=False, default=str) + "\n")
+                out.write(event_line(event) + "\n")
                 n += 1
         print(f"{n} event(s) written to {args.output}", file=sys.stderr)
     except (OSError, EventFormatError) as exc:
@@ -236,7 +238,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="report given values that differ from what the other fields give (once per field)")
     _selection_args(r)
     r.set_defaults(func=cmd_replay)
-    rec = subparsers.add_parser("record", help="write recorded events as Lanner JSON lines or a .scap capture")
+    rec = subparsers.add_parser(
+        "record", help="write recorded events as a Lanner recording (JSON lines) or a .scap capture")
     rec.add_argument("events", metavar="EVENTS", help="any input 'lanner replay' takes")
     rec.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (replaced if it exists)")
     rec.add_argument("--format", choices=("jsonl", "scap"), default="jsonl",

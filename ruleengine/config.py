@@ -46,7 +46,8 @@ class RuleEngineConfig:
     watch_rules: bool = True
     watch_interval_s: float = 2.0
     alert_queue: int = 100_000
-    # Record every event the engine receives as Falco-field JSON lines (for replay); empty disables.
+    # Record every event the engine receives, enriched, in the recording format (lanner.recording; read by
+    # `lanner replay` and the collector's replay_path); empty disables.
     record_path: str = ""
     # Where alerts the dispatcher has not acknowledged wait across a stop (lanner.journal), even with Redis away.
     spill_path: str = ""

@@ -264,7 +264,9 @@ def _container_fields(out: dict[str, object], ev: Event) -> None:
 
 
 def event_to_fields(event: Event) -> dict[str, object]:
-    """A record that ``event_from_fields`` turns back into an equivalent Event (used to record live events).
+    """A Falco-field record that ``event_from_fields`` turns back into an equivalent Event (the input form of
+    ``sysdig -j`` exports; ``bench/bench_replay.py`` writes its load with it). Lanner's own recordings keep every raw
+    fact in another form, :mod:`lanner.recording`.
 
     Raw facts are written with their raw-valued fields (``evt.rawarg.*``, ``proc.args`` as a list,
     ``thread.cap_*`` as masks); a ``k8s_audit`` event gives back its audit object.

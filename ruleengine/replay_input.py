@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Events from the files Falco users already have, detected by content.
 
-* JSON lines keyed by Falco field names (``sysdig -j -p ...`` exports, Lanner's own recordings, rule tests);
+* Lanner's recordings (:mod:`lanner.recording`: one ``lanner.v1.Event`` per line);
+* JSON lines keyed by Falco field names (``sysdig -j -p ...`` exports, rule tests, Lanner's older recordings);
 * Falco's JSON alerts (``json_output: true``), replayed from their ``output_fields``;
 * Kubernetes audit events (``audit.k8s.io/v1`` ``Event``/``EventList`` objects);
 * ``.scap`` capture files (plain or gzip), through :mod:`ruleengine.scap`.
@@ -21,7 +22,10 @@ from typing import Any
 
 import orjson
 
-from lanner.model import SOURCE_K8S_AUDIT, SOURCE_SYSCALL, Event
+from lanner.convert import HOST_PB, container_from_pb
+from lanner.model import HOST_CONTAINER, SOURCE_K8S_AUDIT, SOURCE_SYSCALL, Event
+from lanner.model import Container as Container_
+from lanner.recording import RecordingError, event_from_record, is_event_record
 from ruleengine.events_json import EventFormatError, audit_event, given_matches
 from ruleengine.fields import EventContext
 from ruleengine.records import RecordBuilder, RecordError
@@ -35,6 +39,19 @@ _ENTER_MERGE_PREFIXES = ("evt.arg.", "evt.rawarg.")
 def is_scap(head: bytes) -> bool:
     """A capture file: gzip, or the section header block of a scap file."""
     return head[:2] == b"\x1f\x8b" or head[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+def placed_container(cgroups: tuple[str, ...]) -> Container_:
+    """The container the enricher places a process of these cgroups in, without runtime metadata: Falco's host
+    container for a host cgroup, the id with metadata pending for a container's, nothing known without cgroups."""
+    if not cgroups:
+        return HOST_CONTAINER
+    from enricher.cgroups import match_cgroup_tuple  # the one cgroup parser, pure text
+
+    match = match_cgroup_tuple(cgroups)
+    if match is None:
+        return container_from_pb(HOST_PB)
+    return Container_(id=match.short_id, full_id=match.full_id)
 
 
 class _AskEachType:
@@ -139,6 +156,17 @@ class EventReader:
                 stats.events += 1
                 yield built
                 continue
+            if type(record) is dict and is_event_record(record):
+                num += 1
+                recorded = self._recorded(record, lineno)
+                if recorded is None:
+                    continue
+                if wanted is not None and not wanted(recorded.source, recorded.type):
+                    stats.skipped += 1
+                    continue
+                stats.events += 1
+                yield recorded
+                continue
             for rec, src in self._records(record, lineno):
                 num += 1
                 try:
@@ -155,6 +183,18 @@ class EventReader:
                     self._check(event, lineno)
                 self.stats.events += 1
                 yield event
+
+    def _recorded(self, record: dict[str, Any], lineno: int) -> Event | None:
+        """A line of Lanner's recording format. A syscall event recorded before the enricher (the collector's
+        recording) gets the container its cgroups name, as the enricher would place it without metadata."""
+        try:
+            event = event_from_record(record, f"{self.path}:{lineno}")
+        except RecordingError as exc:
+            self.bad(lineno, str(exc).removeprefix(f"{self.path}:{lineno}: "))
+            return None
+        if event.source == SOURCE_SYSCALL and event.container is HOST_CONTAINER:
+            event = replace(event, container=placed_container(event.proc.cgroups))
+        return event
 
     def _scap(self) -> Iterator[Event]:
         from ruleengine.scap import scap_records

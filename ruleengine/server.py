@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import socket
 import time
@@ -20,12 +19,12 @@ from lanner.journal import Journal
 from lanner.logs import setup_logging
 from lanner.model import Event
 from lanner.pki import load_optional
+from lanner.recording import event_line
 from lanner.server import run, run_service
 from lanner.streaming import BatchSender
 from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
 from ruleengine.config import RuleEngineConfig, resolve_rules_paths
 from ruleengine.engine import EngineOptions
-from ruleengine.events_json import event_to_fields
 from ruleengine.fields import EventContext
 from ruleengine.kspec import SpecPusher
 from ruleengine.metrics import RULES_LOADED
@@ -71,10 +70,11 @@ def output_options(cfg: RuleEngineConfig) -> OutputOptions:
 
 
 def make_recorder(out: IO[str]) -> Callable[[Event], None]:
-    """Record every event as a Falco-field JSON line, replayable with `lanner replay`."""
+    """Record every event as it was evaluated (enriched), in the recording format (``lanner.recording``), which
+    `lanner replay` and the collector's ``replay_path`` read."""
 
     def record(event: Event) -> None:
-        out.write(json.dumps(event_to_fields(event), default=str, separators=(",", ":")) + "\n")
+        out.write(event_line(event) + "\n")
 
     return record
 

@@ -24,8 +24,9 @@ from dispatcher.falco_format import json_default, text_line
 from dispatcher.model import Alert
 from dispatcher.outputs._chat import facts
 from dispatcher.registry import OutputContext, PermanentError, register_output
-from dispatcher.sanitize import clip, escape_line
+from dispatcher.sanitize import clip
 from dispatcher.tls import TlsSettings, ssl_context
+from lanner.text import terminal_safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +63,13 @@ def build_email(alert: Alert, cfg: SmtpConfig, ctx: OutputContext) -> EmailMessa
     msg = EmailMessage()
     host = alert.hostname or ctx.hostname
     subject = f"{cfg.subject_prefix} {alert.priority.falco_name}: {alert.rule} on {host}".strip()
-    msg["Subject"] = clip(escape_line(subject), 200)
+    msg["Subject"] = clip(terminal_safe(subject), 200)
     msg["From"] = cfg.from_addr
     msg["To"] = ", ".join(cfg.to)
     msg["Date"] = formatdate(alert.time_ns / 1e9 if alert.time_ns else None, usegmt=True)
     msg["Message-ID"] = make_msgid(domain="lanner.local")
-    lines = [escape_line(text_line(alert)), ""]
-    lines += [f"{k}: {escape_line(v)}" for k, v in facts(alert, ctx, (), limit=6)]
+    lines = [terminal_safe(text_line(alert)), ""]
+    lines += [f"{k}: {terminal_safe(v)}" for k, v in facts(alert, ctx, (), limit=6)]
     lines += ["", "Output fields:",
               json.dumps(dict(alert.output_fields), indent=2, sort_keys=True, default=json_default)]  # fmt: skip
     msg.set_content("\n".join(lines) + "\n")

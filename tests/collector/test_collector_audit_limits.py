@@ -18,8 +18,9 @@ from collector.decode import Identity
 from collector.encode import EventEncoder
 from collector.k8s_audit import AuditWebhook
 from collector.replay import ReplaySource
-from collector.service import AUDIT_STAGE, CollectorService, event_json, make_batch, open_enricher_stream
+from collector.service import AUDIT_STAGE, CollectorService, make_batch, open_enricher_stream
 from lanner.model import Event, EventIdentity, Fd, FdType, Process
+from lanner.recording import event_line
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2
 from lanner.wire import SharedEvent
@@ -115,7 +116,7 @@ async def test_an_audit_flood_never_displaces_syscall_events(webhook: tuple[Audi
             proc=Process(pid=4242, comm="cat"),
             fd=Fd(num=3, type=FdType.FILE, path="/etc/shadow"),
         )
-        lines.append(event_json(ev))
+        lines.append(event_line(ev))
     recording.write_text("\n".join(lines) + "\n")
     syscalls = ReplaySource(str(recording), Identity("n", "b", "replay"))
     syscalls.start()

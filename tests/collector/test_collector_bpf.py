@@ -182,7 +182,7 @@ def test_ring_buffer_overflow_is_counted_and_reported() -> None:
         service.check_drops(time.monotonic() + 1)
         lost = src.dropped()  # other processes keep the buffer overflowing, so this may already be higher
         assert lost > 0
-        drops = [event_pb2.Event.FromString(body) for body, _ in [*sender._urgent, *sender._queue]]
+        drops = [event_pb2.Event.FromString(body) for body, _ in [*sender._queue.urgent, *sender._queue]]
         drops = [e for e in drops if e.source == "internal"]
         assert len(drops) == 1 and drops[0].type == "syscall_event_drop"
         assert 0 < {a.name: a.uint_value for a in drops[0].args}["n_drops"] <= lost

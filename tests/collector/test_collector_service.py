@@ -151,7 +151,7 @@ def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
     finally:
         source.close()
     assert sender.dropped >= 1
-    queued = [event_pb2.Event.FromString(body) for body, _ in [*sender._urgent, *sender._queue]]
+    queued = [event_pb2.Event.FromString(body) for body, _ in [*sender._queue.urgent, *sender._queue]]
     drops = [e for e in queued if e.type == "syscall_event_drop"]
     assert drops and drops[-1].source == "internal"
     assert {a.name: a.uint_value for a in drops[-1].args}["n_drops"] >= 1

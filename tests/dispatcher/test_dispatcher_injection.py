@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 from dispatcher_testlib import RedisProcess, free_port, lines, make_alert, push, wait_for, wait_listening
 
-from dispatcher.sanitize import escape_json, escape_line
+from dispatcher.sanitize import escape_json
+from lanner.text import terminal_safe
 from lanner.v1 import alert_pb2
 
 pytestmark = pytest.mark.integration
@@ -36,8 +37,8 @@ FORBIDDEN = ("\x1b", "\r", "\n", "\u2028", "\u0085", "\x9b", "\x00", "\x07", "\x
 
 
 def test_escapes() -> None:
-    assert escape_line("a\x1b[31mb\r\nc\u2028d\x85e\udcff\tf") == "a\\x1b[31mb\\r\\nc\\u2028d\\x85e\\xff\tf"
-    assert escape_line("plain C:\\path ünïcode") == "plain C:\\path ünïcode"
+    assert terminal_safe("a\x1b[31mb\r\nc\u2028d\x85e\udcff\tf") == "a\\x1b[31mb\\r\\nc\\u2028d\\x85e\\xff\tf"
+    assert terminal_safe("plain C:\\path ünïcode") == "plain C:\\path ünïcode"
     text = json.dumps({"k": "\u2028\x85\x7f\udcff"}, ensure_ascii=False)
     assert json.loads(escape_json(text)) == json.loads(text)
     assert escape_json(text) == '{"k": "\\u2028\\u0085\\u007f\\udcff"}'

@@ -38,23 +38,23 @@ def test_queue_is_bounded_in_bytes_dropping_the_oldest() -> None:
     s = byte_sender()
     for i in range(30):
         s.submit(bytes([i]) * 100)
-    assert len(s) == 10 and s._bytes == 1000 and s.dropped == 20
+    assert len(s) == 10 and s._queue.bytes == 1000 and s.dropped == 20
     assert s._queue[0] == bytes([20]) * 100
     s.submit_many([b"x" * 300, b"y" * 300])
-    assert s._bytes <= 1000 and list(s._queue)[-2:] == [b"x" * 300, b"y" * 300]
+    assert s._queue.bytes <= 1000 and list(s._queue)[-2:] == [b"x" * 300, b"y" * 300]
 
 
 def test_an_item_larger_than_the_whole_queue_is_dropped_alone() -> None:
     s = byte_sender()
     s.submit_many([b"a" * 10, b"huge" * 1000, b"b" * 10])
-    assert list(s._queue) == [b"a" * 10, b"b" * 10] and s._bytes == 20 and s.dropped == 1
+    assert list(s._queue) == [b"a" * 10, b"b" * 10] and s._queue.bytes == 20 and s.dropped == 1
 
 
 def test_one_batch_bigger_than_the_queue_keeps_its_newest_items() -> None:
     s = byte_sender()
     s.submit(b"old" * 10)
     s.submit_many([bytes([i]) * 100 for i in range(50)])
-    assert len(s) == 10 and s._bytes == 1000 and list(s._queue)[-1] == bytes([49]) * 100
+    assert len(s) == 10 and s._queue.bytes == 1000 and list(s._queue)[-1] == bytes([49]) * 100
     assert s.dropped == 41
 
 
@@ -65,8 +65,7 @@ async def test_wait_for_room_returns_once_items_leave_the_queue() -> None:
     await asyncio.sleep(0.05)
     assert not waiter.done()
     # What the write loop does when it takes a batch out.
-    s._queue.popleft()
-    s._queue.popleft()
+    s._queue.take(2)
     s._room.set()
     await asyncio.wait_for(waiter, 10)
     await s.close(0)
