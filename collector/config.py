@@ -82,6 +82,9 @@ class CollectorConfig:
     spill_path: str = ""
     # Directory made by `lanner certs init`: serve and dial the pipeline with mutual TLS only (empty: plain TCP).
     tls_dir: str = ""
+    # Without TLS, only a caller presenting the token in this file may set the kernel spec (lanner.control_auth);
+    # empty: any caller may (under mutual TLS, only the pipeline certificate may, token or not).
+    control_token_file: str = ""
     # Serve gRPC reflection (grpcurl and friends); off unless asked for.
     grpc_reflection: bool = False
     log_level: str = "info"

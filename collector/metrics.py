@@ -15,3 +15,6 @@ AUDIT_REJECTED = Counter(
     "Audit webhook requests refused, by reason (bad_request, too_large, unauthenticated)",
     ["reason"],
 )
+CONTROL_REFUSED = Counter(
+    "lanner_collector_control_refused_total", "Kernel spec calls refused: no pipeline certificate or control token"
+)

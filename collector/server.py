@@ -16,9 +16,11 @@ import grpc
 from collector.audit_auth import AuditAuth
 from collector.config import CollectorConfig
 from collector.k8s_audit import AuditWebhook
+from collector.metrics import CONTROL_REFUSED
 from collector.replay import ReplaySource
 from collector.service import AUDIT_STAGE, STAGE, CollectorService, event_size, make_batch, open_enricher_stream
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
+from lanner.control_auth import ControlGuard, read_token
 from lanner.journal import shared_event_journal
 from lanner.pki import load_optional
 from lanner.server import run_service
@@ -32,12 +34,18 @@ log = logging.getLogger(__name__)
 class ControlServicer(kfilter_pb2_grpc.CollectorControlServicer):
     """``CollectorControl``: applies the rule engine's kernel spec to the live probes."""
 
-    def __init__(self, source: KernelSource) -> None:
+    def __init__(self, source: KernelSource, guard: ControlGuard) -> None:
         self.source = source
+        self.guard = guard
 
     async def SetKernelSpec(
         self, request: kfilter_pb2.KernelSpec, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kfilter_pb2.KernelSpecAck:
+        refusal = self.guard.refusal(context.auth_context(), context.invocation_metadata() or ())
+        if refusal is not None:
+            CONTROL_REFUSED.inc()
+            log.warning("kernel spec refused", extra={"peer": context.peer(), "error": refusal})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         # Attaching and detaching takes a few seconds for a large change: keep the poll loop running meanwhile.
         return await asyncio.to_thread(self.source.apply_spec, request)
 
@@ -65,6 +73,12 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     """Run the collector until SIGTERM/SIGINT. ``source`` must already be started (loading BPF can fail; the
     caller reports that before any server starts)."""
     tls = load_optional(cfg.tls_dir)
+    guard = ControlGuard(tls=tls is not None, token=read_token(cfg.control_token_file))
+    if guard.open and isinstance(source, KernelSource):
+        log.warning(
+            "kernel spec control is open: any local client can change what the probes drop "
+            "(set tls_dir or control_token_file; lanner up sets a token)"
+        )
     sender: BatchSender[SharedEvent] = BatchSender(
         STAGE,
         cfg.enricher_target,
@@ -106,6 +120,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
             sizeof=event_size,
             batch_size=cfg.batch_size,
             linger_s=cfg.linger_ms / 1000.0,
+            tls=tls,
         )
         background.append(own_senders[webhook.name].run)
     service = CollectorService(
@@ -124,7 +139,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
     def register(server: grpc.aio.Server) -> Sequence[str]:
         # Besides health, the control service through which the rule engine says what the rules need.
         if isinstance(source, KernelSource):
-            kfilter_pb2_grpc.add_CollectorControlServicer_to_server(ControlServicer(source), server)
+            kfilter_pb2_grpc.add_CollectorControlServicer_to_server(ControlServicer(source, guard), server)
             return ["lanner.v1.CollectorControl"]
         return []
 

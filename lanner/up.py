@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lanner.control_auth import ensure_token
 from lanner.exposure import banner, exposure, extra_listeners
 from lanner.supervise import AlreadyRunning, Child, InstanceLock, busy_ports, split_host_port, stop_all
 from lanner.up_secure import secure_environment, subscribe_hint
@@ -209,6 +210,12 @@ def _environment(args: argparse.Namespace, state_dir: Path, redis_url: str) -> d
     env.setdefault("LANNER_DISPATCHER__OUTPUTS__STDOUT__ENABLED", "true")
     # The dispatcher's dedup key lives with the rest of this instance's state.
     env.setdefault("LANNER_DISPATCHER__DEDUP_SECRET_FILE", str(state_dir / "dispatcher" / "dedup-secret"))
+    # Only this instance's rule engine may tell its collector what to drop in the kernel: a token only root reads.
+    if not env.get("LANNER_COLLECTOR__CONTROL_TOKEN_FILE"):
+        token_file = state_dir / "control-token"
+        ensure_token(token_file)
+        env["LANNER_COLLECTOR__CONTROL_TOKEN_FILE"] = str(token_file)
+    env.setdefault("LANNER_RULEENGINE__CONTROL_TOKEN_FILE", env["LANNER_COLLECTOR__CONTROL_TOKEN_FILE"])
     # What a stage has not handed on when it stops waits here for its next start.
     (state_dir / "spool").mkdir(exist_ok=True)
     for stage in ("collector", "enricher", "ruleengine"):

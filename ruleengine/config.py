@@ -31,6 +31,8 @@ class RuleEngineConfig:
     # The collector's control endpoint, told which event types and opens the rules need (empty: never told, so it
     # traces everything unfiltered).
     collector_target: str = "127.0.0.1:7701"
+    # The token the collector asks of whoever sets its kernel spec, when it runs without TLS (lanner.control_auth).
+    control_token_file: str = ""
     # Rules files or directories, loaded in order like `falco -r`. Empty: the project's rules/ directory.
     rules_files: tuple[str, ...] = ()
     rule_matching: str = "first"

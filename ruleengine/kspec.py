@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from lanner.control_auth import call_metadata
+from lanner.pki import PipelineTls, secure_channel_options
 from lanner.v1 import kfilter_pb2, kfilter_pb2_grpc
 from ruleengine.build import CompiledRule
 from ruleengine.engine import Engine
@@ -49,8 +51,19 @@ def build_spec(rules: Sequence[CompiledRule]) -> kfilter_pb2.KernelSpec:
 class SpecPusher:
     """Sends the current engine's spec to the collector at ``target`` (empty: never)."""
 
-    def __init__(self, target: str, current: Callable[[], Engine], *, refresh_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        current: Callable[[], Engine],
+        *,
+        refresh_s: float = 10.0,
+        tls: PipelineTls | None = None,
+        token: str = "",
+    ) -> None:
         self.target = target
+        self._tls = tls
+        self._metadata = call_metadata(token)
+        self._refused = False
         self._current = current
         self._refresh = refresh_s
         self._engine: Engine | None = None
@@ -73,13 +86,20 @@ class SpecPusher:
         if spec.fingerprint == self.acked and now - self._sent_at < self._refresh:
             return True
         try:
-            ack = await kfilter_pb2_grpc.CollectorControlStub(channel).SetKernelSpec(spec, timeout=5.0)
+            ack = await kfilter_pb2_grpc.CollectorControlStub(channel).SetKernelSpec(
+                spec, timeout=5.0, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as exc:
             if self.acked:
                 log.warning("collector unreachable for the kernel spec", extra={"code": exc.code().name})
+            refused = exc.code() == grpc.StatusCode.PERMISSION_DENIED
+            if refused and not self._refused:
+                log.error("the collector refused the kernel spec", extra={"error": exc.details()})
+            self._refused = refused
             self.acked = ""
             return False
         self._sent_at = now
+        self._refused = False
         if ack.fingerprint != self.acked:
             log.info(
                 "kernel spec applied by the collector",
@@ -88,11 +108,17 @@ class SpecPusher:
         self.acked = ack.fingerprint
         return True
 
+    def channel(self) -> grpc.aio.Channel:
+        """A channel to the collector: mutual TLS with the pipeline certificate when configured."""
+        if self._tls is None:
+            return grpc.aio.insecure_channel(self.target)
+        return grpc.aio.secure_channel(self.target, self._tls.channel_credentials(), options=secure_channel_options())
+
     async def run(self) -> None:
         """Keep the collector's spec current until cancelled."""
         if not self.target:
             return
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with self.channel() as channel:
             while True:
                 ok = await self.push_once(channel)
                 await asyncio.sleep(0.5 if ok else 1.0)

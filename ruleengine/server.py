@@ -15,6 +15,7 @@ from typing import IO
 import grpc
 
 from lanner.config import load_section
+from lanner.control_auth import read_token
 from lanner.journal import Journal
 from lanner.logs import setup_logging
 from lanner.model import Event
@@ -137,7 +138,10 @@ async def serve(cfg: RuleEngineConfig) -> None:
         if record_file is not None:
             record_file.close()
 
-    background = [alerts.run, SpecPusher(cfg.collector_target, reloader.current).run]
+    background = [alerts.run, SpecPusher(
+            cfg.collector_target, reloader.current, tls=tls, token=read_token(cfg.control_token_file)
+        ).run,
+    ]
     if cfg.watch_rules:
         background.append(reloader.run)
     await run_service(

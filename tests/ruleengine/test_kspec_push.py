@@ -10,6 +10,7 @@ import grpc
 
 from collector.server import ControlServicer
 from collector.source import KernelSource
+from lanner.control_auth import ControlGuard
 from lanner.v1 import kfilter_pb2_grpc
 from ruleengine.engine import Engine, load_texts
 from ruleengine.kspec import SpecPusher
@@ -53,7 +54,8 @@ def _port() -> int:
 async def test_spec_sent_on_change_and_refreshed() -> None:
     port = _port()
     server = grpc.aio.server()
-    kfilter_pb2_grpc.add_CollectorControlServicer_to_server(ControlServicer(KernelSource(NoProbes())), server)
+    servicer = ControlServicer(KernelSource(NoProbes()), ControlGuard(tls=False, token=""))
+    kfilter_pb2_grpc.add_CollectorControlServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     current = [_engine("/etc/shadow")]
