@@ -86,17 +86,6 @@ def test_batch_from_bytes(decoder: Decoder, table: ProcessTable) -> None:
     assert list(batch.events) == [event_to_pb(e) for e in evs if e is not None]
 
 
-def test_timestamp_varint_matches_plain_varint() -> None:
-    import random
-
-    from collector.encode import _varint, _varint_ns
-
-    rng = random.Random(7)
-    values = [0, 1, 127, 128, 2**28 - 1, 2**28, 2**28 + 5, 1_796_008_201_668_637_948, -5, 2**63 - 1]
-    for n in values + [rng.randrange(0, 2**63) for _ in range(2000)]:
-        assert _varint_ns(n) == _varint(n), n
-
-
 def test_shared_batch_carries_each_process_once(decoder: Decoder, table: ProcessTable) -> None:
     add_proc(table, 1, 0, "init")
     add_proc(table, 10, 1, "sshd")
