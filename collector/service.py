@@ -16,7 +16,7 @@ from typing import IO
 
 from collector.decode import Identity
 from collector.encode import EventEncoder
-from collector.source import EventSource
+from collector.source import EventSource, WireSource
 from lanner.convert import event_to_json_dict, event_to_pb
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.model import SOURCE_INTERNAL, SOURCE_SYSCALL, Arg, Event, EventIdentity, EventTiming
@@ -64,10 +64,12 @@ _DROP_REASONS = {"syscall": "ring_buffer_full", "replay": "bad_input", "k8s_audi
 class _Tracked:
     """A source, the sender its events go to, and what the service last saw of its loss counter."""
 
-    __slots__ = ("counter", "dropped", "sender", "source")
+    __slots__ = ("counter", "dropped", "sender", "source", "wire")
 
     def __init__(self, source: EventSource, sender: BatchSender[SharedEvent]) -> None:
         self.source = source
+        # Sources that can write their events' wire bytes themselves skip the model objects.
+        self.wire = source if isinstance(source, WireSource) else None
         self.sender = sender
         self.dropped = 0
         self.counter = EVENTS_DROPPED.labels(STAGE, _DROP_REASONS.get(source.name, "source_lost"))
@@ -119,6 +121,15 @@ class CollectorService:
         moved = 0
         encode = self.encoder.encode_shared
         for tracked in self.sources:
+            if tracked.wire is not None and self.record is None:
+                wire, newest = tracked.wire.poll_wire(self.encoder)
+                if not wire:
+                    continue
+                moved += len(wire)
+                tracked.sender.submit_many(wire)
+                if newest:
+                    self._latency.observe(max(0, time.time_ns() - newest) / 1e9)
+                continue
             events = tracked.source.poll()
             if not events:
                 continue

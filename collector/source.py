@@ -17,16 +17,19 @@ import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from collector import kernel_offsets, layout, metrics, preflight
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
+from collector.encode import EventEncoder
 from collector.kfilter import KernelControl
 from collector.procfs import BootClock, list_pids, ns_inode, parse_stat
 from collector.proctable import ProcessTable
 from collector.ringbuf import MappedRingBuffer
 from collector.users import UserDb
+from collector.wirepath import WirePath
+from lanner.codec import SharedEvent
 from lanner.model import Event
 from lanner.v1 import kfilter_pb2
 
@@ -53,6 +56,14 @@ class EventSource(Protocol):
 
     def close(self) -> None:
         """Release resources."""
+
+
+@runtime_checkable
+class WireSource(Protocol):
+    """A source that can hand over its events already serialized (``collector.wirepath``)."""
+
+    def poll_wire(self, encoder: EventEncoder) -> tuple[list[SharedEvent], int]:
+        """Events available now as shared-table wire events, and the newest one's event time (epoch ns)."""
 
 
 class RecordReader(Protocol):
@@ -304,6 +315,7 @@ class KernelSource:
         self._next = 0
         self._malformed_seen = 0
         self._kcounted = 0.0
+        self._wire: WirePath | None = None
 
     def start(self) -> None:
         """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
@@ -334,6 +346,28 @@ class KernelSource:
 
     def poll(self) -> list[Event]:
         """Decode what the ring buffer holds now."""
+        chunk = self._next_chunk()
+        if not chunk:
+            return []
+        events = self.decoder.decode_many(chunk, time.time_ns())
+        self._update_metrics(sum(1 for e in events if e.proc_incomplete))
+        return events
+
+    def poll_wire(self, encoder: EventEncoder) -> tuple[list[SharedEvent], int]:
+        """What the ring buffer holds now, straight to wire events (the service's path: no model objects for
+        the hot record types), and the newest event's time."""
+        chunk = self._next_chunk()
+        if not chunk:
+            return [], 0
+        wire = self._wire
+        if wire is None or wire.encoder is not encoder:
+            wire = self._wire = WirePath(self.decoder, encoder)
+        before = wire.incomplete
+        out = wire.run(chunk, time.time_ns())
+        self._update_metrics(wire.incomplete - before)
+        return out
+
+    def _next_chunk(self) -> list[bytes]:
         now = time.monotonic()
         if now - self._swept > SWEEP_INTERVAL_S:
             self._swept = now
@@ -348,9 +382,7 @@ class KernelSource:
         # Decode a bounded slice per call so one burst cannot hold the event loop (and the sender) for long.
         chunk = self._backlog[self._next : self._next + self.max_per_poll]
         self._next += len(chunk)
-        events = self.decoder.decode_many(chunk, time.time_ns())
-        self._update_metrics(events)
-        return events
+        return chunk
 
     def apply_spec(self, spec: kfilter_pb2.KernelSpec) -> kfilter_pb2.KernelSpecAck:
         """Attach what the rule engine's spec needs and load its filter (the process and fd tables stay)."""
@@ -361,7 +393,7 @@ class KernelSource:
         self.table.stale_fd = control.stale_fd if control.filtering else None
         return ack
 
-    def _update_metrics(self, events: list[Event]) -> None:
+    def _update_metrics(self, incomplete: int) -> None:
         now = time.monotonic()
         control = getattr(self.reader, "control", None)
         if isinstance(control, KernelControl) and now - self._kcounted >= 1.0:
@@ -372,7 +404,6 @@ class KernelSource:
         if malformed > self._malformed_seen:
             metrics.MALFORMED.inc(malformed - self._malformed_seen)
             self._malformed_seen = malformed
-        incomplete = sum(1 for e in events if e.proc_incomplete)
         if incomplete:
             metrics.INCOMPLETE.inc(incomplete)
 

@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Ring-buffer records straight to ``lanner.v1.Event`` wire bytes, for the record types that dominate a busy host.
+
+The general path decodes a record into model objects (``collector.decode``) and encodes those again
+(``collector.encode``). For the hot types that round trip was most of the collector's cost, so ``WirePath``
+writes the event's bytes from the unpacked record itself: one ``struct.Struct`` unpacks header and body together,
+the kernel's strings go to the wire as the bytes they are, and only what later events need is kept (the fd table
+entry of a new fd; the process table is looked up as before). Field keys come from ``lanner.codec``.
+
+The result is byte for byte what the general path produces (``tests/collector/test_collector_wirepath.py``
+compares them over a corpus of records, hostile ones included). Anything a handler does not take, including a
+record it finds malformed, goes through the general path, which also does the counting and logging of bad
+records.
+
+Adding a record type: write a handler ``(WirePath, unpacked tuple, raw record) -> SharedEvent | None`` (return
+``GENERAL`` for cases it leaves to the general path), and register it in ``HANDLERS`` under its message id with a
+struct of header + body (``joined``). The handler must not change any table before it knows it will finish.
+See collector/README.md.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from collector import layout
+from collector.decode import Decoder, MalformedRecord
+from collector.decode_file import O_CLOEXEC, O_DIRECTORY
+from collector.encode import EventEncoder
+from lanner import codec
+from lanner.codec import SharedEvent, field, varint, varint_ns
+from lanner.model import SOURCE_SYSCALL, Fd, FdType
+from lanner.text import from_bytes, to_bytes
+
+# A handler's answer for a record it leaves to the general path (compared by identity).
+GENERAL: SharedEvent = (b"<general path>", ())
+Handler = Callable[["WirePath", tuple[Any, ...], bytes], "SharedEvent | None"]
+
+_E = codec.EVENT
+_ID, _TIMING, _RES, _CPU, _FD, _ARGS = _E["id"], _E["timing"], _E["res"], _E["cpu"], _E["fd"], _E["args"]
+_SOURCE = codec.text(_E["source"], SOURCE_SYSCALL)
+_INCOMPLETE = codec.boolean(_E["proc_incomplete"], True)
+_FD_NUM, _FD_PATH, _FD_PATH_RAW = codec.FD["num"], codec.FD["path"], codec.FD["path_raw"]
+_FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
+_FD_IS_FILE = codec.FD["type"] + varint(FdType.FILE)
+_FD_IS_DIR = codec.FD["type"] + varint(FdType.DIRECTORY)
+_STR_ARG_CACHE = 4096
+
+
+def joined(body: struct.Struct) -> struct.Struct:
+    """Header and body as one struct (one unpack per record); the header's fields come first."""
+    return struct.Struct(layout.HDR.format + str(body.format).lstrip("<"))
+
+
+def event_type(name: str) -> bytes:
+    """The ``type`` field of an event type, to prebuild in a handler's table."""
+    return codec.text(_E["type"], name)
+
+
+class WirePath:
+    """Records -> shared-table events; owns no state of its own beyond caches (the decoder's sequence and the
+    process table are shared with the general path, which handles every other record in between)."""
+
+    def __init__(self, decoder: Decoder, encoder: EventEncoder) -> None:
+        self.decoder = decoder
+        self.table = decoder.table
+        self.encoder = encoder
+        self.incomplete = 0
+        self._str_args: dict[tuple[str, bytes], bytes] = {}
+        self._offset = 0
+        self._collected = b""
+        self._ident = (b"", b"")
+
+    def run(self, records: Iterable[bytes], collected_ns: int) -> tuple[list[SharedEvent], int]:
+        """The events of ``records`` read at ``collected_ns`` (epoch ns), and the newest one's event time."""
+        d = self.decoder
+        d._collected_ns = collected_ns
+        clock = self.table.clock
+        clock.maybe_refresh()
+        self._offset = d._clock_offset = clock.to_wall(0)
+        self._collected = codec.TIMING_COLLECTED + varint_ns(collected_ns) if collected_ns else b""
+        i = d.identity
+        self._ident = self.encoder.identity(i.node, i.boot_id, i.producer_id)
+        out: list[SharedEvent] = []
+        append = out.append
+        handlers = HANDLERS
+        encode = self.encoder.encode_shared
+        newest = 0
+        for raw in records:
+            entry = handlers.get(raw[16:20])
+            ev: SharedEvent | None = GENERAL
+            if entry is not None and len(raw) >= entry[0].size:
+                try:
+                    ev = entry[1](self, entry[0].unpack_from(raw), raw)
+                except Exception:
+                    ev = GENERAL  # the general path decodes it again and counts and logs what is wrong
+            if ev is GENERAL:
+                model = d.decode(raw)
+                if model is None:
+                    continue
+                newest = model.timing.event_ns
+                self.incomplete += model.proc_incomplete
+                append(encode(model))
+            elif ev is not None:
+                newest = self._last_ns
+                append(ev)
+        return out, newest
+
+    _last_ns = 0
+
+    def comm(self, raw: bytes) -> str:
+        comm = self.decoder._comms.get(raw)
+        return comm if comm is not None else self.decoder._comm(raw)
+
+    def int_arg(self, name: str, value: int) -> bytes:
+        """An integer ``args`` field (cached by the encoder)."""
+        return self.encoder.arg(name, value)
+
+    def str_arg(self, name: str, value: bytes) -> bytes:
+        """A string ``args`` field from the kernel's bytes."""
+        key = (name, value)
+        data = self._str_args.get(key)
+        if data is None:
+            data = field(_ARGS, codec.text(codec.ARG_NAME, name) + field(codec.ARG_STR, value))
+            if len(self._str_args) >= _STR_ARG_CACHE:
+                self._str_args.clear()
+            self._str_args[key] = data
+        return data
+
+    def event(self, t: tuple[Any, ...], entry: Any, type_: bytes, res: int, rest: list[bytes]) -> SharedEvent:
+        """Assemble the event of header ``t`` from the parts after ``cpu`` (fd, args) and take the next sequence
+        number; call it last, once nothing can fail any more."""
+        table = self.table
+        proc = table.view(entry, t[5], self.comm(t[10]), t[12])
+        procs = self.encoder.shared_procs(proc, table.ancestors(entry))
+        d = self.decoder
+        d.seq = seq = d.seq + 1
+        head, tail = self._ident
+        event_ns = t[0] + self._offset
+        self._last_ns = event_ns
+        timing = (codec.TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
+        parts = [field(_ID, head + codec.IDENTITY_SEQ + varint(seq) + tail), field(_TIMING, timing), _SOURCE, type_]
+        if res:
+            parts.append(_RES + varint(res))
+        if t[8]:
+            parts.append(_CPU + varint(t[8]))
+        parts += rest
+        if not entry.complete:
+            parts.append(_INCOMPLETE)
+            self.incomplete += 1
+        return b"".join(parts), procs
+
+
+def cstring(raw: bytes, start: int, length: int) -> bytes:
+    """The bytes of a NUL-terminated string field of ``length`` bytes (as ``collector.decode.cstr``)."""
+    if length <= 0:
+        return b""
+    end = start + length
+    if end > len(raw):
+        raise MalformedRecord(f"string at {start}+{length} past record end {len(raw)}")
+    value = raw[start:end]
+    nul = value.find(b"\0")
+    return value[:nul] if nul >= 0 else value
+
+
+def is_normal_absolute(path: bytes) -> bool:
+    """Whether ``collector.entry.normalize`` would return ``path`` unchanged (bytes and their surrogateescape text
+    agree on every ASCII byte, so the test carries over)."""
+    return path[:1] == b"/" and b"/." not in path and b"//" not in path and (len(path) == 1 or path[-1:] != b"/")
+
+
+# ---------------------------------------------------------------------------------------------------- opens
+
+_OPEN = joined(layout.OPEN)
+_OPEN_NAME_AT = layout.HDR.size + layout.OPEN.size
+# (event type, argument names in Falco's order) per open syscall; "fd" is the result. open_by_handle_at reads
+# /proc for its path and takes the general path.
+_OPEN_ARGS = {
+    layout.SC_OPEN: ("open", ("fd", "name", "flags", "mode")),
+    layout.SC_OPENAT: ("openat", ("fd", "dirfd", "name", "flags", "mode")),
+    layout.SC_OPENAT2: ("openat2", ("fd", "dirfd", "name", "flags", "mode", "resolve")),
+    layout.SC_CREAT: ("creat", ("fd", "name", "mode")),
+}
+_OPEN_TYPES = {sc: (event_type(name), args) for sc, (name, args) in _OPEN_ARGS.items()}
+
+
+def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | None:
+    """open, openat, openat2, creat: the new fd goes into the process's fd table, the event onto the wire."""
+    res, resolve, sc, dirfd, flags, mode, name_len = t[13:20]
+    spec = _OPEN_TYPES.get(sc)
+    if spec is None:
+        return GENERAL
+    name = cstring(raw, _OPEN_NAME_AT, name_len)
+    table = w.table
+    table.now_ns = t[0]
+    entry = table.get(t[4], w.comm(t[10]), t[6], t[7], t[1], t[11])
+    if is_normal_absolute(name):
+        path = name
+        path_text = ""
+    else:
+        path_text = table.resolve(entry, dirfd, from_bytes(name))
+        path = to_bytes(path_text)
+    num = res if res >= 0 else -1
+    is_dir = flags & O_DIRECTORY
+    fd = [
+        _FD_NUM + varint(num),  # never 0 here? 0 is a valid fd: protobuf omits a zero
+        _FD_IS_DIR if is_dir else _FD_IS_FILE,
+        field(_FD_PATH, path) if path else b"",
+        field(_FD_PATH_RAW, name) if name else b"",
+        _FD_FLAGS + varint(flags),
+        _FD_MODE + varint(mode),
+    ]
+    if not num:
+        fd[0] = b""
+    values = {"fd": res, "dirfd": dirfd, "flags": flags, "mode": mode, "resolve": resolve}
+    rest = [field(_FD, b"".join(fd))]
+    for arg in spec[1]:
+        rest.append(w.str_arg(arg, name) if arg == "name" else w.int_arg(arg, values[arg]))
+    if res >= 0:
+        name_text = from_bytes(name)
+        table.set_fd(
+            entry,
+            Fd(
+                res,
+                FdType.DIRECTORY if is_dir else FdType.FILE,
+                path_text if path_text or not path else name_text,
+                name_text,
+                flags,
+                mode,
+            ),
+            bool(flags & O_CLOEXEC),
+        )
+    return w.event(t, entry, spec[0], res, rest)
+
+
+# Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).
+HANDLERS: dict[bytes, tuple[struct.Struct, Handler]] = {
+    struct.pack("<I", layout.MSG_OPEN): (_OPEN, open_event),
+}
