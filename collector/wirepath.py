@@ -40,6 +40,8 @@ Handler = Callable[["WirePath", tuple[Any, ...], bytes], "SharedEvent | None"]
 _E = codec.EVENT
 _ID, _TIMING, _RES, _CPU, _FD, _ARGS = _E["id"], _E["timing"], _E["res"], _E["cpu"], _E["fd"], _E["args"]
 _SOURCE = codec.text(_E["source"], SOURCE_SYSCALL)
+_TIMING_EVENT = codec.TIMING_EVENT
+_SMALL_LEN = [varint(n) for n in range(128)]
 _INCOMPLETE = codec.boolean(_E["proc_incomplete"], True)
 _FD_NUM, _FD_PATH, _FD_PATH_RAW = codec.FD["num"], codec.FD["path"], codec.FD["path_raw"]
 _FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
@@ -68,9 +70,13 @@ class WirePath:
         self.encoder = encoder
         self.incomplete = 0
         self._str_args: dict[tuple[str, bytes], bytes] = {}
+        self.opens: dict[tuple[int, int, int, int, int, int, bytes, bytes], tuple[bytes, bytes, Fd, bool]] = {}
+        self.opens_by_body: dict[bytes, tuple[bytes, bytes, Fd, bool]] = {}
         self._offset = 0
         self._collected = b""
-        self._ident = (b"", b"")
+        self._id_key = _ID
+        self._id_head = self._id_tail = b""
+        self._id_size = 0
 
     def run(self, records: Iterable[bytes], collected_ns: int) -> tuple[list[SharedEvent], int]:
         """The events of ``records`` read at ``collected_ns`` (epoch ns), and the newest one's event time."""
@@ -81,7 +87,9 @@ class WirePath:
         self._offset = d._clock_offset = clock.to_wall(0)
         self._collected = codec.TIMING_COLLECTED + varint_ns(collected_ns) if collected_ns else b""
         i = d.identity
-        self._ident = self.encoder.identity(i.node, i.boot_id, i.producer_id)
+        head, self._id_tail = self.encoder.identity(i.node, i.boot_id, i.producer_id)
+        self._id_head = head + codec.IDENTITY_SEQ
+        self._id_size = len(self._id_head) + len(self._id_tail)
         out: list[SharedEvent] = []
         append = out.append
         handlers = HANDLERS
@@ -128,28 +136,37 @@ class WirePath:
             self._str_args[key] = data
         return data
 
-    def event(self, t: tuple[Any, ...], entry: Any, type_: bytes, res: int, rest: list[bytes]) -> SharedEvent:
-        """Assemble the event of header ``t`` from the parts after ``cpu`` (fd, args) and take the next sequence
-        number; call it last, once nothing can fail any more."""
+    def event(self, t: tuple[Any, ...], entry: Any, comm: str, type_: bytes, res: int, rest: bytes) -> SharedEvent:
+        """Assemble the event of header ``t`` (its thread's ``comm``) from the parts after ``cpu`` (fd, args) and
+        take the next sequence number; call it last, once nothing can fail any more."""
         table = self.table
-        proc = table.view(entry, t[5], self.comm(t[10]), t[12])
-        procs = self.encoder.shared_procs(proc, table.ancestors(entry))
+        procs = self.encoder.shared_procs(table.view(entry, t[5], comm, t[12]), table.ancestors(entry))
         d = self.decoder
         d.seq = seq = d.seq + 1
-        head, tail = self._ident
+        seq_bytes = varint(seq)
         event_ns = t[0] + self._offset
         self._last_ns = event_ns
-        timing = (codec.TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
-        parts = [field(_ID, head + codec.IDENTITY_SEQ + varint(seq) + tail), field(_TIMING, timing), _SOURCE, type_]
-        if res:
-            parts.append(_RES + varint(res))
-        if t[8]:
-            parts.append(_CPU + varint(t[8]))
-        parts += rest
-        if not entry.complete:
-            parts.append(_INCOMPLETE)
-            self.incomplete += 1
-        return b"".join(parts), procs
+        timing = (_TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
+        cpu = t[8]
+        parts = (
+            self._id_key,
+            varint(self._id_size + len(seq_bytes)),
+            self._id_head,
+            seq_bytes,
+            self._id_tail,
+            _TIMING,
+            _SMALL_LEN[len(timing)],  # two int64 fields: at most 22 bytes
+            timing,
+            _SOURCE,
+            type_,
+            _RES + varint(res) if res else b"",
+            _CPU + varint(cpu) if cpu else b"",
+            rest,
+        )
+        if entry.complete:
+            return b"".join(parts), procs
+        self.incomplete += 1
+        return b"".join(parts) + _INCOMPLETE, procs
 
 
 def cstring(raw: bytes, start: int, length: int) -> bytes:
@@ -173,6 +190,7 @@ def is_normal_absolute(path: bytes) -> bool:
 # ---------------------------------------------------------------------------------------------------- opens
 
 _OPEN = joined(layout.OPEN)
+_OPEN_BODY_AT = layout.HDR.size
 _OPEN_NAME_AT = layout.HDR.size + layout.OPEN.size
 # (event type, argument names in Falco's order) per open syscall; "fd" is the result. open_by_handle_at reads
 # /proc for its path and takes the general path.
@@ -186,52 +204,77 @@ _OPEN_TYPES = {sc: (event_type(name), args) for sc, (name, args) in _OPEN_ARGS.i
 
 
 def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | None:
-    """open, openat, openat2, creat: the new fd goes into the process's fd table, the event onto the wire."""
-    res, resolve, sc, dirfd, flags, mode, name_len = t[13:20]
+    """open, openat, openat2, creat: the new fd goes into the process's fd table, the event onto the wire.
+
+    A storm repeats the same open, so its fd and argument fields (and the fd table's Fd, immutable by convention)
+    are built once per distinct open: an open of an absolute, normal path means the same in every process and is
+    found by its record body alone; a relative one is found once its path is resolved."""
+    table = w.table
+    body = raw[_OPEN_BODY_AT:]
+    hit = w.opens_by_body.get(body)
+    if hit is None:
+        res, resolve, sc, dirfd, flags, mode, name_len = t[13:20]
+        name = cstring(raw, _OPEN_NAME_AT, name_len)  # before any table change: a bad record changes nothing
+        table.now_ns = t[0]
+        comm = w.comm(t[10])
+        entry = table.get(t[4], comm, t[6], t[7], t[1], t[11])
+        if is_normal_absolute(name):
+            hit = _open_parts(res, resolve, sc, dirfd, flags, mode, name, name, w)
+            if hit is None:
+                return GENERAL
+            if len(w.opens_by_body) >= _OPEN_CACHE:
+                w.opens_by_body.clear()
+            w.opens_by_body[body] = hit
+        else:
+            path = to_bytes(table.resolve(entry, dirfd, from_bytes(name)))
+            key = (res, resolve, sc, dirfd, flags, mode, name, path)
+            hit = w.opens.get(key)
+            if hit is None:
+                hit = _open_parts(res, resolve, sc, dirfd, flags, mode, name, path, w)
+                if hit is None:
+                    return GENERAL
+                if len(w.opens) >= _OPEN_CACHE:
+                    w.opens.clear()
+                w.opens[key] = hit
+    else:
+        table.now_ns = t[0]
+        comm = w.comm(t[10])
+        entry = table.get(t[4], comm, t[6], t[7], t[1], t[11])
+    res = t[13]
+    if res >= 0:
+        table.set_fd(entry, hit[2], hit[3])
+    return w.event(t, entry, comm, hit[0], res, hit[1])
+
+
+def _open_parts(
+    res: int, resolve: int, sc: int, dirfd: int, flags: int, mode: int, name: bytes, path: bytes, w: WirePath
+) -> tuple[bytes, bytes, Fd, bool] | None:
+    """(type field, fd and args fields, the fd table's Fd, close-on-exec) of one distinct open; None for the
+    general path."""
     spec = _OPEN_TYPES.get(sc)
     if spec is None:
-        return GENERAL
-    name = cstring(raw, _OPEN_NAME_AT, name_len)
-    table = w.table
-    table.now_ns = t[0]
-    entry = table.get(t[4], w.comm(t[10]), t[6], t[7], t[1], t[11])
-    if is_normal_absolute(name):
-        path = name
-        path_text = ""
-    else:
-        path_text = table.resolve(entry, dirfd, from_bytes(name))
-        path = to_bytes(path_text)
+        return None
     num = res if res >= 0 else -1
-    is_dir = flags & O_DIRECTORY
-    fd = [
-        _FD_NUM + varint(num),  # never 0 here? 0 is a valid fd: protobuf omits a zero
-        _FD_IS_DIR if is_dir else _FD_IS_FILE,
-        field(_FD_PATH, path) if path else b"",
-        field(_FD_PATH_RAW, name) if name else b"",
-        _FD_FLAGS + varint(flags),
-        _FD_MODE + varint(mode),
-    ]
-    if not num:
-        fd[0] = b""
-    values = {"fd": res, "dirfd": dirfd, "flags": flags, "mode": mode, "resolve": resolve}
-    rest = [field(_FD, b"".join(fd))]
-    for arg in spec[1]:
-        rest.append(w.str_arg(arg, name) if arg == "name" else w.int_arg(arg, values[arg]))
-    if res >= 0:
-        name_text = from_bytes(name)
-        table.set_fd(
-            entry,
-            Fd(
-                res,
-                FdType.DIRECTORY if is_dir else FdType.FILE,
-                path_text if path_text or not path else name_text,
-                name_text,
-                flags,
-                mode,
-            ),
-            bool(flags & O_CLOEXEC),
+    fd_type = FdType.DIRECTORY if flags & O_DIRECTORY else FdType.FILE
+    fd = b"".join(
+        (
+            _FD_NUM + varint(num) if num else b"",
+            _FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE,
+            field(_FD_PATH, path) if path else b"",
+            field(_FD_PATH_RAW, name) if name else b"",
+            _FD_FLAGS + varint(flags),
+            _FD_MODE + varint(mode),
         )
-    return w.event(t, entry, spec[0], res, rest)
+    )
+    values = {"fd": res, "dirfd": dirfd, "flags": flags, "mode": mode, "resolve": resolve}
+    parts = [field(_FD, fd)]
+    for arg in spec[1]:
+        parts.append(w.str_arg(arg, name) if arg == "name" else w.int_arg(arg, values[arg]))
+    model = Fd(num, fd_type, from_bytes(path), from_bytes(name), flags, mode)
+    return spec[0], b"".join(parts), model, bool(flags & O_CLOEXEC)
+
+
+_OPEN_CACHE = 4096
 
 
 # Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).

@@ -32,10 +32,14 @@ _SMALL = [bytes([i]) for i in range(128)]
 
 def varint(n: int) -> bytes:
     """Protobuf base-128 varint; int64 negatives travel as ten-byte two's complement."""
-    if n < 0:
-        n += 1 << 64
     if n < 0x80:
-        return _SMALL[n]
+        if n >= 0:
+            return _SMALL[n]
+        n += 1 << 64
+    elif n < 0x4000:  # the common sizes unrolled: lengths, fds, sequence numbers
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    elif n < 0x200000:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
