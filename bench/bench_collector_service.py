@@ -15,6 +15,7 @@ import cProfile
 import os
 import pstats
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -27,11 +28,8 @@ from lanner import codec
 from lanner.v1 import event_pb2
 
 async def main(port):
-    events = 0
     async def push(requests, context):
-        nonlocal events
         async for data in requests:
-            events += codec.frame_size(data)
             seq = codec.read_varint(data, 1)[0] if data[:1] == b"\x08" else 0
             yield event_pb2.BatchAck(batch_seq=seq, accepted=0)
     handler = grpc.stream_stream_rpc_method_handler(
@@ -59,6 +57,10 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+def _sys() -> float:
+    return os.times().system
+
+
 async def _measure(args: Any, load_src: str) -> int:
     from collector.service import CollectorService, event_size, make_batch, open_enricher_stream
     from collector.source import BpfProbe, KernelSource
@@ -69,6 +71,8 @@ async def _measure(args: Any, load_src: str) -> int:
     assert sink.stdout is not None
     sink.stdout.readline()
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))
+    if args.per_poll:
+        src.max_per_poll = args.per_poll
     src.start()
     sender: BatchSender[Any] = BatchSender(
         "collector",
@@ -87,6 +91,7 @@ async def _measure(args: Any, load_src: str) -> int:
     total = args.rounds * 2 * args.round_seconds + 2
     load = subprocess.Popen([sys.executable, "-c", load_src, str(args.rate), str(total)], stdout=subprocess.PIPE)
     results: dict[str, list[tuple[float, int]]] = {"general": [], "direct": []}
+    system = {"general": 0.0, "direct": 0.0}
     profile = cProfile.Profile() if args.profile else None
     try:
         await asyncio.sleep(1.0)  # warm up: the first records, the process table's first look at the load
@@ -94,13 +99,14 @@ async def _measure(args: Any, load_src: str) -> int:
             for mode in ("general", "direct"):
                 tracked.wire = src if mode == "direct" else None
                 await asyncio.sleep(0.2)  # let the previous round's queue move
-                cpu0, ev0 = _cpu(), service.events
+                cpu0, ev0, sys0 = _cpu(), service.events, _sys()
                 if profile is not None and mode == "direct":
                     profile.enable()
                 await asyncio.sleep(args.round_seconds)
                 if profile is not None:
                     profile.disable()
                 results[mode].append((_cpu() - cpu0, service.events - ev0))
+                system[mode] += _sys() - sys0
     finally:
         load.wait()
         for t in tasks:
@@ -118,7 +124,8 @@ async def _measure(args: Any, load_src: str) -> int:
         per = [r[0] / r[1] * 1e6 for r in rows if r[1]]
         figures[mode] = cpu / max(events, 1) * 1e6
         print(
-            f"{mode:8s} path: {figures[mode]:6.2f} us CPU/event over {events:,} events "
+            f"{mode:8s} path: {figures[mode]:6.2f} us CPU/event (median round {statistics.median(per or [0]):.2f}) "
+            f"({system[mode] / max(cpu, 1e-9):.0%} of it in the kernel) over {events:,} events "
             f"({events / (args.rounds * args.round_seconds):,.0f} events/s; per round "
             f"{', '.join(f'{p:.2f}' for p in per)})"
         )

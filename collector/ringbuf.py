@@ -50,27 +50,38 @@ class MappedRingBuffer:
         return int(_POSITION.unpack_from(self._producer, 0)[0] - _POSITION.unpack_from(self._consumer, 0)[0])
 
     def read(self, max_records: int = 1 << 20) -> list[bytes]:
-        """Copy out every committed record (up to ``max_records``) and release their space to the producer."""
+        """Copy out every committed record (up to ``max_records``) and release their space to the producer.
+
+        Two passes: the headers are walked in the shared memory up to the first record still being written, then
+        that whole committed stretch is copied in one go (the data pages are mapped twice in a row, so it is
+        contiguous even across the wrap) and the records are cut from the copy. Copying only what was seen
+        committed keeps the copy's order of bytes irrelevant; cutting from one bytes object is cheaper than a
+        memoryview slice and copy per record."""
         consumer = _POSITION.unpack_from(self._consumer, 0)[0]
         producer = _POSITION.unpack_from(self._producer, 0)[0]
         if consumer >= producer:
             return []
         data = self._data
-        mask = self._mask
         unpack = _HEADER.unpack_from
-        out: list[bytes] = []
-        append = out.append
-        while consumer < producer and len(out) < max_records:
-            offset = consumer & mask
+        start = consumer & self._mask
+        offset = start
+        end = start + (producer - consumer)
+        spans: list[int] = []  # start, size of each record kept, relative to ``start``
+        append = spans.append
+        left = max_records
+        while offset < end and left:
             (length,) = unpack(data, offset)
             if length & BUSY_BIT:
                 break  # reserved but not yet committed: the records behind it wait for the next drain
             size = length & LENGTH_MASK
             if not length & DISCARD_BIT:
-                start = offset + HEADER_SIZE
-                append(data[start : start + size].tobytes())
-            consumer += (size + HEADER_SIZE + 7) & ~7
-        _POSITION.pack_into(self._consumer, 0, consumer)
+                append(offset + HEADER_SIZE - start)
+                append(size)
+                left -= 1
+            offset += (size + HEADER_SIZE + 7) & ~7
+        chunk = data[start:offset].tobytes()
+        out = [chunk[spans[i] : spans[i] + spans[i + 1]] for i in range(0, len(spans), 2)]
+        _POSITION.pack_into(self._consumer, 0, consumer + (offset - start))
         return out
 
     def close(self) -> None:
