@@ -71,8 +71,6 @@ async def _measure(args: Any, load_src: str) -> int:
     assert sink.stdout is not None
     sink.stdout.readline()
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))
-    if args.per_poll:
-        src.max_per_poll = args.per_poll
     src.start()
     sender: BatchSender[Any] = BatchSender(
         "collector",
@@ -87,11 +85,25 @@ async def _measure(args: Any, load_src: str) -> int:
     )
     service = CollectorService([src], sender, drop_alert_interval_s=0)
     tracked = service.sources[0]
+    if args.per_poll:  # the service sets one sender batch; this overrides it, to compare
+        src.max_per_poll = args.per_poll
+    pump_cpu = [0.0]
+    pump = service.pump
+
+    def timed_pump() -> int:
+        t = time.thread_time()
+        try:
+            return pump()
+        finally:
+            pump_cpu[0] += time.thread_time() - t
+
+    service.pump = timed_pump  # type: ignore[method-assign]
     tasks = [asyncio.create_task(sender.run()), asyncio.create_task(service.run())]
     total = args.rounds * 2 * args.round_seconds + 2
     load = subprocess.Popen([sys.executable, "-c", load_src, str(args.rate), str(total)], stdout=subprocess.PIPE)
     results: dict[str, list[tuple[float, int]]] = {"general": [], "direct": []}
     system = {"general": 0.0, "direct": 0.0}
+    pumped = {"general": 0.0, "direct": 0.0}
     profile = cProfile.Profile() if args.profile else None
     try:
         await asyncio.sleep(1.0)  # warm up: the first records, the process table's first look at the load
@@ -99,7 +111,7 @@ async def _measure(args: Any, load_src: str) -> int:
             for mode in ("general", "direct"):
                 tracked.wire = src if mode == "direct" else None
                 await asyncio.sleep(0.2)  # let the previous round's queue move
-                cpu0, ev0, sys0 = _cpu(), service.events, _sys()
+                cpu0, ev0, sys0, pump0 = _cpu(), service.events, _sys(), pump_cpu[0]
                 if profile is not None and mode == "direct":
                     profile.enable()
                 await asyncio.sleep(args.round_seconds)
@@ -107,6 +119,7 @@ async def _measure(args: Any, load_src: str) -> int:
                     profile.disable()
                 results[mode].append((_cpu() - cpu0, service.events - ev0))
                 system[mode] += _sys() - sys0
+                pumped[mode] += pump_cpu[0] - pump0
     finally:
         load.wait()
         for t in tasks:
@@ -128,6 +141,13 @@ async def _measure(args: Any, load_src: str) -> int:
             f"({system[mode] / max(cpu, 1e-9):.0%} of it in the kernel) over {events:,} events "
             f"({events / (args.rounds * args.round_seconds):,.0f} events/s; per round "
             f"{', '.join(f'{p:.2f}' for p in per)})"
+        )
+    for mode in results:
+        events = sum(r[1] for r in results[mode])
+        rest = sum(r[0] for r in results[mode]) - pumped[mode]
+        print(
+            f"{mode:8s} path: poll (ring read, records to wire, queue) {pumped[mode] / max(events, 1) * 1e6:.2f} "
+            f"us/event; the rest (sender, gRPC, event loop) {rest / max(events, 1) * 1e6:.2f} us/event"
         )
     if profile is not None:
         print("profile of the direct rounds (figures above include the profiler's overhead):")

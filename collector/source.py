@@ -62,6 +62,9 @@ class EventSource(Protocol):
 class WireSource(Protocol):
     """A source that can hand over its events already serialized (``collector.wirepath``)."""
 
+    # Records taken per poll; the service sets it to what its sender writes per turn of the event loop.
+    max_per_poll: int
+
     def poll_wire(self, encoder: EventEncoder) -> tuple[list[SharedEvent], int]:
         """Events available now as shared-table wire events, and the newest one's event time (epoch ns)."""
 
