@@ -75,6 +75,7 @@ class WirePath:
         self._offset = 0
         self._collected = b""
         self._id_key = _ID
+        self._thread: tuple[bytes, Any, tuple[bytes, ...]] | None = None
         self._id_head = self._id_tail = b""
         self._id_size = 0
 
@@ -90,6 +91,7 @@ class WirePath:
         head, self._id_tail = self.encoder.identity(i.node, i.boot_id, i.producer_id)
         self._id_head = head + codec.IDENTITY_SEQ
         self._id_size = len(self._id_head) + len(self._id_tail)
+        self._thread = None  # the table may have changed since the last run (a sweep, a spec)
         out: list[SharedEvent] = []
         append = out.append
         handlers = HANDLERS
@@ -104,6 +106,7 @@ class WirePath:
                 except Exception:
                     ev = GENERAL  # the general path decodes it again and counts and logs what is wrong
             if ev is GENERAL:
+                self._thread = None  # any other record may change the tables
                 model = d.decode(raw)
                 if model is None:
                     continue
@@ -117,9 +120,26 @@ class WirePath:
 
     _last_ns = 0
 
-    def comm(self, raw: bytes) -> str:
-        comm = self.decoder._comms.get(raw)
-        return comm if comm is not None else self.decoder._comm(raw)
+    def thread(self, t: tuple[Any, ...], raw: bytes) -> tuple[Any, tuple[bytes, ...]]:
+        """The process-table entry of the record's thread group, after the lookup the decoder does, and the
+        serialized thread and ancestors for the batch's process table.
+
+        Records come in runs from one thread (a process opening file after file). Between two records of a run
+        with the same header facts (cgroup, pid, tid, ids, comm, namespaced ids) nothing can change the answer:
+        the direct path's handlers touch only fds, and any other record resets this one-thread memo."""
+        who = raw[8:16] + raw[24:40] + raw[48:72]  # the header without time, type, size, cpu and flags
+        last = self._thread
+        if last is not None and last[0] == who:
+            return last[1], last[2]
+        d = self.decoder
+        comm = d._comms.get(t[10])
+        if comm is None:
+            comm = d._comm(t[10])
+        table = self.table
+        entry = table.get(t[4], comm, t[6], t[7], t[1], t[11])
+        procs = self.encoder.shared_procs(table.view(entry, t[5], comm, t[12]), table.ancestors(entry))
+        self._thread = (who, entry, procs)
+        return entry, procs
 
     def int_arg(self, name: str, value: int) -> bytes:
         """An integer ``args`` field (cached by the encoder)."""
@@ -136,11 +156,12 @@ class WirePath:
             self._str_args[key] = data
         return data
 
-    def event(self, t: tuple[Any, ...], entry: Any, comm: str, type_: bytes, res: int, rest: bytes) -> SharedEvent:
-        """Assemble the event of header ``t`` (its thread's ``comm``) from the parts after ``cpu`` (fd, args) and
-        take the next sequence number; call it last, once nothing can fail any more."""
-        table = self.table
-        procs = self.encoder.shared_procs(table.view(entry, t[5], comm, t[12]), table.ancestors(entry))
+    def event(
+        self, t: tuple[Any, ...], entry: Any, procs: tuple[bytes, ...], type_: bytes, res: int, rest: bytes
+    ) -> SharedEvent:
+        """Assemble the event of header ``t`` (its thread's entry and processes from ``thread``) from the parts
+        after ``cpu`` (fd, args) and take the next sequence number; call it last, once nothing can fail any
+        more."""
         d = self.decoder
         d.seq = seq = d.seq + 1
         seq_bytes = varint(seq)
@@ -216,8 +237,7 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
         res, resolve, sc, dirfd, flags, mode, name_len = t[13:20]
         name = cstring(raw, _OPEN_NAME_AT, name_len)  # before any table change: a bad record changes nothing
         table.now_ns = t[0]
-        comm = w.comm(t[10])
-        entry = table.get(t[4], comm, t[6], t[7], t[1], t[11])
+        entry, procs = w.thread(t, raw)
         if is_normal_absolute(name):
             hit = _open_parts(res, resolve, sc, dirfd, flags, mode, name, name, w)
             if hit is None:
@@ -238,12 +258,11 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
                 w.opens[key] = hit
     else:
         table.now_ns = t[0]
-        comm = w.comm(t[10])
-        entry = table.get(t[4], comm, t[6], t[7], t[1], t[11])
+        entry, procs = w.thread(t, raw)
     res = t[13]
     if res >= 0:
         table.set_fd(entry, hit[2], hit[3])
-    return w.event(t, entry, comm, hit[0], res, hit[1])
+    return w.event(t, entry, procs, hit[0], res, hit[1])
 
 
 def _open_parts(
