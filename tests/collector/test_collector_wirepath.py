@@ -114,6 +114,10 @@ def corpus() -> list[bytes]:
         raw_open(20, b"/tmp/new", sc=layout.SC_CREAT, mode=0o600, comm="bash", uid=1000, gid=1000),
         raw_open(20, b"", sc=layout.SC_OPEN_BY_HANDLE_AT, dirfd=5, res=8, comm="bash", uid=1000, gid=1000),
         raw_open(20, b"/x", sc=99, comm="bash", uid=1000, gid=1000),  # unknown open syscall
+        # two threads interleaved, record by record
+        raw_open(20, b"/i/1", tid=22, comm="bash", uid=1000, gid=1000),
+        raw_open(20, b"/i/2", comm="bash", uid=1000, gid=1000),
+        raw_open(20, b"/i/3", tid=22, comm="bash", uid=1000, gid=1000),
         # another thread of bash, with its own comm, then the same thread again
         raw_open(20, b"/etc/group", tid=21, comm="worker", uid=1000, gid=1000),
         raw_open(20, b"/etc/group", tid=21, comm="worker", uid=1000, gid=1000, vtid=3),
@@ -131,6 +135,9 @@ def corpus() -> list[bytes]:
         b"\0" * 5,
         # other record types on the general path, in between: the sequence stays one
         rec.fork_record(20, 40),
+        # the same header before and after an exec that changes the process: the one-thread memo must not serve
+        # the old process (the exec goes through the general path, which resets it)
+        raw_open(40, b"/before/exec", comm="cat"),
         rec.exec_record(40, "/usr/bin/cat", ["cat", "/etc/shadow"]),
         raw_open(40, b"/etc/shadow", comm="cat"),
         rec.sock_record(
