@@ -20,6 +20,7 @@ See collector/README.md.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -53,6 +54,13 @@ _STR_ARG_CACHE = 4096
 def joined(body: struct.Struct) -> struct.Struct:
     """Header and body as one struct (one unpack per record); the header's fields come first."""
     return struct.Struct(layout.HDR.format + str(body.format).lstrip("<"))
+
+
+def body_index(body: type[ctypes.Structure], name: str) -> int:
+    """Where field ``name`` of a record body sits in the tuple ``joined`` unpacks (``layout.struct_of`` makes one
+    item of each field, arrays included)."""
+    names = [f[0] for f in body._fields_]
+    return len(layout.Hdr._fields_) + names.index(name)
 
 
 def event_type(name: str) -> bytes:
@@ -296,7 +304,77 @@ def _open_parts(
 _OPEN_CACHE = 4096
 
 
+# ---------------------------------------------------------------------------------------------------- file ops
+
+_FILEOP = joined(layout.FILEOP)
+_FILEOP_AT = layout.HDR.size + layout.FILEOP.size
+_FO = {n: body_index(layout.FileopBody, n) for n in ("res", "sc", "dirfd1", "dirfd2", "flags", "mode")}
+_FO_RES, _FO_SC, _FO_L1 = _FO["res"], _FO["sc"], body_index(layout.FileopBody, "path1_len")
+# Per syscall: the event type and its arguments in Falco's order, each named after the record field it comes
+# from (p1/p2: the two strings). chdir and fchdir move the cwd and take the general path.
+_FILEOP_ARGS: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
+    layout.SC_UNLINK: ("unlink", (("res", "res"), ("path", "p1"))),
+    layout.SC_UNLINKAT: ("unlinkat", (("res", "res"), ("dirfd", "dirfd1"), ("name", "p1"), ("flags", "flags"))),
+    layout.SC_RENAME: ("rename", (("res", "res"), ("oldpath", "p1"), ("newpath", "p2"))),
+    layout.SC_RENAMEAT: (
+        "renameat",
+        (("res", "res"), ("olddirfd", "dirfd1"), ("oldpath", "p1"), ("newdirfd", "dirfd2"), ("newpath", "p2")),
+    ),
+    layout.SC_RENAMEAT2: (
+        "renameat2",
+        (
+            ("res", "res"),
+            ("olddirfd", "dirfd1"),
+            ("oldpath", "p1"),
+            ("newdirfd", "dirfd2"),
+            ("newpath", "p2"),
+            ("flags", "flags"),
+        ),
+    ),
+    layout.SC_MKDIR: ("mkdir", (("res", "res"), ("path", "p1"), ("mode", "mode"))),
+    layout.SC_MKDIRAT: ("mkdirat", (("res", "res"), ("dirfd", "dirfd1"), ("path", "p1"), ("mode", "mode"))),
+    layout.SC_RMDIR: ("rmdir", (("res", "res"), ("path", "p1"))),
+    layout.SC_CHMOD: ("chmod", (("res", "res"), ("filename", "p1"), ("mode", "mode"))),
+    layout.SC_FCHMOD: ("fchmod", (("res", "res"), ("fd", "dirfd1"), ("mode", "mode"))),
+    layout.SC_FCHMODAT: ("fchmodat", (("res", "res"), ("dirfd", "dirfd1"), ("filename", "p1"), ("mode", "mode"))),
+    layout.SC_SYMLINK: ("symlink", (("res", "res"), ("target", "p1"), ("linkpath", "p2"))),
+    layout.SC_SYMLINKAT: (
+        "symlinkat",
+        (("res", "res"), ("target", "p1"), ("linkdirfd", "dirfd2"), ("linkpath", "p2")),
+    ),
+    layout.SC_LINK: ("link", (("res", "res"), ("oldpath", "p1"), ("newpath", "p2"))),
+    layout.SC_LINKAT: (
+        "linkat",
+        (
+            ("res", "res"),
+            ("olddir", "dirfd1"),
+            ("oldpath", "p1"),
+            ("newdir", "dirfd2"),
+            ("newpath", "p2"),
+            ("flags", "flags"),
+        ),
+    ),
+}
+_FILEOP_TYPES = {sc: (event_type(name), args) for sc, (name, args) in _FILEOP_ARGS.items()}
+
+
+def fileop_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | None:
+    """unlink*, rename*, mkdir*, rmdir, chmod*, symlink*, link*: no table changes, arguments only."""
+    spec = _FILEOP_TYPES.get(t[_FO_SC])
+    if spec is None:
+        return GENERAL
+    l1, l2 = t[_FO_L1], t[_FO_L1 + 1]
+    strings = {"p1": cstring(raw, _FILEOP_AT, l1), "p2": cstring(raw, _FILEOP_AT + l1, l2)}
+    w.table.now_ns = t[0]
+    entry, procs = w.thread(t, raw)
+    rest = b"".join(
+        w.str_arg(arg, strings[src]) if src in strings else w.int_arg(arg, t[_FO[src]]) for arg, src in spec[1]
+    )
+    return w.event(t, entry, procs, spec[0], t[_FO_RES], rest)
+
+
 # Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).
 HANDLERS: dict[bytes, tuple[struct.Struct, Handler]] = {
     struct.pack("<I", layout.MSG_OPEN): (_OPEN, open_event),
+    struct.pack("<I", layout.MSG_FILEOP): (_FILEOP, fileop_event),
 }

@@ -89,6 +89,33 @@ def raw_open(
     return rec.hdr(layout.MSG_OPEN, body + tail, pid=pid, **hdr)  # type: ignore[arg-type]
 
 
+def raw_fileop(sc: int, p1: bytes, p2: bytes, *, res: int = 0, dirfd1: int = -100, dirfd2: int = -100) -> bytes:
+    b1 = p1 + b"\0" if p1 else b""
+    b2 = p2 + b"\0" if p2 else b""
+    body = layout.FILEOP.pack(res, sc, dirfd1, dirfd2, 0x200, 0o755, len(b1), len(b2))
+    return rec.hdr(layout.MSG_FILEOP, body + b1 + b2, pid=20, comm="bash", uid=1000, gid=1000)
+
+
+def fileops() -> list[bytes]:
+    """Every file operation, with hostile strings, a failure, and the general path's chdir and unknown ones."""
+    out = []
+    for sc in range(layout.SC_UNLINK, layout.SC_LINKAT + 1):
+        out.append(raw_fileop(sc, b"/tmp/\xff", b"b\xc3(", dirfd1=3))
+        out.append(rec.fileop_record(20, sc, "", "", res=-2, comm="bash"))
+    long_name = "/" + "x" * 4000
+    out += [
+        rec.fileop_record(20, layout.SC_RENAME, long_name, long_name + "2", comm="bash"),
+        rec.fileop_record(20, layout.SC_SYMLINKAT, "t", "l", dirfd2=7, comm="bash"),
+        rec.fileop_record(20, 99, "/x", comm="bash"),
+    ]
+    bad = bytearray(rec.fileop_record(20, layout.SC_RENAME, "/a", "/b", comm="bash"))
+    bad[layout.HDR.size + layout.FILEOP.size - 4 : layout.HDR.size + layout.FILEOP.size - 2] = (900).to_bytes(
+        2, "little"
+    )
+    out.append(bytes(bad))  # path1_len past the record's end
+    return out
+
+
 def corpus() -> list[bytes]:
     long_path = b"/" + b"d/" * 2047 + b"f"  # 4096 bytes
     records = [
@@ -150,6 +177,7 @@ def corpus() -> list[bytes]:
         rec.fileop_record(40, layout.SC_CHDIR, "/var", comm="cat"),
         raw_open(40, b"log", comm="cat", res=9),
         rec.exit_record(40),
+        *fileops(),
         raw_open(40, b"/after/exit", comm="cat"),
     ]
     return records
@@ -170,7 +198,7 @@ def test_direct_path_equals_decode_and_encode(tmp_path: Path) -> None:
     _same(a, b, records)
     # Run it again over the now warm caches and tables.
     _same(a, b, records)
-    assert a.decoder.malformed == 8
+    assert a.decoder.malformed == 10
     batch = event_pb2.EventBatch.FromString(shared_batch_wire(1, b.direct(records[:1]), 0))
     assert batch.events[0].fd.path == b"/etc/passwd"
 
