@@ -30,7 +30,8 @@ from lanner.v1 import event_pb2
 async def main(port):
     async def push(requests, context):
         async for data in requests:
-            seq = codec.read_varint(data, 1)[0] if data[:1] == b"\x08" else 0
+            key = codec.BATCH["batch_seq"]
+            seq = codec.read_varint(data, len(key))[0] if data.startswith(key) else 0
             yield event_pb2.BatchAck(batch_seq=seq, accepted=0)
     handler = grpc.stream_stream_rpc_method_handler(
         push, request_deserializer=lambda b: b, response_serializer=event_pb2.BatchAck.SerializeToString)

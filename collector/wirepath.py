@@ -219,6 +219,7 @@ def is_normal_absolute(path: bytes) -> bool:
 # ---------------------------------------------------------------------------------------------------- opens
 
 _OPEN = joined(layout.OPEN)
+_OPEN_RES = body_index(layout.OpenBody, "res")  # res, resolve, sc, dirfd, flags, mode, name_len follow
 _OPEN_BODY_AT = layout.HDR.size
 _OPEN_NAME_AT = layout.HDR.size + layout.OPEN.size
 # (event type, argument names in Falco's order) per open syscall; "fd" is the result. open_by_handle_at reads
@@ -242,7 +243,7 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
     body = raw[_OPEN_BODY_AT:]
     hit = w.opens_by_body.get(body)
     if hit is None:
-        res, resolve, sc, dirfd, flags, mode, name_len = t[13:20]
+        res, resolve, sc, dirfd, flags, mode, name_len = t[_OPEN_RES : _OPEN_RES + 7]
         name = cstring(raw, _OPEN_NAME_AT, name_len)  # before any table change: a bad record changes nothing
         table.now_ns = t[0]
         entry, procs = w.thread(t, raw)
@@ -267,7 +268,7 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
     else:
         table.now_ns = t[0]
         entry, procs = w.thread(t, raw)
-    res = t[13]
+    res = t[_OPEN_RES]
     if res >= 0:
         table.set_fd(entry, hit[2], hit[3])
     return w.event(t, entry, procs, hit[0], res, hit[1])
