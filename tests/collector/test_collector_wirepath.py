@@ -242,3 +242,46 @@ def test_generated_opens_agree(tmp_path_factory: object, opens: list[tuple[objec
             for pid, name, res, sc, dirfd, flags, mode, tid in opens
         ]
         _same(a, b, records)
+
+
+class _Records:
+    """A record reader over a fixed list (the ring buffer's part of ``BpfProbe``)."""
+
+    def __init__(self, records: list[bytes]) -> None:
+        self.records = records
+
+    def start(self) -> None:
+        pass
+
+    def read(self) -> list[bytes]:
+        out, self.records = self.records, []
+        return out
+
+    def dropped(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_service_takes_kernel_records_through_the_direct_path_one_batch_per_poll() -> None:
+    import os
+
+    from collector.service import CollectorService, make_batch, open_enricher_stream
+    from collector.source import KernelSource
+    from lanner.convert import inline_events
+    from lanner.streaming import BatchSender
+
+    me = os.getpid()
+    records = [raw_open(me, f"/etc/f{i}".encode(), comm="pytest") for i in range(10)]
+    src = KernelSource(_Records(records), identity=Identity("node-a", "boot-1", "prod-1"))
+    sender: BatchSender[SharedEvent] = BatchSender("t", "127.0.0.1:1", open_enricher_stream, make_batch, batch_size=4)
+    service = CollectorService([src], sender)
+    assert src.max_per_poll == 4
+    src.decoder.decode = None  # type: ignore[assignment,method-assign]  # the general path must not be needed
+    assert [service.pump(), service.pump(), service.pump(), service.pump()] == [4, 4, 2, 0]
+    batch = event_pb2.EventBatch.FromString(make_batch(1, list(sender._queue), 0))
+    events = inline_events(batch)
+    assert [e.fd.path for e in events] == [f"/etc/f{i}".encode() for i in range(10)]
+    assert [e.id.seq for e in events] == list(range(1, 11))
+    assert all(e.proc.pid == me and e.type == "openat" for e in events)
