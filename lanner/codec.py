@@ -268,10 +268,10 @@ def shared_batch_wire(seq: int, events: Sequence[SharedEvent], dropped: int) -> 
     suffixes: dict[int, bytes] = {}
     event_key = _BATCH_EVENT
     parts = [_BATCH_SEQ + varint(seq)]
-    append = parts.append
+    extend = parts.extend
     for body, procs in events:
         if not procs:
-            append(event_key + varint(len(body)) + body)
+            extend((event_key, varint(len(body)), body))
             continue
         suffix = suffixes.get(id(procs))
         if suffix is None:
@@ -286,11 +286,12 @@ def shared_batch_wire(seq: int, events: Sequence[SharedEvent], dropped: int) -> 
                 packed = b"".join(varint(r) for r in refs[1:])
                 suffix += _ANCESTOR_REFS + varint(len(packed)) + packed
             suffixes[id(procs)] = suffix
-        append(event_key + varint(len(body) + len(suffix)) + body + suffix)
+        # Pieces, not concatenations: the one join at the end copies each body once.
+        extend((event_key, varint(len(body) + len(suffix)), body, suffix))
     if dropped:
-        append(_BATCH_DROPPED + varint(dropped))
+        parts.append(_BATCH_DROPPED + varint(dropped))
     for proc in index:
-        append(_BATCH_PROCESS + varint(len(proc)) + proc)
+        extend((_BATCH_PROCESS, varint(len(proc)), proc))
     return b"".join(parts)
 
 
