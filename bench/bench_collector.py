@@ -113,6 +113,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="--service: rounds of each path")
     ap.add_argument("--round-seconds", type=float, default=3.0, help="--service: length of one round")
     ap.add_argument("--profile", action="store_true", help="--service: cProfile the direct path's rounds")
+    ap.add_argument("--batch-size", type=int, default=0, help="--service: sender batch size (0: the config's)")
     ap.add_argument("--per-poll", type=int, default=0, help="--service: records per poll (0: the service's choice)")
     args = ap.parse_args()
     if args.service:

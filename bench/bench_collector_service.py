@@ -63,6 +63,7 @@ def _sys() -> float:
 
 
 async def _measure(args: Any, load_src: str) -> int:
+    from collector.config import CollectorConfig
     from collector.service import CollectorService, event_size, make_batch, open_enricher_stream
     from collector.source import BpfProbe, KernelSource
     from lanner.streaming import BatchSender
@@ -73,16 +74,17 @@ async def _measure(args: Any, load_src: str) -> int:
     sink.stdout.readline()
     src = KernelSource(BpfProbe(ring_buffer_pages=args.pages, exclude_self=False))
     src.start()
+    cfg = CollectorConfig()  # the service's own queue and batch settings
     sender: BatchSender[Any] = BatchSender(
         "collector",
         f"127.0.0.1:{port}",
         open_enricher_stream,
         make_batch,
-        max_queue=65536,
-        max_bytes=64 << 20,
+        max_queue=cfg.max_queue,
+        max_bytes=cfg.max_queue_bytes,
         sizeof=event_size,
-        batch_size=256,
-        linger_s=0.005,
+        batch_size=args.batch_size or cfg.batch_size,
+        linger_s=cfg.linger_ms / 1000.0,
     )
     service = CollectorService([src], sender, drop_alert_interval_s=0)
     tracked = service.sources[0]
