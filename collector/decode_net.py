@@ -90,12 +90,7 @@ def decode_socket(d: Decoder, h: Header, raw: bytes) -> Event | None:
     res, _sc, domain, sock_type, protocol = layout.SOCKET.unpack_from(raw, layout.HDR.size)
     table = d.table
     entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
-    fd = Fd(
-        num=res if res >= 0 else -1,
-        type=fd_type_for(domain, sock_type & 0xF),
-        l4proto=l4proto_for(domain, sock_type, protocol),
-        family=domain,
-    )
+    fd = socket_fd(res, domain, sock_type, protocol)
     if res >= 0:
         table.set_fd(entry, fd, bool(sock_type & SOCK_CLOEXEC))
     args = (Arg("fd", res), Arg("domain", domain), Arg("type", sock_type), Arg("proto", protocol))
@@ -111,15 +106,10 @@ def decode_socket(d: Decoder, h: Header, raw: bytes) -> Event | None:
     )
 
 
-def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
-    """connect(2): the fd becomes a client socket to the given server address."""
-    d.body(layout.SOCK.size, raw)
-    res, _sc, fdnum, _flags, addr_len, addr = layout.SOCK.unpack_from(raw, layout.HDR.size)
-    addr_raw = bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)])
+def connect_fd(known: Fd | None, fdnum: int, res: int, addr_raw: bytes) -> Fd:
+    """The fd after connect(2) of ``fdnum`` (``known``: what the table had for it) to ``addr_raw``; shared with
+    the direct path (``collector.wirepath``)."""
     sa = parse_sockaddr(addr_raw)
-    table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
-    known = entry.fds.get(fdnum)
     family = sa.family if sa else (known.family if known and known.family is not None else 0)
     fd = Fd(
         num=fdnum,
@@ -134,6 +124,27 @@ def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
     )
     if known is not None and known.type == FdType.RAW_SOCKET:
         fd = replace(fd, type=FdType.RAW_SOCKET)
+    return fd
+
+
+def socket_fd(res: int, domain: int, sock_type: int, protocol: int) -> Fd:
+    """The fd socket(2) returned (shared with the direct path)."""
+    return Fd(
+        num=res if res >= 0 else -1,
+        type=fd_type_for(domain, sock_type & 0xF),
+        l4proto=l4proto_for(domain, sock_type, protocol),
+        family=domain,
+    )
+
+
+def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
+    """connect(2): the fd becomes a client socket to the given server address."""
+    d.body(layout.SOCK.size, raw)
+    res, _sc, fdnum, _flags, addr_len, addr = layout.SOCK.unpack_from(raw, layout.HDR.size)
+    addr_raw = bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)])
+    table = d.table
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
+    fd = connect_fd(entry.fds.get(fdnum), fdnum, res, addr_raw)
     if fd.connected:
         table.set_fd(entry, fd, fdnum in entry.cloexec)
     args = (Arg("res", res), Arg("fd", fdnum), Arg("addr", addr_raw))

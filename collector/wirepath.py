@@ -12,10 +12,8 @@ compares them over a corpus of records, hostile ones included). Anything a handl
 record it finds malformed, goes through the general path, which also does the counting and logging of bad
 records.
 
-Adding a record type: write a handler ``(WirePath, unpacked tuple, raw record) -> SharedEvent | None`` (return
-``GENERAL`` for cases it leaves to the general path), and register it in ``HANDLERS`` under its message id with a
-struct of header + body (``joined``). The handler must not change any table before it knows it will finish.
-See collector/README.md.
+The handlers, one per record type, and their table ``HANDLERS`` are in ``collector.wire_handlers``; adding a
+record type is described in collector/README.md.
 """
 
 from __future__ import annotations
@@ -27,27 +25,21 @@ from typing import Any
 
 from collector import layout
 from collector.decode import Decoder, MalformedRecord
-from collector.decode_file import O_CLOEXEC, O_DIRECTORY
 from collector.encode import EventEncoder
 from lanner import codec
 from lanner.codec import SharedEvent, field, varint, varint_ns
-from lanner.model import SOURCE_SYSCALL, Fd, FdType
-from lanner.text import from_bytes, to_bytes
+from lanner.model import SOURCE_SYSCALL, Fd
 
 # A handler's answer for a record it leaves to the general path (compared by identity).
 GENERAL: SharedEvent = (b"<general path>", ())
 Handler = Callable[["WirePath", tuple[Any, ...], bytes], "SharedEvent | None"]
 
 _E = codec.EVENT
-_ID, _TIMING, _RES, _CPU, _FD, _ARGS = _E["id"], _E["timing"], _E["res"], _E["cpu"], _E["fd"], _E["args"]
+_ID, _TIMING, _RES, _CPU, _ARGS = _E["id"], _E["timing"], _E["res"], _E["cpu"], _E["args"]
 _SOURCE = codec.text(_E["source"], SOURCE_SYSCALL)
 _TIMING_EVENT = codec.TIMING_EVENT
 _SMALL_LEN = [varint(n) for n in range(128)]
 _INCOMPLETE = codec.boolean(_E["proc_incomplete"], True)
-_FD_NUM, _FD_PATH, _FD_PATH_RAW = codec.FD["num"], codec.FD["path"], codec.FD["path_raw"]
-_FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
-_FD_IS_FILE = codec.FD["type"] + varint(FdType.FILE)
-_FD_IS_DIR = codec.FD["type"] + varint(FdType.DIRECTORY)
 _STR_ARG_CACHE = 4096
 
 
@@ -82,6 +74,9 @@ class WirePath:
         self.opens_by_body: dict[bytes, tuple[bytes, bytes, Fd, bool]] = {}
         self._offset = 0
         self._collected = b""
+        from collector.wire_handlers import HANDLERS  # here: the handlers are built on this module
+
+        self._handlers = HANDLERS
         self._id_key = _ID
         self._thread: tuple[bytes, Any, tuple[bytes, ...]] | None = None
         self._id_head = self._id_tail = b""
@@ -102,7 +97,7 @@ class WirePath:
         self._thread = None  # the table may have changed since the last run (a sweep, a spec)
         out: list[SharedEvent] = []
         append = out.append
-        handlers = HANDLERS
+        handlers = self._handlers
         encode = self.encoder.encode_shared
         newest = 0
         for raw in records:
@@ -214,168 +209,3 @@ def is_normal_absolute(path: bytes) -> bool:
     """Whether ``collector.entry.normalize`` would return ``path`` unchanged (bytes and their surrogateescape text
     agree on every ASCII byte, so the test carries over)."""
     return path[:1] == b"/" and b"/." not in path and b"//" not in path and (len(path) == 1 or path[-1:] != b"/")
-
-
-# ---------------------------------------------------------------------------------------------------- opens
-
-_OPEN = joined(layout.OPEN)
-_OPEN_RES = body_index(layout.OpenBody, "res")  # res, resolve, sc, dirfd, flags, mode, name_len follow
-_OPEN_BODY_AT = layout.HDR.size
-_OPEN_NAME_AT = layout.HDR.size + layout.OPEN.size
-# (event type, argument names in Falco's order) per open syscall; "fd" is the result. open_by_handle_at reads
-# /proc for its path and takes the general path.
-_OPEN_ARGS = {
-    layout.SC_OPEN: ("open", ("fd", "name", "flags", "mode")),
-    layout.SC_OPENAT: ("openat", ("fd", "dirfd", "name", "flags", "mode")),
-    layout.SC_OPENAT2: ("openat2", ("fd", "dirfd", "name", "flags", "mode", "resolve")),
-    layout.SC_CREAT: ("creat", ("fd", "name", "mode")),
-}
-_OPEN_TYPES = {sc: (event_type(name), args) for sc, (name, args) in _OPEN_ARGS.items()}
-
-
-def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | None:
-    """open, openat, openat2, creat: the new fd goes into the process's fd table, the event onto the wire.
-
-    A storm repeats the same open, so its fd and argument fields (and the fd table's Fd, immutable by convention)
-    are built once per distinct open: an open of an absolute, normal path means the same in every process and is
-    found by its record body alone; a relative one is found once its path is resolved."""
-    table = w.table
-    body = raw[_OPEN_BODY_AT:]
-    hit = w.opens_by_body.get(body)
-    if hit is None:
-        res, resolve, sc, dirfd, flags, mode, name_len = t[_OPEN_RES : _OPEN_RES + 7]
-        name = cstring(raw, _OPEN_NAME_AT, name_len)  # before any table change: a bad record changes nothing
-        table.now_ns = t[0]
-        entry, procs = w.thread(t, raw)
-        if is_normal_absolute(name):
-            hit = _open_parts(res, resolve, sc, dirfd, flags, mode, name, name, w)
-            if hit is None:
-                return GENERAL
-            if len(w.opens_by_body) >= _OPEN_CACHE:
-                w.opens_by_body.clear()
-            w.opens_by_body[body] = hit
-        else:
-            path = to_bytes(table.resolve(entry, dirfd, from_bytes(name)))
-            key = (res, resolve, sc, dirfd, flags, mode, name, path)
-            hit = w.opens.get(key)
-            if hit is None:
-                hit = _open_parts(res, resolve, sc, dirfd, flags, mode, name, path, w)
-                if hit is None:
-                    return GENERAL
-                if len(w.opens) >= _OPEN_CACHE:
-                    w.opens.clear()
-                w.opens[key] = hit
-    else:
-        table.now_ns = t[0]
-        entry, procs = w.thread(t, raw)
-    res = t[_OPEN_RES]
-    if res >= 0:
-        table.set_fd(entry, hit[2], hit[3])
-    return w.event(t, entry, procs, hit[0], res, hit[1])
-
-
-def _open_parts(
-    res: int, resolve: int, sc: int, dirfd: int, flags: int, mode: int, name: bytes, path: bytes, w: WirePath
-) -> tuple[bytes, bytes, Fd, bool] | None:
-    """(type field, fd and args fields, the fd table's Fd, close-on-exec) of one distinct open; None for the
-    general path."""
-    spec = _OPEN_TYPES.get(sc)
-    if spec is None:
-        return None
-    num = res if res >= 0 else -1
-    fd_type = FdType.DIRECTORY if flags & O_DIRECTORY else FdType.FILE
-    fd = b"".join(
-        (
-            _FD_NUM + varint(num) if num else b"",
-            _FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE,
-            field(_FD_PATH, path) if path else b"",
-            field(_FD_PATH_RAW, name) if name else b"",
-            _FD_FLAGS + varint(flags),
-            _FD_MODE + varint(mode),
-        )
-    )
-    values = {"fd": res, "dirfd": dirfd, "flags": flags, "mode": mode, "resolve": resolve}
-    parts = [field(_FD, fd)]
-    for arg in spec[1]:
-        parts.append(w.str_arg(arg, name) if arg == "name" else w.int_arg(arg, values[arg]))
-    model = Fd(num, fd_type, from_bytes(path), from_bytes(name), flags, mode)
-    return spec[0], b"".join(parts), model, bool(flags & O_CLOEXEC)
-
-
-_OPEN_CACHE = 4096
-
-
-# ---------------------------------------------------------------------------------------------------- file ops
-
-_FILEOP = joined(layout.FILEOP)
-_FILEOP_AT = layout.HDR.size + layout.FILEOP.size
-_FO = {n: body_index(layout.FileopBody, n) for n in ("res", "sc", "dirfd1", "dirfd2", "flags", "mode")}
-_FO_RES, _FO_SC, _FO_L1 = _FO["res"], _FO["sc"], body_index(layout.FileopBody, "path1_len")
-# Per syscall: the event type and its arguments in Falco's order, each named after the record field it comes
-# from (p1/p2: the two strings). chdir and fchdir move the cwd and take the general path.
-_FILEOP_ARGS: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
-    layout.SC_UNLINK: ("unlink", (("res", "res"), ("path", "p1"))),
-    layout.SC_UNLINKAT: ("unlinkat", (("res", "res"), ("dirfd", "dirfd1"), ("name", "p1"), ("flags", "flags"))),
-    layout.SC_RENAME: ("rename", (("res", "res"), ("oldpath", "p1"), ("newpath", "p2"))),
-    layout.SC_RENAMEAT: (
-        "renameat",
-        (("res", "res"), ("olddirfd", "dirfd1"), ("oldpath", "p1"), ("newdirfd", "dirfd2"), ("newpath", "p2")),
-    ),
-    layout.SC_RENAMEAT2: (
-        "renameat2",
-        (
-            ("res", "res"),
-            ("olddirfd", "dirfd1"),
-            ("oldpath", "p1"),
-            ("newdirfd", "dirfd2"),
-            ("newpath", "p2"),
-            ("flags", "flags"),
-        ),
-    ),
-    layout.SC_MKDIR: ("mkdir", (("res", "res"), ("path", "p1"), ("mode", "mode"))),
-    layout.SC_MKDIRAT: ("mkdirat", (("res", "res"), ("dirfd", "dirfd1"), ("path", "p1"), ("mode", "mode"))),
-    layout.SC_RMDIR: ("rmdir", (("res", "res"), ("path", "p1"))),
-    layout.SC_CHMOD: ("chmod", (("res", "res"), ("filename", "p1"), ("mode", "mode"))),
-    layout.SC_FCHMOD: ("fchmod", (("res", "res"), ("fd", "dirfd1"), ("mode", "mode"))),
-    layout.SC_FCHMODAT: ("fchmodat", (("res", "res"), ("dirfd", "dirfd1"), ("filename", "p1"), ("mode", "mode"))),
-    layout.SC_SYMLINK: ("symlink", (("res", "res"), ("target", "p1"), ("linkpath", "p2"))),
-    layout.SC_SYMLINKAT: (
-        "symlinkat",
-        (("res", "res"), ("target", "p1"), ("linkdirfd", "dirfd2"), ("linkpath", "p2")),
-    ),
-    layout.SC_LINK: ("link", (("res", "res"), ("oldpath", "p1"), ("newpath", "p2"))),
-    layout.SC_LINKAT: (
-        "linkat",
-        (
-            ("res", "res"),
-            ("olddir", "dirfd1"),
-            ("oldpath", "p1"),
-            ("newdir", "dirfd2"),
-            ("newpath", "p2"),
-            ("flags", "flags"),
-        ),
-    ),
-}
-_FILEOP_TYPES = {sc: (event_type(name), args) for sc, (name, args) in _FILEOP_ARGS.items()}
-
-
-def fileop_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | None:
-    """unlink*, rename*, mkdir*, rmdir, chmod*, symlink*, link*: no table changes, arguments only."""
-    spec = _FILEOP_TYPES.get(t[_FO_SC])
-    if spec is None:
-        return GENERAL
-    l1, l2 = t[_FO_L1], t[_FO_L1 + 1]
-    strings = {"p1": cstring(raw, _FILEOP_AT, l1), "p2": cstring(raw, _FILEOP_AT + l1, l2)}
-    w.table.now_ns = t[0]
-    entry, procs = w.thread(t, raw)
-    rest = b"".join(
-        w.str_arg(arg, strings[src]) if src in strings else w.int_arg(arg, t[_FO[src]]) for arg, src in spec[1]
-    )
-    return w.event(t, entry, procs, spec[0], t[_FO_RES], rest)
-
-
-# Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).
-HANDLERS: dict[bytes, tuple[struct.Struct, Handler]] = {
-    struct.pack("<I", layout.MSG_OPEN): (_OPEN, open_event),
-    struct.pack("<I", layout.MSG_FILEOP): (_FILEOP, fileop_event),
-}

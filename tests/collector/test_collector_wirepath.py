@@ -116,6 +116,35 @@ def fileops() -> list[bytes]:
     return out
 
 
+def network() -> list[bytes]:
+    """Sockets of each kind, then connects to them and to unknown fds, with every address shape."""
+    inet = struct.pack("<HH", socket.AF_INET, socket.htons(443)) + socket.inet_aton("10.1.2.3") + b"\0" * 8
+    inet6 = struct.pack("<HHI", socket.AF_INET6, socket.htons(53), 0) + socket.inet_pton(socket.AF_INET6, "::1")
+    out = [
+        rec.socket_record(20, 5, socket.AF_INET, socket.SOCK_STREAM | 0o2000000, 6),
+        rec.socket_record(20, 6, socket.AF_INET6, socket.SOCK_DGRAM, 17),
+        rec.socket_record(20, 7, socket.AF_INET, socket.SOCK_RAW, 1),
+        rec.socket_record(20, 8, socket.AF_UNIX, socket.SOCK_STREAM, 0),
+        rec.socket_record(20, 9, 16, socket.SOCK_RAW, 0),
+        rec.socket_record(20, -97, 99, 1, 0),
+    ]
+    for fd, addr, res in [
+        (5, inet, 0),
+        (6, inet6 + b"\0" * 4, -115),
+        (7, inet, 0),
+        (8, struct.pack("<H", socket.AF_UNIX) + b"/run/\xffx.sock\0", 0),
+        (8, struct.pack("<H", socket.AF_UNIX) + b"\0abstract", -111),
+        (9, b"\x10", 0),
+        (33, struct.pack("<H", 77) + b"zz", 0),
+        (34, b"", -9),
+    ]:
+        out.append(rec.sock_record(layout.MSG_CONNECT, 20, fd, addr, res=res))
+    big = bytearray(rec.sock_record(layout.MSG_CONNECT, 20, 5, inet))
+    struct.pack_into("<I", big, layout.HDR.size + 20, 5000)  # addr_len beyond the record's buffer
+    out.append(bytes(big))
+    return out
+
+
 def corpus() -> list[bytes]:
     long_path = b"/" + b"d/" * 2047 + b"f"  # 4096 bytes
     records = [
@@ -178,6 +207,7 @@ def corpus() -> list[bytes]:
         raw_open(40, b"log", comm="cat", res=9),
         rec.exit_record(40),
         *fileops(),
+        *network(),
         raw_open(40, b"/after/exit", comm="cat"),
     ]
     return records
