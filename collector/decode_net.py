@@ -160,16 +160,12 @@ def decode_connect(d: Decoder, h: Header, raw: bytes) -> Event | None:
     )
 
 
-def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
-    """accept/accept4: the new fd is the server side of a connection from the peer address."""
-    d.body(layout.SOCK.size, raw)
-    res, sc, listen_fd, flags, addr_len, addr = layout.SOCK.unpack_from(raw, layout.HDR.size)
-    sa = parse_sockaddr(bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)]))
-    table = d.table
-    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
-    lst = entry.fds.get(listen_fd)
+def accept_fd(lst: Fd | None, res: int, addr_raw: bytes) -> Fd:
+    """The fd accept(2) returned (``res``), from the listening fd ``lst`` and the peer address (shared with the
+    direct path)."""
+    sa = parse_sockaddr(addr_raw)
     family = sa.family if sa else (lst.family if lst and lst.family is not None else 0)
-    fd = Fd(
+    return Fd(
         num=res if res >= 0 else -1,
         type=fd_type_for(family),
         family=family,
@@ -184,6 +180,15 @@ def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
         is_server=True,
         connected=res >= 0,
     )
+
+
+def decode_accept(d: Decoder, h: Header, raw: bytes) -> Event | None:
+    """accept/accept4: the new fd is the server side of a connection from the peer address."""
+    d.body(layout.SOCK.size, raw)
+    res, sc, listen_fd, flags, addr_len, addr = layout.SOCK.unpack_from(raw, layout.HDR.size)
+    table = d.table
+    entry = table.get(h.pid, h.comm, h.uid, h.gid, h.cgroup_id, h.vpid)
+    fd = accept_fd(entry.fds.get(listen_fd), res, bytes(addr[: min(addr_len, layout.SOCKADDR_MAX)]))
     if res >= 0:
         table.set_fd(entry, fd, bool(flags & SOCK_CLOEXEC))
     args: tuple[Arg, ...] = (Arg("fd", res),)

@@ -10,7 +10,7 @@ from typing import Any
 
 from collector import layout
 from collector.decode_file import O_CLOEXEC, O_DIRECTORY
-from collector.decode_net import SOCK_CLOEXEC, connect_fd, socket_fd
+from collector.decode_net import SOCK_CLOEXEC, accept_fd, connect_fd, socket_fd
 from collector.wirepath import (
     GENERAL,
     Handler,
@@ -238,10 +238,30 @@ def connect_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | 
     return w.event(t, entry, procs, _CONNECT_TYPE, res, rest)
 
 
+_ACCEPT_TYPES = {layout.SC_ACCEPT: event_type("accept"), layout.SC_ACCEPT4: event_type("accept4")}
+
+
+def accept_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | None:
+    """accept/accept4: the new fd is the server side of a connection from the peer address."""
+    res, sc, listen_fd, flags, addr_len, addr = t[_SO_RES : _SO_RES + 6]
+    table = w.table
+    table.now_ns = t[0]
+    entry, procs = w.thread(t, raw)
+    fd = accept_fd(entry.fds.get(listen_fd), res, addr[: min(addr_len, layout.SOCKADDR_MAX)])
+    if res >= 0:
+        table.set_fd(entry, fd, bool(flags & SOCK_CLOEXEC))
+    accept4 = sc == layout.SC_ACCEPT4
+    rest = b"".join(
+        (field(_FD, codec.fd_bytes(fd)), w.int_arg("fd", res), w.int_arg("flags", flags) if accept4 else b"")
+    )
+    return w.event(t, entry, procs, _ACCEPT_TYPES[layout.SC_ACCEPT4 if accept4 else layout.SC_ACCEPT], res, rest)
+
+
 # Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).
 HANDLERS: dict[bytes, tuple[struct.Struct, Handler]] = {
     struct.pack("<I", layout.MSG_OPEN): (_OPEN, open_event),
     struct.pack("<I", layout.MSG_FILEOP): (_FILEOP, fileop_event),
     struct.pack("<I", layout.MSG_SOCKET): (_SOCKET, socket_event),
     struct.pack("<I", layout.MSG_CONNECT): (_SOCK, connect_event),
+    struct.pack("<I", layout.MSG_ACCEPT): (_SOCK, accept_event),
 }

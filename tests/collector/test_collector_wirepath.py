@@ -139,6 +139,14 @@ def network() -> list[bytes]:
         (34, b"", -9),
     ]:
         out.append(rec.sock_record(layout.MSG_CONNECT, 20, fd, addr, res=res))
+    for lfd, addr, res, sc in [
+        (5, inet, 11, layout.SC_ACCEPT),
+        (5, inet6, 12, layout.SC_ACCEPT4),
+        (8, struct.pack("<H", socket.AF_UNIX) + b"\0", 13, layout.SC_ACCEPT4),
+        (40, b"", 14, layout.SC_ACCEPT),
+        (5, inet, -11, layout.SC_ACCEPT4),
+    ]:
+        out.append(rec.sock_record(layout.MSG_ACCEPT, 20, lfd, addr, res=res, sc=sc, flags=0o2000000 | 0o4000))
     big = bytearray(rec.sock_record(layout.MSG_CONNECT, 20, 5, inet))
     struct.pack_into("<I", big, layout.HDR.size + 20, 5000)  # addr_len beyond the record's buffer
     out.append(bytes(big))
