@@ -157,25 +157,9 @@ def test_batches_parse_as_protobuf_does(events: list[bytes], seq: int, dropped: 
     )
 
 
-def test_event_view_mirrors_event() -> None:
-    """EventView is Event with its nested messages left as bytes: same names, numbers and repetition; scalars
-    keep their types, a message becomes bytes (the singular ``fd`` as optional bytes, so its presence still
-    shows)."""
-    event = event_pb2.Event.DESCRIPTOR
-    view = event_pb2.EventView.DESCRIPTOR
-    assert [(f.name, f.number) for f in view.fields] == [(f.name, f.number) for f in event.fields]
-    for f in event.fields:
-        v = view.fields_by_name[f.name]
-        assert v.is_repeated == f.is_repeated, f.name
-        if f.message_type is None or f.name in ("id", "timing"):
-            assert (v.type, v.message_type and v.message_type.full_name) == (
-                f.type,
-                f.message_type and f.message_type.full_name,
-            ), f.name
-            assert v.has_presence == f.has_presence, f.name
-        else:
-            assert v.type == FieldDescriptor.TYPE_BYTES, f.name
-    assert view.fields_by_name["fd"].has_presence
+def test_event_batch_frame_mirrors_event_batch() -> None:
+    """The enricher and rule engine read a batch as ``EventBatchFrame``, the codec writes ``EventBatch``: same
+    fields by name, number and repetition (EventView against Event: tests/ruleengine/test_lazy_event.py)."""
     batch = event_pb2.EventBatch.DESCRIPTOR
     frame = event_pb2.EventBatchFrame.DESCRIPTOR
     assert [(f.name, f.number, f.is_repeated) for f in frame.fields] == [
