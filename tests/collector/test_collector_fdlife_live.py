@@ -199,7 +199,7 @@ CLOSE_RULES = (
 )
 
 MODULES = """
-    import ctypes, os
+    import ctypes, os, time
     print(os.getpid())
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open("/etc/hostname", os.O_RDONLY)
@@ -207,7 +207,8 @@ MODULES = """
     e1 = ctypes.get_errno()
     r2 = libc.syscall(313, fd, b"lanner=2", 0)
     e2 = ctypes.get_errno()
-    print(r1 if r1 == 0 else -e1, r2 if r2 == 0 else -e2, fd)
+    print(r1 if r1 == 0 else -e1, r2 if r2 == 0 else -e2, fd, flush=True)
+    time.sleep(1)  # the kernel filter dropped the open: the fd's name comes from /proc while the process lives
 """
 
 
