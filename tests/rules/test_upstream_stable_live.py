@@ -2,7 +2,7 @@
 """Falco's stable rules against the real kernel: each case performs the behaviour a rule describes, on the host or in
 a real Docker container, collects it with the eBPF source, enriches it from Docker and checks the rule fires.
 
-Rules that cannot fire on this machine are listed in the btf helper's note (shared/../notes) with the reason.
+Stable rules with no live case here, and why, are listed in the syscalls helper's note (notes/syscalls.md).
 """
 
 from __future__ import annotations
@@ -330,3 +330,30 @@ def test_system_user_running_an_interactive_program_alerts(
     found = alerts(engine, [e for e in events if e.proc.pid == p.pid], lambda e: True)
     assert "System user interactive" in [n for n, _ in found], found
     assert "user=daemon" in dict(found)["System user interactive"]
+
+
+@pytest.fixture
+def public_looking_address() -> Iterator[str]:
+    """An address outside loopback and RFC 1918 that this machine answers itself: the rule wants an outbound
+    connection to such a peer, and this host has no route to a real public one. 198.51.100.0/24 is TEST-NET-2
+    (documentation only), added to lo for the test."""
+    addr = "198.51.100.77"
+    subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True, capture_output=True, timeout=30)
+    try:
+        yield addr
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "lo"], capture_output=True, timeout=30)
+
+
+def test_ssh_to_a_non_standard_port_alerts(source: KernelSource, engine: Engine, public_looking_address: str) -> None:
+    # An ssh client connecting out to port 4444 (a reverse-shell favourite in the rule's list); the listener only
+    # accepts, so ssh gives up after its connect timeout.
+    with socket.create_server((public_looking_address, 4444)) as listener:
+        listener.settimeout(30)
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", "StrictHostKeyChecking=no"]
+        argv += ["-p", "4444", f"nobody@{public_looking_address}", "true"]
+        events = _run_tree(source, ["timeout", "10", *argv])
+    found = alerts(engine, events, lambda e: True)
+    assert "Disallowed SSH Connection Non Standard Port" in [n for n, _ in found], [
+        (e.type, e.res, e.proc.comm) for e in events if e.type == "connect"
+    ]
