@@ -1617,11 +1617,25 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socketpair)
 /* ---------------------------------------------------------------- receive with the sender's address */
 
 #if LANNER_FAM_NET
+// Receives are frequent (every read of a socket through recv*): unless a rule wants the receive events themselves
+// (fdx_conf bit 2), only those that return a sender's address are reported.
+#define FDX_EMIT_RECV 2
+BPF_ARRAY(fdx_recv_conf, __u32, 1);
+
+static __always_inline int recv_all(void)
+{
+	__u32 zero = 0;
+	__u32 *conf = fdx_recv_conf.lookup(&zero);
+	return conf && (*conf & FDX_EMIT_RECV);
+}
+
 // Slots: a[0] fd, a[1] recvfrom's src_addr or recvmsg's msghdr, a[2] recvfrom's addrlen pointer, a[3] size.
 TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
+	if (!SC_ARG(4) && !recv_all())
+		return 0;
 	if (is_excluded(id >> 32))
 		return 0;
 	struct inflight f = {};
@@ -1674,6 +1688,8 @@ static __always_inline int recv_exit(void *args)
 	n = CLAMP(n, LANNER_SOCKADDR_MAX);
 	if (!addr || (n > 0 && bpf_probe_read_user(s->addr, CLAMP(n, LANNER_SOCKADDR_MAX), (const void *)addr) != 0))
 		n = 0;
+	if (n == 0 && !recv_all())
+		return 0;
 	s->addr_len = n;
 	submit(h, sizeof(*h) + sizeof(*s));
 	return 0;

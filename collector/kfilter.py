@@ -32,6 +32,8 @@ RAW_SYSCALLS = ("init_module", "finit_module")
 RAW_UNIT = "raw_syscalls"
 # fdx_conf bit: send close records to userspace (a rule wants the close event; closes always stamp fd_closed).
 FDX_EMIT_CLOSE = 1
+# fdx_recv_conf bit: report every recvfrom/recvmsg (a rule wants them), not only those that return a sender.
+FDX_EMIT_RECV = 2
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
 # The syscalls the filter can judge, by slot (LANNER_SC_* - LANNER_SC_OPEN).
@@ -168,7 +170,7 @@ class KernelControl:
         self.fingerprint = ""
         self.compiled = compiled_syscalls(bpf.tracepoint_fds)
         self.attached = set(self.compiled)
-        self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0)
+        self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
         self._detached: dict[str, list[str]] = {}
         self._seen_filtered = [0] * KF_SLOTS
         self._seen_passed = [0] * KF_SLOTS
@@ -182,7 +184,11 @@ class KernelControl:
         wants_close = self.trace_all or spec.all_types or any(
             t.event_type == "close" and any(r.startswith("rule: ") for r in t.reasons) for t in spec.types
         )
-        self._set_fdx(FDX_EMIT_CLOSE if wants_close else 0)
+        wants_recv = self.trace_all or spec.all_types or any(
+            t.event_type in ("recvfrom", "recvmsg") and any(r.startswith("rule: ") for r in t.reasons)
+            for t in spec.types
+        )
+        self._set_fdx(FDX_EMIT_CLOSE if wants_close else 0, FDX_EMIT_RECV if wants_recv else 0)
         self._write_maps(KernelFilterMaps(spec) if self.filtering else None)
         self.fingerprint = spec.fingerprint
         log.info(
@@ -215,13 +221,14 @@ class KernelControl:
                     self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
         self.attached = set(wanted)
 
-    def _set_fdx(self, bits: int) -> None:
-        """fd-lifecycle switches of the probes (absent when the open family is not compiled in)."""
-        try:
-            table = self.bpf[b"fdx_conf"]
-        except KeyError:
-            return
-        table[ctypes.c_int(0)] = ctypes.c_uint32(bits)
+    def _set_fdx(self, close_bits: int, recv_bits: int) -> None:
+        """Switches of the fd-lifecycle and receive probes (each map absent when its family is not compiled in)."""
+        for name, bits in ((b"fdx_conf", close_bits), (b"fdx_recv_conf", recv_bits)):
+            try:
+                table = self.bpf[name]
+            except KeyError:
+                continue
+            table[ctypes.c_int(0)] = ctypes.c_uint32(bits)
 
     def _write_maps(self, maps: KernelFilterMaps | None) -> None:
         b = self.bpf

@@ -254,3 +254,32 @@ def test_close_records_when_a_rule_wants_them(source: KernelSource) -> None:
     assert len(named) == 1 and named[0].res == 0, [(e.res, e.fd) for e in closes]
     dup = [e for e in events if e.type == "dup2" and e.res == 77]
     assert dup and dup[0].fd is not None and dup[0].fd.type == FdType.PIPE
+
+
+RECV_ON_A_PAIR = """
+    import os, socket, time
+    print(os.getpid())
+    a, b = socket.socketpair()
+    a.send(b"x")
+    b.recv(10)
+    print(b.fileno(), flush=True)
+    time.sleep(0.2)
+"""
+
+
+def test_receives_without_a_sender_are_reported_only_when_a_rule_wants_them(source: KernelSource) -> None:
+    try:
+        source.apply_spec(build_spec(_engine("evt.type = recvfrom and fd.typechar = u").enabled))
+        events, out = _run(source, RECV_ON_A_PAIR)
+        recv = [e for e in events if e.type == "recvfrom" and e.arg("fd") == int(out[1])]
+        assert recv and recv[0].res == 1 and recv[0].fd is not None and recv[0].fd.type == FdType.UNIX
+        # As before any spec arrived: everything attached, receives reported only with a sender.
+        control = _control(source)
+        control._attach(set(control.compiled))
+        control._set_fdx(0, 0)
+        control.fingerprint = ""
+        events, out = _run(source, RECV_ON_A_PAIR)
+        assert "recvfrom" in control.attached
+        assert not [e for e in events if e.type == "recvfrom"]
+    finally:
+        source.apply_spec(build_spec(_engine(*CLOSE_RULES).enabled))
