@@ -47,10 +47,8 @@ class FdOps:
                 # A filtered open reused the number after our entry was made: ask /proc what it is now.
                 fd = None
                 del entry.fds[num]
-        if fd is not None and self.fd_closed is not None and self.fd_closed(
-            entry.proc.pid, num, entry.fd_ns.get(num, 0), self.now_ns
-        ):
-            # Closed since the entry was made, and reused by something the table did not see: ask /proc.
+        if fd is not None and self.fd_closed is not None and self._closed_since(entry, num, self.fd_closed):
+            # Closed since the entry was made, and perhaps reused by something the table did not see: ask /proc.
             fd = None
             del entry.fds[num]
         if fd is not None:
@@ -66,6 +64,14 @@ class FdOps:
         entry.fds[num] = fd
         entry.fd_ns[num] = self.now_ns
         return fd
+
+    def _closed_since(self, entry: ProcEntry, num: int, closed: Callable[[int, int, int, int], bool]) -> bool:
+        """Whether fd ``num`` was closed after its table entry was made: by this process, or, for an entry copied
+        at fork, by the parent before the fork."""
+        made = entry.fd_ns.get(num, 0)
+        if closed(entry.proc.pid, num, made, self.now_ns):
+            return True
+        return bool(entry.fork_from) and made < entry.fork_ns and closed(entry.fork_from, num, made, entry.fork_ns)
 
     def close_fd(self, entry: ProcEntry, num: int) -> Fd | None:
         """close(2) succeeded: forget the fd; returns what it named."""

@@ -283,3 +283,34 @@ def test_receives_without_a_sender_are_reported_only_when_a_rule_wants_them(sour
         assert not [e for e in events if e.type == "recvfrom"]
     finally:
         source.apply_spec(build_spec(_engine(*CLOSE_RULES).enabled))
+
+
+def test_a_child_never_shows_a_name_its_parent_closed_before_the_fork(source: KernelSource) -> None:
+    # The parent closes fd N before forking; the child reuses N through a syscall the table does not see. The
+    # entry the child inherited in the table is judged against the parent's close. (No rule on close: its records
+    # would remove the parent's entry before the fork.)
+    source.apply_spec(build_spec(_engine(*CLOSE_RULES[1:]).enabled))
+    code = """
+        import os, select, sys, time
+        print(os.getpid(), flush=True)
+        n = os.open("/etc/hostname", os.O_RDONLY)
+        os.close(n)
+        child = os.fork()
+        if child == 0:
+            ep = select.epoll()
+            assert ep.fileno() == n
+            os.dup2(n, 77)
+            time.sleep(1.5)
+            os._exit(0)
+        os.waitpid(child, 0)
+        print(child, n)
+    """
+    while source.poll():
+        pass
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), 30)
+    out, _ = p.communicate(timeout=60)
+    child = int(out.split()[1])
+    dups = [e for e in events if e.proc.pid == child and e.type == "dup2" and e.res == 77]
+    assert dups and dups[0].fd is not None, sorted({e.type for e in events if e.proc.pid == child})
+    assert "hostname" not in dups[0].fd.path and dups[0].fd.type == FdType.EVENTPOLL, dups[0].fd
