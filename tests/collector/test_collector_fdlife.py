@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 
 from collector import layout
 from collector.decode import Decoder
@@ -171,3 +172,22 @@ def test_every_event_type_of_the_stable_rules_is_traced() -> None:
     missing = [t for t in need.types if not set(syscalls_of(t)) & compiled and t != "procexit"]
     assert not missing, missing
     assert "init_module" in need.types and "close" in need.types
+
+
+def test_the_new_records_take_the_services_wire_path(tmp_path: Path) -> None:
+    from collector.procfs import BootClock
+    from lanner.codec import shared_batch_wire
+    from lanner.v1 import event_pb2
+    from tests.collector.test_collector_wirepath import World
+
+    world = World(tmp_path, BootClock())
+    records = [
+        _fdpair(20, layout.SC_PIPE2, 0, 3, 4),
+        rec.generic_record(20, layout.SC_CLOSE, (4,)),
+        _strs(20, layout.SC_FINIT_MODULE, -38, ("x=1",), n0=3),
+    ]
+    batch = event_pb2.EventBatch()
+    batch.ParseFromString(shared_batch_wire(1, world.direct(records), 0))
+    assert [e.type for e in batch.events] == ["pipe2", "close", "finit_module"]
+    assert batch.events[0].fd.type == FdType.PIPE and batch.events[0].fd.path == b"pipe:[4242]"
+    assert batch.events[2].fd.path == b"pipe:[4242]" and batch.events[2].res == -38
