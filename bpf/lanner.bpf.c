@@ -1778,6 +1778,35 @@ TRACEPOINT_PROBE(syscalls, sys_exit_umount)
 #define LANNER_NR_INIT_MODULE 175
 #define LANNER_NR_FINIT_MODULE 313
 #endif
+#ifndef LANNER_RAW_EXIT_ONLY
+#define LANNER_RAW_EXIT_ONLY 0
+#endif
+// init_module(image, len, uargs); finit_module(fd, uargs, flags).
+static __always_inline int module_emit(long nr, __s64 ret, __u64 a0, __u64 a1, __u64 a2)
+{
+	if (nr == LANNER_NR_INIT_MODULE)
+		return strs_exit(ret, LANNER_SC_INIT_MODULE, a2, 0, 0, 0, a1);
+	return strs_exit(ret, LANNER_SC_FINIT_MODULE, a1, 0, 0, (__u32)a2, a0);
+}
+
+#if LANNER_RAW_EXIT_ONLY
+// x86_64 with BTF: the arguments are still in the saved user registers at exit (the result goes to ax), so one
+// program per syscall is enough, half the cost of an enter/exit pair.
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+	long nr = args->id;
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+		return 0;
+	if (is_excluded(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
+	__u64 a[3] = {};
+	bpf_probe_read_kernel(&a[0], sizeof(a[0]), &r->di);
+	bpf_probe_read_kernel(&a[1], sizeof(a[1]), &r->si);
+	bpf_probe_read_kernel(&a[2], sizeof(a[2]), &r->dx);
+	return module_emit(nr, args->ret, a[0], a[1], a[2]);
+}
+#else
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
 	long nr = args->id;
@@ -1804,9 +1833,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 	struct inflight f = {};
 	if (!take((__u32)id, &f))
 		return 0;
-	// init_module(image, len, uargs); finit_module(fd, uargs, flags).
-	if (f.sc == LANNER_SC_INIT_MODULE)
-		return strs_exit(args->ret, f.sc, f.a[2], 0, 0, 0, f.a[1]);
-	return strs_exit(args->ret, f.sc, f.a[1], 0, 0, (__u32)f.a[2], f.a[0]);
+	return module_emit(nr, args->ret, f.a[0], f.a[1], f.a[2]);
 }
+#endif
 #endif

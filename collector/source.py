@@ -202,6 +202,9 @@ class BpfProbe:
         flags.extend(self.offsets.cflags())
         nr = _MODULE_SYSCALL_NRS.get(platform.machine(), (-1, -1))
         flags += [f"-DLANNER_NR_INIT_MODULE={nr[0]}", f"-DLANNER_NR_FINIT_MODULE={nr[1]}"]
+        # The module probes read the arguments from the saved registers at exit (x86_64, needs BTF's task pointer).
+        exit_only = platform.machine() == "x86_64" and self.offsets.available
+        flags.append(f"-DLANNER_RAW_EXIT_ONLY={int(exit_only)}")
         return flags
 
     def start(self) -> None:
