@@ -261,6 +261,9 @@ def test_module_loading_in_a_container_alerts(source: KernelSource, engine: Engi
     assert [n for n, _ in found] == [rule, rule], found
     outputs = [o for _, o in found]
     assert any("evt_type=finit_module" in o and "res=ENOSYS" in o for o in outputs), outputs
+    # The same calls from a host process: seen, but the rule is about containers.
+    host = [e for e in _run_tree(source, argv) if e.type in ("init_module", "finit_module")]
+    assert len(host) == 2 and not alerts(engine, host, lambda e: True)
 
 
 def test_stdout_redirected_to_a_socket_in_a_container_alerts(
