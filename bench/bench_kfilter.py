@@ -6,7 +6,12 @@ The storm is a small C program (open + close of one file in a loop, single threa
 the slowdown. For the consuming setups this process drains the ring buffer every millisecond meanwhile (Lanner:
 decoding every record into Events, as the collector service does). Figures only; nothing is asserted.
 
-    sudo .venv/bin/python bench/bench_kfilter.py [--seconds 3] [--rules FILE...]
+Then a busy-host mix (TCP connects, unix-socket connects, UDP sends, and file creation, rename, unlink, mkdir,
+rmdir, each with its socket or open): which syscalls reach userspace with the filter off, with only the open family
+filtered (what the kernel filter did before it covered socket calls and file operations), and with every filterable
+type filtered.
+
+    sudo .venv/bin/python bench/bench_kfilter.py [--seconds 3] [--rules FILE...] [--mix-only]
 """
 
 from __future__ import annotations
@@ -41,6 +46,54 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
+
+# One round: a TCP connect (nonblocking, to a closed local port), a unix-socket connect (to no listener), a UDP send,
+# then a file created, renamed and removed, and a directory made and removed.
+MIX_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+    double secs = atof(argv[1]), end = now() + secs, t0 = now();
+    const char *dir = argv[2];
+    struct sockaddr_in tcp = {0}, udp = {0};
+    tcp.sin_family = udp.sin_family = AF_INET;
+    tcp.sin_port = htons(9); udp.sin_port = htons(9);
+    inet_pton(AF_INET, "127.0.0.1", &tcp.sin_addr); udp.sin_addr = tcp.sin_addr;
+    struct sockaddr_un un = {0};
+    un.sun_family = AF_UNIX;
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s/none.sock", dir);
+    char f[512], g[512], d[512];
+    snprintf(f, sizeof f, "%s/f", dir); snprintf(g, sizeof g, "%s/g", dir); snprintf(d, sizeof d, "%s/d", dir);
+    long n = 0;
+    while (1) {
+        for (int i = 0; i < 100; i++) {
+            int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            connect(s, (struct sockaddr *)&tcp, sizeof tcp); close(s);
+            s = socket(AF_UNIX, SOCK_STREAM, 0);
+            connect(s, (struct sockaddr *)&un, sizeof un); close(s);
+            s = socket(AF_INET, SOCK_DGRAM, 0);
+            sendto(s, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&udp, sizeof udp); close(s);
+            int fd = open(f, O_CREAT | O_WRONLY, 0600); if (fd >= 0) close(fd);
+            rename(f, g); unlink(g); mkdir(d, 0700); rmdir(d);
+        }
+        n += 100;
+        if (now() >= end) break;
+    }
+    printf("%ld %f\n", n, now() - t0);
+    return 0;
+}
+"""
+MIX_SYSCALLS = ("socket", "connect", "sendto", "openat", "rename", "unlink", "mkdir", "rmdir")
 
 EMPTY_BPF = r"""
 TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return 0; }
@@ -77,17 +130,19 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat) {
 """
 
 
-def build_storm() -> str:
+def build_storm(text: str = STORM_C, name: str = "storm") -> str:
     d = tempfile.mkdtemp(prefix="lanner-bench-")
-    src, exe = os.path.join(d, "storm.c"), os.path.join(d, "storm")
-    Path(src).write_text(STORM_C)
+    src, exe = os.path.join(d, f"{name}.c"), os.path.join(d, name)
+    Path(src).write_text(text)
     subprocess.run(["gcc", "-O2", "-o", exe, src], check=True)
     return exe
 
 
-def storm(exe: str, seconds: float, consume: Callable[[], int] | None = None) -> tuple[float, int]:
-    """Run the storm; with ``consume``, call it every millisecond meanwhile. Returns (opens/s, records consumed)."""
-    p = subprocess.Popen([exe, str(seconds), "/etc/hostname"], stdout=subprocess.PIPE, text=True)
+def storm(
+    exe: str, seconds: float, consume: Callable[[], int] | None = None, arg: str = "/etc/hostname"
+) -> tuple[float, int]:
+    """Run the storm; with ``consume``, call it every millisecond meanwhile. Returns (rounds/s, records consumed)."""
+    p = subprocess.Popen([exe, str(seconds), arg], stdout=subprocess.PIPE, text=True)
     got = 0
     while p.poll() is None:
         if consume is not None:
@@ -163,14 +218,78 @@ class Lanner:
         kf += f"ring buffer drops {self.src.dropped() - dropped:,}"
         return rate, events, kf
 
+    def mix(self, exe: str, seconds: float, spec: Any) -> tuple[float, dict[str, tuple[int, int, int]]]:
+        """The busy-host mix under ``spec`` (None: filter off): rounds/s and, per syscall, (events that reached
+        userspace, kernel passed, kernel filtered)."""
+        from collections import Counter
+
+        self.control.filtering = spec is not None
+        self.control.fingerprint = ""
+        self.src.apply_spec(spec if spec is not None else self.spec)
+        while self.src.poll():
+            pass
+        before = self.control.counts()
+        seen: Counter[str] = Counter()
+        me = os.getpid()
+
+        def consume() -> int:
+            evs = self.src.poll()
+            seen.update(e.type for e in evs if e.proc.ppid == me or e.proc.pid == me)
+            return len(evs)
+
+        with tempfile.TemporaryDirectory(prefix="lanner-mix-") as d:
+            rate, _ = storm(exe, seconds, consume, arg=d)
+        after = self.control.counts()
+        out = {
+            sc: (seen[sc], after[sc][1] - before[sc][1], after[sc][0] - before[sc][0])
+            for sc in MIX_SYSCALLS
+            if sc in after
+        }
+        return rate, out
+
     def close(self) -> None:
         self.src.close()
+
+
+def opens_only(spec: Any) -> Any:
+    """``spec`` with its filters cut down to the open family: the kernel filter as it was before this one."""
+    from lanner.v1 import kfilter_pb2
+    from ruleengine.kfilter import OPEN_TYPES
+
+    out = kfilter_pb2.KernelSpec()
+    out.CopyFrom(spec)
+    del out.filters[:]
+    out.filters.extend(f for f in spec.filters if f.event_type in OPEN_TYPES)
+    out.fingerprint = spec.fingerprint + "-opens"
+    return out
+
+
+def run_mix(lanner: Lanner, seconds: float, rounds: int) -> None:
+    exe = build_storm(MIX_C, "mix")
+    setups = (("filter off", None), ("opens only", opens_only(lanner.spec)), ("all types", lanner.spec))
+    best: dict[str, tuple[float, dict[str, tuple[int, int, int]]]] = {}
+    for _ in range(rounds):
+        for label, spec in setups:
+            rate, per = lanner.mix(exe, seconds, spec)
+            if label not in best or rate > best[label][0]:
+                best[label] = (rate, per)
+    print(f"busy-host mix (connect storm + file operations), best of {rounds} x {seconds:.0f}s per setup")
+    print("  events reaching userspace per syscall (kernel passed / filtered), and rounds/s of the mix")
+    print(f"  {'syscall':<10}" + "".join(f"{label:>34}" for label, _ in setups))
+    for sc in MIX_SYSCALLS:
+        cells = []
+        for label, _ in setups:
+            seen, passed, filtered = best[label][1].get(sc, (0, 0, 0))
+            cells.append(f"{seen:>12,} ({passed:,} / {filtered:,})")
+        print(f"  {sc:<10}" + "".join(f"{c:>34}" for c in cells))
+    print(f"  {'rounds/s':<10}" + "".join(f"{best[label][0]:>34,.0f}" for label, _ in setups))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--mix-only", action="store_true", help="only the busy-host mix")
     ap.add_argument(
         "--rules",
         nargs="+",
@@ -193,6 +312,10 @@ def main() -> int:
 
     # Rounds interleave the setups; the best of each is kept (the machine is shared, so slow outliers are noise).
     try:
+        print(f"load average {os.getloadavg()[0]:.1f} at start")
+        run_mix(lanner, secs, args.rounds)
+        if args.mix_only:
+            return 0
         for _ in range(args.rounds):
             keep("workload alone", storm(exe, secs)[0])
             keep("tracepoints that return at once", run_bcc(exe, secs, EMPTY_BPF, False)[0])

@@ -670,21 +670,24 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 /* ---------------------------------------------------------------- open family */
 
-#if LANNER_FAM_OPEN
-/* ---------------------------------------------------------------- kernel filter (open family) */
+/* ---------------------------------------------------------------- kernel filter */
 
-// Opens no enabled rule can match are counted and dropped here. Userspace (collector/kfilter.py) fills the maps from
+// Events no enabled rule can match are counted and dropped here. Userspace (collector/kfilter.py) fills the maps from
 // the rule engine's filter spec: atoms (numbered bits of a u64) evaluated to true / false / unknown, then clauses per
-// syscall, of which one must not be false. Numbers below are shared with ruleengine/kfilter.py (AtomKind).
+// syscall (indexed by LANNER_SC_*), of which one must not be false. Numbers below are shared with
+// ruleengine/kfilter.py (AtomKind). Opens go through kf_open_filter, socket and file-operation records through
+// kf_rec_filter: each is one program, verified once, reached by a tail call.
 #define KF_PATH_KEY 256
 #define KF_SUFFIX_KEY 64
 #define KF_MAX_NUM 64
 #define KF_MAX_CLAUSES 64
-#define KF_SLOTS 8 /* LANNER_SC_OPEN .. LANNER_SC_OPEN + 7 */
+#define KF_SLOTS 128   /* by LANNER_SC_* */
+#define KF_PATH_ARGS 3 /* 0: the open's path; 1 and 2: a file operation's first and second path, as passed */
 #define KF_ACC_WRITE 5
 #define KF_ACC_READ 6
 #define KF_FDNUM 7
 #define KF_RES 8
+#define KF_FAMILY 10
 #define KF_OP_EQ 0
 #define KF_OP_NE 1
 #define KF_OP_LT 2
@@ -692,6 +695,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #define KF_OP_GT 4
 #define KF_OP_GE 5
 
+// Entry i of kf_conf holds the path-atom bits of path argument i; the other fields are read from entry 0.
 struct kf_conf {
 	__u64 exact_all;  /* bits of PATH_EXACT atoms */
 	__u64 prefix_all; /* PATH_PREFIX */
@@ -701,12 +705,14 @@ struct kf_conf {
 	__u64 exact_mask; /* atoms whose "true" is reliable (the others are only ever false or unknown) */
 	__u32 n_num;      /* entries used in kf_num */
 	__u32 _pad;
+	__u64 sport_all;  /* SPORT */
+	__u64 pmatch_all; /* PATH_PMATCH: a prefix judged only on an absolute path without "//" */
 };
 
 struct kf_num {
-	__u32 kind; /* KF_ACC_WRITE ... KF_RES */
-	__u32 op;   /* KF_OP_* */
-	__s64 value;
+	__u32 kind;  /* KF_ACC_WRITE ... KF_FAMILY */
+	__u32 op;    /* KF_OP_* */
+	__s64 value; /* KF_FAMILY: a bit mask of address families */
 	__u64 bit;
 };
 
@@ -753,9 +759,22 @@ struct kf_scratch {
 	__u32 bad;
 	__u32 dotdot;
 	__u32 len;
+	__u32 loose; /* the path is relative or holds "//" */
+	__u32 _pad;
+	/* what the path programs hand to kf_decide_prog */
+	__u64 yes; /* atoms known true */
+	__u64 no;  /* atoms known false */
+	__s64 res;
+	__s64 stale; /* the fd to mark stale when the event is dropped (-1: none) */
+	__u32 sc;
+	__u32 flags;
+	__s32 family; /* -1: not known here */
+	__s32 sport;  /* -1: not known here */
+	__u32 open;   /* 1: an open (kf_open_filter; `kn` bytes of its path are in key.s), 0: a record in `scratch` */
+	__s32 kn;
 };
 
-BPF_ARRAY(kf_conf, struct kf_conf, 1);
+BPF_ARRAY(kf_conf, struct kf_conf, KF_PATH_ARGS);
 BPF_ARRAY(kf_num, struct kf_num, KF_MAX_NUM);
 BPF_ARRAY(kf_clauses, struct kf_clause, KF_SLOTS *KF_MAX_CLAUSES);
 BPF_ARRAY(kf_sc, struct kf_sc, KF_SLOTS);
@@ -763,12 +782,15 @@ BPF_HASH(kf_exact, struct kf_key, __u64, 4096);
 BPF_LPM_TRIE(kf_prefix, struct kf_key, __u64, 4096);
 BPF_LPM_TRIE(kf_suffix, struct kf_sfx_key, __u64, 4096);
 BPF_HASH(kf_comm, struct kf_comm_key, __u64, 4096);
+BPF_HASH(kf_sport, __u32, __u64, 4096);
 BPF_PERCPU_ARRAY(kf_passed, __u64, KF_SLOTS);
 BPF_PERCPU_ARRAY(kf_filtered, __u64, KF_SLOTS);
-// fd numbers a filtered open handed out: (tgid << 32 | fd) -> boot time of that open.
+// fd numbers a filtered event handed out or changed: (tgid << 32 | fd) -> boot time of that event.
 BPF_TABLE("lru_hash", __u64, __u64, kf_stale_fd, 65536);
+// Raw sockets (tgid << 32 | fd): the collector reports them as IP sockets whatever address a connect names.
+BPF_TABLE("lru_hash", __u64, __u8, kf_rawsk, 4096);
 BPF_PERCPU_ARRAY(kf_scratch_map, struct kf_scratch, 1);
-BPF_PROG_ARRAY(kf_prog, 1);
+BPF_PROG_ARRAY(kf_prog, 3); /* 0: kf_open_filter, 1: kf_rec_filter, 2: kf_decide_prog */
 
 static __always_inline int kf_cmp(__s64 v, __u32 op, __s64 n)
 {
@@ -795,29 +817,51 @@ static __always_inline void kf_count(int filtered, __u32 slot)
 		*c += 1;
 }
 
-// 1 when some clause of this syscall is not false (the event goes to userspace), 0 to drop it. `kn` is what
-// bpf_probe_read_user_str returned for the path read into ks->key.s (zero-filled beforehand).
-static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u32 flags, __s64 res)
+static __always_inline __u64 kf_fd_key(__s64 fd)
 {
-	__u32 slot = sc - LANNER_SC_OPEN;
+	return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (__u32)fd;
+}
+
+// The fd table in userspace must not trust what it knew of this fd number before a dropped event changed it.
+static __always_inline void kf_mark_stale(__s64 fd)
+{
+	if (fd < 0)
+		return;
+	__u64 k = kf_fd_key(fd);
+	__u64 ts = bpf_ktime_get_boot_ns();
+	kf_stale_fd.update(&k, &ts);
+}
+
+// The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
+static __always_inline struct kf_sc *kf_mode(__u32 sc)
+{
+	__u32 slot = sc;
 	if (slot >= KF_SLOTS)
-		return 1;
+		return NULL;
 	struct kf_sc *mode = kf_sc.lookup(&slot);
 	if (!mode || !mode->mode) {
 		kf_count(0, slot);
-		return 1;
+		return NULL;
 	}
-	__u32 zero = 0;
-	struct kf_conf *conf = kf_conf.lookup(&zero);
+	return mode;
+}
+
+// The path atoms of path argument `arg` over the string in ks->key.s (`kn` as bpf_probe_read_*_str returned it, the
+// key zero-filled beforehand). `resolved`: the collector reports the path resolved and normalised (opens), so only a
+// path already absolute and normalised can be judged; otherwise it reports the string as passed.
+static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 arg, int resolved, __u64 *yes,
+					 __u64 *no)
+{
+	struct kf_conf *conf = kf_conf.lookup(&arg);
 	if (!conf)
-		return 1;
-	__u64 yes = 0, no = 0;
-	// One pass over the path: is it judgeable (absolute, normalised, short) and does it contain "../"? The scan state
-	// lives in the scratch map and is read back through volatile loads, so the verifier does not track each
-	// character's value (which would multiply its states per iteration beyond its limit).
-	volatile __u32 *vw = &ks->w, *vbad = &ks->bad, *vdd = &ks->dotdot, *vlen = &ks->len;
+		return;
+	// One pass over the path: is it judgeable and does it contain "../"? The scan state lives in the scratch map
+	// and is read back through volatile loads, so the verifier does not track each character's value (which would
+	// multiply its states per iteration beyond its limit).
+	volatile __u32 *vw = &ks->w, *vbad = &ks->bad, *vdd = &ks->dotdot, *vlen = &ks->len, *vloose = &ks->loose;
 	*vw = 0;
-	*vbad = kn <= 1 || kn >= KF_PATH_KEY || ks->key.s[0] != '/';
+	*vbad = kn <= 1 || kn >= KF_PATH_KEY || (resolved && ks->key.s[0] != '/');
+	*vloose = ks->key.s[0] != '/';
 	*vdd = 0;
 	*vlen = 0;
 	for (__u32 i = 0; i < KF_PATH_KEY - 1; i++) {
@@ -827,32 +871,38 @@ static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u
 		__u32 w = (*vw << 8) | (__u8)c;
 		*vw = w;
 		*vlen = i + 1;
-		if ((w & 0xFFFF) == 0x2f2f || (w & 0xFFFFFF) == 0x2f2e2f || w == 0x2f2e2e2f)
+		if (resolved && ((w & 0xFFFF) == 0x2f2f || (w & 0xFFFFFF) == 0x2f2e2f || w == 0x2f2e2e2f))
 			*vbad = 1;
 		if ((w & 0xFFFFFF) == 0x2e2e2f)
 			*vdd = 1;
+		if ((w & 0xFFFF) == 0x2f2f)
+			*vloose = 1;
 	}
 	__u32 w = *vw;
 	__u32 len = *vlen;
-	if ((w & 0xFFFF) == 0x2f2e || (w & 0xFFFFFF) == 0x2f2e2e || ((w & 0xFF) == 0x2f && len > 1))
+	if (resolved && ((w & 0xFFFF) == 0x2f2e || (w & 0xFFFFFF) == 0x2f2e2e || ((w & 0xFF) == 0x2f && len > 1)))
 		*vbad = 1;
 	int bad = *vbad;
 	if (*vdd)
-		yes |= conf->dotdot;
+		*yes |= conf->dotdot;
 	else if (kn > 0 && kn < KF_PATH_KEY)
-		no |= conf->dotdot;
+		*no |= conf->dotdot;
 	len &= KF_PATH_KEY - 1;
-	if (!bad && (conf->exact_all | conf->prefix_all | conf->suffix_all)) {
+	__u64 exact_all = conf->exact_all, prefix_all = conf->prefix_all, suffix_all = conf->suffix_all;
+	if (!bad && (exact_all | prefix_all | suffix_all | conf->pmatch_all)) {
+		__u64 exact_mask = conf->exact_mask;
 		ks->key.prefixlen = 0;
 		__u64 *m = kf_exact.lookup(&ks->key);
 		__u64 hit = m ? *m : 0;
-		yes |= hit;
-		no |= conf->exact_all & ~hit;
+		*yes |= hit & exact_all;
+		*no |= exact_all & ~hit;
 		ks->key.prefixlen = len * 8;
 		m = kf_prefix.lookup(&ks->key);
 		hit = m ? *m : 0;
-		yes |= hit & conf->exact_mask;
-		no |= conf->prefix_all & ~hit;
+		*yes |= hit & prefix_all & exact_mask;
+		*no |= prefix_all & ~hit;
+		if (!*vloose)
+			*no |= conf->pmatch_all & ~hit;
 		__u32 sl = len < KF_SUFFIX_KEY ? len : KF_SUFFIX_KEY;
 		// A fixed number of copies (bytes past `sl` are ignored by the trie): no exit per length to verify.
 		for (__u32 j = 0; j < KF_SUFFIX_KEY; j++)
@@ -860,8 +910,22 @@ static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u
 		ks->sfx.prefixlen = sl * 8;
 		m = kf_suffix.lookup(&ks->sfx);
 		hit = m ? *m : 0;
-		yes |= hit & conf->exact_mask;
-		no |= conf->suffix_all & ~hit;
+		*yes |= hit & suffix_all & exact_mask;
+		*no |= suffix_all & ~hit;
+	}
+}
+
+// The atoms every event has (comm, result, open flags, address family and server port, -1 when not known here),
+// then the clauses of `mode`: 1 when some clause is not false (the event goes to userspace), 0 to drop it.
+static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __u64 no, __u32 flags, __s64 res,
+				     __s32 family, __s32 sport)
+{
+	__u32 zero = 0;
+	__u32 slot = sc & (KF_SLOTS - 1);
+	struct kf_conf *conf = kf_conf.lookup(&zero);
+	if (!conf) {
+		kf_count(0, slot);
+		return 1;
 	}
 	if (conf->comm_all) {
 		struct kf_comm_key ck = {};
@@ -872,6 +936,13 @@ static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u
 			yes |= hit;
 			no |= conf->comm_all & ~hit;
 		}
+	}
+	if (conf->sport_all && sport >= 0) {
+		__u32 pk = sport;
+		__u64 *m = kf_sport.lookup(&pk);
+		__u64 hit = m ? *m : 0;
+		yes |= hit;
+		no |= conf->sport_all & ~hit;
 	}
 	__u32 n_num = conf->n_num;
 	for (__u32 i = 0; i < KF_MAX_NUM; i++) {
@@ -887,18 +958,26 @@ static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u
 			v = (flags & 3) == 0 || (flags & 3) == 2;
 		else if (a->kind == KF_FDNUM)
 			v = kf_cmp(res >= 0 ? res : -1, a->op, a->value);
+		else if (a->kind == KF_FAMILY)
+			// Only ever false or unknown (the collector may take the family from an earlier call).
+			v = family >= 0 && family < 64 && !(((__u64)a->value >> (family & 63)) & 1) ? 0 : 2;
 		else
 			v = kf_cmp(res, a->op, a->value);
-		if (v)
+		if (v == 1)
 			yes |= a->bit;
-		else
+		else if (v == 0)
 			no |= a->bit;
 	}
 	__u32 n = mode->n;
+	__u32 base = slot * KF_MAX_CLAUSES;
 	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
 		if (i >= n)
 			break;
-		__u32 idx = slot * KF_MAX_CLAUSES + i;
+		// Hidden from the optimizer, which would otherwise count the index instead of i, leaving the verifier
+		// with a loop bound it cannot see.
+		__u32 j = i;
+		asm volatile("" : "+r"(j));
+		__u32 idx = base + j;
 		struct kf_clause *c = kf_clauses.lookup(&idx);
 		if (!c)
 			break;
@@ -910,6 +989,17 @@ static __always_inline int kf_check(__u32 sc, struct kf_scratch *ks, int kn, __u
 	kf_count(1, slot);
 	return 0;
 }
+
+// Hands a record built in the scratch buffer to kf_rec_filter, which submits or drops it; without the filter
+// program (not installed) the record is submitted here.
+static __always_inline void submit_filtered(void *args, struct lanner_hdr *h, __u64 size)
+{
+	h->size = size;
+	kf_prog.call(args, 1);
+	submit(h, size);
+}
+
+#if LANNER_FAM_OPEN
 
 struct open_how_user {
 	__u64 flags;
@@ -1037,15 +1127,21 @@ int kf_open_filter(void *args)
 	__s64 res = ks->args.res;
 	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
 	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
-	if (!kf_check(ks->args.sc, ks, kn, ks->args.flags, res)) {
-		if (res >= 0) {
-			// The fd table in userspace must not trust what it knew of this fd number before.
-			__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (__u32)res;
-			__u64 ts = bpf_ktime_get_boot_ns();
-			kf_stale_fd.update(&k, &ts);
-		}
-		return 0;
-	}
+	if (!kf_mode(ks->args.sc))
+		return open_emit(ks, kn);
+	__u64 yes = 0, no = 0;
+	kf_path_bits(ks, kn, 0, 1, &yes, &no);
+	ks->yes = yes;
+	ks->no = no;
+	ks->res = res;
+	ks->stale = res;
+	ks->sc = ks->args.sc;
+	ks->flags = ks->args.flags;
+	ks->family = -1;
+	ks->sport = -1;
+	ks->open = 1;
+	ks->kn = kn;
+	kf_prog.call(args, 2);
 	return open_emit(ks, kn);
 }
 
@@ -1098,7 +1194,16 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket)
 	s->domain = f.a[0];
 	s->type = f.a[1];
 	s->protocol = f.a[2];
-	submit(h, sizeof(*h) + sizeof(*s));
+	if (s->res >= 0) {
+		// The number may have been a raw socket's before: the mark follows the fd now holding it.
+		__u64 k = kf_fd_key(s->res);
+		__u8 one = 1;
+		if ((f.a[1] & 0xF) == 3)
+			kf_rawsk.update(&k, &one);
+		else
+			kf_rawsk.delete(&k);
+	}
+	submit_filtered(args, h, sizeof(*h) + sizeof(*s));
 	return 0;
 }
 
@@ -1144,7 +1249,11 @@ static __always_inline int sock_exit(void *args, __u32 type)
 	if (!f.a[1] || (len > 0 && bpf_probe_read_user(s->addr, CLAMP(len, LANNER_SOCKADDR_MAX), (const void *)f.a[1]) != 0))
 		len = 0;
 	s->addr_len = len;
-	submit(h, sizeof(*h) + sizeof(*s));
+	if (type == LANNER_MSG_ACCEPT && ret >= 0) {
+		__u64 k = kf_fd_key(ret);
+		kf_rawsk.delete(&k);
+	}
+	submit_filtered(args, h, sizeof(*h) + sizeof(*s));
 	return 0;
 }
 
@@ -1371,7 +1480,7 @@ static __always_inline int fileop_exit(void *args)
 	l2 = CLAMP(l2, LANNER_PATH_MAX);
 	o->path1_len = l1;
 	o->path2_len = l2;
-	submit(h, sizeof(*h) + sizeof(*o) + CLAMP(l1, LANNER_PATH_MAX) + CLAMP(l2, LANNER_PATH_MAX));
+	submit_filtered(args, h, sizeof(*h) + sizeof(*o) + CLAMP(l1, LANNER_PATH_MAX) + CLAMP(l2, LANNER_PATH_MAX));
 	return 0;
 }
 
@@ -1460,6 +1569,130 @@ GENERIC_PROBE(setns, LANNER_SC_SETNS, 2)
 GENERIC_PROBE(bpf, LANNER_SC_BPF, 1)
 GENERIC_PROBE(prctl, LANNER_SC_PRCTL, 2)
 #endif
+
+#if LANNER_FAM_NET || LANNER_FAM_FILEOP
+// Reads a string of the record at `p` into the filter's key; what bpf_probe_read_kernel_str returned.
+static __always_inline int kf_key_from(struct kf_scratch *ks, const char *p, __u32 len)
+{
+	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
+	if (!len)
+		return 0;
+	return bpf_probe_read_kernel_str(ks->key.s, KF_PATH_KEY, p);
+}
+
+// The tail of the socket and file-operation exits (installed in kf_prog by userspace): the record is complete in
+// the scratch buffer; apply the filter to it, then submit or drop it.
+int kf_rec_filter(void *args)
+{
+	__u32 zero = 0;
+	struct scratch *s = scratch.lookup(&zero);
+	if (!s)
+		return 0;
+	struct lanner_hdr *h = (struct lanner_hdr *)s->buf;
+	__u64 size = h->size;
+	__u32 type = h->type;
+	__u32 sc = 0;
+	__s64 res = 0;
+	__s32 family = -1, sport = -1;
+	__s64 stale = -1;
+	__u64 yes = 0, no = 0;
+	if (type == LANNER_MSG_SOCKET) {
+		struct lanner_socket *so = (struct lanner_socket *)(h + 1);
+		sc = so->sc;
+		res = so->res;
+		family = so->domain < 64 ? so->domain : -1;
+		stale = res;
+	} else if (type == LANNER_MSG_CONNECT || type == LANNER_MSG_ACCEPT || type == LANNER_MSG_SEND) {
+		struct lanner_sock *so = (struct lanner_sock *)(h + 1);
+		sc = so->sc;
+		res = so->res;
+		stale = type == LANNER_MSG_ACCEPT ? res : so->fd;
+		__u32 alen = so->addr_len;
+		if (alen >= 2) {
+			__u16 fam = so->addr[0] | (so->addr[1] << 8);
+			__u64 k = kf_fd_key(so->fd);
+			// A raw socket keeps its IP type whatever a connect or send names (not so an accepted one).
+			if (fam < 64 && (type == LANNER_MSG_ACCEPT || !kf_rawsk.lookup(&k)))
+				family = fam;
+			if (type != LANNER_MSG_ACCEPT && ((fam == 2 && alen >= 8) || (fam == 10 && alen >= 24)))
+				sport = (so->addr[2] << 8) | so->addr[3];
+		}
+	} else if (type == LANNER_MSG_FILEOP) {
+		struct lanner_fileop *o = (struct lanner_fileop *)(h + 1);
+		sc = o->sc;
+		res = o->res;
+	} else {
+		submit(h, size);
+		return 0;
+	}
+	if (!kf_mode(sc)) {
+		submit(h, size);
+		return 0;
+	}
+	struct kf_scratch *ks = kf_scratch_map.lookup(&zero);
+	if (!ks) {
+		submit(h, size);
+		return 0;
+	}
+	if (type == LANNER_MSG_FILEOP) {
+		struct lanner_fileop *o = (struct lanner_fileop *)(h + 1);
+		const char *tail = (const char *)(o + 1);
+		__u32 l1 = CLAMP(o->path1_len, LANNER_PATH_MAX);
+		__u32 l2 = o->path2_len;
+		int kn = kf_key_from(ks, tail, l1);
+		kf_path_bits(ks, kn, 1, 0, &yes, &no);
+		kn = kf_key_from(ks, tail + l1, l2);
+		kf_path_bits(ks, kn, 2, 0, &yes, &no);
+		stale = -1; /* a file operation changes no fd */
+	}
+	ks->yes = yes;
+	ks->no = no;
+	ks->res = res;
+	ks->stale = stale;
+	ks->sc = sc;
+	ks->flags = 0;
+	ks->family = family;
+	ks->sport = sport;
+	ks->open = 0;
+	ks->kn = 0;
+	kf_prog.call(args, 2);
+	submit(h, size);
+	return 0;
+}
+#endif
+
+// The decision, one program for every filtered syscall (installed in kf_prog by userspace): the path programs leave
+// what they found in the filter's scratch; emit or submit the event, or count and drop it.
+int kf_decide_prog(void *args)
+{
+	__u32 zero = 0;
+	struct kf_scratch *ks = kf_scratch_map.lookup(&zero);
+	if (!ks)
+		return 0;
+	volatile struct kf_scratch *v = ks;
+	__u32 sc = v->sc;
+	__u32 slot = sc & (KF_SLOTS - 1);
+	struct kf_sc *mode = kf_sc.lookup(&slot);
+	int pass = 1;
+	if (mode && mode->mode)
+		pass = kf_decide(sc, mode, v->yes, v->no, v->flags, v->res, v->family, v->sport);
+	if (!pass)
+		kf_mark_stale(v->stale);
+#if LANNER_FAM_OPEN
+	if (v->open) {
+		__s32 kn = v->kn;
+		return pass ? open_emit(ks, kn) : 0;
+	}
+#endif
+	if (pass) {
+		struct scratch *s = scratch.lookup(&zero);
+		if (s) {
+			struct lanner_hdr *h = (struct lanner_hdr *)s->buf;
+			submit(h, h->size);
+		}
+	}
+	return 0;
+}
 
 /* ---------------------------------------------------------------- fd lifecycle: close, pipe, eventfd, fcntl dup */
 // The fd table in userspace must know when an fd number stops naming what it learnt: every close stamps

@@ -7,6 +7,7 @@ import os
 import posixpath
 from collections.abc import Callable
 
+from collector import procnet
 from collector.entry import ProcEntry, normalize
 from lanner.model import Fd, FdType
 
@@ -57,8 +58,12 @@ class FdOps:
             target = os.readlink(f"{self.proc_root}/{entry.proc.pid}/fd/{num}")
         except OSError:
             return None
+        inode = procnet.socket_inode(target)
         if target.startswith("/"):
             fd = Fd(num=num, type=FdType.DIRECTORY if os.path.isdir(target) else FdType.FILE, path=target)
+        elif inode is not None:
+            # A socket whose socket/connect/accept the kernel filter dropped: its namespace's tables describe it.
+            fd = procnet.socket_fd(self.proc_root, entry.proc.pid, num, inode) or Fd(num=num, path=target)
         else:
             fd = fd_of_target(num, target)
         entry.fds[num] = fd

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from collector import layout
 from lanner.v1 import kfilter_pb2
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,46 @@ FDX_EMIT_CLOSE = 1
 FDX_EMIT_RECV = 2
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
-# The syscalls the filter can judge, by slot (LANNER_SC_* - LANNER_SC_OPEN).
-SLOTS = ("open", "openat", "openat2", "creat", "open_by_handle_at")
-KF_SLOTS = 8
+# The syscalls the probes can filter, with their slot (LANNER_SC_*). chdir and fchdir are missing on purpose: they
+# move the cwd, which the process table must follow.
+_FILTERABLE = (
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "open_by_handle_at",
+    "connect",
+    "accept",
+    "accept4",
+    "socket",
+    "sendto",
+    "sendmsg",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "mkdir",
+    "mkdirat",
+    "rmdir",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "symlink",
+    "symlinkat",
+    "link",
+    "linkat",
+)
+SLOTS: dict[str, int] = {name: getattr(layout, "SC_" + name.upper()) for name in _FILTERABLE}
+KF_SLOTS = 128
+KF_PATH_ARGS = 3
 KF_MAX_CLAUSES = 64
 KF_MAX_NUM = 64
 PATH_KEY = 256
 SUFFIX_KEY = 64
-PATH_KINDS = {1: "exact", 2: "prefix", 3: "suffix"}
-COMM, RAW_DOTDOT = 4, 9
-NUM_KINDS = frozenset({5, 6, 7, 8})
+PATH_KINDS = {1: "exact", 2: "prefix", 3: "suffix", 12: "pmatch"}
+COMM, RAW_DOTDOT, FAMILY, SPORT = 4, 9, 10, 11
+NUM_KINDS = frozenset({5, 6, 7, 8, FAMILY})
 OPS = {"=": 0, "!=": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
 
 
@@ -113,7 +144,10 @@ class KernelFilterMaps:
         prefix: dict[bytes, int] = {}
         suffix: dict[bytes, int] = {}
         self.comm: dict[bytes, int] = {}
-        self.masks = {"exact": 0, "prefix": 0, "suffix": 0, "comm": 0, "dotdot": 0, "exact_mask": 0}
+        self.sport: dict[int, int] = {}
+        self.masks = {"comm": 0, "dotdot": 0, "exact_mask": 0, "sport": 0}
+        # Per path argument (0: an open's path, 1 and 2: a file operation's paths): the bits of its path atoms.
+        self.path_masks = [{"exact": 0, "prefix": 0, "suffix": 0, "pmatch": 0} for _ in range(KF_PATH_ARGS)]
         self.num: list[tuple[int, int, int, int]] = []  # kind, op, value, bit
         for i, a in enumerate(spec.atoms[:64]):
             bit = 1 << i
@@ -121,8 +155,10 @@ class KernelFilterMaps:
                 self.masks["exact_mask"] |= bit
             kind = PATH_KINDS.get(a.kind)
             if kind is not None:
-                self.masks[kind] |= bit
-                target = {"exact": self.exact, "prefix": prefix, "suffix": suffix}[kind]
+                if a.arg >= KF_PATH_ARGS:
+                    continue  # never true or false: its clauses are only weaker
+                self.path_masks[a.arg][kind] |= bit
+                target = {"exact": self.exact, "prefix": prefix, "suffix": suffix, "pmatch": prefix}[kind]
                 for s in a.strings:
                     b = s.encode()
                     if kind == "suffix":
@@ -138,6 +174,16 @@ class KernelFilterMaps:
                         self.comm[b] = self.comm.get(b, 0) | bit
             elif a.kind == RAW_DOTDOT:
                 self.masks["dotdot"] |= bit
+            elif a.kind == SPORT:
+                self.masks["sport"] |= bit
+                for s in a.strings:
+                    port = int(s)
+                    self.sport[port] = self.sport.get(port, 0) | bit
+            elif a.kind == FAMILY and len(self.num) < KF_MAX_NUM:
+                fams = 0
+                for s in a.strings:
+                    fams |= 1 << int(s)
+                self.num.append((a.kind, 0, fams, bit))
             elif a.kind in NUM_KINDS and len(self.num) < KF_MAX_NUM:
                 self.num.append((a.kind, OPS.get(a.op, 0), a.number, bit))
         self.prefix = closure(prefix)
@@ -149,7 +195,7 @@ class KernelFilterMaps:
             out = []
             for c in tf.clauses:
                 out.append((_bits(c.true_atoms), _bits(c.false_atoms)))
-            self.clauses[SLOTS.index(tf.event_type)] = out
+            self.clauses[SLOTS[tf.event_type]] = out
 
 
 def _bits(idx: Iterable[int]) -> int:
@@ -237,13 +283,27 @@ class KernelControl:
             modes[ctypes.c_int(slot)] = modes.Leaf(0, 0)
         if maps is None:
             return
-        for name in (b"kf_exact", b"kf_prefix", b"kf_suffix", b"kf_comm"):
+        for name in (b"kf_exact", b"kf_prefix", b"kf_suffix", b"kf_comm", b"kf_sport"):
             b[name].clear()
         conf = b[b"kf_conf"]
         m = maps.masks
-        conf[ctypes.c_int(0)] = conf.Leaf(
-            m["exact"], m["prefix"], m["suffix"], m["comm"], m["dotdot"], m["exact_mask"], len(maps.num), 0
-        )
+        for arg, pm in enumerate(maps.path_masks):
+            first = arg == 0
+            conf[ctypes.c_int(arg)] = conf.Leaf(
+                pm["exact"],
+                pm["prefix"],
+                pm["suffix"],
+                m["comm"] if first else 0,
+                m["dotdot"] if first else 0,
+                m["exact_mask"],
+                len(maps.num) if first else 0,
+                0,
+                m["sport"] if first else 0,
+                pm["pmatch"],
+            )
+        sport = b[b"kf_sport"]
+        for port, mask in maps.sport.items():
+            sport[ctypes.c_uint32(port)] = ctypes.c_uint64(mask)
         nums = b[b"kf_num"]
         for i, (kind, op, value, bit) in enumerate(maps.num):
             nums[ctypes.c_int(i)] = nums.Leaf(kind, op, value, bit)
@@ -284,7 +344,7 @@ class KernelControl:
             (b"kf_passed", self._seen_passed, PASSED),
         ):
             table = self.bpf[name]
-            for slot, sc in enumerate(SLOTS):
+            for sc, slot in SLOTS.items():
                 total = int(sum(table[ctypes.c_int(slot)]))
                 if total > seen[slot]:
                     counter.labels(sc).inc(total - seen[slot])
@@ -293,7 +353,7 @@ class KernelControl:
     def counts(self) -> dict[str, tuple[int, int]]:
         """(filtered, passed) per filterable syscall since the probes were loaded."""
         out = {}
-        for slot, sc in enumerate(SLOTS):
+        for sc, slot in SLOTS.items():
             f = int(sum(self.bpf[b"kf_filtered"][ctypes.c_int(slot)]))
             p = int(sum(self.bpf[b"kf_passed"][ctypes.c_int(slot)]))
             out[sc] = (f, p)

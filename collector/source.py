@@ -220,12 +220,19 @@ class BpfProbe:
         for pid in with_descendants(self._exclude):
             excluded[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         self._open_ring_buffer()
-        if "file" in self._families:
-            # The open exits hand over to one program holding the filter (verified once for all of them).
-            tail = self._bpf.load_func(b"kf_open_filter", bcc.BPF.TRACEPOINT)
-            self._bpf[b"kf_prog"][ctypes.c_int(0)] = ctypes.c_int(tail.fd)
-        # The filter maps exist only when the open family is compiled in; recording everything means no filter.
-        filtering = self._kernel_filter and not self._trace_all and "file" in self._families
+        # The open exits hand over to one program, the socket and file-operation exits to another; both hand their
+        # findings to a third that decides. Each is verified once for all of its syscalls.
+        tails = (
+            (b"kf_open_filter", {"file"}),
+            (b"kf_rec_filter", {"network", "fileop"}),
+            (b"kf_decide_prog", {"file", "network", "fileop"}),
+        )
+        for slot, (name, fams) in enumerate(tails):
+            if fams & self._families:
+                tail = self._bpf.load_func(name, bcc.BPF.TRACEPOINT)
+                self._bpf[b"kf_prog"][ctypes.c_int(slot)] = ctypes.c_int(tail.fd)
+        # Recording everything means no filter.
+        filtering = self._kernel_filter and not self._trace_all
         self.control = KernelControl(self._bpf, trace_all=self._trace_all, filtering=filtering)
 
     def _open_ring_buffer(self) -> None:

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The kernel filter's decision, in Python: what ``kf_check`` in ``bpf/lanner.bpf.c`` computes for one open.
+"""The kernel filter's decision, in Python: what the ``kf_*`` programs in ``bpf/lanner.bpf.c`` compute for one event.
 
 Used by the differential tests (no event this rejects may be one the engine alerts on) and by anyone who wants to
-know why an event was dropped. It works on what the probe has: the path bytes as passed, comm, flags and result.
+know why an event was dropped. It works on what the probe has: the path bytes as passed, comm, flags and result, a
+socket call's address family and server port, a file operation's paths.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ O_ACCMODE = 3
 
 @dataclass(frozen=True, slots=True)
 class ProbeView:
-    """An open as the probe sees it at syscall exit."""
+    """An event as the probe sees it at syscall exit (None: the probe does not know it)."""
 
     type: str
     path: bytes
     comm: bytes
     flags: int
     res: int
+    family: int | None = None
+    sport: int | None = None
+    path1: bytes | None = None
+    path2: bytes | None = None
 
 
 def judgeable(path: bytes) -> bool:
@@ -51,19 +56,27 @@ def _cmp(v: int, op: str, n: int) -> bool:
     return v >= n
 
 
+def _raw_ok(path: bytes | None) -> bool:
+    """A file operation's path as passed can be judged when it is there whole (and not empty, shown as <NA>)."""
+    return path is not None and 0 < len(path) < PATH_KEY - 1
+
+
 def atom_value(a: Atom, ev: ProbeView, ok_path: bool) -> bool | None:
     """True, False or None (unknown) for one atom, as the kernel decides it."""
     val: bool | None
-    if a.kind in (AtomKind.PATH_EXACT, AtomKind.PATH_PREFIX, AtomKind.PATH_SUFFIX):
-        if not ok_path:
+    if a.kind in (AtomKind.PATH_EXACT, AtomKind.PATH_PREFIX, AtomKind.PATH_SUFFIX, AtomKind.PATH_PMATCH):
+        path = ev.path if a.arg == 0 else ev.path1 if a.arg == 1 else ev.path2
+        if path is None or not (ok_path if a.arg == 0 else _raw_ok(path)):
+            return None
+        if a.kind == AtomKind.PATH_PMATCH and (not path.startswith(b"/") or b"//" in path):
             return None
         keys = [s.encode() for s in a.strings]
         if a.kind == AtomKind.PATH_EXACT:
-            val = ev.path in keys
-        elif a.kind == AtomKind.PATH_PREFIX:
-            val = any(ev.path.startswith(k) for k in keys if len(k) < PATH_KEY)
+            val = path in keys
+        elif a.kind in (AtomKind.PATH_PREFIX, AtomKind.PATH_PMATCH):
+            val = any(path.startswith(k) for k in keys if len(k) < PATH_KEY)
         else:
-            val = any(ev.path.endswith(k) for k in keys if len(k) <= SUFFIX_KEY)
+            val = any(path.endswith(k) for k in keys if len(k) <= SUFFIX_KEY)
     elif a.kind == AtomKind.COMM:
         if not ev.comm:  # shown as "<NA>" when the process is unknown too: undecidable here
             return None
@@ -79,6 +92,12 @@ def atom_value(a: Atom, ev: ProbeView, ok_path: bool) -> bool | None:
             val = False
         else:  # the probe only scans the bytes its key holds
             return None
+    elif a.kind == AtomKind.FAMILY:
+        return False if ev.family is not None and 0 <= ev.family < 64 and str(ev.family) not in a.strings else None
+    elif a.kind == AtomKind.SPORT:
+        if ev.sport is None:
+            return None
+        val = str(ev.sport) in a.strings
     elif a.kind == AtomKind.FDNUM:
         val = _cmp(ev.res if ev.res >= 0 else -1, a.op, a.number)
     else:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lanner/v1/kfilter.proto\x12\tlanner.v1\"V\n\nKernelAtom\x12\x0c\n\x04kind\x18\x01 \x01(\r\x12\x0f\n\x07strings\x18\x02 \x03(\t\x12\n\n\x02op\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x03\x12\r\n\x05\x65xact\x18\x05 \x01(\x08\"7\n\x0cKernelClause\x12\x12\n\ntrue_atoms\x18\x01 \x03(\r\x12\x13\n\x0b\x66\x61lse_atoms\x18\x02 \x03(\r\"P\n\x10KernelTypeFilter\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12(\n\x07\x63lauses\x18\x02 \x03(\x0b\x32\x17.lanner.v1.KernelClause\"1\n\nTracedType\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07reasons\x18\x02 \x03(\t\"\xae\x01\n\nKernelSpec\x12\x11\n\tall_types\x18\x01 \x01(\x08\x12$\n\x05types\x18\x02 \x03(\x0b\x32\x15.lanner.v1.TracedType\x12$\n\x05\x61toms\x18\x03 \x03(\x0b\x32\x15.lanner.v1.KernelAtom\x12,\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x1b.lanner.v1.KernelTypeFilter\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\"I\n\rKernelSpecAck\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x10\n\x08\x61ttached\x18\x02 \x03(\t\x12\x11\n\tfiltering\x18\x03 \x01(\x08\x32T\n\x10\x43ollectorControl\x12@\n\rSetKernelSpec\x12\x15.lanner.v1.KernelSpec\x1a\x18.lanner.v1.KernelSpecAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lanner/v1/kfilter.proto\x12\tlanner.v1\"c\n\nKernelAtom\x12\x0c\n\x04kind\x18\x01 \x01(\r\x12\x0f\n\x07strings\x18\x02 \x03(\t\x12\n\n\x02op\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x03\x12\r\n\x05\x65xact\x18\x05 \x01(\x08\x12\x0b\n\x03\x61rg\x18\x06 \x01(\r\"7\n\x0cKernelClause\x12\x12\n\ntrue_atoms\x18\x01 \x03(\r\x12\x13\n\x0b\x66\x61lse_atoms\x18\x02 \x03(\r\"P\n\x10KernelTypeFilter\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12(\n\x07\x63lauses\x18\x02 \x03(\x0b\x32\x17.lanner.v1.KernelClause\"1\n\nTracedType\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07reasons\x18\x02 \x03(\t\"\xae\x01\n\nKernelSpec\x12\x11\n\tall_types\x18\x01 \x01(\x08\x12$\n\x05types\x18\x02 \x03(\x0b\x32\x15.lanner.v1.TracedType\x12$\n\x05\x61toms\x18\x03 \x03(\x0b\x32\x15.lanner.v1.KernelAtom\x12,\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x1b.lanner.v1.KernelTypeFilter\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\"I\n\rKernelSpecAck\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x10\n\x08\x61ttached\x18\x02 \x03(\t\x12\x11\n\tfiltering\x18\x03 \x01(\x08\x32T\n\x10\x43ollectorControl\x12@\n\rSetKernelSpec\x12\x15.lanner.v1.KernelSpec\x1a\x18.lanner.v1.KernelSpecAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lanner.v1.kfilter_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KERNELATOM']._serialized_start=38
-  _globals['_KERNELATOM']._serialized_end=124
-  _globals['_KERNELCLAUSE']._serialized_start=126
-  _globals['_KERNELCLAUSE']._serialized_end=181
-  _globals['_KERNELTYPEFILTER']._serialized_start=183
-  _globals['_KERNELTYPEFILTER']._serialized_end=263
-  _globals['_TRACEDTYPE']._serialized_start=265
-  _globals['_TRACEDTYPE']._serialized_end=314
-  _globals['_KERNELSPEC']._serialized_start=317
-  _globals['_KERNELSPEC']._serialized_end=491
-  _globals['_KERNELSPECACK']._serialized_start=493
-  _globals['_KERNELSPECACK']._serialized_end=566
-  _globals['_COLLECTORCONTROL']._serialized_start=568
-  _globals['_COLLECTORCONTROL']._serialized_end=652
+  _globals['_KERNELATOM']._serialized_end=137
+  _globals['_KERNELCLAUSE']._serialized_start=139
+  _globals['_KERNELCLAUSE']._serialized_end=194
+  _globals['_KERNELTYPEFILTER']._serialized_start=196
+  _globals['_KERNELTYPEFILTER']._serialized_end=276
+  _globals['_TRACEDTYPE']._serialized_start=278
+  _globals['_TRACEDTYPE']._serialized_end=327
+  _globals['_KERNELSPEC']._serialized_start=330
+  _globals['_KERNELSPEC']._serialized_end=504
+  _globals['_KERNELSPECACK']._serialized_start=506
+  _globals['_KERNELSPECACK']._serialized_end=579
+  _globals['_COLLECTORCONTROL']._serialized_start=581
+  _globals['_COLLECTORCONTROL']._serialized_end=665
 # @@protoc_insertion_point(module_scope)

@@ -35,12 +35,15 @@ class KernelAtom(_message.Message):
     OP_FIELD_NUMBER: _builtins.int
     NUMBER_FIELD_NUMBER: _builtins.int
     EXACT_FIELD_NUMBER: _builtins.int
+    ARG_FIELD_NUMBER: _builtins.int
     kind: _builtins.int
     op: _builtins.str
     """numeric comparison: = != < <= > >="""
     number: _builtins.int
     exact: _builtins.bool
     """false: the atom is only ever false or unknown"""
+    arg: _builtins.int
+    """path atoms: 0 the open's path (resolved), 1/2 a file operation's paths as passed"""
     @_builtins.property
     def strings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """paths, prefixes, suffixes or process names"""
@@ -53,10 +56,11 @@ class KernelAtom(_message.Message):
         op: _builtins.str = ...,
         number: _builtins.int = ...,
         exact: _builtins.bool = ...,
+        arg: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exact", b"exact", "kind", b"kind", "number", b"number", "op", b"op", "strings", b"strings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arg", b"arg", "exact", b"exact", "kind", b"kind", "number", b"number", "op", b"op", "strings", b"strings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

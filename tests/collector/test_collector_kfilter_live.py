@@ -46,6 +46,8 @@ RMDIR = _rules(_rule("rmdir by kftest", "evt.type = rmdir and proc.cmdline conta
 DUP = _rules(
     _rule("dup of a socket", "evt.type = dup2 and fd.typechar = 4")
     + _rule("dup of the target", "evt.type = dup2 and fd.name startswith /tmp/kf-dup-target")
+    # Keeps connects coming (the kernel cannot judge fd.l4proto), so the table knows fd N as a socket first.
+    + _rule("tcp connect", "evt.type = connect and fd.l4proto = tcp")
 )
 
 
@@ -151,7 +153,7 @@ def test_dup2_of_an_fd_whose_open_was_dropped(source: KernelSource) -> None:
     os.unlink(f"/tmp/kf-dup-target-{os.getpid()}")
     mine = [e for e in events if e.proc.pid == pid]
     assert any(e.type == "connect" for e in mine) and not any(e.type == "openat" for e in mine)
-    assert _alerts(DUP, events, pid) == ["dup of the target"]
+    assert [a for a in _alerts(DUP, events, pid) if a.startswith("dup")] == ["dup of the target"]
 
 
 def test_filter_switch_off_passes_everything() -> None:
@@ -254,3 +256,158 @@ def test_probe_decides_like_the_evaluator(source: KernelSource) -> None:
     assert source.dropped() == lost, "ring buffer overflowed: the comparison is void"
     assert not mismatches, mismatches[:10]
     assert 0 < wanted < len(cases)  # both decisions were exercised
+
+
+# Every call made by syscall number (x86_64), so the probe sees exactly these syscalls; each is logged with what the
+# probe sees of it (comm, result, address family and port, or the paths as passed).
+CALLS_CHILD = r"""
+import ctypes, json, os, socket, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"socket": 41, "connect": 42, "sendto": 44, "rename": 82, "mkdir": 83, "rmdir": 84, "link": 86, "unlink": 87,
+      "symlink": 88, "chmod": 90}
+out = []
+
+def call(name, *args):
+    r = libc.syscall(NR[name], *args)
+    return r if r >= 0 else -ctypes.get_errno()
+
+def sockaddr(fam, host, port):
+    if fam == 2:
+        return struct.pack("<H", 2) + struct.pack(">H", port) + socket.inet_pton(2, host) + bytes(8)
+    if fam == 10:
+        return struct.pack("<H", 10) + struct.pack(">H", port) + bytes(4) + socket.inet_pton(10, host) + bytes(4)
+    return struct.pack("<H", 1) + host.encode() + b"\0"
+
+for comm, op, a, b, c in json.loads(sys.stdin.read()):
+    libc.prctl(15, comm.encode(), 0, 0, 0)
+    if op in ("connect", "sendto", "socket"):
+        kind = socket.SOCK_STREAM if (op == "connect" and a == 1) else socket.SOCK_DGRAM
+        if op == "socket":
+            a, kind = a, b
+        fd = call("socket", a, kind, 0)
+        out.append([comm, "socket", a, kind, fd])
+        if op != "socket" and fd >= 0:
+            sa = sockaddr(a, b, c)
+            if op == "connect":
+                r = call("connect", fd, sa, len(sa))
+            else:
+                r = call("sendto", fd, b"x", 1, 0x40, sa, len(sa))  # MSG_DONTWAIT
+            out.append([comm, op, a, c if a != 1 else None, r])
+        if fd >= 0:
+            os.close(fd)
+    else:
+        args = [x.encode() for x in (a, b) if x is not None]
+        if op == "chmod" or op == "mkdir":
+            args.append(0o700)
+        r = call(op, *args)
+        out.append([comm, op, a, b, r])
+libc.prctl(15, b"kf-done", 0, 0, 0)
+print(json.dumps(out))
+"""
+
+
+def test_probe_decides_like_the_evaluator_beyond_opens(source: KernelSource, tmp_path: object) -> None:
+    """The C filter against its Python mirror on real socket calls and file operations: same pass/drop for each."""
+    import itertools
+    import json
+    from pathlib import Path
+
+    from ruleengine.engine import load_rules
+    from ruleengine.kfilter import FILEOP_ARGS, derive
+    from ruleengine.kfilter_eval import ProbeView, passes
+
+    root = Path(__file__).resolve().parents[2]
+    files = [
+        str(root.parent / "shared" / "falco-rules" / "falco_rules.yaml"),
+        str(root / "rules" / "lanner_rules.yaml"),
+    ]
+    res = load_rules([f for f in files if Path(f).exists()])
+    assert res.engine is not None
+    ack = source.apply_spec(build_spec(res.engine.enabled))
+    assert {"connect", "socket", "symlink", "rename"} <= set(ack.attached)
+    spec = derive(res.engine.enabled)
+    tmp = str(tmp_path)
+    ops: list[tuple[str, object, object, object]] = [
+        ("socket", 2, 1, None), ("socket", 10, 2, None), ("socket", 1, 1, None), ("socket", 17, 3, None),
+        *[("connect", 2, "127.0.0.1", p) for p in (53, 443, 4444, 2222)],
+        *[("connect", 10, "::1", p) for p in (80, 4444)],
+        ("connect", 1, f"{tmp}/none.sock", None),
+        *[("sendto", 2, "127.0.0.1", p) for p in (53, 5353)],
+        ("unlink", f"{tmp}/none", None, None), ("unlink", "/etc/shadow-kf-none", None, None),
+        ("unlink", "kf-rel-none", None, None), ("mkdir", f"{tmp}/d", None, None), ("rmdir", f"{tmp}/d", None, None),
+        ("rename", f"{tmp}/none-a", "/usr/bin/kf-none", None), ("rename", f"{tmp}/none-a", f"{tmp}/b", None),
+        ("symlink", "/etc/shadow", f"{tmp}/s1", None), ("symlink", "/etc", f"{tmp}/s2", None),
+        ("symlink", "x/y", f"{tmp}/s3", None), ("symlink", "/etc/shadow", "/usr/bin//kf-none/s", None),
+        ("link", "/etc/shadow-kf-none", f"{tmp}/l1", None), ("link", "/etc/sudoers", "/nonexistent/l2", None),
+        ("chmod", f"{tmp}/none", None, None),
+    ]  # fmt: skip
+    comms = ["bash", "curl", "nc", "kf-probe", "sshd", "cp"]
+    cases = [[comm, *op] for comm, op in itertools.product(comms, ops)]
+    while source.poll():
+        pass
+    lost = source.dropped()
+    p = subprocess.Popen([sys.executable, "-c", CALLS_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(json.dumps(cases), timeout=60)
+    calls = json.loads(out)
+    events = collect(source, _exited(p.pid), timeout=15.0)
+    seen: set[tuple[object, ...]] = set()
+    for e in events:
+        if e.proc.pid != p.pid or e.proc.comm == "kf-done":
+            continue
+        if e.type == "socket":
+            seen.add((e.proc.comm, "socket", e.arg("domain"), e.arg("type"), e.res))
+        elif e.type in ("connect", "sendto") and e.fd is not None:
+            seen.add((e.proc.comm, e.type, e.fd.family, e.fd.server_port, e.res))
+        elif e.type in FILEOP_ARGS:
+            names = sorted(FILEOP_ARGS[e.type], key=lambda n: FILEOP_ARGS[e.type][n])
+            paths = [e.arg(n) for n in names] + [None]
+            seen.add((e.proc.comm, e.type, paths[0], paths[1] if len(names) > 1 else None, e.res))
+    mismatches = []
+    wanted = 0
+    for comm, op, a, b, r in calls:
+        if op == "socket":
+            view = ProbeView(op, b"", comm.encode(), 0, r, family=a)
+        elif op in ("connect", "sendto"):
+            view = ProbeView(op, b"", comm.encode(), 0, r, family=a, sport=b)
+        else:
+            path2 = b.encode() if b is not None else None
+            view = ProbeView(op, b"", comm.encode(), 0, r, path1=a.encode(), path2=path2)
+        want = passes(spec, view)
+        got = (comm, op, a, b, r) in seen
+        wanted += want
+        if want != got:
+            mismatches.append((comm, op, a, b, r, want, got))
+    assert source.dropped() == lost, "ring buffer overflowed: the comparison is void"
+    assert not mismatches, mismatches[:10]
+    assert 0 < wanted < len(calls)  # both decisions were exercised
+    counts = _control(source).counts()
+    assert counts["connect"][0] > 0 and counts["symlink"][1] > 0
+
+
+def test_dup2_of_a_socket_whose_connect_was_dropped(source: KernelSource) -> None:
+    """A reverse shell's shape, its connect dropped in the kernel (no rule wants it): the dup2 onto stdin still
+    sees an IPv4 socket with its peer, which the fd table reads from /proc/PID/net."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        engine = _rules(
+            _rule("dup of a socket", f"evt.type = dup2 and fd.typechar = 4 and fd.sport = {port}")
+            + _rule("connect by nobody", "evt.type = connect and proc.name = kf-nobody")
+        )
+        ack = source.apply_spec(build_spec(engine.enabled))
+        assert {"dup2", "socket", "connect"} <= set(ack.attached)
+        code = (
+            "import os,socket,time\n"
+            f"s=socket.create_connection(('127.0.0.1',{port}))\n"
+            "os.dup2(s.fileno(), 100); time.sleep(1.0)\n"
+        )
+        source.poll()
+        before = _control(source).counts()
+        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+        events = collect(source, _exited(proc.pid), timeout=10.0)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    mine = [e for e in events if e.proc.pid == proc.pid]
+    assert not any(e.type == "connect" for e in mine), [e.type for e in mine]
+    assert _control(source).counts()["connect"][0] > before["connect"][0]
+    assert _alerts(engine, events, proc.pid) == ["dup of a socket"]

@@ -167,7 +167,7 @@ def test_derivation_shapes() -> None:
     _engine, spec, _ = loaded("falco+lanner", False)
     kinds = {a.kind for a in spec.atoms}
     assert {AtomKind.PATH_EXACT, AtomKind.COMM, AtomKind.FDNUM} <= kinds
-    assert set(spec.clauses) == set(OPEN_TYPES)
+    assert set(spec.clauses) >= set(OPEN_TYPES)
     assert len(spec.atoms) <= 64
 
 
