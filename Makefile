@@ -30,8 +30,8 @@ fmt: ## format the code
 protos: ## regenerate the Python code from protos/
 	$(PY) scripts/gen_protos.py
 
-bench: ## print throughput and latency figures (engine, dispatcher, collector, whole pipeline)
-	bash scripts/bench.sh
+bench: ## throughput, latency and idle figures ending in issue 6's summary table (root; ARGS=--quick: shorter)
+	bash scripts/bench.sh $(ARGS)
 
 chaos: setup ## kill each stage under marker load through lanner up; print delivered/dropped/unaccounted (root)
 	$(PY) -m tests.chaos.run $(ARGS)

@@ -60,7 +60,7 @@ class CollectorConfig:
     capture_env: bool = True
     trace_all: bool = False
     kernel_filter: bool = True
-    poll_interval_ms: float = 1.0
+    poll_interval_ms: float = 2.0
     record_path: str = ""
     replay_path: str = ""
     replay_realtime: bool = False

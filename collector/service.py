@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The collector's loop: poll the event source every millisecond, convert to protobuf, hand to the sender.
+"""The collector's loop: poll the event source (paced by the event rate, see next_poll_delay), convert to protobuf,
+hand to the sender.
 
 The kernel reader never waits on the network: the sender's bounded queue drops (and counts) the oldest events
 when the enricher is slow or away. Kernel-side losses (ring buffer full) are counted too.
@@ -45,8 +46,12 @@ make_batch = shared_batch_wire
 PUSH_EVENTS = "/" + services_pb2.DESCRIPTOR.services_by_name["EnricherService"].full_name + "/PushEvents"
 # Above this many events in one poll the loop goes round again at once instead of sleeping.
 BUSY_POLL = 256
-# The longest pause between polls on a quiet host.
-IDLE_POLL_MAX_S = 0.016
+# The longest pause between polls on a quiet host, when some source cannot wake the loop (a recording, the audit
+# webhook); and when all can (the kernel ring buffer), the longest sleep before the loop checks its counters.
+IDLE_POLL_MAX_S = 0.05
+WAKEABLE_IDLE_MAX_S = 0.5
+# While events trickle in, poll when about this many are due (bounded by poll_interval_s and IDLE_POLL_MAX_S).
+POLL_TARGET = 4.0
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
@@ -88,7 +93,7 @@ class CollectorService:
         sources: Sequence[EventSource],
         sender: BatchSender[SharedEvent],
         *,
-        poll_interval_s: float = 0.001,
+        poll_interval_s: float = 0.002,
         record: IO[str] | None = None,
         drop_alert_interval_s: float = 10.0,
         identity: Identity | None = None,
@@ -199,17 +204,74 @@ class CollectorService:
         )
 
     async def run(self) -> None:
-        """Poll until cancelled: at once while a burst lasts, every ``poll_interval_s`` while events flow, and
-        less often the longer the host stays quiet (up to ``IDLE_POLL_MAX_S``), so an idle host costs next to
-        nothing and the first event after a quiet spell waits at most that long."""
-        idle = self.poll_interval_s
+        """Poll until cancelled. When every source can wake the loop (the kernel ring buffer can), a quiet
+        collector sleeps until an event lands and then gathers for ``poll_interval_s`` before it polls, so an
+        event after a quiet spell waits about that long and an idle host costs a wake-up every
+        ``WAKEABLE_IDLE_MAX_S``; while events flow it polls every ``poll_interval_s``, and at once during a burst.
+        Otherwise the polls are paced by ``next_poll_delay``."""
+        fds = self.wake_fds()
+        delay = self.poll_interval_s
+        last = time.monotonic()
         while True:
             n = self.pump()
-            if n >= BUSY_POLL:
-                delay = 0.0
-            elif n:
-                delay = idle = self.poll_interval_s
+            now = time.monotonic()
+            if fds is None:
+                delay = next_poll_delay(n, now - last, delay, self.poll_interval_s)
+                last = now
+                await asyncio.sleep(delay)
+            elif n >= BUSY_POLL:
+                await asyncio.sleep(0)
             else:
-                delay = idle
-                idle = min(idle * 2, max(IDLE_POLL_MAX_S, self.poll_interval_s))
-            await asyncio.sleep(delay)
+                await wait_readable(fds, WAKEABLE_IDLE_MAX_S)
+                await asyncio.sleep(self.poll_interval_s)
+
+    def wake_fds(self) -> list[int] | None:
+        """The descriptors that poll readable when a source has events, or None unless every source has one."""
+        fds = []
+        for tracked in self.sources:
+            get = getattr(tracked.source, "wait_fd", None)
+            fd = get() if get is not None else None
+            if fd is None:
+                return None
+            fds.append(fd)
+        return fds or None
+
+
+async def wait_readable(fds: Sequence[int], timeout: float) -> None:
+    """Return when one of ``fds`` polls readable (at once if one already does), or after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = loop.call_later(timeout, wake)
+    for fd in fds:
+        loop.add_reader(fd, wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        for fd in fds:
+            loop.remove_reader(fd)
+
+
+def next_poll_delay(moved: int, since_last: float, delay: float, interval: float) -> float:
+    """How long to wait before the next poll, after one that moved ``moved`` events ``since_last`` seconds after the
+    previous one (which had waited ``delay``).
+
+    Every poll that finds events costs a wake-up here and one batch through every later stage, and a batch costs
+    each stage a few hundred microseconds whatever its size: batches of two or three events (a poll every
+    millisecond) made the services' CPU per event several times that of big batches, and a trickle of background
+    events was most of an idle host's cost. So: a burst (``BUSY_POLL`` or more) is polled again at once; while
+    events flow, the next poll comes after ``interval`` (4 ms by default: half of it is the mean wait it adds), or
+    later for a trickle, when about ``POLL_TARGET`` more are due at the rate so far; a poll that finds nothing
+    doubles the wait, up to ``IDLE_POLL_MAX_S``, which bounds the wait of the first event after a quiet spell.
+    """
+    ceiling = max(IDLE_POLL_MAX_S, interval)
+    if moved >= BUSY_POLL:
+        return 0.0
+    if moved:
+        return min(ceiling, max(interval, POLL_TARGET * max(since_last, 1e-4) / moved))
+    return min(ceiling, max(delay * 2, interval))

@@ -264,6 +264,14 @@ class BpfProbe:
         if self._bpf is not None:
             self._bpf[b"excluded"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
+    def wait_fd(self) -> int | None:
+        """A descriptor that polls readable when the ring buffer holds records (the probes wake it when a record
+        lands in an empty buffer), so a quiet collector can sleep until the next event; None when read through bcc
+        callbacks."""
+        if self._bpf is None or self._mapped is None:
+            return None
+        return int(self._bpf[b"events"].map_fd)
+
     def read(self) -> list[bytes]:
         """Drain whatever the ring buffer holds now."""
         if self._bpf is None:
@@ -366,6 +374,11 @@ class KernelSource:
             self._pidns_known.clear()
         self._pidns_known.add(cgroup_id)
         set_pidns(cgroup_id, st.st_dev, st.st_ino)
+
+    def wait_fd(self) -> int | None:
+        """The reader's wake-up descriptor (see ``BpfProbe.wait_fd``), if it has one."""
+        get = getattr(self.reader, "wait_fd", None)
+        return get() if get is not None else None
 
     def poll(self) -> list[Event]:
         """Decode what the ring buffer holds now."""

@@ -2,9 +2,10 @@
 """Upstream side of a hop: a bounded queue, batching, and a reconnecting bidirectional gRPC stream.
 
 A slow or absent downstream never blocks the producer: ``submit`` returns at once, and when the queue is full
-the oldest item is dropped and counted. Batches close on size or after ``linger_s``, whichever comes first, so
-latency stays low at low rates. At most ``max_inflight`` batches wait for an ack; beyond that the sender waits,
-the queue fills, and drops happen here, where they are counted, rather than in an unbounded buffer somewhere.
+the oldest item is dropped and counted. A stream with nothing in flight sends what is queued at once, so latency
+stays low at low rates; otherwise a batch closes on size or after ``linger_s``, whichever comes first, so a busy
+stream sends big batches. At most ``max_inflight`` batches wait for an ack; beyond that the sender waits, the
+queue fills, and drops happen here, where they are counted, rather than in an unbounded buffer somewhere.
 
 The queue is bounded in events (``max_queue``, ``weigh``) and with ``max_bytes`` in bytes (``sizeof``); an item
 larger than ``max_bytes`` alone is dropped (``too_large``). A receiver calls ``wait_for_room`` before queueing, so
@@ -333,7 +334,9 @@ class BatchSender(Generic[T]):
                 self._wakeup.clear()
                 await self._wait_or_reader(self._wakeup.wait(), reader)
                 continue
-            if len(self._queue) < self.batch_size and self.linger_s > 0 and not self._closing:
+            if len(self._queue) < self.batch_size and self.linger_s > 0 and self._inflight and not self._closing:
+                # Linger only while a batch is in flight: an idle stream sends at once (latency), a busy one
+                # gathers a bigger batch meanwhile (throughput).
                 await asyncio.sleep(self.linger_s)
             while len(self._inflight) >= self.max_inflight:
                 self._acked.clear()

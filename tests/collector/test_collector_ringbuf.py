@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -59,5 +60,30 @@ def test_mapped_ring_buffer_reads_every_record_across_wraps() -> None:
         # Every open the kernel queued arrives whole; the only gap allowed is what the kernel counted as lost.
         assert len(seen) + lost >= n, (len(seen), lost)
         assert len(seen) > 0
+    finally:
+        src.close()
+
+
+def test_ring_buffer_wakes_a_reader_that_sleeps_on_it() -> None:
+    """A quiet collector sleeps on the ring buffer's descriptor: once it has caught up, the next record must wake
+    it (records are submitted with the kernel's adaptive wake-up, not BPF_RB_NO_WAKEUP, which would leave it asleep
+    until its timeout)."""
+    if preflight.problems():
+        pytest.skip("eBPF unavailable")
+    probe = BpfProbe(ring_buffer_pages=16, families=("process", "file"), exclude_self=False)
+    src = KernelSource(probe)
+    src.start()
+    try:
+        fd = probe.wait_fd()
+        assert fd is not None
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while probe.read():  # catch up: the next record lands in an empty buffer
+            pass
+        later = subprocess.Popen(
+            [sys.executable, "-c", "import os, time; time.sleep(0.5); os.close(os.open('/etc/hostname', 0))"]
+        )
+        assert poller.poll(120_000), "no wake-up although a record was written"
+        later.wait()
     finally:
         src.close()

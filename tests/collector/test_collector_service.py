@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,16 @@ import pytest
 from collector.decode import Decoder, Identity
 from collector.proctable import ProcessTable
 from collector.replay import ReplayError, ReplaySource, parse_line
-from collector.service import CollectorService, event_json, make_batch, open_enricher_stream
+from collector.service import (
+    BUSY_POLL,
+    IDLE_POLL_MAX_S,
+    CollectorService,
+    event_json,
+    make_batch,
+    next_poll_delay,
+    open_enricher_stream,
+    wait_readable,
+)
 from lanner.convert import inline_events
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2, services_pb2_grpc
@@ -145,3 +155,35 @@ def test_own_queue_drops_raise_the_drop_event(recording: Path) -> None:
     drops = [e for e in queued if e.type == "syscall_event_drop"]
     assert drops and drops[-1].source == "internal"
     assert {a.name: a.uint_value for a in drops[-1].args}["n_drops"] >= 1
+
+
+def test_poll_pacing_follows_the_event_rate() -> None:
+    """A burst is polled again at once; a flow of 1000 events/s and more every poll interval; a trickle of
+    background events in small batches (fewer wake-ups and batches downstream); a quiet host ever less often, up
+    to the ceiling."""
+    interval = 0.004
+    assert next_poll_delay(BUSY_POLL, 0.001, interval, interval) == 0.0
+    assert next_poll_delay(40, 0.004, interval, interval) == interval  # 10k/s
+    assert next_poll_delay(4, 0.004, interval, interval) == pytest.approx(interval)  # 1k/s
+    assert next_poll_delay(2, 0.008, interval, interval) == pytest.approx(0.016)  # 250/s: a poll per 4 events
+    assert next_poll_delay(1, 0.05, 0.05, interval) == IDLE_POLL_MAX_S  # 20/s
+    waits = [interval]
+    for _ in range(10):
+        waits.append(next_poll_delay(0, waits[-1], waits[-1], interval))
+    assert waits == sorted(waits) and waits[-1] == IDLE_POLL_MAX_S
+
+
+async def test_wait_readable_returns_when_a_descriptor_is_readable_or_on_timeout() -> None:
+    r, w = os.pipe()
+    try:
+        waiter = asyncio.ensure_future(wait_readable([r], 600.0))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        os.write(w, b"x")
+        await asyncio.wait_for(waiter, 60)  # woken by the descriptor, long before its timeout
+        await asyncio.wait_for(wait_readable([r], 600.0), 60)  # already readable: at once
+        os.read(r, 1)
+        await asyncio.wait_for(wait_readable([r], 0.01), 60)  # nothing to read: the timeout ends it
+    finally:
+        os.close(r)
+        os.close(w)

@@ -189,3 +189,22 @@ async def test_urgent_items_keep_a_byte_bounded_queue_consistent() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop(0)
+
+
+async def test_idle_stream_sends_at_once_despite_a_long_linger() -> None:
+    """Linger gathers a batch only while another is in flight: an event on a quiet stream goes out at once (an
+    alert's latency), not after ``linger_s``, here far longer than the test's deadline."""
+    port = free_port()
+    rec = Recorder()
+    server = await start_server(port, rec)
+    s = sender(port, batch_size=100, linger_s=600.0)
+    task = asyncio.create_task(s.run())
+    try:
+        s.submit(1)
+        await wait_for(lambda: rec.seqs == [1] and s.sent == 1)
+        s.submit_many([2, 3])
+        await wait_for(lambda: rec.seqs == [1, 2, 3] and s.sent == 3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop(0)
