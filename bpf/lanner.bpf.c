@@ -1693,3 +1693,380 @@ int kf_decide_prog(void *args)
 	}
 	return 0;
 }
+
+/* ---------------------------------------------------------------- fd lifecycle: close, pipe, eventfd, fcntl dup */
+// The fd table in userspace must know when an fd number stops naming what it learnt: every close stamps
+// (tgid, fd) in fd_closed, and a table entry made before a close that precedes the event is not trusted
+// (collector/fdclose.py). Close
+// records themselves go to userspace only when a rule wants the close event (fdx_conf bit 1): closes are as
+// frequent as opens.
+
+#if LANNER_FAM_OPEN
+#define FDX_EMIT_CLOSE 1
+BPF_ARRAY(fdx_conf, __u32, 1);
+// The last four closes of each (tgid, fd): userspace decodes records a little after the fact, so one timestamp
+// would already hold a later close than the event it judges.
+#define FD_CLOSE_SLOTS 4
+struct fd_closes {
+	__u64 ts[FD_CLOSE_SLOTS];
+	__u64 n; /* closes seen; slot n % FD_CLOSE_SLOTS is the next to write */
+};
+BPF_TABLE("lru_hash", __u64, struct fd_closes, fd_closed, 65536);
+
+// Inode number of the file behind the current task's fd (pipefs / sockfs inode), 0 when it cannot be read.
+static __always_inline __u64 fd_ino(__s32 fd)
+{
+	__u64 ino = 0;
+#if LANNER_BTF
+#if K_TASK_FILES >= 0 && K_FILES_FDT >= 0 && K_FDT_FD >= 0 && K_FDT_MAX_FDS >= 0
+	const char *task = (const char *)bpf_get_current_task();
+	const char *files = NULL, *fdt = NULL, *arr = NULL, *file = NULL, *inode = NULL;
+	__u32 max = 0;
+	if (fd < 0)
+		return 0;
+	KREAD(files, task, K_TASK_FILES);
+	if (files)
+		KREAD(fdt, files, K_FILES_FDT);
+	if (!fdt)
+		return 0;
+	KREAD(max, fdt, K_FDT_MAX_FDS);
+	if ((__u32)fd >= max)
+		return 0;
+	KREAD(arr, fdt, K_FDT_FD);
+	if (arr)
+		KREAD(file, arr, 8 * (__u64)(__u32)fd);
+	if (file)
+		KREAD(inode, file, K_FILE_INODE);
+	if (inode)
+		KREAD(ino, inode, K_INODE_INO);
+#endif
+#endif
+	return ino;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 k = (id & 0xFFFFFFFF00000000ULL) | (__u32)SC_ARG(0);
+	__u64 ts = bpf_ktime_get_boot_ns();
+	struct fd_closes *c = fd_closed.lookup(&k);
+	if (c) {
+		c->ts[c->n & (FD_CLOSE_SLOTS - 1)] = ts;
+		c->n++;
+	} else {
+		struct fd_closes first = {};
+		first.ts[0] = ts;
+		first.n = 1;
+		fd_closed.update(&k, &first);
+	}
+	__u32 zero = 0;
+	__u32 *conf = fdx_conf.lookup(&zero);
+	if (conf && (*conf & FDX_EMIT_CLOSE))
+		return stash(args, LANNER_SC_CLOSE, 1);
+	return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_close)
+{
+	return generic_exit(args);
+}
+
+GENERIC_PROBE(eventfd, LANNER_SC_EVENTFD, 1)
+GENERIC_PROBE(eventfd2, LANNER_SC_EVENTFD2, 2)
+GENERIC_PROBE(userfaultfd, LANNER_SC_USERFAULTFD, 1)
+
+// fcntl is called constantly for F_GETFL/F_SETFD; only the commands that make a new fd are reported.
+TRACEPOINT_PROBE(syscalls, sys_enter_fcntl)
+{
+	__u64 cmd = SC_ARG(1);
+	if (cmd != 0 /* F_DUPFD */ && cmd != 1030 /* F_DUPFD_CLOEXEC */)
+		return 0;
+	return stash(args, LANNER_SC_FCNTL, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fcntl)
+{
+	return generic_exit(args);
+}
+
+static __always_inline int fdpair_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_FDPAIR, id);
+	if (!h)
+		return 0;
+	struct lanner_fdpair *p = (struct lanner_fdpair *)(h + 1);
+	__s64 ret = SC_RET();
+	__s32 fds[2] = {-1, -1};
+	__u64 ptr = f.sc == LANNER_SC_SOCKETPAIR ? f.a[3] : f.a[0];
+	if (ret == 0 && bpf_probe_read_user(fds, sizeof(fds), (const void *)ptr) != 0) {
+		fds[0] = -1;
+		fds[1] = -1;
+	}
+	p->res = ret;
+	p->sc = f.sc;
+	p->fd1 = fds[0];
+	p->fd2 = fds[1];
+	p->flags = f.sc == LANNER_SC_PIPE2 ? (__u32)f.a[1] : 0;
+	p->domain = f.sc == LANNER_SC_SOCKETPAIR ? (__u32)f.a[0] : 0;
+	p->type = f.sc == LANNER_SC_SOCKETPAIR ? (__u32)f.a[1] : 0;
+	p->protocol = f.sc == LANNER_SC_SOCKETPAIR ? (__u32)f.a[2] : 0;
+	p->_pad = 0;
+	p->ino1 = ret == 0 ? fd_ino(fds[0]) : 0;
+	p->ino2 = ret == 0 ? fd_ino(fds[1]) : 0;
+	submit(h, sizeof(*h) + sizeof(*p));
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_pipe)
+{
+	return stash(args, LANNER_SC_PIPE, 1);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_pipe)
+{
+	return fdpair_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_pipe2)
+{
+	return stash(args, LANNER_SC_PIPE2, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_pipe2)
+{
+	return fdpair_exit(args);
+}
+#if LANNER_FAM_NET
+TRACEPOINT_PROBE(syscalls, sys_enter_socketpair)
+{
+	return stash(args, LANNER_SC_SOCKETPAIR, 4);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_socketpair)
+{
+	return fdpair_exit(args);
+}
+#endif
+#endif
+
+/* ---------------------------------------------------------------- receive with the sender's address */
+
+#if LANNER_FAM_NET
+// Receives are frequent (every read of a socket through recv*): unless a rule wants the receive events themselves
+// (fdx_conf bit 2), only those that return a sender's address are reported.
+#define FDX_EMIT_RECV 2
+BPF_ARRAY(fdx_recv_conf, __u32, 1);
+
+static __always_inline int recv_all(void)
+{
+	__u32 zero = 0;
+	__u32 *conf = fdx_recv_conf.lookup(&zero);
+	return conf && (*conf & FDX_EMIT_RECV);
+}
+
+// Slots: a[0] fd, a[1] recvfrom's src_addr or recvmsg's msghdr, a[2] recvfrom's addrlen pointer, a[3] size.
+TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	if (!SC_ARG(4) && !recv_all())
+		return 0;
+	if (is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = LANNER_SC_RECVFROM;
+	f.a[0] = SC_ARG(0);
+	f.a[1] = SC_ARG(4);
+	f.a[2] = SC_ARG(5);
+	f.a[3] = SC_ARG(2);
+	inflight.update(&tid, &f);
+	return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+{
+	return stash(args, LANNER_SC_RECVMSG, 3);
+}
+
+static __always_inline int recv_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	struct lanner_hdr *h = begin(LANNER_MSG_RECV, id);
+	if (!h)
+		return 0;
+	struct lanner_sock *s = (struct lanner_sock *)(h + 1);
+	__s64 ret = SC_RET();
+	__u64 addr = 0;
+	int len = 0;
+	s->res = ret;
+	s->sc = f.sc;
+	s->fd = (__s32)f.a[0];
+	s->flags = (__u32)f.a[3];
+	if (f.sc == LANNER_SC_RECVFROM) {
+		addr = f.a[1];
+		if (ret >= 0 && addr && f.a[2])
+			bpf_probe_read_user(&len, sizeof(len), (const void *)f.a[2]);
+	} else if (ret >= 0 && f.a[1]) {
+		// struct user_msghdr: msg_name, msg_namelen (updated by the kernel to the sender's address length).
+		struct {
+			__u64 name;
+			__s32 namelen;
+		} mh = {};
+		if (bpf_probe_read_user(&mh, sizeof(mh), (const void *)f.a[1]) == 0) {
+			addr = mh.name;
+			len = mh.namelen;
+		}
+	}
+	__u32 n = len > 0 ? len : 0;
+	n = CLAMP(n, LANNER_SOCKADDR_MAX);
+	if (!addr || (n > 0 && bpf_probe_read_user(s->addr, CLAMP(n, LANNER_SOCKADDR_MAX), (const void *)addr) != 0))
+		n = 0;
+	if (n == 0 && !recv_all())
+		return 0;
+	s->addr_len = n;
+	submit(h, sizeof(*h) + sizeof(*s));
+	return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
+{
+	return recv_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg)
+{
+	return recv_exit(args);
+}
+#endif
+
+/* ---------------------------------------------------------------- mount, umount2, kernel modules */
+
+// Writes a record of up to three user strings (0 pointers are left empty), flags and one number.
+static __always_inline int strs_exit(__s64 ret, __u32 sc, __u64 p0, __u64 p1, __u64 p2, __u32 flags, __u64 n0)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct lanner_hdr *h = begin(LANNER_MSG_STRS, id);
+	if (!h)
+		return 0;
+	struct lanner_strs *r = (struct lanner_strs *)(h + 1);
+	char *tail = (char *)(r + 1);
+	r->res = ret;
+	r->sc = sc;
+	r->flags = flags;
+	r->num[0] = n0;
+	r->num[1] = 0;
+	r->_pad = 0;
+	__u64 ptr[3] = {p0, p1, p2};
+	__u32 off = 0;
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		int n = 0;
+		if (ptr[i])
+			n = bpf_probe_read_user_str(tail + CLAMP(off, 2 * LANNER_PATH_MAX), LANNER_PATH_MAX,
+						    (const char *)ptr[i]);
+		__u32 l = n > 0 ? n : 0;
+		l = CLAMP(l, LANNER_PATH_MAX);
+		r->len[i] = l;
+		off += l;
+	}
+	submit(h, sizeof(*h) + sizeof(*r) + CLAMP(off, 3 * LANNER_PATH_MAX));
+	return 0;
+}
+
+#if LANNER_FAM_FILEOP
+TRACEPOINT_PROBE(syscalls, sys_enter_mount)
+{
+	return stash(args, LANNER_SC_MOUNT, 4);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_mount)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	// mount(dev, dir, type, flags, data); the legacy magic in the high half of flags is not a flag.
+	__u32 flags = (__u32)f.a[3];
+	if ((flags & 0xFFFF0000) == 0xC0ED0000)
+		flags &= 0xFFFF;
+	return strs_exit(SC_RET(), f.sc, f.a[0], f.a[1], f.a[2], flags, 0);
+}
+// umount2's tracepoints are named after the kernel's sys_umount.
+TRACEPOINT_PROBE(syscalls, sys_enter_umount)
+{
+	return stash(args, LANNER_SC_UMOUNT2, 2);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_umount)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	return strs_exit(SC_RET(), f.sc, f.a[0], 0, 0, (__u32)f.a[1], 0);
+}
+#endif
+
+#if LANNER_FAM_PRIV
+// A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made
+// (and fail): they are caught on the raw syscall tracepoints, which fire for every syscall, so anything else
+// returns at the first comparison. Userspace attaches these two only when a rule wants a module event.
+#ifndef LANNER_NR_INIT_MODULE
+#define LANNER_NR_INIT_MODULE 175
+#define LANNER_NR_FINIT_MODULE 313
+#endif
+#ifndef LANNER_RAW_EXIT_ONLY
+#define LANNER_RAW_EXIT_ONLY 0
+#endif
+// init_module(image, len, uargs); finit_module(fd, uargs, flags).
+static __always_inline int module_emit(long nr, __s64 ret, __u64 a0, __u64 a1, __u64 a2)
+{
+	if (nr == LANNER_NR_INIT_MODULE)
+		return strs_exit(ret, LANNER_SC_INIT_MODULE, a2, 0, 0, 0, a1);
+	return strs_exit(ret, LANNER_SC_FINIT_MODULE, a1, 0, 0, (__u32)a2, a0);
+}
+
+#if LANNER_RAW_EXIT_ONLY
+// x86_64 with BTF: the arguments are still in the saved user registers at exit (the result goes to ax), so one
+// program per syscall is enough, half the cost of an enter/exit pair.
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+	long nr = args->id;
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+		return 0;
+	if (is_excluded(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
+	__u64 a[3] = {};
+	bpf_probe_read_kernel(&a[0], sizeof(a[0]), &r->di);
+	bpf_probe_read_kernel(&a[1], sizeof(a[1]), &r->si);
+	bpf_probe_read_kernel(&a[2], sizeof(a[2]), &r->dx);
+	return module_emit(nr, args->ret, a[0], a[1], a[2]);
+}
+#else
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+	long nr = args->id;
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	if (is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = nr == LANNER_NR_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
+	f.a[0] = args->args[0];
+	f.a[1] = args->args[1];
+	f.a[2] = args->args[2];
+	inflight.update(&tid, &f);
+	return 0;
+}
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+	long nr = args->id;
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	return module_emit(nr, args->ret, f.a[0], f.a[1], f.a[2]);
+}
+#endif
+#endif

@@ -26,6 +26,9 @@
 #define LANNER_MSG_FILEOP 8  /* unlink*, rename*, mkdir*, rmdir, chdir, fchdir, chmod*, symlink*, link* exit */
 #define LANNER_MSG_SEND 10   /* sendto/sendmsg with an explicit destination (unconnected sockets) */
 #define LANNER_MSG_GENERIC 9 /* syscalls whose arguments are all numbers: set*id, ptrace, unshare, setns, bpf, prctl, dup* */
+#define LANNER_MSG_FDPAIR 11 /* pipe/pipe2/socketpair: two new fds */
+#define LANNER_MSG_RECV 12   /* recvfrom/recvmsg, with the sender's address when the call returns one */
+#define LANNER_MSG_STRS 13   /* up to three strings and two numbers: mount, umount2, init_module, finit_module */
 
 /* Syscall ids inside a family (the `sc` field of each body); the decoders map them to Falco event names. */
 #define LANNER_SC_EXECVE 1
@@ -78,6 +81,20 @@
 #define LANNER_SC_DUP2 62
 #define LANNER_SC_DUP3 63
 #define LANNER_SC_LISTEN 64
+#define LANNER_SC_CLOSE 70
+#define LANNER_SC_PIPE 71
+#define LANNER_SC_PIPE2 72
+#define LANNER_SC_SOCKETPAIR 73
+#define LANNER_SC_EVENTFD 74
+#define LANNER_SC_EVENTFD2 75
+#define LANNER_SC_FCNTL 76 /* only F_DUPFD and F_DUPFD_CLOEXEC are reported */
+#define LANNER_SC_USERFAULTFD 77
+#define LANNER_SC_RECVFROM 78
+#define LANNER_SC_RECVMSG 79
+#define LANNER_SC_MOUNT 80
+#define LANNER_SC_UMOUNT2 81
+#define LANNER_SC_INIT_MODULE 82
+#define LANNER_SC_FINIT_MODULE 83
 
 /* Size limits of the variable parts. Powers of two: the probes mask offsets with (size - 1). */
 #define LANNER_PATH_MAX 512
@@ -222,6 +239,32 @@ struct lanner_fileop {
 	__u16 path1_len;
 	__u16 path2_len;
 	/* followed by: path1[path1_len], path2[path2_len] */
+};
+
+/* pipe, pipe2, socketpair. ino1/ino2: inode of each new fd's file (pipefs / sockfs), 0 when unknown. */
+struct lanner_fdpair {
+	__s64 res;
+	__u32 sc;
+	__s32 fd1;
+	__s32 fd2;
+	__u32 flags; /* pipe2 flags (kernel O_*) */
+	__u32 domain; /* socketpair */
+	__u32 type;
+	__u32 protocol;
+	__u32 _pad;
+	__u64 ino1;
+	__u64 ino2;
+};
+
+/* Syscalls with string arguments that are not paths of the file families. */
+struct lanner_strs {
+	__s64 res;
+	__u32 sc;
+	__u32 flags;   /* mount/umount2/finit_module flags */
+	__u64 num[2];  /* init_module: image length; finit_module: fd */
+	__u16 len[3];  /* string lengths including the NUL (mount: dev, dir, type; umount2: name; *_module: uargs) */
+	__u16 _pad;
+	/* followed by: the strings */
 };
 
 #endif

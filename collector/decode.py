@@ -81,10 +81,10 @@ class Decoder:
         self._collected_ns = 0
         self._comms: dict[bytes, str] = {}
         self._clock_offset = table.clock.to_wall(0)
-        from collector import decode_file, decode_net, decode_priv, decode_proc
+        from collector import decode_fd, decode_file, decode_net, decode_priv, decode_proc
 
         self._families: dict[int, FamilyDecoder] = {}
-        for mod in (decode_proc, decode_file, decode_net, decode_priv):
+        for mod in (decode_proc, decode_file, decode_net, decode_priv, decode_fd):
             self._families.update(mod.FAMILY)
 
     def decode_many(self, records: Iterable[bytes], collected_ns: int) -> list[Event]:

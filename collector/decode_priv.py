@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from collector import layout
 from collector.decode import Header
+from collector.decode_fd import decode_fd_generic
 from collector.decode_file import decode_dup
 from collector.decode_net import decode_listen
 from lanner.model import Arg, Event
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from collector.decode import Decoder, FamilyDecoder
 
 _U32_UNCHANGED = 0xFFFFFFFF
+_FD_CALLS = frozenset(
+    {layout.SC_CLOSE, layout.SC_EVENTFD, layout.SC_EVENTFD2, layout.SC_USERFAULTFD, layout.SC_FCNTL}
+)
 
 # sc -> (event type, parameter names after res)
 _SPECS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -70,6 +74,8 @@ def decode_generic(d: Decoder, h: Header, raw: bytes) -> Event | None:
         return decode_dup(d, h, res, sc, (a0, a1, a2, a3))
     if sc == layout.SC_LISTEN:
         return decode_listen(d, h, res, a0, a1)
+    if sc in _FD_CALLS:
+        return decode_fd_generic(d, h, res, sc, (a0, a1, a2, a3))
     spec = _SPECS.get(sc)
     if spec is None:
         return None

@@ -29,6 +29,10 @@ class ProcEntry:
     children_pidns: bool = False
     newpid_pending: bool = False
     pcomm: str = ""  # the parent's comm at exec (kernel facts), for an ancestor that left the table
+    # Forked while traced: the parent's pid and the boot time of the fork. The fd entries copied from the parent
+    # are judged against the parent's close stamps up to then (collector/fdtable.py).
+    fork_from: int = 0
+    fork_ns: int = 0
 
 
 def with_slash(cwd: str) -> str:

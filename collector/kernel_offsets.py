@@ -61,7 +61,14 @@ _REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("K_NSPROXY_MNT", "nsproxy", ("mnt_ns",)),
     ("K_MNTNS_INUM", "mnt_namespace", ("ns.inum",)),
 )
-_OPTIONAL: tuple[tuple[str, str, tuple[str, ...]], ...] = (("K_TASK_LOGINUID", "task_struct", ("loginuid",)),)
+_OPTIONAL: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("K_TASK_LOGINUID", "task_struct", ("loginuid",)),
+    # The fd array, for the inode of a new pipe or socketpair fd (its fd.name, pipe:[INODE]).
+    ("K_TASK_FILES", "task_struct", ("files",)),
+    ("K_FILES_FDT", "files_struct", ("fdt",)),
+    ("K_FDT_MAX_FDS", "fdtable", ("max_fds",)),
+    ("K_FDT_FD", "fdtable", ("fd",)),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,15 @@ FILTERED = Counter("lanner_kernel_filtered_total", "Events dropped in the kernel
 PASSED = Counter("lanner_kernel_passed_total", "Filterable events the kernel let through", ["syscall"])
 
 # Falco event type -> the syscalls (tracepoint names without sys_enter_/sys_exit_) that produce it.
-TYPE_SYSCALLS: dict[str, tuple[str, ...]] = {"procexit": ("exit", "exit_group")}
+TYPE_SYSCALLS: dict[str, tuple[str, ...]] = {"procexit": ("exit", "exit_group"), "umount2": ("umount",)}
+# Caught on raw_syscalls:sys_enter/sys_exit (kernels without module support have no tracepoints of their own);
+# the two share those tracepoints, attached while either is wanted.
+RAW_SYSCALLS = ("init_module", "finit_module")
+RAW_UNIT = "raw_syscalls"
+# fdx_conf bit: send close records to userspace (a rule wants the close event; closes always stamp fd_closed).
+FDX_EMIT_CLOSE = 1
+# fdx_recv_conf bit: report every recvfrom/recvmsg (a rule wants them), not only those that return a sender.
+FDX_EMIT_RECV = 2
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
 # The syscalls the probes can filter, with their slot (LANNER_SC_*). chdir and fchdir are missing on purpose: they
@@ -86,6 +94,32 @@ def wanted_syscalls(spec: kfilter_pb2.KernelSpec | None, compiled: Iterable[str]
     for t in spec.types:
         out.update(syscalls_of(t.event_type))
     return out & have
+
+
+def _unit(sc: str) -> str:
+    return RAW_UNIT if sc in RAW_SYSCALLS else sc
+
+
+def _unit_tracepoints(unit: str) -> tuple[tuple[str, bytes, bytes], ...]:
+    """(phase, tracepoint, function) of the enter and exit probes of an attach unit."""
+    cat, names = ("raw_syscalls", ("enter", "exit")) if unit == RAW_UNIT else ("syscalls", ("enter", "exit"))
+    out = []
+    for phase in names:
+        tp = f"sys_{phase}" if unit == RAW_UNIT else f"sys_{phase}_{unit}"
+        out.append((phase, f"{cat}:{tp}".encode(), f"tracepoint__{cat}__{tp}".encode()))
+    return tuple(out)
+
+
+def compiled_syscalls(tracepoints: Iterable[bytes]) -> list[str]:
+    """The syscall names the loaded probes can report, from their tracepoint names."""
+    out: set[str] = set()
+    for tp in tracepoints:
+        name = tp.decode()
+        if name.startswith(f"{RAW_UNIT}:"):
+            out.update(RAW_SYSCALLS)
+        elif name.startswith("syscalls:sys_"):
+            out.add(name.split(":sys_", 1)[1].split("_", 1)[1])
+    return sorted(out)
 
 
 def closure(entries: dict[bytes, int]) -> dict[bytes, int]:
@@ -180,10 +214,9 @@ class KernelControl:
         self.trace_all = trace_all
         self.filtering = filtering
         self.fingerprint = ""
-        self.compiled = sorted(
-            {tp.decode().split(":sys_", 1)[1].split("_", 1)[1] for tp in bpf.tracepoint_fds if b":sys_" in tp}
-        )
+        self.compiled = compiled_syscalls(bpf.tracepoint_fds)
         self.attached = set(self.compiled)
+        self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
         self._detached: dict[str, list[str]] = {}
         self._seen_filtered = [0] * KF_SLOTS
         self._seen_passed = [0] * KF_SLOTS
@@ -193,6 +226,15 @@ class KernelControl:
         if spec.fingerprint and spec.fingerprint == self.fingerprint:
             return self.ack()
         self._attach(wanted_syscalls(spec, self.compiled, self.trace_all))
+        # A close record per close only when a rule can match the close event; for the fd table the stamps suffice.
+        wants_close = self.trace_all or spec.all_types or any(
+            t.event_type == "close" and any(r.startswith("rule: ") for r in t.reasons) for t in spec.types
+        )
+        wants_recv = self.trace_all or spec.all_types or any(
+            t.event_type in ("recvfrom", "recvmsg") and any(r.startswith("rule: ") for r in t.reasons)
+            for t in spec.types
+        )
+        self._set_fdx(FDX_EMIT_CLOSE if wants_close else 0, FDX_EMIT_RECV if wants_recv else 0)
         self._write_maps(KernelFilterMaps(spec) if self.filtering else None)
         self.fingerprint = spec.fingerprint
         log.info(
@@ -208,21 +250,31 @@ class KernelControl:
         )
 
     def _attach(self, wanted: set[str]) -> None:
-        for sc in sorted(self.attached - wanted):
+        have = {_unit(sc) for sc in self.attached}
+        want = {_unit(sc) for sc in wanted}
+        for unit in sorted(have - want):
             gone = []
-            for phase in ("enter", "exit"):
-                tp = f"syscalls:sys_{phase}_{sc}".encode()
+            for phase, tp, _fn in _unit_tracepoints(unit):
                 if tp in self.bpf.tracepoint_fds:
                     self.bpf.detach_tracepoint(tp=tp)
                     gone.append(phase)
-            self._detached[sc] = gone
-            self.attached.discard(sc)
-        for sc in sorted(wanted - self.attached):
+            self._detached[unit] = gone
+        for unit in sorted(want - have):
             # The exit first: an enter without its exit would only leave a stale in-flight entry.
-            for phase in sorted(self._detached.pop(sc, []), reverse=True):
-                tp = f"syscalls:sys_{phase}_{sc}".encode()
-                self.bpf.attach_tracepoint(tp=tp, fn_name=f"tracepoint__syscalls__sys_{phase}_{sc}".encode())
-            self.attached.add(sc)
+            phases = self._detached.pop(unit, [])
+            for phase, tp, fn in reversed(_unit_tracepoints(unit)):
+                if phase in phases:
+                    self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+        self.attached = set(wanted)
+
+    def _set_fdx(self, close_bits: int, recv_bits: int) -> None:
+        """Switches of the fd-lifecycle and receive probes (each map absent when its family is not compiled in)."""
+        for name, bits in ((b"fdx_conf", close_bits), (b"fdx_recv_conf", recv_bits)):
+            try:
+                table = self.bpf[name]
+            except KeyError:
+                continue
+            table[ctypes.c_int(0)] = ctypes.c_uint32(bits)
 
     def _write_maps(self, maps: KernelFilterMaps | None) -> None:
         b = self.bpf

@@ -35,6 +35,9 @@ MSG_SOCKET = 7
 MSG_FILEOP = 8
 MSG_GENERIC = 9
 MSG_SEND = 10
+MSG_FDPAIR = 11
+MSG_RECV = 12
+MSG_STRS = 13
 
 SC_EXECVE = 1
 SC_EXECVEAT = 2
@@ -86,6 +89,20 @@ SC_DUP = 61
 SC_DUP2 = 62
 SC_DUP3 = 63
 SC_LISTEN = 64
+SC_CLOSE = 70
+SC_PIPE = 71
+SC_PIPE2 = 72
+SC_SOCKETPAIR = 73
+SC_EVENTFD = 74
+SC_EVENTFD2 = 75
+SC_FCNTL = 76
+SC_USERFAULTFD = 77
+SC_RECVFROM = 78
+SC_RECVMSG = 79
+SC_MOUNT = 80
+SC_UMOUNT2 = 81
+SC_INIT_MODULE = 82
+SC_FINIT_MODULE = 83
 
 PATH_MAX = 512
 ARGS_MAX = 4096
@@ -264,6 +281,37 @@ class FileopBody(ctypes.Structure):
     ]
 
 
+class FdpairBody(ctypes.Structure):
+    """``struct lanner_fdpair`` (pipe, pipe2, socketpair)."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("fd1", ctypes.c_int32),
+        ("fd2", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+        ("domain", ctypes.c_uint32),
+        ("type", ctypes.c_uint32),
+        ("protocol", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("ino1", ctypes.c_uint64),
+        ("ino2", ctypes.c_uint64),
+    ]
+
+
+class StrsBody(ctypes.Structure):
+    """``struct lanner_strs`` (mount, umount2, init_module, finit_module)."""
+
+    _fields_ = [
+        ("res", ctypes.c_int64),
+        ("sc", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("num", ctypes.c_uint64 * 2),
+        ("len", ctypes.c_uint16 * 3),
+        ("_pad", ctypes.c_uint16),
+    ]
+
+
 C_NAMES: dict[type[ctypes.Structure], str] = {
     Hdr: "lanner_hdr",
     ExecBody: "lanner_exec",
@@ -275,6 +323,8 @@ C_NAMES: dict[type[ctypes.Structure], str] = {
     SocketBody: "lanner_socket",
     FileopBody: "lanner_fileop",
     GenericBody: "lanner_generic",
+    FdpairBody: "lanner_fdpair",
+    StrsBody: "lanner_strs",
 }
 
 _CODES: dict[type, str] = {
@@ -317,3 +367,5 @@ SOCK = struct_of(SockBody)
 SOCKET = struct_of(SocketBody)
 FILEOP = struct_of(FileopBody)
 GENERIC = struct.Struct("<qII4Q")
+FDPAIR = struct_of(FdpairBody)
+STRS = struct.Struct("<qII2Q3HH")

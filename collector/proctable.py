@@ -260,6 +260,8 @@ class ProcessTable(FdOps):
             fd_ns=dict(parent.fd_ns),
             cloexec=set(parent.cloexec),
             complete=parent.complete,
+            fork_from=pp.pid,
+            fork_ns=self.now_ns,
         )
         self.procs[child_pid] = entry
         return entry

@@ -12,6 +12,7 @@ import gc
 import logging
 import mmap
 import os
+import platform
 import socket
 import time
 import uuid
@@ -23,6 +24,7 @@ from collector import kernel_offsets, layout, metrics, preflight
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
 from collector.encode import EventEncoder
+from collector.fdclose import CloseMarks
 from collector.kfilter import KernelControl
 from collector.procfs import BootClock, list_pids, ns_inode, parse_stat
 from collector.proctable import ProcessTable
@@ -36,6 +38,8 @@ from lanner.v1 import kfilter_pb2
 log = logging.getLogger(__name__)
 
 FAMILIES = layout.FAMILIES
+# init_module / finit_module syscall numbers, caught on the raw syscall tracepoints (-1: never matches).
+_MODULE_SYSCALL_NRS = {"x86_64": (175, 313), "aarch64": (105, 273)}
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
 
@@ -196,6 +200,11 @@ class BpfProbe:
         for fam, macro in layout.FAMILY_MACROS.items():
             flags.append(f"-D{macro}={1 if fam in self._families else 0}")
         flags.extend(self.offsets.cflags())
+        nr = _MODULE_SYSCALL_NRS.get(platform.machine(), (-1, -1))
+        flags += [f"-DLANNER_NR_INIT_MODULE={nr[0]}", f"-DLANNER_NR_FINIT_MODULE={nr[1]}"]
+        # The module probes read the arguments from the saved registers at exit (x86_64, needs BTF's task pointer).
+        exit_only = platform.machine() == "x86_64" and self.offsets.available
+        flags.append(f"-DLANNER_RAW_EXIT_ONLY={int(exit_only)}")
         return flags
 
     def start(self) -> None:
@@ -338,6 +347,10 @@ class KernelSource:
     def start(self) -> None:
         """Attach first, then read /proc: a process forked in between shows up in both, never in neither."""
         self.reader.start()
+        control = getattr(self.reader, "control", None)
+        if isinstance(control, KernelControl):
+            # Closes stamp fd numbers in the kernel: a table entry made before a close is not trusted.
+            self.table.fd_closed = CloseMarks(control.bpf).closed_between
         t0 = time.monotonic()
         n = self.table.seed()
         log.info("process table seeded", extra={"processes": n, "seconds": round(time.monotonic() - t0, 3)})

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from collector.kfilter import LIFECYCLE, SLOTS, wanted_syscalls
+from collector.kfilter import LIFECYCLE, SLOTS, syscalls_of, wanted_syscalls
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -21,13 +21,17 @@ def _words(text: str) -> tuple[str, ...]:
 # The syscalls each family of the probe program traces (bpf/lanner.bpf.c).
 FAMILY_SYSCALLS: dict[str, tuple[str, ...]] = {
     "process": _words("execve execveat clone clone3 fork vfork exit exit_group"),
-    "file": _words("open openat openat2 creat open_by_handle_at dup dup2 dup3"),
-    "network": _words("socket connect accept accept4 listen sendto sendmsg"),
+    "file": _words(
+        "open openat openat2 creat open_by_handle_at dup dup2 dup3 close pipe pipe2 eventfd eventfd2 fcntl userfaultfd"
+    ),
+    "network": _words("socket connect accept accept4 listen sendto sendmsg socketpair recvfrom recvmsg"),
     "fileop": _words(
         "unlink unlinkat rename renameat renameat2 mkdir mkdirat rmdir chdir fchdir chmod fchmod fchmodat symlink "
-        "symlinkat link linkat"
+        "symlinkat link linkat mount umount"
     ),
-    "privilege": _words("setuid setgid setreuid setregid setresuid setresgid ptrace unshare setns bpf prctl"),
+    "privilege": _words(
+        "setuid setgid setreuid setregid setresuid setresgid ptrace unshare setns bpf prctl init_module finit_module"
+    ),
 }
 
 
@@ -58,7 +62,7 @@ def cmd_syscalls(args: argparse.Namespace) -> int:
     traced = wanted_syscalls(spec, compiled, ccfg.trace_all)
     why: dict[str, list[str]] = {}
     for t in spec.types:
-        for sc in ("exit", "exit_group") if t.event_type == "procexit" else (t.event_type,):
+        for sc in syscalls_of(t.event_type):
             why.setdefault(sc, []).extend(t.reasons)
     filters = {f.event_type: len(f.clauses) for f in spec.filters} if ccfg.kernel_filter else {}
     rows = []

@@ -16,14 +16,15 @@ from ruleengine.build import CompiledRule
 
 PROCESS_STATE = ("execve", "execveat", "clone", "clone3", "fork", "vfork", "procexit")
 CWD_STATE = ("chdir", "fchdir")
+# close only stamps the fd number in the kernel (no record) unless a rule wants the close event itself.
 FD_PRODUCERS = (
     "open", "openat", "openat2", "creat", "open_by_handle_at", "socket", "connect", "accept", "accept4", "dup",
-    "dup2", "dup3",
+    "dup2", "dup3", "close", "pipe", "pipe2", "socketpair", "eventfd", "eventfd2", "fcntl", "userfaultfd",
 )  # fmt: skip
 FD_READERS = frozenset({
     "dup", "dup2", "dup3", "fchdir", "fchmod", "fchmodat", "connect", "sendto", "sendmsg", "listen", "openat",
     "openat2", "unlinkat", "renameat", "renameat2", "mkdirat", "symlinkat", "linkat", "execveat", "accept",
-    "accept4",
+    "accept4", "recvfrom", "recvmsg", "close", "fcntl", "finit_module",
 })  # fmt: skip
 
 

@@ -64,6 +64,8 @@ _SPEC: dict[str, str] = {
     "umount": "res:errno name:fspath", "umount2": "res:errno name:fspath flags:flags:umount",
     "memfd_create": "fd:fd name:str flags:flags:memfd",
     "userfaultfd": "res:errno flags:open",
+    "eventfd": "res:fd initval:dec flags:open", "eventfd2": "res:fd initval:dec flags:open",
+    "fcntl": "res:fd fd:fd cmd:dec",
     "socket": "fd:fd domain:enum:family type:dec proto:dec flags:flags:sock",
     "bind": "res:errno addr:sockaddr fd:fd", "listen": "res:errno fd:fd backlog:dec",
     "connect": "res:errno tuple:socktuple fd:fd addr:sockaddr",

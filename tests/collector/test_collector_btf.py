@@ -223,6 +223,27 @@ def test_instant_exit_with_terminal_and_login_uid_has_its_facts(source: KernelSo
     assert proc.is_exe_writable is True  # root with CAP_DAC_OVERRIDE
     args = {a.name: a.value for a in ev.args}
     assert args["loginuid"] == 1234 and args["cap_effective"] == _status_caps()[2]
+    # And in an alert: the facts reach the rendered output of a rule on the exec.
+    out = _alert_output(ev)
+    assert f"ino={st.st_ino} " in out and f"tty={proc.tty} " in out and "loginuid=1234 " in out, out
+    assert "caps=CAP_CHOWN " in out and "CAP_SYS_ADMIN" in out and f"ctime={st.st_ctime_ns}" in out, out
+
+
+def _alert_output(ev: Event) -> str:
+    from ruleengine.engine import EngineOptions, load_texts
+    from ruleengine.fields import EventContext
+
+    rule = (
+        "- rule: instant\n  desc: d\n  condition: evt.type = execve and proc.name = true\n  priority: WARNING\n"
+        "  output: ino=%proc.exe_ino tty=%proc.tty loginuid=%user.loginuid caps=%thread.cap_effective "
+        "ctime=%proc.exe_ino.ctime\n"
+    )
+    res = load_texts([("t.yaml", rule)], EngineOptions())
+    assert res.engine is not None, [e.format() for e in res.errors]
+    ctx = EventContext(ev)
+    found = res.engine.process(ctx)
+    assert [m.name for m in found] == ["instant"]
+    return found[0].render(ctx, "host").output
 
 
 @pytest.mark.bpf

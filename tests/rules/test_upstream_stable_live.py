@@ -2,7 +2,7 @@
 """Falco's stable rules against the real kernel: each case performs the behaviour a rule describes, on the host or in
 a real Docker container, collects it with the eBPF source, enriches it from Docker and checks the rule fires.
 
-Rules that cannot fire on this machine are listed in the btf helper's note (shared/../notes) with the reason.
+Stable rules with no live case here, and why, are listed in the syscalls helper's note (notes/syscalls.md).
 """
 
 from __future__ import annotations
@@ -177,6 +177,19 @@ def sys_admin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def sys_module() -> Iterator[str]:
+    name = f"lanner-sysmodule-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--cap-add", "SYS_MODULE", "--name", name, "local/bookworm", "sleep", "600"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
 def plain() -> Iterator[str]:
     name = f"lanner-plain-{uuid.uuid4().hex[:8]}"
     subprocess.run(
@@ -230,6 +243,27 @@ CONTAINER_CASES: list[tuple[str, str, list[str], str, list[str]]] = [
     ),
     ("Detect release_agent File Container Escapes", "sys_admin", ["touch", "/tmp/release_agent"], "touch", []),
 ]
+
+
+def test_module_loading_in_a_container_alerts(source: KernelSource, engine: Engine, sys_module: str) -> None:
+    # This kernel has no module support, so both calls fail (ENOSYS); the rule does not look at the result: an
+    # attempt by a container holding CAP_SYS_MODULE is what it reports. init_module and finit_module have no
+    # tracepoints here and are caught on raw_syscalls.
+    program = "open(my $f, '<', '/etc/hostname'); my $u = 'x=1'; my $i = 'x'; syscall(313, fileno($f), $u, 0); "
+    program += "syscall(175, $i, 1, $u)"  # perl's syscall() wants variables (literals are read-only)
+    argv = ["perl", "-e", program]
+    events = _in_container(source, sys_module, argv, "perl", [])
+    loads = [e for e in events if e.type in ("init_module", "finit_module")]
+    assert sorted(e.type for e in loads) == ["finit_module", "init_module"], sorted({e.type for e in events})
+    assert all(e.res < 0 for e in loads)
+    found = alerts(engine, loads, lambda e: True)
+    rule = "Linux Kernel Module Injection Detected"
+    assert [n for n, _ in found] == [rule, rule], found
+    outputs = [o for _, o in found]
+    assert any("evt_type=finit_module" in o and "res=ENOSYS" in o for o in outputs), outputs
+    # The same calls from a host process: seen, but the rule is about containers.
+    host = [e for e in _run_tree(source, argv) if e.type in ("init_module", "finit_module")]
+    assert len(host) == 2 and not alerts(engine, host, lambda e: True)
 
 
 def test_stdout_redirected_to_a_socket_in_a_container_alerts(
@@ -299,3 +333,30 @@ def test_system_user_running_an_interactive_program_alerts(
     found = alerts(engine, [e for e in events if e.proc.pid == p.pid], lambda e: True)
     assert "System user interactive" in [n for n, _ in found], found
     assert "user=daemon" in dict(found)["System user interactive"]
+
+
+@pytest.fixture
+def public_looking_address() -> Iterator[str]:
+    """An address outside loopback and RFC 1918 that this machine answers itself: the rule wants an outbound
+    connection to such a peer, and this host has no route to a real public one. 198.51.100.0/24 is TEST-NET-2
+    (documentation only), added to lo for the test."""
+    addr = "198.51.100.77"
+    subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True, capture_output=True, timeout=30)
+    try:
+        yield addr
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "lo"], capture_output=True, timeout=30)
+
+
+def test_ssh_to_a_non_standard_port_alerts(source: KernelSource, engine: Engine, public_looking_address: str) -> None:
+    # An ssh client connecting out to port 4444 (a reverse-shell favourite in the rule's list); the listener only
+    # accepts, so ssh gives up after its connect timeout.
+    with socket.create_server((public_looking_address, 4444)) as listener:
+        listener.settimeout(30)
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", "StrictHostKeyChecking=no"]
+        argv += ["-p", "4444", f"nobody@{public_looking_address}", "true"]
+        events = _run_tree(source, ["timeout", "10", *argv])
+    found = alerts(engine, events, lambda e: True)
+    assert "Disallowed SSH Connection Non Standard Port" in [n for n, _ in found], [
+        (e.type, e.res, e.proc.comm) for e in events if e.type == "connect"
+    ]
