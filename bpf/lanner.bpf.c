@@ -21,6 +21,9 @@
 //   LANNER_CAPTURE_ENV  1 to copy the environment of execve (proc.env), 0 to leave it out
 //   LANNER_BTF          1 when the K_* struct offsets below were taken from the running kernel's BTF
 //                       (collector/kernel_offsets.py); exec records then carry struct lanner_task
+//   LANNER_REGS_ARGS    1 (x86_64) when exit probes can read a syscall's arguments from the task's saved user
+//                       registers: the open family then has no enter probes
+//   LANNER_MODULE_TPS   1 when the kernel has init_module/finit_module tracepoints (module support built in)
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -52,6 +55,12 @@
 #endif
 #ifndef LANNER_BTF
 #define LANNER_BTF 0
+#endif
+#ifndef LANNER_REGS_ARGS
+#define LANNER_REGS_ARGS 0
+#endif
+#ifndef LANNER_MODULE_TPS
+#define LANNER_MODULE_TPS 0
 #endif
 
 #define SCRATCH_SIZE 16384
@@ -202,6 +211,21 @@ static __always_inline int take(__u32 tid, struct inflight *out)
 	inflight.delete(&tid);
 	return 1;
 }
+
+#if LANNER_REGS_ARGS
+// On x86_64 a syscall's arguments stay in the task's saved user registers until it returns (di, si, dx, r10; only
+// ax receives the result), so an exit probe can read them there: no enter probe and no in-flight entry, which for a
+// syscall as frequent as openat is most of the cost of tracing it. (32-bit tasks' syscalls do not reach the
+// syscalls:* tracepoints on x86.)
+static __always_inline void regs_args(struct inflight *f)
+{
+	const struct pt_regs *r = (const struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	f->a[0] = r->di;
+	f->a[1] = r->si;
+	f->a[2] = r->dx;
+	f->a[3] = r->r10;
+}
+#endif
 
 /* ---------------------------------------------------------------- numeric-argument syscalls */
 
@@ -829,7 +853,12 @@ static __always_inline void kf_mark_stale(__s64 fd)
 		return;
 	__u64 k = kf_fd_key(fd);
 	__u64 ts = bpf_ktime_get_boot_ns();
-	kf_stale_fd.update(&k, &ts);
+	// A busy process reuses its numbers: rewriting a mark in place costs less than an LRU map update.
+	__u64 *mark = kf_stale_fd.lookup(&k);
+	if (mark)
+		*mark = ts;
+	else
+		kf_stale_fd.update(&k, &ts);
 }
 
 // The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
@@ -1007,6 +1036,7 @@ struct open_how_user {
 	__u64 resolve;
 };
 
+#if !LANNER_REGS_ARGS
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
 	return stash(args, LANNER_SC_OPEN, 3);
@@ -1027,18 +1057,26 @@ TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
 {
 	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
 }
+#endif
 
 static __always_inline int open_emit(struct kf_scratch *ks, int kn);
 
-static __always_inline int open_exit(void *args)
+static __always_inline int open_exit(void *args, __u32 sc)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
-	if (!take((__u32)id, &f))
-		return 0;
 	__s64 res = SC_RET();
 	if (LANNER_DROP_FAILED_OPEN && res < 0)
 		return 0;
+#if LANNER_REGS_ARGS
+	if (is_excluded(id >> 32))
+		return 0;
+	f.sc = sc;
+	regs_args(&f);
+#else
+	if (!take((__u32)id, &f))
+		return 0;
+#endif
 	__u64 name_ptr = 0;
 	__s32 dirfd = AT_FDCWD_VAL;
 	__u32 flags = 0, mode = 0;
@@ -1147,23 +1185,23 @@ int kf_open_filter(void *args)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPEN);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPENAT);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPENAT2);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_CREAT);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_open_by_handle_at)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPEN_BY_HANDLE_AT);
 }
 
 // dup* give a copy of an fd a new number; the rule on shells redirecting stdio to a socket needs them.
@@ -2004,49 +2042,57 @@ TRACEPOINT_PROBE(syscalls, sys_exit_umount)
 #endif
 
 #if LANNER_FAM_PRIV
-// A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made
-// (and fail): they are caught on the raw syscall tracepoints, which fire for every syscall, so anything else
-// returns at the first comparison. Userspace attaches these two only when a rule wants a module event.
+// init_module(image, len, uargs); finit_module(fd, uargs, flags). Slots a[0..2] hold those arguments.
+static __always_inline int module_record(__s64 ret, struct inflight *f)
+{
+	if (f->sc == LANNER_SC_INIT_MODULE)
+		return strs_exit(ret, f->sc, f->a[2], 0, 0, 0, f->a[1]);
+	return strs_exit(ret, f->sc, f->a[1], 0, 0, (__u32)f->a[2], f->a[0]);
+}
+
+#if LANNER_MODULE_TPS
+// A kernel with module support has tracepoints of its own for both calls.
+TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
+{
+	return stash(args, LANNER_SC_INIT_MODULE, 3);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
+{
+	return stash(args, LANNER_SC_FINIT_MODULE, 3);
+}
+static __always_inline int module_exit(void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	if (!take((__u32)id, &f))
+		return 0;
+	return module_record(SC_RET(), &f);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_init_module)
+{
+	return module_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
+{
+	return module_exit(args);
+}
+#else
+// A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made: they
+// go to sys_ni_syscall, which fails with ENOSYS and nothing else. They are caught on raw_syscalls:sys_enter, which
+// fires for every syscall, so it is kept to the least: anything else returns at the first comparisons, and since the
+// result is known at entry the record is written there (no exit probe, which would cost as much again on every
+// syscall). Userspace attaches it only when a rule wants a module event.
 #ifndef LANNER_NR_INIT_MODULE
 #define LANNER_NR_INIT_MODULE 175
 #define LANNER_NR_FINIT_MODULE 313
 #endif
-#ifndef LANNER_RAW_EXIT_ONLY
-#define LANNER_RAW_EXIT_ONLY 0
-#endif
-// init_module(image, len, uargs); finit_module(fd, uargs, flags).
-static __always_inline int module_emit(long nr, __s64 ret, __u64 a0, __u64 a1, __u64 a2)
-{
-	if (nr == LANNER_NR_INIT_MODULE)
-		return strs_exit(ret, LANNER_SC_INIT_MODULE, a2, 0, 0, 0, a1);
-	return strs_exit(ret, LANNER_SC_FINIT_MODULE, a1, 0, 0, (__u32)a2, a0);
-}
-
-#if LANNER_RAW_EXIT_ONLY
-// x86_64 with BTF: the arguments are still in the saved user registers at exit (the result goes to ax), so one
-// program per syscall is enough, half the cost of an enter/exit pair.
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
-{
-	long nr = args->id;
-	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
-		return 0;
-	if (is_excluded(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
-	__u64 a[3] = {};
-	bpf_probe_read_kernel(&a[0], sizeof(a[0]), &r->di);
-	bpf_probe_read_kernel(&a[1], sizeof(a[1]), &r->si);
-	bpf_probe_read_kernel(&a[2], sizeof(a[2]), &r->dx);
-	return module_emit(nr, args->ret, a[0], a[1], a[2]);
-}
-#else
+#define K_ENOSYS 38
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
 	long nr = args->id;
 	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	if (is_excluded(id >> 32))
 		return 0;
 	struct inflight f = {};
@@ -2054,19 +2100,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 	f.a[0] = args->args[0];
 	f.a[1] = args->args[1];
 	f.a[2] = args->args[2];
-	inflight.update(&tid, &f);
-	return 0;
-}
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
-{
-	long nr = args->id;
-	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight f = {};
-	if (!take((__u32)id, &f))
-		return 0;
-	return module_emit(nr, args->ret, f.a[0], f.a[1], f.a[2]);
+	return module_record(-K_ENOSYS, &f);
 }
 #endif
 #endif

@@ -146,6 +146,11 @@ def with_descendants(pids: Iterable[int], proc_root: str = "/proc") -> set[int]:
     return out
 
 
+def module_tracepoints(tracefs: str = preflight.TRACEFS) -> bool:
+    """Whether the kernel has init_module/finit_module tracepoints (it was built with module support)."""
+    return all(os.path.isdir(f"{tracefs}/events/syscalls/sys_enter_{sc}") for sc in ("init_module", "finit_module"))
+
+
 class BpfProbe:
     """Compiles and attaches the probes with bcc; ``read`` drains the ring buffer without waiting.
 
@@ -202,9 +207,12 @@ class BpfProbe:
         flags.extend(self.offsets.cflags())
         nr = _MODULE_SYSCALL_NRS.get(platform.machine(), (-1, -1))
         flags += [f"-DLANNER_NR_INIT_MODULE={nr[0]}", f"-DLANNER_NR_FINIT_MODULE={nr[1]}"]
-        # The module probes read the arguments from the saved registers at exit (x86_64, needs BTF's task pointer).
-        exit_only = platform.machine() == "x86_64" and self.offsets.available
-        flags.append(f"-DLANNER_RAW_EXIT_ONLY={int(exit_only)}")
+        # Module loads on their own tracepoints when the kernel has them, else on raw_syscalls (every syscall).
+        flags.append(f"-DLANNER_MODULE_TPS={int(module_tracepoints())}")
+        # x86_64 exit probes read the arguments from the saved user registers (no enter probe for opens); the task
+        # pointer they need comes from BTF.
+        regs_args = platform.machine() == "x86_64" and self.offsets.available
+        flags.append(f"-DLANNER_REGS_ARGS={int(regs_args)}")
         return flags
 
     def start(self) -> None:

@@ -214,7 +214,7 @@ MODULES = """
 
 def test_module_loads_are_caught_on_raw_syscalls_only_while_a_rule_wants_them(source: KernelSource) -> None:
     control = _control(source)
-    raw = b"raw_syscalls:sys_exit"
+    raw = b"raw_syscalls:sys_enter"
     try:
         ack = source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
         assert "init_module" not in ack.attached and raw not in control.bpf.tracepoint_fds
