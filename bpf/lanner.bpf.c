@@ -815,6 +815,25 @@ BPF_TABLE("lru_hash", __u64, __u64, kf_stale_fd, 65536);
 BPF_TABLE("lru_hash", __u64, __u8, kf_rawsk, 4096);
 BPF_PERCPU_ARRAY(kf_scratch_map, struct kf_scratch, 1);
 BPF_PROG_ARRAY(kf_prog, 3); /* 0: kf_open_filter, 1: kf_rec_filter, 2: kf_decide_prog */
+// A one-bit-per-string Bloom filter over the exact paths (length and last four bytes, which the path scan has at hand):
+// most paths miss it, and a miss saves hashing the 260-byte key of kf_exact. Words 0..63 are the bits; word 64 is 1
+// while they match kf_exact (userspace writes it last), else the filter is not used.
+#define KF_BLOOM_WORDS 64
+BPF_ARRAY(kf_exact_bloom, __u64, KF_BLOOM_WORDS + 1);
+
+// 0 when no exact path of length `len` whose last four bytes are `w` (newest lowest) is in kf_exact; mirrored by
+// collector/kfilter.py (bloom_bit).
+static __always_inline int kf_exact_maybe(__u32 w, __u32 len)
+{
+	__u32 valid = KF_BLOOM_WORDS;
+	__u64 *ok = kf_exact_bloom.lookup(&valid);
+	if (!ok || *ok != 1)
+		return 1;
+	__u32 h = (w * 0x9E3779B1U) ^ (len * 0x85EBCA77U);
+	__u32 word = h >> 26;
+	__u64 *bits = kf_exact_bloom.lookup(&word);
+	return !bits || ((*bits >> ((h >> 20) & 63)) & 1);
+}
 
 static __always_inline int kf_cmp(__s64 v, __u32 op, __s64 n)
 {
@@ -839,6 +858,29 @@ static __always_inline void kf_count(int filtered, __u32 slot)
 	__u64 *c = filtered ? kf_filtered.lookup(&slot) : kf_passed.lookup(&slot);
 	if (c)
 		*c += 1;
+}
+
+// 1 when some clause of syscall slot `slot` (`n` clauses) is not false given the atoms known true (`yes`) and false.
+// No early exit: every path leaves the loop at its end, so the verifier explores what follows once, not once per
+// clause (with two passes it would run out of its budget).
+static __always_inline int kf_any_clause(__u32 slot, __u32 n, __u64 yes, __u64 no)
+{
+	__u32 alive = 0;
+	__u32 base = slot * KF_MAX_CLAUSES;
+	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
+		if (i >= n)
+			break;
+		// Hidden from the optimizer, which would otherwise count the index instead of i, leaving the verifier
+		// with a loop bound it cannot see.
+		__u32 j = i;
+		asm volatile("" : "+r"(j));
+		__u32 idx = base + j;
+		struct kf_clause *c = kf_clauses.lookup(&idx);
+		if (!c)
+			break;
+		alive |= ((c->must_true & no) | (c->must_false & yes)) == 0;
+	}
+	return alive;
 }
 
 static __always_inline __u64 kf_fd_key(__s64 fd)
@@ -920,8 +962,11 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 	__u64 exact_all = conf->exact_all, prefix_all = conf->prefix_all, suffix_all = conf->suffix_all;
 	if (!bad && (exact_all | prefix_all | suffix_all | conf->pmatch_all)) {
 		__u64 exact_mask = conf->exact_mask;
-		ks->key.prefixlen = 0;
-		__u64 *m = kf_exact.lookup(&ks->key);
+		__u64 *m = NULL;
+		if (exact_all && kf_exact_maybe(w, len)) {
+			ks->key.prefixlen = 0;
+			m = kf_exact.lookup(&ks->key);
+		}
 		__u64 hit = m ? *m : 0;
 		*yes |= hit & exact_all;
 		*no |= exact_all & ~hit;
@@ -956,16 +1001,6 @@ static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __
 		kf_count(0, slot);
 		return 1;
 	}
-	if (conf->comm_all) {
-		struct kf_comm_key ck = {};
-		bpf_get_current_comm(ck.c, sizeof(ck.c));
-		if (ck.c[0]) {
-			__u64 *m = kf_comm.lookup(&ck);
-			__u64 hit = m ? *m : 0;
-			yes |= hit;
-			no |= conf->comm_all & ~hit;
-		}
-	}
 	if (conf->sport_all && sport >= 0) {
 		__u32 pk = sport;
 		__u64 *m = kf_sport.lookup(&pk);
@@ -997,26 +1032,22 @@ static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __
 		else if (v == 0)
 			no |= a->bit;
 	}
-	__u32 n = mode->n;
-	__u32 base = slot * KF_MAX_CLAUSES;
-	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
-		if (i >= n)
-			break;
-		// Hidden from the optimizer, which would otherwise count the index instead of i, leaving the verifier
-		// with a loop bound it cannot see.
-		__u32 j = i;
-		asm volatile("" : "+r"(j));
-		__u32 idx = base + j;
-		struct kf_clause *c = kf_clauses.lookup(&idx);
-		if (!c)
-			break;
-		if (!(c->must_true & no) && !(c->must_false & yes)) {
-			kf_count(0, slot);
-			return 1;
+	// The comm last: it takes a helper call and a hash lookup, and is not needed once every clause is false (the
+	// usual case for an open no rule wants: its path or flags already decide).
+	int alive = kf_any_clause(slot, mode->n, yes, no);
+	if (alive && conf->comm_all) {
+		struct kf_comm_key ck = {};
+		bpf_get_current_comm(ck.c, sizeof(ck.c));
+		if (ck.c[0]) {
+			__u64 *m = kf_comm.lookup(&ck);
+			__u64 hit = m ? *m : 0;
+			yes |= hit;
+			no |= conf->comm_all & ~hit;
+			alive = kf_any_clause(slot, mode->n, yes, no);
 		}
 	}
-	kf_count(1, slot);
-	return 0;
+	kf_count(!alive, slot);
+	return alive;
 }
 
 // Hands a record built in the scratch buffer to kf_rec_filter, which submits or drops it; without the filter
@@ -1069,8 +1100,7 @@ static __always_inline int open_exit(void *args, __u32 sc)
 	if (LANNER_DROP_FAILED_OPEN && res < 0)
 		return 0;
 #if LANNER_REGS_ARGS
-	if (is_excluded(id >> 32))
-		return 0;
+	// Excluded processes are skipped in open_emit: most opens are dropped by the filter before that lookup.
 	f.sc = sc;
 	regs_args(&f);
 #else
@@ -1129,6 +1159,8 @@ static __always_inline int open_exit(void *args, __u32 sc)
 static __always_inline int open_emit(struct kf_scratch *ks, int kn)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	if (LANNER_REGS_ARGS && is_excluded(id >> 32))
+		return 0;
 	struct lanner_hdr *h = begin(LANNER_MSG_OPEN, id);
 	if (!h)
 		return 0;

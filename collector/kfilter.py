@@ -201,6 +201,25 @@ class KernelFilterMaps:
             self.clauses[SLOTS[tf.event_type]] = out
 
 
+BLOOM_WORDS = 64
+
+
+def bloom_bit(path: bytes) -> tuple[int, int]:
+    """(word, bit) of ``path`` in kf_exact_bloom: a hash of its length and last four bytes, as kf_exact_maybe."""
+    w = int.from_bytes(path[-4:], "big")
+    h = ((w * 0x9E3779B1) ^ (len(path) * 0x85EBCA77)) & 0xFFFFFFFF
+    return h >> 26, (h >> 20) & 63
+
+
+def exact_bloom(paths: Iterable[bytes]) -> list[int]:
+    """The words of kf_exact_bloom for these exact paths."""
+    words = [0] * BLOOM_WORDS
+    for p in paths:
+        word, bit = bloom_bit(p)
+        words[word] |= 1 << bit
+    return words
+
+
 def _bits(idx: Iterable[int]) -> int:
     m = 0
     for i in idx:
@@ -334,6 +353,11 @@ class KernelControl:
         nums = b[b"kf_num"]
         for i, (kind, op, value, bit) in enumerate(maps.num):
             nums[ctypes.c_int(i)] = nums.Leaf(kind, op, value, bit)
+        bloom = b[b"kf_exact_bloom"]
+        bloom[ctypes.c_int(BLOOM_WORDS)] = ctypes.c_uint64(0)  # not used until it matches kf_exact again
+        for i, word in enumerate(exact_bloom(maps.exact)):
+            bloom[ctypes.c_int(i)] = ctypes.c_uint64(word)
+        bloom[ctypes.c_int(BLOOM_WORDS)] = ctypes.c_uint64(1)
         for name, entries, lpm in ((b"kf_exact", maps.exact, False), (b"kf_prefix", maps.prefix, True)):
             table = b[name]
             for s, mask in entries.items():
