@@ -2110,28 +2110,30 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 }
 #else
 // A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made: they
-// go to sys_ni_syscall, which fails with ENOSYS and nothing else. They are caught on raw_syscalls:sys_enter, which
-// fires for every syscall, so it is kept to the least: anything else returns at the first comparisons, and since the
-// result is known at entry the record is written there (no exit probe, which would cost as much again on every
-// syscall). Userspace attaches it only when a rule wants a module event.
+// go to sys_ni_syscall, which fails with ENOSYS and nothing else. They are caught on the raw sys_enter tracepoint,
+// which fires for every syscall, so it is kept to the least: a BPF raw tracepoint (called with the registers and the
+// syscall number, without the record a perf tracepoint builds first), returning at the first comparisons for any other
+// syscall; and since the result is known at entry the record is written there (no exit probe, which would cost as
+// much again on every syscall). Userspace attaches it only when a rule wants a module event.
 #ifndef LANNER_NR_INIT_MODULE
 #define LANNER_NR_INIT_MODULE 175
 #define LANNER_NR_FINIT_MODULE 313
 #endif
 #define K_ENOSYS 38
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
-	long nr = args->id;
+	long nr = ctx->args[1];
 	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (is_excluded(id >> 32))
 		return 0;
+	const struct pt_regs *regs = (const struct pt_regs *)ctx->args[0];
 	struct inflight f = {};
 	f.sc = nr == LANNER_NR_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
-	f.a[0] = args->args[0];
-	f.a[1] = args->args[1];
-	f.a[2] = args->args[2];
+	bpf_probe_read_kernel(&f.a[0], sizeof(f.a[0]), &PT_REGS_PARM1(regs));
+	bpf_probe_read_kernel(&f.a[1], sizeof(f.a[1]), &PT_REGS_PARM2(regs));
+	bpf_probe_read_kernel(&f.a[2], sizeof(f.a[2]), &PT_REGS_PARM3(regs));
 	return module_record(-K_ENOSYS, &f);
 }
 #endif

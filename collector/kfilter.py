@@ -27,10 +27,11 @@ PASSED = Counter("lanner_kernel_passed_total", "Filterable events the kernel let
 
 # Falco event type -> the syscalls (tracepoint names without sys_enter_/sys_exit_) that produce it.
 TYPE_SYSCALLS: dict[str, tuple[str, ...]] = {"procexit": ("exit", "exit_group"), "umount2": ("umount",)}
-# Caught on raw_syscalls:sys_enter when the kernel has no tracepoints of their own (built without module support);
-# the two share those tracepoints, attached while either is wanted.
+# Caught on the raw sys_enter tracepoint (a BPF raw tracepoint, RAW_TP) when the kernel has no tracepoints of their
+# own (built without module support); the two share it, attached while either is wanted.
 RAW_SYSCALLS = ("init_module", "finit_module")
 RAW_UNIT = "raw_syscalls"
+RAW_TP = (b"sys_enter", b"raw_tracepoint__sys_enter")
 # fdx_conf bit: send close records to userspace (a rule wants the close event; closes always stamp fd_closed).
 FDX_EMIT_CLOSE = 1
 # fdx_recv_conf bit: report every recvfrom/recvmsg (a rule wants them), not only those that return a sender.
@@ -113,9 +114,9 @@ def _unit_tracepoints(unit: str) -> tuple[tuple[str, bytes, bytes], ...]:
     return tuple(out)
 
 
-def compiled_syscalls(tracepoints: Iterable[bytes]) -> list[str]:
-    """The syscall names the loaded probes can report, from their tracepoint names."""
-    out: set[str] = set()
+def compiled_syscalls(tracepoints: Iterable[bytes], raw: bool = False) -> list[str]:
+    """The syscall names the loaded probes can report, from their tracepoint names (``raw``: and RAW_TP)."""
+    out: set[str] = set(RAW_SYSCALLS) if raw else set()
     for tp in tracepoints:
         name = tp.decode()
         if name.startswith(f"{RAW_UNIT}:"):
@@ -236,9 +237,9 @@ class KernelControl:
         self.trace_all = trace_all
         self.filtering = filtering
         self.fingerprint = ""
-        self.compiled = compiled_syscalls(bpf.tracepoint_fds)
-        # Module loads are caught on raw_syscalls only when the kernel has no tracepoints of their own.
-        self._raw = any(tp.startswith(f"{RAW_UNIT}:".encode()) for tp in bpf.tracepoint_fds)
+        # Module loads are caught on the raw tracepoint only when the kernel has no tracepoints of their own.
+        self._raw = RAW_TP[0] in getattr(bpf, "raw_tracepoint_fds", {})
+        self.compiled = compiled_syscalls(bpf.tracepoint_fds, self._raw)
         self.attached = set(self.compiled)
         self._detached: dict[str, list[str]] = {}
         self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
@@ -277,6 +278,9 @@ class KernelControl:
         have = {_unit(sc, self._raw) for sc in self.attached}
         want = {_unit(sc, self._raw) for sc in wanted}
         for unit in sorted(have - want):
+            if unit == RAW_UNIT:
+                self._raw_tp(False)
+                continue
             gone = []
             for phase, tp, _fn in _unit_tracepoints(unit):
                 if tp in self.bpf.tracepoint_fds:
@@ -284,12 +288,23 @@ class KernelControl:
                     gone.append(phase)
             self._detached[unit] = gone
         for unit in sorted(want - have):
+            if unit == RAW_UNIT:
+                self._raw_tp(True)
+                continue
             # The exit first: an enter without its exit would only leave a stale in-flight entry.
             phases = self._detached.pop(unit, [])
             for phase, tp, fn in reversed(_unit_tracepoints(unit)):
                 if phase in phases:
                     self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
         self.attached = set(wanted)
+
+    def _raw_tp(self, on: bool) -> None:
+        tp, fn = RAW_TP
+        attached = tp in self.bpf.raw_tracepoint_fds
+        if on and not attached:
+            self.bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
+        elif not on and attached:
+            self.bpf.detach_raw_tracepoint(tp=tp)
 
     def _set_fdx(self, close_bits: int, recv_bits: int) -> None:
         """Switches of the fd-lifecycle and receive probes (each map absent when its family is not compiled in)."""

@@ -126,12 +126,15 @@ def test_close_exit_attached_only_while_close_records_are_wanted(source: KernelS
     assert enter in control.bpf.tracepoint_fds and exit_ not in control.bpf.tracepoint_fds
 
 
-def test_module_loads_cost_one_enter_probe(source: KernelSource) -> None:
+def test_module_loads_cost_one_raw_enter_probe(source: KernelSource) -> None:
     control = _control(source)
     source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
     tps = control.bpf.tracepoint_fds
-    assert b"raw_syscalls:sys_exit" not in tps
-    assert (b"raw_syscalls:sys_enter" in tps) != module_tracepoints()
+    assert not [tp for tp in tps if tp.startswith(b"raw_syscalls:")]
+    assert (b"sys_enter" in control.bpf.raw_tracepoint_fds) != module_tracepoints()
+    assert (b"syscalls:sys_enter_init_module" in tps) == module_tracepoints()
+    source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
+    assert b"sys_enter" not in control.bpf.raw_tracepoint_fds
 
 
 def test_stale_mark_of_a_dropped_open_moves_forward(source: KernelSource) -> None:
