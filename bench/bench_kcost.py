@@ -115,6 +115,22 @@ def program_costs(lanner: Any, exe: str, seconds: float) -> tuple[float, int, li
     return rate, iters, rows
 
 
+def empty_cost(exe: str, seconds: float) -> float:
+    """ns per run of an empty program on a syscall tracepoint, stats on: what the stats and the call alone cost."""
+    b = kf.bcc().BPF(text=EMPTY_OPEN_CLOSE_BPF)
+    try:
+        fds = prog_fds(b)
+        with bpf_stats():
+            before = read_stats(fds)
+            kf.storm(exe, seconds)
+            after = read_stats(fds)
+    finally:
+        b.cleanup()
+    dt = sum(after[n][0] - before[n][0] for n in fds)
+    dn = sum(after[n][1] - before[n][1] for n in fds)
+    return dt / max(1, dn)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -153,6 +169,7 @@ def main() -> int:
                 pass
             keep("Lanner, stable spec, filter on", kf.storm(exe, secs, lambda: len(lanner.src.poll()))[0])
         rate, iters, rows = program_costs(lanner, exe, secs)
+        empty_ns = empty_cost(exe, secs)
         attached = sorted(lanner.control.attached)
     finally:
         lanner.close()
@@ -177,6 +194,7 @@ def main() -> int:
         print(f"  {name:<40} {ns:>8.0f} {per:>10.2f} {ns * per:>8.0f}")
     print(f"  {'(programs under 0.01 runs/iter)':<40} {'':>8} {'':>10} {rare:>8.0f}")
     print(f"  {'sum (program time per storm iteration)':<40} {'':>8} {'':>10} {total:>8.0f}")
+    print(f"  {'(an empty program, for scale)':<40} {empty_ns:>8.0f}")
     print(f"  one iteration alone takes {1e9 / alone:,.0f} ns")
     return 0
 
