@@ -2119,17 +2119,43 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 #define LANNER_NR_INIT_MODULE 175
 #define LANNER_NR_FINIT_MODULE 313
 #endif
+#ifndef LANNER_NR32_INIT_MODULE
+#define LANNER_NR32_INIT_MODULE -1
+#define LANNER_NR32_FINIT_MODULE -1
+#endif
 #define K_ENOSYS 38
+#define K_USER32_CS 0x23
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	long nr = ctx->args[1];
-	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE && nr != LANNER_NR32_INIT_MODULE &&
+	    nr != LANNER_NR32_FINIT_MODULE)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (is_excluded(id >> 32))
 		return 0;
 	const struct pt_regs *regs = (const struct pt_regs *)ctx->args[0];
 	struct inflight f = {};
+#if LANNER_NR32_INIT_MODULE >= 0
+	// The raw tracepoint also sees 32-bit tasks' syscalls, numbered by the i386 table (175 and 313 are other calls
+	// there): their code segment tells them apart, and their arguments are in bx, cx, dx.
+	__u64 cs = 0;
+	bpf_probe_read_kernel(&cs, sizeof(cs), &regs->cs);
+	if ((cs & 0xffff) == K_USER32_CS) {
+		if (nr != LANNER_NR32_INIT_MODULE && nr != LANNER_NR32_FINIT_MODULE)
+			return 0;
+		f.sc = nr == LANNER_NR32_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
+		bpf_probe_read_kernel(&f.a[0], sizeof(f.a[0]), &regs->bx);
+		bpf_probe_read_kernel(&f.a[1], sizeof(f.a[1]), &regs->cx);
+		bpf_probe_read_kernel(&f.a[2], sizeof(f.a[2]), &regs->dx);
+		f.a[0] &= 0xFFFFFFFF;
+		f.a[1] &= 0xFFFFFFFF;
+		f.a[2] &= 0xFFFFFFFF;
+		return module_record(-K_ENOSYS, &f);
+	}
+#endif
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+		return 0;
 	f.sc = nr == LANNER_NR_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
 	bpf_probe_read_kernel(&f.a[0], sizeof(f.a[0]), &PT_REGS_PARM1(regs));
 	bpf_probe_read_kernel(&f.a[1], sizeof(f.a[1]), &PT_REGS_PARM2(regs));

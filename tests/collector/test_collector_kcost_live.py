@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,35 @@ def test_stale_mark_of_a_dropped_open_moves_forward(source: KernelSource) -> Non
     # The second (dropped) open rewrote the first one's mark: it is its time, 10 ms after the first.
     assert t - 200_000_000 < mark <= t, (mark, t)
     assert os.getpid() != pid
+
+
+# A 32-bit program (no libc): rt_sigprocmask, which is number 175 in the i386 table (init_module's number on
+# x86_64), then init_module (128 there), then exit.
+T32 = r"""
+void _start(void) {
+    long r;
+    volatile char u[8] = {'x', '=', '3', '2', 0};  /* on the stack: a page the probe can read */
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(175), "b"(0), "c"(0), "d"(0), "S"(8));
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(128), "b"(0), "c"(4), "d"(u) : "memory");
+    __asm__ volatile("int $0x80" : : "a"(1), "b"(0));
+}
+"""
+
+
+@pytest.mark.skipif(not X86_64, reason="32-bit tasks on x86_64")
+def test_module_loads_of_32_bit_tasks_by_their_own_numbers(source: KernelSource, tmp_path: Path) -> None:
+    src, exe = tmp_path / "t32.c", tmp_path / "t32"
+    src.write_text(T32)
+    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
+    while source.poll():
+        pass
+    p = subprocess.run([str(exe)], check=True)
+    assert p.returncode == 0
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.exepath == str(exe) for e in evs), 30)
+    mine = [e for e in events if e.proc.exepath == str(exe)]
+    loads = [e for e in mine if e.type in ("init_module", "finit_module")]
+    # One init_module (not the rt_sigprocmask that shares x86_64's number), with its 32-bit arguments.
+    assert [e.type for e in loads] == ["init_module"], [(e.type, e.args) for e in loads]
+    assert loads[0].arg("uargs") == "x=32" and loads[0].arg("length") == 4
+    assert loads[0].res == -38
