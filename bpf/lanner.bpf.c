@@ -21,6 +21,9 @@
 //   LANNER_CAPTURE_ENV  1 to copy the environment of execve (proc.env), 0 to leave it out
 //   LANNER_BTF          1 when the K_* struct offsets below were taken from the running kernel's BTF
 //                       (collector/kernel_offsets.py); exec records then carry struct lanner_task
+//   LANNER_REGS_ARGS    1 (x86_64) when exit probes can read a syscall's arguments from the task's saved user
+//                       registers: the open family then has no enter probes
+//   LANNER_MODULE_TPS   1 when the kernel has init_module/finit_module tracepoints (module support built in)
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -52,6 +55,12 @@
 #endif
 #ifndef LANNER_BTF
 #define LANNER_BTF 0
+#endif
+#ifndef LANNER_REGS_ARGS
+#define LANNER_REGS_ARGS 0
+#endif
+#ifndef LANNER_MODULE_TPS
+#define LANNER_MODULE_TPS 0
 #endif
 
 #define SCRATCH_SIZE 16384
@@ -202,6 +211,21 @@ static __always_inline int take(__u32 tid, struct inflight *out)
 	inflight.delete(&tid);
 	return 1;
 }
+
+#if LANNER_REGS_ARGS
+// On x86_64 a syscall's arguments stay in the task's saved user registers until it returns (di, si, dx, r10; only
+// ax receives the result), so an exit probe can read them there: no enter probe and no in-flight entry, which for a
+// syscall as frequent as openat is most of the cost of tracing it. (32-bit tasks' syscalls do not reach the
+// syscalls:* tracepoints on x86.)
+static __always_inline void regs_args(struct inflight *f)
+{
+	const struct pt_regs *r = (const struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	f->a[0] = r->di;
+	f->a[1] = r->si;
+	f->a[2] = r->dx;
+	f->a[3] = r->r10;
+}
+#endif
 
 /* ---------------------------------------------------------------- numeric-argument syscalls */
 
@@ -791,6 +815,25 @@ BPF_TABLE("lru_hash", __u64, __u64, kf_stale_fd, 65536);
 BPF_TABLE("lru_hash", __u64, __u8, kf_rawsk, 4096);
 BPF_PERCPU_ARRAY(kf_scratch_map, struct kf_scratch, 1);
 BPF_PROG_ARRAY(kf_prog, 3); /* 0: kf_open_filter, 1: kf_rec_filter, 2: kf_decide_prog */
+// A one-bit-per-string Bloom filter over the exact paths (length and last four bytes, which the path scan has at hand):
+// most paths miss it, and a miss saves hashing the 260-byte key of kf_exact. Words 0..63 are the bits; word 64 is 1
+// while they match kf_exact (userspace writes it last), else the filter is not used.
+#define KF_BLOOM_WORDS 64
+BPF_ARRAY(kf_exact_bloom, __u64, KF_BLOOM_WORDS + 1);
+
+// 0 when no exact path of length `len` whose last four bytes are `w` (newest lowest) is in kf_exact; mirrored by
+// collector/kfilter.py (bloom_bit).
+static __always_inline int kf_exact_maybe(__u32 w, __u32 len)
+{
+	__u32 valid = KF_BLOOM_WORDS;
+	__u64 *ok = kf_exact_bloom.lookup(&valid);
+	if (!ok || *ok != 1)
+		return 1;
+	__u32 h = (w * 0x9E3779B1U) ^ (len * 0x85EBCA77U);
+	__u32 word = h >> 26;
+	__u64 *bits = kf_exact_bloom.lookup(&word);
+	return !bits || ((*bits >> ((h >> 20) & 63)) & 1);
+}
 
 static __always_inline int kf_cmp(__s64 v, __u32 op, __s64 n)
 {
@@ -817,6 +860,29 @@ static __always_inline void kf_count(int filtered, __u32 slot)
 		*c += 1;
 }
 
+// 1 when some clause of syscall slot `slot` (`n` clauses) is not false given the atoms known true (`yes`) and false.
+// No early exit: every path leaves the loop at its end, so the verifier explores what follows once, not once per
+// clause (with two passes it would run out of its budget).
+static __always_inline int kf_any_clause(__u32 slot, __u32 n, __u64 yes, __u64 no)
+{
+	__u32 alive = 0;
+	__u32 base = slot * KF_MAX_CLAUSES;
+	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
+		if (i >= n)
+			break;
+		// Hidden from the optimizer, which would otherwise count the index instead of i, leaving the verifier
+		// with a loop bound it cannot see.
+		__u32 j = i;
+		asm volatile("" : "+r"(j));
+		__u32 idx = base + j;
+		struct kf_clause *c = kf_clauses.lookup(&idx);
+		if (!c)
+			break;
+		alive |= ((c->must_true & no) | (c->must_false & yes)) == 0;
+	}
+	return alive;
+}
+
 static __always_inline __u64 kf_fd_key(__s64 fd)
 {
 	return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (__u32)fd;
@@ -829,7 +895,12 @@ static __always_inline void kf_mark_stale(__s64 fd)
 		return;
 	__u64 k = kf_fd_key(fd);
 	__u64 ts = bpf_ktime_get_boot_ns();
-	kf_stale_fd.update(&k, &ts);
+	// A busy process reuses its numbers: rewriting a mark in place costs less than an LRU map update.
+	__u64 *mark = kf_stale_fd.lookup(&k);
+	if (mark)
+		*mark = ts;
+	else
+		kf_stale_fd.update(&k, &ts);
 }
 
 // The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
@@ -891,8 +962,11 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 	__u64 exact_all = conf->exact_all, prefix_all = conf->prefix_all, suffix_all = conf->suffix_all;
 	if (!bad && (exact_all | prefix_all | suffix_all | conf->pmatch_all)) {
 		__u64 exact_mask = conf->exact_mask;
-		ks->key.prefixlen = 0;
-		__u64 *m = kf_exact.lookup(&ks->key);
+		__u64 *m = NULL;
+		if (exact_all && kf_exact_maybe(w, len)) {
+			ks->key.prefixlen = 0;
+			m = kf_exact.lookup(&ks->key);
+		}
 		__u64 hit = m ? *m : 0;
 		*yes |= hit & exact_all;
 		*no |= exact_all & ~hit;
@@ -927,16 +1001,6 @@ static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __
 		kf_count(0, slot);
 		return 1;
 	}
-	if (conf->comm_all) {
-		struct kf_comm_key ck = {};
-		bpf_get_current_comm(ck.c, sizeof(ck.c));
-		if (ck.c[0]) {
-			__u64 *m = kf_comm.lookup(&ck);
-			__u64 hit = m ? *m : 0;
-			yes |= hit;
-			no |= conf->comm_all & ~hit;
-		}
-	}
 	if (conf->sport_all && sport >= 0) {
 		__u32 pk = sport;
 		__u64 *m = kf_sport.lookup(&pk);
@@ -968,26 +1032,22 @@ static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __
 		else if (v == 0)
 			no |= a->bit;
 	}
-	__u32 n = mode->n;
-	__u32 base = slot * KF_MAX_CLAUSES;
-	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
-		if (i >= n)
-			break;
-		// Hidden from the optimizer, which would otherwise count the index instead of i, leaving the verifier
-		// with a loop bound it cannot see.
-		__u32 j = i;
-		asm volatile("" : "+r"(j));
-		__u32 idx = base + j;
-		struct kf_clause *c = kf_clauses.lookup(&idx);
-		if (!c)
-			break;
-		if (!(c->must_true & no) && !(c->must_false & yes)) {
-			kf_count(0, slot);
-			return 1;
+	// The comm last: it takes a helper call and a hash lookup, and is not needed once every clause is false (the
+	// usual case for an open no rule wants: its path or flags already decide).
+	int alive = kf_any_clause(slot, mode->n, yes, no);
+	if (alive && conf->comm_all) {
+		struct kf_comm_key ck = {};
+		bpf_get_current_comm(ck.c, sizeof(ck.c));
+		if (ck.c[0]) {
+			__u64 *m = kf_comm.lookup(&ck);
+			__u64 hit = m ? *m : 0;
+			yes |= hit;
+			no |= conf->comm_all & ~hit;
+			alive = kf_any_clause(slot, mode->n, yes, no);
 		}
 	}
-	kf_count(1, slot);
-	return 0;
+	kf_count(!alive, slot);
+	return alive;
 }
 
 // Hands a record built in the scratch buffer to kf_rec_filter, which submits or drops it; without the filter
@@ -1007,6 +1067,7 @@ struct open_how_user {
 	__u64 resolve;
 };
 
+#if !LANNER_REGS_ARGS
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
 	return stash(args, LANNER_SC_OPEN, 3);
@@ -1027,18 +1088,25 @@ TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
 {
 	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
 }
+#endif
 
 static __always_inline int open_emit(struct kf_scratch *ks, int kn);
 
-static __always_inline int open_exit(void *args)
+static __always_inline int open_exit(void *args, __u32 sc)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
-	if (!take((__u32)id, &f))
-		return 0;
 	__s64 res = SC_RET();
 	if (LANNER_DROP_FAILED_OPEN && res < 0)
 		return 0;
+#if LANNER_REGS_ARGS
+	// Excluded processes are skipped in open_emit: most opens are dropped by the filter before that lookup.
+	f.sc = sc;
+	regs_args(&f);
+#else
+	if (!take((__u32)id, &f))
+		return 0;
+#endif
 	__u64 name_ptr = 0;
 	__s32 dirfd = AT_FDCWD_VAL;
 	__u32 flags = 0, mode = 0;
@@ -1091,6 +1159,8 @@ static __always_inline int open_exit(void *args)
 static __always_inline int open_emit(struct kf_scratch *ks, int kn)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	if (LANNER_REGS_ARGS && is_excluded(id >> 32))
+		return 0;
 	struct lanner_hdr *h = begin(LANNER_MSG_OPEN, id);
 	if (!h)
 		return 0;
@@ -1147,23 +1217,23 @@ int kf_open_filter(void *args)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPEN);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPENAT);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPENAT2);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_CREAT);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_open_by_handle_at)
 {
-	return open_exit(args);
+	return open_exit(args, LANNER_SC_OPEN_BY_HANDLE_AT);
 }
 
 // dup* give a copy of an fd a new number; the rule on shells redirecting stdio to a socket needs them.
@@ -2004,69 +2074,93 @@ TRACEPOINT_PROBE(syscalls, sys_exit_umount)
 #endif
 
 #if LANNER_FAM_PRIV
-// A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made
-// (and fail): they are caught on the raw syscall tracepoints, which fire for every syscall, so anything else
-// returns at the first comparison. Userspace attaches these two only when a rule wants a module event.
-#ifndef LANNER_NR_INIT_MODULE
-#define LANNER_NR_INIT_MODULE 175
-#define LANNER_NR_FINIT_MODULE 313
-#endif
-#ifndef LANNER_RAW_EXIT_ONLY
-#define LANNER_RAW_EXIT_ONLY 0
-#endif
-// init_module(image, len, uargs); finit_module(fd, uargs, flags).
-static __always_inline int module_emit(long nr, __s64 ret, __u64 a0, __u64 a1, __u64 a2)
+// init_module(image, len, uargs); finit_module(fd, uargs, flags). Slots a[0..2] hold those arguments.
+static __always_inline int module_record(__s64 ret, struct inflight *f)
 {
-	if (nr == LANNER_NR_INIT_MODULE)
-		return strs_exit(ret, LANNER_SC_INIT_MODULE, a2, 0, 0, 0, a1);
-	return strs_exit(ret, LANNER_SC_FINIT_MODULE, a1, 0, 0, (__u32)a2, a0);
+	if (f->sc == LANNER_SC_INIT_MODULE)
+		return strs_exit(ret, f->sc, f->a[2], 0, 0, 0, f->a[1]);
+	return strs_exit(ret, f->sc, f->a[1], 0, 0, (__u32)f->a[2], f->a[0]);
 }
 
-#if LANNER_RAW_EXIT_ONLY
-// x86_64 with BTF: the arguments are still in the saved user registers at exit (the result goes to ax), so one
-// program per syscall is enough, half the cost of an enter/exit pair.
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+#if LANNER_MODULE_TPS
+// A kernel with module support has tracepoints of its own for both calls.
+TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
 {
-	long nr = args->id;
-	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
-		return 0;
-	if (is_excluded(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
-	__u64 a[3] = {};
-	bpf_probe_read_kernel(&a[0], sizeof(a[0]), &r->di);
-	bpf_probe_read_kernel(&a[1], sizeof(a[1]), &r->si);
-	bpf_probe_read_kernel(&a[2], sizeof(a[2]), &r->dx);
-	return module_emit(nr, args->ret, a[0], a[1], a[2]);
+	return stash(args, LANNER_SC_INIT_MODULE, 3);
 }
-#else
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
 {
-	long nr = args->id;
-	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	if (is_excluded(id >> 32))
-		return 0;
-	struct inflight f = {};
-	f.sc = nr == LANNER_NR_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
-	f.a[0] = args->args[0];
-	f.a[1] = args->args[1];
-	f.a[2] = args->args[2];
-	inflight.update(&tid, &f);
-	return 0;
+	return stash(args, LANNER_SC_FINIT_MODULE, 3);
 }
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+static __always_inline int module_exit(void *args)
 {
-	long nr = args->id;
-	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
-		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
 	if (!take((__u32)id, &f))
 		return 0;
-	return module_emit(nr, args->ret, f.a[0], f.a[1], f.a[2]);
+	return module_record(SC_RET(), &f);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_init_module)
+{
+	return module_exit(args);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
+{
+	return module_exit(args);
+}
+#else
+// A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made: they
+// go to sys_ni_syscall, which fails with ENOSYS and nothing else. They are caught on the raw sys_enter tracepoint,
+// which fires for every syscall, so it is kept to the least: a BPF raw tracepoint (called with the registers and the
+// syscall number, without the record a perf tracepoint builds first), returning at the first comparisons for any other
+// syscall; and since the result is known at entry the record is written there (no exit probe, which would cost as
+// much again on every syscall). Userspace attaches it only when a rule wants a module event.
+#ifndef LANNER_NR_INIT_MODULE
+#define LANNER_NR_INIT_MODULE 175
+#define LANNER_NR_FINIT_MODULE 313
+#endif
+#ifndef LANNER_NR32_INIT_MODULE
+#define LANNER_NR32_INIT_MODULE -1
+#define LANNER_NR32_FINIT_MODULE -1
+#endif
+#define K_ENOSYS 38
+#define K_USER32_CS 0x23
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	long nr = ctx->args[1];
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE && nr != LANNER_NR32_INIT_MODULE &&
+	    nr != LANNER_NR32_FINIT_MODULE)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (is_excluded(id >> 32))
+		return 0;
+	const struct pt_regs *regs = (const struct pt_regs *)ctx->args[0];
+	struct inflight f = {};
+#if LANNER_NR32_INIT_MODULE >= 0
+	// The raw tracepoint also sees 32-bit tasks' syscalls, numbered by the i386 table (175 and 313 are other calls
+	// there): their code segment tells them apart, and their arguments are in bx, cx, dx.
+	__u64 cs = 0;
+	bpf_probe_read_kernel(&cs, sizeof(cs), &regs->cs);
+	if ((cs & 0xffff) == K_USER32_CS) {
+		if (nr != LANNER_NR32_INIT_MODULE && nr != LANNER_NR32_FINIT_MODULE)
+			return 0;
+		f.sc = nr == LANNER_NR32_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
+		bpf_probe_read_kernel(&f.a[0], sizeof(f.a[0]), &regs->bx);
+		bpf_probe_read_kernel(&f.a[1], sizeof(f.a[1]), &regs->cx);
+		bpf_probe_read_kernel(&f.a[2], sizeof(f.a[2]), &regs->dx);
+		f.a[0] &= 0xFFFFFFFF;
+		f.a[1] &= 0xFFFFFFFF;
+		f.a[2] &= 0xFFFFFFFF;
+		return module_record(-K_ENOSYS, &f);
+	}
+#endif
+	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE)
+		return 0;
+	f.sc = nr == LANNER_NR_INIT_MODULE ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE;
+	bpf_probe_read_kernel(&f.a[0], sizeof(f.a[0]), &PT_REGS_PARM1(regs));
+	bpf_probe_read_kernel(&f.a[1], sizeof(f.a[1]), &PT_REGS_PARM2(regs));
+	bpf_probe_read_kernel(&f.a[2], sizeof(f.a[2]), &PT_REGS_PARM3(regs));
+	return module_record(-K_ENOSYS, &f);
 }
 #endif
 #endif

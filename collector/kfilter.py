@@ -27,14 +27,17 @@ PASSED = Counter("lanner_kernel_passed_total", "Filterable events the kernel let
 
 # Falco event type -> the syscalls (tracepoint names without sys_enter_/sys_exit_) that produce it.
 TYPE_SYSCALLS: dict[str, tuple[str, ...]] = {"procexit": ("exit", "exit_group"), "umount2": ("umount",)}
-# Caught on raw_syscalls:sys_enter/sys_exit (kernels without module support have no tracepoints of their own);
-# the two share those tracepoints, attached while either is wanted.
+# Caught on the raw sys_enter tracepoint (a BPF raw tracepoint, RAW_TP) when the kernel has no tracepoints of their
+# own (built without module support); the two share it, attached while either is wanted.
 RAW_SYSCALLS = ("init_module", "finit_module")
 RAW_UNIT = "raw_syscalls"
+RAW_TP = (b"sys_enter", b"raw_tracepoint__sys_enter")
 # fdx_conf bit: send close records to userspace (a rule wants the close event; closes always stamp fd_closed).
 FDX_EMIT_CLOSE = 1
 # fdx_recv_conf bit: report every recvfrom/recvmsg (a rule wants them), not only those that return a sender.
 FDX_EMIT_RECV = 2
+# The close exit probe: attached only while close records are wanted (_close_exit).
+_CLOSE_EXIT = (b"syscalls:sys_exit_close", b"tracepoint__syscalls__sys_exit_close")
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
 # The syscalls the probes can filter, with their slot (LANNER_SC_*). chdir and fchdir are missing on purpose: they
@@ -96,8 +99,9 @@ def wanted_syscalls(spec: kfilter_pb2.KernelSpec | None, compiled: Iterable[str]
     return out & have
 
 
-def _unit(sc: str) -> str:
-    return RAW_UNIT if sc in RAW_SYSCALLS else sc
+def _unit(sc: str, raw: bool = True) -> str:
+    """The attach unit of ``sc``: module loads share raw_syscalls when they are compiled on it (``raw``)."""
+    return RAW_UNIT if raw and sc in RAW_SYSCALLS else sc
 
 
 def _unit_tracepoints(unit: str) -> tuple[tuple[str, bytes, bytes], ...]:
@@ -110,9 +114,9 @@ def _unit_tracepoints(unit: str) -> tuple[tuple[str, bytes, bytes], ...]:
     return tuple(out)
 
 
-def compiled_syscalls(tracepoints: Iterable[bytes]) -> list[str]:
-    """The syscall names the loaded probes can report, from their tracepoint names."""
-    out: set[str] = set()
+def compiled_syscalls(tracepoints: Iterable[bytes], raw: bool = False) -> list[str]:
+    """The syscall names the loaded probes can report, from their tracepoint names (``raw``: and RAW_TP)."""
+    out: set[str] = set(RAW_SYSCALLS) if raw else set()
     for tp in tracepoints:
         name = tp.decode()
         if name.startswith(f"{RAW_UNIT}:"):
@@ -198,6 +202,25 @@ class KernelFilterMaps:
             self.clauses[SLOTS[tf.event_type]] = out
 
 
+BLOOM_WORDS = 64
+
+
+def bloom_bit(path: bytes) -> tuple[int, int]:
+    """(word, bit) of ``path`` in kf_exact_bloom: a hash of its length and last four bytes, as kf_exact_maybe."""
+    w = int.from_bytes(path[-4:], "big")
+    h = ((w * 0x9E3779B1) ^ (len(path) * 0x85EBCA77)) & 0xFFFFFFFF
+    return h >> 26, (h >> 20) & 63
+
+
+def exact_bloom(paths: Iterable[bytes]) -> list[int]:
+    """The words of kf_exact_bloom for these exact paths."""
+    words = [0] * BLOOM_WORDS
+    for p in paths:
+        word, bit = bloom_bit(p)
+        words[word] |= 1 << bit
+    return words
+
+
 def _bits(idx: Iterable[int]) -> int:
     m = 0
     for i in idx:
@@ -214,10 +237,12 @@ class KernelControl:
         self.trace_all = trace_all
         self.filtering = filtering
         self.fingerprint = ""
-        self.compiled = compiled_syscalls(bpf.tracepoint_fds)
+        # Module loads are caught on the raw tracepoint only when the kernel has no tracepoints of their own.
+        self._raw = RAW_TP[0] in getattr(bpf, "raw_tracepoint_fds", {})
+        self.compiled = compiled_syscalls(bpf.tracepoint_fds, self._raw)
         self.attached = set(self.compiled)
-        self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
         self._detached: dict[str, list[str]] = {}
+        self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
         self._seen_filtered = [0] * KF_SLOTS
         self._seen_passed = [0] * KF_SLOTS
 
@@ -250,9 +275,12 @@ class KernelControl:
         )
 
     def _attach(self, wanted: set[str]) -> None:
-        have = {_unit(sc) for sc in self.attached}
-        want = {_unit(sc) for sc in wanted}
+        have = {_unit(sc, self._raw) for sc in self.attached}
+        want = {_unit(sc, self._raw) for sc in wanted}
         for unit in sorted(have - want):
+            if unit == RAW_UNIT:
+                self._raw_tp(False)
+                continue
             gone = []
             for phase, tp, _fn in _unit_tracepoints(unit):
                 if tp in self.bpf.tracepoint_fds:
@@ -260,6 +288,9 @@ class KernelControl:
                     gone.append(phase)
             self._detached[unit] = gone
         for unit in sorted(want - have):
+            if unit == RAW_UNIT:
+                self._raw_tp(True)
+                continue
             # The exit first: an enter without its exit would only leave a stale in-flight entry.
             phases = self._detached.pop(unit, [])
             for phase, tp, fn in reversed(_unit_tracepoints(unit)):
@@ -267,14 +298,44 @@ class KernelControl:
                     self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
         self.attached = set(wanted)
 
+    def _raw_tp(self, on: bool) -> None:
+        tp, fn = RAW_TP
+        attached = tp in self.bpf.raw_tracepoint_fds
+        if on and not attached:
+            self.bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
+        elif not on and attached:
+            self.bpf.detach_raw_tracepoint(tp=tp)
+
     def _set_fdx(self, close_bits: int, recv_bits: int) -> None:
         """Switches of the fd-lifecycle and receive probes (each map absent when its family is not compiled in)."""
+        if close_bits:
+            self._close_exit(True)  # before the enter probe stashes closes for it
         for name, bits in ((b"fdx_conf", close_bits), (b"fdx_recv_conf", recv_bits)):
             try:
                 table = self.bpf[name]
             except KeyError:
                 continue
             table[ctypes.c_int(0)] = ctypes.c_uint32(bits)
+        if not close_bits:
+            self._close_exit(False)
+
+    def _close_exit(self, want: bool) -> None:
+        """The close exit probe only writes close records: without them (the usual case, since the fd table needs
+        only the stamps the enter probe writes) it stays detached, which halves what tracing a close costs."""
+        tp, fn = _CLOSE_EXIT
+        if "close" not in self.attached:
+            # Detached with its unit; _attach re-attaches only the phases it detached.
+            phases = self._detached.get("close")
+            if phases is not None:
+                if want and "exit" not in phases and fn in self.bpf.funcs:
+                    phases.append("exit")
+                elif not want and "exit" in phases:
+                    phases.remove("exit")
+            return
+        if want and tp not in self.bpf.tracepoint_fds and fn in self.bpf.funcs:
+            self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+        elif not want and tp in self.bpf.tracepoint_fds:
+            self.bpf.detach_tracepoint(tp=tp)
 
     def _write_maps(self, maps: KernelFilterMaps | None) -> None:
         b = self.bpf
@@ -307,6 +368,11 @@ class KernelControl:
         nums = b[b"kf_num"]
         for i, (kind, op, value, bit) in enumerate(maps.num):
             nums[ctypes.c_int(i)] = nums.Leaf(kind, op, value, bit)
+        bloom = b[b"kf_exact_bloom"]
+        bloom[ctypes.c_int(BLOOM_WORDS)] = ctypes.c_uint64(0)  # not used until it matches kf_exact again
+        for i, word in enumerate(exact_bloom(maps.exact)):
+            bloom[ctypes.c_int(i)] = ctypes.c_uint64(word)
+        bloom[ctypes.c_int(BLOOM_WORDS)] = ctypes.c_uint64(1)
         for name, entries, lpm in ((b"kf_exact", maps.exact, False), (b"kf_prefix", maps.prefix, True)):
             table = b[name]
             for s, mask in entries.items():

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 FAMILIES = layout.FAMILIES
 # init_module / finit_module syscall numbers, caught on the raw syscall tracepoints (-1: never matches).
 _MODULE_SYSCALL_NRS = {"x86_64": (175, 313), "aarch64": (105, 273)}
+# The same for 32-bit tasks (the i386 table), which the raw sys_enter tracepoint sees too.
+_MODULE_SYSCALL_NRS_32 = {"x86_64": (128, 350)}
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
 
@@ -146,6 +148,11 @@ def with_descendants(pids: Iterable[int], proc_root: str = "/proc") -> set[int]:
     return out
 
 
+def module_tracepoints(tracefs: str = preflight.TRACEFS) -> bool:
+    """Whether the kernel has init_module/finit_module tracepoints (it was built with module support)."""
+    return all(os.path.isdir(f"{tracefs}/events/syscalls/sys_enter_{sc}") for sc in ("init_module", "finit_module"))
+
+
 class BpfProbe:
     """Compiles and attaches the probes with bcc; ``read`` drains the ring buffer without waiting.
 
@@ -202,9 +209,15 @@ class BpfProbe:
         flags.extend(self.offsets.cflags())
         nr = _MODULE_SYSCALL_NRS.get(platform.machine(), (-1, -1))
         flags += [f"-DLANNER_NR_INIT_MODULE={nr[0]}", f"-DLANNER_NR_FINIT_MODULE={nr[1]}"]
-        # The module probes read the arguments from the saved registers at exit (x86_64, needs BTF's task pointer).
-        exit_only = platform.machine() == "x86_64" and self.offsets.available
-        flags.append(f"-DLANNER_RAW_EXIT_ONLY={int(exit_only)}")
+        nr32 = _MODULE_SYSCALL_NRS_32.get(platform.machine())
+        if nr32 is not None:
+            flags += [f"-DLANNER_NR32_INIT_MODULE={nr32[0]}", f"-DLANNER_NR32_FINIT_MODULE={nr32[1]}"]
+        # Module loads on their own tracepoints when the kernel has them, else on raw_syscalls (every syscall).
+        flags.append(f"-DLANNER_MODULE_TPS={int(module_tracepoints())}")
+        # x86_64 exit probes read the arguments from the saved user registers (no enter probe for opens); the task
+        # pointer they need comes from BTF.
+        regs_args = platform.machine() == "x86_64" and self.offsets.available
+        flags.append(f"-DLANNER_REGS_ARGS={int(regs_args)}")
         return flags
 
     def start(self) -> None:

@@ -16,12 +16,13 @@ args_for() {
       bench/bench_delivery.py) echo "-n 5000" ;;
       bench/bench_collector.py) echo "--seconds 2" ;;
       bench/bench_kfilter.py) echo "--seconds 2 --rounds 1" ;;
+      bench/bench_kcost.py) echo "--seconds 2 --rounds 1" ;;
       bench/bench_pipeline.py) echo "--quick" ;;
     esac
   fi
 }
 start=$(date +%s)
-for b in bench/bench_engine.py bench/bench_replay.py bench/bench_dispatcher.py bench/bench_delivery.py bench/bench_collector.py bench/bench_kfilter.py bench/bench_pipeline.py; do
+for b in bench/bench_engine.py bench/bench_replay.py bench/bench_dispatcher.py bench/bench_delivery.py bench/bench_collector.py bench/bench_kfilter.py bench/bench_kcost.py bench/bench_pipeline.py; do
   [ -f "$b" ] || continue
   echo "=== $b $(args_for "$b")"
   if [ "$b" = bench/bench_pipeline.py ]; then

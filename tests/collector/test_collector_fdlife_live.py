@@ -214,15 +214,15 @@ MODULES = """
 
 def test_module_loads_are_caught_on_raw_syscalls_only_while_a_rule_wants_them(source: KernelSource) -> None:
     control = _control(source)
-    raw = b"raw_syscalls:sys_exit"
+    raw = b"sys_enter"  # a BPF raw tracepoint
     try:
         ack = source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
-        assert "init_module" not in ack.attached and raw not in control.bpf.tracepoint_fds
+        assert "init_module" not in ack.attached and raw not in control.bpf.raw_tracepoint_fds
         events, _ = _run(source, MODULES)
         assert not [e for e in events if e.type in ("init_module", "finit_module")]
 
         ack = source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
-        assert {"init_module", "finit_module"} <= set(ack.attached) and raw in control.bpf.tracepoint_fds
+        assert {"init_module", "finit_module"} <= set(ack.attached) and raw in control.bpf.raw_tracepoint_fds
         events, out = _run(source, MODULES)
         init = [e for e in events if e.type == "init_module"]
         finit = [e for e in events if e.type == "finit_module"]

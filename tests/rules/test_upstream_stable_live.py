@@ -248,7 +248,7 @@ CONTAINER_CASES: list[tuple[str, str, list[str], str, list[str]]] = [
 def test_module_loading_in_a_container_alerts(source: KernelSource, engine: Engine, sys_module: str) -> None:
     # This kernel has no module support, so both calls fail (ENOSYS); the rule does not look at the result: an
     # attempt by a container holding CAP_SYS_MODULE is what it reports. init_module and finit_module have no
-    # tracepoints here and are caught on raw_syscalls.
+    # tracepoints here and are caught on the raw sys_enter tracepoint.
     program = "open(my $f, '<', '/etc/hostname'); my $u = 'x=1'; my $i = 'x'; syscall(313, fileno($f), $u, 0); "
     program += "syscall(175, $i, 1, $u)"  # perl's syscall() wants variables (literals are read-only)
     argv = ["perl", "-e", program]
