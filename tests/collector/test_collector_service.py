@@ -18,9 +18,11 @@ from collector.proctable import ProcessTable
 from collector.replay import ReplayError, ReplaySource, parse_line
 from collector.service import (
     BUSY_POLL,
+    GATHER_MAX_S,
     IDLE_POLL_MAX_S,
     CollectorService,
     event_json,
+    gather_delay,
     make_batch,
     next_poll_delay,
     open_enricher_stream,
@@ -171,6 +173,16 @@ def test_poll_pacing_follows_the_event_rate() -> None:
     for _ in range(10):
         waits.append(next_poll_delay(0, waits[-1], waits[-1], interval))
     assert waits == sorted(waits) and waits[-1] == IDLE_POLL_MAX_S
+
+
+def test_gather_grows_with_the_rate_only_where_batches_would_be_small() -> None:
+    interval = 0.002
+    assert gather_delay(0.0, interval) == interval  # after a quiet spell: the first event waits only the interval
+    assert gather_delay(1000.0, interval) == interval  # 1k/s: latency first
+    assert gather_delay(5000.0, interval) == pytest.approx(0.004)
+    assert gather_delay(10_000.0, interval) == GATHER_MAX_S  # 10k/s: ~80-event batches instead of ~20
+    assert gather_delay(1e6, interval) == GATHER_MAX_S  # bounded: never more than GATHER_MAX_S of added latency
+    assert gather_delay(1000.0, 0.01) == 0.01  # a configured interval above the cap is kept
 
 
 async def test_wait_readable_returns_when_a_descriptor_is_readable_or_on_timeout() -> None:
