@@ -21,7 +21,7 @@ from collector.replay import ReplaySource
 from collector.service import AUDIT_STAGE, STAGE, CollectorService, event_size, make_batch, open_enricher_stream
 from collector.source import BpfProbe, EventSource, KernelSource, default_identity, node_name
 from lanner.control_auth import ControlGuard, read_token
-from lanner.journal import shared_event_journal
+from lanner.journal import Journal, shared_event_journal
 from lanner.pki import load_optional
 from lanner.server import run_service
 from lanner.streaming import BatchSender
@@ -79,19 +79,25 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
             "kernel spec control is open: any local client can change what the probes drop "
             "(set tls_dir or control_token_file; lanner up sets a token)"
         )
-    sender: BatchSender[SharedEvent] = BatchSender(
-        STAGE,
-        cfg.enricher_target,
-        open_enricher_stream,
-        make_batch,
-        max_queue=cfg.max_queue,
-        max_bytes=cfg.max_queue_bytes,
-        sizeof=event_size,
-        batch_size=cfg.batch_size,
-        linger_s=cfg.linger_ms / 1000.0,
-        journal=shared_event_journal(cfg.spill_path),
-        tls=tls,
-    )
+
+    def enricher_sender(stage: str, journal: Journal[SharedEvent] | None = None) -> BatchSender[SharedEvent]:
+        """A stream to the enricher with the collector's queue, batching and TLS settings (one per source kind, so
+        an audit flood never displaces syscall events)."""
+        return BatchSender(
+            stage,
+            cfg.enricher_target,
+            open_enricher_stream,
+            make_batch,
+            max_queue=cfg.max_queue,
+            max_bytes=cfg.max_queue_bytes,
+            sizeof=event_size,
+            batch_size=cfg.batch_size,
+            linger_s=cfg.linger_ms / 1000.0,
+            journal=journal,
+            tls=tls,
+        )
+
+    sender = enricher_sender(STAGE, journal=shared_event_journal(cfg.spill_path))
     record: IO[str] | None = None
     if cfg.record_path:
         record = open(cfg.record_path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
@@ -110,18 +116,7 @@ async def serve(cfg: CollectorConfig, source: EventSource) -> None:
         )
         sources.append(webhook)
         background.append(webhook.serve)
-        own_senders[webhook.name] = BatchSender(
-            AUDIT_STAGE,
-            cfg.enricher_target,
-            open_enricher_stream,
-            make_batch,
-            max_queue=cfg.max_queue,
-            max_bytes=cfg.max_queue_bytes,
-            sizeof=event_size,
-            batch_size=cfg.batch_size,
-            linger_s=cfg.linger_ms / 1000.0,
-            tls=tls,
-        )
+        own_senders[webhook.name] = enricher_sender(AUDIT_STAGE)
         background.append(own_senders[webhook.name].run)
     service = CollectorService(
         sources,

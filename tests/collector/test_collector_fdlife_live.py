@@ -14,11 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.kfilter import KernelControl
 from collector.source import KernelSource
 from lanner.model import Event, FdType
-from ruleengine.engine import Engine, EngineOptions, load_texts
 from ruleengine.kspec import build_spec
+from tests.collector.live_programs import engine_of, kernel_control, run_program
 from tests.support.kernel_source import collect, kernel_source
 
 pytestmark = pytest.mark.bpf
@@ -29,42 +28,15 @@ def source() -> Iterator[KernelSource]:
     yield from kernel_source(pages=4096)
 
 
-def _control(src: KernelSource) -> KernelControl:
-    control = src.reader.control  # type: ignore[attr-defined]
-    assert isinstance(control, KernelControl)
-    return control
-
-
-def _engine(*conditions: str) -> Engine:
-    text = "".join(
-        f"""
-- rule: r{i}
-  desc: d
-  condition: {c}
-  output: "o %fd.name"
-  priority: WARNING
-"""
-        for i, c in enumerate(conditions)
-    )
-    res = load_texts([("t.yaml", text)], EngineOptions(rule_matching="all"))
-    assert res.engine is not None, [e.format() for e in res.errors]
-    return res.engine
+_control = kernel_control
+_engine = engine_of
 
 
 def _run(src: KernelSource, code: str) -> tuple[list[Event], list[str]]:
-    """Run a Python program, decoding while it runs; its events (until its exit) and the words it printed."""
-    while src.poll():
-        pass
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
-    events = collect(src, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), 30)
-    out, _ = p.communicate(timeout=60)
-    assert p.returncode == 0
-    assert _pid(out) == p.pid
-    return [e for e in events if e.proc.pid == p.pid], out.split()
-
-
-def _pid(out: str) -> int:
-    return int(out.split()[0])
+    """The program's events and printed words; it prints its own pid first, which must be the one traced."""
+    events, words, pid = run_program(src, code)
+    assert int(words[0]) == pid
+    return events, words
 
 
 # The program opens a file at fd N, closes it, makes N something else, and dup2's N onto a high number: the dup2

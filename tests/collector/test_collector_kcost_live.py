@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.kfilter import KernelControl
 from collector.source import KernelSource, module_tracepoints
 from lanner.model import Event
-from ruleengine.engine import Engine, EngineOptions, load_texts
 from ruleengine.kspec import build_spec
+from tests.collector.live_programs import engine_of, kernel_control, run_program
 from tests.support.kernel_source import collect, kernel_source
 
 pytestmark = pytest.mark.bpf
@@ -33,36 +32,13 @@ def source() -> Iterator[KernelSource]:
     yield from kernel_source(pages=4096)
 
 
-def _control(src: KernelSource) -> KernelControl:
-    control = src.reader.control  # type: ignore[attr-defined]
-    assert isinstance(control, KernelControl)
-    return control
-
-
-def _engine(*conditions: str) -> Engine:
-    text = "".join(
-        f"""
-- rule: r{i}
-  desc: d
-  condition: {c}
-  output: "o %fd.name"
-  priority: WARNING
-"""
-        for i, c in enumerate(conditions)
-    )
-    res = load_texts([("t.yaml", text)], EngineOptions(rule_matching="all"))
-    assert res.engine is not None, [e.format() for e in res.errors]
-    return res.engine
+_control = kernel_control
+_engine = engine_of
 
 
 def _run(src: KernelSource, code: str) -> tuple[list[Event], list[str]]:
-    while src.poll():
-        pass
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
-    events = collect(src, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), 30)
-    out, _ = p.communicate(timeout=60)
-    assert p.returncode == 0
-    return [e for e in events if e.proc.pid == p.pid], out.split()
+    events, words, _pid = run_program(src, code)
+    return events, words
 
 
 def test_open_family_has_no_enter_probes_on_x86_64(source: KernelSource) -> None:

@@ -7,7 +7,6 @@ the pipeline certificate (not a client certificate of the same CA) gets through.
 
 from __future__ import annotations
 
-import socket
 import stat
 from pathlib import Path
 
@@ -20,29 +19,14 @@ from lanner.control_auth import ControlGuard, ControlTokenError, ensure_token, r
 from lanner.pki import PipelineTls, init_pki
 from lanner.pki_client import issue_client
 from lanner.v1 import kfilter_pb2_grpc
-from ruleengine.engine import Engine, load_texts
+from ruleengine.engine import Engine
 from ruleengine.kspec import SpecPusher
-from tests.ruleengine.test_kspec_push import NoProbes
-
-RULE = """
-- rule: r
-  desc: d
-  condition: evt.type = openat and fd.name = /etc/shadow
-  output: o
-  priority: WARNING
-"""
+from tests.ruleengine.test_kspec_push import NoProbes, _port
+from tests.ruleengine.test_kspec_push import _engine as shadow_engine
 
 
 def _engine() -> Engine:
-    res = load_texts([("r.yaml", RULE)])
-    assert res.engine is not None
-    return res.engine
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return shadow_engine("/etc/shadow")
 
 
 async def _collector(guard: ControlGuard, tls: PipelineTls | None) -> tuple[grpc.aio.Server, KernelSource, str]:
