@@ -27,21 +27,64 @@ from ruleengine.fields import EventContext
 
 STABLE = str(Path(__file__).resolve().parents[2] / "shared" / "falco-rules" / "falco_rules.yaml")
 
-PROCS = ["nginx", "python3", "java", "node", "postgres", "redis-server", "containerd", "kubelet", "systemd",
-         "sshd", "cron", "bash", "ls", "grep", "sed", "awk", "tar", "gzip", "curl", "git"]
-FILES = ["/var/log/nginx/access.log", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/proc/self/status",
-         "/tmp/tmp.x1", "/srv/app/static/main.css", "/var/lib/postgresql/16/main/base/1/1259", "/dev/null",
-         "/etc/ld.so.cache", "/etc/hosts", "/etc/resolv.conf", "/home/app/.cache/pip/x", "/run/containerd/s"]
+PROCS = [
+    "nginx",
+    "python3",
+    "java",
+    "node",
+    "postgres",
+    "redis-server",
+    "containerd",
+    "kubelet",
+    "systemd",
+    "sshd",
+    "cron",
+    "bash",
+    "ls",
+    "grep",
+    "sed",
+    "awk",
+    "tar",
+    "gzip",
+    "curl",
+    "git",
+]
+FILES = [
+    "/var/log/nginx/access.log",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/proc/self/status",
+    "/tmp/tmp.x1",
+    "/srv/app/static/main.css",
+    "/var/lib/postgresql/16/main/base/1/1259",
+    "/dev/null",
+    "/etc/ld.so.cache",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/home/app/.cache/pip/x",
+    "/run/containerd/s",
+]
 UNINDEXED = ["read", "write", "close", "mmap", "futex", "epoll_wait", "recvfrom", "sendto", "fstat", "lseek"]
 
 
 def _base(i: int, proc: str, container: bool) -> dict[str, object]:
-    rec: dict[str, object] = {"evt.num": i + 1, "proc.name": proc, "proc.exe": f"/usr/bin/{proc}",
-                              "proc.exepath": f"/usr/bin/{proc}", "proc.pname": "systemd", "user.name": "app",
-                              "user.uid": 1000, "proc.vpid": 4000 + i % 100}
+    rec: dict[str, object] = {
+        "evt.num": i + 1,
+        "proc.name": proc,
+        "proc.exe": f"/usr/bin/{proc}",
+        "proc.exepath": f"/usr/bin/{proc}",
+        "proc.pname": "systemd",
+        "user.name": "app",
+        "user.uid": 1000,
+        "proc.vpid": 4000 + i % 100,
+    }
     if container:
-        rec.update({"container.id": "3ad7b26ded6d", "container.name": "web",
-                    "container.image.repository": "docker.io/library/nginx"})
+        rec.update(
+            {
+                "container.id": "3ad7b26ded6d",
+                "container.name": "web",
+                "container.image.repository": "docker.io/library/nginx",
+            }
+        )
     return rec
 
 
@@ -67,31 +110,78 @@ def make_labelled_events(n: int, seed: int = 7) -> tuple[list[Event], list[str]]
         elif r < 0.80:
             kind = "openat of an ordinary file"
             f = rnd.choice(FILES)
-            rec.update({"evt.type": "openat", "fd.name": f, "fd.num": 5, "evt.arg.flags": rnd.choice(
-                ["O_RDONLY", "O_RDONLY|O_CLOEXEC", "O_TRUNC|O_CREAT|O_WRONLY"]), "evt.rawres": 5})
+            rec.update(
+                {
+                    "evt.type": "openat",
+                    "fd.name": f,
+                    "fd.num": 5,
+                    "evt.arg.flags": rnd.choice(["O_RDONLY", "O_RDONLY|O_CLOEXEC", "O_TRUNC|O_CREAT|O_WRONLY"]),
+                    "evt.rawres": 5,
+                }
+            )
         elif r < 0.90:
             kind = "execve of an everyday tool"
             tool = rnd.choice(["ls", "grep", "sed", "awk", "tar", "git", "date", "id", "uname", "cat"])
-            rec.update({"evt.type": "execve", "proc.name": tool, "proc.exe": f"/usr/bin/{tool}",
-                        "proc.exepath": f"/usr/bin/{tool}", "proc.cmdline": f"{tool} -x",
-                        "proc.args": "-x", "proc.pname": "make", "evt.rawres": 0})
+            rec.update(
+                {
+                    "evt.type": "execve",
+                    "proc.name": tool,
+                    "proc.exe": f"/usr/bin/{tool}",
+                    "proc.exepath": f"/usr/bin/{tool}",
+                    "proc.cmdline": f"{tool} -x",
+                    "proc.args": "-x",
+                    "proc.pname": "make",
+                    "evt.rawres": 0,
+                }
+            )
         elif r < 0.98:
             kind = "connect to a service"
-            rec.update({"evt.type": "connect", "fd.num": 7, "fd.sip": "10.0.3.4", "fd.sport": 5432,
-                        "fd.cip": "10.0.3.9", "fd.cport": 40000 + i % 1000, "fd.l4proto": "tcp",
-                        "evt.rawres": 0})
+            rec.update(
+                {
+                    "evt.type": "connect",
+                    "fd.num": 7,
+                    "fd.sip": "10.0.3.4",
+                    "fd.sport": 5432,
+                    "fd.cip": "10.0.3.9",
+                    "fd.cport": 40000 + i % 1000,
+                    "fd.l4proto": "tcp",
+                    "evt.rawres": 0,
+                }
+            )
         elif r < 0.99:
             kind = "attack: read /etc/shadow"
-            rec.update({"evt.type": "openat", "fd.name": "/etc/shadow", "fd.num": 3, "evt.arg.flags": "O_RDONLY",
-                        "proc.name": "cat", "proc.exe": "/usr/bin/cat", "proc.exepath": "/usr/bin/cat",
-                        "proc.cmdline": "cat /etc/shadow", "proc.args": "/etc/shadow", "proc.pname": "bash",
-                        "evt.rawres": 3})
+            rec.update(
+                {
+                    "evt.type": "openat",
+                    "fd.name": "/etc/shadow",
+                    "fd.num": 3,
+                    "evt.arg.flags": "O_RDONLY",
+                    "proc.name": "cat",
+                    "proc.exe": "/usr/bin/cat",
+                    "proc.exepath": "/usr/bin/cat",
+                    "proc.cmdline": "cat /etc/shadow",
+                    "proc.args": "/etc/shadow",
+                    "proc.pname": "bash",
+                    "evt.rawres": 3,
+                }
+            )
         else:
             kind = "attack: terminal shell in a container"
-            rec.update({"evt.type": "execve", "proc.name": "bash", "proc.exe": "bash",
-                        "proc.exepath": "/usr/bin/bash", "proc.cmdline": "bash", "proc.tty": 34816,
-                        "proc.pname": "runc", "evt.rawres": 0, "container.id": "3ad7b26ded6d",
-                        "container.name": "web", "container.image.repository": "docker.io/library/nginx"})
+            rec.update(
+                {
+                    "evt.type": "execve",
+                    "proc.name": "bash",
+                    "proc.exe": "bash",
+                    "proc.exepath": "/usr/bin/bash",
+                    "proc.cmdline": "bash",
+                    "proc.tty": 34816,
+                    "proc.pname": "runc",
+                    "evt.rawres": 0,
+                    "container.id": "3ad7b26ded6d",
+                    "container.name": "web",
+                    "container.image.repository": "docker.io/library/nginx",
+                }
+            )
         out.append(event_from_fields(rec))
         labels.append(kind)
     return out, labels
@@ -107,8 +197,11 @@ def main() -> None:
     ap.add_argument("--service", action="store_true", help="CPU per event of the gRPC service, before/after")
     ap.add_argument("--batches", type=int, default=400, help="with --service: batches per round")
     ap.add_argument("--batch-size", type=int, default=256, help="with --service: events per batch")
-    ap.add_argument("--wire", action="store_true",
-                    help="in process: the service's per-event path (parse, LazyEvent, process) on its batches")
+    ap.add_argument(
+        "--wire",
+        action="store_true",
+        help="in process: the service's per-event path (parse, LazyEvent, process) on its batches",
+    )
     args = ap.parse_args()
     if args.service:
         service_figures("ruleengine", args.batches, args.rounds, args.rules, args.batch_size)
@@ -142,8 +235,10 @@ def main() -> None:
         best_cpu = max(best_cpu, len(events) / max(1e-9, time.process_time() - start_cpu))
     print(f"alerts per round: {alerts} ({alerts / len(events):.2%} of events)")
     # CPU time is the per-core figure; wall time also counts time stolen by other processes on a busy host
-    print(f"throughput: {best_cpu:,.0f} events/s per core of CPU time, {best:,.0f} events/s wall clock "
-          f"(best of {args.rounds} rounds)")
+    print(
+        f"throughput: {best_cpu:,.0f} events/s per core of CPU time, {best:,.0f} events/s wall clock "
+        f"(best of {args.rounds} rounds)"
+    )
     print("CPU time per event, by kind:")
     for kind, _ in kinds.most_common():
         group = [ev for ev, k in zip(events, labels, strict=True) if k == kind]
@@ -161,10 +256,14 @@ def service_figures(stage: str, batches: int, rounds: int, rules: list[str], bat
 
     best = run_rounds(stage, batches, rounds, rules, batch)
     load = os.getloadavg()[0]
-    print(f"{stage} over gRPC, {batches} batches of {batch} openats matching no rule, best of {rounds} rounds, "
-          f"load average {load:.1f}:")
-    print(f"  before {best['before']:6.2f} us CPU/event   after {best['after']:6.2f} us CPU/event   "
-          f"({best['before'] / best['after']:.2f}x)   gRPC floor (receive + ack only) {best['floor']:5.2f} us/event")
+    print(
+        f"{stage} over gRPC, {batches} batches of {batch} openats matching no rule, best of {rounds} rounds, "
+        f"load average {load:.1f}:"
+    )
+    print(
+        f"  before {best['before']:6.2f} us CPU/event   after {best['after']:6.2f} us CPU/event   "
+        f"({best['before'] / best['after']:.2f}x)   gRPC floor (receive + ack only) {best['floor']:5.2f} us/event"
+    )
 
 
 def wire_figures(rules: list[str], rounds: int, batch: int) -> None:
@@ -198,8 +297,10 @@ def wire_figures(rules: list[str], rounds: int, batch: int) -> None:
                     engine.process(EventContext(LazyEvent(pb, tables, source, evt_type)))
                 n += 1
         best = min(best, time.process_time() - start)
-    print(f"rule engine per-event loop in process, {n} openats matching no rule, best of {rounds} rounds, "
-          f"load average {os.getloadavg()[0]:.1f}: {best * 1e6 / n:.2f} us CPU/event")
+    print(
+        f"rule engine per-event loop in process, {n} openats matching no rule, best of {rounds} rounds, "
+        f"load average {os.getloadavg()[0]:.1f}: {best * 1e6 / n:.2f} us CPU/event"
+    )
 
 
 def _cpu(engine: Engine, events: list[Event]) -> float:

@@ -43,6 +43,8 @@ META = ContainerMeta(
         metadata_complete=True,
     )
 )
+
+
 class FixedProvider:
     name = "fixed"
 

@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from collector.decode import Decoder, FamilyDecoder
 
 _U32_UNCHANGED = 0xFFFFFFFF
-_FD_CALLS = frozenset(
-    {layout.SC_CLOSE, layout.SC_EVENTFD, layout.SC_EVENTFD2, layout.SC_USERFAULTFD, layout.SC_FCNTL}
-)
+_FD_CALLS = frozenset({layout.SC_CLOSE, layout.SC_EVENTFD, layout.SC_EVENTFD2, layout.SC_USERFAULTFD, layout.SC_FCNTL})
 
 # sc -> (event type, parameter names after res)
 _SPECS: dict[int, tuple[str, tuple[str, ...]]] = {

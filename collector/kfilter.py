@@ -252,12 +252,18 @@ class KernelControl:
             return self.ack()
         self._attach(wanted_syscalls(spec, self.compiled, self.trace_all))
         # A close record per close only when a rule can match the close event; for the fd table the stamps suffice.
-        wants_close = self.trace_all or spec.all_types or any(
-            t.event_type == "close" and any(r.startswith("rule: ") for r in t.reasons) for t in spec.types
+        wants_close = (
+            self.trace_all
+            or spec.all_types
+            or any(t.event_type == "close" and any(r.startswith("rule: ") for r in t.reasons) for t in spec.types)
         )
-        wants_recv = self.trace_all or spec.all_types or any(
-            t.event_type in ("recvfrom", "recvmsg") and any(r.startswith("rule: ") for r in t.reasons)
-            for t in spec.types
+        wants_recv = (
+            self.trace_all
+            or spec.all_types
+            or any(
+                t.event_type in ("recvfrom", "recvmsg") and any(r.startswith("rule: ") for r in t.reasons)
+                for t in spec.types
+            )
         )
         self._set_fdx(FDX_EMIT_CLOSE if wants_close else 0, FDX_EMIT_RECV if wants_recv else 0)
         self._write_maps(KernelFilterMaps(spec) if self.filtering else None)

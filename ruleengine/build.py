@@ -23,8 +23,14 @@ from ruleengine.output_size import output_size_problem
 from ruleengine.priority import Priority
 from ruleengine.resolve import ListTable, MacroError, MappedText, build_exceptions, parse_mapped, resolve_macros
 
-DEPRECATED_FIELDS = ("evt.dir", "evt.latency", "evt.latency.s", "evt.latency.ns", "evt.latency.human",
-                     "evt.wait_latency")
+DEPRECATED_FIELDS = (
+    "evt.dir",
+    "evt.latency",
+    "evt.latency.s",
+    "evt.latency.ns",
+    "evt.latency.human",
+    "evt.wait_latency",
+)
 CONTAINER_INFO = "%container.info"
 _NA_OPS = ("=", "==", "!=", "in", "intersects", "pmatch")
 UNKNOWN_FILTER_MARKERS = ("nonexistent field", "invalid formatting token", "unknown event type", "unknown filter:")
@@ -93,22 +99,33 @@ class Builder:
                 parsed[name] = parse_mapped(mt)
             except ConditionSyntaxError as exc:
                 parsed[name] = None
-                self._add("LOAD_ERR_COMPILE_CONDITION", exc.message, self._where(m.cond, None, exc.pos, m.loc),
-                          True, "macro", name)
+                self._add(
+                    "LOAD_ERR_COMPILE_CONDITION",
+                    exc.message,
+                    self._where(m.cond, None, exc.pos, m.loc),
+                    True,
+                    "macro",
+                    name,
+                )
         for name, m in self.col.macros.items():
             tree = parsed[name]
             if tree is None:
                 self.macros[name] = None
                 continue
-            visible = {n: self.macros.get(n, parsed[n]) for n, o in self.col.macros.items()
-                       if o.index < m.visibility}
+            visible = {n: self.macros.get(n, parsed[n]) for n, o in self.col.macros.items() if o.index < m.visibility}
             broken = {n for n, t in parsed.items() if t is None}
             try:
                 self.macros[name] = resolve_macros(tree, visible, self.used_macros, broken)
             except MacroError as exc:
                 self.macros[name] = None
-                self._add("LOAD_ERR_COMPILE_CONDITION", exc.message,
-                          self._where(m.cond, maps[name], exc.pos, m.loc), True, "macro", name)
+                self._add(
+                    "LOAD_ERR_COMPILE_CONDITION",
+                    exc.message,
+                    self._where(m.cond, maps[name], exc.pos, m.loc),
+                    True,
+                    "macro",
+                    name,
+                )
 
     # --- rules ------------------------------------------------------------------------------------------------
     def build_rules(self) -> list[CompiledRule]:
@@ -142,9 +159,12 @@ class Builder:
                 return None
         output = r.output
         if CONTAINER_INFO in output:
-            warn("LOAD_DEPRECATED_ITEM", "%container.info is deprecated and no more useful, and will be dropped by "
-                 "Falco 1.0.0. The container plugin will automatically add required fields to the output message.",
-                 r.loc)
+            warn(
+                "LOAD_DEPRECATED_ITEM",
+                "%container.info is deprecated and no more useful, and will be dropped by "
+                "Falco 1.0.0. The container plugin will automatically add required fields to the output message.",
+                r.loc,
+            )
             output = output.replace(CONTAINER_INFO, "")
         fmt = self._output(r, output, err, warn)
         if fmt is None:
@@ -154,8 +174,11 @@ class Builder:
             warn("LOAD_OUTPUT_TOO_LARGE", too_large, r.output_loc)
         for df in DEPRECATED_FIELDS:
             if df in output:
-                warn("LOAD_DEPRECATED_ITEM", f"usage of deprecated field '{df}' has been detected in the rule "
-                     "output", r.output_loc)
+                warn(
+                    "LOAD_DEPRECATED_ITEM",
+                    f"usage of deprecated field '{df}' has been detected in the rule output",
+                    r.output_loc,
+                )
         self.lists.substitute(mt)
         try:
             tree = parse_mapped(mt)
@@ -184,12 +207,30 @@ class Builder:
                 warn("LOAD_DEPRECATED_ITEM", DEPRECATED_FIELD_TEXT[df], r.loc)
         types = event_types(resolved)
         if r.source == "syscall" and r.warn_evttypes and (types.size() == 0 or types.code_count() > TOO_MANY):
-            warn("LOAD_NO_EVTTYPE", "Rule matches too many evt.type values. This has a significant performance "
-                 "penalty.", r.loc)
+            warn(
+                "LOAD_NO_EVTTYPE",
+                "Rule matches too many evt.type values. This has a significant performance penalty.",
+                r.loc,
+            )
         return CompiledRule(
-            r.name, r.desc, r.priority, tuple(sorted(r.tags)), r.source, output, fmt, mt.text, compiled.fn,
-            compiled.source_code, types, r.enabled, order, tuple(sorted(ex_fields)), resolved, r.capture,
-            r.capture_duration)
+            r.name,
+            r.desc,
+            r.priority,
+            tuple(sorted(r.tags)),
+            r.source,
+            output,
+            fmt,
+            mt.text,
+            compiled.fn,
+            compiled.source_code,
+            types,
+            r.enabled,
+            order,
+            tuple(sorted(ex_fields)),
+            resolved,
+            r.capture,
+            r.capture_duration,
+        )
 
     def _output(self, r: RuleInfo, output: str, err: object, warn: object) -> OutputFormat | None:
         try:
@@ -213,24 +254,32 @@ class Builder:
                 stack.extend(e.children)
             elif isinstance(e, Not):
                 stack.append(e.child)
-            elif (isinstance(e, Check) and isinstance(e.lhs, FieldRef)
-                  and e.lhs.name.startswith(("ka.", "jevt.")) and e.op in _NA_OPS):
-                vals = e.value.items if isinstance(e.value, ListValue) else (
-                    (e.value.text,) if isinstance(e.value, StrValue) else ())
+            elif (
+                isinstance(e, Check)
+                and isinstance(e.lhs, FieldRef)
+                and e.lhs.name.startswith(("ka.", "jevt."))
+                and e.op in _NA_OPS
+            ):
+                vals = (
+                    e.value.items
+                    if isinstance(e.value, ListValue)
+                    else ((e.value.text,) if isinstance(e.value, StrValue) else ())
+                )
                 if "<NA>" in vals:
-                    self._add("LOAD_UNSAFE_NA_CHECK", NA_WARNING, r.cond.locate(0) or r.loc, False, "rule",
-                              r.name)
+                    self._add("LOAD_UNSAFE_NA_CHECK", NA_WARNING, r.cond.locate(0) or r.loc, False, "rule", r.name)
 
     # --- final checks -----------------------------------------------------------------------------------------
     def unused_warnings(self) -> None:
         for name, m in self.col.macros.items():
             if name not in self.used_macros:
-                self._add("LOAD_UNUSED_MACRO", "Macro not referred to by any other rule/macro", m.loc, False,
-                          "macro", name)
+                self._add(
+                    "LOAD_UNUSED_MACRO", "Macro not referred to by any other rule/macro", m.loc, False, "macro", name
+                )
         for name, lst in self.col.lists.items():
             if name not in self.lists.used:
-                self._add("LOAD_UNUSED_LIST", "List not referred to by any other rule/macro", lst.loc, False,
-                          "list", name)
+                self._add(
+                    "LOAD_UNUSED_LIST", "List not referred to by any other rule/macro", lst.loc, False, "list", name
+                )
 
     def check_plugins(self, available: dict[str, str]) -> None:
         for req in self.col.plugin_requirements:
@@ -246,8 +295,10 @@ class Builder:
                 if got[0] == want[0] and got >= want:
                     ok = True
                     break
-                problem = problem or (f"Plugin '{name}' version '{have}' is not compatible with required plugin "
-                                      f"version '{version}'")
+                problem = problem or (
+                    f"Plugin '{name}' version '{have}' is not compatible with required plugin version '{version}'"
+                )
             if not ok:
-                self._add("LOAD_ERR_VALIDATE", problem, req.loc, True, "required plugin versions",
-                          req.alternatives[0][0])
+                self._add(
+                    "LOAD_ERR_VALIDATE", problem, req.loc, True, "required plugin versions", req.alternatives[0][0]
+                )

@@ -57,7 +57,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _options(args: argparse.Namespace) -> EngineOptions:
     if (getattr(args, "disable_rule", None) or getattr(args, "disable_tag", None)) and getattr(
-            args, "enable_tag", None):
+        args, "enable_tag", None
+    ):
         raise SystemExit("lanner: Error: You can not specify both disabled (-D/-T) and enabled (-t) rules")  # Falco's
     try:
         prio = Priority.parse(args.priority) if getattr(args, "priority", None) else Priority.DEBUG
@@ -80,10 +81,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 1
     enabled = {r.name for r in res.engine.enabled}
     if args.json:
-        print(json.dumps([{"name": r.name, "priority": r.priority.falco_name, "source": r.source,
-                           "enabled": r.name in enabled, "tags": list(r.tags),
-                           "evttypes": sorted(r.evttypes.names) if not r.evttypes.complement else "all"}
-                          for r in res.engine.rules], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "priority": r.priority.falco_name,
+                        "source": r.source,
+                        "enabled": r.name in enabled,
+                        "tags": list(r.tags),
+                        "evttypes": sorted(r.evttypes.names) if not r.evttypes.complement else "all",
+                    }
+                    for r in res.engine.rules
+                ],
+                indent=2,
+            )
+        )
         return 0
     for r in res.engine.rules:
         flag = "enabled " if r.name in enabled else "disabled"
@@ -143,11 +156,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # per-file memos stay: the cyclic collector only rescans them (20% of the run), so it is off for the replay.
     gc.freeze()
     gc.disable()
-    rule_types = {r.name: min(r.evttypes.names) for r in engine.rules
-                  if not r.evttypes.complement and r.evttypes.names}
-    reader = EventReader(args.events, args.source, strict=args.strict, warn_inconsistent=args.warn_inconsistent,
-                         warn=lambda m: print(f"lanner replay: {m}", file=sys.stderr), rule_type=rule_types.get,
-                         wanted=engine.has_rules_for, wanted_types=engine.types_with_rules)
+    rule_types = {r.name: min(r.evttypes.names) for r in engine.rules if not r.evttypes.complement and r.evttypes.names}
+    reader = EventReader(
+        args.events,
+        args.source,
+        strict=args.strict,
+        warn_inconsistent=args.warn_inconsistent,
+        warn=lambda m: print(f"lanner replay: {m}", file=sys.stderr),
+        rule_type=rule_types.get,
+        wanted=engine.has_rules_for,
+        wanted_types=engine.types_with_rules,
+    )
     count = 0
     out = sys.stdout
     process = engine.process
@@ -200,10 +219,19 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priority", metavar="PRIORITY", help="minimum rule priority (falco.yaml 'priority'), e.g. warning")
-    p.add_argument("--rule-matching", choices=("first", "all"), default="first",
-                   help="first (default): an event raises at most one alert; all: one per matching rule")
-    p.add_argument("-D", "--disable-rule", action="append", metavar="NAME",
-                   help="disable rules whose name contains NAME (or matches it, with * wildcards)")
+    p.add_argument(
+        "--rule-matching",
+        choices=("first", "all"),
+        default="first",
+        help="first (default): an event raises at most one alert; all: one per matching rule",
+    )
+    p.add_argument(
+        "-D",
+        "--disable-rule",
+        action="append",
+        metavar="NAME",
+        help="disable rules whose name contains NAME (or matches it, with * wildcards)",
+    )
     p.add_argument("-t", "--enable-tag", action="append", metavar="TAG", help="only enable rules with this tag")
     p.add_argument("-T", "--disable-tag", action="append", metavar="TAG", help="disable rules with this tag")
 
@@ -225,25 +253,42 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     t.add_argument("--rules", nargs="+", metavar="FILE", help="rules for tests without their own 'rules:'")
     t.set_defaults(func=cmd_test)
     r = subparsers.add_parser(
-        "replay", help="evaluate recorded events (JSON lines, Falco alerts, k8s audit, .scap) and print alerts")
+        "replay", help="evaluate recorded events (JSON lines, Falco alerts, k8s audit, .scap) and print alerts"
+    )
     r.add_argument("events", metavar="EVENTS", help="recorded events: JSON lines, Falco alerts, k8s audit or .scap")
     r.add_argument("--rules", nargs="+", metavar="FILE", help="rules files (default: the project's rules/)")
     r.add_argument("--json", action="store_true", help="print Falco JSON alerts")
-    r.add_argument("--source", choices=("syscall", "k8s_audit"), default=None,
-                   help="event source of the file (default: syscall, or k8s_audit for audit Event objects)")
+    r.add_argument(
+        "--source",
+        choices=("syscall", "k8s_audit"),
+        default=None,
+        help="event source of the file (default: syscall, or k8s_audit for audit Event objects)",
+    )
     r.add_argument("--hostname", default="", metavar="NAME", help="hostname to put in the alerts")
     r.add_argument("--config", metavar="FILE", help="take output settings from this Lanner config file")
     r.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
-    r.add_argument("--warn-inconsistent", action="store_true",
-                   help="report given values that differ from what the other fields give (once per field)")
+    r.add_argument(
+        "--warn-inconsistent",
+        action="store_true",
+        help="report given values that differ from what the other fields give (once per field)",
+    )
     _selection_args(r)
     r.set_defaults(func=cmd_replay)
     rec = subparsers.add_parser(
-        "record", help="write recorded events as a Lanner recording (JSON lines) or a .scap capture")
+        "record", help="write recorded events as a Lanner recording (JSON lines) or a .scap capture"
+    )
     rec.add_argument("events", metavar="EVENTS", help="any input 'lanner replay' takes")
     rec.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (replaced if it exists)")
-    rec.add_argument("--format", choices=("jsonl", "scap"), default="jsonl",
-                     help="scap: a capture 'sysdig -r' and Falco read (processes and file opens)")
-    rec.add_argument("--source", choices=("syscall", "k8s_audit"), default=None,
-                     help="event source of the input (default: syscall, or k8s_audit for audit Event objects)")
+    rec.add_argument(
+        "--format",
+        choices=("jsonl", "scap"),
+        default="jsonl",
+        help="scap: a capture 'sysdig -r' and Falco read (processes and file opens)",
+    )
+    rec.add_argument(
+        "--source",
+        choices=("syscall", "k8s_audit"),
+        default=None,
+        help="event source of the input (default: syscall, or k8s_audit for audit Event objects)",
+    )
     rec.set_defaults(func=cmd_record)

@@ -130,8 +130,7 @@ class _Gen:
             if inner.ftype not in (*_STRINGY, FieldType.BYTES):
                 raise CompileError(f"transformer 'b64' does not support field type {inner.ftype.value}", node.pos)
         elif inner.ftype not in _STRINGY:
-            raise CompileError(
-                f"transformer '{node.name}' does not support field type {inner.ftype.value}", node.pos)
+            raise CompileError(f"transformer '{node.name}' does not support field type {inner.ftype.value}", node.pos)
         ftype = inner.ftype if out == "same" else FieldType.STRING
         return Operand(f"_t_{node.name}({inner.code})", ftype, inner.multi, node.token, None)
 
@@ -187,15 +186,15 @@ class _Gen:
                 if c.value.name != "val" and c.value.name not in _TRANSFORMER_OUT:
                     raise CompileError(f"field transformer '{c.value.name}' is not supported", c.value.pos)
                 if c.op in ("pmatch", "regex") or lhs.ftype is FieldType.IPNET:
-                    raise CompileError(f"operator '{c.op}' does not support field values on the right-hand side",
-                                       c.value.pos)
+                    raise CompileError(
+                        f"operator '{c.op}' does not support field values on the right-hand side", c.value.pos
+                    )
                 target = c.value.args[0] if c.value.name == "val" else c.value
                 if isinstance(target, str):
                     raise CompileError("expected a field in 'val'", c.value.pos)
                 rhs = self.operand(target)
                 if rhs.bound is not None and rhs.bound.info.no_rhs:
-                    raise CompileError(f"field '{rhs.token}' cannot be used as a right-hand side value",
-                                       c.value.pos)
+                    raise CompileError(f"field '{rhs.token}' cannot be used as a right-hand side value", c.value.pos)
                 w = self.tmp()
                 test = ops.dynamic(v, w, rhs)
                 return f"(({v} := {lhs.code}) is not None and ({w} := {rhs.code}) is not None and {test})"
@@ -231,9 +230,15 @@ def compile_filter(expr: Expr, source: str) -> CompiledFilter:
     return CompiledFilter(fn, code, tuple(bf for _, bf in gen.fields.values()))
 
 
-_MERGE_AS = {"=": ("in", None), "==": ("in", None), "in": ("in", None), "startswith": ("startswith", "anyof"),
-             "endswith": ("endswith", "anyof"), "contains": ("contains", "anyof"),
-             "icontains": ("icontains", "anyof")}
+_MERGE_AS = {
+    "=": ("in", None),
+    "==": ("in", None),
+    "in": ("in", None),
+    "startswith": ("startswith", "anyof"),
+    "endswith": ("endswith", "anyof"),
+    "contains": ("contains", "anyof"),
+    "icontains": ("icontains", "anyof"),
+}
 
 
 def _merge_or(children: tuple[Expr, ...], single_valued: Callable[[FieldRef], bool]) -> list[Expr]:
@@ -245,9 +250,16 @@ def _merge_or(children: tuple[Expr, ...], single_valued: Callable[[FieldRef], bo
     groups: dict[tuple[str, str], list[Check]] = {}
     order: list[Expr | tuple[str, str]] = []
     for c in children:
-        if (isinstance(c, Check) and isinstance(c.lhs, FieldRef) and c.modifier is None and c.op in _MERGE_AS
-                and isinstance(c.value, StrValue | ListValue) and c.lhs.name not in TYPE_FIELDS
-                and (c.op in ("in",) or isinstance(c.value, StrValue)) and single_valued(c.lhs)):
+        if (
+            isinstance(c, Check)
+            and isinstance(c.lhs, FieldRef)
+            and c.modifier is None
+            and c.op in _MERGE_AS
+            and isinstance(c.value, StrValue | ListValue)
+            and c.lhs.name not in TYPE_FIELDS
+            and (c.op in ("in",) or isinstance(c.value, StrValue))
+            and single_valued(c.lhs)
+        ):
             key = (c.lhs.token, _MERGE_AS[c.op][0])
             if key not in groups:
                 groups[key] = []
@@ -293,8 +305,14 @@ def fold_evt_type(e: Expr, evt_type: str) -> Expr | bool:
     if isinstance(e, Not):
         f = fold_evt_type(e.child, evt_type)
         return (not f) if isinstance(f, bool) else Not(f, e.pos)
-    if (isinstance(e, Check) and isinstance(e.lhs, FieldRef) and e.lhs.name in TYPE_FIELDS and e.lhs.arg is None
-            and e.modifier is None and e.op in ("=", "==", "!=", "in", "intersects")):
+    if (
+        isinstance(e, Check)
+        and isinstance(e.lhs, FieldRef)
+        and e.lhs.name in TYPE_FIELDS
+        and e.lhs.arg is None
+        and e.modifier is None
+        and e.op in ("=", "==", "!=", "in", "intersects")
+    ):
         if isinstance(e.value, ListValue):
             hit = evt_type in e.value.items
         elif isinstance(e.value, StrValue):
@@ -388,5 +406,13 @@ def _indent(line: str) -> str:
     return "\n".join("    " + part for part in line.split("\n"))
 
 
-__all__ = ["CompileError", "CompiledFilter", "Dispatcher", "Getter", "RuleFn", "compile_dispatcher",
-           "compile_filter", "fold_evt_type"]
+__all__ = [
+    "CompileError",
+    "CompiledFilter",
+    "Dispatcher",
+    "Getter",
+    "RuleFn",
+    "compile_dispatcher",
+    "compile_filter",
+    "fold_evt_type",
+]

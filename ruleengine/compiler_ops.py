@@ -22,8 +22,17 @@ from ruleengine.regex import Re2Matcher, RegexError
 if TYPE_CHECKING:
     from ruleengine.compiler import _Gen
 
-_NUMERIC = frozenset({FieldType.INT, FieldType.UINT, FieldType.PORT, FieldType.ABSTIME, FieldType.RELTIME,
-                      FieldType.ERRNO, FieldType.MODE})
+_NUMERIC = frozenset(
+    {
+        FieldType.INT,
+        FieldType.UINT,
+        FieldType.PORT,
+        FieldType.ABSTIME,
+        FieldType.RELTIME,
+        FieldType.ERRNO,
+        FieldType.MODE,
+    }
+)
 _STRINGY = frozenset({FieldType.STRING, FieldType.CHAR})
 _IP = frozenset({FieldType.IPADDR, FieldType.IPNET})
 _EQ_OPS = frozenset({"=", "==", "!=", "in", "intersects"})
@@ -172,8 +181,14 @@ class ContainsAny:
 
 
 RUNTIME: dict[str, Any] = {
-    "_t_tolower": _t_tolower, "_t_toupper": _t_toupper, "_t_b64": _t_b64, "_t_basename": _t_basename,
-    "_t_len": _t_len, "_t_enc": _t_enc, "_t_jsonlist": _t_jsonlist, "_ip_in_any": _ip_in_any,
+    "_t_tolower": _t_tolower,
+    "_t_toupper": _t_toupper,
+    "_t_b64": _t_b64,
+    "_t_basename": _t_basename,
+    "_t_len": _t_len,
+    "_t_enc": _t_enc,
+    "_t_jsonlist": _t_jsonlist,
+    "_ip_in_any": _ip_in_any,
     "_fnmatch_dyn": _fnmatch_dyn,
 }
 
@@ -290,8 +305,9 @@ class OpBuilder:
     def static(self, v: str, value: Value) -> str:
         """Test against literal(s)."""
         op, gen = self.op, self.gen
-        texts = list(value.items) if isinstance(value, ListValue) else [value.text] if isinstance(
-            value, StrValue) else []
+        texts = (
+            list(value.items) if isinstance(value, ListValue) else [value.text] if isinstance(value, StrValue) else []
+        )
         if self.modifier is not None:
             return self._modifier(v, texts)
         if op in ("in", "intersects", "pmatch"):
@@ -319,8 +335,12 @@ class OpBuilder:
         kval = self._literal(texts[0])
         k = gen.const(kval)
         is_net = isinstance(kval, ipaddress.IPv4Network | ipaddress.IPv6Network)
-        if op == "!=" and self.lhs.multi == "any" and self.lhs.bound is not None and (
-                self.lhs.bound.info.name in _BOTH_ENDPOINT_FIELDS):
+        if (
+            op == "!="
+            and self.lhs.multi == "any"
+            and self.lhs.bound is not None
+            and (self.lhs.bound.info.name in _BOTH_ENDPOINT_FIELDS)
+        ):
             # libsinsp: `fd.ip != X` holds only when neither endpoint matches (not "some endpoint differs").
             x = self.gen.tmp()
             test = f"{x} in {k}" if is_net else f"{x} == {k}"
@@ -337,13 +357,13 @@ class OpBuilder:
             if op in ("startswith", "endswith") and all(isinstance(x, str) for x in vals):
                 kt = gen.const(tuple(vals), "T")
                 return self._wrap_multi(v, lambda x: f"{x}.{op}({kt})")
-            if op in ("contains", "icontains") and len(vals) >= _AC_THRESHOLD and all(
-                    isinstance(x, str) for x in vals):
+            if op in ("contains", "icontains") and len(vals) >= _AC_THRESHOLD and all(isinstance(x, str) for x in vals):
                 ka = gen.const(ContainsAny(vals), "A")  # icontains literals are already lower-cased
                 low = ".lower()" if op == "icontains" else ""
                 return self._wrap_multi(v, lambda x: f"{ka}({x}{low})")
-            if op in ("=", "==") and not any(isinstance(x, ipaddress.IPv4Network | ipaddress.IPv6Network)
-                                              for x in vals):
+            if op in ("=", "==") and not any(
+                isinstance(x, ipaddress.IPv4Network | ipaddress.IPv6Network) for x in vals
+            ):
                 ks = gen.const(frozenset(vals), "S")
                 return self._wrap_multi(v, lambda x: f"{x} in {ks}")
         kt = gen.const(tuple(vals), "T")
@@ -366,8 +386,9 @@ class OpBuilder:
         if self.modifier is not None:
             raise OpError("operator modifiers need a list of values")
         if _kind(self.lhs.ftype) != _kind(rhs.ftype):
-            raise OpError(f"cannot compare a {self.lhs.ftype.value} field with a {rhs.ftype.value} value "
-                          f"('{rhs.token}')")
+            raise OpError(
+                f"cannot compare a {self.lhs.ftype.value} field with a {rhs.ftype.value} value ('{rhs.token}')"
+            )
         if op in ("in", "intersects"):
             return f"({v} in {w} if isinstance({w}, tuple) else {v} == {w})"
         if op == "icontains":

@@ -57,8 +57,9 @@ def eval_errors() -> Counter:
     import prometheus_client, which costs them a tenth of their start-up."""
     from prometheus_client import Counter as PromCounter
 
-    return PromCounter("lanner_rules_eval_errors_total", "Rule evaluations that raised (the rule was skipped)",
-                       ["rule"])
+    return PromCounter(
+        "lanner_rules_eval_errors_total", "Rule evaluations that raised (the rule was skipped)", ["rule"]
+    )
 
 
 # Lanner implements these plugins' fields natively; rules files name them in required_plugin_versions.
@@ -116,8 +117,16 @@ class Match:
         """Build the alert for this match with FIELDS' ``render_alert``."""
         from ruleengine.output import OutputOptions, render_alert
 
-        return render_alert(self.rule.name, self.rule.priority, self.rule.tags, self.rule.source,
-                            self.rule.output_format, ctx, hostname, options or OutputOptions())
+        return render_alert(
+            self.rule.name,
+            self.rule.priority,
+            self.rule.tags,
+            self.rule.source,
+            self.rule.output_format,
+            ctx,
+            hostname,
+            options or OutputOptions(),
+        )
 
 
 def _selected(rule: CompiledRule, opts: EngineOptions) -> bool:
@@ -166,7 +175,8 @@ class Engine:
                 for n in sorted(names)
             }
             self._fallback[source] = _Slot.build(
-                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first)
+                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first
+            )
         self.sources: frozenset[str] = frozenset(by_source)
         self.errors_total = 0
 
@@ -321,5 +331,13 @@ def load_rules(paths: Sequence[str], options: EngineOptions | None = None) -> Lo
     return res
 
 
-__all__ = ["BUILTIN_PLUGINS", "CompiledRule", "Engine", "EngineOptions", "LoadResult", "Match", "load_rules",
-           "load_texts"]
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "CompiledRule",
+    "Engine",
+    "EngineOptions",
+    "LoadResult",
+    "Match",
+    "load_rules",
+    "load_texts",
+]

@@ -25,8 +25,15 @@ from ruleengine.fields.fd import DNS_ARG_PREFIX, DNS_NAME_FIELDS, ip_of
 from ruleengine.fields.proc import cmdline
 from ruleengine.records import RecordBuilder, RecordError, split_key
 
-__all__ = ["EventFormatError", "audit_event", "event_from_fields", "event_to_fields", "given_matches",
-           "read_events", "split_key"]
+__all__ = [
+    "EventFormatError",
+    "audit_event",
+    "event_from_fields",
+    "event_to_fields",
+    "given_matches",
+    "read_events",
+    "split_key",
+]
 
 
 class EventFormatError(ValueError):
@@ -104,7 +111,7 @@ def _parse_rfc3339(text: str) -> int:
         main, rest = text.split(".", 1)
         digits = "".join(ch for ch in rest[:12] if ch.isdigit())
         frac = int((digits + "000000000")[:9])
-        main += rest[len(digits):]
+        main += rest[len(digits) :]
     parsed = dt.datetime.fromisoformat(main.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
@@ -122,9 +129,13 @@ def audit_event(record: Mapping[str, object], num: int = 0) -> Event:
         ns = _parse_rfc3339(str(ts))
     except ValueError:
         raise EventFormatError("stageTimestamp", f"'{ts}' is not an RFC 3339 time") from None
-    return Event(type="k8s_audit", source=SOURCE_K8S_AUDIT, timing=EventTiming(event_ns=ns),
-                 identity=EventIdentity(seq=num),
-                 audit_json=json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+    return Event(
+        type="k8s_audit",
+        source=SOURCE_K8S_AUDIT,
+        timing=EventTiming(event_ns=ns),
+        identity=EventIdentity(seq=num),
+        audit_json=json.dumps(record, separators=(",", ":"), ensure_ascii=False),
+    )
 
 
 def read_events(path: str, source: str | None = None, *, strict: bool = True) -> Iterator[Event]:
@@ -151,26 +162,48 @@ def _proc_fields(out: dict[str, object], ev: Event) -> None:
         out["proc.args"] = list(p.args)
     if p.env:
         out["proc.env"] = list(p.env)
-    for key, num in (("proc.pid", p.pid), ("thread.tid", p.tid), ("proc.vpid", p.vpid), ("thread.vtid", p.vtid),
-                     ("proc.sid", p.sid), ("proc.pgid", p.pgid), ("proc.vpgid", p.vpgid),
-                     ("proc.pid.ts", p.start_ns)):
+    for key, num in (
+        ("proc.pid", p.pid),
+        ("thread.tid", p.tid),
+        ("proc.vpid", p.vpid),
+        ("thread.vtid", p.vtid),
+        ("proc.sid", p.sid),
+        ("proc.pgid", p.pgid),
+        ("proc.vpgid", p.vpgid),
+        ("proc.pid.ts", p.start_ns),
+    ):
         if num:
             out[key] = num
-    for key, opt in (("proc.tty", p.tty), ("user.uid", p.euid if p.euid is not None else p.uid),
-                     ("group.gid", p.egid if p.egid is not None else p.gid), ("proc.exe_ino", p.exe_ino),
-                     ("proc.exe_ino.ctime", p.exe_ino_ctime), ("proc.exe_ino.mtime", p.exe_ino_mtime),
-                     ("proc.pidns_init_start_ts", p.pidns_init_start_ns), ("proc.fdopencount", p.fd_open_count),
-                     ("proc.fdlimit", p.fd_limit), ("proc.vmsize", p.vm_size_kb), ("proc.vmrss", p.vm_rss_kb),
-                     ("proc.vmswap", p.vm_swap_kb), ("proc.is_exe_writable", p.is_exe_writable),
-                     ("proc.is_exe_upper_layer", p.is_exe_upper_layer),
-                     ("proc.is_exe_from_memfd", p.is_exe_from_memfd), ("proc.is_sid_leader", p.is_sid_leader),
-                     ("proc.is_vpgid_leader", p.is_vpgid_leader)):
+    for key, opt in (
+        ("proc.tty", p.tty),
+        ("user.uid", p.euid if p.euid is not None else p.uid),
+        ("group.gid", p.egid if p.egid is not None else p.gid),
+        ("proc.exe_ino", p.exe_ino),
+        ("proc.exe_ino.ctime", p.exe_ino_ctime),
+        ("proc.exe_ino.mtime", p.exe_ino_mtime),
+        ("proc.pidns_init_start_ts", p.pidns_init_start_ns),
+        ("proc.fdopencount", p.fd_open_count),
+        ("proc.fdlimit", p.fd_limit),
+        ("proc.vmsize", p.vm_size_kb),
+        ("proc.vmrss", p.vm_rss_kb),
+        ("proc.vmswap", p.vm_swap_kb),
+        ("proc.is_exe_writable", p.is_exe_writable),
+        ("proc.is_exe_upper_layer", p.is_exe_upper_layer),
+        ("proc.is_exe_from_memfd", p.is_exe_from_memfd),
+        ("proc.is_sid_leader", p.is_sid_leader),
+        ("proc.is_vpgid_leader", p.is_vpgid_leader),
+    ):
         if opt is not None:
             out[key] = opt
     if p.loginuid is not None:
         out["user.loginuid"] = -1 if p.loginuid in (0xFFFFFFFF, -1) else p.loginuid
-    for key, name in (("user.name", p.user_name), ("user.homedir", p.user_homedir), ("user.shell", p.user_shell),
-                      ("user.loginname", p.loginuser_name), ("group.name", p.group_name)):
+    for key, name in (
+        ("user.name", p.user_name),
+        ("user.homedir", p.user_homedir),
+        ("user.shell", p.user_shell),
+        ("user.loginname", p.loginuser_name),
+        ("group.name", p.group_name),
+    ):
         if name:
             out[key] = name
     for which in ("effective", "permitted", "inheritable"):
@@ -219,9 +252,12 @@ def _fd_fields(out: dict[str, object], ev: Event) -> None:
         if fd.l4proto in _L4_NAMES:
             out["fd.l4proto"] = _L4_NAMES[fd.l4proto]
     is_socket = fd.type in (FdType.IPV4, FdType.IPV6, FdType.RAW_SOCKET, FdType.UNIX)
-    for key, val in (("fd.is_server", fd.is_server if is_socket else None), ("fd.connected", fd.connected),
-                     ("fd.dev", fd.dev),
-                     ("fd.ino", fd.ino)):
+    for key, val in (
+        ("fd.is_server", fd.is_server if is_socket else None),
+        ("fd.connected", fd.connected),
+        ("fd.dev", fd.dev),
+        ("fd.ino", fd.ino),
+    ):
         if val is not None:
             out[key] = val
     if fd.name_changed:
@@ -239,14 +275,25 @@ def _container_fields(out: dict[str, object], ev: Event) -> None:
         return
     if c.full_id:
         out["container.full_id"] = c.full_id
-    for key, val in (("container.name", c.name), ("container.type", c.type),
-                     ("container.image", c.image), ("container.image.repository", c.image_repository),
-                     ("container.image.tag", c.image_tag), ("container.image.digest", c.image_digest),
-                     ("container.image.id", c.image_id), ("container.ip", c.ip), ("container.user", c.user),
-                     ("container.cni.json", c.cni_json)):
+    for key, val in (
+        ("container.name", c.name),
+        ("container.type", c.type),
+        ("container.image", c.image),
+        ("container.image.repository", c.image_repository),
+        ("container.image.tag", c.image_tag),
+        ("container.image.digest", c.image_digest),
+        ("container.image.id", c.image_id),
+        ("container.ip", c.ip),
+        ("container.user", c.user),
+        ("container.cni.json", c.cni_json),
+    ):
         out[key] = val
-    for key, flag in (("container.privileged", c.privileged), ("container.host_pid", c.host_pid),
-                      ("container.host_network", c.host_network), ("container.host_ipc", c.host_ipc)):
+    for key, flag in (
+        ("container.privileged", c.privileged),
+        ("container.host_pid", c.host_pid),
+        ("container.host_network", c.host_network),
+        ("container.host_ipc", c.host_ipc),
+    ):
         if flag is not None:
             out[key] = flag
     if c.mounts:
@@ -254,9 +301,15 @@ def _container_fields(out: dict[str, object], ev: Event) -> None:
     for lk, lv in c.labels.items():
         out[f"container.label[{lk}]"] = lv
     k = ev.k8s
-    for key, val in (("k8s.pod.name", k.pod_name), ("k8s.ns.name", k.ns_name), ("k8s.pod.uid", k.pod_uid),
-                     ("k8s.pod.full_sandbox_id", k.pod_sandbox_id), ("k8s.pod.ip", k.pod_ip),
-                     ("k8s.pod.cni.json", k.pod_cni_json), ("k8s.ns.uid", k.ns_uid)):
+    for key, val in (
+        ("k8s.pod.name", k.pod_name),
+        ("k8s.ns.name", k.ns_name),
+        ("k8s.pod.uid", k.pod_uid),
+        ("k8s.pod.full_sandbox_id", k.pod_sandbox_id),
+        ("k8s.pod.ip", k.pod_ip),
+        ("k8s.pod.cni.json", k.pod_cni_json),
+        ("k8s.ns.uid", k.ns_uid),
+    ):
         if val:
             out[key] = val
     for pk, pv in k.pod_labels.items():
@@ -287,10 +340,11 @@ def event_to_fields(event: Event) -> dict[str, object]:
         out["evt.rawres"] = event.res
     for a in event.args:
         if a.name.startswith(DNS_ARG_PREFIX) and isinstance(a.value, str):
-            out[a.name[len("lanner."):]] = a.value
+            out[a.name[len("lanner.") :]] = a.value
         elif a.name in P.ALL_PARAM_NAMES:
-            out[f"evt.rawarg.{a.name}"] = a.value if not isinstance(a.value, bytes) else \
-                a.value.decode("utf-8", "surrogateescape")
+            out[f"evt.rawarg.{a.name}"] = (
+                a.value if not isinstance(a.value, bytes) else a.value.decode("utf-8", "surrogateescape")
+            )
     _proc_fields(out, event)
     _fd_fields(out, event)
     _container_fields(out, event)

@@ -153,8 +153,12 @@ def event_types(expr: Expr, negated: bool = False) -> EvtSet:
         if expr.op == "!=":
             s = s.invert()
         return s.invert() if negated else s
-    if (lhs.name == "evt.num" and expr.op in ("=", "==", "!=") and isinstance(expr.value, StrValue)
-            and expr.value.text.strip() in ("0", "+0", "-0")):
+    if (
+        lhs.name == "evt.num"
+        and expr.op in ("=", "==", "!=")
+        and isinstance(expr.value, StrValue)
+        and expr.value.text.strip() in ("0", "+0", "-0")
+    ):
         zero = NONE if expr.op != "!=" else ALL
         return zero.invert() if negated else zero
     return ALL

@@ -65,16 +65,27 @@ def format_text(fields: list[FieldInfo]) -> str:
 
 
 def _as_dict(info: FieldInfo) -> dict[str, Any]:
-    return {"name": info.name, "type": info.type.value, "source": info.source, "desc": info.description,
-            "arg": info.arg.value, "arg_form": info.arg_form, "is_list": info.is_list,
-            "filter_only": info.filter_only, "no_rhs": info.no_rhs, "deprecated": info.deprecated}
+    return {
+        "name": info.name,
+        "type": info.type.value,
+        "source": info.source,
+        "desc": info.description,
+        "arg": info.arg.value,
+        "arg_form": info.arg_form,
+        "is_list": info.is_list,
+        "filter_only": info.filter_only,
+        "no_rhs": info.no_rhs,
+        "deprecated": info.deprecated,
+    }
 
 
 def cmd_fields(args: argparse.Namespace) -> int:
     """Print the field catalogue."""
     if args.source and args.source not in known_sources():
-        print(f"lanner fields: unknown source '{args.source}' (known: {', '.join(sorted(known_sources()))})",
-              file=sys.stderr)
+        print(
+            f"lanner fields: unknown source '{args.source}' (known: {', '.join(sorted(known_sources()))})",
+            file=sys.stderr,
+        )
         return 2
     fields = list_fields(args.source or None)
     if args.names:
@@ -88,8 +99,11 @@ def cmd_fields(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``lanner fields``."""
-    p = subparsers.add_parser("fields", help="list the fields usable in rule conditions and outputs",
-                              description="List every field with its type and description (like falco --list).")
+    p = subparsers.add_parser(
+        "fields",
+        help="list the fields usable in rule conditions and outputs",
+        description="List every field with its type and description (like falco --list).",
+    )
     p.add_argument("--source", help="only fields of this event source (syscall, k8s_audit)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--names", action="store_true", help="print only the field names")

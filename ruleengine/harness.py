@@ -189,8 +189,9 @@ class Harness:
                 winner = matches[0].name
                 for rule in engine.candidates(ev.source, ev.type):
                     if rule.name != winner and rule.name in expected and rule.fn(ctx.get):
-                        shadows.append(f"event #{i + 1}: '{rule.name}' was shadowed by '{winner}' "
-                                       "(rule_matching: first)")
+                        shadows.append(
+                            f"event #{i + 1}: '{rule.name}' was shadowed by '{winner}' (rule_matching: first)"
+                        )
         actual = {k: v for k, v in got.items() if v}
         want = {k: v for k, v in expected.items() if v}
         # A count names a rule, zero included: {"Some rule": 0} proves nothing if no such rule is loaded.

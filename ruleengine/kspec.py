@@ -37,9 +37,7 @@ def build_spec(rules: Sequence[CompiledRule]) -> kfilter_pb2.KernelSpec:
     for t, why in need.types.items():
         spec.types.add(event_type=t, reasons=list(why))
     for a in filt.atoms:
-        spec.atoms.add(
-            kind=int(a.kind), strings=sorted(a.strings), op=a.op, number=a.number, exact=a.exact, arg=a.arg
-        )
+        spec.atoms.add(kind=int(a.kind), strings=sorted(a.strings), op=a.op, number=a.number, exact=a.exact, arg=a.arg)
     for t, clauses in sorted(filt.clauses.items()):
         tf = spec.filters.add(event_type=t)
         for c in clauses:

@@ -43,9 +43,11 @@ __all__ = [
 ]
 
 # Fields the container plugin flags as "suggested output": Falco appends them to every syscall rule's output.
-SUGGESTED_OUTPUT = ("container_id=%container.id container_name=%container.name "
-                    "container_image_repository=%container.image.repository "
-                    "container_image_tag=%container.image.tag k8s_pod_name=%k8s.pod.name k8s_ns_name=%k8s.ns.name")
+SUGGESTED_OUTPUT = (
+    "container_id=%container.id container_name=%container.name "
+    "container_image_repository=%container.image.repository "
+    "container_image_tag=%container.image.tag k8s_pod_name=%k8s.pod.name k8s_ns_name=%k8s.ns.name"
+)
 
 
 class OutputFormatError(ValueError):
@@ -62,7 +64,7 @@ _NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_]+)+")
 _TRANSFORMERS: dict[str, Callable[[str], object]] = {
     "tolower": str.lower,
     "toupper": str.upper,
-    "basename": lambda s: s[s.rfind("/") + 1:] if "/" in s else s,
+    "basename": lambda s: s[s.rfind("/") + 1 :] if "/" in s else s,
     "len": len,
     "b64": lambda s: base64.b64decode(s.encode(), validate=False).decode("utf-8", "replace"),
 }
@@ -88,7 +90,7 @@ class Token:
         """Text rendering with the width applied (pad with spaces or cut, like Falco)."""
         s = self.field.render(v) if not self.transformer or v is None else str(v)
         if self.width:
-            s = s[:self.width].ljust(self.width)
+            s = s[: self.width].ljust(self.width)
         return s
 
     def json(self, v: object) -> object:
@@ -135,7 +137,7 @@ def _read_arg(text: str, i: int) -> tuple[str, int] | None:
         end = text.find(q, j + 1)
         if end < 0 or end + 1 >= len(text) or text[end + 1] != "]":
             return None
-        return text[j + 1:end], end + 2
+        return text[j + 1 : end], end + 2
     end = text.find("]", j)
     if end < 0:
         return None
@@ -186,7 +188,7 @@ def parse_output(text: str, source: str) -> OutputFormat:
         j = i + 1
         while j < n and text[j].isdigit():
             j += 1
-        width = int(text[i + 1:j]) if j > i + 1 else 0
+        width = int(text[i + 1 : j]) if j > i + 1 else 0
         token: Token | None = None
         found = _resolve_longest(text, j, source)
         if found is not None:
@@ -241,11 +243,13 @@ class AppendOutput:
     @classmethod
     def from_config(cls, cfg: object) -> AppendOutput:
         """From any object with match_rule/match_source/match_tags/extra_output/extra_fields attributes."""
-        return cls(match_source=str(getattr(cfg, "match_source", "")),
-                   match_tags=tuple(getattr(cfg, "match_tags", ())),
-                   match_rule=str(getattr(cfg, "match_rule", "")),
-                   extra_output=str(getattr(cfg, "extra_output", "")),
-                   extra_fields=tuple(getattr(cfg, "extra_fields", ())))
+        return cls(
+            match_source=str(getattr(cfg, "match_source", "")),
+            match_tags=tuple(getattr(cfg, "match_tags", ())),
+            match_rule=str(getattr(cfg, "match_rule", "")),
+            extra_output=str(getattr(cfg, "extra_output", "")),
+            extra_fields=tuple(getattr(cfg, "extra_fields", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +270,8 @@ class OutputOptions:
     suggested_output: bool = True
     append_output: tuple[AppendOutput, ...] = ()
     _cache: dict[tuple[str, str, tuple[str, ...], str], _Applied] = field(
-        default_factory=dict, compare=False, hash=False, repr=False)
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def applied(self, rule: str, source: str, tags: Sequence[str], fmt: OutputFormat) -> _Applied:
         """The rule's format with append_output applied (parsed once per rule and format)."""
@@ -318,6 +323,7 @@ def _escape(text: str) -> str:
         if "\ud800" <= ch <= "\udfff":
             return "\ufffd"
         return _ESCAPES.get(ch, f"\\u{ord(ch):04x}")
+
     return _CONTROL.sub(repl, text)
 
 
@@ -326,8 +332,16 @@ def format_alert_time(ns: int, iso8601: bool) -> str:
     return format_iso8601(ns) if iso8601 else format_time(ns)
 
 
-def render_alert(rule_name: str, priority: Priority, tags: Sequence[str], source: str, fmt: OutputFormat,
-                 ctx: EventContext, hostname: str, options: OutputOptions) -> AlertRecord:
+def render_alert(
+    rule_name: str,
+    priority: Priority,
+    tags: Sequence[str],
+    source: str,
+    fmt: OutputFormat,
+    ctx: EventContext,
+    hostname: str,
+    options: OutputOptions,
+) -> AlertRecord:
     """Render one alert for a matching event."""
     applied = options.applied(rule_name, source, tags, fmt)
     message, fields = applied.fmt.render(ctx)
@@ -340,10 +354,17 @@ def render_alert(rule_name: str, priority: Priority, tags: Sequence[str], source
     fields["evt.time"] = ns
     line = _escape(f"{format_alert_time(ns, options.time_format_iso_8601)}: {priority.falco_name} {message}")
     # Rendered JSON values (lists stay lists here; the wire codec writes them as lists).
-    return AlertRecord(rule=rule_name, priority=priority, source=source, tags=tuple(tags), time_ns=ns,
-                       output=line, message=message,
-                       output_fields=cast("Mapping[str, JsonValue]", MappingProxyType(fields)),
-                       hostname=hostname or os.environ.get("FALCO_HOSTNAME", "") or os.uname().nodename)
+    return AlertRecord(
+        rule=rule_name,
+        priority=priority,
+        source=source,
+        tags=tuple(tags),
+        time_ns=ns,
+        output=line,
+        message=message,
+        output_fields=cast("Mapping[str, JsonValue]", MappingProxyType(fields)),
+        hostname=hostname or os.environ.get("FALCO_HOSTNAME", "") or os.uname().nodename,
+    )
 
 
 def alert_to_json(alert: AlertRecord, options: OutputOptions | None = None) -> str:

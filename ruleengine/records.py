@@ -136,8 +136,7 @@ class RecordBuilder:
             if key in _ALIASES:  # a fact under another name: it sets the field's facts, and is not its value
                 value = None if value is None else str(value)
             if name in TIME_FIELDS and (
-                (isinstance(value, int) and not isinstance(value, bool))
-                or form(value) is DIGITS
+                (isinstance(value, int) and not isinstance(value, bool)) or form(value) is DIGITS
             ):
                 setter, is_derived = _set_time, False  # sysdig's integer nanoseconds
                 seed = name == "evt.rawtime" and isinstance(value, int)
@@ -195,8 +194,9 @@ class RecordBuilder:
             return None
 
     # --- building -----------------------------------------------------------------------------------------
-    def build(self, record: Mapping[str, object], num: int = 0, *, strict_fields: bool = False,
-              owned: bool = False) -> Event:
+    def build(
+        self, record: Mapping[str, object], num: int = 0, *, strict_fields: bool = False, owned: bool = False
+    ) -> Event:
         """The Event for ``record``; ``num`` is its ``evt.num`` unless the record gives one.
 
         Keys that are no field are counted in ``unknown_fields`` and ignored, or (``strict_fields``) an error. A
@@ -258,8 +258,23 @@ class RecordBuilder:
         if each is None and tmpl.plain:  # the common record: the template's objects, this record's number and time
             proc = tmpl.proc if pvals is None else (tmpl.procs.get(pvals) or tmpl.with_pids(plan.proc_attrs, pvals))
             timing = tmpl.no_time if ns is None else EventTiming(ns)
-            return Event(evt_type, tmpl.source, EventIdentity("", "", seq), timing, tmpl.res, tmpl.cpu, proc,
-                         tmpl.ancestors, tmpl.fd, tmpl.args, tmpl.container, tmpl.k8s, "", False, given)
+            return Event(
+                evt_type,
+                tmpl.source,
+                EventIdentity("", "", seq),
+                timing,
+                tmpl.res,
+                tmpl.cpu,
+                proc,
+                tmpl.ancestors,
+                tmpl.fd,
+                tmpl.args,
+                tmpl.container,
+                tmpl.k8s,
+                "",
+                False,
+                given,
+            )
         return tmpl.event(evt_type, seq, ns, plan.proc_attrs, pvals, each, given, self._objects)
 
     def _template(self, plan: Plan, record: Mapping[str, object], evt_type: str) -> Template:

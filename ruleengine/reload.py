@@ -172,6 +172,13 @@ def internal_alert(result: LoadResult, hostname: str) -> AlertRecord:
         "error_count": len(result.errors),
     }
     return AlertRecord(
-        rule=INTERNAL_RULE, priority=Priority.ERROR, source=INTERNAL_SOURCE, tags=("lanner", "internal"),
-        time_ns=now, output=f"{stamp}: {Priority.ERROR.falco_name} {message}", message=message,
-        output_fields=MappingProxyType(fields), hostname=hostname)
+        rule=INTERNAL_RULE,
+        priority=Priority.ERROR,
+        source=INTERNAL_SOURCE,
+        tags=("lanner", "internal"),
+        time_ns=now,
+        output=f"{stamp}: {Priority.ERROR.falco_name} {message}",
+        message=message,
+        output_fields=MappingProxyType(fields),
+        hostname=hostname,
+    )

@@ -177,9 +177,7 @@ class MacroError(Exception):
         self.pos = pos
 
 
-def resolve_macros(
-    expr: Expr, visible: dict[str, Expr | None], used: set[str], broken: set[str]
-) -> Expr | None:
+def resolve_macros(expr: Expr, visible: dict[str, Expr | None], used: set[str], broken: set[str]) -> Expr | None:
     """Replace macro references by their trees (recursively, detecting loops).
 
     Returns None when a referenced macro is itself broken (its error was already reported).

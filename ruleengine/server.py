@@ -138,9 +138,9 @@ async def serve(cfg: RuleEngineConfig) -> None:
         if record_file is not None:
             record_file.close()
 
-    background = [alerts.run, SpecPusher(
-            cfg.collector_target, reloader.current, tls=tls, token=read_token(cfg.control_token_file)
-        ).run,
+    background = [
+        alerts.run,
+        SpecPusher(cfg.collector_target, reloader.current, tls=tls, token=read_token(cfg.control_token_file)).run,
     ]
     if cfg.watch_rules:
         background.append(reloader.run)

@@ -46,8 +46,18 @@ _RX_KEYWORD = re.compile(r"(and|or|not)(?![a-zA-Z0-9_])")
 UNARY_OPS = ("exists",)
 NUM_OPS = ("<=", "<", ">=", ">")
 STR_OPS = (
-    "==", "=", "!=", "glob ", "iglob ", "contains ", "icontains ", "bcontains ", "startswith ",
-    "bstartswith ", "endswith ", "regex ",
+    "==",
+    "=",
+    "!=",
+    "glob ",
+    "iglob ",
+    "contains ",
+    "icontains ",
+    "bcontains ",
+    "startswith ",
+    "bstartswith ",
+    "endswith ",
+    "regex ",
 )
 LIST_OPS = ("intersects", "in", "pmatch")
 TRANSFORMERS = ("tolower(", "toupper(", "b64(", "basename(", "len(", "join(", "concat(", "getopt(")
@@ -344,9 +354,7 @@ class Parser:
         after = m.end()
         rest = self.text[after:]
         if rest.startswith("(") or (
-            m.end() > m.end(1)
-            and _RX_IDENTIFIER.match(rest) is not None
-            and _RX_KEYWORD.match(rest) is None
+            m.end() > m.end(1) and _RX_IDENTIFIER.match(rest) is not None and _RX_KEYWORD.match(rest) is None
         ):
             self.pos = after
             self.last = m.group(1)
@@ -397,9 +405,7 @@ class Parser:
             return tr
         if self._rx(_RX_IDENTIFIER):
             return StrValue(self.last, pos)
-        raise self._fail(
-            "expected a list, an identifier, or a field with a valid transformer: " + _TRANSFORMERS_MSG
-        )
+        raise self._fail("expected a list, an identifier, or a field with a valid transformer: " + _TRANSFORMERS_MSG)
 
 
 def parse_condition(text: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Expr:

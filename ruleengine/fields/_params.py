@@ -6,32 +6,43 @@ from __future__ import annotations
 
 from ruleengine.fields import _tables as t
 
-_EXEC = ("res:errno exe:str args:bytes tid:pid pid:pid ptid:pid cwd:str fdlimit:dec pgft_maj:dec pgft_min:dec "
-         "vm_size:dec vm_rss:dec vm_swap:dec comm:str cgroups:bytes env:bytes tty:dec vpgid:pid loginuid:uid "
-         "flags:flags:execve cap_inheritable:hex cap_permitted:hex cap_effective:hex exe_ino:dec exe_ino_ctime:dec "
-         "exe_ino_mtime:dec uid:uid trusted_exepath:fspath pgid:pid gid:gid")
-_CLONE = ("res:pid exe:str args:bytes tid:pid pid:pid ptid:pid cwd:str fdlimit:dec pgft_maj:dec pgft_min:dec "
-          "vm_size:dec vm_rss:dec vm_swap:dec comm:str cgroups:bytes flags:flags:clone uid:dec gid:dec vtid:pid "
-          "vpid:pid pidns_init_start_ts:dec")
+_EXEC = (
+    "res:errno exe:str args:bytes tid:pid pid:pid ptid:pid cwd:str fdlimit:dec pgft_maj:dec pgft_min:dec "
+    "vm_size:dec vm_rss:dec vm_swap:dec comm:str cgroups:bytes env:bytes tty:dec vpgid:pid loginuid:uid "
+    "flags:flags:execve cap_inheritable:hex cap_permitted:hex cap_effective:hex exe_ino:dec exe_ino_ctime:dec "
+    "exe_ino_mtime:dec uid:uid trusted_exepath:fspath pgid:pid gid:gid"
+)
+_CLONE = (
+    "res:pid exe:str args:bytes tid:pid pid:pid ptid:pid cwd:str fdlimit:dec pgft_maj:dec pgft_min:dec "
+    "vm_size:dec vm_rss:dec vm_swap:dec comm:str cgroups:bytes flags:flags:clone uid:dec gid:dec vtid:pid "
+    "vpid:pid pidns_init_start_ts:dec"
+)
 _RW = "res:errno data:bytes fd:fd size:dec"
 
 _SPEC: dict[str, str] = {
     "execve": _EXEC + " filename:fspath",
     "execveat": _EXEC,
-    "clone": _CLONE, "fork": _CLONE, "vfork": _CLONE, "clone3": _CLONE,
+    "clone": _CLONE,
+    "fork": _CLONE,
+    "vfork": _CLONE,
+    "clone3": _CLONE,
     "procexit": "status:errno ret:errno sig:sig core:dec reaper_tid:pid",
     "kill": "res:errno pid:pid sig:sig",
     "tkill": "res:errno tid:pid sig:sig",
     "tgkill": "res:errno pid:pid tid:pid sig:sig",
     "prctl": "res:errno option:enum:prctl arg2_str:str arg2_int:dec",
     "capset": "res:errno cap_inheritable:hex cap_permitted:hex cap_effective:hex",
-    "setuid": "res:errno uid:uid", "setgid": "res:errno gid:gid",
-    "setresuid": "res:errno ruid:uid euid:uid suid:uid", "setresgid": "res:errno rgid:gid egid:gid sgid:gid",
-    "setreuid": "res:errno ruid:uid euid:uid", "setregid": "res:errno rgid:gid egid:gid",
+    "setuid": "res:errno uid:uid",
+    "setgid": "res:errno gid:gid",
+    "setresuid": "res:errno ruid:uid euid:uid suid:uid",
+    "setresgid": "res:errno rgid:gid egid:gid sgid:gid",
+    "setreuid": "res:errno ruid:uid euid:uid",
+    "setregid": "res:errno rgid:gid egid:gid",
     "setns": "res:errno fd:fd nstype:flags:clone",
     "unshare": "res:errno flags:flags:clone",
     "ptrace": "res:errno addr:hex data:hex request:enum:ptrace pid:pid",
-    "chdir": "res:errno path:str", "fchdir": "res:errno fd:fd",
+    "chdir": "res:errno path:str",
+    "fchdir": "res:errno fd:fd",
     "chroot": "res:errno path:fspath",
     "open": "fd:fd name:fspath flags:open mode:oct dev:hex ino:dec",
     "openat": "fd:fd dirfd:fd name:fsrelpath flags:open mode:oct dev:hex ino:dec",
@@ -39,14 +50,21 @@ _SPEC: dict[str, str] = {
     "creat": "fd:fd name:fspath mode:oct dev:hex ino:dec creat_flags:hex",
     "open_by_handle_at": "fd:fd mountfd:fd flags:open path:fspath dev:hex ino:dec",
     "close": "res:errno fd:fd",
-    "read": _RW, "write": _RW, "pread": _RW + " pos:dec", "pwrite": _RW + " pos:dec",
-    "readv": "res:errno size:dec data:bytes fd:fd", "writev": "res:errno data:bytes fd:fd size:dec",
-    "dup": "res:fd oldfd:fd", "dup2": "res:fd oldfd:fd newfd:fd",
+    "read": _RW,
+    "write": _RW,
+    "pread": _RW + " pos:dec",
+    "pwrite": _RW + " pos:dec",
+    "readv": "res:errno size:dec data:bytes fd:fd",
+    "writev": "res:errno data:bytes fd:fd size:dec",
+    "dup": "res:fd oldfd:fd",
+    "dup2": "res:fd oldfd:fd newfd:fd",
     "dup3": "res:fd oldfd:fd newfd:fd flags:open",
-    "pipe": "res:errno fd1:fd fd2:fd ino:dec", "pipe2": "res:errno fd1:fd fd2:fd ino:dec flags:open",
+    "pipe": "res:errno fd1:fd fd2:fd ino:dec",
+    "pipe2": "res:errno fd1:fd fd2:fd ino:dec flags:open",
     "mkdir": "res:errno path:fspath mode:hex",
     "mkdirat": "res:errno dirfd:fd path:fsrelpath mode:hex",
-    "rmdir": "res:errno path:fspath", "unlink": "res:errno path:fspath",
+    "rmdir": "res:errno path:fspath",
+    "unlink": "res:errno path:fspath",
     "unlinkat": "res:errno dirfd:fd name:fsrelpath flags:flags:unlinkat",
     "rename": "res:errno oldpath:fspath newpath:fspath",
     "renameat": "res:errno olddirfd:fd oldpath:fsrelpath newdirfd:fd newpath:fsrelpath",
@@ -55,19 +73,24 @@ _SPEC: dict[str, str] = {
     "linkat": "res:errno olddir:fd oldpath:fsrelpath newdir:fd newpath:fsrelpath flags:flags:linkat",
     "symlink": "res:errno target:str linkpath:fspath",
     "symlinkat": "res:errno target:str linkdirfd:fd linkpath:fsrelpath",
-    "chmod": "res:errno filename:fspath mode:mode", "fchmod": "res:errno fd:fd mode:mode",
+    "chmod": "res:errno filename:fspath mode:mode",
+    "fchmod": "res:errno fd:fd mode:mode",
     "fchmodat": "res:errno dirfd:fd filename:fsrelpath mode:mode",
-    "chown": "res:errno path:fspath uid:dec gid:dec", "lchown": "res:errno path:fspath uid:dec gid:dec",
+    "chown": "res:errno path:fspath uid:dec gid:dec",
+    "lchown": "res:errno path:fspath uid:dec gid:dec",
     "fchown": "res:errno fd:fd uid:dec gid:dec",
     "fchownat": "res:errno dirfd:fd pathname:fsrelpath uid:dec gid:dec flags:flags:fchownat",
     "mount": "res:errno dev:str dir:fspath type:str flags:flags:mount",
-    "umount": "res:errno name:fspath", "umount2": "res:errno name:fspath flags:flags:umount",
+    "umount": "res:errno name:fspath",
+    "umount2": "res:errno name:fspath flags:flags:umount",
     "memfd_create": "fd:fd name:str flags:flags:memfd",
     "userfaultfd": "res:errno flags:open",
-    "eventfd": "res:fd initval:dec flags:open", "eventfd2": "res:fd initval:dec flags:open",
+    "eventfd": "res:fd initval:dec flags:open",
+    "eventfd2": "res:fd initval:dec flags:open",
     "fcntl": "res:fd fd:fd cmd:dec",
     "socket": "fd:fd domain:enum:family type:dec proto:dec flags:flags:sock",
-    "bind": "res:errno addr:sockaddr fd:fd", "listen": "res:errno fd:fd backlog:dec",
+    "bind": "res:errno addr:sockaddr fd:fd",
+    "listen": "res:errno fd:fd backlog:dec",
     "connect": "res:errno tuple:socktuple fd:fd addr:sockaddr",
     "accept": "fd:fd tuple:socktuple queuepct:dec queuelen:dec queuemax:dec",
     "accept4": "fd:fd tuple:socktuple queuepct:dec queuelen:dec queuemax:dec flags:hex",
@@ -77,9 +100,9 @@ _SPEC: dict[str, str] = {
     "recvmsg": "res:errno size:dec data:bytes tuple:socktuple msgcontrol:bytes fd:fd",
     "socketpair": "res:errno fd1:fd fd2:fd source:hex peer:hex domain:enum:family type:dec proto:dec",
     "mmap": "res:errno vm_size:dec vm_rss:dec vm_swap:dec addr:hex length:dec prot:flags:prot "
-            "flags:flags:mmap fd:fd offset:dec",
+    "flags:flags:mmap fd:fd offset:dec",
     "mmap2": "res:errno vm_size:dec vm_rss:dec vm_swap:dec addr:hex length:dec prot:flags:prot "
-             "flags:flags:mmap fd:fd pgoffset:dec",
+    "flags:flags:mmap fd:fd pgoffset:dec",
     "mprotect": "res:errno addr:hex length:dec prot:flags:prot",
     "bpf": "fd:fd cmd:enum:bpf",
     "init_module": "res:errno img:bytes length:dec uargs:str",
@@ -88,11 +111,23 @@ _SPEC: dict[str, str] = {
 
 TABLES: dict[str, t.FlagTable] = {
     "execve": t.EXECVE_FLAGS,
-    "clone": t.CLONE_FLAGS, "prot": t.PROT_FLAGS, "mmap": t.MMAP_FLAGS, "mount": t.MOUNT_FLAGS,
-    "umount": t.UMOUNT_FLAGS, "memfd": t.MEMFD_FLAGS, "unlinkat": t.UNLINKAT_FLAGS, "linkat": t.LINKAT_FLAGS,
-    "fchownat": t.FCHOWNAT_FLAGS, "renameat2": t.RENAMEAT2_FLAGS, "resolve": t.RESOLVE_FLAGS,
-    "finit": t.FINIT_MODULE_FLAGS, "sock": t.SOCK_FLAGS, "family": t.SOCKET_FAMILIES,
-    "ptrace": t.PTRACE_REQUESTS, "bpf": t.BPF_COMMANDS, "prctl": t.PRCTL_OPTIONS,
+    "clone": t.CLONE_FLAGS,
+    "prot": t.PROT_FLAGS,
+    "mmap": t.MMAP_FLAGS,
+    "mount": t.MOUNT_FLAGS,
+    "umount": t.UMOUNT_FLAGS,
+    "memfd": t.MEMFD_FLAGS,
+    "unlinkat": t.UNLINKAT_FLAGS,
+    "linkat": t.LINKAT_FLAGS,
+    "fchownat": t.FCHOWNAT_FLAGS,
+    "renameat2": t.RENAMEAT2_FLAGS,
+    "resolve": t.RESOLVE_FLAGS,
+    "finit": t.FINIT_MODULE_FLAGS,
+    "sock": t.SOCK_FLAGS,
+    "family": t.SOCKET_FAMILIES,
+    "ptrace": t.PTRACE_REQUESTS,
+    "bpf": t.BPF_COMMANDS,
+    "prctl": t.PRCTL_OPTIONS,
 }
 
 PARAMS: dict[str, tuple[tuple[str, str], ...]] = {

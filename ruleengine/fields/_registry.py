@@ -113,7 +113,7 @@ def resolve_with_setter(source: str, name: str, arg: str | None = None) -> tuple
             if name.startswith(prefix) and len(name) > len(prefix):
                 if arg is not None:
                     raise FieldArgError(f"field '{name}' does not take an argument")
-                found = resolver(source, name[len(prefix):])
+                found = resolver(source, name[len(prefix) :])
                 if found is not None:
                     info, extract, setter = found
                     return BoundField(info, None, token, extract), setter, False

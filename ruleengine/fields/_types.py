@@ -43,8 +43,15 @@ class FieldType(enum.Enum):
 
 
 NUMERIC_TYPES = frozenset(
-    {FieldType.INT, FieldType.UINT, FieldType.PORT, FieldType.ABSTIME, FieldType.RELTIME, FieldType.ERRNO,
-     FieldType.MODE}
+    {
+        FieldType.INT,
+        FieldType.UINT,
+        FieldType.PORT,
+        FieldType.ABSTIME,
+        FieldType.RELTIME,
+        FieldType.ERRNO,
+        FieldType.MODE,
+    }
 )
 
 

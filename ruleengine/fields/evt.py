@@ -16,8 +16,20 @@ from ruleengine.fields._values import as_bool, as_int, as_str
 BOTH = (SYSCALL, K8S_AUDIT)
 OPEN_EVENTS = frozenset({"open", "openat", "openat2", "open_by_handle_at"})
 # Tracepoint-style events have no return value in Falco (evt.res / evt.rawres / evt.failed are absent).
-_NO_RESULT = frozenset({"procexit", "signaldeliver", "switch", "page_fault", "container", "notification",
-                        "infra", "sysdigevent", "pluginevent", "asyncevent"})
+_NO_RESULT = frozenset(
+    {
+        "procexit",
+        "signaldeliver",
+        "switch",
+        "page_fault",
+        "container",
+        "notification",
+        "infra",
+        "sysdigevent",
+        "pluginevent",
+        "asyncevent",
+    }
+)
 
 
 # ---- time ----------------------------------------------------------------------------------------------------
@@ -53,7 +65,7 @@ def _set_time_iso(b: EventBuilder, arg: str | None, v: object) -> None:
     if "." in text:
         main, rest = text.split(".", 1)
         digits = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(digits):]
+        tz = rest[len(digits) :]
         frac = int((digits + "000000000")[:9])
         main += tz
     try:
@@ -65,35 +77,111 @@ def _set_time_iso(b: EventBuilder, arg: str | None, v: object) -> None:
     b.timing["event_ns"] = int(parsed.timestamp()) * 1_000_000_000 + frac
 
 
-register("evt.num", FieldType.UINT, "event number.", sources=BOTH,
-         extract=lambda c: c.event.identity.seq, setter=lambda b, a, v: b.identity.__setitem__("seq", as_int(v)))
-register("evt.time", FieldType.STRING, "event timestamp as a time string that includes the nanosecond part.",
-         sources=BOTH, extract=lambda c: format_time(_ns(c)), derived=True)
-register("evt.time.s", FieldType.STRING, "event timestamp as a time string with no nanoseconds.", sources=BOTH,
-         extract=lambda c: format_time(_ns(c))[:8], derived=True)
-register("evt.time.iso8601", FieldType.STRING, "event timestamp in ISO 8601 format, including nanoseconds and "
-         "time zone offset (in UTC).", sources=BOTH, extract=lambda c: format_iso8601(_ns(c)),
-         setter=_set_time_iso)
-register("evt.datetime", FieldType.STRING, "event timestamp as a time string that includes the date.",
-         sources=BOTH, extract=lambda c: format_datetime(_ns(c)), derived=True)
-register("evt.datetime.s", FieldType.STRING, "event timestamp as a datetime string with no nanoseconds.",
-         sources=BOTH, extract=lambda c: format_datetime(_ns(c))[:19], derived=True)
-register("evt.rawtime", FieldType.ABSTIME, "absolute event timestamp, i.e. nanoseconds from epoch.", sources=BOTH,
-         extract=_ns, setter=_set_rawtime)
-register("evt.rawtime.s", FieldType.ABSTIME, "integer part of the event timestamp (e.g. seconds since epoch).",
-         sources=BOTH, extract=lambda c: _ns(c) // 1_000_000_000, derived=True)
-register("evt.rawtime.ns", FieldType.ABSTIME, "fractional part of the absolute event timestamp.", sources=BOTH,
-         extract=lambda c: _ns(c) % 1_000_000_000, derived=True)
-register("evt.hostname", FieldType.STRING, "The hostname of the underlying host.", sources=BOTH,
-         extract=lambda c: c.event.identity.node or None,
-         setter=lambda b, a, v: b.identity.__setitem__("node", as_str(v)))
-register("evt.source", FieldType.STRING, "the name of the source that produced the event.", sources=BOTH,
-         extract=lambda c: c.event.source, setter=lambda b, a, v: None, derived=True)
-register("evt.pluginname", FieldType.STRING, "if the event comes from a plugin-defined event source, the name of "
-         "the plugin that generated it.", sources=BOTH,
-         extract=lambda c: "k8saudit" if c.event.source == K8S_AUDIT else None, derived=True)
-register("evt.is_async", FieldType.BOOL, "'true' for asynchronous events, 'false' otherwise.", sources=BOTH,
-         extract=lambda c: False, derived=True)
+register(
+    "evt.num",
+    FieldType.UINT,
+    "event number.",
+    sources=BOTH,
+    extract=lambda c: c.event.identity.seq,
+    setter=lambda b, a, v: b.identity.__setitem__("seq", as_int(v)),
+)
+register(
+    "evt.time",
+    FieldType.STRING,
+    "event timestamp as a time string that includes the nanosecond part.",
+    sources=BOTH,
+    extract=lambda c: format_time(_ns(c)),
+    derived=True,
+)
+register(
+    "evt.time.s",
+    FieldType.STRING,
+    "event timestamp as a time string with no nanoseconds.",
+    sources=BOTH,
+    extract=lambda c: format_time(_ns(c))[:8],
+    derived=True,
+)
+register(
+    "evt.time.iso8601",
+    FieldType.STRING,
+    "event timestamp in ISO 8601 format, including nanoseconds and time zone offset (in UTC).",
+    sources=BOTH,
+    extract=lambda c: format_iso8601(_ns(c)),
+    setter=_set_time_iso,
+)
+register(
+    "evt.datetime",
+    FieldType.STRING,
+    "event timestamp as a time string that includes the date.",
+    sources=BOTH,
+    extract=lambda c: format_datetime(_ns(c)),
+    derived=True,
+)
+register(
+    "evt.datetime.s",
+    FieldType.STRING,
+    "event timestamp as a datetime string with no nanoseconds.",
+    sources=BOTH,
+    extract=lambda c: format_datetime(_ns(c))[:19],
+    derived=True,
+)
+register(
+    "evt.rawtime",
+    FieldType.ABSTIME,
+    "absolute event timestamp, i.e. nanoseconds from epoch.",
+    sources=BOTH,
+    extract=_ns,
+    setter=_set_rawtime,
+)
+register(
+    "evt.rawtime.s",
+    FieldType.ABSTIME,
+    "integer part of the event timestamp (e.g. seconds since epoch).",
+    sources=BOTH,
+    extract=lambda c: _ns(c) // 1_000_000_000,
+    derived=True,
+)
+register(
+    "evt.rawtime.ns",
+    FieldType.ABSTIME,
+    "fractional part of the absolute event timestamp.",
+    sources=BOTH,
+    extract=lambda c: _ns(c) % 1_000_000_000,
+    derived=True,
+)
+register(
+    "evt.hostname",
+    FieldType.STRING,
+    "The hostname of the underlying host.",
+    sources=BOTH,
+    extract=lambda c: c.event.identity.node or None,
+    setter=lambda b, a, v: b.identity.__setitem__("node", as_str(v)),
+)
+register(
+    "evt.source",
+    FieldType.STRING,
+    "the name of the source that produced the event.",
+    sources=BOTH,
+    extract=lambda c: c.event.source,
+    setter=lambda b, a, v: None,
+    derived=True,
+)
+register(
+    "evt.pluginname",
+    FieldType.STRING,
+    "if the event comes from a plugin-defined event source, the name of the plugin that generated it.",
+    sources=BOTH,
+    extract=lambda c: "k8saudit" if c.event.source == K8S_AUDIT else None,
+    derived=True,
+)
+register(
+    "evt.is_async",
+    FieldType.BOOL,
+    "'true' for asynchronous events, 'false' otherwise.",
+    sources=BOTH,
+    extract=lambda c: False,
+    derived=True,
+)
 
 
 # ---- type, direction, cpu, result ----------------------------------------------------------------------------
@@ -104,14 +192,36 @@ def _set_type(b: EventBuilder, arg: str | None, v: object) -> None:
     b.event["type"] = text
 
 
-register("evt.type", FieldType.STRING, "The name of the event (e.g. 'open').", extract=lambda c: c.event.type,
-         setter=_set_type)
-register("evt.dir", FieldType.CHAR, "event direction can be either '>' for enter events or '<' for exit events.",
-         extract=lambda c: ">" if c.event.type == "procexit" else "<", deprecated=True, derived=True)
-register("evt.cpu", FieldType.INT, "number of the CPU where this event happened.", extract=lambda c: c.event.cpu,
-         setter=lambda b, a, v: b.event.__setitem__("cpu", as_int(v)))
-register("evt.latency", FieldType.RELTIME, "delta between an exit event and the correspondent enter event, in "
-         "nanoseconds (always 0).", extract=lambda c: 0, deprecated=True, derived=True)
+register(
+    "evt.type",
+    FieldType.STRING,
+    "The name of the event (e.g. 'open').",
+    extract=lambda c: c.event.type,
+    setter=_set_type,
+)
+register(
+    "evt.dir",
+    FieldType.CHAR,
+    "event direction can be either '>' for enter events or '<' for exit events.",
+    extract=lambda c: ">" if c.event.type == "procexit" else "<",
+    deprecated=True,
+    derived=True,
+)
+register(
+    "evt.cpu",
+    FieldType.INT,
+    "number of the CPU where this event happened.",
+    extract=lambda c: c.event.cpu,
+    setter=lambda b, a, v: b.event.__setitem__("cpu", as_int(v)),
+)
+register(
+    "evt.latency",
+    FieldType.RELTIME,
+    "delta between an exit event and the correspondent enter event, in nanoseconds (always 0).",
+    extract=lambda c: 0,
+    deprecated=True,
+    derived=True,
+)
 register("evt.count", FieldType.UINT, "This filter field always returns 1.", extract=lambda c: 1, derived=True)
 
 
@@ -156,14 +266,30 @@ def _set_failed(b: EventBuilder, arg: str | None, v: object) -> None:
         b.event["res"] = -1
 
 
-register("evt.rawres", FieldType.INT, "event return value, as a number (e.g. -2). Useful for range comparisons.",
-         extract=_rawres, setter=_set_rawres)
-register("evt.res", FieldType.STRING, "event return value, as a string. If the event failed, the result is an "
-         "error code string (e.g. 'ENOENT'), otherwise the result is the string 'SUCCESS'.", extract=_res,
-         setter=_set_res, derived=True)
-register("evt.failed", FieldType.BOOL, "'true' for events that returned an error status.",
-         extract=lambda c: None if c.event.type in _NO_RESULT else c.event.res < 0, setter=_set_failed,
-         derived=True)
+register(
+    "evt.rawres",
+    FieldType.INT,
+    "event return value, as a number (e.g. -2). Useful for range comparisons.",
+    extract=_rawres,
+    setter=_set_rawres,
+)
+register(
+    "evt.res",
+    FieldType.STRING,
+    "event return value, as a string. If the event failed, the result is an "
+    "error code string (e.g. 'ENOENT'), otherwise the result is the string 'SUCCESS'.",
+    extract=_res,
+    setter=_set_res,
+    derived=True,
+)
+register(
+    "evt.failed",
+    FieldType.BOOL,
+    "'true' for events that returned an error status.",
+    extract=lambda c: None if c.event.type in _NO_RESULT else c.event.res < 0,
+    setter=_set_failed,
+    derived=True,
+)
 
 
 # ---- open helpers --------------------------------------------------------------------------------------------
@@ -257,23 +383,49 @@ def _set_open_create(b: EventBuilder, arg: str | None, v: object) -> None:
         fd["open_flags"] = (fd.get("open_flags") or 0) | T.O_F_CREATED
 
 
-register("evt.is_open_read", FieldType.BOOL, "'true' for open/openat/openat2/open_by_handle_at events where the "
-         "path was opened for reading", extract=_is_open_read, setter=_set_open_read, derived=True)
-register("evt.is_open_write", FieldType.BOOL, "'true' for open/openat/openat2/open_by_handle_at events where the "
-         "path was opened for writing", extract=_is_open_write, setter=_set_open_write, derived=True)
-register("evt.is_open_exec", FieldType.BOOL, "'true' for open/openat/openat2/open_by_handle_at or creat events "
-         "where a file is created with execute permissions", extract=_is_open_exec, setter=_set_open_exec,
-         derived=True)
-register("evt.is_open_create", FieldType.BOOL, "'true' for open/openat/openat2/open_by_handle_at events where a "
-         "file is created.", extract=_is_open_create, setter=_set_open_create, derived=True)
+register(
+    "evt.is_open_read",
+    FieldType.BOOL,
+    "'true' for open/openat/openat2/open_by_handle_at events where the path was opened for reading",
+    extract=_is_open_read,
+    setter=_set_open_read,
+    derived=True,
+)
+register(
+    "evt.is_open_write",
+    FieldType.BOOL,
+    "'true' for open/openat/openat2/open_by_handle_at events where the path was opened for writing",
+    extract=_is_open_write,
+    setter=_set_open_write,
+    derived=True,
+)
+register(
+    "evt.is_open_exec",
+    FieldType.BOOL,
+    "'true' for open/openat/openat2/open_by_handle_at or creat events where a file is created with execute permissions",
+    extract=_is_open_exec,
+    setter=_set_open_exec,
+    derived=True,
+)
+register(
+    "evt.is_open_create",
+    FieldType.BOOL,
+    "'true' for open/openat/openat2/open_by_handle_at events where a file is created.",
+    extract=_is_open_create,
+    setter=_set_open_create,
+    derived=True,
+)
 
 
 # ---- category ------------------------------------------------------------------------------------------------
 _CATEGORY: dict[str, str] = {}
 for _cat, _names in (
-    ("file", "open openat openat2 creat open_by_handle_at close mkdir mkdirat rmdir unlink unlinkat rename "
-             "renameat renameat2 link linkat symlink symlinkat chmod fchmod fchmodat chown lchown fchown "
-             "fchownat mount umount umount2 dup dup2 dup3 memfd_create userfaultfd chdir fchdir chroot"),
+    (
+        "file",
+        "open openat openat2 creat open_by_handle_at close mkdir mkdirat rmdir unlink unlinkat rename "
+        "renameat renameat2 link linkat symlink symlinkat chmod fchmod fchmodat chown lchown fchown "
+        "fchownat mount umount umount2 dup dup2 dup3 memfd_create userfaultfd chdir fchdir chroot",
+    ),
     ("net", "socket bind listen connect accept accept4 socketpair shutdown"),
     ("process", "execve execveat clone clone3 fork vfork procexit prctl setns unshare ptrace capset"),
     ("user", "setuid setgid setresuid setresgid setreuid setregid"),
@@ -296,13 +448,33 @@ def _category(ctx: EventContext) -> str:
     return _CATEGORY.get(ev.type, "other")
 
 
-register("evt.category", FieldType.STRING, "The event category. Example values are 'file' (for file operations "
-         "like open and close), 'net' (for network operations like socket and bind), memory (for things like brk "
-         "or mmap), and so on.", extract=_category, derived=True)
-register("evt.is_io", FieldType.BOOL, "'true' for events that read or write to FDs, like read(), send, "
-         "recvfrom(), etc.", extract=lambda c: c.event.type in _IO, derived=True)
-register("evt.is_io_read", FieldType.BOOL, "'true' for events that read from FDs, like read(), recv(), "
-         "recvfrom(), etc.", extract=lambda c: c.event.type in _IO and c.event.type.startswith("re"),
-         derived=True)
-register("evt.is_io_write", FieldType.BOOL, "'true' for events that write to FDs, like write(), send(), etc.",
-         extract=lambda c: c.event.type in _IO and not c.event.type.startswith("re"), derived=True)
+register(
+    "evt.category",
+    FieldType.STRING,
+    "The event category. Example values are 'file' (for file operations "
+    "like open and close), 'net' (for network operations like socket and bind), memory (for things like brk "
+    "or mmap), and so on.",
+    extract=_category,
+    derived=True,
+)
+register(
+    "evt.is_io",
+    FieldType.BOOL,
+    "'true' for events that read or write to FDs, like read(), send, recvfrom(), etc.",
+    extract=lambda c: c.event.type in _IO,
+    derived=True,
+)
+register(
+    "evt.is_io_read",
+    FieldType.BOOL,
+    "'true' for events that read from FDs, like read(), recv(), recvfrom(), etc.",
+    extract=lambda c: c.event.type in _IO and c.event.type.startswith("re"),
+    derived=True,
+)
+register(
+    "evt.is_io_write",
+    FieldType.BOOL,
+    "'true' for events that write to FDs, like write(), send(), etc.",
+    extract=lambda c: c.event.type in _IO and not c.event.type.startswith("re"),
+    derived=True,
+)

@@ -67,6 +67,7 @@ def _arg_by_name(name: str) -> Extractor:
 
             return f"<{fd_typechar(ev.fd) or ''}>{fd_name(ev) or ''}"
         return P.render_param(kind, v)
+
     return extract
 
 
@@ -76,6 +77,7 @@ def _rawarg_by_name(name: str) -> Extractor:
         if isinstance(v, bytes):
             return v.decode("utf-8", "replace")
         return v
+
     return extract
 
 
@@ -88,14 +90,14 @@ def _arg_setter(name: str) -> Setter:
                 if kind is not None:
                     break
         b.args[name] = P.parse_param(kind, v)
+
     return setter
 
 
 def _resolve_arg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, Setter | None] | None:
     if suffix not in P.ALL_PARAM_NAMES:
         return None
-    info = FieldInfo("evt.arg." + suffix, FieldType.STRING, "one of the event arguments specified by name.",
-                     source)
+    info = FieldInfo("evt.arg." + suffix, FieldType.STRING, "one of the event arguments specified by name.", source)
     return info, _arg_by_name(suffix), _arg_setter(suffix)
 
 
@@ -104,8 +106,12 @@ def _resolve_rawarg(source: str, suffix: str) -> tuple[FieldInfo, Extractor, Set
         return None
     kinds = {k for plist in P.PARAMS.values() for n, k in plist if n == suffix}
     numeric = all(k in P.NUMERIC_KINDS or k.startswith(("flags:", "enum:")) for k in kinds)
-    info = FieldInfo("evt.rawarg." + suffix, FieldType.INT if numeric else FieldType.STRING,
-                     "one of the event arguments specified by name, as its raw value.", source)
+    info = FieldInfo(
+        "evt.rawarg." + suffix,
+        FieldType.INT if numeric else FieldType.STRING,
+        "one of the event arguments specified by name, as its raw value.",
+        source,
+    )
     return info, _rawarg_by_name(suffix), _arg_setter(suffix)
 
 
@@ -127,6 +133,7 @@ def _bind_arg(arg: str) -> Extractor:
             if idx >= len(ev.args):
                 return None
             return P.render_param(None, ev.args[idx].value)
+
         return by_index
     if arg not in P.ALL_PARAM_NAMES:
         from ruleengine.fields._types import FieldArgError
@@ -146,8 +153,14 @@ def _set_arg_indexed(b: EventBuilder, arg: str | None, v: object) -> None:
     _arg_setter(name)(b, None, v)
 
 
-register("evt.arg", FieldType.STRING, "one of the event arguments specified by name or by number. E.g. "
-         "'evt.arg.fd' or 'evt.arg[0]'.", arg=ArgKind.REQUIRED, bind=_bind_arg, setter=_set_arg_indexed)
+register(
+    "evt.arg",
+    FieldType.STRING,
+    "one of the event arguments specified by name or by number. E.g. 'evt.arg.fd' or 'evt.arg[0]'.",
+    arg=ArgKind.REQUIRED,
+    bind=_bind_arg,
+    setter=_set_arg_indexed,
+)
 
 
 def _bind_rawarg(arg: str) -> Extractor:
@@ -158,9 +171,16 @@ def _bind_rawarg(arg: str) -> Extractor:
     return _rawarg_by_name(arg)
 
 
-register("evt.rawarg", FieldType.INT, "one of the event arguments specified by name, as its raw value (a number "
-         "for numeric parameters). E.g. 'evt.rawarg.fd'.", arg=ArgKind.REQUIRED, arg_form="key",
-         bind=_bind_rawarg, setter=lambda b, a, v: _arg_setter(str(a))(b, None, v))
+register(
+    "evt.rawarg",
+    FieldType.INT,
+    "one of the event arguments specified by name, as its raw value (a number "
+    "for numeric parameters). E.g. 'evt.rawarg.fd'.",
+    arg=ArgKind.REQUIRED,
+    arg_form="key",
+    bind=_bind_rawarg,
+    setter=lambda b, a, v: _arg_setter(str(a))(b, None, v),
+)
 
 
 def _args(ctx: EventContext) -> str:
@@ -183,10 +203,20 @@ def _args(ctx: EventContext) -> str:
     return " ".join(parts)
 
 
-register("evt.args", FieldType.STRING, "all the event arguments, aggregated into a single string.", extract=_args,
-         derived=True)
-register("evt.info", FieldType.STRING, "for most events, this field returns the same value as evt.args.",
-         extract=_args, derived=True)
+register(
+    "evt.args",
+    FieldType.STRING,
+    "all the event arguments, aggregated into a single string.",
+    extract=_args,
+    derived=True,
+)
+register(
+    "evt.info",
+    FieldType.STRING,
+    "for most events, this field returns the same value as evt.args.",
+    extract=_args,
+    derived=True,
+)
 
 
 def _buffer(ctx: EventContext) -> bytes | None:
@@ -196,19 +226,31 @@ def _buffer(ctx: EventContext) -> bytes | None:
     return v if isinstance(v, bytes) else None
 
 
-register("evt.buffer", FieldType.BYTES, "the binary data buffer for events that have one, like read(), "
-         "recvfrom(), etc.", extract=_buffer, setter=lambda b, a, v: b.args.__setitem__(
-             "data", as_str(v).encode("utf-8", "surrogateescape")))
-register("evt.buflen", FieldType.UINT, "the length of the binary data buffer for events that have one.",
-         extract=lambda c: None if (buf := _buffer(c)) is None else len(buf), derived=True)
+register(
+    "evt.buffer",
+    FieldType.BYTES,
+    "the binary data buffer for events that have one, like read(), recvfrom(), etc.",
+    extract=_buffer,
+    setter=lambda b, a, v: b.args.__setitem__("data", as_str(v).encode("utf-8", "surrogateescape")),
+)
+register(
+    "evt.buflen",
+    FieldType.UINT,
+    "the length of the binary data buffer for events that have one.",
+    extract=lambda c: None if (buf := _buffer(c)) is None else len(buf),
+    derived=True,
+)
 
 
 # ---- absolute paths of *at calls -----------------------------------------------------------------------------
 _ABSPATH: dict[str, tuple[tuple[str, str], tuple[str, str] | None]] = {
     # event -> ((dirfd param, path param) of the source/only path, (dirfd, path) of the destination)
-    "openat": (("dirfd", "name"), None), "openat2": (("dirfd", "name"), None),
-    "mkdirat": (("dirfd", "path"), None), "unlinkat": (("dirfd", "name"), None),
-    "fchmodat": (("dirfd", "filename"), None), "fchownat": (("dirfd", "pathname"), None),
+    "openat": (("dirfd", "name"), None),
+    "openat2": (("dirfd", "name"), None),
+    "mkdirat": (("dirfd", "path"), None),
+    "unlinkat": (("dirfd", "name"), None),
+    "fchmodat": (("dirfd", "filename"), None),
+    "fchownat": (("dirfd", "pathname"), None),
     "symlinkat": (("linkdirfd", "linkpath"), None),
     "renameat": (("olddirfd", "oldpath"), ("newdirfd", "newpath")),
     "renameat2": (("olddirfd", "oldpath"), ("newdirfd", "newpath")),
@@ -238,13 +280,30 @@ def _abspath(which: int) -> Extractor:
             return None
         pair = spec[1] if which == 2 else spec[0]
         return None if pair is None else _join(ev, *pair)
+
     return extract
 
 
-register("evt.abspath", FieldType.STRING, "Absolute path calculated from dirfd and name during syscalls like "
-         "renameat and symlinkat. Use 'evt.abspath.src' or 'evt.abspath.dst' for syscalls that support multiple "
-         "paths.", extract=_abspath(0), derived=True)
-register("evt.abspath.src", FieldType.STRING, "Source Absolute path calculated from dirfd and name during "
-         "syscalls like renameat and symlinkat.", extract=_abspath(1), derived=True)
-register("evt.abspath.dst", FieldType.STRING, "Destination Absolute path calculated from dirfd and name during "
-         "syscalls like renameat and symlinkat.", extract=_abspath(2), derived=True)
+register(
+    "evt.abspath",
+    FieldType.STRING,
+    "Absolute path calculated from dirfd and name during syscalls like "
+    "renameat and symlinkat. Use 'evt.abspath.src' or 'evt.abspath.dst' for syscalls that support multiple "
+    "paths.",
+    extract=_abspath(0),
+    derived=True,
+)
+register(
+    "evt.abspath.src",
+    FieldType.STRING,
+    "Source Absolute path calculated from dirfd and name during syscalls like renameat and symlinkat.",
+    extract=_abspath(1),
+    derived=True,
+)
+register(
+    "evt.abspath.dst",
+    FieldType.STRING,
+    "Destination Absolute path calculated from dirfd and name during syscalls like renameat and symlinkat.",
+    extract=_abspath(2),
+    derived=True,
+)

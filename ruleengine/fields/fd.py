@@ -19,12 +19,23 @@ from ruleengine.fields._values import as_bool, as_int, as_ip, as_str
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _TYPE_NAMES = {
-    FdType.FILE: ("file", "f"), FdType.DIRECTORY: ("directory", "d"), FdType.IPV4: ("ipv4", "4"),
-    FdType.IPV6: ("ipv6", "6"), FdType.UNIX: ("unix", "u"), FdType.PIPE: ("pipe", "p"),
-    FdType.EVENT: ("event", "e"), FdType.SIGNALFD: ("signalfd", "s"), FdType.EVENTPOLL: ("eventpoll", "l"),
-    FdType.INOTIFY: ("inotify", "i"), FdType.TIMERFD: ("timerfd", "t"), FdType.NETLINK: ("netlink", "n"),
-    FdType.BPF: ("bpf", "b"), FdType.USERFAULTFD: ("userfaultfd", "u"), FdType.IOURING: ("io_uring", "r"),
-    FdType.MEMFD: ("memfd", "m"), FdType.PIDFD: ("pidfd", "P"),
+    FdType.FILE: ("file", "f"),
+    FdType.DIRECTORY: ("directory", "d"),
+    FdType.IPV4: ("ipv4", "4"),
+    FdType.IPV6: ("ipv6", "6"),
+    FdType.UNIX: ("unix", "u"),
+    FdType.PIPE: ("pipe", "p"),
+    FdType.EVENT: ("event", "e"),
+    FdType.SIGNALFD: ("signalfd", "s"),
+    FdType.EVENTPOLL: ("eventpoll", "l"),
+    FdType.INOTIFY: ("inotify", "i"),
+    FdType.TIMERFD: ("timerfd", "t"),
+    FdType.NETLINK: ("netlink", "n"),
+    FdType.BPF: ("bpf", "b"),
+    FdType.USERFAULTFD: ("userfaultfd", "u"),
+    FdType.IOURING: ("io_uring", "r"),
+    FdType.MEMFD: ("memfd", "m"),
+    FdType.PIDFD: ("pidfd", "P"),
 }
 _TYPE_BY_NAME = {name: t for t, (name, _) in _TYPE_NAMES.items()}
 # 'u' is shared by unix and userfaultfd; a recorded 'u' means unix, by far the common case.
@@ -118,11 +129,32 @@ def io_category(ev: Event) -> str:
 
 
 # Without an fd entry (a failed open, an unknown socket) Falco guesses the type character from the event type.
-_GUESSED_TYPECHAR = {"open": "f", "openat": "f", "openat2": "f", "creat": "f", "open_by_handle_at": "f",
-                     "socket": "4", "accept": "4", "accept4": "4", "connect": "4", "bind": "4", "pipe": "p",
-                     "pipe2": "p", "eventfd": "e", "eventfd2": "e", "signalfd": "s", "signalfd4": "s",
-                     "inotify_init": "i", "inotify_init1": "i", "timerfd_create": "t", "memfd_create": "m",
-                     "userfaultfd": "u", "pidfd_open": "P", "bpf": "b", "io_uring_setup": "r"}
+_GUESSED_TYPECHAR = {
+    "open": "f",
+    "openat": "f",
+    "openat2": "f",
+    "creat": "f",
+    "open_by_handle_at": "f",
+    "socket": "4",
+    "accept": "4",
+    "accept4": "4",
+    "connect": "4",
+    "bind": "4",
+    "pipe": "p",
+    "pipe2": "p",
+    "eventfd": "e",
+    "eventfd2": "e",
+    "signalfd": "s",
+    "signalfd4": "s",
+    "inotify_init": "i",
+    "inotify_init1": "i",
+    "timerfd_create": "t",
+    "memfd_create": "m",
+    "userfaultfd": "u",
+    "pidfd_open": "P",
+    "bpf": "b",
+    "io_uring_setup": "r",
+}
 
 
 def _typechar(ctx: EventContext) -> str | None:
@@ -136,6 +168,7 @@ def _with_fd(get: Callable[[Fd], object]) -> Extractor:
     def extract(ctx: EventContext) -> object:
         fd = ctx.event.fd
         return None if fd is None else get(fd)
+
     return extract
 
 
@@ -157,7 +190,7 @@ def _filename(ctx: EventContext) -> str | None:
     fd = ctx.event.fd
     if fd is None or fd.type is not _FILE or not fd.path:
         return None
-    return fd.path[fd.path.rfind("/") + 1:]
+    return fd.path[fd.path.rfind("/") + 1 :]
 
 
 def _side(fd: Fd, local: bool | None, server: bool) -> bool | None:
@@ -175,6 +208,7 @@ def _ip_getter(local: bool | None, server: bool) -> Callable[[Fd], object]:
         if srv is None:
             return None
         return ip_of(fd.server_ip if srv else fd.client_ip)
+
     return get
 
 
@@ -184,6 +218,7 @@ def _port_getter(local: bool | None, server: bool) -> Callable[[Fd], object]:
         if srv is None:
             return None
         return fd.server_port if srv else fd.client_port
+
     return get
 
 
@@ -197,6 +232,7 @@ def _both(get_ip: bool) -> Extractor:
         else:
             vals = [fd.client_port, fd.server_port]
         return tuple(v for v in vals if v is not None)
+
     return extract
 
 
@@ -221,6 +257,7 @@ _ENDPOINT = re.compile(r"^([0-9.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*):(\d+)$")
 def _set_fd(key: str, conv: Callable[[object], Any]) -> Callable[[EventBuilder, str | None, object], None]:
     def setter(b: EventBuilder, arg: str | None, v: object) -> None:
         b.fd_dict()[key] = conv(v)
+
     return setter
 
 
@@ -288,6 +325,7 @@ def _endpoint_setter(server: bool | None, port: bool, local: bool | None = None)
             fd[f"{side}_port"] = as_int(v)
         else:
             fd[f"{side}_ip"] = as_ip(v)
+
     return setter
 
 
@@ -313,8 +351,23 @@ def finalize_fd(b: EventBuilder) -> None:
         fd["num"] = res if isinstance(res, int) and b.event.get("type") in _FD_RETURNING else 3
 
 
-_FD_RETURNING = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at", "socket", "accept",
-                           "accept4", "memfd_create", "dup", "dup2", "dup3", "bpf"})
+_FD_RETURNING = frozenset(
+    {
+        "open",
+        "openat",
+        "openat2",
+        "creat",
+        "open_by_handle_at",
+        "socket",
+        "accept",
+        "accept4",
+        "memfd_create",
+        "dup",
+        "dup2",
+        "dup3",
+        "bpf",
+    }
+)
 
 
 # The model has no slot for resolved domain names yet: whoever knows one (a DNS cache, a recorded event) passes it
@@ -336,85 +389,223 @@ def _dns_name(which: str, get_ip: Callable[[Fd], object]) -> Extractor:
         if isinstance(v, str) and v:
             names = (v, *(n for n in names if n != v))
         return names or None
+
     return extract
 
 
 def _set_dns_name(which: str) -> Callable[[EventBuilder, str | None, object], None]:
     def setter(b: EventBuilder, arg: str | None, v: object) -> None:
         b.args[f"{DNS_ARG_PREFIX}{which}.name"] = as_str(v)
+
     return setter
 
 
 # ---- registrations -------------------------------------------------------------------------------------------
-register("fd.num", FieldType.INT, "the unique number identifying the file descriptor.",
-         extract=_with_fd(lambda f: f.num), setter=_set_fd("num", as_int))
-register("fd.type", FieldType.STRING, "type of FD. Can be 'file', 'directory', 'ipv4', 'ipv6', 'unix', 'pipe', "
-         "'event', 'signalfd', 'eventpoll', 'inotify', 'signalfd' or 'memfd'.", extract=_with_fd(fd_type),
-         setter=_set_type)
-register("fd.typechar", FieldType.CHAR, "type of FD as a single character. Can be 'f' for file, 4 for IPv4 "
-         "socket, 6 for IPv6 socket, 'u' for unix socket, p for pipe, 'e' for eventfd, 's' for signalfd, 'l' for "
-         "eventpoll, 'i' for inotify, 'b' for bpf, 'u' for userfaultd, 'r' for io_uring, 'o' for unknown.",
-         extract=_typechar, setter=_set_typechar)
-register("fd.name", FieldType.STRING, "FD full name. If the fd is a file, this field contains the full path. If "
-         "the FD is a socket, this field contain the connection tuple.", extract=lambda c: fd_name(c.event),
-         setter=_set_name)
-register("fd.nameraw", FieldType.STRING, "FD full name raw. Just like fd.name, but only used if fd is a file "
-         "path. File path is kept raw with limited sanitization and without deriving the absolute path.",
-         extract=_with_fd(lambda f: (f.path_raw or f.path) if _is_file(f) else None),
-         setter=_set_fd("path_raw", as_str))
-register("fd.directory", FieldType.STRING, "If the fd is a file, the directory that contains it.",
-         extract=_directory, setter=_set_directory, derived=True)
-register("fd.filename", FieldType.STRING, "If the fd is a file, the filename without the path.",
-         extract=_filename, setter=_set_filename, derived=True)
-register("fd.containername", FieldType.STRING, "Chaining of the container ID and the FD name. Useful when trying "
-         "to identify which container an FD belongs to.",
-         extract=lambda c: None if (n := fd_name(c.event)) is None else f"{c.event.container.id}:{n}",
-         derived=True)
-register("fd.containerdirectory", FieldType.STRING, "Chaining of the container ID and the directory name. Useful "
-         "when trying to identify which container a directory belongs to.",
-         extract=lambda c: None if (d := _directory(c)) is None else f"{c.event.container.id}:{d}", derived=True)
+register(
+    "fd.num",
+    FieldType.INT,
+    "the unique number identifying the file descriptor.",
+    extract=_with_fd(lambda f: f.num),
+    setter=_set_fd("num", as_int),
+)
+register(
+    "fd.type",
+    FieldType.STRING,
+    "type of FD. Can be 'file', 'directory', 'ipv4', 'ipv6', 'unix', 'pipe', "
+    "'event', 'signalfd', 'eventpoll', 'inotify', 'signalfd' or 'memfd'.",
+    extract=_with_fd(fd_type),
+    setter=_set_type,
+)
+register(
+    "fd.typechar",
+    FieldType.CHAR,
+    "type of FD as a single character. Can be 'f' for file, 4 for IPv4 "
+    "socket, 6 for IPv6 socket, 'u' for unix socket, p for pipe, 'e' for eventfd, 's' for signalfd, 'l' for "
+    "eventpoll, 'i' for inotify, 'b' for bpf, 'u' for userfaultd, 'r' for io_uring, 'o' for unknown.",
+    extract=_typechar,
+    setter=_set_typechar,
+)
+register(
+    "fd.name",
+    FieldType.STRING,
+    "FD full name. If the fd is a file, this field contains the full path. If "
+    "the FD is a socket, this field contain the connection tuple.",
+    extract=lambda c: fd_name(c.event),
+    setter=_set_name,
+)
+register(
+    "fd.nameraw",
+    FieldType.STRING,
+    "FD full name raw. Just like fd.name, but only used if fd is a file "
+    "path. File path is kept raw with limited sanitization and without deriving the absolute path.",
+    extract=_with_fd(lambda f: (f.path_raw or f.path) if _is_file(f) else None),
+    setter=_set_fd("path_raw", as_str),
+)
+register(
+    "fd.directory",
+    FieldType.STRING,
+    "If the fd is a file, the directory that contains it.",
+    extract=_directory,
+    setter=_set_directory,
+    derived=True,
+)
+register(
+    "fd.filename",
+    FieldType.STRING,
+    "If the fd is a file, the filename without the path.",
+    extract=_filename,
+    setter=_set_filename,
+    derived=True,
+)
+register(
+    "fd.containername",
+    FieldType.STRING,
+    "Chaining of the container ID and the FD name. Useful when trying to identify which container an FD belongs to.",
+    extract=lambda c: None if (n := fd_name(c.event)) is None else f"{c.event.container.id}:{n}",
+    derived=True,
+)
+register(
+    "fd.containerdirectory",
+    FieldType.STRING,
+    "Chaining of the container ID and the directory name. Useful "
+    "when trying to identify which container a directory belongs to.",
+    extract=lambda c: None if (d := _directory(c)) is None else f"{c.event.container.id}:{d}",
+    derived=True,
+)
 for _n, _d, _ip, _srv, _loc in (
-    ("cip", "client IP address.", True, False, None), ("sip", "server IP address.", True, True, None),
-    ("lip", "local IP address.", True, False, True), ("rip", "remote IP address.", True, False, False),
+    ("cip", "client IP address.", True, False, None),
+    ("sip", "server IP address.", True, True, None),
+    ("lip", "local IP address.", True, False, True),
+    ("rip", "remote IP address.", True, False, False),
     ("cport", "for TCP/UDP FDs, the client port.", False, False, None),
     ("sport", "for TCP/UDP FDs, server port.", False, True, None),
     ("lport", "for TCP/UDP FDs, the local port.", False, False, True),
     ("rport", "for TCP/UDP FDs, the remote port.", False, False, False),
 ):
     _get = _ip_getter(_loc, _srv) if _ip else _port_getter(_loc, _srv)
-    register(f"fd.{_n}", FieldType.IPADDR if _ip else FieldType.PORT, _d, extract=_with_fd(_get),
-             setter=_endpoint_setter(_srv, not _ip, _loc))
+    register(
+        f"fd.{_n}",
+        FieldType.IPADDR if _ip else FieldType.PORT,
+        _d,
+        extract=_with_fd(_get),
+        setter=_endpoint_setter(_srv, not _ip, _loc),
+    )
     if _ip:
-        register(f"fd.{_n}.name", FieldType.STRING, f"Domain name associated with the {_d[:-1]}.",
-                 extract=_dns_name(_n, _get), setter=_set_dns_name(_n), no_rhs=True, any_of_without_arg=True)
-        register(f"fd.{_n[0]}net", FieldType.IPNET, f"matches the {_d[:-12]} IP network of the fd.",
-                 extract=_with_fd(_get), filter_only=True, no_rhs=True, derived=True)
-register("fd.ip", FieldType.IPADDR, "matches the ip address (client or server) of the fd.", extract=_both(True),
-         filter_only=True, no_rhs=True, any_of_without_arg=True, derived=True)
-register("fd.port", FieldType.PORT, "matches the port (either client or server) of the fd.",
-         extract=_both(False), filter_only=True, no_rhs=True, any_of_without_arg=True, derived=True)
-register("fd.net", FieldType.IPNET, "matches the IP network (client or server) of the fd.", extract=_both(True),
-         filter_only=True, no_rhs=True, any_of_without_arg=True, derived=True)
-register("fd.l4proto", FieldType.STRING, "the IP protocol of a socket. Can be 'tcp', 'udp', 'icmp' or 'raw'.",
-         extract=_with_fd(_l4proto), setter=_set_l4proto)
-register("fd.sockfamily", FieldType.STRING, "the socket family for socket events. Can be 'ip' or 'unix'.",
-         extract=_with_fd(_sockfamily), derived=True)
-register("fd.is_server", FieldType.BOOL, "'true' if the process owning this FD is the server endpoint in the "
-         "connection.", extract=_with_fd(lambda f: f.is_server if f.type in _IP_TYPES or f.type is _UNIX
-                                         else None), setter=_set_fd("is_server", as_bool))
-register("fd.connected", FieldType.BOOL, "for TCP/UDP FDs, 'true' if the socket is connected.",
-         extract=_with_fd(lambda f: f.connected if f.connected is not None else (
-             bool(f.client_ip and f.server_ip) if f.type in _IP_TYPES else None)),
-         setter=_set_fd("connected", as_bool))
-register("fd.name_changed", FieldType.BOOL, "True when an event changes the name of an fd used by this event. "
-         "This can occur in some cases such as udp connections where the connection tuple changes.",
-         extract=_with_fd(lambda f: bool(f.name_changed)), setter=_set_fd("name_changed", as_bool))
-register("fd.dev", FieldType.UINT, "device number (major/minor) containing the referenced file",
-         extract=_with_fd(lambda f: f.dev), setter=_set_fd("dev", as_int))
-register("fd.dev.major", FieldType.UINT, "major device number containing the referenced file",
-         extract=_with_fd(lambda f: None if f.dev is None else (f.dev & 0xFFF00) >> 8), derived=True)
-register("fd.dev.minor", FieldType.UINT, "minor device number containing the referenced file",
-         extract=_with_fd(lambda f: None if f.dev is None else (f.dev & 0xFF) | ((f.dev >> 12) & 0xFFF00)),
-         derived=True)
-register("fd.ino", FieldType.INT, "inode number of the referenced file", extract=_with_fd(lambda f: f.ino),
-         setter=_set_fd("ino", as_int))
+        register(
+            f"fd.{_n}.name",
+            FieldType.STRING,
+            f"Domain name associated with the {_d[:-1]}.",
+            extract=_dns_name(_n, _get),
+            setter=_set_dns_name(_n),
+            no_rhs=True,
+            any_of_without_arg=True,
+        )
+        register(
+            f"fd.{_n[0]}net",
+            FieldType.IPNET,
+            f"matches the {_d[:-12]} IP network of the fd.",
+            extract=_with_fd(_get),
+            filter_only=True,
+            no_rhs=True,
+            derived=True,
+        )
+register(
+    "fd.ip",
+    FieldType.IPADDR,
+    "matches the ip address (client or server) of the fd.",
+    extract=_both(True),
+    filter_only=True,
+    no_rhs=True,
+    any_of_without_arg=True,
+    derived=True,
+)
+register(
+    "fd.port",
+    FieldType.PORT,
+    "matches the port (either client or server) of the fd.",
+    extract=_both(False),
+    filter_only=True,
+    no_rhs=True,
+    any_of_without_arg=True,
+    derived=True,
+)
+register(
+    "fd.net",
+    FieldType.IPNET,
+    "matches the IP network (client or server) of the fd.",
+    extract=_both(True),
+    filter_only=True,
+    no_rhs=True,
+    any_of_without_arg=True,
+    derived=True,
+)
+register(
+    "fd.l4proto",
+    FieldType.STRING,
+    "the IP protocol of a socket. Can be 'tcp', 'udp', 'icmp' or 'raw'.",
+    extract=_with_fd(_l4proto),
+    setter=_set_l4proto,
+)
+register(
+    "fd.sockfamily",
+    FieldType.STRING,
+    "the socket family for socket events. Can be 'ip' or 'unix'.",
+    extract=_with_fd(_sockfamily),
+    derived=True,
+)
+register(
+    "fd.is_server",
+    FieldType.BOOL,
+    "'true' if the process owning this FD is the server endpoint in the connection.",
+    extract=_with_fd(lambda f: f.is_server if f.type in _IP_TYPES or f.type is _UNIX else None),
+    setter=_set_fd("is_server", as_bool),
+)
+register(
+    "fd.connected",
+    FieldType.BOOL,
+    "for TCP/UDP FDs, 'true' if the socket is connected.",
+    extract=_with_fd(
+        lambda f: (
+            f.connected
+            if f.connected is not None
+            else (bool(f.client_ip and f.server_ip) if f.type in _IP_TYPES else None)
+        )
+    ),
+    setter=_set_fd("connected", as_bool),
+)
+register(
+    "fd.name_changed",
+    FieldType.BOOL,
+    "True when an event changes the name of an fd used by this event. "
+    "This can occur in some cases such as udp connections where the connection tuple changes.",
+    extract=_with_fd(lambda f: bool(f.name_changed)),
+    setter=_set_fd("name_changed", as_bool),
+)
+register(
+    "fd.dev",
+    FieldType.UINT,
+    "device number (major/minor) containing the referenced file",
+    extract=_with_fd(lambda f: f.dev),
+    setter=_set_fd("dev", as_int),
+)
+register(
+    "fd.dev.major",
+    FieldType.UINT,
+    "major device number containing the referenced file",
+    extract=_with_fd(lambda f: None if f.dev is None else (f.dev & 0xFFF00) >> 8),
+    derived=True,
+)
+register(
+    "fd.dev.minor",
+    FieldType.UINT,
+    "minor device number containing the referenced file",
+    extract=_with_fd(lambda f: None if f.dev is None else (f.dev & 0xFF) | ((f.dev >> 12) & 0xFFF00)),
+    derived=True,
+)
+register(
+    "fd.ino",
+    FieldType.INT,
+    "inode number of the referenced file",
+    extract=_with_fd(lambda f: f.ino),
+    setter=_set_fd("ino", as_int),
+)

@@ -32,6 +32,7 @@ def _bind_value(arg: str) -> Extractor:
             else:
                 return None
         return as_text(cur)
+
     return extract
 
 
@@ -40,15 +41,45 @@ def _obj(ctx: EventContext) -> str | None:
     return None if a is None else dump_json(a)
 
 
-register("jevt.value", FieldType.STRING, "Extract a value from a JSON object using a JSON pointer "
-         "(e.g. jevt.value[/user/username]).", sources=(K8S_AUDIT,), arg=ArgKind.REQUIRED, arg_form="key",
-         bind=_bind_value, derived=True)
-register("jevt.obj", FieldType.STRING, "The full JSON message as a text string.", sources=(K8S_AUDIT,),
-         extract=_obj, derived=True)
-register("jevt.time", FieldType.STRING, "JSON event timestamp as a string that includes the nanosecond part.",
-         sources=(K8S_AUDIT,), extract=lambda c: format_time(c.event.timing.event_ns), derived=True)
-register("jevt.time.iso8601", FieldType.STRING, "JSON event timestamp in ISO 8601 format, including nanoseconds "
-         "and time zone offset (in UTC).", sources=(K8S_AUDIT,),
-         extract=lambda c: format_iso8601(c.event.timing.event_ns), derived=True)
-register("jevt.rawtime", FieldType.STRING, "JSON event timestamp as a number of nanoseconds since the epoch.",
-         sources=(K8S_AUDIT,), extract=lambda c: str(c.event.timing.event_ns), derived=True)
+register(
+    "jevt.value",
+    FieldType.STRING,
+    "Extract a value from a JSON object using a JSON pointer (e.g. jevt.value[/user/username]).",
+    sources=(K8S_AUDIT,),
+    arg=ArgKind.REQUIRED,
+    arg_form="key",
+    bind=_bind_value,
+    derived=True,
+)
+register(
+    "jevt.obj",
+    FieldType.STRING,
+    "The full JSON message as a text string.",
+    sources=(K8S_AUDIT,),
+    extract=_obj,
+    derived=True,
+)
+register(
+    "jevt.time",
+    FieldType.STRING,
+    "JSON event timestamp as a string that includes the nanosecond part.",
+    sources=(K8S_AUDIT,),
+    extract=lambda c: format_time(c.event.timing.event_ns),
+    derived=True,
+)
+register(
+    "jevt.time.iso8601",
+    FieldType.STRING,
+    "JSON event timestamp in ISO 8601 format, including nanoseconds and time zone offset (in UTC).",
+    sources=(K8S_AUDIT,),
+    extract=lambda c: format_iso8601(c.event.timing.event_ns),
+    derived=True,
+)
+register(
+    "jevt.rawtime",
+    FieldType.STRING,
+    "JSON event timestamp as a number of nanoseconds since the epoch.",
+    sources=(K8S_AUDIT,),
+    extract=lambda c: str(c.event.timing.event_ns),
+    derived=True,
+)

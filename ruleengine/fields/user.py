@@ -66,6 +66,7 @@ def _set(key: str, name_key: str | None = None) -> Setter:
                 b.proc[key] = text
         else:
             b.proc[key] = as_int(v)
+
     return setter
 
 
@@ -92,20 +93,37 @@ def _set_loginuid(b: EventBuilder, arg: str | None, v: object) -> None:
     b.proc["loginuid"] = _UNSET_ID if n == -1 else n
 
 
-register("user.uid", FieldType.UINT, "user ID.", extract=lambda c: effective_uid(c.event.proc),
-         setter=_set("uid", "uid"))
+register(
+    "user.uid", FieldType.UINT, "user ID.", extract=lambda c: effective_uid(c.event.proc), setter=_set("uid", "uid")
+)
 register("user.name", FieldType.STRING, "user name.", extract=_user_name, setter=_set_user_name)
-register("user.homedir", FieldType.STRING, "home directory of the user.", extract=_homedir,
-         setter=_set("user_homedir"))
-register("user.shell", FieldType.STRING, "user's shell.", extract=lambda c: c.event.proc.user_shell or NA,
-         setter=_set("user_shell"))
-register("user.loginuid", FieldType.INT, "audit user id (auid), internally the loginuid is of type uint32_t. "
-         "However, if an invalid uid corresponding to UINT32_MAX is encountered, it is returned as -1 to support "
-         "familiar filtering conditions.", extract=_loginuid, setter=_set_loginuid)
-register("user.loginname", FieldType.STRING, "audit user name (auid).", extract=_loginname,
-         setter=_set("loginuser_name"))
-register("group.gid", FieldType.UINT, "group ID.", extract=lambda c: effective_gid(c.event.proc),
-         setter=_set("gid", "gid"))
-register("group.name", FieldType.STRING, "group name.",
-         extract=lambda c: _named(c.event.proc.group_name, effective_gid(c.event.proc), "root"),
-         setter=_set_group_name)
+register("user.homedir", FieldType.STRING, "home directory of the user.", extract=_homedir, setter=_set("user_homedir"))
+register(
+    "user.shell",
+    FieldType.STRING,
+    "user's shell.",
+    extract=lambda c: c.event.proc.user_shell or NA,
+    setter=_set("user_shell"),
+)
+register(
+    "user.loginuid",
+    FieldType.INT,
+    "audit user id (auid), internally the loginuid is of type uint32_t. "
+    "However, if an invalid uid corresponding to UINT32_MAX is encountered, it is returned as -1 to support "
+    "familiar filtering conditions.",
+    extract=_loginuid,
+    setter=_set_loginuid,
+)
+register(
+    "user.loginname", FieldType.STRING, "audit user name (auid).", extract=_loginname, setter=_set("loginuser_name")
+)
+register(
+    "group.gid", FieldType.UINT, "group ID.", extract=lambda c: effective_gid(c.event.proc), setter=_set("gid", "gid")
+)
+register(
+    "group.name",
+    FieldType.STRING,
+    "group name.",
+    extract=lambda c: _named(c.event.proc.group_name, effective_gid(c.event.proc), "root"),
+    setter=_set_group_name,
+)

@@ -28,6 +28,7 @@ def _entry(r: Reader, node: Node, where: Location) -> ExceptionEntry:
         return ExceptionEntry(items=[_entry(r, v, where) for v in node.value])
     raise r.error("Could not decode scalar value", loc(r._src, node))
 
+
 def read_exceptions(r: Reader, fields: Fields, append: bool) -> list[ExceptionInfo]:
     """Decode ``exceptions:`` (shape checks only; fields/comps are validated against the rule later)."""
     if "exceptions" not in fields or is_null(fields["exceptions"][1]):
@@ -45,8 +46,11 @@ def read_exceptions(r: Reader, fields: Fields, append: bool) -> list[ExceptionIn
         r._check_keys(xf, frozenset({"name", "fields", "comps", "values"}))
         info = ExceptionInfo(r._req(xf, "name", xloc), xloc)
         if any(e.name == info.name for e in out):
-            r.warn("LOAD_EXCEPTION_NAME_NOT_UNIQUE",
-                      "Multiple definitions of exception '" + info.name + "' in the same rule", xloc)
+            r.warn(
+                "LOAD_EXCEPTION_NAME_NOT_UNIQUE",
+                "Multiple definitions of exception '" + info.name + "' in the same rule",
+                xloc,
+            )
         if "fields" in xf:
             info.fields = _entry(r, xf["fields"][1], xloc)
         elif not append:
@@ -63,11 +67,13 @@ def read_exceptions(r: Reader, fields: Fields, append: bool) -> list[ExceptionIn
         out.append(info)
     return out
 
+
 def validate_exception(r: Reader, ex: ExceptionInfo) -> None:
     """Falco's collector checks: comps defaults, operator names, fields/comps lengths."""
     if ex.fields is None:
-        raise r.error("Rule exception item must have fields property with a list of fields", ex.loc,
-                         "LOAD_ERR_VALIDATE")
+        raise r.error(
+            "Rule exception item must have fields property with a list of fields", ex.loc, "LOAD_ERR_VALIDATE"
+        )
     ops = supported_operators()
     if ex.fields.is_list:
         assert ex.fields.items is not None
@@ -77,8 +83,7 @@ def validate_exception(r: Reader, ex: ExceptionInfo) -> None:
             raise r.error("Fields and comps lists must have equal length", ex.loc, "LOAD_ERR_VALIDATE")
         for c in ex.comps.items or []:
             if c.is_list or not _valid_comp(c.item.strip(), ops):
-                raise r.error(f"'{c.item}' is not a supported comparison operator", ex.loc,
-                                 "LOAD_ERR_VALIDATE")
+                raise r.error(f"'{c.item}' is not a supported comparison operator", ex.loc, "LOAD_ERR_VALIDATE")
             c.item = c.item.strip()
         for f in ex.fields.items:
             if f.is_list:
@@ -90,8 +95,12 @@ def validate_exception(r: Reader, ex: ExceptionInfo) -> None:
             raise r.error("Fields and comps must both be strings", ex.loc, "LOAD_ERR_VALIDATE")
         comp = ex.comps.item.strip()
         if comp not in LIST_COMP_OPS and not _is_modifier_op(comp, ops):
-            raise r.error("When fields is a single value, comps must be one of (in, pmatch, intersects) or a "
-                          "modifier operator (e.g. startswith oneof)", ex.loc, "LOAD_ERR_VALIDATE")
+            raise r.error(
+                "When fields is a single value, comps must be one of (in, pmatch, intersects) or a "
+                "modifier operator (e.g. startswith oneof)",
+                ex.loc,
+                "LOAD_ERR_VALIDATE",
+            )
         ex.comps.item = comp
 
 

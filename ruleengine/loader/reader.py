@@ -53,14 +53,38 @@ _RX_BARESTR = re.compile(r"""[^()"'\s=,]+""")
 
 LIST_KEYS = frozenset({"list", "items", "append", "override"})
 MACRO_KEYS = frozenset({"macro", "condition", "append", "override"})
-RULE_KEYS = frozenset({
-    "rule", "condition", "output", "desc", "priority", "source", "enabled", "tags", "exceptions",
-    "warn_evttypes", "skip-if-unknown-filter", "capture", "capture_duration", "append", "override",
-})
+RULE_KEYS = frozenset(
+    {
+        "rule",
+        "condition",
+        "output",
+        "desc",
+        "priority",
+        "source",
+        "enabled",
+        "tags",
+        "exceptions",
+        "warn_evttypes",
+        "skip-if-unknown-filter",
+        "capture",
+        "capture_duration",
+        "append",
+        "override",
+    }
+)
 RULE_APPENDABLE = ("condition", "output", "desc", "tags", "exceptions")
 RULE_REPLACEABLE = (
-    "condition", "output", "desc", "priority", "capture", "capture_duration", "tags", "exceptions", "enabled",
-    "warn_evttypes", "skip-if-unknown-filter",
+    "condition",
+    "output",
+    "desc",
+    "priority",
+    "capture",
+    "capture_duration",
+    "tags",
+    "exceptions",
+    "enabled",
+    "warn_evttypes",
+    "skip-if-unknown-filter",
 )
 
 Node = yaml.Node
@@ -112,8 +136,11 @@ class Reader:
                 continue
             assert doc is not None
             if not isinstance(doc, yaml.SequenceNode):
-                text_ = "Rules content is not yaml" if isinstance(doc, yaml.ScalarNode) else (
-                    "Rules content is not yaml array of objects")
+                text_ = (
+                    "Rules content is not yaml"
+                    if isinstance(doc, yaml.ScalarNode)
+                    else ("Rules content is not yaml array of objects")
+                )
                 self._item_type = "rules content"
                 self.messages.append(self._msg("LOAD_ERR_YAML_VALIDATE", text_, loc(src, doc), True))
                 continue
@@ -188,8 +215,7 @@ class Reader:
     def _check_keys(self, fields: Fields, allowed: frozenset[str]) -> None:
         for key, (knode, _) in fields.items():
             if key not in allowed:
-                self.warn("LOAD_UNKNOWN_KEY", f"Unknown key '{key}'. The key will be ignored.",
-                          loc(self._src, knode))
+                self.warn("LOAD_UNKNOWN_KEY", f"Unknown key '{key}'. The key will be ignored.", loc(self._src, knode))
 
     def _overrides(
         self, fields: Fields, appendable: tuple[str, ...], replaceable: tuple[str, ...]
@@ -205,8 +231,7 @@ class Reader:
             op = str(vnode.value) if isinstance(vnode, yaml.ScalarNode) else ""
             if op == "append":
                 if key not in appendable:
-                    raise self.error(f"Key '{key}' cannot be appended to, use 'replace' instead",
-                                     loc(self._src, knode))
+                    raise self.error(f"Key '{key}' cannot be appended to, use 'replace' instead", loc(self._src, knode))
                 append.add(key)
             elif op == "replace":
                 if key not in replaceable:
@@ -216,7 +241,8 @@ class Reader:
                 allowed = ("append " if key in appendable else "") + ("replace " if key in replaceable else "")
                 raise self.error(
                     f"Invalid override operation for key '{key}': '{op}'. Allowed values are: {allowed}",
-                    loc(self._src, vnode))
+                    loc(self._src, vnode),
+                )
         return append, replace
 
     # --- items --------------------------------------------------------------------------------------------
@@ -250,15 +276,17 @@ class Reader:
             parsed = parse_semver(text)
             if parsed is None:
                 raise self.error(
-                    f"Unable to parse engine version '{text}' as a semver string. Expected \"x.y.z\" semver "
-                    "format.", where)
+                    f"Unable to parse engine version '{text}' as a semver string. Expected \"x.y.z\" semver format.",
+                    where,
+                )
             version = parsed
         if version[0] != ENGINE_VERSION[0] or version > ENGINE_VERSION:
             have = ".".join(map(str, ENGINE_VERSION))
             # the version as the file wrote it (an integer stays an integer, as in Falco's own message)
             want = text.strip() if text.isdigit() else ".".join(map(str, version))
-            raise self.error(f"Rules require engine version {want}, but engine version is {have}", where,
-                             "LOAD_ERR_VALIDATE")
+            raise self.error(
+                f"Rules require engine version {want}, but engine version is {have}", where, "LOAD_ERR_VALIDATE"
+            )
         self.col.required_engine_version = max(self.col.required_engine_version, version)
 
     def _plugin_versions(self, fields: Fields, where: Location) -> None:
@@ -301,9 +329,11 @@ class Reader:
         self._item_name = name
         self._check_keys(fields, LIST_KEYS)
         if not _RX_BARESTR.fullmatch(name):
-            self.warn("LOAD_INVALID_LIST_NAME",
-                      "List has an invalid name. List names should match a regular expression: "
-                      "([^()\"'[:space:]=,]+)", where)
+            self.warn(
+                "LOAD_INVALID_LIST_NAME",
+                "List has an invalid name. List names should match a regular expression: ([^()\"'[:space:]=,]+)",
+                where,
+            )
         items = self._seq(fields, "items", where, optional=False) or []
         append = bool(self._bool(fields, "append", where))
         if append:
@@ -317,9 +347,13 @@ class Reader:
         if append or "items" in o_app:
             if prev is None:
                 # the deprecated key keeps the wording older Falco versions (and their test suites) use
-                raise self.error("List has 'append' key but no list by that name already exists" if append else
-                                 "List uses 'append' or 'override.items: append' but no list by that name "
-                                 "already exists", where, "LOAD_ERR_VALIDATE")
+                raise self.error(
+                    "List has 'append' key but no list by that name already exists"
+                    if append
+                    else "List uses 'append' or 'override.items: append' but no list by that name already exists",
+                    where,
+                    "LOAD_ERR_VALIDATE",
+                )
             prev.items = prev.items + items
             prev.visibility = ident
             return
@@ -341,9 +375,11 @@ class Reader:
         self._item_name = name
         self._check_keys(fields, MACRO_KEYS)
         if not _RX_IDENTIFIER.fullmatch(name):
-            self.warn("LOAD_INVALID_MACRO_NAME",
-                      "Macro has an invalid name. Macro names should match a regular expression: "
-                      "([a-zA-Z]+[a-zA-Z0-9_]*)", where)
+            self.warn(
+                "LOAD_INVALID_MACRO_NAME",
+                "Macro has an invalid name. Macro names should match a regular expression: ([a-zA-Z]+[a-zA-Z0-9_]*)",
+                where,
+            )
         self._req(fields, "condition", where)
         cond = CondText.from_node(self._src, fields["condition"][1])
         append = bool(self._bool(fields, "append", where))
@@ -356,9 +392,13 @@ class Reader:
         if append or "condition" in o_app:
             prev = self.col.macros.get(name)
             if prev is None:
-                raise self.error("Macro has 'append' key but no macro by that name already exists" if append else
-                                 "Macro uses 'append' or 'override.condition: append' but no macro by that "
-                                 "name already exists", where, "LOAD_ERR_VALIDATE")
+                raise self.error(
+                    "Macro has 'append' key but no macro by that name already exists"
+                    if append
+                    else "Macro uses 'append' or 'override.condition: append' but no macro by that name already exists",
+                    where,
+                    "LOAD_ERR_VALIDATE",
+                )
             prev.cond = prev.cond.appended(cond)
             prev.visibility = ident
             return

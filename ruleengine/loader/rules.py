@@ -64,8 +64,7 @@ def read_rule(r: Reader, name: str, fields: Fields, where: Location) -> None:
         r.warn("LOAD_DEPRECATED_ITEM", WARNING_ENABLED, where)
         prev = r.col.rules.get(name)
         if prev is None:
-            raise r.error("Rule has 'enabled' key but no rule by that name already exists", where,
-                          "LOAD_ERR_VALIDATE")
+            raise r.error("Rule has 'enabled' key but no rule by that name already exists", where, "LOAD_ERR_VALIDATE")
         prev.enabled = bool(enabled)
     else:
         _define(r, name, fields, where)
@@ -85,8 +84,12 @@ def _define(r: Reader, name: str, fields: Fields, where: Location) -> None:
     if src is not None:
         info.source = src
         info.explicit_source = True
-    for key, attr in (("enabled", "enabled"), ("warn_evttypes", "warn_evttypes"),
-                      ("skip-if-unknown-filter", "skip_if_unknown_filter"), ("capture", "capture")):
+    for key, attr in (
+        ("enabled", "enabled"),
+        ("warn_evttypes", "warn_evttypes"),
+        ("skip-if-unknown-filter", "skip_if_unknown_filter"),
+        ("capture", "capture"),
+    ):
         v = r._bool(fields, key, where)
         if v is not None:
             setattr(info, attr, v)
@@ -106,9 +109,7 @@ def _define(r: Reader, name: str, fields: Fields, where: Location) -> None:
     r._define(r.col.rules, info, r.col.next_id())
 
 
-def _read_overrides(
-    r: Reader, name: str, fields: Fields, where: Location, o_app: set[str], o_rep: set[str]
-) -> None:
+def _read_overrides(r: Reader, name: str, fields: Fields, where: Location, o_app: set[str], o_rep: set[str]) -> None:
     expected = {k for k in (*RULE_APPENDABLE, *RULE_REPLACEABLE) if k in fields}
     for op, keys in (("append", o_app), ("replace", o_rep)):
         for key in keys:
@@ -116,8 +117,9 @@ def _read_overrides(
                 raise r.error(f"An {op} override for '{key}' was specified but '{key}' is not defined", where)
     leftovers = expected - o_app - o_rep
     for key in sorted(leftovers):
-        raise r.error(f"Unexpected key '{key}': no corresponding entry under 'override' is defined.",
-                      loc(r._src, fields[key][0]))
+        raise r.error(
+            f"Unexpected key '{key}': no corresponding entry under 'override' is defined.", loc(r._src, fields[key][0])
+        )
     if o_app:
         upd = _update(r, name, fields, where, o_app, True)
         _append(r, upd)
@@ -140,8 +142,12 @@ def _update(r: Reader, name: str, fields: Fields, where: Location, keys: set[str
         upd.tags = _tags(r, fields, where)
     if "priority" in keys:
         upd.priority = _priority(r, fields, where)
-    for key, attr in (("enabled", "enabled"), ("warn_evttypes", "warn_evttypes"),
-                      ("skip-if-unknown-filter", "skip_if_unknown_filter"), ("capture", "capture")):
+    for key, attr in (
+        ("enabled", "enabled"),
+        ("warn_evttypes", "warn_evttypes"),
+        ("skip-if-unknown-filter", "skip_if_unknown_filter"),
+        ("capture", "capture"),
+    ):
         if key in keys:
             setattr(upd, attr, r._bool(fields, key, where, optional=False))
     if "capture_duration" in keys:
@@ -153,9 +159,13 @@ def _append(r: Reader, upd: RuleUpdate, legacy: bool = False) -> None:
     prev = r.col.rules.get(upd.name)
     if prev is None:
         # the deprecated `append: true` keeps the wording of the Falco versions (and test suites) that used it
-        raise r.error("Rule has 'append' key but no rule by that name already exists" if legacy else
-                      "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists",
-                      upd.loc, "LOAD_ERR_VALIDATE")
+        raise r.error(
+            "Rule has 'append' key but no rule by that name already exists"
+            if legacy
+            else "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists",
+            upd.loc,
+            "LOAD_ERR_VALIDATE",
+        )
     if upd.cond is not None:
         prev.cond = prev.cond.appended(upd.cond)
     if upd.output is not None:
@@ -175,19 +185,19 @@ def _append_exception(r: Reader, rule: RuleInfo, ex: ExceptionInfo) -> None:
     for existing in rule.exceptions:
         if existing.name == ex.name:
             if ex.fields is not None:
-                raise r.error("Can not append exception fields to existing exception, only values", ex.loc,
-                              "LOAD_ERR_VALIDATE")
+                raise r.error(
+                    "Can not append exception fields to existing exception, only values", ex.loc, "LOAD_ERR_VALIDATE"
+                )
             if ex.comps is not None:
-                raise r.error("Can not append exception comps to existing exception, only values", ex.loc,
-                              "LOAD_ERR_VALIDATE")
+                raise r.error(
+                    "Can not append exception comps to existing exception, only values", ex.loc, "LOAD_ERR_VALIDATE"
+                )
             existing.values.extend(ex.values)
             return
     if ex.fields is None:
-        raise r.error("Rule exception must have fields property with a list of fields", ex.loc,
-                      "LOAD_ERR_VALIDATE")
+        raise r.error("Rule exception must have fields property with a list of fields", ex.loc, "LOAD_ERR_VALIDATE")
     if not ex.values:
-        raise r.error("Rule exception must have values property with a list of values", ex.loc,
-                      "LOAD_ERR_VALIDATE")
+        raise r.error("Rule exception must have values property with a list of values", ex.loc, "LOAD_ERR_VALIDATE")
     r.validate_exception(ex)
     rule.exceptions.append(ex)
 
@@ -196,14 +206,27 @@ def _replace(r: Reader, upd: RuleUpdate, keys: set[str]) -> None:
     prev = r.col.rules.get(upd.name)
     if prev is None:
         # Falco's message keeps the literal "<key>"
-        raise r.error("An 'override.<key>: replace' to a rule was requested but no rule by that name already "
-                      "exists", upd.loc, "LOAD_ERR_VALIDATE")
+        raise r.error(
+            "An 'override.<key>: replace' to a rule was requested but no rule by that name already exists",
+            upd.loc,
+            "LOAD_ERR_VALIDATE",
+        )
     if upd.exceptions is not None:
         for ex in upd.exceptions:
             r.validate_exception(ex)
         prev.exceptions = upd.exceptions
-    for attr in ("cond", "output", "desc", "priority", "tags", "enabled", "warn_evttypes",
-                 "skip_if_unknown_filter", "capture", "capture_duration"):
+    for attr in (
+        "cond",
+        "output",
+        "desc",
+        "priority",
+        "tags",
+        "enabled",
+        "warn_evttypes",
+        "skip_if_unknown_filter",
+        "capture",
+        "capture_duration",
+    ):
         v = getattr(upd, attr)
         if v is not None and attr == "output":
             prev.output_src = None

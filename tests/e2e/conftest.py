@@ -101,7 +101,9 @@ def lanner_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     state = tmp_path_factory.mktemp("lanner-up")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lanner.cli", "up", "--state-dir", str(state), "--redis-port", str(free_port())],
-        cwd=ROOT, stdout=(state / "up.stdout").open("wb"), stderr=(state / "up.stderr").open("wb"),
+        cwd=ROOT,
+        stdout=(state / "up.stdout").open("wb"),
+        stderr=(state / "up.stderr").open("wb"),
         start_new_session=True,
     )
     try:

@@ -96,7 +96,6 @@ class ComposeStack:
         children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
         return int(children[0]) if children else init_pid
 
-
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.subscribe_port}"

@@ -59,7 +59,9 @@ def test_shell_in_container_alerts_with_container_metadata(subscriber: AlertColl
     name = f"lanner-e2e-{int(time.time())}"
     out = subprocess.run(
         ["docker", "run", "-d", "--name", name, "local/bookworm:latest", "sleep", "60"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     container_id = out.stdout.strip()[:12]
     try:

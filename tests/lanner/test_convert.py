@@ -8,13 +8,20 @@ from lanner.v1 import event_pb2
 
 def sample() -> model.Event:
     return model.Event(
-        type="openat", res=3, identity=model.EventIdentity("n", "b", 7, "p"), timing=model.EventTiming(1, 2, 3, 4),
+        type="openat",
+        res=3,
+        identity=model.EventIdentity("n", "b", 7, "p"),
+        timing=model.EventTiming(1, 2, 3, 4),
         proc=model.Process(pid=5, comm="cat", args=("/etc/shadow",), uid=0, cap_effective=0, loginuid=-1),
         ancestors=(model.Process(pid=1, comm="bash"), model.Process(pid=0, comm="sshd")),
         fd=model.Fd(num=3, type=model.FdType.FILE, path="/etc/shadow", open_flags=0),
         args=(model.Arg("flags", 0), model.Arg("name", "/etc/shadow"), model.Arg("dirfd", -100)),
-        container=model.Container(id="abc123abc123", labels={"a": "b"}, privileged=False,
-                                  mounts=(model.Mount("/h", "/c", "", True, "rprivate"),)),
+        container=model.Container(
+            id="abc123abc123",
+            labels={"a": "b"},
+            privileged=False,
+            mounts=(model.Mount("/h", "/c", "", True, "rprivate"),),
+        ),
         k8s=model.K8s(pod_name="web", ns_name="shop", pod_labels={"app": "web"}),
     )
 

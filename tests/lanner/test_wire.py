@@ -13,8 +13,11 @@ def test_varint_matches_protobuf(n: int) -> None:
     assert event_pb2.BatchAck(batch_seq=n).SerializeToString() == b"\x08" + varint(n) if n else True
 
 
-@given(st.integers(min_value=1, max_value=2**40), st.lists(st.text(max_size=40), max_size=20),
-       st.integers(min_value=0, max_value=2**32))
+@given(
+    st.integers(min_value=1, max_value=2**40),
+    st.lists(st.text(max_size=40), max_size=20),
+    st.integers(min_value=0, max_value=2**32),
+)
 def test_batch_wire_is_a_valid_event_batch(seq: int, types: list[str], dropped: int) -> None:
     events = [event_pb2.Event(type=t, res=-i) for i, t in enumerate(types)]
     data = event_batch_wire(seq, [e.SerializeToString() for e in events], dropped)

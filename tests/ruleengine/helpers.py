@@ -25,9 +25,7 @@ def ctx(**fields: object) -> EventContext:
 
 def rule_with(cond: str, name: str = "r") -> str:
     """A one-rule rules file with ``cond`` as its condition."""
-    return (
-        f"- rule: {name}\n  desc: d\n  condition: {cond}\n  output: o %proc.name\n  priority: WARNING\n"
-    )
+    return f"- rule: {name}\n  desc: d\n  condition: {cond}\n  output: o %proc.name\n  priority: WARNING\n"
 
 
 def matches(cond: str, **fields: object) -> bool:

@@ -58,8 +58,10 @@ def test_validate_ok_and_invalid(workdir: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert f"{workdir / 'rules.yaml'}: Ok" in out and "0 error(s), 0 warning(s)" in out
     bad = workdir / "bad.yaml"
-    bad.write_text("- rule: x\n  desc: d\n  condition: evt.type = open and\n  output: o\n  priority: INFO\n"
-                   "- list: l\n  items: [a]\n- macro: m\n")
+    bad.write_text(
+        "- rule: x\n  desc: d\n  condition: evt.type = open and\n  output: o\n  priority: INFO\n"
+        "- list: l\n  items: [a]\n- macro: m\n"
+    )
     assert main(["rules", "validate", str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"{bad}:3:14: error: LOAD_ERR_COMPILE_CONDITION" not in out  # position is the failure point
@@ -92,7 +94,8 @@ def test_harness_pass(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 def test_harness_failure_reports_shadowing(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     failing = workdir / "fail.yaml"
-    failing.write_text(textwrap.dedent("""\
+    failing.write_text(
+        textwrap.dedent("""\
         - test: expects the second rule under first matching
           rules: [rules.yaml]
           events:
@@ -105,7 +108,8 @@ def test_harness_failure_reports_shadowing(workdir: Path, capsys: pytest.Capture
             - {evt.type: openat, proc.nmae: cat}
           expect:
             alerts: {}
-        """))
+        """)
+    )
     assert main(["rules", "test", str(failing)]) == 1
     out = capsys.readouterr().out
     assert "'Any etc open' was shadowed by 'Shadow read' (rule_matching: first)" in out
@@ -115,10 +119,13 @@ def test_harness_failure_reports_shadowing(workdir: Path, capsys: pytest.Capture
 
 def test_harness_default_rules_and_source(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     k8s = workdir / "k8s_rules.yaml"
-    k8s.write_text("- rule: create\n  desc: d\n  condition: ka.verb = create\n  output: o %ka.verb\n"
-                   "  priority: INFO\n  source: k8s_audit\n")
+    k8s.write_text(
+        "- rule: create\n  desc: d\n  condition: ka.verb = create\n  output: o %ka.verb\n"
+        "  priority: INFO\n  source: k8s_audit\n"
+    )
     tests = workdir / "k8s_tests.yaml"
-    tests.write_text(textwrap.dedent("""\
+    tests.write_text(
+        textwrap.dedent("""\
         - test: a create
           source: k8s_audit
           events:
@@ -127,23 +134,26 @@ def test_harness_default_rules_and_source(workdir: Path, capsys: pytest.CaptureF
                user: {username: admin}, objectRef: {resource: pods, namespace: default}}
           expect:
             alerts: {create: 1}
-        """))
+        """)
+    )
     assert main(["rules", "test", str(tests), "--rules", str(k8s)]) == 0, capsys.readouterr().out
 
 
 def test_replay_text_and_json(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = workdir / "events.jsonl"
-    events.write_text(json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow",
-                                  "evt.num": 1}) + "\n" +
-                      json.dumps({"evt.type": "read", "proc.name": "cat", "evt.num": 2}) + "\n")
+    events.write_text(
+        json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "evt.num": 1})
+        + "\n"
+        + json.dumps({"evt.type": "read", "proc.name": "cat", "evt.num": 2})
+        + "\n"
+    )
     rules = str(workdir / "rules.yaml")
     assert main(["replay", str(events), "--rules", rules, "--hostname", "h1"]) == 0
     cap = capsys.readouterr()
     lines = cap.out.strip().splitlines()
     assert len(lines) == 1 and "Warning shadow read by cat (file=/etc/shadow)" in lines[0]
     assert "1 alert(s)" in cap.err
-    assert main(["replay", str(events), "--rules", rules, "--json", "--rule-matching", "all",
-                 "--hostname", "h1"]) == 0
+    assert main(["replay", str(events), "--rules", rules, "--json", "--rule-matching", "all", "--hostname", "h1"]) == 0
     alerts = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert [a["rule"] for a in alerts] == ["Shadow read", "Any etc open"]
     assert alerts[0]["priority"] == "Warning" and alerts[0]["hostname"] == "h1"
@@ -157,7 +167,7 @@ def test_replay_text_and_json(workdir: Path, capsys: pytest.CaptureFixture[str])
 def test_replay_bad_records_are_skipped_unless_strict(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = workdir / "bad.jsonl"
     good = json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow"})
-    events.write_text(f"{{not json\n{good}\n{{\"proc.name\": \"x\"}}\n{good}\n")
+    events.write_text(f'{{not json\n{good}\n{{"proc.name": "x"}}\n{good}\n')
     assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml")]) == 0
     err = capsys.readouterr().err
     assert f"{events}:1: invalid JSON at column 2" in err
@@ -169,12 +179,21 @@ def test_replay_bad_records_are_skipped_unless_strict(workdir: Path, capsys: pyt
 
 def test_replay_uses_service_output_settings(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = workdir / "events.jsonl"
-    events.write_text(json.dumps({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow",
-                                  "evt.num": 1, "evt.rawtime": 1_700_000_000_000_000_000}) + "\n")
+    events.write_text(
+        json.dumps(
+            {
+                "evt.type": "openat",
+                "proc.name": "cat",
+                "fd.name": "/etc/shadow",
+                "evt.num": 1,
+                "evt.rawtime": 1_700_000_000_000_000_000,
+            }
+        )
+        + "\n"
+    )
     cfg = workdir / "lanner.yaml"
     cfg.write_text("ruleengine:\n  time_format_iso_8601: true\n  hostname: cfghost\n")
-    assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml"), "--config", str(cfg),
-                 "--json"]) == 0
+    assert main(["replay", str(events), "--rules", str(workdir / "rules.yaml"), "--config", str(cfg), "--json"]) == 0
     alert = json.loads(capsys.readouterr().out)
     assert alert["hostname"] == "cfghost"
     assert alert["output"].startswith("2023-11-14T22:13:20")

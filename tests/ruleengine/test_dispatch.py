@@ -33,9 +33,14 @@ def random_events(n: int) -> list[EventContext]:
     files = ["/etc/shadow", "/etc/passwd", "/tmp/x", "/dev/shm/a", "/root/.ssh/id_rsa", "/bin/ls", "/proc/1/mem"]
     out = []
     for i in range(n):
-        rec: dict[str, object] = {"evt.num": i + 1, "evt.type": rnd.choice(types), "proc.name": rnd.choice(names),
-                                  "proc.pname": rnd.choice(names), "user.uid": rnd.choice([0, 1000]),
-                                  "proc.tty": rnd.choice([0, 34816])}
+        rec: dict[str, object] = {
+            "evt.num": i + 1,
+            "evt.type": rnd.choice(types),
+            "proc.name": rnd.choice(names),
+            "proc.pname": rnd.choice(names),
+            "user.uid": rnd.choice([0, 1000]),
+            "proc.tty": rnd.choice([0, 34816]),
+        }
         if rec["evt.type"] in ("openat", "open", "unlink", "mkdir"):
             rec.update({"fd.name": rnd.choice(files), "fd.num": 3})
         if rec["evt.type"] in ("openat", "open"):

@@ -113,8 +113,10 @@ def test_file_enabled_false_and_tag_enable() -> None:
     text = RULES + "- rule: everything\n  enabled: false\n"
     res = load(text)
     assert res.engine is not None and "everything" not in [r.name for r in res.engine.enabled]
-    res = load(text.replace("warn_evttypes: false\n", "warn_evttypes: false\n  tags: [x]\n"),
-               EngineOptions(enabled_tags=("x",)))
+    res = load(
+        text.replace("warn_evttypes: false\n", "warn_evttypes: false\n  tags: [x]\n"),
+        EngineOptions(enabled_tags=("x",)),
+    )
     assert res.engine is not None and [r.name for r in res.engine.enabled] == ["not open", "everything"]
 
 
@@ -123,7 +125,8 @@ def test_warn_evttypes() -> None:
     w = [x.code for x in load(rule.format(c="proc.name = x")).warnings]
     assert w == ["LOAD_NO_EVTTYPE"]
     assert load(rule.format(c="proc.name = x")).warnings[0].message == (
-        "Rule matches too many evt.type values. This has a significant performance penalty.")
+        "Rule matches too many evt.type values. This has a significant performance penalty."
+    )
     assert [x.code for x in load(rule.format(c="evt.type != open")).warnings] == ["LOAD_NO_EVTTYPE"]
     assert [x.code for x in load(rule.format(c="evt.num = 0")).warnings] == ["LOAD_NO_EVTTYPE"]
     assert load(rule.format(c="evt.type = open")).warnings == ()
@@ -141,8 +144,10 @@ def test_skip_if_unknown_filter() -> None:
 
 
 def test_deprecated_field_and_container_info_warnings() -> None:
-    rule = ("- rule: r\n  desc: d\n  condition: evt.type=open and evt.dir = <\n  output: o %container.info\n"
-            "  priority: INFO\n")
+    rule = (
+        "- rule: r\n  desc: d\n  condition: evt.type=open and evt.dir = <\n  output: o %container.info\n"
+        "  priority: INFO\n"
+    )
     res = load(rule)
     msgs = [w.message for w in res.warnings]
     assert any(m.startswith("%container.info is deprecated") for m in msgs)
@@ -154,8 +159,10 @@ def test_deprecated_field_and_container_info_warnings() -> None:
 
 
 def test_k8s_audit_rules_run_for_k8s_events() -> None:
-    text = ("- rule: k\n  desc: d\n  condition: ka.verb = create\n  output: o %ka.verb\n  priority: INFO\n"
-            "  source: k8s_audit\n")
+    text = (
+        "- rule: k\n  desc: d\n  condition: ka.verb = create\n  output: o %ka.verb\n  priority: INFO\n"
+        "  source: k8s_audit\n"
+    )
     res = load(text)
     assert res.engine is not None
     assert res.engine.sources == frozenset({"k8s_audit"})
@@ -173,8 +180,18 @@ def test_upstream_rule_files_load_clean(name: str, falco_rules: Path) -> None:
 def test_upstream_rules_match_an_event(falco_rules: Path) -> None:
     res = load_rules([str(falco_rules / "falco_rules.yaml")])
     assert res.engine is not None
-    c = ctx(evt__num=7, evt__type="openat", evt__arg__flags="O_RDONLY", fd__name="/etc/shadow", fd__num=3,
-            proc__name="cat", proc__cmdline="cat /etc/shadow", proc__pname="bash", user__name="root", user__uid=0)
+    c = ctx(
+        evt__num=7,
+        evt__type="openat",
+        evt__arg__flags="O_RDONLY",
+        fd__name="/etc/shadow",
+        fd__num=3,
+        proc__name="cat",
+        proc__cmdline="cat /etc/shadow",
+        proc__pname="bash",
+        user__name="root",
+        user__uid=0,
+    )
     assert "Read sensitive file untrusted" in names(res.engine.process(c))
 
 

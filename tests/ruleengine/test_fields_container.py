@@ -11,12 +11,22 @@ from lanner.model import Container, Event, K8s, Mount, Process
 from ruleengine.fields.container import split_image
 from tests.ruleengine.fields_util import text, value
 
-FULL = Container(id="3ad7b26ded6d", full_id="3ad7b26ded6d" + "8" * 52, type="docker", name="web",
-                 image="docker.io/library/nginx:1.25", image_repository="docker.io/library/nginx",
-                 image_tag="1.25", privileged=True, metadata_complete=True,
-                 labels=MappingProxyType({"app": "web", "io.kubernetes.pod.name": "web-1"}),
-                 mounts=(Mount("/var/run/docker.sock", "/var/run/docker.sock", "", True, "rprivate"),
-                         Mount("/proc", "/host/proc", "ro", False, "private")))
+FULL = Container(
+    id="3ad7b26ded6d",
+    full_id="3ad7b26ded6d" + "8" * 52,
+    type="docker",
+    name="web",
+    image="docker.io/library/nginx:1.25",
+    image_repository="docker.io/library/nginx",
+    image_tag="1.25",
+    privileged=True,
+    metadata_complete=True,
+    labels=MappingProxyType({"app": "web", "io.kubernetes.pod.name": "web-1"}),
+    mounts=(
+        Mount("/var/run/docker.sock", "/var/run/docker.sock", "", True, "rprivate"),
+        Mount("/proc", "/host/proc", "ro", False, "private"),
+    ),
+)
 POD = K8s(pod_name="web-1", ns_name="prod", pod_uid="uid-1", pod_labels=MappingProxyType({"tier": "front"}))
 
 
@@ -34,11 +44,16 @@ def test_host_process() -> None:
 
 
 def test_metadata_pending() -> None:
-    ev = Event(type="open", container=Container(id="3ad7b26ded6d"),
-               proc=Process(pidns_init_start_ns=123))
+    ev = Event(type="open", container=Container(id="3ad7b26ded6d"), proc=Process(pidns_init_start_ns=123))
     assert value(ev, "container.id") == "3ad7b26ded6d"
-    for name in ("container.name", "container.image", "container.image.repository", "container.privileged",
-                 "container.mounts", "k8s.pod.name"):
+    for name in (
+        "container.name",
+        "container.image",
+        "container.image.repository",
+        "container.privileged",
+        "container.mounts",
+        "k8s.pod.name",
+    ):
         assert value(ev, name) is None, name
     assert value(ev, "container.start_ts") == 123  # from the kernel, works while pending
 
@@ -63,8 +78,9 @@ def test_full_metadata() -> None:
 
 def test_mounts() -> None:
     ev = Event(type="open", container=FULL)
-    assert value(ev, "container.mounts") == ("/var/run/docker.sock:/var/run/docker.sock::true:rprivate,"
-                                             "/proc:/host/proc:ro:false:private")
+    assert value(ev, "container.mounts") == (
+        "/var/run/docker.sock:/var/run/docker.sock::true:rprivate,/proc:/host/proc:ro:false:private"
+    )
     assert value(ev, "container.mount.dest", "/var/run/docker.sock") == "/var/run/docker.sock"
     assert value(ev, "container.mount.dest", "/proc*") == "/host/proc"  # a regex search, like the plugin
     assert value(ev, "container.mount.dest", "/etc") is None
@@ -74,12 +90,15 @@ def test_mounts() -> None:
     assert value(ev, "container.mount", "/proc") == "/proc:/host/proc:ro:false:private"
 
 
-@pytest.mark.parametrize(("image", "repo", "tag"), [
-    ("docker.io/library/nginx:1.25", "docker.io/library/nginx", "1.25"),
-    ("nginx", "nginx", ""),
-    ("registry:5000/ns/app", "registry:5000/ns/app", ""),
-    ("registry:5000/ns/app:v2@sha256:abc", "registry:5000/ns/app", "v2"),
-    ("registry:5000/ns/app@sha256:abc", "registry:5000/ns/app", ""),
-])
+@pytest.mark.parametrize(
+    ("image", "repo", "tag"),
+    [
+        ("docker.io/library/nginx:1.25", "docker.io/library/nginx", "1.25"),
+        ("nginx", "nginx", ""),
+        ("registry:5000/ns/app", "registry:5000/ns/app", ""),
+        ("registry:5000/ns/app:v2@sha256:abc", "registry:5000/ns/app", "v2"),
+        ("registry:5000/ns/app@sha256:abc", "registry:5000/ns/app", ""),
+    ],
+)
 def test_image_split(image: str, repo: str, tag: str) -> None:
     assert split_image(image) == (repo, tag)

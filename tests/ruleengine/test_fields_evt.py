@@ -15,8 +15,12 @@ O_F_CREATED = 1 << 28
 
 
 def openat(flags: int, res: int = 3, mode: int = 0, path: str = "/etc/shadow") -> Event:
-    return Event(type="openat", res=res, fd=Fd(num=res, type=FdType.FILE, path=path, open_flags=flags, mode=mode),
-                 args=(Arg("dirfd", -100), Arg("name", path), Arg("flags", flags), Arg("mode", mode)))
+    return Event(
+        type="openat",
+        res=res,
+        fd=Fd(num=res, type=FdType.FILE, path=path, open_flags=flags, mode=mode),
+        args=(Arg("dirfd", -100), Arg("name", path), Arg("flags", flags), Arg("mode", mode)),
+    )
 
 
 def test_res_and_rawres() -> None:
@@ -34,15 +38,18 @@ def test_res_and_rawres() -> None:
     assert text(exit_ev, "evt.res") == "<NA>"
 
 
-@pytest.mark.parametrize(("flags", "rendered"), [
-    (0, "O_RDONLY"),
-    (O_CLOEXEC, "O_RDONLY|O_CLOEXEC"),
-    (O_RDWR, "O_RDWR"),
-    (O_TRUNC | O_CREAT | O_WRONLY | O_CLOEXEC | O_F_CREATED, "O_TRUNC|O_CREAT|O_WRONLY|O_CLOEXEC|O_F_CREATED"),
-    (0o200000 | 0o4000 | O_CLOEXEC, "O_DIRECTORY|O_NONBLOCK|O_RDONLY|O_CLOEXEC"),
-    (0o400 | 0o400000, "O_RDONLY"),  # O_NOCTTY / O_NOFOLLOW have no Falco name
-    (0o1 | (1 << 30), "O_WRONLY|FD_LOWER_LAYER"),
-])
+@pytest.mark.parametrize(
+    ("flags", "rendered"),
+    [
+        (0, "O_RDONLY"),
+        (O_CLOEXEC, "O_RDONLY|O_CLOEXEC"),
+        (O_RDWR, "O_RDWR"),
+        (O_TRUNC | O_CREAT | O_WRONLY | O_CLOEXEC | O_F_CREATED, "O_TRUNC|O_CREAT|O_WRONLY|O_CLOEXEC|O_F_CREATED"),
+        (0o200000 | 0o4000 | O_CLOEXEC, "O_DIRECTORY|O_NONBLOCK|O_RDONLY|O_CLOEXEC"),
+        (0o400 | 0o400000, "O_RDONLY"),  # O_NOCTTY / O_NOFOLLOW have no Falco name
+        (0o1 | (1 << 30), "O_WRONLY|FD_LOWER_LAYER"),
+    ],
+)
 def test_open_flags_render_in_falco_order(flags: int, rendered: str) -> None:
     assert value(openat(flags), "evt.arg.flags") == rendered
     assert value(openat(flags), "evt.arg", "3") == rendered  # openat param 3 is flags
@@ -94,8 +101,10 @@ def test_arg_tables() -> None:
     assert value(cap, "evt.arg.cap_effective") == "1FFFFFFFFFF"
     setuid = Event(type="setuid", args=(Arg("uid", 0),))
     assert value(setuid, "evt.arg.uid") == "root"
-    assert value(Event(type="symlink", args=(Arg("target", "../x"), Arg("linkpath", "/tmp/l"))),
-                 "evt.arg.target") == "../x"
+    assert (
+        value(Event(type="symlink", args=(Arg("target", "../x"), Arg("linkpath", "/tmp/l"))), "evt.arg.target")
+        == "../x"
+    )
 
 
 def test_arg_absent_and_fd_args() -> None:
@@ -111,8 +120,9 @@ def test_arg_absent_and_fd_args() -> None:
 
 def test_args_string() -> None:
     ev = openat(O_CLOEXEC)
-    assert value(ev, "evt.args") == ("fd=3(<f>/etc/shadow) dirfd=-100(AT_FDCWD) name=/etc/shadow "
-                                     "flags=524288(O_RDONLY|O_CLOEXEC) mode=0")
+    assert value(ev, "evt.args") == (
+        "fd=3(<f>/etc/shadow) dirfd=-100(AT_FDCWD) name=/etc/shadow flags=524288(O_RDONLY|O_CLOEXEC) mode=0"
+    )
     assert value(ev, "evt.info") == value(ev, "evt.args")
 
 
@@ -159,8 +169,11 @@ def test_misc_evt() -> None:
 
 
 def test_abspath() -> None:
-    ren = Event(type="renameat2", proc=Process(cwd="/home/u/"),
-                args=(Arg("olddirfd", -100), Arg("oldpath", "a/../b"), Arg("newdirfd", 5), Arg("newpath", "/tmp/c")))
+    ren = Event(
+        type="renameat2",
+        proc=Process(cwd="/home/u/"),
+        args=(Arg("olddirfd", -100), Arg("oldpath", "a/../b"), Arg("newdirfd", 5), Arg("newpath", "/tmp/c")),
+    )
     assert value(ren, "evt.abspath") == "/home/u/b"
     assert value(ren, "evt.abspath.src") == "/home/u/b"
     assert value(ren, "evt.abspath.dst") == "/tmp/c"

@@ -15,8 +15,15 @@ V4 = ipaddress.IPv4Address
 
 
 def sock(**kw: object) -> Event:
-    base: dict[str, object] = dict(num=5, type=FdType.IPV4, client_ip=bytes([172, 40, 111, 222]), client_port=54321,
-                                   server_ip=bytes([142, 251, 111, 147]), server_port=443, l4proto=L4Proto.TCP)
+    base: dict[str, object] = dict(
+        num=5,
+        type=FdType.IPV4,
+        client_ip=bytes([172, 40, 111, 222]),
+        client_port=54321,
+        server_ip=bytes([142, 251, 111, 147]),
+        server_port=443,
+        l4proto=L4Proto.TCP,
+    )
     base.update(kw)
     return Event(type="connect", fd=Fd(**base))  # type: ignore[arg-type]
 
@@ -42,13 +49,26 @@ def test_no_fd_means_no_value() -> None:
         assert text(ev, name) == "<NA>"
 
 
-@pytest.mark.parametrize(("ftype", "name", "char"), [
-    (FdType.DIRECTORY, "directory", "d"), (FdType.IPV6, "ipv6", "6"), (FdType.UNIX, "unix", "u"),
-    (FdType.PIPE, "pipe", "p"), (FdType.EVENT, "event", "e"), (FdType.SIGNALFD, "signalfd", "s"),
-    (FdType.EVENTPOLL, "eventpoll", "l"), (FdType.INOTIFY, "inotify", "i"), (FdType.TIMERFD, "timerfd", "t"),
-    (FdType.NETLINK, "netlink", "n"), (FdType.BPF, "bpf", "b"), (FdType.USERFAULTFD, "userfaultfd", "u"),
-    (FdType.IOURING, "io_uring", "r"), (FdType.MEMFD, "memfd", "m"), (FdType.PIDFD, "pidfd", "P"),
-])
+@pytest.mark.parametrize(
+    ("ftype", "name", "char"),
+    [
+        (FdType.DIRECTORY, "directory", "d"),
+        (FdType.IPV6, "ipv6", "6"),
+        (FdType.UNIX, "unix", "u"),
+        (FdType.PIPE, "pipe", "p"),
+        (FdType.EVENT, "event", "e"),
+        (FdType.SIGNALFD, "signalfd", "s"),
+        (FdType.EVENTPOLL, "eventpoll", "l"),
+        (FdType.INOTIFY, "inotify", "i"),
+        (FdType.TIMERFD, "timerfd", "t"),
+        (FdType.NETLINK, "netlink", "n"),
+        (FdType.BPF, "bpf", "b"),
+        (FdType.USERFAULTFD, "userfaultfd", "u"),
+        (FdType.IOURING, "io_uring", "r"),
+        (FdType.MEMFD, "memfd", "m"),
+        (FdType.PIDFD, "pidfd", "P"),
+    ],
+)
 def test_type_table(ftype: FdType, name: str, char: str) -> None:
     ev = Event(type="read", fd=Fd(num=1, type=ftype))
     assert value(ev, "fd.type") == name and value(ev, "fd.typechar") == char
@@ -78,8 +98,11 @@ def test_server_side_and_unknown_role() -> None:
 def test_listening_and_ipv6() -> None:
     bound = Event(type="bind", fd=Fd(num=3, type=FdType.IPV4, server_ip=bytes(4), server_port=8080))
     assert value(bound, "fd.name") == "0.0.0.0:8080" and value(bound, "fd.sport") == 8080
-    v6 = sock(type=FdType.IPV6, client_ip=ipaddress.IPv6Address("::1").packed,
-              server_ip=ipaddress.IPv6Address("2001:4860:4860::8888").packed)
+    v6 = sock(
+        type=FdType.IPV6,
+        client_ip=ipaddress.IPv6Address("::1").packed,
+        server_ip=ipaddress.IPv6Address("2001:4860:4860::8888").packed,
+    )
     assert value(v6, "fd.name") == "::1:54321->2001:4860:4860::8888:443"  # no brackets
     assert value(v6, "fd.typechar") == "6"
     mapped = sock(type=FdType.IPV6, client_ip=ipaddress.IPv6Address("::ffff:10.0.0.1").packed)

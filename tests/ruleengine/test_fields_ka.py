@@ -10,18 +10,30 @@ from lanner.model import Event
 from ruleengine.fields import EventContext, resolve_field
 
 POD_CREATE: dict[str, Any] = {
-    "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse", "auditID": "a-1",
-    "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/default/pods/p/exec?command=sh&stdin=true",
-    "verb": "create", "user": {"username": "alice", "groups": ["system:authenticated", "devs"]},
-    "sourceIPs": ["10.0.0.1"], "userAgent": "kubectl/v1.30",
+    "kind": "Event",
+    "apiVersion": "audit.k8s.io/v1",
+    "level": "RequestResponse",
+    "auditID": "a-1",
+    "stage": "ResponseComplete",
+    "requestURI": "/api/v1/namespaces/default/pods/p/exec?command=sh&stdin=true",
+    "verb": "create",
+    "user": {"username": "alice", "groups": ["system:authenticated", "devs"]},
+    "sourceIPs": ["10.0.0.1"],
+    "userAgent": "kubectl/v1.30",
     "objectRef": {"resource": "pods", "namespace": "default", "name": "p", "subresource": "exec"},
     "responseStatus": {"code": 201},
-    "requestObject": {"kind": "Pod", "spec": {
-        "hostNetwork": True,
-        "containers": [{"name": "a", "image": "docker.io/nginx:1.25", "securityContext": {"privileged": True}},
-                       {"name": "b", "image": "busybox"}],
-        "initContainers": [{"name": "i", "image": "alpine:3"}],
-        "volumes": [{"name": "h", "hostPath": {"path": "/etc"}}, {"name": "e", "emptyDir": {}}]}},
+    "requestObject": {
+        "kind": "Pod",
+        "spec": {
+            "hostNetwork": True,
+            "containers": [
+                {"name": "a", "image": "docker.io/nginx:1.25", "securityContext": {"privileged": True}},
+                {"name": "b", "image": "busybox"},
+            ],
+            "initContainers": [{"name": "i", "image": "alpine:3"}],
+            "volumes": [{"name": "h", "hostPath": {"path": "/etc"}}, {"name": "e", "emptyDir": {}}],
+        },
+    },
     "responseObject": {"metadata": {"name": "p"}},
     "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC"},
     "stageTimestamp": "2024-06-10T06:13:31.726060Z",
@@ -70,13 +82,18 @@ def test_missing_request_object() -> None:
 
 
 def test_rbac_objects() -> None:
-    doc = {"kind": "Event", "verb": "create", "objectRef": {"resource": "clusterrolebindings"},
-           "requestObject": {"roleRef": {"name": "cluster-admin"},
-                             "subjects": [{"kind": "User", "name": "bob"}, {"kind": "Group", "name": "g"}]}}
+    doc = {
+        "kind": "Event",
+        "verb": "create",
+        "objectRef": {"resource": "clusterrolebindings"},
+        "requestObject": {
+            "roleRef": {"name": "cluster-admin"},
+            "subjects": [{"kind": "User", "name": "bob"}, {"kind": "Group", "name": "g"}],
+        },
+    }
     assert get("ka.req.binding.role", doc=doc) == "cluster-admin"
     assert get("ka.req.binding.subjects.user_names", doc=doc) == ("bob",)
-    assert get("ka.req.binding.subjects", doc=doc) == ('{"kind":"User","name":"bob"}',
-                                                        '{"kind":"Group","name":"g"}')
+    assert get("ka.req.binding.subjects", doc=doc) == ('{"kind":"User","name":"bob"}', '{"kind":"Group","name":"g"}')
     role = {"kind": "Event", "requestObject": {"rules": [{"verbs": ["get", "*"], "resources": ["pods"]}]}}
     assert get("ka.req.role.rules.verbs", doc=role) == ("get", "*")
     assert get("ka.req.role.rules.resources", doc=role) == ("pods",)

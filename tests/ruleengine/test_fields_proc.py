@@ -7,11 +7,26 @@ from lanner.model import Event, EventTiming, Process
 from ruleengine.fields import EventContext, resolve_field
 from tests.ruleengine.fields_util import text, value
 
-SHELL = Process(pid=200, tid=201, vpid=5, comm="bash", exe="/bin/bash", exepath="/usr/bin/bash",
-                args=("-c", "cat  /etc/shadow"), cwd="/root", env=("HOME=/root", "TERM= xterm "), sid=100,
-                vpgid=5, tty=34816, start_ns=1_000, cap_effective=(1 << 21) | (1 << 13) | 1, cap_permitted=0)
-PARENT = Process(pid=100, comm="sshd", exe="sshd: root@pts/0", exepath="/usr/sbin/sshd", args=("-D",), sid=100,
-                 start_ns=500)
+SHELL = Process(
+    pid=200,
+    tid=201,
+    vpid=5,
+    comm="bash",
+    exe="/bin/bash",
+    exepath="/usr/bin/bash",
+    args=("-c", "cat  /etc/shadow"),
+    cwd="/root",
+    env=("HOME=/root", "TERM= xterm "),
+    sid=100,
+    vpgid=5,
+    tty=34816,
+    start_ns=1_000,
+    cap_effective=(1 << 21) | (1 << 13) | 1,
+    cap_permitted=0,
+)
+PARENT = Process(
+    pid=100, comm="sshd", exe="sshd: root@pts/0", exepath="/usr/sbin/sshd", args=("-D",), sid=100, start_ns=500
+)
 INIT = Process(pid=1, comm="systemd", exepath="/usr/lib/systemd/systemd", sid=1)
 EV = Event(type="execve", proc=SHELL, ancestors=(PARENT, INIT), timing=EventTiming(event_ns=6_000))
 
@@ -85,8 +100,15 @@ def test_session_and_group() -> None:
 def test_times_and_exe_inode() -> None:
     assert value(EV, "proc.duration") == 5_000
     assert value(Event(type="open", proc=Process(comm="x")), "proc.duration") is None
-    exe = Process(comm="x", start_ns=10_000, exe_ino=77, exe_ino_ctime=4_000, exe_ino_mtime=3_000,
-                  is_exe_upper_layer=True, is_exe_from_memfd=False)
+    exe = Process(
+        comm="x",
+        start_ns=10_000,
+        exe_ino=77,
+        exe_ino_ctime=4_000,
+        exe_ino_mtime=3_000,
+        is_exe_upper_layer=True,
+        is_exe_from_memfd=False,
+    )
     ev = Event(type="execve", proc=exe)
     assert value(ev, "proc.exe_ino") == 77
     assert value(ev, "proc.exe_ino.ctime") == 4_000
@@ -101,8 +123,9 @@ def test_capabilities() -> None:
     assert value(EV, "thread.cap_effective") == "CAP_CHOWN CAP_NET_RAW CAP_SYS_ADMIN"  # bit order, one space
     assert value(EV, "thread.cap_permitted") == ""  # empty set: empty string
     assert value(EV, "thread.cap_inheritable") is None  # unknown: no value
-    assert value(Event(type="x", proc=Process(cap_effective=(1 << 41) - 1 | 1 << 50)), "thread.cap_effective") \
-        .endswith("CAP_BPF CAP_CHECKPOINT_RESTORE")
+    assert value(Event(type="x", proc=Process(cap_effective=(1 << 41) - 1 | 1 << 50)), "thread.cap_effective").endswith(
+        "CAP_BPF CAP_CHECKPOINT_RESTORE"
+    )
 
 
 def test_fake_thread() -> None:

@@ -67,8 +67,11 @@ def test_every_upstream_syscall_field_resolves(token: str) -> None:
 @pytest.mark.parametrize("token", K8S_AUDIT_FIELDS)
 def test_every_k8s_audit_rules_field_resolves(token: str) -> None:
     bound = resolve_field("k8s_audit", *_split(token))
-    assert EventContext(Event(type="k8s_audit", source="k8s_audit")).get(bound) is None or token == "evt.num" \
+    assert (
+        EventContext(Event(type="k8s_audit", source="k8s_audit")).get(bound) is None
+        or token == "evt.num"
         or token.startswith(("evt.", "jevt.rawtime", "jevt.time"))
+    )
 
 
 def test_unknown_field_message() -> None:

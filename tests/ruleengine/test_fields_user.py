@@ -12,8 +12,16 @@ def ev(**kw: object) -> Event:
 
 
 def test_names_from_the_collector() -> None:
-    e = ev(uid=1000, gid=1000, user_name="alice", user_homedir="/home/alice", user_shell="/bin/zsh",
-           group_name="staff", loginuid=1000, loginuser_name="alice")
+    e = ev(
+        uid=1000,
+        gid=1000,
+        user_name="alice",
+        user_homedir="/home/alice",
+        user_shell="/bin/zsh",
+        group_name="staff",
+        loginuid=1000,
+        loginuser_name="alice",
+    )
     assert value(e, "user.uid") == 1000 and value(e, "user.name") == "alice"
     assert value(e, "user.homedir") == "/home/alice" and value(e, "user.shell") == "/bin/zsh"
     assert value(e, "group.gid") == 1000 and value(e, "group.name") == "staff"

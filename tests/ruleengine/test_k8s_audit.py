@@ -15,21 +15,30 @@ from .helpers import load
 
 def audit(images: list[str], verb: str = "create", privileged: bool = False) -> EventContext:
     obj = {
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete", "verb": verb,
-        "stageTimestamp": "2026-01-01T00:00:00Z", "requestReceivedTimestamp": "2026-01-01T00:00:00Z",
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "stage": "ResponseComplete",
+        "verb": verb,
+        "stageTimestamp": "2026-01-01T00:00:00Z",
+        "requestReceivedTimestamp": "2026-01-01T00:00:00Z",
         "user": {"username": "alice", "groups": ["system:authenticated"]},
         "objectRef": {"resource": "pods", "namespace": "default", "name": "p"},
         "responseStatus": {"code": 201},
-        "requestObject": {"kind": "Pod", "spec": {"containers": [
-            {"name": f"c{i}", "image": img, "securityContext": {"privileged": privileged}}
-            for i, img in enumerate(images)]}},
+        "requestObject": {
+            "kind": "Pod",
+            "spec": {
+                "containers": [
+                    {"name": f"c{i}", "image": img, "securityContext": {"privileged": privileged}}
+                    for i, img in enumerate(images)
+                ]
+            },
+        },
     }
     return EventContext(event_from_fields(json.loads(json.dumps(obj)), "k8s_audit"))
 
 
 def rule(cond: str) -> str:
-    return (f"- rule: k\n  desc: d\n  condition: {cond}\n  output: o %ka.verb\n  priority: INFO\n"
-            "  source: k8s_audit\n")
+    return f"- rule: k\n  desc: d\n  condition: {cond}\n  output: o %ka.verb\n  priority: INFO\n  source: k8s_audit\n"
 
 
 def hit(cond: str, c: EventContext) -> bool:

@@ -96,11 +96,14 @@ def test_required_engine_version() -> None:
     assert errors("- required_engine_version: 13\n") == []
     assert errors("- required_engine_version: 0.57.0\n") == []
     assert errors("- required_engine_version: abc\n") == [
-        "Unable to parse engine version 'abc' as a semver string. Expected \"x.y.z\" semver format."]
+        "Unable to parse engine version 'abc' as a semver string. Expected \"x.y.z\" semver format."
+    ]
     assert errors("- required_engine_version: 0.99.0\n") == [
-        "Rules require engine version 0.99.0, but engine version is 0.63.0"]
+        "Rules require engine version 0.99.0, but engine version is 0.63.0"
+    ]
     assert errors("- required_engine_version: 1.0.0\n") == [
-        "Rules require engine version 1.0.0, but engine version is 0.63.0"]
+        "Rules require engine version 1.0.0, but engine version is 0.63.0"
+    ]
 
 
 def test_required_plugin_versions() -> None:
@@ -116,11 +119,14 @@ def test_required_plugin_versions() -> None:
     assert errors("- required_plugin_versions: x\n") == ["Value of required_plugin_versions must be a sequence"]
     assert errors("- required_plugin_versions: [x]\n") == ["Plugin version must be a mapping"]
     assert errors("- required_plugin_versions: [{name: a, version: x}]\n") == [
-        "Invalid required version 'x' for plugin 'a'"]
+        "Invalid required version 'x' for plugin 'a'"
+    ]
     assert errors("- required_plugin_versions: [{name: nosuch, version: 1.0.0}]\n") == [
-        "Plugin 'nosuch' is required but not loaded"]
+        "Plugin 'nosuch' is required but not loaded"
+    ]
     assert errors("- required_plugin_versions: [{name: json, version: 9.0.0}]\n") == [
-        "Plugin 'json' version '0.7.0' is not compatible with required plugin version '9.0.0'"]
+        "Plugin 'json' version '0.7.0' is not compatible with required plugin version '9.0.0'"
+    ]
 
 
 def test_invalid_names_warn() -> None:
@@ -149,14 +155,14 @@ def test_redefinition_replaces_in_place() -> None:
 
 
 def test_redefinition_with_other_source_fails() -> None:
-    assert "Rule has been re-defined with a different source" in errors(
-        RULE + RULE + "  source: k8s_audit\n")
+    assert "Rule has been re-defined with a different source" in errors(RULE + RULE + "  source: k8s_audit\n")
 
 
 def test_unknown_source_skipped_with_warning() -> None:
     res = load(RULE + "  source: aws_cloudtrail\n")
     assert ("LOAD_UNKNOWN_SOURCE", "Unknown source aws_cloudtrail, skipping") in [
-        (w.code, w.message) for w in res.warnings]
+        (w.code, w.message) for w in res.warnings
+    ]
     assert res.engine is not None and res.engine.rules == ()
 
 
@@ -164,22 +170,29 @@ def test_deprecated_append_true() -> None:
     text = RULE + "- rule: r\n  condition: and proc.name = x\n  append: true\n"
     r = read(text)
     assert r.col.rules["r"].cond.text == "evt.type = open and proc.name = x"
-    assert any(m.code == "LOAD_DEPRECATED_ITEM" and "'append' key is deprecated" in m.message
-               for m in r.messages)
+    assert any(m.code == "LOAD_DEPRECATED_ITEM" and "'append' key is deprecated" in m.message for m in r.messages)
     assert "Appended rule must have exceptions or condition property" in errors(
-        RULE + "- rule: r\n  append: true\n  output: x\n")
+        RULE + "- rule: r\n  append: true\n  output: x\n"
+    )
     text = "- list: l\n  items: [a]\n- list: l\n  items: [b]\n  append: true\n"
     assert read(text).col.lists["l"].items == ["a", "b"]
     assert "List has 'append' key but no list by that name already exists" in errors(
-        "- list: l\n  items: [b]\n  append: true\n")
+        "- list: l\n  items: [b]\n  append: true\n"
+    )
     assert "List uses 'append' or 'override.items: append' but no list by that name already exists" in errors(
-        "- list: l\n  items: [b]\n  override: {items: append}\n")
-    assert "Keys 'override' and 'append: true' cannot be used together" in errors(
-        "- list: l\n  items: [a]\n- list: l\n  items: [b]\n  append: true\n  override: {items: append}\n")[0]
+        "- list: l\n  items: [b]\n  override: {items: append}\n"
+    )
+    assert (
+        "Keys 'override' and 'append: true' cannot be used together"
+        in errors("- list: l\n  items: [a]\n- list: l\n  items: [b]\n  append: true\n  override: {items: append}\n")[0]
+    )
 
 
 def test_override_append_every_key() -> None:
-    text = RULE + "  tags: [a]\n" + """
+    text = (
+        RULE
+        + "  tags: [a]\n"
+        + """
 - rule: r
   condition: and proc.name = x
   output: more
@@ -187,13 +200,16 @@ def test_override_append_every_key() -> None:
   tags: [b]
   override: {condition: append, output: append, desc: append, tags: append}
 """
+    )
     info = read(text).col.rules["r"]
     assert info.cond.text == "evt.type = open and proc.name = x"
     assert info.output == "o more" and info.desc == "d extra" and info.tags == {"a", "b"}
 
 
 def test_override_replace_every_key() -> None:
-    text = RULE + """
+    text = (
+        RULE
+        + """
 - rule: r
   condition: evt.type = close
   output: new
@@ -210,11 +226,11 @@ def test_override_replace_every_key() -> None:
              enabled: replace, warn_evttypes: replace, skip-if-unknown-filter: replace, capture: replace,
              capture_duration: replace, exceptions: replace}
 """
+    )
     r = read(text)
     assert not [m for m in r.messages if m.is_error]
     info = r.col.rules["r"]
-    assert (info.cond.text, info.output, info.desc, info.priority) == ("evt.type = close", "new", "nd",
-                                                                        Priority.ERROR)
+    assert (info.cond.text, info.output, info.desc, info.priority) == ("evt.type = close", "new", "nd", Priority.ERROR)
     assert info.tags == {"t"} and not info.enabled and not info.warn_evttypes and info.skip_if_unknown_filter
     assert info.capture and info.capture_duration == 7
 
@@ -244,27 +260,31 @@ def test_override_macro_and_list() -> None:
 
 def test_override_errors() -> None:
     assert "Key 'priority' cannot be appended to, use 'replace' instead" in errors(
-        RULE + "- rule: r\n  priority: ERROR\n  override: {priority: append}\n")
-    assert "Key 'source' cannot be replaced" in errors(
-        RULE + "- rule: r\n  source: x\n  override: {source: replace}\n")
-    assert ("Invalid override operation for key 'desc': 'merge'. Allowed values are: append replace "
-            in errors(RULE + "- rule: r\n  desc: x\n  override: {desc: merge}\n"))
+        RULE + "- rule: r\n  priority: ERROR\n  override: {priority: append}\n"
+    )
+    assert "Key 'source' cannot be replaced" in errors(RULE + "- rule: r\n  source: x\n  override: {source: replace}\n")
+    assert "Invalid override operation for key 'desc': 'merge'. Allowed values are: append replace " in errors(
+        RULE + "- rule: r\n  desc: x\n  override: {desc: merge}\n"
+    )
     assert "An append override for 'output' was specified but 'output' is not defined" in errors(
-        RULE + "- rule: r\n  override: {output: append}\n")
+        RULE + "- rule: r\n  override: {output: append}\n"
+    )
     assert "Unexpected key 'desc': no corresponding entry under 'override' is defined." in errors(
-        RULE + "- rule: r\n  output: x\n  desc: y\n  override: {output: append}\n")
-    assert ("An 'override.<key>: replace' to a rule was requested but no rule by that name already exists"
-            in errors("- rule: q\n  priority: ERROR\n  override: {priority: replace}\n"))
+        RULE + "- rule: r\n  output: x\n  desc: y\n  override: {output: append}\n"
+    )
+    assert "An 'override.<key>: replace' to a rule was requested but no rule by that name already exists" in errors(
+        "- rule: q\n  priority: ERROR\n  override: {priority: replace}\n"
+    )
     assert "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists" in errors(
-        "- rule: q\n  desc: x\n  override: {desc: append}\n")
+        "- rule: q\n  desc: x\n  override: {desc: append}\n"
+    )
 
 
 def test_standalone_enabled() -> None:
     r = read(RULE + "- rule: r\n  enabled: false\n")
     assert not r.col.rules["r"].enabled
     assert any("standalone 'enabled' key usage is deprecated" in m.message for m in r.messages)
-    assert "Rule has 'enabled' key but no rule by that name already exists" in errors(
-        "- rule: q\n  enabled: false\n")
+    assert "Rule has 'enabled' key but no rule by that name already exists" in errors("- rule: q\n  enabled: false\n")
     assert "Item has no mapping for key 'enabled'" in errors("- rule: q\n  tags: [a]\n")
 
 

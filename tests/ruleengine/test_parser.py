@@ -45,8 +45,9 @@ def test_symbol_operators_need_no_blank(op: str) -> None:
     assert isinstance(e, Check) and e.op == op and e.value == StrValue("3", len(f"fd.num{op}"))
 
 
-@pytest.mark.parametrize("op", ["contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith",
-                                "glob", "iglob", "regex"])
+@pytest.mark.parametrize(
+    "op", ["contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith", "glob", "iglob", "regex"]
+)
 def test_word_operators(op: str) -> None:
     e = parse_condition(f"proc.name {op} abc")
     assert isinstance(e, Check) and e.op == op
@@ -144,14 +145,17 @@ def test_modifiers() -> None:
     assert isinstance(e, And)
 
 
-@pytest.mark.parametrize(("text", "message", "pos"), [
-    ("", "filter input string is empty", 0),
-    ("proc.name", "expected a valid check operator", 9),
-    ("(a", "expected a ')' token", 2),
-    ("a b", "unexpected token after 'a', expecting 'or', 'and'", 2),
-    ("=x", "expected a '(' token, a field check, or an identifier", 0),
-    ("proc.name in (a,", "expected a string value", 16),
-])
+@pytest.mark.parametrize(
+    ("text", "message", "pos"),
+    [
+        ("", "filter input string is empty", 0),
+        ("proc.name", "expected a valid check operator", 9),
+        ("(a", "expected a ')' token", 2),
+        ("a b", "unexpected token after 'a', expecting 'or', 'and'", 2),
+        ("=x", "expected a '(' token, a field check, or an identifier", 0),
+        ("proc.name in (a,", "expected a string value", 16),
+    ],
+)
 def test_errors_carry_positions(text: str, message: str, pos: int) -> None:
     with pytest.raises(ConditionSyntaxError) as info:
         parse_condition(text)

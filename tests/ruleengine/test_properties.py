@@ -10,13 +10,67 @@ from hypothesis import strategies as st
 from ruleengine.condition.parser import ConditionSyntaxError, parse_condition
 from ruleengine.engine import load_texts
 
-TOKENS = st.sampled_from([
-    "proc.name", "fd.name", "evt.type", "proc.aname[2]", "fd.num", "fd.sip", "fd.snet", "evt.is_open_read",
-    "proc.nosuch", "m1", "m2", "shells", "and", "or", "not", "not(", "(", ")", ",", "=", "!=", "<", ">=", "in",
-    "pmatch", "intersects", "contains", "icontains", "startswith", "endswith", "glob", "regex", "exists",
-    "bcontains", "anyof", "oneof", "tolower(", "len(", "val(", "'a b'", '"x\\"y"', "'\\x41'", "/etc", "3",
-    "0x1f", "-2", "true", "10.0.0.0/8", "open", "openat", "[", "]", "\\", "'", '"', "*", "<NA>",
-])
+TOKENS = st.sampled_from(
+    [
+        "proc.name",
+        "fd.name",
+        "evt.type",
+        "proc.aname[2]",
+        "fd.num",
+        "fd.sip",
+        "fd.snet",
+        "evt.is_open_read",
+        "proc.nosuch",
+        "m1",
+        "m2",
+        "shells",
+        "and",
+        "or",
+        "not",
+        "not(",
+        "(",
+        ")",
+        ",",
+        "=",
+        "!=",
+        "<",
+        ">=",
+        "in",
+        "pmatch",
+        "intersects",
+        "contains",
+        "icontains",
+        "startswith",
+        "endswith",
+        "glob",
+        "regex",
+        "exists",
+        "bcontains",
+        "anyof",
+        "oneof",
+        "tolower(",
+        "len(",
+        "val(",
+        "'a b'",
+        '"x\\"y"',
+        "'\\x41'",
+        "/etc",
+        "3",
+        "0x1f",
+        "-2",
+        "true",
+        "10.0.0.0/8",
+        "open",
+        "openat",
+        "[",
+        "]",
+        "\\",
+        "'",
+        '"',
+        "*",
+        "<NA>",
+    ]
+)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -63,13 +117,49 @@ def test_loader_random_conditions_give_located_errors(conds: list[str], with_lis
         assert res.engine is not None
 
 
-YAML_SCALARS = st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none(), st.sampled_from(
-    ["rule", "macro", "list", "condition", "items", "override", "append", "exceptions", "=", "in"]))
-YAML_VALUES = st.recursive(YAML_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(
-        ["rule", "macro", "list", "condition", "items", "desc", "output", "priority", "override", "append",
-         "exceptions", "name", "fields", "comps", "values", "enabled", "tags", "source",
-         "required_engine_version", "required_plugin_versions", "version"]), inner, max_size=6)), max_leaves=25)
+YAML_SCALARS = st.one_of(
+    st.text(max_size=20),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["rule", "macro", "list", "condition", "items", "override", "append", "exceptions", "=", "in"]),
+)
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "rule",
+                    "macro",
+                    "list",
+                    "condition",
+                    "items",
+                    "desc",
+                    "output",
+                    "priority",
+                    "override",
+                    "append",
+                    "exceptions",
+                    "name",
+                    "fields",
+                    "comps",
+                    "values",
+                    "enabled",
+                    "tags",
+                    "source",
+                    "required_engine_version",
+                    "required_plugin_versions",
+                    "version",
+                ]
+            ),
+            inner,
+            max_size=6,
+        ),
+    ),
+    max_leaves=25,
+)
 
 
 @SETTINGS
@@ -90,27 +180,69 @@ def test_loader_random_text_never_crashes(text: str) -> None:
 
 
 # --- compiled evaluation: the per-type dispatchers agree with rule-by-rule evaluation -------------------------
-ATOMS = st.sampled_from([
-    "proc.name = cat", "proc.name in (cat, bash, sh)", "proc.name startswith ba", "proc.name endswith sh",
-    "proc.name contains a", "proc.name icontains A", "proc.name glob 'b*'", "proc.name pmatch (/x)",
-    "fd.name startswith /etc", "fd.name pmatch (/etc, /tmp)", "fd.name contains shadow", "fd.name exists",
-    "fd.num >= 3", "fd.num = 3", "fd.num != 4", "fd.sip = 10.0.0.1", "fd.snet = 10.0.0.0/8",
-    "proc.aname = sshd", "proc.aname[2] = sshd", "evt.type = openat", "evt.type in (openat, execve)",
-    "evt.type != connect", "proc.name = val(proc.pname)", "len(proc.name) > 2", "tolower(proc.name) = cat",
-    "proc.cmdline contains anyof (x, y, shadow)", "proc.name startswith anyof (ca, ba)", "m1", "m2",
-])
-COND = st.recursive(ATOMS, lambda inner: st.one_of(
-    st.tuples(inner, inner).map(lambda t: f"({t[0]} and {t[1]})"),
-    st.tuples(inner, inner).map(lambda t: f"({t[0]} or {t[1]})"),
-    inner.map(lambda c: f"not ({c})"),
-), max_leaves=8)
+ATOMS = st.sampled_from(
+    [
+        "proc.name = cat",
+        "proc.name in (cat, bash, sh)",
+        "proc.name startswith ba",
+        "proc.name endswith sh",
+        "proc.name contains a",
+        "proc.name icontains A",
+        "proc.name glob 'b*'",
+        "proc.name pmatch (/x)",
+        "fd.name startswith /etc",
+        "fd.name pmatch (/etc, /tmp)",
+        "fd.name contains shadow",
+        "fd.name exists",
+        "fd.num >= 3",
+        "fd.num = 3",
+        "fd.num != 4",
+        "fd.sip = 10.0.0.1",
+        "fd.snet = 10.0.0.0/8",
+        "proc.aname = sshd",
+        "proc.aname[2] = sshd",
+        "evt.type = openat",
+        "evt.type in (openat, execve)",
+        "evt.type != connect",
+        "proc.name = val(proc.pname)",
+        "len(proc.name) > 2",
+        "tolower(proc.name) = cat",
+        "proc.cmdline contains anyof (x, y, shadow)",
+        "proc.name startswith anyof (ca, ba)",
+        "m1",
+        "m2",
+    ]
+)
+COND = st.recursive(
+    ATOMS,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda t: f"({t[0]} and {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]} or {t[1]})"),
+        inner.map(lambda c: f"not ({c})"),
+    ),
+    max_leaves=8,
+)
 
 EVAL_EVENTS = [
-    {"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "fd.num": 3, "proc.pname": "bash",
-     "proc.aname[2]": "sshd"},
+    {
+        "evt.type": "openat",
+        "proc.name": "cat",
+        "fd.name": "/etc/shadow",
+        "fd.num": 3,
+        "proc.pname": "bash",
+        "proc.aname[2]": "sshd",
+    },
     {"evt.type": "execve", "proc.name": "bash", "proc.pname": "bash", "proc.cmdline": "bash -c x"},
-    {"evt.type": "connect", "proc.name": "sh", "fd.sip": "10.0.0.1", "fd.sport": 80, "fd.cip": "10.0.0.2",
-     "fd.cport": 5000, "fd.l4proto": "tcp", "fd.num": 4},
+    {
+        "evt.type": "connect",
+        "proc.name": "sh",
+        "fd.sip": "10.0.0.1",
+        "fd.sport": 80,
+        "fd.cip": "10.0.0.2",
+        "fd.cport": 5000,
+        "fd.l4proto": "tcp",
+        "fd.num": 4,
+    },
     {"evt.type": "close", "proc.name": "x"},
 ]
 
@@ -127,8 +259,9 @@ def test_dispatch_matches_rule_by_rule(conds: list[str], matching: str) -> None:
         {"macro": "m2", "condition": "m1 or fd.name startswith /tmp"},
     ]
     for i, c in enumerate(conds):
-        items.append({"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO",
-                      "warn_evttypes": False})
+        items.append(
+            {"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO", "warn_evttypes": False}
+        )
     res = load_texts([("p.yaml", yaml.safe_dump(items))], EngineOptions(rule_matching=matching))
     assert res.engine is not None, [e.format() for e in res.errors]
     for i, rec in enumerate(EVAL_EVENTS):
@@ -207,7 +340,7 @@ def _oracle(e: object, ctx: object, macros: dict[str, object]) -> bool:
             return fn.fnmatchcase(str(x), str(k))
         if op == "pmatch":
             xs, ks = [c for c in str(x).split("/") if c], [c for c in str(k).split("/") if c]
-            return xs[:len(ks)] == ks
+            return xs[: len(ks)] == ks
         raise AssertionError(op)
 
     if e.modifier == "anyof" or e.op in ("in", "intersects", "pmatch"):
@@ -225,8 +358,9 @@ def test_engine_agrees_with_a_naive_interpreter(conds: list[str]) -> None:
     macros_src = {"m1": "proc.name in (cat, sh) and fd.num exists", "m2": "m1 or fd.name startswith /tmp"}
     items: list[dict[str, object]] = [{"macro": k, "condition": v} for k, v in macros_src.items()]
     for i, c in enumerate(conds):
-        items.append({"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO",
-                      "warn_evttypes": False})
+        items.append(
+            {"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO", "warn_evttypes": False}
+        )
     res = load_texts([("o.yaml", yaml.safe_dump(items))], EngineOptions(rule_matching="all"))
     assert res.engine is not None
     macros = {k: parse_condition(v) for k, v in macros_src.items()}

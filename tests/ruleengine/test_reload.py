@@ -14,8 +14,10 @@ from ruleengine.engine import EngineOptions
 from ruleengine.output import AlertRecord
 from ruleengine.reload import INTERNAL_RULE, RuleReloader, RulesLoadFailed
 
-RULE = ("- rule: {name}\n  desc: d\n  condition: evt.type = open and proc.name = x\n  output: o %proc.name\n"
-        "  priority: WARNING\n")
+RULE = (
+    "- rule: {name}\n  desc: d\n  condition: evt.type = open and proc.name = x\n  output: o %proc.name\n"
+    "  priority: WARNING\n"
+)
 
 
 def failures() -> float:
@@ -33,8 +35,7 @@ def test_swap_and_failure(tmp_path: Path) -> None:
     f.write_text(RULE.format(name="one"))
     alerts: list[AlertRecord] = []
     swapped: list[object] = []
-    rl = RuleReloader(lambda: [str(f)], EngineOptions(), on_alert=alerts.append, hostname="h",
-                      on_swap=swapped.append)
+    rl = RuleReloader(lambda: [str(f)], EngineOptions(), on_alert=alerts.append, hostname="h", on_swap=swapped.append)
     first = rl.current()
     assert [r.name for r in first.rules] == ["one"]
     assert rl.check_now() is None  # nothing changed

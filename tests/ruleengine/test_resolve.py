@@ -118,14 +118,17 @@ def test_macro_redefined_later_keeps_slot_but_gains_visibility() -> None:
 def test_macro_loop_and_self_reference() -> None:
     res = load("- macro: a\n  condition: a\n" + rule_with("a"))
     assert "Undefined macro 'a' used in filter." in [e.message for e in res.errors]
-    res = load("""
+    res = load(
+        """
 - macro: a
   condition: proc.name = x
 - macro: b
   condition: a
 - macro: a
   condition: b
-""" + rule_with("a"))
+"""
+        + rule_with("a")
+    )
     assert any("reference loop in macro" in e.message for e in res.errors)
 
 
@@ -171,12 +174,18 @@ def el(*items: ExceptionEntry) -> ExceptionEntry:
 
 
 def test_exception_text_list_form() -> None:
-    info = ex("x", el(e("proc.name"), e("fd.name")), el(e("="), e("startswith")),
-              [el(e("apt"), e("/var/lib")), el(e("my app"), el(e("/a"), e("/b c")))])
+    info = ex(
+        "x",
+        el(e("proc.name"), e("fd.name")),
+        el(e("="), e("startswith")),
+        [el(e("apt"), e("/var/lib")), el(e("my app"), el(e("/a"), e("/b c")))],
+    )
     mt, fields = build_exceptions("evt.type = open", [info])
     # Falco puts a blank before every field, so "and" is followed by two blanks
-    assert mt.text == ('(evt.type = open) and not (( proc.name = apt and  fd.name startswith /var/lib) or '
-                       '( proc.name = "my app" and  fd.name startswith (/a, "/b c")))')
+    assert mt.text == (
+        "(evt.type = open) and not (( proc.name = apt and  fd.name startswith /var/lib) or "
+        '( proc.name = "my app" and  fd.name startswith (/a, "/b c")))'
+    )
     assert fields == {"proc.name", "fd.name"}
     assert len(mt.origin) == len(mt.text)
 
@@ -229,7 +238,9 @@ def test_exceptions_end_to_end() -> None:
 
 
 def test_exceptions_append_values_and_new_exception() -> None:
-    text = EXC_RULE + """
+    text = (
+        EXC_RULE
+        + """
 - rule: r
   exceptions:
     - name: by_proc
@@ -240,6 +251,7 @@ def test_exceptions_append_values_and_new_exception() -> None:
       values: [[sed]]
   override: {exceptions: append}
 """
+    )
     res = load(text)
     assert res.engine is not None, [x.format() for x in res.errors]
     eng = res.engine
@@ -258,15 +270,19 @@ def test_exception_errors_and_warnings() -> None:
     assert [x.message for x in res.errors] == ["'proc.nmae' is not a supported filter field"]
     res = load(base + "    - name: a\n      fields: [proc.name]\n    - name: a\n      fields: [fd.name]\n")
     assert "LOAD_EXCEPTION_NAME_NOT_UNIQUE" in [w.code for w in res.warnings]
-    res = load(base + "    - name: a\n      fields: [proc.name]\n      values: [[x]]\n" +
-               "- rule: r\n  exceptions:\n    - name: a\n      fields: [fd.name]\n"
-               "  override: {exceptions: append}\n")
+    res = load(
+        base
+        + "    - name: a\n      fields: [proc.name]\n      values: [[x]]\n"
+        + "- rule: r\n  exceptions:\n    - name: a\n      fields: [fd.name]\n"
+        "  override: {exceptions: append}\n"
+    )
     assert "Can not append exception fields to existing exception, only values" in [x.message for x in res.errors]
     assert "LOAD_APPEND_NO_VALUES" in [w.code for w in res.warnings]
     res = load(base + "    - name: a\n      fields: proc.name\n      comps: '='\n")
     assert [x.message for x in res.errors] == [
         "When fields is a single value, comps must be one of (in, pmatch, intersects) or a modifier operator (e.g. "
-        "startswith oneof)"]
+        "startswith oneof)"
+    ]
 
 
 def test_exceptions_replace() -> None:

@@ -7,8 +7,13 @@ import pytest
 
 from .helpers import load, matches, rule_with
 
-OPEN = {"evt__type": "openat", "proc__name": "Cat", "fd__name": "/etc/shadow", "fd__num": 3,
-        "proc__cmdline": "Cat /etc/shadow"}
+OPEN = {
+    "evt__type": "openat",
+    "proc__name": "Cat",
+    "fd__name": "/etc/shadow",
+    "fd__num": 3,
+    "proc__cmdline": "Cat /etc/shadow",
+}
 
 
 def m(cond: str, **fields: object) -> bool:
@@ -24,29 +29,57 @@ def test_missing_value_is_false_for_every_operator_including_not_equal() -> None
     assert not m("fd.sip exists")
 
 
-@pytest.mark.parametrize(("cond", "expected"), [
-    ("proc.name = Cat", True), ("proc.name == Cat", True), ("proc.name = cat", False), ("proc.name != cat", True),
-    ("proc.cmdline contains /etc", True), ("proc.cmdline contains /ETC", False),
-    ("proc.cmdline icontains /ETC", True),
-    ("fd.name startswith /etc/", True), ("fd.name endswith shadow", True), ("fd.name endswith /etc", False),
-    ("fd.name glob '/etc/*'", True), ("fd.name glob '/e?c/sha[a-d]ow'", True), ("fd.name glob '/usr/*'", False),
-    ("proc.name iglob 'c*'", True), ("proc.name glob 'c*'", False),
-    ("fd.name regex '/etc/s.*'", True), ("fd.name regex 'etc'", False),
-    ("proc.name in (Cat, dog)", True), ("proc.name in (cat)", False), ("proc.name intersects (Cat)", True),
-    ("fd.name pmatch (/etc)", True), ("fd.name pmatch (/et)", False), ("fd.name pmatch (/usr, /etc/shadow)", True),
-    ("fd.name pmatch (/etc/shadow/x)", False), ("fd.name pmatch ('/e*')", True),
-    ("proc.cmdline bcontains 2f657463", True), ("proc.cmdline bstartswith 436174", True),
-    ("proc.cmdline bcontains 00", False),
-    ("proc.name exists", True),
-])
+@pytest.mark.parametrize(
+    ("cond", "expected"),
+    [
+        ("proc.name = Cat", True),
+        ("proc.name == Cat", True),
+        ("proc.name = cat", False),
+        ("proc.name != cat", True),
+        ("proc.cmdline contains /etc", True),
+        ("proc.cmdline contains /ETC", False),
+        ("proc.cmdline icontains /ETC", True),
+        ("fd.name startswith /etc/", True),
+        ("fd.name endswith shadow", True),
+        ("fd.name endswith /etc", False),
+        ("fd.name glob '/etc/*'", True),
+        ("fd.name glob '/e?c/sha[a-d]ow'", True),
+        ("fd.name glob '/usr/*'", False),
+        ("proc.name iglob 'c*'", True),
+        ("proc.name glob 'c*'", False),
+        ("fd.name regex '/etc/s.*'", True),
+        ("fd.name regex 'etc'", False),
+        ("proc.name in (Cat, dog)", True),
+        ("proc.name in (cat)", False),
+        ("proc.name intersects (Cat)", True),
+        ("fd.name pmatch (/etc)", True),
+        ("fd.name pmatch (/et)", False),
+        ("fd.name pmatch (/usr, /etc/shadow)", True),
+        ("fd.name pmatch (/etc/shadow/x)", False),
+        ("fd.name pmatch ('/e*')", True),
+        ("proc.cmdline bcontains 2f657463", True),
+        ("proc.cmdline bstartswith 436174", True),
+        ("proc.cmdline bcontains 00", False),
+        ("proc.name exists", True),
+    ],
+)
 def test_string_operators(cond: str, expected: bool) -> None:
     assert m(cond) is expected, cond
 
 
-@pytest.mark.parametrize(("cond", "expected"), [
-    ("fd.num = 3", True), ("fd.num = 0x3", True), ("fd.num > 2", True), ("fd.num < 3", False),
-    ("fd.num <= 3", True), ("fd.num >= 4", False), ("fd.num != 3", False), ("fd.num in (1, 2, 3)", True),
-])
+@pytest.mark.parametrize(
+    ("cond", "expected"),
+    [
+        ("fd.num = 3", True),
+        ("fd.num = 0x3", True),
+        ("fd.num > 2", True),
+        ("fd.num < 3", False),
+        ("fd.num <= 3", True),
+        ("fd.num >= 4", False),
+        ("fd.num != 3", False),
+        ("fd.num in (1, 2, 3)", True),
+    ],
+)
 def test_numeric_comparisons_are_typed(cond: str, expected: bool) -> None:
     assert m(cond) is expected, cond
 
@@ -61,8 +94,14 @@ def test_booleans_chars_and_ips() -> None:
     assert m("evt.is_open_read = true", evt__arg__flags="O_RDONLY")
     assert not m("evt.is_open_read = false", evt__arg__flags="O_RDONLY")
     assert m("fd.typechar = f") and m("fd.typechar='f'") and not m("fd.typechar = d")
-    net = {"evt__type": "connect", "fd__sip": "10.1.2.3", "fd__sport": 443, "fd__cip": "192.168.0.2",
-           "fd__cport": 5555, "fd__l4proto": "tcp"}
+    net = {
+        "evt__type": "connect",
+        "fd__sip": "10.1.2.3",
+        "fd__sport": 443,
+        "fd__cip": "192.168.0.2",
+        "fd__cport": 5555,
+        "fd__l4proto": "tcp",
+    }
     assert matches("fd.sip = 10.1.2.3", **net)
     assert not matches("fd.sip = 10.1.2.4", **net)
     assert matches("fd.sip in (10.1.2.3, 1.1.1.1)", **net)

@@ -50,8 +50,15 @@ class Dispatcher(services_pb2_grpc.DispatcherServiceServicer):
 
 
 def shadow_event(seq: int) -> event_pb2.Event:
-    ev = event_from_fields({"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "user.name": "root",
-                            "evt.arg.flags": "O_RDONLY"})
+    ev = event_from_fields(
+        {
+            "evt.type": "openat",
+            "proc.name": "cat",
+            "fd.name": "/etc/shadow",
+            "user.name": "root",
+            "evt.arg.flags": "O_RDONLY",
+        }
+    )
     pb = event_to_pb(ev)
     pb.id.node, pb.id.boot_id, pb.id.seq, pb.id.producer_id = "n1", "b1", seq, "p1"
     pb.timing.event_ns = 1_700_000_000_123_456_789
@@ -75,9 +82,15 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
     dserver.add_insecure_port(f"127.0.0.1:{dport}")
     await dserver.start()
     port = free_port()
-    cfg = RuleEngineConfig(bind=f"127.0.0.1:{port}", metrics_bind="", dispatcher_target=f"127.0.0.1:{dport}",
-                           rules_files=(str(rules),), hostname="testhost", watch_interval_s=0.2,
-                           collector_target="")  # never steer a collector some other test may be running
+    cfg = RuleEngineConfig(
+        bind=f"127.0.0.1:{port}",
+        metrics_bind="",
+        dispatcher_target=f"127.0.0.1:{dport}",
+        rules_files=(str(rules),),
+        hostname="testhost",
+        watch_interval_s=0.2,
+        collector_target="",
+    )  # never steer a collector some other test may be running
     task = asyncio.create_task(serve(cfg))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -93,8 +106,11 @@ async def test_events_in_alerts_out(tmp_path: Path) -> None:
             ack = await call.read()
             assert ack.batch_seq == 1 and ack.accepted == 3
             await wait_for(lambda: len(disp.alerts) == 3)
-            drop_counts = sorted(json.loads(a.output_fields_json)["n_drops"] for a in disp.alerts
-                                 if a.rule == "Falco internal: syscall event drop")
+            drop_counts = sorted(
+                json.loads(a.output_fields_json)["n_drops"]
+                for a in disp.alerts
+                if a.rule == "Falco internal: syscall event drop"
+            )
             assert drop_counts == [5, 42]  # reported upstream losses, and the collector's drop event
             by_rule = {a.rule: a for a in disp.alerts}
             alert = by_rule["Shadow read"]
@@ -133,8 +149,14 @@ async def test_shared_tables_and_one_malformed_event(tmp_path: Path) -> None:
     dport = dserver.add_insecure_port("127.0.0.1:0")
     await dserver.start()
     port = free_port()
-    cfg = RuleEngineConfig(bind=f"127.0.0.1:{port}", metrics_bind="", dispatcher_target=f"127.0.0.1:{dport}",
-                           rules_files=(str(rules),), hostname="testhost", watch_rules=False)
+    cfg = RuleEngineConfig(
+        bind=f"127.0.0.1:{port}",
+        metrics_bind="",
+        dispatcher_target=f"127.0.0.1:{dport}",
+        rules_files=(str(rules),),
+        hostname="testhost",
+        watch_rules=False,
+    )
     task = asyncio.create_task(serve(cfg))
     try:
         events: list[SharedEvent] = []

@@ -71,8 +71,7 @@ def test_root_cat_etc_shadow_on_the_host_alerts(source: KernelSource, engine: En
     alerts = alerts_of(engine, collect(source, exited(pid)), {pid})
     assert [name for name, _ in alerts] == ["Credential file read by untrusted program"], alerts
     output = alerts[0][1]
-    for part in ("file=/etc/shadow", "process=cat", "cmdline=cat /etc/shadow", "user=root", "uid=0",
-                 "container=host"):
+    for part in ("file=/etc/shadow", "process=cat", "cmdline=cat /etc/shadow", "user=root", "uid=0", "container=host"):
         assert part in output, output
 
 
