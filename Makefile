@@ -19,12 +19,13 @@ run: setup ## run Lanner locally: Redis + collector + enricher + ruleengine + di
 test: upstream-rules-found setup ## run all tests (unit, integration with real Redis/gRPC, eBPF, containers, end to end)
 	bash scripts/run-tests.sh
 
-lint: ## ruff + mypy --strict + generated-code drift check
+lint: ## ruff + ruff format --check + mypy --strict + generated-code drift check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy -p lanner -p collector -p enricher -p ruleengine -p dispatcher
 
 fmt: ## format the code
-	$(VENV)/bin/ruff format lanner collector enricher ruleengine dispatcher tests
+	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 protos: ## regenerate the Python code from protos/

@@ -26,8 +26,9 @@ elif [ -n "$CI_RUN" ]; then
   exit 1
 fi
 
-log "lint: ruff + mypy --strict"
+log "lint: ruff check, ruff format --check, mypy --strict"
 "$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy" -p lanner -p collector -p enricher -p ruleengine -p dispatcher
 
 log "rule tests: every Lanner rule and every stable upstream rule, positive and negative (lanner rules test)"
