@@ -233,9 +233,31 @@ def main() -> None:
     p.add_argument("--intake-only", action="store_true", help="no subscriber, no file output: intake alone")
     p.add_argument("--profile", default="", help="write a cProfile of the dispatcher to this file")
     p.add_argument("--child-subscriber", default="", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--engine",
+        default="",
+        help="alerts/s, comma-separated: CPU per alert of the rule engine and the "
+        "dispatcher at these rates (bench/alert_cost.py)",
+    )
+    p.add_argument(
+        "--code",
+        action="append",
+        type=Path,
+        help="with --engine: run the services from this checkout (repeat for a before/after pair; default: this one)",
+    )
+    p.add_argument("--seconds", type=float, default=4.0, help="with --engine: seconds per rate")
+    p.add_argument("--event-batch", type=int, default=8, help="with --engine: events per batch to the rule engine")
     args = p.parse_args()
     if args.child_subscriber:
         subscriber_child(args.child_subscriber, args.n)
+        return
+    if args.engine:
+        from alert_cost import run as engine_run
+
+        rates = [float(r) for r in args.engine.split(",")]
+        codes = [c.resolve() for c in args.code or [Path(__file__).resolve().parents[1]]]
+        with tempfile.TemporaryDirectory() as d:
+            asyncio.run(engine_run(codes, rates, args.seconds, args.event_batch, Path(d)))
         return
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(run(args, Path(d)))
