@@ -32,6 +32,8 @@ STABLE_RULES = ROOT.parent / "shared" / "falco-rules" / "falco_rules.yaml"
 RULE = "Bench alert on every open"
 # A directory for py-spy profiles of both services, one per rate step ("": none).
 PROFILE = os.environ.get("BENCH_PY_SPY", "")
+# The subscriber uses Subscribe (one message per alert) instead of SubscribeBatches (before it existed).
+SINGLE = bool(os.environ.get("BENCH_SUBSCRIBE_SINGLE"))
 NATIVE = ["--native"] if os.environ.get("BENCH_PY_SPY_NATIVE") else []
 RULES = f"""
 - rule: {RULE}
@@ -73,8 +75,13 @@ def counter_child(target: str) -> None:
         nonlocal got
         with grpc.insecure_channel(target) as ch:
             stub = services_pb2_grpc.SubscriberServiceStub(ch)
-            for _ in stub.Subscribe(services_pb2.SubscribeRequest(subscriber_name="bench")):
-                got += 1
+            req = services_pb2.SubscribeRequest(subscriber_name="bench")
+            if SINGLE:
+                for _ in stub.Subscribe(req):
+                    got += 1
+                return
+            for batch in stub.SubscribeBatches(req):
+                got += len(batch.alerts)
 
     threading.Thread(target=reader, daemon=True).start()
     print("ready", flush=True)

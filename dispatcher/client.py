@@ -79,11 +79,12 @@ def stream_alerts(target: str, request: services_pb2.SubscribeRequest) -> Iterat
     """Yield alerts from the dispatcher at ``target`` until the stream ends (no reconnection)."""
     with grpc.insecure_channel(target) as channel:
         stub = services_pb2_grpc.SubscriberServiceStub(channel)
-        for pb in stub.Subscribe(request):
-            try:
-                yield alert_from_pb(pb)
-            except AlertError as exc:
-                print(f"lanner subscribe: skipping malformed alert: {exc}", file=sys.stderr)
+        for batch in stub.SubscribeBatches(request):
+            for pb in batch.alerts:
+                try:
+                    yield alert_from_pb(pb)
+                except AlertError as exc:
+                    print(f"lanner subscribe: skipping malformed alert: {exc}", file=sys.stderr)
 
 
 class Subscription:
@@ -109,6 +110,7 @@ class Subscription:
         self.cursor = request.from_cursor
         self._stopping = threading.Event()
         self._call: Any = None
+        self._batches = True
 
     def stop(self) -> None:
         """End the subscription: cancels the call in flight and any backoff wait."""
@@ -134,7 +136,15 @@ class Subscription:
             print(f"lanner subscribe: skipping malformed alert: {exc}", file=self.err)
             return
         self.out.write(safe_line(alert, self.as_json) + "\n")
-        self.out.flush()
+
+    def _open(self, stub: services_pb2_grpc.SubscriberServiceStub, since_ms: int) -> Iterator[list[alert_pb2.Alert]]:
+        """The call's alerts, a batch at a time: SubscribeBatches, or Subscribe from a dispatcher without it."""
+        req = self._next_request(since_ms)
+        if self._batches:
+            self._call = call = stub.SubscribeBatches(req, metadata=self.metadata)
+            return (list(batch.alerts) for batch in call)
+        self._call = single = stub.Subscribe(req, metadata=self.metadata)
+        return ([pb] for pb in single)
 
     def run(self) -> int:
         """Print alerts until stopped; 0 on a clean stop, 1 on an error that retrying cannot fix."""
@@ -148,22 +158,27 @@ class Subscription:
             try:
                 with sync_channel(self.target, self.tls_dir) as channel:
                     stub = services_pb2_grpc.SubscriberServiceStub(channel)
-                    self._call = stub.Subscribe(self._next_request(since_ms), metadata=self.metadata)
+                    batches = self._open(stub, since_ms)
                     if self._stopping.is_set():
                         self._call.cancel()
-                    for pb in self._call:
+                    for batch in batches:
                         if failures:
                             print(f"lanner subscribe: reconnected to {self.target}", file=self.err, flush=True)
                             failures = 0
                         backoff.reset()
-                        self._print(pb)
-                        if pb.cursor:
-                            self.cursor = pb.cursor
+                        for pb in batch:
+                            self._print(pb)
+                            if pb.cursor:
+                                self.cursor = pb.cursor
+                        self.out.flush()
             except grpc.RpcError as exc:
                 if self._stopping.is_set():
                     break
                 code = exc.code() if isinstance(exc, grpc.Call) else None
                 details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+                if code == grpc.StatusCode.UNIMPLEMENTED and self._batches:
+                    self._batches = False  # a dispatcher from before SubscribeBatches: one alert per message
+                    continue
                 if code is not None and code in FATAL:
                     print(f"lanner subscribe: {self.target}: {code.name}: {details}", file=self.err)
                     return 1

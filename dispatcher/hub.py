@@ -28,15 +28,30 @@ from dispatcher.metrics import ALERTS_DROPPED, SUBSCRIBER_SENT, SUBSCRIBERS
 from dispatcher.model import Alert
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, Entry, parse_id, retry_redis
+from lanner.codec import field_key, varint
 from lanner.v1 import alert_pb2
 
 log = logging.getLogger(__name__)
 StreamId = tuple[int, int]
+# Alerts per SubscribeBatches message at most.
+MAX_SEND = 512
+_BATCH_SEQ = field_key(alert_pb2.AlertBatch.DESCRIPTOR, "batch_seq")
+_BATCH_ALERT = field_key(alert_pb2.AlertBatch.DESCRIPTOR, "alerts")
+_CURSOR = field_key(alert_pb2.Alert.DESCRIPTOR, "cursor")
+
+
+def alert_batch_wire(seq: int, payloads: Sequence[bytes]) -> bytes:
+    """A serialized ``AlertBatch`` of already serialized alerts: their bytes are copied, never re-encoded."""
+    parts = [_BATCH_SEQ, varint(seq)]
+    for payload in payloads:
+        parts += (_BATCH_ALERT, varint(len(payload)), payload)
+    return b"".join(parts)
 
 
 def with_cursor(payload: bytes, entry_id: bytes) -> bytes:
-    """The serialized alert with its ``cursor`` set: appending a field to protobuf bytes merges it, no re-encode."""
-    return payload + alert_pb2.Alert(cursor=entry_id.decode()).SerializeToString()
+    """The serialized alert with its ``cursor`` set: appending a field to protobuf bytes merges it, no re-encode
+    (a later occurrence of a string field wins)."""
+    return b"".join((payload, _CURSOR, varint(len(entry_id)), entry_id))
 
 
 HIDDEN = "(output hidden by the subscriber's token scope)"
@@ -181,7 +196,9 @@ class SubscriberHub:
             extra={"subscriber": sub.name, "dropped": sub.dropped, "subscribers": len(self._subs)},
         )
 
-    async def _replay(self, sub: Subscriber, pos: list[str], inclusive: bool) -> AsyncIterator[tuple[StreamId, bytes]]:
+    async def _replay(
+        self, sub: Subscriber, pos: list[str], inclusive: bool
+    ) -> AsyncIterator[list[tuple[StreamId, bytes]]]:
         """What the stream holds after (or from) ``pos[0]``, in chunks until its current end; ``pos[0]`` follows."""
         url = self._store.url
         while True:
@@ -189,17 +206,27 @@ class SubscriberHub:
             entries: list[Entry] = await retry_redis(read, "subscriber replay", url)
             if entries:
                 pos[0], inclusive = entries[-1].id.decode(), False
+            chunk = []
             for entry in entries:
                 if entry.payload is None or entry.target is not None:
                     continue
                 alert = decode_for([sub], entry.payload)
                 if alert is not None and sub.wants(alert):
-                    yield parse_id(entry.id), sub.render(entry.id, entry.payload)
+                    chunk.append((parse_id(entry.id), sub.render(entry.id, entry.payload)))
+            if chunk:
+                yield chunk
             if len(entries) < self._batch:
                 return
 
     async def stream(self, sub: Subscriber, start: str | None, inclusive: bool = False) -> AsyncIterator[bytes]:
-        """Everything the subscriber should see: the replay from ``start`` (if given), then live alerts.
+        """Everything the subscriber should see, one alert at a time (see ``batches``)."""
+        async for batch in self.batches(sub, start, inclusive):
+            for payload in batch:
+                yield payload
+
+    async def batches(self, sub: Subscriber, start: str | None, inclusive: bool = False) -> AsyncIterator[list[bytes]]:
+        """Everything the subscriber should see: the replay from ``start`` (if given), then live alerts, each
+        batch holding what was ready (at most ``MAX_SEND``).
 
         The caller removes the subscriber when the client goes.
         """
@@ -207,23 +234,31 @@ class SubscriberHub:
         pos = [start or "0-0"]
         if start is not None:
             # Catch up before registering, so a long replay cannot overflow the live queue.
-            async for entry_id, payload in self._replay(sub, pos, inclusive):
-                last = entry_id
-                yield payload
+            async for chunk in self._replay(sub, pos, inclusive):
+                last = chunk[-1][0]
+                yield [payload for _, payload in chunk]
         self.add(sub)
         if start is not None:
             # Alerts persisted between the catch-up and the registration: the hub may already be past them.
             # Once the tail has its position, this replay reaches at least as far, so nothing falls between.
             await self._tailing.wait()
-            async for entry_id, payload in self._replay(sub, pos, inclusive and pos[0] == start):
-                last = entry_id
-                yield payload
+            async for chunk in self._replay(sub, pos, inclusive and pos[0] == start):
+                last = chunk[-1][0]
+                yield [payload for _, payload in chunk]
+        queue = sub.queue
         while True:
-            entry_id, payload = await sub.queue.get()
-            if entry_id <= last:
-                continue  # already replayed
-            last = entry_id
-            yield payload
+            item = await queue.get()
+            out: list[bytes] = []
+            while True:
+                entry_id, payload = item
+                if entry_id > last:  # else already replayed
+                    last = entry_id
+                    out.append(payload)
+                if len(out) >= MAX_SEND or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if out:
+                yield out
 
     async def run(self) -> None:
         """Tail the stream forever; idle (no Redis reads) while nobody is subscribed."""

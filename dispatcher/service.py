@@ -26,7 +26,7 @@ from dispatcher.config import DispatcherConfig, OutputSpec, output_type
 from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
 from dispatcher.dedup import DedupKeyer, load_secret
 from dispatcher.driver import GROUP_PREFIX, OutputDriver
-from dispatcher.hub import SubscriberHub
+from dispatcher.hub import SubscriberHub, alert_batch_wire
 from dispatcher.matchers import MatcherError, parse_matchers
 from dispatcher.metrics import (
     ALERTS_ACCEPTED,
@@ -137,19 +137,25 @@ class Dispatcher:
         push: grpc.RpcMethodHandler[bytes, alert_pb2.AlertAck] = grpc.stream_stream_rpc_method_handler(
             self.push_alerts, response_serializer=alert_pb2.AlertAck.SerializeToString
         )
-        sub: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(self.subscribe)
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(DISPATCHER_SERVICE, {"PushAlerts": push}),
-                grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, {"Subscribe": sub}),
+                grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, self._subscriber_methods()),
             )
         )
         return [DISPATCHER_SERVICE, SUBSCRIBER_SERVICE]
 
+    def _subscriber_methods(self) -> dict[str, grpc.RpcMethodHandler[bytes, bytes]]:
+        return {
+            "Subscribe": grpc.unary_stream_rpc_method_handler(self.subscribe),
+            "SubscribeBatches": grpc.unary_stream_rpc_method_handler(self.subscribe_batches),
+        }
+
     def register_public(self, server: grpc.aio.Server) -> list[str]:
         """Add only the Subscribe service (the public listener, dispatcher/public.py: never the intake)."""
-        sub: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(self.subscribe)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, {"Subscribe": sub}),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SUBSCRIBER_SERVICE, self._subscriber_methods()),)
+        )
         return [SUBSCRIBER_SERVICE]
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:
@@ -254,6 +260,23 @@ class Dispatcher:
 
     async def subscribe(self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
         """Server stream of serialized alerts matching the request: a replay from a cursor or time, then live."""
+        async for batch in self._subscription(raw, context):
+            for payload in batch:
+                yield payload
+
+    async def subscribe_batches(
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        """The same alerts as ``subscribe``, as serialized AlertBatches of whatever was ready (one write each)."""
+        seq = 0
+        async for batch in self._subscription(raw, context):
+            seq += 1
+            yield alert_batch_wire(seq, batch)
+
+    async def _subscription(
+        self, raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[list[bytes]]:
+        """Check a SubscribeRequest and its token, then yield what the subscriber should see, in batches."""
         try:
             req = services_pb2.SubscribeRequest.FromString(raw)
             min_prio = priority_from_pb(req.min_priority) if req.HasField("min_priority") else Priority.DEBUG
@@ -301,9 +324,9 @@ class Dispatcher:
         if scope is not None:
             self._token_streams[scope.name] += 1
         try:
-            async for payload in self.hub.stream(sub, start, inclusive):
-                out.inc()
-                yield payload
+            async for batch in self.hub.batches(sub, start, inclusive):
+                out.inc(len(batch))
+                yield batch
         finally:
             self.hub.remove(sub)
             if scope is not None:

@@ -26,7 +26,7 @@ from lanner.v1 import alert_pb2 as lanner_dot_v1_dot_alert__pb2
 from lanner.v1 import event_pb2 as lanner_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lanner/v1/services.proto\x12\tlanner.v1\x1a\x15lanner/v1/alert.proto\x1a\x15lanner/v1/event.proto\"\xe7\x01\n\x10SubscribeRequest\x12.\n\x0cmin_priority\x18\x01 \x01(\x0e\x32\x13.lanner.v1.PriorityH\x00\x88\x01\x01\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0f\n\x07sources\x18\x04 \x03(\t\x12\x17\n\x0fsubscriber_name\x18\x05 \x01(\t\x12\x13\n\x0b\x66rom_cursor\x18\x06 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x07 \x01(\x03\x12\x0f\n\x07\x66ilters\x18\x08 \x03(\t\x12\x0e\n\x06\x66ields\x18\t \x03(\tB\x0f\n\r_min_priority2O\n\x0f\x45nricherService\x12<\n\nPushEvents\x12\x15.lanner.v1.EventBatch\x1a\x13.lanner.v1.BatchAck(\x01\x30\x01\x32Q\n\x11RuleEngineService\x12<\n\nPushEvents\x12\x15.lanner.v1.EventBatch\x1a\x13.lanner.v1.BatchAck(\x01\x30\x01\x32Q\n\x11\x44ispatcherService\x12<\n\nPushAlerts\x12\x15.lanner.v1.AlertBatch\x1a\x13.lanner.v1.AlertAck(\x01\x30\x01\x32Q\n\x11SubscriberService\x12<\n\tSubscribe\x12\x1b.lanner.v1.SubscribeRequest\x1a\x10.lanner.v1.Alert0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lanner/v1/services.proto\x12\tlanner.v1\x1a\x15lanner/v1/alert.proto\x1a\x15lanner/v1/event.proto\"\xe7\x01\n\x10SubscribeRequest\x12.\n\x0cmin_priority\x18\x01 \x01(\x0e\x32\x13.lanner.v1.PriorityH\x00\x88\x01\x01\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0f\n\x07sources\x18\x04 \x03(\t\x12\x17\n\x0fsubscriber_name\x18\x05 \x01(\t\x12\x13\n\x0b\x66rom_cursor\x18\x06 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x07 \x01(\x03\x12\x0f\n\x07\x66ilters\x18\x08 \x03(\t\x12\x0e\n\x06\x66ields\x18\t \x03(\tB\x0f\n\r_min_priority2O\n\x0f\x45nricherService\x12<\n\nPushEvents\x12\x15.lanner.v1.EventBatch\x1a\x13.lanner.v1.BatchAck(\x01\x30\x01\x32Q\n\x11RuleEngineService\x12<\n\nPushEvents\x12\x15.lanner.v1.EventBatch\x1a\x13.lanner.v1.BatchAck(\x01\x30\x01\x32Q\n\x11\x44ispatcherService\x12<\n\nPushAlerts\x12\x15.lanner.v1.AlertBatch\x1a\x13.lanner.v1.AlertAck(\x01\x30\x01\x32\x9b\x01\n\x11SubscriberService\x12<\n\tSubscribe\x12\x1b.lanner.v1.SubscribeRequest\x1a\x10.lanner.v1.Alert0\x01\x12H\n\x10SubscribeBatches\x12\x1b.lanner.v1.SubscribeRequest\x1a\x15.lanner.v1.AlertBatch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RULEENGINESERVICE']._serialized_end=481
   _globals['_DISPATCHERSERVICE']._serialized_start=483
   _globals['_DISPATCHERSERVICE']._serialized_end=564
-  _globals['_SUBSCRIBERSERVICE']._serialized_start=566
-  _globals['_SUBSCRIBERSERVICE']._serialized_end=647
+  _globals['_SUBSCRIBERSERVICE']._serialized_start=567
+  _globals['_SUBSCRIBERSERVICE']._serialized_end=722
 # @@protoc_insertion_point(module_scope)

@@ -270,6 +270,11 @@ class SubscriberServiceStub:
                 request_serializer=lanner_dot_v1_dot_services__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=lanner_dot_v1_dot_alert__pb2.Alert.FromString,
                 _registered_method=True)
+        self.SubscribeBatches = channel.unary_stream(
+                '/lanner.v1.SubscriberService/SubscribeBatches',
+                request_serializer=lanner_dot_v1_dot_services__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=lanner_dot_v1_dot_alert__pb2.AlertBatch.FromString,
+                _registered_method=True)
 
 
 class SubscriberServiceServicer:
@@ -285,6 +290,15 @@ class SubscriberServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeBatches(self, request, context):
+        """The same alerts, in the same order and with the same guarantees, several per message: each AlertBatch holds
+        what was ready for this subscriber when it was sent (batch_seq counts the messages of the stream). One
+        message per alert costs a gRPC write and a system call each; a busy subscriber should use this one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SubscriberServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +306,11 @@ def add_SubscriberServiceServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=lanner_dot_v1_dot_services__pb2.SubscribeRequest.FromString,
                     response_serializer=lanner_dot_v1_dot_alert__pb2.Alert.SerializeToString,
+            ),
+            'SubscribeBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeBatches,
+                    request_deserializer=lanner_dot_v1_dot_services__pb2.SubscribeRequest.FromString,
+                    response_serializer=lanner_dot_v1_dot_alert__pb2.AlertBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -325,6 +344,33 @@ class SubscriberService:
             '/lanner.v1.SubscriberService/Subscribe',
             lanner_dot_v1_dot_services__pb2.SubscribeRequest.SerializeToString,
             lanner_dot_v1_dot_alert__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lanner.v1.SubscriberService/SubscribeBatches',
+            lanner_dot_v1_dot_services__pb2.SubscribeRequest.SerializeToString,
+            lanner_dot_v1_dot_alert__pb2.AlertBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -128,6 +128,11 @@ class SubscriberServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SubscriberServiceAsyncStub: ...
     Subscribe: _grpc.UnaryStreamMultiCallable[_services_pb2.SubscribeRequest, _alert_pb2.Alert]
+    SubscribeBatches: _grpc.UnaryStreamMultiCallable[_services_pb2.SubscribeRequest, _alert_pb2.AlertBatch]
+    """The same alerts, in the same order and with the same guarantees, several per message: each AlertBatch holds
+    what was ready for this subscriber when it was sent (batch_seq counts the messages of the stream). One
+    message per alert costs a gRPC write and a system call each; a busy subscriber should use this one.
+    """
 
 @_typing.type_check_only
 class SubscriberServiceAsyncStub(SubscriberServiceStub):
@@ -139,6 +144,11 @@ class SubscriberServiceAsyncStub(SubscriberServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Subscribe: _aio.UnaryStreamMultiCallable[_services_pb2.SubscribeRequest, _alert_pb2.Alert]  # type: ignore[assignment]
+    SubscribeBatches: _aio.UnaryStreamMultiCallable[_services_pb2.SubscribeRequest, _alert_pb2.AlertBatch]  # type: ignore[assignment]
+    """The same alerts, in the same order and with the same guarantees, several per message: each AlertBatch holds
+    what was ready for this subscriber when it was sent (batch_seq counts the messages of the stream). One
+    message per alert costs a gRPC write and a system call each; a busy subscriber should use this one.
+    """
 
 class SubscriberServiceServicer(metaclass=_abc_1.ABCMeta):
     """Public API: any client can open a stream of alerts as they are raised. Without from_cursor/since_unix_ms it is a
@@ -153,5 +163,16 @@ class SubscriberServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _services_pb2.SubscribeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_alert_pb2.Alert], _abc.AsyncIterator[_alert_pb2.Alert]]: ...
+
+    @_abc_1.abstractmethod
+    def SubscribeBatches(
+        self,
+        request: _services_pb2.SubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_alert_pb2.AlertBatch], _abc.AsyncIterator[_alert_pb2.AlertBatch]]:
+        """The same alerts, in the same order and with the same guarantees, several per message: each AlertBatch holds
+        what was ready for this subscriber when it was sent (batch_seq counts the messages of the stream). One
+        message per alert costs a gRPC write and a system call each; a busy subscriber should use this one.
+        """
 
 def add_SubscriberServiceServicer_to_server(servicer: SubscriberServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
