@@ -34,7 +34,7 @@ from dispatcher.metrics import (
     OUTPUT_SENT,
 )
 from dispatcher.model import Alert, Priority
-from dispatcher.registry import Background, Output, Reopenable, RetryLater
+from dispatcher.registry import Background, BatchOutput, Output, Reopenable, RetryLater
 from dispatcher.routetree import RouteNode, outputs_for
 from dispatcher.routing import Route
 from dispatcher.store import AlertStore, Entry, retry_redis
@@ -131,6 +131,8 @@ class OutputDriver:
         self._dead = OUTPUT_DEAD.labels(output=name)
         self._filtered = OUTPUT_FILTERED.labels(output=name)
         self._grouped = OUTPUT_GROUPED.labels(output=name)
+        # Whole batches in one operation, where the output can and no rate limit has to pace each alert.
+        self._batches = isinstance(output, BatchOutput) and opts.rate_limit == 0
 
     async def prepare(self) -> None:
         """Create the consumer group (before intake starts, so no alert can precede it)."""
@@ -191,6 +193,8 @@ class OutputDriver:
                 ready.append(item)
         if self.grouper is not None:
             ready = await self._group(ready)
+        if len(ready) > 1 and self._batches:
+            ready = await self._deliver_batch(ready)
         if self.opts.concurrency == 1:
             for entry, alert in ready:
                 await self._deliver(entry, alert)
@@ -198,6 +202,21 @@ class OutputDriver:
             await asyncio.gather(*(self._bounded(e, a) for e, a in ready))
         ids = [e.id for e in entries]
         await retry_redis(lambda: self._store.ack(self.group, ids), f"output {self.name} acks", self._store.url)
+
+    async def _deliver_batch(self, ready: list[tuple[Entry, Alert]]) -> list[tuple[Entry, Alert]]:
+        """One ``send_batch`` for the whole batch; return what it did not deliver, for ``_deliver`` one by one."""
+        assert isinstance(self.output, BatchOutput)
+        done = 0
+        try:
+            async with asyncio.timeout(self.opts.timeout_s):
+                done = await self.output.send_batch([alert for _, alert in ready])
+        except Exception as exc:
+            log.warning(
+                "output batch delivery failed; sending its alerts one by one",
+                extra={"output": self.name, "alerts": len(ready), "error": describe(exc)},
+            )
+        self._sent.inc(done)
+        return ready[done:]
 
     async def _bounded(self, entry: Entry, alert: Alert) -> None:
         async with self._sem:

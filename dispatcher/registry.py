@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -40,6 +40,16 @@ class Output(Protocol):
 
     async def close(self) -> None:
         """Release files, processes and connections."""
+        ...
+
+
+@runtime_checkable
+class BatchOutput(Protocol):
+    """Outputs that deliver many alerts in one operation (one write for a batch) implement this too."""
+
+    async def send_batch(self, alerts: Sequence[Alert]) -> int:
+        """Deliver the alerts in order; return how many, from the first, the destination accepted. The driver
+        sends the rest one by one through ``send``, with its retries and dead letters."""
         ...
 
 
