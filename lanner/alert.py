@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias
@@ -26,11 +26,13 @@ __all__ = [
     "EMPTY_FIELDS",
     "Alert",
     "AlertError",
+    "JsonFields",
     "JsonValue",
     "alert_from_pb",
     "alert_head_from_pb",
     "alert_id",
     "alert_to_pb",
+    "canonical_json",
     "priority_from_pb",
     "struct_from_pb",
     "value_from_pb",
@@ -83,9 +85,7 @@ def alert_to_pb(alert: Alert, event: event_pb2.Event | event_pb2.EventView | Non
         hostname=alert.hostname,
         # Field values are rendered already; displayable() is the guard that no byte a process chose can make
         # this protobuf refuse the alert.
-        output_fields_json=displayable(
-            json.dumps(dict(alert.output_fields), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-        ),
+        output_fields_json=displayable(canonical_json(alert.output_fields)),
     )
     pb.time.FromNanoseconds(alert.time_ns)
     fields = struct_pb2.Struct()
@@ -167,17 +167,67 @@ def alert_head_from_pb(pb: alert_pb2.Alert) -> Alert:
     )
 
 
+class JsonFields(Mapping[str, JsonValue]):
+    """Read-only output fields decoded from ``output_fields_json``, keeping that JSON text.
+
+    ``lanner.falco_json`` writes ``text`` as it came instead of encoding the fields again when ``as_sent``: a JSON
+    object on one line (a line-based reader must not be able to split it), keys in sorted order, and no nested
+    object (whose keys would need sorting too). Every Lanner producer writes the canonical form
+    (``canonical_json``), so the line is then the same as re-encoding would give; another producer's spacing or
+    escapes stay as it wrote them, with the same JSON value.
+    """
+
+    __slots__ = ("_fields", "as_sent", "text")
+
+    def __init__(self, fields: dict[str, JsonValue], text: str, flat: bool) -> None:
+        self._fields = fields
+        self.text = text
+        # json.loads accepts line breaks between tokens (never raw inside strings): such a text is re-encoded.
+        self.as_sent = (
+            flat
+            and text.startswith("{")
+            and text.endswith("}")
+            and "\n" not in text
+            and "\r" not in text
+            and list(fields) == sorted(fields)
+        )
+
+    def __getitem__(self, key: str) -> JsonValue:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"JsonFields({self._fields!r})"
+
+
+def canonical_json(fields: Mapping[str, Any]) -> str:
+    """The one JSON encoding of output fields on the wire: sorted keys, no spaces, UTF-8 kept."""
+    plain = fields if isinstance(fields, dict) else dict(fields)
+    return json.dumps(plain, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def _output_fields(pb: alert_pb2.Alert) -> Mapping[str, JsonValue]:
     """Prefer the exactly typed JSON object (Struct numbers are doubles: they cannot hold ns timestamps)."""
     if pb.output_fields_json:
+        text = pb.output_fields_json
         try:
-            decoded = json.loads(pb.output_fields_json)
+            decoded = json.loads(text)
         except ValueError as exc:
             raise AlertError(f"output_fields_json: not valid JSON: {exc}") from None
         if not isinstance(decoded, dict):
             raise AlertError("output_fields_json: expected a JSON object")
         # Most values are scalars: only lists and objects need freezing.
-        return MappingProxyType({k: _freeze(v) if isinstance(v, list | dict) else v for k, v in decoded.items()})
+        flat = True
+        for k, v in decoded.items():
+            if isinstance(v, list | dict):
+                flat = flat and isinstance(v, list) and not any(isinstance(x, list | dict) for x in v)
+                decoded[k] = _freeze(v)
+        return JsonFields(decoded, text, flat)
     if pb.HasField("output_fields"):
         return struct_from_pb(pb.output_fields)
     return EMPTY_FIELDS

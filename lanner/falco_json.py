@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lanner.alert import Alert
+from lanner.alert import Alert, JsonFields
 
 __all__ = [
     "DEFAULT_JSON",
@@ -51,6 +51,19 @@ def rfc3339_ns(time_ns: int) -> str:
 
 def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> dict[str, Any]:
     """The JSON alert as a dict, before serialisation."""
+    out = _envelope(alert, opts, hostname)
+    if opts.include_output_fields:
+        fields = dict(alert.output_fields)
+        # Struct carries numbers as doubles, which cannot hold a nanosecond timestamp exactly; the alert's own
+        # time is exact, so ``evt.time`` is rendered from it.
+        if isinstance(fields.get("evt.time"), int | float) and alert.time_ns:
+            fields["evt.time"] = alert.time_ns
+        out["output_fields"] = fields
+    return out
+
+
+def _envelope(alert: Alert, opts: JsonOptions, hostname: str) -> dict[str, Any]:
+    """Everything of the JSON alert but its output fields."""
     out: dict[str, Any] = {
         "hostname": alert.hostname or hostname,
         "priority": alert.priority.falco_name,
@@ -64,13 +77,6 @@ def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
         out["tags"] = sorted(set(alert.tags))
     if opts.include_message:
         out["message"] = alert.message
-    if opts.include_output_fields:
-        fields = dict(alert.output_fields)
-        # Struct carries numbers as doubles, which cannot hold a nanosecond timestamp exactly; the alert's own
-        # time is exact, so ``evt.time`` is rendered from it.
-        if isinstance(fields.get("evt.time"), int | float) and alert.time_ns:
-            fields["evt.time"] = alert.time_ns
-        out["output_fields"] = fields
     return out
 
 
@@ -80,6 +86,14 @@ def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
     Line separators, C1 controls and undecodable bytes, which JSON allows raw, are written as ``\\uXXXX`` escapes
     (the same JSON value), so no alert can break the line for a line-based reader.
     """
+    fields = alert.output_fields
+    if opts.include_output_fields and isinstance(fields, JsonFields) and _as_received(fields, alert.time_ns):
+        # The fields' JSON text goes in as it came (the rule engine wrote it once): only the envelope is encoded.
+        envelope = _envelope(alert, opts, hostname)
+        envelope["output_fields"] = 0
+        text = json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        # Inside a JSON string every quote is escaped, so the first '"output_fields":0' is the key itself.
+        return escape_json(text.replace(_SLOT, '"output_fields":' + fields.text, 1))
     return escape_json(
         json.dumps(
             falco_dict(alert, opts, hostname),
@@ -89,6 +103,24 @@ def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
             default=json_default,
         )
     )
+
+
+_SLOT = '"output_fields":0'
+_EVT_TIME = '"evt.time":'
+
+
+def _as_received(fields: JsonFields, time_ns: int) -> bool:
+    """True when ``fields.text`` may stand for what ``falco_dict`` would encode (``JsonFields.as_sent``), and its
+    ``evt.time`` (which the renderer takes from the alert's exact time) already is that time."""
+    if not fields.as_sent:
+        return False
+    text = fields.text
+    at = text.find(_EVT_TIME)
+    if at < 0:
+        return True
+    want = f"{_EVT_TIME}{time_ns}"
+    end = at + len(want)
+    return bool(time_ns) and text.startswith(want, at) and text[end : end + 1] in (",", "}")
 
 
 def json_default(value: object) -> object:
