@@ -246,7 +246,7 @@ def main() -> None:
         help="with --engine: run the services from this checkout (repeat for a before/after pair; default: this one)",
     )
     p.add_argument("--seconds", type=float, default=4.0, help="with --engine: seconds per rate")
-    p.add_argument("--event-batch", type=int, default=8, help="with --engine: events per batch to the rule engine")
+    p.add_argument("--event-batch", type=int, default=16, help="with --engine: events per batch to the rule engine")
     args = p.parse_args()
     if args.child_subscriber:
         subscriber_child(args.child_subscriber, args.n)

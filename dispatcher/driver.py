@@ -25,6 +25,7 @@ from dispatcher.backoff import Backoff, RateLimiter
 from dispatcher.convert import AlertError, alert_from_pb
 from dispatcher.failures import describe, is_permanent
 from dispatcher.grouping import Grouper, digest_alert, is_digest
+from dispatcher.hub import READ_GATHER_S
 from dispatcher.metrics import (
     OUTPUT_DEAD,
     OUTPUT_FAILED,
@@ -176,6 +177,9 @@ class OutputDriver:
                 entries = await self._read(">", block_ms=1000)
             if entries:
                 await self.process(entries)
+                if len(entries) < self._batch:
+                    # Alerts are flowing: gather a few intakes for the next read and delivery (dispatcher.hub).
+                    await asyncio.sleep(READ_GATHER_S)
 
     async def _read(self, start: str, block_ms: int) -> list[Entry]:
         return await retry_redis(

@@ -33,6 +33,9 @@ from lanner.v1 import alert_pb2
 
 log = logging.getLogger(__name__)
 StreamId = tuple[int, int]
+# After a read that found alerts, the next one waits this long (seconds), so that under load each read, and each
+# message to a subscriber, carries many: every read and message costs far more than an alert in it.
+READ_GATHER_S = 0.004
 # Alerts per SubscribeBatches message at most.
 MAX_SEND = 512
 _BATCH_SEQ = field_key(alert_pb2.AlertBatch.DESCRIPTOR, "batch_seq")
@@ -277,6 +280,10 @@ class SubscriberHub:
                     cursor = entry.id.decode()
                     if entry.payload is not None and entry.target is None:
                         self._fan_out(entry.id, entry.payload)
+                if 0 < len(entries) < self._batch:
+                    # Alerts are flowing: let a few intakes gather, so one read and one message per subscriber
+                    # carry them (the first alert after a quiet spell still goes at once: the read blocks for it).
+                    await asyncio.sleep(READ_GATHER_S)
             # No await between the loop's last check and this: a subscriber added later sees the tail as stopped.
             self._tailing.clear()
 

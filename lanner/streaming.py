@@ -74,6 +74,7 @@ class BatchSender(Generic[T]):
         journal: Journal[T] | None = None,
         max_bytes: int = 0,
         sizeof: Callable[[T], int] | None = None,
+        linger_after_send: bool = False,
     ) -> None:
         self.name = name
         self.target = target
@@ -81,6 +82,8 @@ class BatchSender(Generic[T]):
         self._make_batch = make_batch
         self.batch_size = batch_size
         self.linger_s = linger_s
+        self.linger_after_send = linger_after_send
+        self._sent_at = -1e9
         self.reliable = reliable
         self.max_inflight = max_inflight
         self._backoff_initial = backoff_initial_s
@@ -280,7 +283,7 @@ class BatchSender(Generic[T]):
                 self._wakeup.clear()
                 await self._wait_or_reader(self._wakeup.wait(), reader)
                 continue
-            if len(self._queue) < self.batch_size and self.linger_s > 0 and self._inflight and not self._closing:
+            if len(self._queue) < self.batch_size and self.linger_s > 0 and not self._closing and self._busy():
                 # Linger only while a batch is in flight: an idle stream sends at once (latency), a busy one
                 # gathers a bigger batch meanwhile (throughput).
                 await asyncio.sleep(self.linger_s)
@@ -294,7 +297,14 @@ class BatchSender(Generic[T]):
             batch = self._make_batch(self._seq, items, self._dropped_since_last)
             self._dropped_since_last = 0
             self._inflight[self._seq] = items
+            self._sent_at = asyncio.get_running_loop().time()
             await call.write(batch)
+
+    def _busy(self) -> bool:
+        # With ``linger_after_send``, a batch sent less than ``linger_s`` ago counts as in flight too.
+        if self._inflight:
+            return True
+        return self.linger_after_send and asyncio.get_running_loop().time() - self._sent_at < self.linger_s
 
     async def _wait_all_acked(self, reader: asyncio.Task[None]) -> None:
         while self._inflight:

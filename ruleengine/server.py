@@ -92,10 +92,12 @@ async def serve(cfg: RuleEngineConfig) -> None:
         make_alert_batch,
         max_queue=cfg.alert_queue,
         # Alerts are cheap to batch and dear one by one: every PushAlerts message costs a gRPC round trip, a Redis
-        # script and a wake-up of every reader of the stream, whatever its size. A stream with nothing in flight
-        # sends at once (latency at low rates); under load a batch gathers for ALERT_LINGER_S.
+        # script and a wake-up of every reader of the stream, whatever its size. The first alert after a quiet
+        # spell goes at once (latency at low rates); under load, while a batch is in flight or was just sent, the
+        # next one gathers for ALERT_LINGER_S.
         batch_size=512,
         linger_s=ALERT_LINGER_S,
+        linger_after_send=True,
         reliable=True,
         journal=Journal(cfg.spill_path, alert_pb2.Alert.SerializeToString, alert_pb2.Alert.FromString)
         if cfg.spill_path
