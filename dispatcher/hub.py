@@ -38,17 +38,7 @@ StreamId = tuple[int, int]
 READ_GATHER_S = 0.004
 # Alerts per SubscribeBatches message at most.
 MAX_SEND = 512
-_BATCH_SEQ = field_key(alert_pb2.AlertBatch.DESCRIPTOR, "batch_seq")
-_BATCH_ALERT = field_key(alert_pb2.AlertBatch.DESCRIPTOR, "alerts")
 _CURSOR = field_key(alert_pb2.Alert.DESCRIPTOR, "cursor")
-
-
-def alert_batch_wire(seq: int, payloads: Sequence[bytes]) -> bytes:
-    """A serialized ``AlertBatch`` of already serialized alerts: their bytes are copied, never re-encoded."""
-    parts = [_BATCH_SEQ, varint(seq)]
-    for payload in payloads:
-        parts += (_BATCH_ALERT, varint(len(payload)), payload)
-    return b"".join(parts)
 
 
 def with_cursor(payload: bytes, entry_id: bytes) -> bytes:

@@ -26,7 +26,7 @@ from dispatcher.config import DispatcherConfig, OutputSpec, output_type
 from dispatcher.convert import AlertError, alert_from_pb, priority_from_pb
 from dispatcher.dedup import DedupKeyer, load_secret
 from dispatcher.driver import GROUP_PREFIX, OutputDriver
-from dispatcher.hub import SubscriberHub, alert_batch_wire
+from dispatcher.hub import SubscriberHub
 from dispatcher.matchers import MatcherError, parse_matchers
 from dispatcher.metrics import (
     ALERTS_ACCEPTED,
@@ -45,6 +45,7 @@ from dispatcher.sidekick import SidekickIntake
 from dispatcher.store import AlertStore, RedisState, retry_redis
 from dispatcher.tokens import TokenBook, bearer_token
 from lanner.alert_limits import bounded_payload
+from lanner.alert_wire import alert_batch_wire
 from lanner.config import ConfigError
 from lanner.intake import item_count, salvage
 from lanner.metrics import EVENTS_IN, EVENTS_OUT

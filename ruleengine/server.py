@@ -10,10 +10,11 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 
+from lanner.alert_wire import alert_batch_wire
 from lanner.config import load_section
 from lanner.control_auth import read_token
 from lanner.journal import Journal
@@ -23,7 +24,7 @@ from lanner.pki import load_optional
 from lanner.recording import event_line
 from lanner.server import run, run_service
 from lanner.streaming import BatchSender
-from lanner.v1 import alert_pb2, event_pb2, services_pb2_grpc
+from lanner.v1 import alert_pb2, event_pb2
 from ruleengine.config import RuleEngineConfig, resolve_rules_paths
 from ruleengine.engine import EngineOptions
 from ruleengine.fields import EventContext
@@ -32,7 +33,7 @@ from ruleengine.metrics import RULES_LOADED
 from ruleengine.output import AlertRecord, AppendOutput, OutputOptions
 from ruleengine.priority import Priority
 from ruleengine.reload import RuleReloader, RulesLoadFailed
-from ruleengine.service import RuleEngineService, alert_to_pb, syscall_drop_alert
+from ruleengine.service import RuleEngineService, alert_bytes, syscall_drop_alert
 
 log = logging.getLogger(__name__)
 # Bad configuration or rules: a supervisor must not restart us in a loop.
@@ -41,8 +42,20 @@ EXIT_CONFIG_ERROR = 2
 ALERT_LINGER_S = 0.008
 
 
-def make_alert_batch(seq: int, alerts: Sequence[alert_pb2.Alert], dropped: int) -> alert_pb2.AlertBatch:
-    return alert_pb2.AlertBatch(batch_seq=seq, alerts=alerts)
+def make_alert_batch(seq: int, alerts: Sequence[bytes], dropped: int) -> bytes:
+    """A serialized AlertBatch of serialized alerts (``lanner.alert_wire``): nothing is encoded twice."""
+    return alert_batch_wire(seq, alerts)
+
+
+def open_push_alerts(channel: grpc.aio.Channel) -> Any:
+    """PushAlerts with pre-serialized AlertBatch requests."""
+    return channel.stream_stream(
+        "/lanner.v1.DispatcherService/PushAlerts", response_deserializer=alert_pb2.AlertAck.FromString
+    )
+
+
+def _same(data: bytes) -> bytes:
+    return data
 
 
 def engine_options(cfg: RuleEngineConfig) -> EngineOptions:
@@ -85,10 +98,10 @@ def make_recorder(out: IO[str]) -> Callable[[Event], None]:
 async def serve(cfg: RuleEngineConfig) -> None:
     hostname = cfg.hostname or socket.gethostname()
     tls = load_optional(cfg.tls_dir)
-    alerts: BatchSender[alert_pb2.Alert] = BatchSender(
+    alerts: BatchSender[bytes] = BatchSender(
         "ruleengine->dispatcher",
         cfg.dispatcher_target,
-        lambda ch: services_pb2_grpc.DispatcherServiceStub(ch).PushAlerts,
+        open_push_alerts,
         make_alert_batch,
         max_queue=cfg.alert_queue,
         # Alerts are cheap to batch and dear one by one: every PushAlerts message costs a gRPC round trip, a Redis
@@ -99,9 +112,7 @@ async def serve(cfg: RuleEngineConfig) -> None:
         linger_s=ALERT_LINGER_S,
         linger_after_send=True,
         reliable=True,
-        journal=Journal(cfg.spill_path, alert_pb2.Alert.SerializeToString, alert_pb2.Alert.FromString)
-        if cfg.spill_path
-        else None,
+        journal=Journal(cfg.spill_path, _same, _same) if cfg.spill_path else None,
         tls=tls,
     )
     if alerts.dropped:
@@ -112,12 +123,12 @@ async def serve(cfg: RuleEngineConfig) -> None:
         lost.timing.event_ns = time.time_ns()
         lost.args.add(name="n_drops", uint_value=alerts.dropped)
         lost.args.add(name="n_evts", uint_value=0)
-        alerts.submit_urgent(alert_to_pb(syscall_drop_alert(lost, hostname), lost))
+        alerts.submit_urgent(alert_bytes(syscall_drop_alert(lost, hostname), lost))
     reloader = RuleReloader(
         lambda: resolve_rules_paths(cfg.rules_files),
         engine_options(cfg),
         interval_s=cfg.watch_interval_s,
-        on_alert=lambda record: alerts.submit(alert_to_pb(record, None)),
+        on_alert=lambda record: alerts.submit(alert_bytes(record, None)),
         on_swap=lambda engine: RULES_LOADED.set(len(engine.enabled)),
         hostname=hostname,
     )  # raises RulesLoadFailed: nothing starts on bad rules

@@ -13,17 +13,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-__all__ = ["RuleEngineService", "alert_id", "alert_to_pb", "syscall_drop_alert"]
+__all__ = ["RuleEngineService", "alert_bytes", "alert_id", "alert_to_pb", "syscall_drop_alert"]
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from lanner.alert import alert_id, alert_to_pb
+from lanner.alert_wire import alert_bytes
 from lanner.convert import BatchTables, event_from_view
 from lanner.lazy_event import LazyEvent, MalformedEvent
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
-from lanner.v1 import alert_pb2, event_pb2
+from lanner.v1 import event_pb2
 from lanner.wire import push_events_handler
 from ruleengine.fields import EventContext
 from ruleengine.metrics import ALERTS_RAISED, EVAL_SECONDS, UPSTREAM_DROPPED
@@ -67,7 +68,7 @@ class RuleEngineService:
         self,
         current_engine: Callable[[], Any],
         render: Callable[[Any, EventContext], AlertRecord],
-        alerts: BatchSender[alert_pb2.Alert],
+        alerts: BatchSender[bytes],
         recorder: Callable[[Any], None] | None = None,
         hostname: str = "",
     ) -> None:
@@ -124,7 +125,7 @@ class RuleEngineService:
         event.args.add(name="n_drops", uint_value=self._upstream_unreported)
         event.args.add(name="n_evts", uint_value=len(batch.events))
         self._upstream_unreported = 0
-        self._alerts.submit_urgent(alert_to_pb(syscall_drop_alert(event, self._hostname), event))
+        self._alerts.submit_urgent(alert_bytes(syscall_drop_alert(event, self._hostname), event))
 
     def evaluate_batch(self, batch: event_pb2.EventBatchFrame) -> None:
         engine = self._engine()  # read once per batch: a hot reload swaps it atomically between batches
@@ -151,7 +152,7 @@ class RuleEngineService:
             if source == "internal":
                 if pb.type == "syscall_event_drop":
                     full = event_pb2.Event.FromString(data)
-                    self._alerts.submit_urgent(alert_to_pb(syscall_drop_alert(full, self._hostname), full))
+                    self._alerts.submit_urgent(alert_bytes(syscall_drop_alert(full, self._hostname), full))
                 continue
             evt_type = pb.type
             if not has_rules_for(source, evt_type):
@@ -167,7 +168,7 @@ class RuleEngineService:
                     pb.timing.evaluated_ns = time.time_ns()
                 for match in matches:
                     record = self._render(match, ctx)
-                    self._alerts.submit(alert_to_pb(record, pb))
+                    self._alerts.submit(alert_bytes(record, pb))
                     ALERTS_RAISED.labels(record.rule, record.priority.falco_name).inc()
             except MalformedEvent as exc:
                 EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()

@@ -13,10 +13,11 @@ from dispatcher_testlib import base_config, lines, make_alert, push, running, su
 from prometheus_client import REGISTRY
 
 from dispatcher.client import Subscription, subscribe_request
-from dispatcher.hub import alert_batch_wire, with_cursor
+from dispatcher.hub import with_cursor
 from dispatcher.outputs.file import FileConfig, FileOutput, _whole_lines
 from dispatcher.registry import OutputContext
 from lanner.alert import alert_from_pb
+from lanner.alert_wire import alert_batch_wire
 from lanner.v1 import alert_pb2, services_pb2, services_pb2_grpc
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import yaml
 from lanner import model
 from lanner.convert import BatchTables, event_from_view, event_to_pb
 from lanner.lazy_event import LazyEvent, MalformedEvent
-from lanner.v1 import event_pb2
+from lanner.v1 import alert_pb2, event_pb2
 from lanner.wire import shared_batch_wire
 from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.events_json import EventFormatError, event_from_fields
@@ -156,8 +156,8 @@ def test_the_service_drops_only_the_event_whose_part_is_malformed(tmp_path: Path
         def __init__(self) -> None:
             self.rules: list[str] = []
 
-        def submit(self, alert: object) -> None:
-            self.rules.append(alert.rule)  # type: ignore[attr-defined]
+        def submit(self, alert: bytes) -> None:
+            self.rules.append(alert_pb2.Alert.FromString(alert).rule)
 
     alerts = Alerts()
     service = RuleEngineService(lambda: res.engine, lambda m, ctx: m.render(ctx, "h"), alerts)  # type: ignore[arg-type]
