@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -37,17 +37,24 @@ _NULL = _V["null_value"] + varint(struct_pb2.NULL_VALUE)
 _TRUE = _V["bool_value"] + b"\x01"
 _FALSE = _V["bool_value"] + b"\x00"
 _NUMBER = _V["number_value"]
+_STRING = _V["string_value"]
 _DOUBLE = struct.Struct("<d").pack
 _SMALL = _small(PRODUCER_LIMITS)
 _NS = 1_000_000_000
 
 
+_LEN = [bytes([n]) for n in range(128)]
+
+
 def _len(key: bytes, data: bytes) -> bytes:
-    return key + varint(len(data)) + data
+    n = len(data)
+    return key + (_LEN[n] if n < 128 else varint(n)) + data
 
 
 def _value(value: Any) -> bytes:
     """A ``google.protobuf.Value`` as ``alert_to_pb`` makes it (lanner.alert._to_value)."""
+    if type(value) is str:
+        return _len(_STRING, displayable(value).encode())
     if value is None:
         return _NULL
     if value is True:
@@ -58,7 +65,29 @@ def _value(value: Any) -> bytes:
         return _NUMBER + _DOUBLE(float(value))
     if isinstance(value, list | tuple):
         return _len(_V["list_value"], b"".join(_len(_LIST_ITEM, _value(x)) for x in value))
-    return _len(_V["string_value"], displayable(str(value)).encode())
+    return _len(_STRING, displayable(str(value)).encode())
+
+
+# Output field names repeat (each rule renders the same ones): the map entry's start is kept per name.
+_HEADS: dict[str, bytes] = {}
+_MAX_HEADS = 4096
+
+
+def _fields(fields: Mapping[str, Any]) -> bytes:
+    """The ``Struct`` of the output fields: one map entry (name, value) each."""
+    parts: list[bytes] = []
+    for key, value in fields.items():
+        head = _HEADS.get(key)
+        if head is None:
+            if len(_HEADS) >= _MAX_HEADS:
+                _HEADS.clear()
+            head = _HEADS[key] = _len(_ENTRY["key"], key.encode()) + _ENTRY["value"]
+        v = _value(value)
+        n = len(v)
+        entry = head + (_LEN[n] if n < 128 else varint(n)) + v
+        n = len(entry)
+        parts += (_STRUCT_FIELD, _LEN[n] if n < 128 else varint(n), entry)
+    return b"".join(parts)
 
 
 def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -> bytes:
@@ -77,12 +106,7 @@ def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -
         parts.append(_len(a["output"], alert.output.encode()))
     if alert.message:
         parts.append(_len(a["message"], alert.message.encode()))
-    entry_key, entry_value = _ENTRY["key"], _ENTRY["value"]
-    fields = b"".join(
-        _len(_STRUCT_FIELD, _len(entry_key, k.encode()) + _len(entry_value, _value(v)))
-        for k, v in alert.output_fields.items()
-    )
-    parts.append(_len(a["output_fields"], fields))
+    parts.append(_len(a["output_fields"], _fields(alert.output_fields)))
     if alert.hostname:
         parts.append(_len(a["hostname"], alert.hostname.encode()))
     if event is not None:
