@@ -35,7 +35,7 @@ def event(seq: int) -> event_pb2.EventView:
     message=TEXT,
     fields=st.dictionaries(TEXT, VALUE, max_size=6),
     hostname=TEXT,
-    seq=st.none() | st.integers(0, 2**64 - 1),
+    seq=st.none() | st.integers(0, 2**63 - 1),
 )
 def test_same_message_as_alert_to_pb(
     rule: str,
