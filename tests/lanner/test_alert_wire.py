@@ -20,7 +20,7 @@ VALUE = SCALAR | st.lists(SCALAR | st.lists(SCALAR, max_size=2), max_size=3) | s
 def event(seq: int) -> event_pb2.EventView:
     ev = event_pb2.Event(type="openat")
     ev.id.node, ev.id.boot_id, ev.id.producer_id, ev.id.seq = "node", "boot", "collector-1", seq
-    ev.timing.event_ns, ev.timing.collected_ns, ev.timing.evaluated_ns = 7, 8 + seq, 2**62
+    ev.timing.event_ns, ev.timing.collected_ns, ev.timing.evaluated_ns = 7, 8 + seq % 1000, 2**62
     return event_pb2.EventView.FromString(ev.SerializeToString())
 
 
