@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 import logging
-import re
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -43,6 +42,7 @@ from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
 from dispatcher.sidekick import SidekickIntake
 from dispatcher.store import AlertStore, RedisState, retry_redis
+from dispatcher.subscribe_request import check_request_size, replay_start
 from dispatcher.tokens import TokenBook, bearer_token
 from lanner.alert_limits import bounded_payload
 from lanner.alert_wire import alert_batch_wire
@@ -58,12 +58,8 @@ DISPATCHER_SERVICE = "lanner.v1.DispatcherService"
 SUBSCRIBER_SERVICE = "lanner.v1.SubscriberService"
 MAX_ALERT_ID = 512
 MAX_NAME = 64
-# Per list of a SubscribeRequest (rules, tags, sources, filters, fields), and per entry.
-MAX_REQUEST_ITEMS = 64
-MAX_REQUEST_TEXT = 512
 # The output field that names the cluster an alert comes from (``cluster_name``; falco#2482).
 CLUSTER_FIELD = "lanner.cluster"
-_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
 # The range of a protobuf Timestamp: anything outside cannot be rendered as a date by any output.
 MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
 
@@ -379,28 +375,6 @@ def stamp_field(pb: alert_pb2.Alert, name: str, value: str) -> None:
         if isinstance(fields, dict):
             fields[name] = value
             pb.output_fields_json = json.dumps(fields, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-
-
-def check_request_size(req: services_pb2.SubscribeRequest) -> None:
-    """A subscriber's filters cost CPU on every alert: bound how many it may send, and how long they are."""
-    for name in ("rules", "tags", "sources", "filters", "fields"):
-        values = getattr(req, name)
-        if len(values) > MAX_REQUEST_ITEMS:
-            raise AlertError(f"{name}: more than {MAX_REQUEST_ITEMS} entries")
-        for i, value in enumerate(values):
-            if len(value) > MAX_REQUEST_TEXT:
-                raise AlertError(f"{name}[{i}]: longer than {MAX_REQUEST_TEXT} characters")
-
-
-def replay_start(cursor: str, since_ms: int) -> tuple[str | None, bool]:
-    """Where a subscription's replay starts: after a cursor, from a time (inclusive), or nowhere (live only)."""
-    if cursor:
-        if not _CURSOR.match(cursor):
-            raise AlertError(f"from_cursor: {cursor[:40]!r} is not a cursor (an Alert.cursor such as 1718000011726-0)")
-        return cursor, False
-    if since_ms < 0:
-        raise AlertError("since_unix_ms: must not be negative")
-    return (f"{since_ms}-0", True) if since_ms else (None, False)
 
 
 def decode_alert(payload: bytes) -> alert_pb2.Alert:
