@@ -277,6 +277,15 @@ class BpfProbe:
         if self._bpf is not None:
             self._bpf[b"excluded"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
+    def include(self, pid: int) -> None:
+        """Undo ``exclude`` for one pid: an entry for a process that had already exited would otherwise silence the
+        next process given its pid (the probes drop the entry only when they see the excluded process exit)."""
+        if self._bpf is not None:
+            try:
+                del self._bpf[b"excluded"][ctypes.c_uint32(pid)]
+            except KeyError:
+                pass
+
     def wait_fd(self) -> int | None:
         """A descriptor that polls readable when the ring buffer holds records (the probes wake it when a record
         lands in an empty buffer), so a quiet collector can sleep until the next event; None when read through bcc

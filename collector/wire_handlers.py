@@ -27,7 +27,7 @@ from lanner.model import Fd, FdType
 from lanner.text import from_bytes, to_bytes
 
 _FD = codec.EVENT["fd"]
-_FD_NUM, _FD_PATH, _FD_PATH_RAW = codec.FD["num"], codec.FD["path"], codec.FD["path_raw"]
+_FD_PATH, _FD_PATH_RAW = codec.FD["path"], codec.FD["path_raw"]
 _FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
 _FD_IS_FILE = codec.FD["type"] + varint(FdType.FILE)
 _FD_IS_DIR = codec.FD["type"] + varint(FdType.DIRECTORY)
@@ -102,7 +102,7 @@ def _open_parts(
     fd_type = FdType.DIRECTORY if flags & O_DIRECTORY else FdType.FILE
     fd = b"".join(
         (
-            _FD_NUM + varint(num) if num else b"",
+            codec.fd_num(num),
             _FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE,
             field(_FD_PATH, path) if path else b"",
             field(_FD_PATH_RAW, name) if name else b"",

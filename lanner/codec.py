@@ -150,11 +150,15 @@ _FD_CONNECTED, _FD_DEV, _FD_INO = FD["connected"], FD["dev"], FD["ino"]
 _FD_CHANGED, _FD_FAMILY = FD["name_changed"], FD["family"]
 
 
+def fd_num(num: int) -> bytes:
+    """The ``num`` field of an Fd, written whatever its value (it has presence): without it, fd 0 read back as -1."""
+    return _FD_NUM + varint(num)
+
+
 def fd_bytes(fd: Fd) -> bytes:
-    """``lanner.v1.Fd`` wire bytes; only fields with a value are written, as protobuf itself does."""
-    parts: list[bytes] = []
-    if fd.num:
-        parts.append(_FD_NUM + varint(fd.num))
+    """``lanner.v1.Fd`` wire bytes; only fields with a value are written, as protobuf itself does. The fd number
+    always is: fd 0 is a real fd, and an absent number reads as -1 (see ``fd_num``)."""
+    parts: list[bytes] = [fd_num(fd.num)]
     if fd.type:
         parts.append(_FD_TYPE + varint(int(fd.type)))
     if fd.path:

@@ -134,6 +134,8 @@ def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
 
 
 def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
+    # Only the fields present: ``num`` has presence, so fd 0 is kept, and an absent number (data from before it had
+    # presence) keeps the model's -1.
     kw: dict[str, Any] = {f.name: value for f, value in pb.ListFields()}
     for name in _FD_TEXT:
         if name in kw:

@@ -523,7 +523,10 @@ class Fd(_message.Message):
     NAME_CHANGED_FIELD_NUMBER: _builtins.int
     FAMILY_FIELD_NUMBER: _builtins.int
     num: _builtins.int
-    """fd number (`fd.num`); -1 when the syscall failed before producing one."""
+    """fd number (`fd.num`); -1 when the syscall failed before producing one. Always written, 0 included: fd 0 (stdin)
+    is a real fd, and without presence proto3 would leave a 0 off the wire. Absent (data from before the field had
+    presence) reads as -1.
+    """
     type: Global___FdType.ValueType
     path: _builtins.bytes
     """Path for files and directories (absolute, normalized), the socket path for unix sockets. For IP sockets the
@@ -556,7 +559,7 @@ class Fd(_message.Message):
     def __init__(
         self,
         *,
-        num: _builtins.int = ...,
+        num: _builtins.int | None = ...,
         type: Global___FdType.ValueType = ...,
         path: _builtins.bytes = ...,
         path_raw: _builtins.bytes = ...,
@@ -574,9 +577,9 @@ class Fd(_message.Message):
         name_changed: _builtins.bool | None = ...,
         family: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_port", b"_client_port", "_connected", b"_connected", "_dev", b"_dev", "_family", b"_family", "_ino", b"_ino", "_is_server", b"_is_server", "_mode", b"_mode", "_name_changed", b"_name_changed", "_open_flags", b"_open_flags", "_server_port", b"_server_port", "client_port", b"client_port", "connected", b"connected", "dev", b"dev", "family", b"family", "ino", b"ino", "is_server", b"is_server", "mode", b"mode", "name_changed", b"name_changed", "open_flags", b"open_flags", "server_port", b"server_port"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_port", b"_client_port", "_connected", b"_connected", "_dev", b"_dev", "_family", b"_family", "_ino", b"_ino", "_is_server", b"_is_server", "_mode", b"_mode", "_name_changed", b"_name_changed", "_num", b"_num", "_open_flags", b"_open_flags", "_server_port", b"_server_port", "client_port", b"client_port", "connected", b"connected", "dev", b"dev", "family", b"family", "ino", b"ino", "is_server", b"is_server", "mode", b"mode", "name_changed", b"name_changed", "num", b"num", "open_flags", b"open_flags", "server_port", b"server_port"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_port", b"_client_port", "_connected", b"_connected", "_dev", b"_dev", "_family", b"_family", "_ino", b"_ino", "_is_server", b"_is_server", "_mode", b"_mode", "_name_changed", b"_name_changed", "_open_flags", b"_open_flags", "_server_port", b"_server_port", "client_ip", b"client_ip", "client_port", b"client_port", "connected", b"connected", "dev", b"dev", "family", b"family", "ino", b"ino", "is_server", b"is_server", "l4proto", b"l4proto", "mode", b"mode", "name_changed", b"name_changed", "num", b"num", "open_flags", b"open_flags", "path", b"path", "path_raw", b"path_raw", "server_ip", b"server_ip", "server_port", b"server_port", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_port", b"_client_port", "_connected", b"_connected", "_dev", b"_dev", "_family", b"_family", "_ino", b"_ino", "_is_server", b"_is_server", "_mode", b"_mode", "_name_changed", b"_name_changed", "_num", b"_num", "_open_flags", b"_open_flags", "_server_port", b"_server_port", "client_ip", b"client_ip", "client_port", b"client_port", "connected", b"connected", "dev", b"dev", "family", b"family", "ino", b"ino", "is_server", b"is_server", "l4proto", b"l4proto", "mode", b"mode", "name_changed", b"name_changed", "num", b"num", "open_flags", b"open_flags", "path", b"path", "path_raw", b"path_raw", "server_ip", b"server_ip", "server_port", b"server_port", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__client_port: _TypeAlias = _typing.Literal["client_port"]  # noqa: Y015
     _WhichOneofArgType__client_port: _TypeAlias = _typing.Literal["_client_port", b"_client_port"]  # noqa: Y015
@@ -594,6 +597,8 @@ class Fd(_message.Message):
     _WhichOneofArgType__mode: _TypeAlias = _typing.Literal["_mode", b"_mode"]  # noqa: Y015
     _WhichOneofReturnType__name_changed: _TypeAlias = _typing.Literal["name_changed"]  # noqa: Y015
     _WhichOneofArgType__name_changed: _TypeAlias = _typing.Literal["_name_changed", b"_name_changed"]  # noqa: Y015
+    _WhichOneofReturnType__num: _TypeAlias = _typing.Literal["num"]  # noqa: Y015
+    _WhichOneofArgType__num: _TypeAlias = _typing.Literal["_num", b"_num"]  # noqa: Y015
     _WhichOneofReturnType__open_flags: _TypeAlias = _typing.Literal["open_flags"]  # noqa: Y015
     _WhichOneofArgType__open_flags: _TypeAlias = _typing.Literal["_open_flags", b"_open_flags"]  # noqa: Y015
     _WhichOneofReturnType__server_port: _TypeAlias = _typing.Literal["server_port"]  # noqa: Y015
@@ -614,6 +619,8 @@ class Fd(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__mode) -> _WhichOneofReturnType__mode | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__name_changed) -> _WhichOneofReturnType__name_changed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__num) -> _WhichOneofReturnType__num | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__open_flags) -> _WhichOneofReturnType__open_flags | None: ...
     @_typing.overload

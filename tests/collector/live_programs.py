@@ -12,7 +12,7 @@ from collector.kfilter import KernelControl
 from collector.source import KernelSource
 from lanner.model import Event
 from ruleengine.engine import Engine, EngineOptions, load_texts
-from tests.support.kernel_source import collect
+from tests.support.kernel_source import collect, drain
 
 
 def kernel_control(src: KernelSource) -> KernelControl:
@@ -38,12 +38,35 @@ def engine_of(*conditions: str) -> Engine:
     return res.engine
 
 
-def run_program(src: KernelSource, code: str) -> tuple[list[Event], list[str], int]:
-    """Run a Python program, decoding while it runs: its events (until its exit), the words it printed, its pid."""
-    while src.poll():
-        pass
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
-    events = collect(src, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), 30)
+# The last line of a program run with ``hold``: it then waits for its input to close, so it lives until every event
+# it caused so far was decoded (the fd table reads /proc for what the kernel filter dropped or nothing traced).
+HOLD = 'print("hold", flush=True); sys.stdin.read()'
+
+
+def run_program(
+    src: KernelSource, code: str, *, hold: bool = False, children: bool = False
+) -> tuple[list[Event], list[str], int]:
+    """Run a Python program, decoding while it runs: its events (and its children's, with ``children``) until its
+    exit, the words it printed, its pid. With ``hold``, the program ends with ``HOLD`` (or a child of it does) and
+    is let go once everything it did before was decoded."""
+    drain(src)
+    stdin = subprocess.PIPE if hold else None
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=stdin, stdout=subprocess.PIPE, text=True)
+    events: list[Event] = []
+    words: list[str] = []
+    if hold:
+        assert p.stdin is not None and p.stdout is not None
+        for line in p.stdout:
+            if line.strip() == "hold":
+                break
+            words += line.split()
+        # Its records are all in the ring buffer by now: decode them while it lives.
+        while batch := src.poll():
+            events += batch
+        p.stdin.close()
+        p.stdin = None  # communicate() must not flush it again
+    events += collect(src, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs))
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0
-    return [e for e in events if e.proc.pid == p.pid], out.split(), p.pid
+    mine = [e for e in events if e.proc.pid == p.pid or (children and e.proc.ppid == p.pid)]
+    return mine, words + out.split(), p.pid

@@ -19,7 +19,7 @@ from collector.decode import Decoder
 from collector.source import KernelSource
 from lanner.model import Event
 from tests.collector.collector_testlib import exec_record, fork_record
-from tests.support.kernel_source import collect, kernel_source
+from tests.support.kernel_source import collect, drain, kernel_source
 
 
 # ---------------------------------------------------------------- a BTF blob built by hand
@@ -206,9 +206,9 @@ def test_instant_exit_with_terminal_and_login_uid_has_its_facts(source: KernelSo
         with open("/proc/self/loginuid", "w", encoding="ascii") as f:
             f.write("1234")
 
-    source.poll()
+    drain(source)
     p = subprocess.Popen(["/bin/true"], preexec_fn=become_session_with_terminal, close_fds=True)
-    p.wait(timeout=10)
+    p.wait(timeout=60)
     os.close(master)
     os.close(slave)
     ev = _exec_of(collect(source, _exited(p.pid)), p.pid)  # type: ignore[arg-type]
@@ -257,11 +257,11 @@ def test_instant_exit_as_a_user_knows_which_executables_it_could_write(source: K
         os.setgid(1000)
         os.setuid(1000)
 
-    source.poll()
+    drain(source)
     mine = subprocess.Popen([str(own)], preexec_fn=as_user)
     system = subprocess.Popen(["/usr/bin/true"], preexec_fn=as_user)
-    mine.wait(timeout=10)
-    system.wait(timeout=10)
+    mine.wait(timeout=60)
+    system.wait(timeout=60)
     events = collect(source, lambda evs: _exited(mine.pid)(evs) and _exited(system.pid)(evs))  # type: ignore[operator]
     ev_mine, ev_system = _exec_of(events, mine.pid), _exec_of(events, system.pid)
     assert ev_mine.proc.is_exe_writable is True

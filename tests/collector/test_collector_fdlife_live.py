@@ -7,9 +7,6 @@ rule wants them)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -17,8 +14,8 @@ import pytest
 from collector.source import KernelSource
 from lanner.model import Event, FdType
 from ruleengine.kspec import build_spec
-from tests.collector.live_programs import engine_of, kernel_control, run_program
-from tests.support.kernel_source import collect, kernel_source
+from tests.collector.live_programs import HOLD, engine_of, kernel_control, run_program
+from tests.support.kernel_source import kernel_source
 
 pytestmark = pytest.mark.bpf
 
@@ -32,9 +29,9 @@ _control = kernel_control
 _engine = engine_of
 
 
-def _run(src: KernelSource, code: str) -> tuple[list[Event], list[str]]:
+def _run(src: KernelSource, code: str, hold: bool = False) -> tuple[list[Event], list[str]]:
     """The program's events and printed words; it prints its own pid first, which must be the one traced."""
-    events, words, pid = run_program(src, code)
+    events, words, pid = run_program(src, code, hold=hold)
     assert int(words[0]) == pid
     return events, words
 
@@ -42,7 +39,7 @@ def _run(src: KernelSource, code: str) -> tuple[list[Event], list[str]]:
 # The program opens a file at fd N, closes it, makes N something else, and dup2's N onto a high number: the dup2
 # event shows what N names now.
 REUSE = """
-    import os, socket, select, time
+    import os, socket, select, sys
     print(os.getpid())
     n = os.open("/etc/hostname", os.O_RDONLY)
     os.close(n)
@@ -50,7 +47,7 @@ REUSE = """
     assert new == n, (new, n)
     os.dup2(n, 77)
     print(n, os.fstat(n).st_ino)
-    time.sleep({linger})
+    {hold}
 """
 
 
@@ -62,7 +59,7 @@ def _dup2_fd(events: list[Event]) -> object:
 
 def test_a_pipe_reusing_a_closed_files_number_shows_as_the_pipe(source: KernelSource) -> None:
     make = "r, w = os.pipe(); new = r"
-    events, out = _run(source, REUSE.format(make=make, linger=0))
+    events, out = _run(source, REUSE.format(make=make, hold=""))
     fd = _dup2_fd(events)
     ino = int(out[2])
     assert fd.type == FdType.PIPE and fd.path == f"pipe:[{ino}]", fd  # type: ignore[attr-defined]
@@ -72,7 +69,7 @@ def test_a_pipe_reusing_a_closed_files_number_shows_as_the_pipe(source: KernelSo
 
 def test_a_socketpair_reusing_a_closed_files_number_shows_as_the_socket(source: KernelSource) -> None:
     make = "a, b = socket.socketpair(); new = a.fileno()"
-    events, out = _run(source, REUSE.format(make=make, linger=0))
+    events, out = _run(source, REUSE.format(make=make, hold=""))
     fd = _dup2_fd(events)
     ino = int(out[2])
     assert fd.type == FdType.UNIX and fd.path == f"socket:[{ino}]", fd  # type: ignore[attr-defined]
@@ -84,7 +81,7 @@ def test_an_untraced_fd_reusing_a_closed_files_number_never_shows_the_file(sourc
     # epoll_create1 is not traced: only the close stamp tells the table its entry for N is stale, and /proc
     # (the process lingers) says what N is now.
     make = "ep = select.epoll(); new = ep.fileno()"
-    events, _out = _run(source, REUSE.format(make=make, linger=1.5))
+    events, _out = _run(source, REUSE.format(make=make, hold=HOLD), hold=True)
     fd = _dup2_fd(events)
     assert fd.type == FdType.EVENTPOLL and "hostname" not in fd.path, fd  # type: ignore[attr-defined]
 
@@ -170,8 +167,8 @@ CLOSE_RULES = (
     "evt.type = openat and fd.name = /etc/hostname",
 )
 
-MODULES = """
-    import ctypes, os, time
+MODULES = f"""
+    import ctypes, os, sys
     print(os.getpid())
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open("/etc/hostname", os.O_RDONLY)
@@ -180,7 +177,7 @@ MODULES = """
     r2 = libc.syscall(313, fd, b"lanner=2", 0)
     e2 = ctypes.get_errno()
     print(r1 if r1 == 0 else -e1, r2 if r2 == 0 else -e2, fd, flush=True)
-    time.sleep(1)  # the kernel filter dropped the open: the fd's name comes from /proc while the process lives
+    {HOLD}  # the kernel filter dropped the open: the fd's name comes from /proc while the process lives
 """
 
 
@@ -190,12 +187,12 @@ def test_module_loads_are_caught_on_raw_syscalls_only_while_a_rule_wants_them(so
     try:
         ack = source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
         assert "init_module" not in ack.attached and raw not in control.bpf.raw_tracepoint_fds
-        events, _ = _run(source, MODULES)
+        events, _ = _run(source, MODULES, hold=True)
         assert not [e for e in events if e.type in ("init_module", "finit_module")]
 
         ack = source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
         assert {"init_module", "finit_module"} <= set(ack.attached) and raw in control.bpf.raw_tracepoint_fds
-        events, out = _run(source, MODULES)
+        events, out = _run(source, MODULES, hold=True)
         init = [e for e in events if e.type == "init_module"]
         finit = [e for e in events if e.type == "finit_module"]
         assert init and init[0].res == int(out[1]) and init[0].arg("uargs") == "lanner=1"
@@ -228,21 +225,21 @@ def test_close_records_when_a_rule_wants_them(source: KernelSource) -> None:
     assert dup and dup[0].fd is not None and dup[0].fd.type == FdType.PIPE
 
 
-RECV_ON_A_PAIR = """
-    import os, socket, time
+RECV_ON_A_PAIR = f"""
+    import os, socket, sys
     print(os.getpid())
     a, b = socket.socketpair()
     a.send(b"x")
     b.recv(10)
     print(b.fileno(), flush=True)
-    time.sleep(0.2)
+    {HOLD}
 """
 
 
 def test_receives_without_a_sender_are_reported_only_when_a_rule_wants_them(source: KernelSource) -> None:
     try:
         source.apply_spec(build_spec(_engine("evt.type = recvfrom and fd.typechar = u").enabled))
-        events, out = _run(source, RECV_ON_A_PAIR)
+        events, out = _run(source, RECV_ON_A_PAIR, hold=True)
         recv = [e for e in events if e.type == "recvfrom" and e.arg("fd") == int(out[1])]
         assert recv and recv[0].res == 1 and recv[0].fd is not None and recv[0].fd.type == FdType.UNIX
         # As before any spec arrived: everything attached, receives reported only with a sender.
@@ -250,7 +247,7 @@ def test_receives_without_a_sender_are_reported_only_when_a_rule_wants_them(sour
         control._attach(set(control.compiled))
         control._set_fdx(0, 0)
         control.fingerprint = ""
-        events, out = _run(source, RECV_ON_A_PAIR)
+        events, out = _run(source, RECV_ON_A_PAIR, hold=True)
         assert "recvfrom" in control.attached
         assert not [e for e in events if e.type == "recvfrom"]
     finally:
@@ -262,8 +259,8 @@ def test_a_child_never_shows_a_name_its_parent_closed_before_the_fork(source: Ke
     # entry the child inherited in the table is judged against the parent's close. (No rule on close: its records
     # would remove the parent's entry before the fork.)
     source.apply_spec(build_spec(_engine(*CLOSE_RULES[1:]).enabled))
-    code = """
-        import os, select, sys, time
+    code = f"""
+        import os, select, sys
         print(os.getpid(), flush=True)
         n = os.open("/etc/hostname", os.O_RDONLY)
         os.close(n)
@@ -272,17 +269,13 @@ def test_a_child_never_shows_a_name_its_parent_closed_before_the_fork(source: Ke
             ep = select.epoll()
             assert ep.fileno() == n
             os.dup2(n, 77)
-            time.sleep(1.5)
+            {HOLD}
             os._exit(0)
         os.waitpid(child, 0)
         print(child, n)
     """
-    while source.poll():
-        pass
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
-    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), 30)
-    out, _ = p.communicate(timeout=60)
-    child = int(out.split()[1])
+    events, out, _pid = run_program(source, code, hold=True, children=True)
+    child = int(out[1])
     dups = [e for e in events if e.proc.pid == child and e.type == "dup2" and e.res == 77]
     assert dups and dups[0].fd is not None, sorted({e.type for e in events if e.proc.pid == child})
     assert "hostname" not in dups[0].fd.path and dups[0].fd.type == FdType.EVENTPOLL, dups[0].fd

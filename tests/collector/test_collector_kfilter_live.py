@@ -20,7 +20,7 @@ from lanner.v1 import kfilter_pb2
 from ruleengine.engine import Engine, EngineOptions, load_texts
 from ruleengine.fields import EventContext
 from ruleengine.kspec import build_spec
-from tests.support.kernel_source import collect, kernel_source
+from tests.support.kernel_source import collect, confine, drain, kernel_source
 
 pytestmark = pytest.mark.bpf
 
@@ -68,8 +68,18 @@ def _exited(pid: int) -> object:
 
 def _spawn_py(code: str) -> int:
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    p.wait(timeout=20)
+    p.wait(timeout=60)
     return int(p.pid)
+
+
+def _alive_until_dup2(src: KernelSource, code: str) -> tuple[subprocess.Popen[bytes], list[Event]]:
+    """Run a program that dup2()s and then waits for its input to close, and close it once its dup2 was decoded: it
+    is alive while it is, however late the decoder runs. Its events until its exit."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    events = collect(src, lambda evs: any(e.proc.pid == proc.pid and e.type == "dup2" for e in evs))
+    assert proc.stdin is not None
+    proc.stdin.close()
+    return proc, events + collect(src, _exited(proc.pid))
 
 
 def _alerts(engine: Engine, events: list[Event], pid: int) -> list[str]:
@@ -91,7 +101,7 @@ def test_hot_reload_swaps_tracepoints_and_keeps_the_tables(source: KernelSource,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert p.stdin is not None and p.stdout is not None
-    source.poll()
+    drain(source)
     p.stdin.write("\n")
     p.stdin.flush()
     p.stdout.readline()
@@ -100,7 +110,7 @@ def test_hot_reload_swaps_tracepoints_and_keeps_the_tables(source: KernelSource,
     assert "rmdir" in ack.attached and "mkdir" not in ack.attached
     p.stdin.write("\n")
     p.stdin.flush()
-    p.wait(timeout=10)
+    p.wait(timeout=60)
     second = collect(source, _exited(p.pid))
     mine = [e for e in first + second if e.proc.pid == p.pid]
     types = [e.type for e in mine if e.type in ("mkdir", "rmdir")]
@@ -117,7 +127,7 @@ def test_opens_no_rule_wants_are_dropped_and_counted(source: KernelSource) -> No
     engine = _rules(_rule("shadow", "evt.type in (open, openat) and fd.name = /etc/shadow"))
     source.apply_spec(build_spec(engine.enabled))
     before = _control(source).counts()["openat"][0]
-    source.poll()
+    drain(source)
     pid = _spawn_py("import os\nfor _ in range(200): os.close(os.open('/etc/hostname', os.O_RDONLY))\n"
                     "os.close(os.open('/etc/shadow', os.O_RDONLY))")  # fmt: skip
     events = collect(source, _exited(pid))
@@ -138,18 +148,18 @@ def test_dup2_of_an_fd_whose_open_was_dropped(source: KernelSource) -> None:
         srv.listen(1)
         port = srv.getsockname()[1]
         code = (
-            "import os,socket,time\n"
+            "import os,socket,sys\n"
             f"s=socket.create_connection(('127.0.0.1',{port})); n=s.detach(); os.close(n)\n"
             f"fd=os.open('/tmp/kf-dup-target-{os.getpid()}', os.O_RDONLY|os.O_CREAT, 0o600)\n"
             "assert fd == n, (fd, n)\n"
-            "os.dup2(fd, 100); time.sleep(1.0)\n"
+            "os.dup2(fd, 100); sys.stdin.read()\n"
         )
-        source.poll()
-        # Decoded while the process still runs: the fd table asks /proc about the fd it no longer trusts.
-        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+        drain(source)
+        # Decoded while the process still runs (it waits for its input to close): the fd table asks /proc about
+        # the fd it no longer trusts.
+        proc, events = _alive_until_dup2(source, code)
         pid = proc.pid
-        events = collect(source, _exited(pid), timeout=10.0)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     os.unlink(f"/tmp/kf-dup-target-{os.getpid()}")
     mine = [e for e in events if e.proc.pid == pid]
     assert any(e.type == "connect" for e in mine) and not any(e.type == "openat" for e in mine)
@@ -164,11 +174,11 @@ def test_filter_switch_off_passes_everything() -> None:
     except Exception as exc:  # pragma: no cover - the module fixture already skipped when eBPF is missing
         pytest.skip(str(exc))
     try:
+        confine(probe)
         engine = _rules(_rule("shadow", "evt.type = openat and fd.name = /etc/shadow"))
         ack = src.apply_spec(build_spec(engine.enabled))
         assert not ack.filtering
-        while src.poll():  # drain what piled up while loading
-            pass
+        drain(src)  # what piled up while loading
         pid = _spawn_py("import os\nos.close(os.open('/etc/hostname', os.O_RDONLY))")
         events = collect(src, _exited(pid))
         assert any(e.type == "openat" and e.fd is not None and e.fd.path == "/etc/hostname" for e in events)
@@ -233,13 +243,12 @@ def test_probe_decides_like_the_evaluator(source: KernelSource) -> None:
     cases = [
         c for c in itertools.product(comms, paths, flags) if not (c[2] != os.O_RDONLY and c[1].startswith("/proc"))
     ]
-    while source.poll():
-        pass
+    drain(source)
     lost = source.dropped()
     p = subprocess.Popen([sys.executable, "-c", CASES_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     out, _ = p.communicate(json.dumps(cases), timeout=60)
     results = json.loads(out)
-    events = collect(source, _exited(p.pid), timeout=15.0)
+    events = collect(source, _exited(p.pid))
     seen = {
         (e.proc.comm, e.fd.path_raw, e.fd.open_flags & 3)
         for e in events
@@ -343,13 +352,12 @@ def test_probe_decides_like_the_evaluator_beyond_opens(source: KernelSource, tmp
     ]  # fmt: skip
     comms = ["bash", "curl", "nc", "kf-probe", "sshd", "cp"]
     cases = [[comm, *op] for comm, op in itertools.product(comms, ops)]
-    while source.poll():
-        pass
+    drain(source)
     lost = source.dropped()
     p = subprocess.Popen([sys.executable, "-c", CALLS_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     out, _ = p.communicate(json.dumps(cases), timeout=60)
     calls = json.loads(out)
-    events = collect(source, _exited(p.pid), timeout=15.0)
+    events = collect(source, _exited(p.pid))
     seen: set[tuple[object, ...]] = set()
     for e in events:
         if e.proc.pid != p.pid or e.proc.comm == "kf-done":
@@ -398,16 +406,15 @@ def test_dup2_of_a_socket_whose_connect_was_dropped(source: KernelSource) -> Non
         ack = source.apply_spec(build_spec(engine.enabled))
         assert {"dup2", "socket", "connect"} <= set(ack.attached)
         code = (
-            "import os,socket,time\n"
+            "import os,socket,sys\n"
             f"s=socket.create_connection(('127.0.0.1',{port}))\n"
-            "os.dup2(s.fileno(), 100); time.sleep(1.0)\n"
+            "os.dup2(s.fileno(), 100); sys.stdin.read()\n"
         )
-        source.poll()
+        drain(source)
         before = _control(source).counts()
-        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
-        events = collect(source, _exited(proc.pid), timeout=10.0)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+        proc, events = _alive_until_dup2(source, code)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     mine = [e for e in events if e.proc.pid == proc.pid]
     assert not any(e.type == "connect" for e in mine), [e.type for e in mine]
     assert _control(source).counts()["connect"][0] > before["connect"][0]
-    assert _alerts(engine, events, proc.pid) == ["dup of a socket"]
+    assert _alerts(engine, events, proc.pid) == ["dup of a socket"], [(e.type, e.res, e.fd) for e in mine]

@@ -163,7 +163,7 @@ def corpus() -> list[bytes]:
         raw_open(20, b"sub/../x", dirfd=5, res=6, comm="bash", uid=1000, gid=1000),
         raw_open(20, b"y", dirfd=77, res=7, comm="bash", uid=1000, gid=1000),  # unknown dirfd: /proc, then <UNKNOWN>
         raw_open(20, b"/etc//shadow", res=-13, comm="bash", uid=1000, gid=1000),
-        raw_open(20, b"/etc/./x/", res=0, comm="bash", uid=1000, gid=1000),  # fd 0: protobuf omits a zero
+        raw_open(20, b"/etc/./x/", res=0, comm="bash", uid=1000, gid=1000),  # fd 0: on the wire although 0
         raw_open(20, b"/", comm="bash", uid=1000, gid=1000, flags=O_DIRECTORY),
         raw_open(20, b"//x", comm="bash", uid=1000, gid=1000),
         raw_open(20, b"", res=-2, comm="bash", uid=1000, gid=1000),

@@ -59,7 +59,7 @@ def cri_unavailable() -> str | None:
         return f"no CRI socket at {path} ({STACK_HINT})"
     try:
         with grpc.insecure_channel(CRI_ENDPOINT) as ch:
-            cri_pb2_grpc.RuntimeServiceStub(ch).Version(pb.VersionRequest(version="v1"), timeout=3)
+            cri_pb2_grpc.RuntimeServiceStub(ch).Version(pb.VersionRequest(version="v1"), timeout=30)
     except grpc.RpcError as exc:
         return f"CRI at {path} does not answer Version: {exc.code().name} ({STACK_HINT})"
     return None

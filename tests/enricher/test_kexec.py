@@ -32,7 +32,7 @@ from lanner.wire import shared_batch_wire
 from ruleengine.engine import EngineOptions, load_texts
 from ruleengine.fields import EventContext
 from tests.enricher.enricher_testlib import CRI_ENDPOINT, Pod, cri_pod
-from tests.support.kernel_source import collect, kernel_source
+from tests.support.kernel_source import collect, drain, kernel_source
 
 USER = "alice@example.com"
 GROUPS = ["devs", "system:authenticated"]
@@ -106,8 +106,8 @@ def enrich_all(batches: list[list[Event]], sessions: ExecSessions, frames: bool)
     encoder = EventEncoder()
 
     async def run() -> list[Event]:
-        providers = await detect_cri([CRI_ENDPOINT])
-        enr = Enricher(providers[0], wait_s=5.0, lookup_timeout_s=5.0, sessions=sessions)
+        providers = await detect_cri([CRI_ENDPOINT], timeout_s=30.0)
+        enr = Enricher(providers[0], wait_s=60.0, lookup_timeout_s=60.0, sessions=sessions)
         out: list[Event] = []
         try:
             for seq, batch in enumerate(batches, 1):
@@ -143,12 +143,21 @@ def test_kubectl_exec_names_the_user_on_the_session_and_its_children(
     command = ["sh", "-c", "cat /etc/hostname; id -u"]
     webhook = AuditWebhook("127.0.0.1:0", Identity(node="node-a", boot_id="b", producer_id="p"))
     with cri_pod(name=f"kexec-{int(audit_first)}{int(frames)}", namespace="lanner-tests") as pod:
-        source.poll()
+        drain(source)
         started = time.time_ns()
         exec_in(pod.container_id, command)
-        events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.exe == "id" for e in evs), 15)
+
+        def in_pod(e: Event) -> bool:
+            return any(pod.container_id in line for line in e.proc.cgroups)
+
+        def session_over(evs: list[Event]) -> bool:
+            # The session's shell runs its last command (id) itself: its exit ends the session.
+            shells = {e.proc.pid for e in evs if e.type == "execve" and e.proc.args == tuple(command[1:]) and in_pod(e)}
+            return any(e.type == "procexit" and e.proc.pid in shells for e in evs)
+
+        events = collect(source, session_over)
         # Only the pod's events: the rest of this busy host is not what is tested (and may carry undecodable bytes).
-        events = [e for e in events if any(pod.container_id in line for line in e.proc.cgroups)]
+        events = [e for e in events if in_pod(e)]
         audit = webhook.to_event(audit_item(pod, command, when_ns=started), time.time_ns())
         if audit_first:
             batches = [[audit], events]

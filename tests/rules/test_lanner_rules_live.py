@@ -22,7 +22,7 @@ from collector.source import KernelSource
 from lanner.model import Event
 from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.fields import EventContext
-from tests.support.kernel_source import collect, kernel_source
+from tests.support.kernel_source import WAIT_S, collect, drain, kernel_source
 
 pytestmark = pytest.mark.bpf
 
@@ -61,12 +61,12 @@ def alerts_of(engine: Engine, events: list[Event], pids: set[int]) -> Alerts:
 
 def run(cmd: list[str], **kw: object) -> int:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
-    p.wait(timeout=10)
+    p.wait(timeout=60)
     return int(p.pid)
 
 
 def test_root_cat_etc_shadow_on_the_host_alerts(source: KernelSource, engine: Engine) -> None:
-    source.poll()
+    drain(source)
     pid = run(["cat", "/etc/shadow"])
     alerts = alerts_of(engine, collect(source, exited(pid)), {pid})
     assert [name for name, _ in alerts] == ["Credential file read by untrusted program"], alerts
@@ -76,7 +76,7 @@ def test_root_cat_etc_shadow_on_the_host_alerts(source: KernelSource, engine: En
 
 
 def test_reading_passwd_and_binaries_is_quiet(source: KernelSource, engine: Engine) -> None:
-    source.poll()
+    drain(source)
     pids = {run(["cat", "/etc/passwd"]), run(["sha256sum", "/usr/bin/cat"])}
     events = collect(source, lambda evs: all(exited(p)(evs) for p in pids))
     assert alerts_of(engine, events, pids) == []
@@ -84,7 +84,7 @@ def test_reading_passwd_and_binaries_is_quiet(source: KernelSource, engine: Engi
 
 def test_planting_a_file_in_usr_local_bin_alerts(source: KernelSource, engine: Engine) -> None:
     target = Path("/usr/local/bin") / f".lanner-rules-test-{os.getpid()}"
-    source.poll()
+    drain(source)
     try:
         cp = run(["cp", "/bin/true", str(target)])
         mv_src = Path("/tmp") / f"lanner-rules-mv-{os.getpid()}"
@@ -115,7 +115,7 @@ def test_bash_dev_tcp_connection_alerts(source: KernelSource, engine: Engine) ->
         srv.bind((addr, 0))
         srv.listen(1)
         port = srv.getsockname()[1]
-        source.poll()
+        drain(source)
         pid = run(["bash", "-c", f"echo hello > /dev/tcp/{addr}/{port}"])
         events = collect(source, exited(pid))
     alerts = alerts_of(engine, events, {pid})
@@ -129,7 +129,7 @@ def test_bash_dev_tcp_to_loopback_is_quiet(source: KernelSource, engine: Engine)
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
         port = srv.getsockname()[1]
-        source.poll()
+        drain(source)
         pid = run(["bash", "-c", f"echo hello > /dev/tcp/127.0.0.1/{port}"])
         events = collect(source, exited(pid))
     assert any(e.type == "connect" and e.proc.pid == pid for e in events), "no connect event collected"
@@ -156,14 +156,13 @@ def test_setuid_copy_run_in_a_user_session_alerts(source: KernelSource, engine: 
         f"exec setpriv --reuid=65534 --regid=65534 --clear-groups {planted} 1'\n"
         f"echo $? > {status}\n"
     )
-    source.poll()
+    drain(source)
     # Poll while the program runs: the collector reads the euid and login uid of a new image from /proc.
     subprocess.run(["sh", "-c", f"setsid sh {session} $$ </dev/null >/dev/null 2>&1 &"], check=True, timeout=10)
     # The exec chain sh -> setpriv -> rootsleep keeps one pid; find it by name.
     events = collect(source, lambda evs: any(e.proc.comm == "rootsleep" and e.type == "procexit" for e in evs))
-    for _ in range(200):
-        if status.exists() and status.read_text().strip():
-            break
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and not (status.exists() and status.read_text().strip()):
         time.sleep(0.05)
     code = status.read_text().strip()
     if code == "3":

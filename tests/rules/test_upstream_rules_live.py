@@ -26,7 +26,7 @@ from lanner.model import Event
 from ruleengine import dnsnames
 from ruleengine.engine import Engine, EngineOptions, load_rules
 from ruleengine.fields import EventContext
-from tests.support.kernel_source import collect, kernel_source
+from tests.support.kernel_source import collect, drain, kernel_source
 
 pytestmark = pytest.mark.bpf
 
@@ -69,8 +69,8 @@ def enrich(events: list[Event]) -> list[Event]:
     """Container metadata for the events, from Docker, as the enricher service adds it."""
 
     async def run() -> list[Event]:
-        chain = await connect_runtimes(DOCKER_SOCKET, [], 5.0)
-        enr = Enricher(chain, wait_s=5.0, lookup_timeout_s=5.0)
+        chain = await connect_runtimes(DOCKER_SOCKET, [], 60.0)
+        enr = Enricher(chain, wait_s=60.0, lookup_timeout_s=60.0)
         try:
             pbs = [event_to_pb(e) for e in events]
             await enr.enrich(pbs)
@@ -94,7 +94,7 @@ def alerts(engine: Engine, events: list[Event], keep: Callable[[Event], bool]) -
 def test_a_binary_dropped_into_a_container_and_run_at_once_alerts(
     source: KernelSource, engine: Engine, container: str
 ) -> None:
-    source.poll()
+    drain(source)
     # `script` gives docker exec -t a terminal, so the dropped binary runs with one (proc.tty).
     cmd = f"docker exec -t {container} sh -c 'cp /bin/busybox /tmp/dropped && /tmp/dropped true; true'"
     subprocess.run(["script", "-qec", cmd, "/dev/null"], check=False, capture_output=True, timeout=60)
@@ -102,7 +102,7 @@ def test_a_binary_dropped_into_a_container_and_run_at_once_alerts(
     def dropped_exited(evs: list[Event]) -> bool:
         return any(e.type == "procexit" and e.proc.comm == "dropped" for e in evs)
 
-    events = collect(source, dropped_exited, timeout=15)
+    events = collect(source, dropped_exited)
     execs = [e for e in events if e.type == "execve" and e.proc.exepath == "/tmp/dropped" and e.res == 0]
     assert execs, "no exec of /tmp/dropped seen"
     found = alerts(engine, events, lambda e: e in execs)
@@ -129,13 +129,13 @@ def test_a_binary_dropped_into_a_container_and_run_at_once_alerts(
 
 
 def test_an_image_binary_run_in_a_container_is_quiet(source: KernelSource, engine: Engine, container: str) -> None:
-    source.poll()
+    drain(source)
     subprocess.run(["docker", "exec", container, "/bin/true"], check=True, capture_output=True, timeout=60)
 
     def done(evs: list[Event]) -> bool:
         return any(e.type == "procexit" and e.proc.exe == "/bin/true" for e in evs)
 
-    events = collect(source, done, timeout=15)
+    events = collect(source, done)
     execs = [e for e in events if e.type == "execve" and e.proc.exe == "/bin/true"]
     assert execs and execs[0].proc.is_exe_upper_layer is False
     assert "Drop and execute new binary in container" not in [n for n, _ in alerts(engine, events, execs.__contains__)]
@@ -176,7 +176,7 @@ def test_a_container_contacting_the_api_server_by_its_address_alerts(
     # than at the next periodic refresh.
     assert K8S_API_NAME in dnsnames.WATCHED.names
     dnsnames.WATCHED.refresh()
-    source.poll()
+    drain(source)
     # The listener never answers, so nc is bounded by `timeout`.
     subprocess.run(
         ["docker", "exec", container, "sh", "-c", f"timeout 2 nc {address} {port} </dev/null; true"],
@@ -188,7 +188,7 @@ def test_a_container_contacting_the_api_server_by_its_address_alerts(
     def connected(evs: list[Event]) -> bool:
         return any(e.type == "connect" and e.proc.comm == "nc" for e in evs)
 
-    events = collect(source, connected, timeout=15)
+    events = collect(source, connected)
     found = alerts(engine, events, lambda e: e.type == "connect" and e.proc.comm == "nc")
     assert "Contact K8S API Server From Container" in [n for n, _ in found], found
     output = dict(found)["Contact K8S API Server From Container"]
@@ -201,7 +201,7 @@ def test_contacting_another_address_from_a_container_is_quiet(
     dnsnames.WATCHED.refresh()
     with socket.create_server(("0.0.0.0", 0)) as other:
         port = other.getsockname()[1]
-        source.poll()
+        drain(source)
         # The container's own address, not the API server's.
         subprocess.run(
             ["docker", "exec", container, "sh", "-c", f"timeout 2 nc $(hostname -i) {port} </dev/null; true"],
@@ -209,13 +209,13 @@ def test_contacting_another_address_from_a_container_is_quiet(
             capture_output=True,
             timeout=60,
         )
-        events = collect(source, lambda evs: any(e.type == "connect" and e.proc.comm == "nc" for e in evs), 15)
+        events = collect(source, lambda evs: any(e.type == "connect" and e.proc.comm == "nc" for e in evs))
     found = alerts(engine, events, lambda e: e.type == "connect" and e.proc.comm == "nc")
     assert "Contact K8S API Server From Container" not in [n for n, _ in found], found
 
 
 def test_a_shell_with_a_terminal_in_a_container_alerts(source: KernelSource, engine: Engine, container: str) -> None:
-    source.poll()
+    drain(source)
     # A shell that exits at once: its terminal is known only from the kernel at the exec.
     cmd = f"docker exec -t {container} sh -c true"
     subprocess.run(["script", "-qec", cmd, "/dev/null"], check=False, capture_output=True, timeout=60)
@@ -223,7 +223,7 @@ def test_a_shell_with_a_terminal_in_a_container_alerts(source: KernelSource, eng
     def done(evs: list[Event]) -> bool:
         return any(e.type == "procexit" and e.proc.exe == "sh" and e.proc.args == ("-c", "true") for e in evs)
 
-    events = collect(source, done, timeout=15)
+    events = collect(source, done)
     shells = [e for e in events if e.type == "execve" and e.proc.exe == "sh" and e.proc.args == ("-c", "true")]
     assert shells and shells[0].proc.tty
     found = alerts(engine, events, shells.__contains__)
@@ -240,14 +240,14 @@ def test_fileless_execution_from_a_memfd_alerts(source: KernelSource, engine: En
         "    os.write(fd, src.read())\n"
         "os.execv(f'/proc/self/fd/{fd}', ['payload'])\n"
     )
-    source.poll()
+    drain(source)
     p = subprocess.Popen(["python3", "-c", program])
-    p.wait(timeout=30)
+    p.wait(timeout=60)
 
     def done(evs: list[Event]) -> bool:
         return any(e.type == "procexit" and e.proc.pid == p.pid for e in evs)
 
-    events = collect(source, done, timeout=15)
+    events = collect(source, done)
     execs = [e for e in events if e.type == "execve" and e.proc.pid == p.pid and e.proc.exe == "payload"]
     assert execs and execs[0].proc.is_exe_from_memfd is True
     found = alerts(engine, events, execs.__contains__)

@@ -12,9 +12,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from ruleengine.engine import Engine
 from tests.rules.test_upstream_rules_live import IMAGE, alerts
 from tests.rules.test_upstream_rules_live import engine as engine
 from tests.rules.test_upstream_rules_live import source as source
-from tests.support.kernel_source import collect
+from tests.support.kernel_source import collect, drain, without_drops
 
 pytestmark = pytest.mark.bpf
 
@@ -37,26 +36,6 @@ def scratch() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="lanner-stable-"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def _drain(src: KernelSource) -> None:
-    """Decode what the probes queued before the case starts."""
-    deadline = time.monotonic() + 30
-    while src.poll() and time.monotonic() < deadline:
-        pass
-
-
-def _complete(src: KernelSource, attempt: Callable[[], list[Event]]) -> list[Event]:
-    """Run one attempt of a case; again (up to 3 times) only when the kernel reported lost events meanwhile: other
-    work on this shared host can overflow the ring buffer, and a case's events must all be there to judge it."""
-    events: list[Event] = []
-    for _ in range(3):
-        _drain(src)
-        before = src.dropped()
-        events = attempt()
-        if src.dropped() == before:
-            break
-    return events
 
 
 def _run_tree(src: KernelSource, argv: list[str]) -> list[Event]:
@@ -75,10 +54,10 @@ def _run_tree(src: KernelSource, argv: list[str]) -> list[Event]:
                     tree.add(e.res)
             return any(e.type == "procexit" and e.proc.pid == p.pid for e in evs)
 
-        collect(src, done, timeout=15)
+        collect(src, done)
         return [e for e in out if e.proc.pid in tree]
 
-    return _complete(src, attempt)
+    return without_drops(src, attempt)
 
 
 PTRACE = (
@@ -212,16 +191,20 @@ def _in_container(src: KernelSource, name: str, argv: list[str], last: str, befo
     """Run ``argv`` in the container (after ``before``, detached); its events until a process ``last`` exited."""
     cid = _full_id(name)
 
+    def mine(e: Event) -> bool:
+        return any(cid in line for line in e.proc.cgroups)
+
     def attempt() -> list[Event]:
         if before:
-            subprocess.run(["docker", "exec", "-d", name, *before], capture_output=True, timeout=60)
-            time.sleep(0.5)  # let the helper (a listener) get ready; not a timed assertion
-            _drain(src)
-        subprocess.run(["docker", "exec", name, *argv], capture_output=True, timeout=60)
-        events = collect(src, lambda evs: any(e.type == "procexit" and e.proc.comm == last for e in evs), 15)
-        return [e for e in events if any(cid in line for line in e.proc.cgroups)]
+            # The helper is a listener: wait until the probes saw it listen, then drop its events.
+            subprocess.run(["docker", "exec", "-d", name, *before], capture_output=True, timeout=120)
+            collect(src, lambda evs: any(e.type == "listen" and mine(e) for e in evs))
+            drain(src)
+        subprocess.run(["docker", "exec", name, *argv], capture_output=True, timeout=120)
+        events = collect(src, lambda evs: any(e.type == "procexit" and e.proc.comm == last and mine(e) for e in evs))
+        return [e for e in events if mine(e)]
 
-    return _complete(src, attempt)
+    return without_drops(src, attempt)
 
 
 # Commands run directly, not through busybox sh: its applets re-exec /proc/self/exe and are named "exe".
@@ -326,10 +309,10 @@ def test_system_user_running_an_interactive_program_alerts(
         os.setgid(1)
         os.setuid(1)
 
-    source.poll()
+    drain(source)
     p = subprocess.Popen([str(login)], preexec_fn=as_daemon)
-    p.wait(timeout=30)
-    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs), timeout=15)
+    p.wait(timeout=60)
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == p.pid for e in evs))
     found = alerts(engine, [e for e in events if e.proc.pid == p.pid], lambda e: True)
     assert "System user interactive" in [n for n, _ in found], found
     assert "user=daemon" in dict(found)["System user interactive"]

@@ -42,29 +42,12 @@ class RedisClusterProcess:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
-        for port in self.ports:
-            node_dir = self.workdir / str(port)
-            node_dir.mkdir(parents=True, exist_ok=True)
-            flags = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(node_dir)]
-            argv = [
-                REDIS_SERVER,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                *flags,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]
-            self.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in self.ports:
-            self._wait(lambda p=port: redis.Redis(port=p).ping())
+        for i in range(len(self.ports)):
+            self._start_node(i)
         nodes = [f"127.0.0.1:{p}" for p in self.ports]
         subprocess.run(
             [REDIS_CLI, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
+            check=True, capture_output=True, timeout=120,
         )  # fmt: skip
 
         def ready() -> bool:
@@ -73,14 +56,37 @@ class RedisClusterProcess:
 
         self._wait(ready)
 
+    def _start_node(self, i: int) -> None:
+        """Start node ``i``; on another port when its port was taken between the check and the start (another
+        process on this shared host may bind any free port meanwhile)."""
+        for _ in range(5):
+            port = self.ports[i]
+            node_dir = self.workdir / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            flags = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(node_dir)]
+            flags += ["--save", "", "--appendonly", "no"]
+            argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", *flags]
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def up(proc: subprocess.Popen[bytes] = proc, port: int = port) -> bool:
+                # A server that exited (its port was taken) stops the wait at once.
+                return proc.poll() is not None or bool(redis.Redis(port=port, socket_timeout=5).ping())
+
+            self._wait(up)
+            if proc.poll() is None:
+                self.procs.append(proc)
+                return
+            self.ports[i] = _cluster_port()
+        raise RuntimeError("redis cluster node could not start on any port tried")
+
     @staticmethod
-    def _wait(cond: object, timeout: float = 30.0) -> None:
+    def _wait(cond: object, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
                 if cond():  # type: ignore[operator]
                     return
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("redis cluster did not come up")
