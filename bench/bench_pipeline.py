@@ -50,6 +50,7 @@ class Step:
     dropped: float
     drops: dict[str, float]
     cpu_us: dict[str, float]
+    batch: dict[str, float] = field(default_factory=dict)
     latency: list[tuple[float, float, float, float, float]] = field(default_factory=list)
 
     @property
@@ -80,6 +81,7 @@ def run_step(stack: Stack, sub: Any, load: LoadGen, rate: float, seconds: float,
         dropped=delta.dropped,
         drops=delta.drops,
         cpu_us=cpu_us,
+        batch=delta.batch_sizes(),
         latency=sub.since(n0),
     )
 
@@ -93,6 +95,8 @@ def print_step(step: Step) -> None:
         f"CPU µs/event: {cpu}{lost}",
         flush=True,
     )
+    if step.batch:
+        print("      events per batch: " + "  ".join(f"{n} {v:.0f}" for n, v in step.batch.items()), flush=True)
 
 
 def print_hops(step: Step) -> None:
@@ -141,11 +145,48 @@ def start(rules: str) -> tuple[Stack, Any]:
     return stack, sub
 
 
+def forced(load: LoadGen, secs: float, rates: str) -> tuple[list[Step], list[Step]]:
+    """Section 3: paced steps at 1k/s and 10k/s (latency, CPU per event), then rising rates until the first loss."""
+    print("3. every open forced to userspace (stable rules + a rule the kernel cannot decide)", flush=True)
+    stack, sub = start(marker_rule(load.marker, force_userspace=True))
+    fixed: list[Step] = []
+    rising: list[Step] = []
+    try:
+        for rate, every in ((1000, 10), (10000, 100)):
+            fixed.append(run_step(stack, sub, load, rate, secs, every))
+            print_step(fixed[-1])
+            print_hops(fixed[-1])
+        for rate in (float(r) for r in rates.split(",")):
+            step = run_step(stack, sub, load, rate, secs, 100)
+            rising.append(step)
+            print_step(step)
+            if not step.lossless or step.kernel_passed < step.opens:
+                if step.kernel_passed < step.opens:
+                    print(f"    the kernel passed {step.kernel_passed:.0f} of {step.opens} opens")
+                break
+    finally:
+        stack.stop()
+    return fixed, rising
+
+
+def print_forced(fixed: list[Step], rising: list[Step], cmd: str) -> None:
+    loss_free = max((s.rate for s in rising + fixed if s.lossless), default=0.0)
+    la = os.getloadavg()
+    print(f"\nSECTION 3 SUMMARY, load average {la[0]:.1f} at end; from: {cmd}")
+    print(f"  forced to userspace, loss-free events/s   {loss_free:,.0f}   (target >= 50,000)")
+    print(f"  latency p50 @1k/s {fixed[0].p(50):.1f} ms, p99 @10k/s {fixed[1].p(99):.1f} ms")
+    for s in (fixed[1], *rising):
+        cpu = " ".join(f"{n[:4]} {v:.1f}" for n, v in s.cpu_us.items())
+        print(f"  CPU µs/event @{s.target / 1000:.0f}k/s: {cpu} = {sum(s.cpu_us.values()):.1f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter steps and idle windows (about 4 minutes)")
     ap.add_argument("--rates", default="20000,35000,50000,70000,100000", help="forced-to-userspace rising rates")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
+    ap.add_argument("--forced-only", action="store_true", help="run only section 3 (forced to userspace)")
+    ap.add_argument("--step-seconds", type=float, default=0.0, help="seconds per load step (default 2 or 4)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_pipeline: needs root (eBPF)", file=sys.stderr)
@@ -154,7 +195,13 @@ def main() -> int:
         print(f"bench_pipeline: {STABLE_RULES} is missing (the stable Falco ruleset)", file=sys.stderr)
         return 2
     secs, rounds, idle_s = (2.0, 2, 10.0) if args.quick else (4.0, 3, 30.0)
+    if args.step_seconds:
+        secs = args.step_seconds
     load = LoadGen()
+    if args.forced_only:
+        fixed, rising = forced(load, secs, args.rates)
+        print_forced(fixed, rising, " ".join([CMD, *sys.argv[1:]]))
+        return 0
     fig: dict[str, Any] = {"load_average_start": os.getloadavg()}
 
     print(f"1. open/close storm, best of {rounds} x {secs:.0f} s per setup (1 open in 100 is the marker)", flush=True)
@@ -193,25 +240,7 @@ def main() -> int:
         print_step(s)
         print_hops(s)
 
-    print("3. every open forced to userspace (stable rules + a rule the kernel cannot decide)", flush=True)
-    stack, sub = start(marker_rule(load.marker, force_userspace=True))
-    fixed: list[Step] = []
-    rising: list[Step] = []
-    try:
-        for rate, every in ((1000, 10), (10000, 100)):
-            fixed.append(run_step(stack, sub, load, rate, secs, every))
-            print_step(fixed[-1])
-            print_hops(fixed[-1])
-        for rate in (float(r) for r in args.rates.split(",")):
-            step = run_step(stack, sub, load, rate, secs, 100)
-            rising.append(step)
-            print_step(step)
-            if not step.lossless or step.kernel_passed < step.opens:
-                if step.kernel_passed < step.opens:
-                    print(f"    the kernel passed {step.kernel_passed:.0f} of {step.opens} opens")
-                break
-    finally:
-        stack.stop()
+    fixed, rising = forced(load, secs, args.rates)
 
     print(f"4. idle with no events at all (the collector replays an empty file) for {idle_s:.0f} s", flush=True)
     bare_idle = idle_run(no_event_stack(), idle_s, 3.0, kernel=False)

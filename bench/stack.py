@@ -162,6 +162,9 @@ class Counters:
     kernel_passed: float = 0.0
     kernel_filtered: float = 0.0
     drops: dict[str, float] = field(default_factory=dict)
+    # Per stage: events in, and batches (each stage observes its latency histogram once per batch or poll).
+    events_in: dict[str, float] = field(default_factory=dict)
+    batches: dict[str, float] = field(default_factory=dict)
 
     def __sub__(self, other: Counters) -> Counters:
         return Counters(
@@ -170,7 +173,13 @@ class Counters:
             self.kernel_passed - other.kernel_passed,
             self.kernel_filtered - other.kernel_filtered,
             {k: v - other.drops.get(k, 0.0) for k, v in self.drops.items() if v - other.drops.get(k, 0.0)},
+            {k: v - other.events_in.get(k, 0.0) for k, v in self.events_in.items()},
+            {k: v - other.batches.get(k, 0.0) for k, v in self.batches.items()},
         )
+
+    def batch_sizes(self) -> dict[str, float]:
+        """Mean events per batch (per poll, in the collector) at each stage that counted both."""
+        return {k: self.events_in.get(k, 0.0) / n for k, n in self.batches.items() if n > 0}
 
 
 def counters() -> Counters:
@@ -183,6 +192,11 @@ def counters() -> Counters:
                 c.drops[f"{name}:{key}"] = value
             elif key == 'lanner_events_in_total{stage="ruleengine"}':
                 c.at_ruleengine += value
+                c.events_in[name] = value
+            elif key == f'lanner_events_in_total{{stage="{name}"}}':
+                c.events_in[name] = value
+            elif key == f'lanner_stage_latency_seconds_count{{stage="{name}"}}':
+                c.batches[name] = value
             elif key.startswith("lanner_kernel_passed_total") and "open" in key:
                 c.kernel_passed += value
             elif key.startswith("lanner_kernel_filtered_total") and "open" in key:

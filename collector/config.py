@@ -50,9 +50,9 @@ class CollectorConfig:
     bind: str = "127.0.0.1:7701"
     metrics_bind: str = "127.0.0.1:9701"
     enricher_target: str = "127.0.0.1:7702"
-    batch_size: int = 256
+    batch_size: int = 1024
     linger_ms: float = 5.0
-    max_queue: int = 16384
+    max_queue: int = 65536
     max_queue_bytes: int = 64 * 1024 * 1024
     exclude_pids: tuple[int, ...] = ()
     ring_buffer_pages: int = 2048

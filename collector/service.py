@@ -52,9 +52,10 @@ WAKEABLE_IDLE_MAX_S = 0.5
 # While events trickle in, poll when about this many are due (bounded by poll_interval_s and IDLE_POLL_MAX_S).
 POLL_TARGET = 4.0
 # While the ring buffer wakes the loop: above GATHER_SCALE_RATE events/s the gather after a wake-up grows with the
-# rate, up to GATHER_MAX_S (see gather_delay).
+# rate, up to GATHER_MAX_S, or until the poll would fill GATHER_FILL of a batch (see gather_delay).
 GATHER_SCALE_RATE = 2500.0
-GATHER_MAX_S = 0.008
+GATHER_MAX_S = 0.02
+GATHER_FILL = 0.9
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
@@ -105,6 +106,8 @@ class CollectorService:
         senders = own_senders or {}
         self.sources = [_Tracked(s, senders.get(s.name, sender)) for s in sources]
         self.sender = sender
+        # A poll that moved a whole batch (the wire path's slice) left events behind: the loop goes round at once.
+        self.busy_poll = max(BUSY_POLL, sender.batch_size)
         self.poll_interval_s = poll_interval_s
         self.record = record
         self.events = 0
@@ -224,11 +227,11 @@ class CollectorService:
                 continue
             rate = (rate + n / max(now - last, 1e-4)) / 2
             last = now
-            if n >= BUSY_POLL:
+            if n >= self.busy_poll:
                 await asyncio.sleep(0)
             else:
                 await wait_readable(fds, WAKEABLE_IDLE_MAX_S)
-                await asyncio.sleep(gather_delay(rate, self.poll_interval_s))
+                await asyncio.sleep(gather_delay(rate, self.poll_interval_s, self.sender.batch_size))
 
     def wake_fds(self) -> list[int] | None:
         """The descriptors that poll readable when a source has events, or None unless every source has one."""
@@ -262,16 +265,21 @@ async def wait_readable(fds: Sequence[int], timeout: float) -> None:
             loop.remove_reader(fd)
 
 
-def gather_delay(rate: float, interval: float) -> float:
+def gather_delay(rate: float, interval: float, batch_size: int = 256) -> float:
     """How long to gather after the ring buffer woke the loop, at ``rate`` events/s lately.
 
     Each poll sends one batch through every later stage, and a batch costs each stage a few hundred microseconds of
-    gRPC and asyncio whatever its size: at 10k events/s, 2 ms gathers made 20-event batches, and that fixed cost was
-    most of the pipeline's CPU per event. So above ``GATHER_SCALE_RATE`` the gather grows in proportion to the rate
-    (batches of about 20 events become about 80 at 10k/s), capped at ``GATHER_MAX_S`` so that it adds at most that
-    to an event's latency; below it (where latency, not CPU, is what a quiet host notices) it stays ``interval``.
-    A full poll (``BUSY_POLL``) skips the gather altogether."""
-    return min(max(GATHER_MAX_S, interval), max(interval, interval * rate / GATHER_SCALE_RATE))
+    gRPC and asyncio whatever its size (more on a loaded host, where each message also costs thread wake-ups and
+    cold caches): at 10k events/s, 2 ms gathers made 20-event batches, and that fixed cost was most of the
+    pipeline's CPU per event. So above ``GATHER_SCALE_RATE`` the gather grows in proportion to the rate (about 80
+    events a batch at 10k/s, 500 at 25k/s), up to ``GATHER_MAX_S`` of added latency, and never past the time that
+    fills ``GATHER_FILL`` of a batch (``batch_size``): a fuller poll would leave a remainder to go in a small batch
+    of its own. Below the scale rate (where latency, not CPU, is what a quiet host notices) it stays ``interval``.
+    A full poll skips the gather altogether."""
+    if rate <= 0:
+        return interval
+    grow = interval * rate / GATHER_SCALE_RATE
+    return max(interval, min(GATHER_MAX_S, grow, GATHER_FILL * batch_size / rate))
 
 
 def next_poll_delay(moved: int, since_last: float, delay: float, interval: float) -> float:

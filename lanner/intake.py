@@ -11,7 +11,7 @@ one by one, where they are parsed.
 
 A batch with more than ``max_items`` items keeps its first ``max_items`` and counts the rest as
 ``reason="batch_too_large"``: one sender's oversized batch must not push everybody else's events out of the
-receiver's bounded queue. Pipeline senders never come close (they send ``batch_size`` items, 256 by default).
+receiver's bounded queue. Pipeline senders never come close (they send ``batch_size`` items, 1024 by default).
 """
 
 from __future__ import annotations

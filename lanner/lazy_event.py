@@ -51,12 +51,16 @@ def _timing(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None
     ev.timing = model.EventTiming(t.event_ns, t.collected_ns, enriched, t.evaluated_ns)
 
 
-def _processes(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+def _proc(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.proc = tables.process(view.proc_ref) if view.proc_ref and tables is not None else _process_wire(view.proc)
+
+
+def _ancestors(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    # Apart from the process: most rules read proc.name and never an ancestor, and a process under a deep tree
+    # (a service, a shell, a terminal, ...) carries eight or more of them.
     if view.proc_ref and tables is not None:
-        ev.proc = tables.process(view.proc_ref)
         ev.ancestors = tuple(map(tables.process, view.ancestor_refs))
     else:
-        ev.proc = _process_wire(view.proc)
         ev.ancestors = tuple(map(_process_wire, view.ancestors))
 
 
@@ -87,8 +91,8 @@ _Decoder = Callable[["LazyEvent", event_pb2.EventView, BatchTables | None], None
 _DECODERS: dict[str, _Decoder] = {
     "identity": _identity,
     "timing": _timing,
-    "proc": _processes,
-    "ancestors": _processes,
+    "proc": _proc,
+    "ancestors": _ancestors,
     "container": _placement,
     "k8s": _placement,
     "fd": _fd,

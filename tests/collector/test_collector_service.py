@@ -18,6 +18,7 @@ from collector.proctable import ProcessTable
 from collector.replay import ReplayError, ReplaySource, parse_line
 from collector.service import (
     BUSY_POLL,
+    GATHER_FILL,
     GATHER_MAX_S,
     IDLE_POLL_MAX_S,
     CollectorService,
@@ -180,9 +181,32 @@ def test_gather_grows_with_the_rate_only_where_batches_would_be_small() -> None:
     assert gather_delay(0.0, interval) == interval  # after a quiet spell: the first event waits only the interval
     assert gather_delay(1000.0, interval) == interval  # 1k/s: latency first
     assert gather_delay(5000.0, interval) == pytest.approx(0.004)
-    assert gather_delay(10_000.0, interval) == GATHER_MAX_S  # 10k/s: ~80-event batches instead of ~20
-    assert gather_delay(1e6, interval) == GATHER_MAX_S  # bounded: never more than GATHER_MAX_S of added latency
+    assert gather_delay(10_000.0, interval, 1024) == pytest.approx(0.008)  # 10k/s: ~80-event batches, not ~20
+    assert gather_delay(25_000.0, interval, 1024) == GATHER_MAX_S  # ~500-event batches
+    assert gather_delay(1e6, interval, 1024) == interval  # a flood: the interval, and the loop goes round at once
     assert gather_delay(1000.0, 0.01) == 0.01  # a configured interval above the cap is kept
+
+
+@pytest.mark.parametrize("batch_size", [64, 256, 1024, 4096])
+def test_a_gather_never_overfills_a_batch_nor_adds_more_than_its_cap(batch_size: int) -> None:
+    """Beyond the scale rate the gather fills at most GATHER_FILL of a batch (a fuller poll would leave a remainder
+    for a small batch of its own), and never adds more than GATHER_MAX_S (or the configured interval)."""
+    interval = 0.002
+    for rate in [100.0 * 1.25**k for k in range(60)]:
+        delay = gather_delay(rate, interval, batch_size)
+        assert interval <= delay <= max(GATHER_MAX_S, interval)
+        if delay > interval:
+            assert rate * delay <= GATHER_FILL * batch_size * 1.0001
+
+
+def test_a_full_poll_is_a_whole_sender_batch() -> None:
+    """The loop goes round at once only after a poll that moved a whole batch (the wire path's slice), so a big
+    gathered poll short of it is sent as one batch and followed by a gather, not by a small remainder."""
+    for size, busy in ((16, BUSY_POLL), (256, 256), (1024, 1024)):
+        sender: BatchSender[SharedEvent] = BatchSender(
+            "t", "127.0.0.1:1", open_enricher_stream, make_batch, batch_size=size
+        )
+        assert CollectorService([], sender).busy_poll == busy
 
 
 async def test_wait_readable_returns_when_a_descriptor_is_readable_or_on_timeout() -> None:

@@ -187,3 +187,20 @@ def test_event_view_mirrors_event_field_by_field() -> None:
                 f.type,
                 f.message_type and f.message_type.full_name,
             ), f.name
+
+
+def test_the_process_decodes_without_its_ancestors() -> None:
+    """proc.name is read for nearly every event and an ancestor rarely: reading the process must not decode the
+    ancestors (a deep process tree costs a table lookup per level), and a broken ancestor reference is found only
+    by a read of the ancestors."""
+    proc = model.Process(pid=7, comm="cat")
+    parent = model.Process(pid=1, comm="init")
+    frame = _frame([model.Event(type="openat", proc=proc, ancestors=(parent,))])
+    view = event_pb2.EventView.FromString(frame.events[0])
+    view.ancestor_refs.append(99)  # past the batch's table
+    lazy = LazyEvent(view, BatchTables(frame), "syscall")
+    assert lazy.proc.comm == "cat"
+    with pytest.raises(MalformedEvent, match="'ancestors'"):
+        _ = lazy.ancestors
+    good = LazyEvent(event_pb2.EventView.FromString(frame.events[0]), BatchTables(frame), "syscall")
+    assert [p.comm for p in good.ancestors] == ["init"] and good.proc.pid == 7
