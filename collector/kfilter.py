@@ -36,8 +36,11 @@ RAW_TP = (b"sys_enter", b"raw_tracepoint__sys_enter")
 FDX_EMIT_CLOSE = 1
 # fdx_recv_conf bit: report every recvfrom/recvmsg (a rule wants them), not only those that return a sender.
 FDX_EMIT_RECV = 2
+# fdx_conf bit: the raw sys_enter probe stamps closes, and the close enter tracepoint is detached (_stamp_on_raw).
+FDX_STAMP_RAW = 4
 # The close exit probe: attached only while close records are wanted (_close_exit).
 _CLOSE_EXIT = (b"syscalls:sys_exit_close", b"tracepoint__syscalls__sys_exit_close")
+_CLOSE_ENTER = (b"syscalls:sys_enter_close", b"tracepoint__syscalls__sys_enter_close")
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
 # The syscalls the probes can filter, with their slot (LANNER_SC_*). chdir and fchdir are missing on purpose: they
@@ -205,6 +208,14 @@ class KernelFilterMaps:
 BLOOM_WORDS = 64
 
 
+def _has_map(bpf: Any, name: bytes) -> bool:
+    try:
+        bpf[name]
+    except KeyError:
+        return False
+    return True
+
+
 def bloom_bit(path: bytes) -> tuple[int, int]:
     """(word, bit) of ``path`` in kf_exact_bloom: a hash of its length and last four bytes, as kf_exact_maybe."""
     w = int.from_bytes(path[-4:], "big")
@@ -242,6 +253,10 @@ class KernelControl:
         self.compiled = compiled_syscalls(bpf.tracepoint_fds, self._raw)
         self.attached = set(self.compiled)
         self._detached: dict[str, list[str]] = {}
+        # The raw sys_enter probe can stamp closes (compiled so) and currently does.
+        self._raw_close = self._raw and _has_map(bpf, b"fdx_raw_close")
+        self._stamp_raw = False
+        self._close_bits = 0
         self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
         self._seen_filtered = [0] * KF_SLOTS
         self._seen_passed = [0] * KF_SLOTS
@@ -250,7 +265,7 @@ class KernelControl:
         """Make the probes match ``spec`` (idempotent)."""
         if spec.fingerprint and spec.fingerprint == self.fingerprint:
             return self.ack()
-        self._attach(wanted_syscalls(spec, self.compiled, self.trace_all))
+        wanted = wanted_syscalls(spec, self.compiled, self.trace_all)
         # A close record per close only when a rule can match the close event; for the fd table the stamps suffice.
         wants_close = (
             self.trace_all
@@ -265,7 +280,14 @@ class KernelControl:
                 for t in spec.types
             )
         )
+        # Closes are stamped on the raw sys_enter probe while it is attached for module loads anyway, unless close
+        # records are wanted (the enter and exit tracepoints pair them). Every switch keeps one stamper attached.
+        raw = self._raw_close and not wants_close and "close" in wanted and bool(wanted & set(RAW_SYSCALLS))
+        if not raw:
+            self._stamp_on_raw(False)
+        self._attach(wanted)
         self._set_fdx(FDX_EMIT_CLOSE if wants_close else 0, FDX_EMIT_RECV if wants_recv else 0)
+        self._stamp_on_raw(raw)
         self._write_maps(KernelFilterMaps(spec) if self.filtering else None)
         self.fingerprint = spec.fingerprint
         log.info(
@@ -312,10 +334,35 @@ class KernelControl:
         elif not on and attached:
             self.bpf.detach_raw_tracepoint(tp=tp)
 
+    def _stamp_on_raw(self, on: bool) -> None:
+        """Move the close stamps to the raw sys_enter probe (``on``), or back to the close enter tracepoint. The new
+        stamper starts before the old one stops, so no close goes unstamped (one stamped twice is harmless)."""
+        tp, fn = _CLOSE_ENTER
+        if on:
+            self._stamp_raw = True
+            self._write_fdx()
+            if tp in self.bpf.tracepoint_fds:
+                self.bpf.detach_tracepoint(tp=tp)
+            return
+        if "close" in self.attached and tp not in self.bpf.tracepoint_fds and fn in self.bpf.funcs:
+            self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+        if self._stamp_raw:
+            self._stamp_raw = False
+            self._write_fdx()
+
+    def _write_fdx(self) -> None:
+        try:
+            table = self.bpf[b"fdx_conf"]
+        except KeyError:
+            return
+        table[ctypes.c_int(0)] = ctypes.c_uint32(self._close_bits | (FDX_STAMP_RAW if self._stamp_raw else 0))
+
     def _set_fdx(self, close_bits: int, recv_bits: int) -> None:
         """Switches of the fd-lifecycle and receive probes (each map absent when its family is not compiled in)."""
         if close_bits:
             self._close_exit(True)  # before the enter probe stashes closes for it
+        self._close_bits = close_bits
+        close_bits |= FDX_STAMP_RAW if self._stamp_raw else 0
         for name, bits in ((b"fdx_conf", close_bits), (b"fdx_recv_conf", recv_bits)):
             try:
                 table = self.bpf[name]
