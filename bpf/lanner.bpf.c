@@ -2154,15 +2154,18 @@ static __always_inline int raw_close(struct bpf_raw_tracepoint_args *ctx, long n
 	const struct pt_regs *regs = (const struct pt_regs *)ctx->args[0];
 	__u64 fd = 0;
 #if LANNER_NR32_CLOSE >= 0
-	__u64 cs = 0;
-	bpf_probe_read_kernel(&cs, sizeof(cs), &regs->cs);
-	int compat = (cs & 0xffff) == K_USER32_CS;
+	// di, orig_ax, ip and cs are adjacent in x86_64's pt_regs: one read for the first argument and the segment.
+	_Static_assert(__builtin_offsetof(struct pt_regs, cs) == __builtin_offsetof(struct pt_regs, di) + 24,
+		       "pt_regs: di .. cs");
+	__u64 w[4] = {};
+	bpf_probe_read_kernel(w, sizeof(w), &regs->di);
+	int compat = (w[3] & 0xffff) == K_USER32_CS;
 	if (compat != (nr == LANNER_NR32_CLOSE))
 		return 0;
 	if (compat)
 		bpf_probe_read_kernel(&fd, sizeof(fd), &regs->bx);
 	else
-		bpf_probe_read_kernel(&fd, sizeof(fd), &PT_REGS_PARM1(regs));
+		fd = w[0];
 #else
 	bpf_probe_read_kernel(&fd, sizeof(fd), &PT_REGS_PARM1(regs));
 #endif
