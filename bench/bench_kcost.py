@@ -22,6 +22,7 @@ import argparse
 import ctypes
 import importlib.util
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -193,39 +194,43 @@ def main() -> int:
     secs = args.seconds
     lanner = kf.Lanner(rules)
     lanner.control.filtering = True
-    lanner.control.fingerprint = ""
-    lanner.src.apply_spec(lanner.spec)
-    best: dict[str, tuple[float, float]] = {}
+    runs: dict[str, list[tuple[float, float]]] = {}
 
     def keep(label: str, got: tuple[float, float]) -> None:
-        rate, cpu = best.get(label, (0.0, float("inf")))
-        best[label] = (max(rate, got[0]), min(cpu, got[1]))
+        runs.setdefault(label, []).append(got)
 
     try:
-        # Rounds interleave the setups and keep the best of each (the machine is shared: slow outliers are noise).
+        # Rounds interleave the setups; each figure is the median of its rounds (the machine is shared: a best-of
+        # favours whichever setup had the luckiest moment).
         for _ in range(args.rounds):
+            # bcc attached every probe at load: the baselines run with all of them detached (before, "alone" and
+            # "empty" ran under Lanner's probes too, which flattered Lanner's slowdown).
+            kf.detach_all(lanner)
             keep("workload alone", storm_cpu(exe, secs))
             keep("empty openat tracepoints", under_bcc(exe, secs, kf.EMPTY_BPF, False))
             keep("empty openat + close tracepoints", under_bcc(exe, secs, EMPTY_OPEN_CLOSE_BPF, False))
             keep("bare bcc consumer (floor)", under_bcc(exe, secs, kf.FLOOR_BPF, True))
+            kf.attach_spec(lanner)
             while lanner.src.poll():
                 pass
             keep("Lanner, stable spec, filter on", storm_cpu(exe, secs, lambda: len(lanner.src.poll())))
         rate, iters, rows = program_costs(lanner, exe, secs)
+        kf.detach_all(lanner)
         empty_ns = empty_cost(exe, secs)
         attached = sorted(lanner.control.attached)
     finally:
         lanner.close()
-    alone, alone_cpu = best["workload alone"]
-    empty, empty_cpu = best["empty openat tracepoints"]
+    med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
+    alone, alone_cpu = med["workload alone"]
+    empty, empty_cpu = med["empty openat tracepoints"]
     names = ", ".join(Path(r).name for r in rules)
-    print(f"open/close storm, best of {args.rounds} x {secs:.0f}s per setup; Lanner's spec from {names}")
+    print(f"open/close storm, median of {args.rounds} x {secs:.0f}s per setup; Lanner's spec from {names}")
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     print("  wall: opens/s and slowdown (noisy on a shared machine); CPU: the storm's user+system ns per iteration")
     print(
         f"  {'setup':<34} {'opens/s':>9} {'vs alone':>8} {'vs empty':>8}  {'CPU ns':>7} {'vs alone':>8} {'vs empty':>8}"
     )
-    for label, (r, cpu) in best.items():
+    for label, (r, cpu) in med.items():
         print(
             f"  {label:<34} {r:>9,.0f} {alone / r:>7.2f}x {empty / r:>7.2f}x  {cpu:>7,.0f} {cpu / alone_cpu:>7.2f}x"
             f" {cpu / empty_cpu:>7.2f}x"

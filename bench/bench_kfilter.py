@@ -251,6 +251,18 @@ class Lanner:
         self.src.close()
 
 
+def detach_all(lanner: Lanner) -> None:
+    """Detach every syscall probe of ``lanner`` (bcc attached them all when it loaded the program), so that a
+    baseline storm runs without them; ``attach_spec`` (or ``Lanner.run``) puts back what the spec wants."""
+    lanner.control._attach(set())
+    lanner.control.fingerprint = ""
+
+
+def attach_spec(lanner: Lanner) -> None:
+    lanner.control.fingerprint = ""
+    lanner.src.apply_spec(lanner.spec)
+
+
 def opens_only(spec: Any) -> Any:
     """``spec`` with its filters cut down to the open family: the kernel filter as it was before this one."""
     from lanner.v1 import kfilter_pb2
@@ -317,6 +329,7 @@ def main() -> int:
         if args.mix_only:
             return 0
         for _ in range(args.rounds):
+            detach_all(lanner)  # the baselines run without Lanner's probes
             keep("workload alone", storm(exe, secs)[0])
             keep("tracepoints that return at once", run_bcc(exe, secs, EMPTY_BPF, False)[0])
             rate, got = run_bcc(exe, secs, FLOOR_BPF, True)

@@ -1773,6 +1773,9 @@ int kf_decide_prog(void *args)
 
 #if LANNER_FAM_OPEN
 #define FDX_EMIT_CLOSE 1
+// fdx_conf bit: closes are stamped by the raw sys_enter probe (attached anyway for module loads), and the perf
+// tracepoint sys_enter_close is detached: it would cost a second probe, with its record, on every close.
+#define FDX_STAMP_RAW 4
 BPF_ARRAY(fdx_conf, __u32, 1);
 // The last four closes of each (tgid, fd): userspace decodes records a little after the fact, so one timestamp
 // would already hold a later close than the event it judges.
@@ -1814,10 +1817,10 @@ static __always_inline __u64 fd_ino(__s32 fd)
 	return ino;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_close)
+// Stamps a close of `fd` by the current process.
+static __always_inline void fd_close_stamp(__u32 fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 k = (id & 0xFFFFFFFF00000000ULL) | (__u32)SC_ARG(0);
+	__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
 	__u64 ts = bpf_ktime_get_boot_ns();
 	struct fd_closes *c = fd_closed.lookup(&k);
 	if (c) {
@@ -1829,6 +1832,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
 		first.n = 1;
 		fd_closed.update(&k, &first);
 	}
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close)
+{
+	fd_close_stamp((__u32)SC_ARG(0));
 	__u32 zero = 0;
 	__u32 *conf = fdx_conf.lookup(&zero);
 	if (conf && (*conf & FDX_EMIT_CLOSE))
@@ -2125,9 +2133,53 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 #endif
 #define K_ENOSYS 38
 #define K_USER32_CS 0x23
+#ifndef LANNER_NR_CLOSE
+#define LANNER_NR_CLOSE -1
+#endif
+#ifndef LANNER_NR32_CLOSE
+#define LANNER_NR32_CLOSE -1
+#endif
+#if LANNER_FAM_OPEN && LANNER_NR_CLOSE >= 0
+// Present when this probe can stamp closes (userspace reads it to know it may move the stamps here).
+BPF_ARRAY(fdx_raw_close, __u32, 1);
+// A close seen on the raw tracepoint (`nr` is close's number in the 64-bit or the i386 table): stamped when userspace
+// moved the stamps here (FDX_STAMP_RAW). Each number means another call in the other table (i386 3 is read, x86_64 6
+// is lstat), so the task's code segment says which table it is.
+static __always_inline int raw_close(struct bpf_raw_tracepoint_args *ctx, long nr)
+{
+	__u32 zero = 0;
+	__u32 *conf = fdx_conf.lookup(&zero);
+	if (!conf || !(*conf & FDX_STAMP_RAW))
+		return 0;
+	const struct pt_regs *regs = (const struct pt_regs *)ctx->args[0];
+	__u64 fd = 0;
+#if LANNER_NR32_CLOSE >= 0
+	// di, orig_ax, ip and cs are adjacent in x86_64's pt_regs: one read for the first argument and the segment.
+	_Static_assert(__builtin_offsetof(struct pt_regs, cs) == __builtin_offsetof(struct pt_regs, di) + 24,
+		       "pt_regs: di .. cs");
+	__u64 w[4] = {};
+	bpf_probe_read_kernel(w, sizeof(w), &regs->di);
+	int compat = (w[3] & 0xffff) == K_USER32_CS;
+	if (compat != (nr == LANNER_NR32_CLOSE))
+		return 0;
+	if (compat)
+		bpf_probe_read_kernel(&fd, sizeof(fd), &regs->bx);
+	else
+		fd = w[0];
+#else
+	bpf_probe_read_kernel(&fd, sizeof(fd), &PT_REGS_PARM1(regs));
+#endif
+	fd_close_stamp((__u32)fd);
+	return 0;
+}
+#endif
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	long nr = ctx->args[1];
+#if LANNER_FAM_OPEN && LANNER_NR_CLOSE >= 0
+	if (nr == LANNER_NR_CLOSE || nr == LANNER_NR32_CLOSE)
+		return raw_close(ctx, nr);
+#endif
 	if (nr != LANNER_NR_INIT_MODULE && nr != LANNER_NR_FINIT_MODULE && nr != LANNER_NR32_INIT_MODULE &&
 	    nr != LANNER_NR32_FINIT_MODULE)
 		return 0;

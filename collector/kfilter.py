@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from collector import layout
+from collector.kfilter_fdx import FDX_EMIT_CLOSE, FDX_EMIT_RECV, FdxSwitches
 from lanner.v1 import kfilter_pb2
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,6 @@ TYPE_SYSCALLS: dict[str, tuple[str, ...]] = {"procexit": ("exit", "exit_group"),
 RAW_SYSCALLS = ("init_module", "finit_module")
 RAW_UNIT = "raw_syscalls"
 RAW_TP = (b"sys_enter", b"raw_tracepoint__sys_enter")
-# fdx_conf bit: send close records to userspace (a rule wants the close event; closes always stamp fd_closed).
-FDX_EMIT_CLOSE = 1
-# fdx_recv_conf bit: report every recvfrom/recvmsg (a rule wants them), not only those that return a sender.
-FDX_EMIT_RECV = 2
-# The close exit probe: attached only while close records are wanted (_close_exit).
-_CLOSE_EXIT = (b"syscalls:sys_exit_close", b"tracepoint__syscalls__sys_exit_close")
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
 # The syscalls the probes can filter, with their slot (LANNER_SC_*). chdir and fchdir are missing on purpose: they
@@ -205,6 +200,14 @@ class KernelFilterMaps:
 BLOOM_WORDS = 64
 
 
+def _has_map(bpf: Any, name: bytes) -> bool:
+    try:
+        bpf[name]
+    except KeyError:
+        return False
+    return True
+
+
 def bloom_bit(path: bytes) -> tuple[int, int]:
     """(word, bit) of ``path`` in kf_exact_bloom: a hash of its length and last four bytes, as kf_exact_maybe."""
     w = int.from_bytes(path[-4:], "big")
@@ -229,7 +232,7 @@ def _bits(idx: Iterable[int]) -> int:
     return m
 
 
-class KernelControl:
+class KernelControl(FdxSwitches):
     """Attachments and filter maps of a loaded ``BpfProbe`` (its bcc object is ``bpf``)."""
 
     def __init__(self, bpf: Any, *, trace_all: bool = False, filtering: bool = True) -> None:
@@ -242,6 +245,10 @@ class KernelControl:
         self.compiled = compiled_syscalls(bpf.tracepoint_fds, self._raw)
         self.attached = set(self.compiled)
         self._detached: dict[str, list[str]] = {}
+        # The raw sys_enter probe can stamp closes (compiled so) and currently does.
+        self._raw_close = self._raw and _has_map(bpf, b"fdx_raw_close")
+        self._stamp_raw = False
+        self._close_bits = 0
         self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
         self._seen_filtered = [0] * KF_SLOTS
         self._seen_passed = [0] * KF_SLOTS
@@ -250,7 +257,7 @@ class KernelControl:
         """Make the probes match ``spec`` (idempotent)."""
         if spec.fingerprint and spec.fingerprint == self.fingerprint:
             return self.ack()
-        self._attach(wanted_syscalls(spec, self.compiled, self.trace_all))
+        wanted = wanted_syscalls(spec, self.compiled, self.trace_all)
         # A close record per close only when a rule can match the close event; for the fd table the stamps suffice.
         wants_close = (
             self.trace_all
@@ -265,7 +272,14 @@ class KernelControl:
                 for t in spec.types
             )
         )
+        # Closes are stamped on the raw sys_enter probe while it is attached for module loads anyway, unless close
+        # records are wanted (the enter and exit tracepoints pair them). Every switch keeps one stamper attached.
+        raw = self._raw_close and not wants_close and "close" in wanted and bool(wanted & set(RAW_SYSCALLS))
+        if not raw:
+            self._stamp_on_raw(False)
+        self._attach(wanted)
         self._set_fdx(FDX_EMIT_CLOSE if wants_close else 0, FDX_EMIT_RECV if wants_recv else 0)
+        self._stamp_on_raw(raw)
         self._write_maps(KernelFilterMaps(spec) if self.filtering else None)
         self.fingerprint = spec.fingerprint
         log.info(
@@ -311,37 +325,6 @@ class KernelControl:
             self.bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
         elif not on and attached:
             self.bpf.detach_raw_tracepoint(tp=tp)
-
-    def _set_fdx(self, close_bits: int, recv_bits: int) -> None:
-        """Switches of the fd-lifecycle and receive probes (each map absent when its family is not compiled in)."""
-        if close_bits:
-            self._close_exit(True)  # before the enter probe stashes closes for it
-        for name, bits in ((b"fdx_conf", close_bits), (b"fdx_recv_conf", recv_bits)):
-            try:
-                table = self.bpf[name]
-            except KeyError:
-                continue
-            table[ctypes.c_int(0)] = ctypes.c_uint32(bits)
-        if not close_bits:
-            self._close_exit(False)
-
-    def _close_exit(self, want: bool) -> None:
-        """The close exit probe only writes close records: without them (the usual case, since the fd table needs
-        only the stamps the enter probe writes) it stays detached, which halves what tracing a close costs."""
-        tp, fn = _CLOSE_EXIT
-        if "close" not in self.attached:
-            # Detached with its unit; _attach re-attaches only the phases it detached.
-            phases = self._detached.get("close")
-            if phases is not None:
-                if want and "exit" not in phases and fn in self.bpf.funcs:
-                    phases.append("exit")
-                elif not want and "exit" in phases:
-                    phases.remove("exit")
-            return
-        if want and tp not in self.bpf.tracepoint_fds and fn in self.bpf.funcs:
-            self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
-        elif not want and tp in self.bpf.tracepoint_fds:
-            self.bpf.detach_tracepoint(tp=tp)
 
     def _write_maps(self, maps: KernelFilterMaps | None) -> None:
         b = self.bpf

@@ -42,6 +42,10 @@ FAMILIES = layout.FAMILIES
 _MODULE_SYSCALL_NRS = {"x86_64": (175, 313), "aarch64": (105, 273)}
 # The same for 32-bit tasks (the i386 table), which the raw sys_enter tracepoint sees too.
 _MODULE_SYSCALL_NRS_32 = {"x86_64": (128, 350)}
+# close(2)'s number, for the raw sys_enter probe that stamps closes while it is attached for module loads (64-bit and
+# i386 tables).
+_CLOSE_NR = {"x86_64": 3}
+_CLOSE_NR_32 = {"x86_64": 6}
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
 
@@ -212,6 +216,11 @@ class BpfProbe:
         nr32 = _MODULE_SYSCALL_NRS_32.get(platform.machine())
         if nr32 is not None:
             flags += [f"-DLANNER_NR32_INIT_MODULE={nr32[0]}", f"-DLANNER_NR32_FINIT_MODULE={nr32[1]}"]
+        # Only where the probe tells the 32-bit table apart (x86_64's code segment); elsewhere closes keep their
+        # tracepoint.
+        if platform.machine() in _CLOSE_NR:
+            flags.append(f"-DLANNER_NR_CLOSE={_CLOSE_NR[platform.machine()]}")
+            flags.append(f"-DLANNER_NR32_CLOSE={_CLOSE_NR_32.get(platform.machine(), -1)}")
         # Module loads on their own tracepoints when the kernel has them, else on raw_syscalls (every syscall).
         flags.append(f"-DLANNER_MODULE_TPS={int(module_tracepoints())}")
         # x86_64 exit probes read the arguments from the saved user registers (no enter probe for opens); the task

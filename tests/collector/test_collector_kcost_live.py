@@ -6,6 +6,7 @@ dropped open's stale mark is rewritten in place."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import subprocess
@@ -170,3 +171,89 @@ def test_module_loads_of_32_bit_tasks_by_their_own_numbers(source: KernelSource,
     assert [e.type for e in loads] == ["init_module"], [(e.type, e.args) for e in loads]
     assert loads[0].arg("uargs") == "x=32" and loads[0].arg("length") == 4
     assert loads[0].res == -38
+
+
+# A 32-bit program: close(0) by the i386 number (6), then read(0, buf, 0) by 3 (close's number on x86_64), then exit.
+T32_CLOSE = r"""
+void _start(void) {
+    long r;
+    char b[1];
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(6), "b"(5) : "memory");
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(3), "b"(7), "c"(b), "d"(0) : "memory");
+    __asm__ volatile("int $0x80" : : "a"(1), "b"(0));
+}
+"""
+MODULES_AND_FDS = ("evt.type in (init_module, finit_module)", "evt.type = dup2 and fd.name = /x")
+
+
+def _stamps(control: object, pid: int, fd: int) -> int:
+    v = control.bpf[b"fd_closed"].get(ctypes.c_uint64((pid << 32) | fd))  # type: ignore[attr-defined]
+    return 0 if v is None else int(v.n)
+
+
+def _keys(control: object, pid: int) -> int:
+    """How many fds of ``pid`` have close stamps."""
+    return sum(1 for k in control.bpf[b"fd_closed"] if k.value >> 32 == pid)  # type: ignore[attr-defined]
+
+
+# Opens an fd, waits, closes it (and the same number twice more), lstats (6 on x86_64: close's i386 number).
+CLOSER = """
+import os, sys, time
+fd = os.open("/etc/hostname", os.O_RDONLY)
+print(os.getpid(), fd, flush=True)
+sys.stdin.readline()
+os.close(fd)
+for _ in range(2):
+    os.close(os.open("/etc/hostname", os.O_RDONLY))
+os.lstat("/etc/hostname")
+print("done", flush=True)
+time.sleep(0.3)
+"""
+
+
+def _closes_stamped(control: object) -> tuple[int, int]:
+    """Run CLOSER: (stamps its three closes added, fds of it that got their first stamp meanwhile)."""
+    p = subprocess.Popen([sys.executable, "-c", CLOSER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdin is not None
+    pid, fd = (int(x) for x in p.stdout.readline().split())
+    keys0, n0 = _keys(control, pid), _stamps(control, pid, fd)
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == "done"
+    got = (_stamps(control, pid, fd) - n0, _keys(control, pid) - keys0)
+    p.communicate(timeout=60)
+    return got
+
+
+@pytest.mark.skipif(not X86_64 or module_tracepoints(), reason="closes ride the raw probe of x86_64 module loads")
+def test_close_stamps_ride_the_raw_probe_while_module_loads_are_wanted(source: KernelSource, tmp_path: Path) -> None:
+    control = _control(source)
+    enter = b"syscalls:sys_enter_close"
+    source.apply_spec(build_spec(_engine(*MODULES_AND_FDS).enabled))
+    assert b"sys_enter" in control.bpf.raw_tracepoint_fds and enter not in control.bpf.tracepoint_fds
+    # Every close stamped once, by the raw probe alone; lstat stamped nothing.
+    assert _closes_stamped(control) == (3, 0)
+    # A 32-bit task: its close (i386 6) is stamped, its read (i386 3) is not.
+    src, exe = tmp_path / "c32.c", tmp_path / "c32"
+    src.write_text(T32_CLOSE)
+    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    c = subprocess.Popen([str(exe)])
+    c.wait(timeout=30)
+    assert _stamps(control, c.pid, 5) == 1 and _stamps(control, c.pid, 7) == 0
+    # Without module rules the close enter tracepoint stamps again (attached before the raw probe went away).
+    source.apply_spec(build_spec(_engine(MODULES_AND_FDS[1]).enabled))
+    assert b"sys_enter" not in control.bpf.raw_tracepoint_fds and enter in control.bpf.tracepoint_fds
+    assert _closes_stamped(control) == (3, 0)
+    # Close records wanted: the enter and exit tracepoints pair them, and stamp; the raw probe does not.
+    source.apply_spec(build_spec(_engine(MODULES_AND_FDS[0], "evt.type = close and fd.name = /x").enabled))
+    assert b"sys_enter" in control.bpf.raw_tracepoint_fds and enter in control.bpf.tracepoint_fds
+    assert _closes_stamped(control) == (3, 0)
+    # Back to the raw probe, then no close wanted at all: nothing attached for closes.
+    source.apply_spec(build_spec(_engine(*MODULES_AND_FDS).enabled))
+    assert enter not in control.bpf.tracepoint_fds
+    assert _closes_stamped(control) == (3, 0)
+    source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
+    assert enter not in control.bpf.tracepoint_fds and b"sys_enter" not in control.bpf.raw_tracepoint_fds
+    source.apply_spec(build_spec(_engine(MODULES_AND_FDS[1]).enabled))
+    assert enter in control.bpf.tracepoint_fds
+    assert _closes_stamped(control) == (3, 0)
