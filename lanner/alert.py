@@ -221,12 +221,14 @@ def _output_fields(pb: alert_pb2.Alert) -> Mapping[str, JsonValue]:
             raise AlertError(f"output_fields_json: not valid JSON: {exc}") from None
         if not isinstance(decoded, dict):
             raise AlertError("output_fields_json: expected a JSON object")
-        # Most values are scalars: only lists and objects need freezing.
+        # Most values are scalars: only lists and objects need freezing. Without a bracket after the opening one
+        # (the usual text) there is none to look for.
         flat = True
-        for k, v in decoded.items():
-            if isinstance(v, list | dict):
-                flat = flat and isinstance(v, list) and not any(isinstance(x, list | dict) for x in v)
-                decoded[k] = _freeze(v)
+        if "[" in text or "{" in text[1:]:
+            for k, v in decoded.items():
+                if isinstance(v, list | dict):
+                    flat = flat and isinstance(v, list) and not any(isinstance(x, list | dict) for x in v)
+                    decoded[k] = _freeze(v)
         return JsonFields(decoded, text, flat)
     if pb.HasField("output_fields"):
         return struct_from_pb(pb.output_fields)

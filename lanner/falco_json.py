@@ -43,10 +43,18 @@ class JsonOptions:
 DEFAULT_JSON = JsonOptions()
 
 
+# Alerts come in bursts within the same second: its formatted date is kept (one entry, (seconds, text)).
+_last_second: tuple[int, str] = (-1 << 64, "")
+
+
 def rfc3339_ns(time_ns: int) -> str:
     """Render nanoseconds since the epoch as ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` in UTC."""
+    global _last_second
     secs, nanos = divmod(time_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
+    last = _last_second
+    if last[0] != secs:
+        last = _last_second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+    return f"{last[1]}.{nanos:09d}Z"
 
 
 def falco_dict(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "") -> dict[str, Any]:
@@ -153,6 +161,7 @@ def escape_json(text: str) -> str:
 
     Inside a JSON document these characters can only occur in strings, where ``\\uXXXX`` means the same thing.
     """
-    if _JSON_UNSAFE.search(text) is None:
+    # Every character escaped here but DEL is outside ASCII, and an all-ASCII str says so in O(1) (CPython's flag).
+    if (text.isascii() and "\x7f" not in text) or _JSON_UNSAFE.search(text) is None:
         return text
     return _JSON_UNSAFE.sub(_json_escape_char, text)
