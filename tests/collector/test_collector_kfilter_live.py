@@ -73,10 +73,13 @@ def _spawn_py(code: str) -> int:
 
 
 def _alive_until_dup2(src: KernelSource, code: str) -> tuple[subprocess.Popen[bytes], list[Event]]:
-    """Run a program that dup2()s and then waits for its input to close, and close it once its dup2 was decoded: it
-    is alive while it is, however late the decoder runs. Its events until its exit."""
+    """Run a program that dup2()s onto fd 100 and then waits for its input to close, and close it once that dup2 was
+    decoded: it is alive while it is, however late the decoder runs. Its events until its exit.
+
+    The wait is for the dup2 onto 100: subprocess's own dup2()s of the pipes onto 0 and 2, before the exec, come
+    first, and ending the wait on them let the program exit before its dup2 was decoded (no /proc to ask)."""
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    events = collect(src, lambda evs: any(e.proc.pid == proc.pid and e.type == "dup2" for e in evs))
+    events = collect(src, lambda evs: any(e.proc.pid == proc.pid and e.type == "dup2" and e.res == 100 for e in evs))
     assert proc.stdin is not None
     proc.stdin.close()
     return proc, events + collect(src, _exited(proc.pid))
