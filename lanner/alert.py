@@ -73,6 +73,11 @@ def alert_id(identity: event_pb2.EventIdentity, rule: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def eventless_alert_id(alert: Alert) -> str:
+    """The id of an alert no event raised (a rules-load or drop notice): its rule, time and text."""
+    return hashlib.sha256(f"{alert.rule}\0{alert.time_ns}\0{alert.output}".encode()).hexdigest()[:32]
+
+
 def alert_to_pb(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -> alert_pb2.Alert:
     """Encode an alert for the wire, with the identity and timing of the event that raised it."""
     pb = alert_pb2.Alert(
@@ -97,7 +102,7 @@ def alert_to_pb(alert: Alert, event: event_pb2.Event | event_pb2.EventView | Non
         pb.timing.CopyFrom(event.timing)
         pb.alert_id = alert_id(event.id, alert.rule)
     else:
-        pb.alert_id = hashlib.sha256(f"{alert.rule}\0{alert.time_ns}\0{alert.output}".encode()).hexdigest()[:32]
+        pb.alert_id = eventless_alert_id(alert)
     # A huge rendering (100,000 %fd.name tokens) must not make its whole batch unsendable (issue 10 item 4).
     bound_alert(pb, PRODUCER_LIMITS)
     return pb

@@ -10,14 +10,13 @@ An alert too large to be sure it needs no cutting, or text that is not valid UTF
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from lanner.alert import Alert, alert_id, alert_to_pb, canonical_json
+from lanner.alert import Alert, alert_id, alert_to_pb, canonical_json, eventless_alert_id
 from lanner.alert_limits import PRODUCER_LIMITS, _small
 from lanner.codec import field_key, keys, varint
 from lanner.text import displayable
@@ -114,7 +113,7 @@ def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -
         ident = alert_id(event.id, alert.rule)
         parts.append(_len(a["timing"], event.timing.SerializeToString()))
     else:
-        ident = hashlib.sha256(f"{alert.rule}\0{alert.time_ns}\0{alert.output}".encode()).hexdigest()[:32]
+        ident = eventless_alert_id(alert)
     parts.append(_len(a["alert_id"], ident.encode()))
     parts.append(_len(a["output_fields_json"], displayable(canonical_json(alert.output_fields)).encode()))
     return b"".join(parts)
