@@ -188,6 +188,7 @@ def main() -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     ap.add_argument("--forced-only", action="store_true", help="run only section 3 (forced to userspace)")
     ap.add_argument("--step-seconds", type=float, default=0.0, help="seconds per load step (default 2 or 4)")
+    ap.add_argument("--storm-only", action="store_true", help="run only section 1 (the storm), without the idle window")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_pipeline: needs root (eBPF)", file=sys.stderr)
@@ -205,7 +206,11 @@ def main() -> int:
         return 0
     fig: dict[str, Any] = {"load_average_start": os.getloadavg()}
 
-    print(f"1. open/close storm, median of {rounds} x {secs:.0f} s per setup (1 open in 100 is the marker)", flush=True)
+    print(
+        f"1. open/close storm, median of {rounds} x {secs:.0f} s per setup (1 open in 100 is the marker); "
+        f"load average {fig['load_average_start'][0]:.1f}",
+        flush=True,
+    )
     # Medians, not bests: on a shared machine a best-of favours whichever setup had the luckiest moment.
     runs: dict[str, list[float]] = {}
     for _ in range(rounds):
@@ -217,10 +222,12 @@ def main() -> int:
             runs.setdefault(label, []).append(fn())
     stack, sub = start(marker_rule(load.marker, force_userspace=False))
     try:
-        print(f"2. idle: nothing asked of `lanner up` for {idle_s:.0f} s", flush=True)
         time.sleep(3.0)
-        idle = measure_idle(stack, idle_s)
-        print_idle(idle)
+        idle: dict[str, Any] = {"events_at_ruleengine_per_s": 0.0}
+        if not args.storm_only:
+            print(f"2. idle: nothing asked of `lanner up` for {idle_s:.0f} s", flush=True)
+            idle = measure_idle(stack, idle_s)
+            print_idle(idle)
         storms = [run_step(stack, sub, load, 0, secs, 100) for _ in range(rounds)]
         runs["Lanner (lanner up, stable rules)"] = [s.rate for s in storms]
         # The same without markers: what the kernel side and the host's background cost, without 1% of alerts.
@@ -246,6 +253,9 @@ def main() -> int:
     for s in stable_fixed:
         print_step(s)
         print_hops(s)
+    if args.storm_only:
+        print(f"  load average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        return 0
 
     fixed, rising = forced(load, secs, args.rates)
 

@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The collector's gather under CPU pressure (collector.service.gather_delay, collector.contention): pure policy
+and the pressure reading from real files in the kernel's formats."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from collector.contention import DECAY_S, SAMPLE_S, Contention, decayed, psi_some_us, thread_wait_us
+from collector.service import (
+    GATHER_BUSY_MAX_S,
+    GATHER_FILL,
+    GATHER_MAX_S,
+    PRESSURE_HIGH,
+    PRESSURE_LOW,
+    gather_delay,
+)
+
+INTERVAL = 0.002
+RATES = [0.0, 1.0, 50.0, 500.0, 1400.0, 2500.0, 10_000.0, 25_000.0, 60_000.0, 1e6]
+PRESSURES = [0.0, 0.01, PRESSURE_LOW, 0.1, 0.2, PRESSURE_HIGH, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_without_pressure_the_gather_is_the_rate_policy(rate: float) -> None:
+    """Up to PRESSURE_LOW the pressure changes nothing: a quiet host keeps the latency-first gather."""
+    for pressure in (0.0, PRESSURE_LOW / 2, PRESSURE_LOW):
+        assert gather_delay(rate, INTERVAL, 1024, pressure) == gather_delay(rate, INTERVAL, 1024)
+
+
+def test_under_full_pressure_a_trickle_gathers_the_busy_cap() -> None:
+    """During a storm only ~1.4k events/s reach userspace: under pressure they go in batches of ~40, not ~6."""
+    assert gather_delay(1400.0, INTERVAL, 1024, PRESSURE_HIGH) == pytest.approx(GATHER_BUSY_MAX_S)
+    assert gather_delay(1400.0, INTERVAL, 1024, 1.0) == pytest.approx(GATHER_BUSY_MAX_S)
+    assert gather_delay(1400.0, INTERVAL, 1024, 0.0) == INTERVAL
+    assert gather_delay(0.0, INTERVAL, 1024, 1.0) == INTERVAL  # the first event after a quiet spell: at once
+
+
+@pytest.mark.parametrize("batch_size", [64, 256, 1024, 4096])
+@pytest.mark.parametrize("rate", RATES)
+def test_the_gather_grows_with_pressure_within_its_bounds(batch_size: int, rate: float) -> None:
+    """Never shorter with more pressure; never below the interval nor above the busy cap; never fuller than
+    GATHER_FILL of a batch when it adds anything."""
+    delays = [gather_delay(rate, INTERVAL, batch_size, p) for p in PRESSURES]
+    assert delays == sorted(delays)
+    for delay in delays:
+        assert INTERVAL <= delay <= max(GATHER_BUSY_MAX_S, GATHER_MAX_S, INTERVAL)
+        if delay > INTERVAL:
+            assert rate * delay <= GATHER_FILL * batch_size * 1.0001
+
+
+def test_a_configured_interval_above_the_caps_is_kept() -> None:
+    assert gather_delay(1400.0, 0.05, 1024, 1.0) == 0.05
+
+
+def test_a_rise_in_pressure_counts_at_once_and_a_fall_decays() -> None:
+    assert decayed(0.1, 0.6, 0.1) == 0.6
+    after = decayed(0.6, 0.0, DECAY_S)
+    assert after == pytest.approx(0.6 / math.e)
+    assert decayed(0.6, 0.0, 0.1) > decayed(0.6, 0.0, 1.0) > decayed(0.6, 0.0, 10.0) > 0.0
+    assert decayed(0.6, 0.2, 1e9) == pytest.approx(0.2)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def psi_file(path: Path, total_us: int) -> None:
+    path.write_text(
+        f"some avg10=1.00 avg60=2.00 avg300=3.00 total={total_us}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    )
+
+
+def test_pressure_is_the_share_of_time_someone_waited(tmp_path: Path) -> None:
+    psi, clock = tmp_path / "cpu", Clock()
+    psi_file(psi, 5_000_000)
+    c = Contention(clock, psi=psi, schedstat=tmp_path / "none")
+    assert c.available and c.sample() == 0.0
+    psi_file(psi, 5_000_000 + int(SAMPLE_S * 1e6))  # waiting over half of 2 x SAMPLE_S
+    clock.t += 2 * SAMPLE_S
+    assert c.sample() == pytest.approx(0.5)
+    psi_file(psi, 5_000_000 + int(SAMPLE_S * 1.2e6))
+    clock.t += SAMPLE_S / 2  # too soon: the last level stands
+    assert c.sample() == pytest.approx(0.5)
+    clock.t += 1.5 * SAMPLE_S  # waiting over a tenth of 2 x SAMPLE_S: falls, but slowly
+    assert 0.1 < c.sample() < 0.5
+
+
+def test_without_psi_the_threads_own_wait_for_a_cpu_stands_in(tmp_path: Path) -> None:
+    sched, clock = tmp_path / "schedstat", Clock()
+    sched.write_text("1000000 0 10\n")
+    c = Contention(clock, psi=tmp_path / "missing", schedstat=sched)
+    assert c.available
+    sched.write_text("2000000 3000000 20\n")  # ran 1 ms, waited 3 ms
+    clock.t += 2 * SAMPLE_S
+    assert c.sample() == pytest.approx(0.75)
+
+
+def test_no_signal_is_no_pressure(tmp_path: Path) -> None:
+    clock = Clock()
+    c = Contention(clock, psi=tmp_path / "a", schedstat=tmp_path / "b")
+    assert not c.available
+    clock.t += 2 * SAMPLE_S
+    assert c.sample() == 0.0
+
+
+def test_this_kernels_files_parse() -> None:
+    """On the real kernel at least one of the two signals reads as a number."""
+    assert psi_some_us() is not None or thread_wait_us() is not None
