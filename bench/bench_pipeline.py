@@ -249,6 +249,8 @@ def main() -> int:
     )
     for s in [*storms, *quiets]:
         print_step(s)
+        if args.storm_only and s.latency:
+            print_hops(s)
     print("  stable rules at fixed rates (1 open in 100 reaches userspace):")
     for s in stable_fixed:
         print_step(s)

@@ -57,11 +57,14 @@ POLL_TARGET = 4.0
 GATHER_SCALE_RATE = 2500.0
 GATHER_MAX_S = 0.02
 GATHER_FILL = 0.9
-# While the host's CPUs are contended (collector.contention), the gather grows toward GATHER_BUSY_MAX_S whatever
-# the rate: from nothing at PRESSURE_LOW to all of it at PRESSURE_HIGH.
+# While the host's CPUs are contended (collector.contention), a gather that would make batches smaller than
+# BUSY_BATCH grows toward the time that fills one, up to GATHER_BUSY_MAX_S: from nothing at PRESSURE_LOW to all of
+# it at PRESSURE_HIGH. The low mark stays above a shared host's background (0.03-0.1 here); a storm whose few
+# userspace events came in batches of 6 read 0.5-0.7, and 0.2-0.4 once they came in batches of 60.
 GATHER_BUSY_MAX_S = 0.03
-PRESSURE_LOW = 0.05
-PRESSURE_HIGH = 0.3
+BUSY_BATCH = 64
+PRESSURE_LOW = 0.1
+PRESSURE_HIGH = 0.4
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
@@ -288,12 +291,15 @@ def gather_delay(rate: float, interval: float, batch_size: int = 256, pressure: 
     Under CPU ``pressure`` (0-1, collector.contention) the CPU a batch costs is taken from the workload, at any
     rate: during an open/close storm only ~1.4k events/s reached userspace, in batches of 6, and the services'
     per-batch cost was 1.1 cores of 2. So from ``PRESSURE_LOW`` to ``PRESSURE_HIGH`` the gather grows toward
-    ``GATHER_BUSY_MAX_S`` (latency still within the 50 ms budget), with the same bound by the batch size."""
+    the time that fills ``BUSY_BATCH`` events, up to ``GATHER_BUSY_MAX_S`` (latency still within the 50 ms
+    budget). Where the rate already fills such batches (10k/s and up) it changes nothing: the services' own load
+    raises the pressure too, and their batches are big enough."""
     if rate <= 0:
         return interval
     grow = min(GATHER_MAX_S, interval * rate / GATHER_SCALE_RATE)
     if pressure > PRESSURE_LOW:
-        grow = max(grow, GATHER_BUSY_MAX_S * min(1.0, (pressure - PRESSURE_LOW) / (PRESSURE_HIGH - PRESSURE_LOW)))
+        share = min(1.0, (pressure - PRESSURE_LOW) / (PRESSURE_HIGH - PRESSURE_LOW))
+        grow = max(grow, share * min(GATHER_BUSY_MAX_S, BUSY_BATCH / rate))
     return max(interval, min(grow, GATHER_FILL * batch_size / rate))
 
 

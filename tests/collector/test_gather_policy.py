@@ -11,6 +11,7 @@ import pytest
 
 from collector.contention import DECAY_S, SAMPLE_S, Contention, decayed, psi_some_us, thread_wait_us
 from collector.service import (
+    BUSY_BATCH,
     GATHER_BUSY_MAX_S,
     GATHER_FILL,
     GATHER_MAX_S,
@@ -50,6 +51,13 @@ def test_the_gather_grows_with_pressure_within_its_bounds(batch_size: int, rate:
         assert INTERVAL <= delay <= max(GATHER_BUSY_MAX_S, GATHER_MAX_S, INTERVAL)
         if delay > INTERVAL:
             assert rate * delay <= GATHER_FILL * batch_size * 1.0001
+
+
+def test_where_the_rate_already_fills_batches_pressure_changes_nothing() -> None:
+    """The services' own load raises the pressure too: at 10k/s and up, the rate policy's batches are kept."""
+    for rate in (10_000.0, 25_000.0, 60_000.0, 1e6):
+        assert gather_delay(rate, INTERVAL, 1024, 1.0) == gather_delay(rate, INTERVAL, 1024)
+    assert gather_delay(5000.0, INTERVAL, 1024, 1.0) == pytest.approx(BUSY_BATCH / 5000.0)
 
 
 def test_a_configured_interval_above_the_caps_is_kept() -> None:
