@@ -251,6 +251,7 @@ class BatchSender(Generic[T]):
             self._connected_gauge.set(1)
             log.info("downstream connected", extra={"stage": self.name, "target": self.target})
             reader = asyncio.create_task(self._read_acks(call))
+            reader.add_done_callback(self._reader_done)
             try:
                 await self._write_loop(call, reader)
             finally:
@@ -281,7 +282,7 @@ class BatchSender(Generic[T]):
                     await self._wait_all_acked(reader)
                     return
                 self._wakeup.clear()
-                await self._wait_or_reader(self._wakeup.wait(), reader)
+                await self._wait_or_reader(self._wakeup, reader)
                 continue
             if len(self._queue) < self.batch_size and self.linger_s > 0 and not self._closing and self._busy():
                 # Linger only while a batch is in flight: an idle stream sends at once (latency), a busy one
@@ -289,7 +290,7 @@ class BatchSender(Generic[T]):
                 await asyncio.sleep(self.linger_s)
             while len(self._inflight) >= self.max_inflight:
                 self._acked.clear()
-                await self._wait_or_reader(self._acked.wait(), reader)
+                await self._wait_or_reader(self._acked, reader)
             items = self._queue.take(self.batch_size)
             self._room.set()
             self._depth.set(len(self))
@@ -309,14 +310,21 @@ class BatchSender(Generic[T]):
     async def _wait_all_acked(self, reader: asyncio.Task[None]) -> None:
         while self._inflight:
             self._acked.clear()
-            await self._wait_or_reader(self._acked.wait(), reader)
+            await self._wait_or_reader(self._acked, reader)
+
+    def _reader_done(self, _reader: asyncio.Task[None]) -> None:
+        # Whatever the writer waits on, a stream that ended wakes it (see _wait_or_reader).
+        self._wakeup.set()
+        self._acked.set()
 
     @staticmethod
-    async def _wait_or_reader(aw: Any, reader: asyncio.Task[None]) -> None:
-        waiter = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if reader in done:
-            waiter.cancel()
+    async def _wait_or_reader(event: asyncio.Event, reader: asyncio.Task[None]) -> None:
+        """Wait for ``event``, or until the ack reader ends (it sets every event the writer waits on). A plain
+        event wait, not ``asyncio.wait`` over a new task: the writer waits once or twice per batch, and at low
+        rates a batch is a few events."""
+        if not reader.done():
+            await event.wait()
+        if reader.done():
             reader.result()
             raise ConnectionError("downstream closed the stream")
 

@@ -208,3 +208,43 @@ async def test_idle_stream_sends_at_once_despite_a_long_linger() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop(0)
+
+
+class ClosesAfterOne(Recorder):
+    """Acks the first batch of each stream, then ends the stream (as a restarting downstream does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams = 0
+
+    async def PushEvents(
+        self, request_iterator: AsyncIterator[event_pb2.EventBatch], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[event_pb2.BatchAck]:
+        self.streams += 1
+        async for batch in request_iterator:
+            self.seqs.extend(e.id.seq for e in batch.events)
+            yield event_pb2.BatchAck(batch_seq=batch.batch_seq, accepted=len(batch.events))
+            return
+
+
+@pytest.mark.parametrize("waiting_on", ["an empty queue", "acks"])
+async def test_a_stream_that_ends_wakes_the_waiting_writer_and_it_reconnects(waiting_on: str) -> None:
+    """The writer waits on an event, not on the ack reader's task: the reader's end must still wake it, whether
+    it waits for items (an idle stream) or for acks (max_inflight reached), and the next items go on a new
+    stream."""
+    port = free_port()
+    rec = ClosesAfterOne()
+    server = await start_server(port, rec)
+    s = sender(port, batch_size=1, max_inflight=1 if waiting_on == "acks" else 8, reliable=True)
+    task = asyncio.create_task(s.run())
+    try:
+        s.submit(1)
+        await wait_for(lambda: rec.seqs == [1] and s.sent == 1)
+        await wait_for(lambda: rec.streams >= 2 or not s.connected)
+        for n in range(2, 6):
+            s.submit(n)
+        await wait_for(lambda: s.sent == 5)
+        assert sorted(set(rec.seqs)) == [1, 2, 3, 4, 5] and rec.streams >= 5
+    finally:
+        task.cancel()
+        await server.stop(0)
