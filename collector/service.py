@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-from collector.contention import Contention
+from collector.contention import Contention, KernelFiltered
 from collector.decode import Identity
 from collector.encode import EventEncoder
 from collector.source import EventSource, WireSource
@@ -57,14 +57,14 @@ POLL_TARGET = 4.0
 GATHER_SCALE_RATE = 2500.0
 GATHER_MAX_S = 0.02
 GATHER_FILL = 0.9
-# While the host's CPUs are contended (collector.contention), a gather that would make batches smaller than
-# BUSY_BATCH grows toward the time that fills one, up to GATHER_BUSY_MAX_S: from nothing at PRESSURE_LOW to all of
-# it at PRESSURE_HIGH. The low mark stays above a shared host's background (0.03-0.1 here); a storm whose few
-# userspace events came in batches of 6 read 0.5-0.7, and 0.2-0.4 once they came in batches of 60.
+# While the host's CPUs are contended by a busy workload (collector.contention), a gather that would make batches
+# smaller than BUSY_BATCH grows toward the time that fills one, up to GATHER_BUSY_MAX_S: from nothing at
+# PRESSURE_LOW to all of it at PRESSURE_HIGH. A storm whose few userspace events came in batches of 6 read
+# 0.5-0.7, and 0.2-0.35 once they came in batches of 60.
 GATHER_BUSY_MAX_S = 0.03
 BUSY_BATCH = 64
-PRESSURE_LOW = 0.1
-PRESSURE_HIGH = 0.4
+PRESSURE_LOW = 0.05
+PRESSURE_HIGH = 0.3
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
@@ -223,7 +223,7 @@ class CollectorService:
         ``WAKEABLE_IDLE_MAX_S``; while events flow it polls every ``poll_interval_s``, and at once during a burst.
         Otherwise the polls are paced by ``next_poll_delay``."""
         fds = self.wake_fds()
-        contention = Contention()
+        contention, filtered = Contention(), KernelFiltered()
         delay = self.poll_interval_s
         last = time.monotonic()
         rate = 0.0
@@ -241,7 +241,8 @@ class CollectorService:
                 await asyncio.sleep(0)
             else:
                 await wait_readable(fds, WAKEABLE_IDLE_MAX_S)
-                pressure = contention.sample()
+                # CPU pressure counts only while the host is busy with events no rule needs (collector.contention).
+                pressure = contention.sample() * filtered.sample()
                 await asyncio.sleep(gather_delay(rate, self.poll_interval_s, self.sender.batch_size, pressure))
 
     def wake_fds(self) -> list[int] | None:

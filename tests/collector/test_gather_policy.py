@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from collector.contention import DECAY_S, SAMPLE_S, Contention, decayed, psi_some_us, thread_wait_us
+from collector.contention import (
+    BUSY_FILTERED_RATE,
+    DECAY_S,
+    FILTERED_SAMPLE_S,
+    SAMPLE_S,
+    Contention,
+    KernelFiltered,
+    decayed,
+    filtered_total,
+    psi_some_us,
+    thread_wait_us,
+)
+from collector.kfilter import FILTERED
 from collector.service import (
     BUSY_BATCH,
     GATHER_BUSY_MAX_S,
@@ -122,3 +134,25 @@ def test_no_signal_is_no_pressure(tmp_path: Path) -> None:
 def test_this_kernels_files_parse() -> None:
     """On the real kernel at least one of the two signals reads as a number."""
     assert psi_some_us() is not None or thread_wait_us() is not None
+
+
+def test_the_filtered_share_is_the_kernels_drop_rate_against_a_busy_host() -> None:
+    clock, seen = Clock(), [1_000_000.0]
+    k = KernelFiltered(clock, lambda: seen[0])
+    assert k.sample() == 0.0
+    seen[0] += BUSY_FILTERED_RATE / 2
+    clock.t += FILTERED_SAMPLE_S / 2  # too soon: the counters move once a second
+    assert k.sample() == 0.0
+    clock.t += FILTERED_SAMPLE_S / 2 + 1e-6
+    assert k.sample() == pytest.approx(0.5)
+    seen[0] += 10 * BUSY_FILTERED_RATE * 2
+    clock.t += 2 * FILTERED_SAMPLE_S
+    assert k.sample() == 1.0
+    clock.t += 2 * FILTERED_SAMPLE_S  # nothing dropped: the services' own load is not a busy host
+    assert k.sample() == 0.0
+
+
+def test_the_kernel_filters_counter_is_read() -> None:
+    before = filtered_total()
+    FILTERED.labels("openat").inc(7)
+    assert filtered_total() == before + 7
