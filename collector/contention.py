@@ -118,6 +118,8 @@ class Contention:
 BUSY_FILTERED_RATE = 20_000.0
 # The kernel filter's counters move once a second (collector.source); the rate is taken over at least this long.
 FILTERED_SAMPLE_S = 1.0
+# Counters that have not moved for this long mean nothing was dropped.
+FILTERED_STALE_S = 2.5
 
 
 def filtered_total() -> float:
@@ -141,6 +143,10 @@ class KernelFiltered:
         if elapsed < FILTERED_SAMPLE_S:
             return self.share
         seen = self._total()
+        if seen == self._seen and elapsed < FILTERED_STALE_S:
+            # The counters may not have moved yet in this window (they move about once a second, out of step
+            # with these samples): a zero here would drop the share every other second.
+            return self.share
         rate = max(0.0, seen - self._seen) / elapsed
         self._at, self._seen = now, seen
         self.share = min(1.0, rate / BUSY_FILTERED_RATE)

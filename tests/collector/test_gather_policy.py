@@ -13,6 +13,7 @@ from collector.contention import (
     BUSY_FILTERED_RATE,
     DECAY_S,
     FILTERED_SAMPLE_S,
+    FILTERED_STALE_S,
     SAMPLE_S,
     Contention,
     KernelFiltered,
@@ -148,7 +149,9 @@ def test_the_filtered_share_is_the_kernels_drop_rate_against_a_busy_host() -> No
     seen[0] += 10 * BUSY_FILTERED_RATE * 2
     clock.t += 2 * FILTERED_SAMPLE_S
     assert k.sample() == 1.0
-    clock.t += 2 * FILTERED_SAMPLE_S  # nothing dropped: the services' own load is not a busy host
+    clock.t += FILTERED_SAMPLE_S  # the counters have not moved yet this window: the share stands
+    assert k.sample() == 1.0
+    clock.t += FILTERED_STALE_S  # nothing dropped for long: the services' own load is not a busy host
     assert k.sample() == 0.0
 
 
