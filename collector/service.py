@@ -60,11 +60,12 @@ GATHER_FILL = 0.9
 # While the host's CPUs are contended by a busy workload (collector.contention), a gather that would make batches
 # smaller than BUSY_BATCH grows toward the time that fills one, up to GATHER_BUSY_MAX_S: from nothing at
 # PRESSURE_LOW to all of it at PRESSURE_HIGH. A storm whose few userspace events came in batches of 6 read
-# 0.5-0.7, and 0.2-0.35 once they came in batches of 60.
+# 0.5-0.7, and 0.13-0.35 once they came in batches of 25-60: the gather lowers its own signal, so the marks sit
+# low (a quiet host reads 0.01, and the pressure counts only during a storm anyway).
 GATHER_BUSY_MAX_S = 0.03
 BUSY_BATCH = 64
-PRESSURE_LOW = 0.05
-PRESSURE_HIGH = 0.3
+PRESSURE_LOW = 0.02
+PRESSURE_HIGH = 0.15
 
 
 # The enricher's PushEvents stream factory, for ``BatchSender``; requests are pre-serialized EventBatches.
