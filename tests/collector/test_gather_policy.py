@@ -138,20 +138,23 @@ def test_this_kernels_files_parse() -> None:
 
 
 def test_the_filtered_share_is_the_kernels_drop_rate_against_a_busy_host() -> None:
+    """The counters move about once a second: the rate is taken between two moves."""
     clock, seen = Clock(), [1_000_000.0]
     k = KernelFiltered(clock, lambda: seen[0])
     assert k.sample() == 0.0
     seen[0] += BUSY_FILTERED_RATE / 2
-    clock.t += FILTERED_SAMPLE_S / 2  # too soon: the counters move once a second
+    clock.t += FILTERED_SAMPLE_S / 2  # too soon to look again
     assert k.sample() == 0.0
-    clock.t += FILTERED_SAMPLE_S / 2 + 1e-6
+    clock.t = 101.0  # a second after the last move: half the busy rate
     assert k.sample() == pytest.approx(0.5)
-    seen[0] += 10 * BUSY_FILTERED_RATE * 2
-    clock.t += 2 * FILTERED_SAMPLE_S
+    clock.t = 101.5  # the counters have not moved yet: the share stands
+    assert k.sample() == pytest.approx(0.5)
+    seen[0] += 4 * BUSY_FILTERED_RATE
+    clock.t = 102.0
     assert k.sample() == 1.0
-    clock.t += FILTERED_SAMPLE_S  # the counters have not moved yet this window: the share stands
+    clock.t = 102.0 + FILTERED_STALE_S / 2
     assert k.sample() == 1.0
-    clock.t += FILTERED_STALE_S  # nothing dropped for long: the services' own load is not a busy host
+    clock.t = 102.0 + FILTERED_STALE_S  # nothing dropped for long: the services' own load is not a busy host
     assert k.sample() == 0.0
 
 
