@@ -82,6 +82,16 @@ class RuleEngineService:
         self._recorder = recorder
         self._in = EVENTS_IN.labels(STAGE)
         self._latency = STAGE_LATENCY.labels(STAGE)
+        # The alerts counter's child per (rule, priority): a labels() lookup costs more than the increment.
+        self._raised: dict[tuple[str, Priority], Any] = {}
+
+    def _count_raised(self, rule: str, priority: Priority) -> None:
+        child = self._raised.get((rule, priority))
+        if child is None:
+            if len(self._raised) >= 4096:  # rules come and go with reloads
+                self._raised.clear()
+            child = self._raised[rule, priority] = ALERTS_RAISED.labels(rule, priority.falco_name)
+        child.inc()
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         """Add this service to a server; requests arrive as ``EventBatchFrame`` so that each event is parsed on
@@ -135,6 +145,9 @@ class RuleEngineService:
         has_rules_for, process = engine.has_rules_for, engine.process
         recorder = self._recorder
         last: event_pb2.EventView | None = None
+        # The batch's alerts are queued together once it is evaluated (one queue operation, one ledger write):
+        # the sender only runs after this returns anyway.
+        raised: list[bytes] = []
         for data in batch.events:
             try:
                 pb = _parse_view(data)
@@ -168,8 +181,8 @@ class RuleEngineService:
                     pb.timing.evaluated_ns = time.time_ns()
                 for match in matches:
                     record = self._render(match, ctx)
-                    self._alerts.submit(alert_bytes(record, pb))
-                    ALERTS_RAISED.labels(record.rule, record.priority.falco_name).inc()
+                    raised.append(alert_bytes(record, pb))
+                    self._count_raised(record.rule, record.priority)
             except MalformedEvent as exc:
                 EVENTS_DROPPED.labels(STAGE, "malformed_event").inc()
                 log.warning("event could not be decoded; skipped", extra={"seq": pb.id.seq, "error": str(exc)})
@@ -180,6 +193,8 @@ class RuleEngineService:
                     "event could not be evaluated",
                     extra={"evt_type": pb.type, "seq": pb.id.seq, "error": f"{type(exc).__name__}: {exc}"},
                 )
+        if raised:
+            self._alerts.submit_many(raised)
         # One latency sample per batch (its newest event): a histogram observation per event costs more than
         # evaluating many events does.
         newest = last.timing.event_ns if last is not None else 0
