@@ -35,6 +35,11 @@ PROFILE = os.environ.get("BENCH_PY_SPY", "")
 # The subscriber uses Subscribe (one message per alert) instead of SubscribeBatches (before it existed).
 SINGLE = bool(os.environ.get("BENCH_SUBSCRIBE_SINGLE"))
 NATIVE = ["--native"] if os.environ.get("BENCH_PY_SPY_NATIVE") else []
+# "subscriber" or "file": leave that consumer out, to see what the other costs alone (the file's lines are
+# counted when there is no subscriber).
+WITHOUT = os.environ.get("BENCH_WITHOUT", "")
+# Print Redis's per-command call counts after each checkout's run (how many round trips the alerts took).
+REDIS_STATS = bool(os.environ.get("BENCH_REDIS_STATS"))
 RULES = f"""
 - rule: {RULE}
   desc: every openat this bench sends raises one alert
@@ -125,20 +130,30 @@ class Services:
 
     def __init__(self, tmp: Path, code: Path, ports: list[int]) -> None:
         redis_port, self.disp_port, engine_port = ports
+        self.redis_port = redis_port
         self.tmp = tmp
-        env = {**os.environ, "PYTHONPATH": str(code)}
+        # BENCH_PYTHONPATH: more import paths for both services (a sitecustomize that measures something).
+        paths = [str(code), os.environ.get("BENCH_PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        # Redis as the checkout's `lanner up` runs it: over a Unix socket where it does (lanner.up.redis_socket).
+        unix = "redis_socket" in (code / "lanner" / "up.py").read_text()
+        sock = tmp / "redis.sock"
         self.redis = subprocess.Popen(
             [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp)],
+             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp),
+             *(["--unixsocket", str(sock)] if unix else [])],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
+        redis_url = f"unix://{sock}?db=0" if unix else f"redis://127.0.0.1:{redis_port}/0"
         (tmp / "rules.yaml").write_text(RULES)
+        file_on = "false" if WITHOUT == "file" else "true"
         (tmp / "lanner.yaml").write_text(
             "dispatcher:\n"
             f"  bind: 127.0.0.1:{self.disp_port}\n  metrics_bind: ''\n  log_level: warning\n"
-            f"  redis_url: redis://127.0.0.1:{redis_port}/0\n  subscriber_queue: 65536\n"
+            f"  redis_url: {redis_url}\n  subscriber_queue: 65536\n"
             f"  dedup_secret: bench-secret-0123456789abcdef\n"
-            f"  outputs:\n    stdout: {{enabled: false}}\n    file: {{enabled: true, path: {tmp / 'alerts.jsonl'}}}\n"
+            f"  outputs:\n    stdout: {{enabled: false}}\n"
+            f"    file: {{enabled: {file_on}, path: {tmp / 'alerts.jsonl'}}}\n"
             "ruleengine:\n"
             f"  bind: 127.0.0.1:{engine_port}\n  metrics_bind: ''\n  log_level: warning\n"
             f"  dispatcher_target: 127.0.0.1:{self.disp_port}\n  collector_target: ''\n  watch_rules: false\n"
@@ -162,6 +177,11 @@ class Services:
         assert self.sub.stdout.readline().strip() == "ready"
 
     def delivered(self) -> int:
+        if self.sub is None:
+            try:
+                return (self.tmp / "alerts.jsonl").read_bytes().count(b"\n")
+            except FileNotFoundError:
+                return 0
         assert self.sub is not None and self.sub.stdin is not None and self.sub.stdout is not None
         self.sub.stdin.write("\n")
         self.sub.stdin.flush()
@@ -181,7 +201,7 @@ class Services:
                     "--format",
                     "raw",
                     "--rate",
-                    "200",
+                    os.environ.get("BENCH_PY_SPY_RATE", "200"),
                     "-o",
                     str(Path(PROFILE) / f"{name}-{tag}.txt"),
                 ],
@@ -192,7 +212,11 @@ class Services:
         ]
 
     def cpu(self) -> dict[str, float]:
-        return {"ruleengine": cpu_seconds(self.engine.pid), "dispatcher": cpu_seconds(self.disp.pid)}
+        return {
+            "ruleengine": cpu_seconds(self.engine.pid),
+            "dispatcher": cpu_seconds(self.disp.pid),
+            "redis": cpu_seconds(self.redis.pid),
+        }
 
     def stop(self) -> None:
         for p in (self.sub, self.engine, self.disp):
@@ -283,9 +307,15 @@ async def run(codes: list[Path], rates: list[float], seconds: float, per_batch: 
         try:
             await wait_port(ports[1], 60)
             await wait_port(ports[2], 120)
-            svc.start_subscriber()
+            if WITHOUT != "subscriber":
+                svc.start_subscriber()
             await asyncio.sleep(1.0)
             results.append((code, await measure(svc, rates, seconds, per_batch, 1 + i * 10_000_000)))
+            if REDIS_STATS:
+                stats = subprocess.run(
+                    ["redis-cli", "-p", str(svc.redis_port), "info", "commandstats"], capture_output=True, text=True
+                )
+                print(f"{code}: redis commands\n{stats.stdout}")
         finally:
             svc.stop()
     print(
@@ -299,7 +329,8 @@ async def run(codes: list[Path], rates: list[float], seconds: float, per_batch: 
             print(
                 f"  {code!s:<22} {s.rate:>7.0f} alerts/s  delivered {s.delivered}/{s.alerts}  "
                 f"rule engine {eng:6.1f} ({s.quiet_us['ruleengine']:5.1f})  "
-                f"dispatcher {disp:6.1f} ({s.quiet_us['dispatcher']:4.1f})  per alert {eng + disp:6.1f}"
+                f"dispatcher {disp:6.1f} ({s.quiet_us['dispatcher']:4.1f})  per alert {eng + disp:6.1f}  "
+                f"(redis-server {s.per_alert('redis'):5.1f})"
             )
 
 

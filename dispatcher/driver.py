@@ -132,6 +132,8 @@ class OutputDriver:
         self._dead = OUTPUT_DEAD.labels(output=name)
         self._filtered = OUTPUT_FILTERED.labels(output=name)
         self._grouped = OUTPUT_GROUPED.labels(output=name)
+        # Delivered (or filtered, or dead-lettered) entries not yet acked: the next read carries their XACK.
+        self._unacked: list[bytes] = []
         # Whole batches in one operation, where the output can and no rate limit has to pace each alert.
         self._batches = isinstance(output, BatchOutput) and opts.rate_limit == 0
 
@@ -146,6 +148,12 @@ class OutputDriver:
         try:
             await self._loop()
         finally:
+            if self._unacked:
+                # A stop between a delivery and the read that carries its ack: ack now, or the next start
+                # delivers the batch again.
+                ids, self._unacked = self._unacked, []
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(self._store.ack(self.group, ids), 2.0)
             if side is not None:
                 side.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -163,6 +171,7 @@ class OutputDriver:
             elif time.monotonic() >= next_claim:
                 # Checked on a clock, not only when idle, so a busy stream cannot starve a dead replica's entries.
                 # Between batches this consumer has nothing pending, so it only ever claims others' entries.
+                await self._flush_acks()
                 next_claim = time.monotonic() + self._claim_idle_ms / 1000
                 entries = await retry_redis(
                     lambda: self._store.autoclaim(self.group, self._consumer, self._claim_idle_ms, self._batch),
@@ -176,23 +185,44 @@ class OutputDriver:
             else:
                 entries = await self._read(">", block_ms=1000)
             if entries:
-                await self.process(entries)
+                # Acked with the next read, in the same round trip (see _read).
+                self._unacked = await self._process(entries)
                 if len(entries) < self._batch:
                     # Alerts are flowing: gather a few intakes for the next read and delivery (dispatcher.hub).
                     await asyncio.sleep(READ_GATHER_S)
 
+    async def _flush_acks(self) -> None:
+        if self._unacked:
+            ids = self._unacked
+            await retry_redis(lambda: self._store.ack(self.group, ids), f"output {self.name} acks", self._store.url)
+            self._unacked = []
+
     async def _read(self, start: str, block_ms: int) -> list[Entry]:
-        return await retry_redis(
-            lambda: self._store.read_group(self.group, self._consumer, start, self._batch, block_ms),
+        """The next entries; the last batch's acks go in the same round trip, ahead of the read (a blocking
+        read does not hold them back: Redis runs the XACK at once)."""
+        ack = self._unacked
+        entries = await retry_redis(
+            lambda: self._store.read_group(self.group, self._consumer, start, self._batch, block_ms, ack),
             f"output {self.name} reads",
             self._store.url,
         )
+        self._unacked = []
+        return entries
 
     async def process(self, entries: Sequence[Entry]) -> None:
         """Deliver a batch of entries and acknowledge the ones that are done (delivered, filtered or dead)."""
+        ids = await self._process(entries)
+        await retry_redis(lambda: self._store.ack(self.group, ids), f"output {self.name} acks", self._store.url)
+
+    async def _process(self, entries: Sequence[Entry]) -> list[bytes]:
+        """Deliver a batch of entries; return the ids that are done (all of them), for the caller to ack."""
         ready: list[tuple[Entry, Alert]] = []
         for entry in entries:
-            item = await self._decode(entry)
+            item = self._decode(entry)
+            if isinstance(item, str):
+                # A poison entry must not stop the output (or, by crashing the loop, the service) for good.
+                await self._dead_letter(entry, item)
+                continue
             if item is not None:
                 ready.append(item)
         if self.grouper is not None:
@@ -204,8 +234,7 @@ class OutputDriver:
                 await self._deliver(entry, alert)
         else:
             await asyncio.gather(*(self._bounded(e, a) for e, a in ready))
-        ids = [e.id for e in entries]
-        await retry_redis(lambda: self._store.ack(self.group, ids), f"output {self.name} acks", self._store.url)
+        return [e.id for e in entries]
 
     async def _deliver_batch(self, ready: list[tuple[Entry, Alert]]) -> list[tuple[Entry, Alert]]:
         """One ``send_batch`` for the whole batch; return what it did not deliver, for ``_deliver`` one by one."""
@@ -226,8 +255,9 @@ class OutputDriver:
         async with self._sem:
             await self._deliver(entry, alert)
 
-    async def _decode(self, entry: Entry) -> tuple[Entry, Alert] | None:
-        """The alert to deliver for an entry, or None when it is skipped, filtered or dead-lettered."""
+    def _decode(self, entry: Entry) -> tuple[Entry, Alert] | str | None:
+        """The alert to deliver for an entry; None when it is skipped or filtered; the reason to dead-letter it
+        when it cannot be decoded. (Not a coroutine: one per alert costs more than the rest of this.)"""
         if entry.target is not None and entry.target != self.name:
             return None  # a digest or replayed dead letter for another output
         if entry.payload is None:
@@ -240,9 +270,7 @@ class OutputDriver:
                 assert entry.extra is not None
                 return entry, digest_alert(alert, entry.extra)
         except (DecodeError, AlertError, ValueError, KeyError, RecursionError) as exc:
-            # A poison entry must not stop the output (or, by crashing the loop, the service) for good.
-            await self._dead_letter(entry, f"undecodable alert: {type(exc).__name__}: {exc}")
-            return None
+            return f"undecodable alert: {type(exc).__name__}: {exc}"
         if entry.target is None and not self.wants(alert):
             self._filtered.inc()
             return None

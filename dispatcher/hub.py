@@ -102,12 +102,12 @@ class Subscriber:
             return with_cursor(without_fields(payload), entry_id)
         return with_cursor(masked(payload, self.fields) if self.fields else payload, entry_id)
 
-    def offer(self, alert: Alert, entry_id: bytes, payload: bytes) -> None:
+    def offer(self, alert: Alert, entry_id: bytes, payload: bytes, sid: StreamId | None = None) -> None:
         """Queue the alert if it matches; drop and count it when the queue is full."""
         if not self.wants(alert):
             return
         try:
-            self.queue.put_nowait((parse_id(entry_id), self.render(entry_id, payload)))
+            self.queue.put_nowait((sid or parse_id(entry_id), self.render(entry_id, payload)))
         except asyncio.QueueFull:
             self.dropped += 1
             self._drops.inc()
@@ -282,5 +282,6 @@ class SubscriberHub:
         alert = decode_for(subs, payload)
         if alert is None:
             return
+        sid = parse_id(entry_id)
         for sub in subs:
-            sub.offer(alert, entry_id, payload)
+            sub.offer(alert, entry_id, payload, sid)

@@ -7,6 +7,7 @@ together or not at all: a dispatcher that dies between the two can never leave a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from dispatcher.backoff import Backoff
 from dispatcher.metrics import REDIS_UP
+from dispatcher.resp import Command, RespConnection, lean_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +65,19 @@ class Entry:
     extra: Mapping[bytes, bytes] | None = None
 
 
+def _flat_entries(raw: Sequence[Any] | None) -> list[Entry]:
+    """Entries as RESP2 gives them: ``[id, [field, value, ...]]`` (``[id, nil]`` for one trimmed while pending)."""
+    out: list[Entry] = []
+    for entry_id, fields in raw or ():
+        if not fields:
+            out.append(Entry(entry_id, None))
+        elif len(fields) == 2 and fields[0] == PAYLOAD_FIELD:
+            out.append(Entry(entry_id, fields[1]))
+        else:
+            out += _entries([(entry_id, dict(zip(fields[::2], fields[1::2], strict=False)))])
+    return out
+
+
 def _entries(raw: Sequence[Any]) -> list[Entry]:
     out: list[Entry] = []
     for item in raw:
@@ -89,13 +104,27 @@ class AlertStore:
         self._window = str(max(1, dedup_window_ms))
         # Typed as Any: the installed redis stubs lag behind redis-py 8 (aclose, xautoclaim...).
         # socket_timeout bounds a hung (not refused) connection; it must exceed the 1 s blocking reads.
-        opts: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 15.0, "socket_keepalive": True}
+        opts: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 15.0}
+        if not url.startswith("unix://"):
+            opts["socket_keepalive"] = True  # a Unix socket has no keepalive (redis-py refuses the option)
         if cluster:
             # Every key the dispatcher touches carries the stream's hash tag, so each script runs on one node.
             self._r: Any = RedisCluster.from_url(url, **opts)
         else:
             self._r = aioredis.Redis.from_url(url, health_check_interval=10, **opts)
         self._persist = self._r.register_script(_PERSIST_LUA)
+        # The hot path (persist, stream reads, acks) on lean connections (dispatcher.resp): one shared by the
+        # non-blocking commands, and one per blocking reader, which holds its connection while it waits.
+        self._lean = not cluster and lean_url(url)
+        self._cmd = RespConnection(url) if self._lean else None
+        self._readers: dict[str, RespConnection] = {}
+        self._persist_sha = hashlib.sha1(_PERSIST_LUA.encode()).hexdigest()
+
+    def _reader(self, name: str) -> RespConnection:
+        conn = self._readers.get(name)
+        if conn is None:
+            conn = self._readers[name] = RespConnection(self.url)
+        return conn
 
     @property
     def redis(self) -> Any:
@@ -107,7 +136,10 @@ class AlertStore:
         await self._r.ping()
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the lean connections."""
+        for conn in [self._cmd, *self._readers.values()]:
+            if conn is not None:
+                await conn.close()
         await self._r.aclose()
 
     async def persist(self, items: Sequence[tuple[str, bytes]]) -> int:
@@ -118,7 +150,16 @@ class AlertStore:
             for alert_id, payload in items[start : start + _CHUNK]:
                 args.append(alert_id)
                 args.append(payload)
-            added += int(await self._persist(keys=[self.stream], args=args))
+            if self._cmd is None:
+                added += int(await self._persist(keys=[self.stream], args=args))
+                continue
+            try:
+                added += int(await self._cmd.call("EVALSHA", self._persist_sha, 1, self.stream, *args))
+            except ResponseError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # A restarted (or flushed) Redis: EVAL runs the script and caches it for the next EVALSHA.
+                added += int(await self._cmd.call("EVAL", _PERSIST_LUA, 1, self.stream, *args))
         return added
 
     async def ensure_group(self, group: str, start: str = "$") -> None:
@@ -138,9 +179,15 @@ class AlertStore:
         )
         await self.ensure_group(group, "0")
 
-    async def read_group(self, group: str, consumer: str, start: str, count: int, block_ms: int) -> list[Entry]:
-        """XREADGROUP: ``start`` ">" for new entries, "0" for this consumer's own pending ones."""
+    async def read_group(
+        self, group: str, consumer: str, start: str, count: int, block_ms: int, ack: Sequence[bytes] = ()
+    ) -> list[Entry]:
+        """XREADGROUP: ``start`` ">" for new entries, "0" for this consumer's own pending ones; with ``ack``,
+        those ids are acknowledged first, in the same round trip."""
         try:
+            if self._lean:
+                return await self._lean_read_group(group, consumer, start, count, block_ms, ack)
+            await self.ack(group, ack)
             resp = await self._r.xreadgroup(
                 group, consumer, {self.stream: start}, count=count, block=block_ms if start == ">" else None
             )
@@ -153,9 +200,27 @@ class AlertStore:
             return []
         return _entries(cast(list[Any], resp)[0][1])
 
+    async def _lean_read_group(
+        self, group: str, consumer: str, start: str, count: int, block_ms: int, ack: Sequence[bytes]
+    ) -> list[Entry]:
+        read: list[str | bytes | int] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
+        if start == ">":
+            read += ("BLOCK", block_ms)
+        read += ("STREAMS", self.stream, start)
+        commands: list[Command] = [["XACK", self.stream, group, *ack], read] if ack else [read]
+        replies = await self._reader(f"group:{group}").pipeline(commands, block_ms / 1000)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return _flat_entries(replies[-1][0][1] if replies[-1] else None)
+
     async def ack(self, group: str, ids: Sequence[bytes]) -> None:
         """XACK the given ids for the group."""
-        if ids:
+        if not ids:
+            return
+        if self._cmd is not None:
+            await self._cmd.call("XACK", self.stream, group, *ids)
+        else:
             await self._r.xack(self.stream, group, *ids)
 
     async def autoclaim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
@@ -191,6 +256,19 @@ class AlertStore:
 
     async def read_after(self, cursor: str, count: int, block_ms: int) -> list[Entry]:
         """Plain XREAD after ``cursor`` (live tail, no group)."""
+        if self._lean:
+            reply = await self._reader("tail").call(
+                "XREAD",
+                "COUNT",
+                count,
+                "BLOCK",
+                block_ms,
+                "STREAMS",
+                self.stream,
+                cursor,
+                extra_timeout=block_ms / 1000,
+            )
+            return _flat_entries(reply[0][1] if reply else None)
         resp = await self._r.xread({self.stream: cursor}, count=count, block=block_ms)
         if not resp:
             return []
@@ -198,6 +276,9 @@ class AlertStore:
 
     async def read_range(self, start: str, count: int, inclusive: bool = False) -> list[Entry]:
         """XRANGE from ``start`` (excluded unless ``inclusive``) to the end: a subscriber's replay."""
+        if self._cmd is not None:
+            begin = start if inclusive else f"({start}"
+            return _flat_entries(await self._cmd.call("XRANGE", self.stream, begin, "+", "COUNT", count))
         resp = await self._r.xrange(self.stream, start if inclusive else f"({start}", "+", count=count)
         return _entries(cast(list[Any], resp))
 

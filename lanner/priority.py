@@ -30,8 +30,10 @@ class Priority(enum.IntEnum):
     @property
     def falco_name(self) -> str:
         """The long form Falco prints in alerts: "Emergency", ..., "Informational", "Debug"."""
-        return self.name.capitalize()
+        # A tuple indexed by the number: every alert renders this, and Enum's ``name`` is a slow descriptor.
+        return _FALCO_NAMES[self]
 
 
+_FALCO_NAMES: tuple[str, ...] = tuple(p.name.capitalize() for p in sorted(Priority))
 _BY_NAME: dict[str, Priority] = {p.name.lower(): p for p in Priority}
 _BY_NAME["info"] = Priority.INFORMATIONAL

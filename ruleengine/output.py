@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -327,9 +328,26 @@ def _escape(text: str) -> str:
     return _CONTROL.sub(repl, text)
 
 
+# Alerts come in bursts within one second: the text of the last second rendered is kept, per format, with the
+# time zone it was rendered in (``time.tzset`` makes a new ``time.tzname``).
+_last_second: dict[bool, tuple[int, object, str]] = {}
+
+
 def format_alert_time(ns: int, iso8601: bool) -> str:
     """The time prefix of a text alert line."""
-    return format_iso8601(ns) if iso8601 else format_time(ns)
+    secs, nanos = divmod(ns, 1_000_000_000)
+    last = _last_second.get(iso8601)
+    zone = _time.tzname
+    if last is None or last[0] != secs or last[1] is not zone:
+        # The formatters' own text for the whole second, without its nanoseconds (".000000000" and what follows).
+        text = format_iso8601(secs * 1_000_000_000) if iso8601 else format_time(secs * 1_000_000_000)
+        cut = text.index(".", 8)
+        last = _last_second[iso8601] = (secs, zone, text[:cut])
+        _suffix[iso8601] = text[cut + 10 :]
+    return f"{last[2]}.{nanos:09d}{_suffix[iso8601]}"
+
+
+_suffix: dict[bool, str] = {}
 
 
 def render_alert(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, TextIO
 
@@ -41,6 +42,13 @@ class StdoutOutput:
         out = self._stream or sys.stdout
         out.write(build_stdout_line(alert, self.config, self.ctx) + "\n")
         out.flush()
+
+    async def send_batch(self, alerts: Sequence[Alert]) -> int:
+        """Print the alerts with one write and one flush (on an error the driver sends them one by one)."""
+        out = self._stream or sys.stdout
+        out.write("".join([build_stdout_line(alert, self.config, self.ctx) + "\n" for alert in alerts]))
+        out.flush()
+        return len(alerts)
 
     async def close(self) -> None:
         """Flush what is buffered."""

@@ -159,6 +159,10 @@ def test_the_service_drops_only_the_event_whose_part_is_malformed(tmp_path: Path
         def submit(self, alert: bytes) -> None:
             self.rules.append(alert_pb2.Alert.FromString(alert).rule)
 
+        def submit_many(self, alerts: list[bytes]) -> None:
+            for alert in alerts:
+                self.submit(alert)
+
     alerts = Alerts()
     service = RuleEngineService(lambda: res.engine, lambda m, ctx: m.render(ctx, "h"), alerts)  # type: ignore[arg-type]
     dropped = EVENTS_DROPPED.labels("ruleengine", "malformed_event")

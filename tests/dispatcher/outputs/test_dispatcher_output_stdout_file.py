@@ -42,6 +42,17 @@ async def test_stdout_writes_and_flushes() -> None:
     assert buf.getvalue() == "10:00:00.000000001: Notice é\n"
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+async def test_stdout_batch_prints_what_one_by_one_prints(json_output: bool) -> None:
+    alerts = [ALERT, Alert(rule="S", priority=Priority.ERROR, message="line\nbreak\x1b[31m", time_ns=2), ALERT]
+    one, many = io.StringIO(), io.StringIO()
+    single = StdoutOutput(StdoutConfig(json_output=json_output), CTX, stream=one)
+    for alert in alerts:
+        await single.send(alert)
+    assert await StdoutOutput(StdoutConfig(json_output=json_output), CTX, stream=many).send_batch(alerts) == 3
+    assert many.getvalue() == one.getvalue() and one.getvalue().count("\n") == 3
+
+
 def test_file_line() -> None:
     assert build_file_line(ALERT, FileConfig(json_output=False), CTX) == "10:00:00.000000001: Notice é\n".encode()
     assert build_file_line(ALERT, FileConfig(), CTX).endswith(b'"time":"1970-01-01T00:00:00.000000001Z"}\n')
