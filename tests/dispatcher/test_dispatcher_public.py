@@ -280,7 +280,9 @@ async def test_public_port_survives_fuzzing_and_keeps_serving(
         with contextlib.ExitStack() as held:
             held.enter_context(fuzz.half_open_sockets(port, http2=True))
             push = await fuzz.push_raw(cfg.public_bind, "/lanner.v1.DispatcherService/PushAlerts", junk[:10])
-            assert set(push) == {"UNIMPLEMENTED"}, push
+            # The public port has no PushAlerts. Under load, gRPC core now and then reports a stream it ended as
+            # UNIMPLEMENTED while the client was still writing as INTERNAL instead; neither ever accepts anything.
+            assert "UNIMPLEMENTED" in push and set(push) <= {"UNIMPLEMENTED", "INTERNAL"}, push
             sub = await fuzz.unary_raw(
                 cfg.public_bind,
                 "/lanner.v1.SubscriberService/Subscribe",
