@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from lanner.lazy_event import LazyEvent, MalformedEvent
 from ruleengine.build import Builder, CompiledRule
 from ruleengine.compiler import compile_dispatcher
+from ruleengine.decision_memo import MISS, NO_MEMO, DecisionMemo
 from ruleengine.fields import EventContext, known_sources
 from ruleengine.loader.messages import LoadMessage, Location
 from ruleengine.loader.reader import Reader
@@ -76,6 +77,9 @@ class EngineOptions:
     enabled_tags: tuple[str, ...] = ()
     disabled_tags: tuple[str, ...] = ()
     plugins: Mapping[str, str] = field(default_factory=lambda: BUILTIN_PLUGINS)
+    # Remember each dispatcher's answer by the wire bytes of the parts it read (ruleengine.decision_memo). Off
+    # only to compare against, in tests and benches.
+    decision_memo: bool = True
 
     def __post_init__(self) -> None:
         if self.rule_matching not in ("first", "all"):
@@ -157,6 +161,7 @@ class Engine:
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.enabled: tuple[CompiledRule, ...] = tuple(r for r in self.rules if _selected(r, options))
         self._first = options.rule_matching == "first"
+        memo = options.decision_memo
         self._tables: dict[str, dict[str, _Slot]] = {}
         self._fallback: dict[str, _Slot] = {}
         by_source: dict[str, list[CompiledRule]] = {}
@@ -165,17 +170,17 @@ class Engine:
         for source, rules_ in by_source.items():
             if source != "syscall":
                 self._tables[source] = {}
-                self._fallback[source] = _Slot.build(tuple(rules_), source, None, self._first)
+                self._fallback[source] = _Slot.build(tuple(rules_), source, None, self._first, memo)
                 continue
             names: set[str] = set()
             for r in rules_:
                 names |= r.evttypes.names
             self._tables[source] = {
-                n: _Slot.build(tuple(r for r in rules_ if r.evttypes.contains(n)), source, n, self._first)
+                n: _Slot.build(tuple(r for r in rules_ if r.evttypes.contains(n)), source, n, self._first, memo)
                 for n in sorted(names)
             }
             self._fallback[source] = _Slot.build(
-                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first
+                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first, memo
             )
         self.sources: frozenset[str] = frozenset(by_source)
         self.errors_total = 0
@@ -217,9 +222,14 @@ class Engine:
         if not slot.rules:
             return []
         try:
-            if slot.preload is not None and type(ev) is LazyEvent:
-                ev.preload(slot.preload)
-            hit = slot.fn(ctx)
+            if type(ev) is not LazyEvent:
+                hit = slot.fn(ctx)
+            elif (memo := slot.memo) is None or (hit := memo.lookup(ev)) is NO_MEMO:
+                if slot.preload is not None:
+                    ev.preload(slot.preload)
+                hit = slot.fn(ctx)
+            elif hit is MISS:
+                hit = _traced(slot, memo, ctx, ev)
         except MalformedEvent:
             raise  # the event's own bytes are bad, not a rule: the caller drops the event
         except Exception:
@@ -248,6 +258,20 @@ class Engine:
         return out
 
 
+def _traced(slot: _Slot, memo: DecisionMemo, ctx: EventContext, ev: LazyEvent) -> Any:
+    """Evaluate while the event traces the parts it decodes, then remember the answer along that path."""
+    trace: list[str] = []
+    ev._trace = trace
+    try:
+        if slot.preload is not None:
+            ev.preload(slot.preload)
+        hit = slot.fn(ctx)
+    finally:
+        ev._trace = None
+    memo.store(ev, trace, hit)
+    return hit
+
+
 @dataclass(frozen=True, slots=True)
 class _Slot:
     """The candidate rules of one (source, type) with their dispatcher and prebuilt matches."""
@@ -256,11 +280,14 @@ class _Slot:
     matches: tuple[Match, ...]
     fn: Callable[[EventContext], Any]
     preload: str | None = None
+    memo: DecisionMemo | None = None
 
     @classmethod
-    def build(cls, rules: tuple[CompiledRule, ...], source: str, evt_type: str | None, first: bool) -> _Slot:
+    def build(
+        cls, rules: tuple[CompiledRule, ...], source: str, evt_type: str | None, first: bool, memo: bool = True
+    ) -> _Slot:
         disp = compile_dispatcher([r.tree for r in rules], source, evt_type, first)
-        return cls(rules, tuple(Match(r) for r in rules), disp.fn, disp.preload)
+        return cls(rules, tuple(Match(r) for r in rules), disp.fn, disp.preload, DecisionMemo() if memo else None)
 
 
 _EMPTY = _Slot((), (), lambda _ctx: -1)
