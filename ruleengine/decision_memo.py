@@ -60,14 +60,17 @@ class DecisionMemo:
 
     def lookup(self, ev: LazyEvent) -> Any:
         """The stored answer for this event, ``MISS``, or ``NO_MEMO``."""
+        return self.lookup_view(ev.type, ev._view, ev._tables)
+
+    def lookup_view(self, evt_type: str, view: event_pb2.EventView, tables: Any) -> Any:
+        """The stored answer for the event of this type read as ``view`` from a batch with ``tables``."""
         if not self.enabled:
             return NO_MEMO
         if self._dns != dnsnames.WATCHED.generation:
             self._dns = dnsnames.WATCHED.generation
             self._roots.clear()
             self._size = 0
-        node = self._roots.get(ev.type, MISS)
-        view, tables = ev._view, ev._tables
+        node = self._roots.get(evt_type, MISS)
         try:
             while type(node) is _Branch:
                 node = node.children.get(node.key(view, tables), MISS)

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from lanner.convert import BatchTables
 from lanner.lazy_event import LazyEvent, MalformedEvent
+from lanner.v1 import event_pb2
 from ruleengine.build import Builder, CompiledRule
 from ruleengine.compiler import compile_dispatcher
 from ruleengine.decision_memo import MISS, NO_MEMO, DecisionMemo
@@ -210,6 +212,32 @@ class Engine:
             return False
         return evt_type in table or bool(self._fallback[source].rules)
 
+    def process_view(
+        self, source: str, evt_type: str, view: event_pb2.EventView, tables: BatchTables | None
+    ) -> tuple[list[Match], EventContext | None]:
+        """The service's entry: ``has_rules_for`` and ``process`` in one, for an event read as ``view``. Returns the
+        matches and the context to render them with; no context is built for an event the memo says no rule
+        matches (most of them), and none for a type no rule reads."""
+        table = self._tables.get(source)
+        if table is None:
+            return _NO_MATCH
+        slot = table.get(evt_type)
+        if slot is None:
+            slot = self._fallback[source]
+        if not slot.rules:
+            return _NO_MATCH
+        hit = MISS if slot.memo is None else slot.memo.lookup_view(evt_type, view, tables)
+        if hit is MISS or hit is NO_MEMO:
+            ctx = EventContext(LazyEvent(view, tables, source, evt_type))
+            return self._evaluate(slot, ctx, hit), ctx
+        if self._first:
+            if hit < 0:
+                return _NO_MATCH
+            return [slot.matches[hit]], EventContext(LazyEvent(view, tables, source, evt_type))
+        if not hit:
+            return _NO_MATCH
+        return [slot.matches[i] for i in hit], EventContext(LazyEvent(view, tables, source, evt_type))
+
     def process(self, ctx: EventContext) -> list[Match]:
         """Evaluate the candidate rules; the first match only under ``rule_matching: first``."""
         ev = ctx.event
@@ -221,10 +249,15 @@ class Engine:
             slot = self._fallback[ev.source]
         if not slot.rules:
             return []
+        return self._evaluate(slot, ctx, None)
+
+    def _evaluate(self, slot: _Slot, ctx: EventContext, known: Any) -> list[Match]:
+        """Run ``slot`` for ``ctx``; ``known`` is what the memo already said (MISS or NO_MEMO), or None."""
+        ev = ctx.event
         try:
             if type(ev) is not LazyEvent:
                 hit = slot.fn(ctx)
-            elif (memo := slot.memo) is None or (hit := memo.lookup(ev)) is NO_MEMO:
+            elif (memo := slot.memo) is None or (hit := known or memo.lookup(ev)) is NO_MEMO:
                 if slot.preload is not None:
                     ev.preload(slot.preload)
                 hit = slot.fn(ctx)
@@ -291,6 +324,7 @@ class _Slot:
 
 
 _EMPTY = _Slot((), (), lambda _ctx: -1)
+_NO_MATCH: tuple[list[Match], None] = ([], None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from ruleengine import dnsnames
 from ruleengine.decision_memo import DecisionMemo
 from ruleengine.engine import Engine, EngineOptions, load_texts
 from ruleengine.fields import EventContext
+from ruleengine.output import OutputOptions
 from tests.ruleengine.test_lazy_event import _alerts, _suite_events
 from tests.ruleengine.test_lazy_event import engine as engine
 
@@ -94,6 +95,12 @@ def _same_alerts(engine: Engine, frame: event_pb2.EventBatchFrame) -> tuple[int,
         answered += not any(_decoded(lazy, part) for part in ("fd", "proc", "args", "res", "container"))
         assert _alerts(engine, lazy) == want
         assert [m.name for m in matches] == [a[0] for a in want]
+        # The service's entry gives the same, and a context that renders them alike.
+        found, ctx = engine.process_view(view.source or "syscall", view.type, view, tables)
+        assert [m.name for m in found] == [a[0] for a in want]
+        if found:
+            assert ctx is not None
+            assert [(m.name, m.render(ctx, "h", OutputOptions()).output) for m in found] == [a[:2] for a in want]
         alerting += bool(want)
     # A memo that turned itself off would hide a wrong key behind the plain evaluation.
     assert all(s.memo is None or s.memo.enabled for t in engine._tables.values() for s in t.values())
