@@ -13,6 +13,9 @@ tree computing only keys; at a missing branch it is evaluated as usual while the
 decodes, and the path is added. A path through a part that differs for every event (identity, timing: a rule that
 reads ``proc.duration``) ends in ``NO_MEMO``, and such events are evaluated as usual.
 
+A miss costs about as much as a hit saves (the walk, the trace and the new path), so a memo that misses more
+often than it answers rests for a while (``REST`` events) and lets events be evaluated as usual.
+
 The only state outside the event a field reads is the watched domain names (``ruleengine.dnsnames``): the memo is
 cleared when their address map changes. Should a traced path ever disagree with a stored one (a field that reads
 some other state), the memo turns itself off for good and says so. Its size is bounded: past ``limit`` nodes it
@@ -35,6 +38,8 @@ MISS: Any = object()  # no answer stored: evaluate, tracing the parts read
 NO_MEMO: Any = object()  # this path reads a part that never repeats: evaluate, nothing to store
 
 _Key = Callable[[event_pb2.EventView, Any], object]
+WINDOW = 1024  # misses over which the hit rate is judged
+REST = 16 * 1024  # events evaluated without the memo after a window with more misses than hits
 
 
 class _Branch:
@@ -49,7 +54,7 @@ class _Branch:
 class DecisionMemo:
     """The answers of one dispatcher (one slot of the engine), by event type and the wire keys of the parts read."""
 
-    __slots__ = ("_dns", "_roots", "_size", "enabled", "limit")
+    __slots__ = ("_dns", "_hits", "_misses", "_resting", "_roots", "_size", "enabled", "limit")
 
     def __init__(self, limit: int = 50_000) -> None:
         self._roots: dict[str, object] = {}
@@ -57,6 +62,7 @@ class DecisionMemo:
         self._dns = dnsnames.WATCHED.generation
         self.enabled = True
         self.limit = limit
+        self._hits = self._misses = self._resting = 0
 
     def lookup(self, ev: LazyEvent) -> Any:
         """The stored answer for this event, ``MISS``, or ``NO_MEMO``."""
@@ -64,6 +70,9 @@ class DecisionMemo:
 
     def lookup_view(self, evt_type: str, view: event_pb2.EventView, tables: Any) -> Any:
         """The stored answer for the event of this type read as ``view`` from a batch with ``tables``."""
+        if self._resting:
+            self._resting -= 1
+            return NO_MEMO
         if not self.enabled:
             return NO_MEMO
         if self._dns != dnsnames.WATCHED.generation:
@@ -76,6 +85,14 @@ class DecisionMemo:
                 node = node.children.get(node.key(view, tables), MISS)
         except Exception:
             return MISS  # a part that does not decode either: the evaluation raises MalformedEvent for it
+        if node is MISS:
+            self._misses += 1
+            if self._misses >= WINDOW:
+                if self._hits < self._misses:
+                    self._resting = REST
+                self._hits = self._misses = 0
+        else:
+            self._hits += 1
         return node
 
     def store(self, ev: LazyEvent, trace: list[str], answer: object) -> None:

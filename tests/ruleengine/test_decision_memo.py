@@ -277,3 +277,17 @@ def test_each_part_a_rule_reads_tells_events_apart() -> None:
         for order in (events, events[::-1]):
             alerting += _same_alerts(engine, _frame(order, [by_ref] * len(order)))[0]
     assert alerting == 4 * 15
+
+
+def test_a_memo_that_mostly_misses_rests_then_tries_again() -> None:
+    from ruleengine import decision_memo as dm
+
+    memo = DecisionMemo()
+    for i in range(dm.WINDOW):  # every event new: all misses
+        ev = LazyEvent(_view(f"/tmp/f{i}", "cat"), None, "syscall")
+        assert memo.lookup(ev) is dm.MISS
+        memo.store(ev, ["fd"], -1)
+    seen = LazyEvent(_view("/tmp/f0", "cat"), None, "syscall")
+    for _ in range(dm.REST):
+        assert memo.lookup(seen) is dm.NO_MEMO  # resting: evaluated as usual
+    assert memo.lookup(seen) == -1
