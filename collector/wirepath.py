@@ -41,6 +41,7 @@ _TIMING_EVENT = codec.TIMING_EVENT
 _SMALL_LEN = [varint(n) for n in range(128)]
 _INCOMPLETE = codec.boolean(_E["proc_incomplete"], True)
 _STR_ARG_CACHE = 4096
+_TAIL_CACHE = 4096
 
 
 def joined(body: struct.Struct) -> struct.Struct:
@@ -77,10 +78,11 @@ class WirePath:
         from collector.wire_handlers import HANDLERS  # here: the handlers are built on this module
 
         self._handlers = HANDLERS
-        self._id_key = _ID
         self._thread: tuple[bytes, Any, tuple[bytes, ...]] | None = None
-        self._id_head = self._id_tail = b""
+        self._id_head = self._id_tail = self._id_end = b""
         self._id_size = 0
+        self._id_starts: list[bytes] = []
+        self._tails: dict[tuple[bytes, int, int, bytes, bool], bytes] = {}
 
     def run(self, records: Iterable[bytes], collected_ns: int) -> tuple[list[SharedEvent], int]:
         """The events of ``records`` read at ``collected_ns`` (epoch ns), and the newest one's event time."""
@@ -94,6 +96,9 @@ class WirePath:
         head, self._id_tail = self.encoder.identity(i.node, i.boot_id, i.producer_id)
         self._id_head = head + codec.IDENTITY_SEQ
         self._id_size = len(self._id_head) + len(self._id_tail)
+        # Per length of the sequence number's varint: the identity's key, length and head, all one piece.
+        self._id_starts = [_ID + varint(self._id_size + n) + self._id_head if n else b"" for n in range(11)]
+        self._id_end = self._id_tail + _TIMING
         self._thread = None  # the table may have changed since the last run (a sweep, a spec)
         out: list[SharedEvent] = []
         append = out.append
@@ -171,26 +176,43 @@ class WirePath:
         event_ns = t[0] + self._offset
         self._last_ns = event_ns
         timing = (_TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
-        cpu = t[8]
-        parts = (
-            self._id_key,
-            varint(self._id_size + len(seq_bytes)),
-            self._id_head,
-            seq_bytes,
-            self._id_tail,
-            _TIMING,
-            _SMALL_LEN[len(timing)],  # two int64 fields: at most 22 bytes
-            timing,
-            _SOURCE,
-            type_,
-            _RES + varint(res) if res else b"",
-            _CPU + varint(cpu) if cpu else b"",
-            rest,
+        # Everything after the timing repeats from event to event of a storm: built once per distinct form.
+        key = (type_, res, t[8], rest, entry.complete)
+        tail = self._tails.get(key)
+        if tail is None:
+            tail = self._tail(key)
+        if not entry.complete:
+            self.incomplete += 1
+        return (
+            b"".join(
+                (
+                    self._id_starts[len(seq_bytes)],
+                    seq_bytes,
+                    self._id_end,
+                    _SMALL_LEN[len(timing)],  # two int64 fields: at most 22 bytes
+                    timing,
+                    tail,
+                )
+            ),
+            procs,
         )
-        if entry.complete:
-            return b"".join(parts), procs
-        self.incomplete += 1
-        return b"".join(parts) + _INCOMPLETE, procs
+
+    def _tail(self, key: tuple[bytes, int, int, bytes, bool]) -> bytes:
+        type_, res, cpu, rest, complete = key
+        tail = b"".join(
+            (
+                _SOURCE,
+                type_,
+                _RES + varint(res) if res else b"",
+                _CPU + varint(cpu) if cpu else b"",
+                rest,
+                b"" if complete else _INCOMPLETE,
+            )
+        )
+        if len(self._tails) >= _TAIL_CACHE:
+            self._tails.clear()
+        self._tails[key] = tail
+        return tail
 
 
 def cstring(raw: bytes, start: int, length: int) -> bytes:
