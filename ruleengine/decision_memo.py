@@ -18,8 +18,8 @@ often than it answers rests for a while (``REST`` events) and lets events be eva
 
 The only state outside the event a field reads is the watched domain names (``ruleengine.dnsnames``): the memo is
 cleared when their address map changes. Should a traced path ever disagree with a stored one (a field that reads
-some other state), the memo turns itself off for good and says so. Its size is bounded: past ``limit`` nodes it
-starts again empty.
+some other state), the memo turns itself off for good and says so. Its size is bounded: past ``limit`` bytes (its
+keys' bytes plus a fixed cost per node; a process's wire form can weigh a few kB) it starts again empty.
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ WINDOW = 1024  # misses over which the hit rate is judged
 REST = 16 * 1024  # events evaluated without the memo after a window with more misses than hits
 
 
+_NODE = 100  # bytes a node costs beside its key (dict slot, objects), roughly
+
+
+def _weight(key: object) -> int:
+    """Roughly the bytes a node of this key holds."""
+    if type(key) is bytes or type(key) is str:
+        return _NODE + len(key)
+    if type(key) is tuple:
+        return _NODE + sum(len(k) for k in key if type(k) is bytes)
+    return _NODE
+
+
 class _Branch:
     __slots__ = ("children", "key", "part")
 
@@ -56,7 +68,7 @@ class DecisionMemo:
 
     __slots__ = ("_dns", "_hits", "_misses", "_resting", "_roots", "_size", "enabled", "limit")
 
-    def __init__(self, limit: int = 50_000) -> None:
+    def __init__(self, limit: int = 8 << 20) -> None:
         self._roots: dict[str, object] = {}
         self._size = 0
         self._dns = dnsnames.WATCHED.generation
@@ -110,13 +122,13 @@ class DecisionMemo:
                 if key is None:
                     if node is None:
                         holder[at] = NO_MEMO
-                        self._size += 1
+                        self._size += _weight(at)
                     elif node is not NO_MEMO:
                         self._disagree(ev, part)
                     return
                 if node is None:
                     node = holder[at] = _Branch(part, key)
-                    self._size += 1
+                    self._size += _weight(at)
                 elif type(node) is not _Branch or node.part != part:
                     self._disagree(ev, part)
                     return
@@ -126,7 +138,7 @@ class DecisionMemo:
         found = holder.get(at)
         if found is None:
             holder[at] = answer
-            self._size += 1
+            self._size += _weight(at)
         elif found != answer:
             self._disagree(ev, "answer")
 
