@@ -18,8 +18,9 @@ often than it answers rests for a while (``REST`` events) and lets events be eva
 
 The only state outside the event a field reads is the watched domain names (``ruleengine.dnsnames``): the memo is
 cleared when their address map changes. Should a traced path ever disagree with a stored one (a field that reads
-some other state), the memo turns itself off for good and says so. Its size is bounded: past ``limit`` bytes (its
-keys' bytes plus a fixed cost per node; a process's wire form can weigh a few kB) it starts again empty.
+some other state), the memo turns itself off for good and says so. Its size is bounded: past ``limit`` bytes (2 MiB
+per event type's dispatcher: its keys' bytes plus a fixed cost per node; a process's wire form can weigh a few kB)
+it starts again empty.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class DecisionMemo:
 
     __slots__ = ("_dns", "_hits", "_misses", "_resting", "_roots", "_size", "enabled", "limit")
 
-    def __init__(self, limit: int = 8 << 20) -> None:
+    def __init__(self, limit: int = 2 << 20) -> None:
         self._roots: dict[str, object] = {}
         self._size = 0
         self._dns = dnsnames.WATCHED.generation
