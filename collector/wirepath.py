@@ -42,6 +42,8 @@ _SMALL_LEN = [varint(n) for n in range(128)]
 _INCOMPLETE = codec.boolean(_E["proc_incomplete"], True)
 _STR_ARG_CACHE = 4096
 _TAIL_CACHE = 4096
+_LOW_BITS = 28
+_LOW_MASK = (1 << _LOW_BITS) - 1
 
 
 def joined(body: struct.Struct) -> struct.Struct:
@@ -83,6 +85,8 @@ class WirePath:
         self._id_size = 0
         self._id_starts: list[bytes] = []
         self._tails: dict[tuple[bytes, int, int, bytes, bool], bytes] = {}
+        self._hi = -1
+        self._timing_head = self._timing_rest = b""
 
     def run(self, records: Iterable[bytes], collected_ns: int) -> tuple[list[SharedEvent], int]:
         """The events of ``records`` read at ``collected_ns`` (epoch ns), and the newest one's event time."""
@@ -92,6 +96,7 @@ class WirePath:
         clock.maybe_refresh()
         self._offset = d._clock_offset = clock.to_wall(0)
         self._collected = codec.TIMING_COLLECTED + varint_ns(collected_ns) if collected_ns else b""
+        self._hi = -1  # the high part of the last event time written (event); its pieces hold this collection time
         i = d.identity
         head, self._id_tail = self.encoder.identity(i.node, i.boot_id, i.producer_id)
         self._id_head = head + codec.IDENTITY_SEQ
@@ -175,7 +180,6 @@ class WirePath:
         seq_bytes = varint(seq)
         event_ns = t[0] + self._offset
         self._last_ns = event_ns
-        timing = (_TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
         # Everything after the timing repeats from event to event of a storm: built once per distinct form.
         key = (type_, res, t[8], rest, entry.complete)
         tail = self._tails.get(key)
@@ -183,19 +187,22 @@ class WirePath:
             tail = self._tail(key)
         if not entry.complete:
             self.incomplete += 1
-        return (
-            b"".join(
-                (
-                    self._id_starts[len(seq_bytes)],
-                    seq_bytes,
-                    self._id_end,
-                    _SMALL_LEN[len(timing)],  # two int64 fields: at most 22 bytes
-                    timing,
-                    tail,
-                )
-            ),
-            procs,
-        )
+        if event_ns >> _LOW_BITS == self._hi and event_ns > 0:
+            # The time's varint: four groups of its low 28 bits, then the high part, the same for ~0.27 s and
+            # written with the timing's key, length and collection time around it (codec.varint_ns, unrolled).
+            low = event_ns & _LOW_MASK
+            time_low = bytes(
+                ((low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80, ((low >> 14) & 0x7F) | 0x80, (low >> 21) | 0x80)
+            )
+            parts = (self._id_starts[len(seq_bytes)], seq_bytes, self._id_end, self._timing_head, time_low)
+            return b"".join((*parts, self._timing_rest, tail)), procs
+        timing = (_TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
+        if event_ns > 0:
+            self._hi = event_ns >> _LOW_BITS
+            self._timing_rest = varint(self._hi) + self._collected
+            self._timing_head = _SMALL_LEN[len(timing)] + _TIMING_EVENT
+        ident = (self._id_starts[len(seq_bytes)], seq_bytes, self._id_end)
+        return b"".join((*ident, _SMALL_LEN[len(timing)], timing, tail)), procs  # two int64s: at most 22 bytes
 
     def _tail(self, key: tuple[bytes, int, int, bytes, bool]) -> bytes:
         type_, res, cpu, rest, complete = key
