@@ -268,7 +268,9 @@ def service_figures(stage: str, batches: int, rounds: int, rules: list[str], bat
 
 def wire_figures(rules: list[str], rounds: int, batch: int) -> None:
     """CPU µs per event of the rule engine service's per-event loop, in process, on the batches ``--service``
-    sends (openats that match no rule, through the enricher): the compiled rules' cost without gRPC."""
+    sends (openats that match no rule, through the enricher): the compiled rules' cost without gRPC. Side by
+    side: without the decision memo, with it, and with a memo that forgets after every event (every event a
+    miss: the memo's own cost)."""
     import asyncio
     import os
     import sys
@@ -277,30 +279,37 @@ def wire_figures(rules: list[str], rounds: int, batch: int) -> None:
     from service_cpu import _batches
 
     from lanner.convert import BatchTables
-    from lanner.lazy_event import LazyEvent
     from lanner.v1 import event_pb2
 
-    res = load_rules(rules, EngineOptions())
-    assert res.engine is not None, [e.format() for e in res.errors]
-    engine = res.engine
     frames = [event_pb2.EventBatchFrame.FromString(d) for d in asyncio.run(_batches("ruleengine", 16, batch))]
     parse = event_pb2.EventView.FromString
-    best, n = float("inf"), 0
+    engines: dict[str, Engine] = {}
+    for name, memo in (("no memo", False), ("memo", True), ("memo, every event a miss", True)):
+        res = load_rules(rules, EngineOptions(decision_memo=memo))
+        assert res.engine is not None, [e.format() for e in res.errors]
+        engines[name] = res.engine
+    for slots in engines["memo, every event a miss"]._tables.values():
+        for slot in slots.values():
+            if slot.memo is not None:
+                slot.memo.limit = 1
+    best = dict.fromkeys(engines, float("inf"))
+    n = 0
     for _ in range(rounds):
-        start, n = time.process_time(), 0
-        for frame in frames:
-            tables = BatchTables(frame)
-            for data in frame.events:
-                pb = parse(data)
-                source, evt_type = pb.source or "syscall", pb.type
-                if engine.has_rules_for(source, evt_type):
-                    engine.process(EventContext(LazyEvent(pb, tables, source, evt_type)))
-                n += 1
-        best = min(best, time.process_time() - start)
+        for name, engine in engines.items():
+            start, n = time.process_time(), 0
+            for frame in frames:
+                tables = BatchTables(frame)
+                for data in frame.events:
+                    pb = parse(data)
+                    engine.process_view(pb.source or "syscall", pb.type, pb, tables)
+                    n += 1
+            best[name] = min(best[name], time.process_time() - start)
     print(
         f"rule engine per-event loop in process, {n} openats matching no rule, best of {rounds} rounds, "
-        f"load average {os.getloadavg()[0]:.1f}: {best * 1e6 / n:.2f} us CPU/event"
+        f"load average {os.getloadavg()[0]:.1f}:"
     )
+    for name, secs in best.items():
+        print(f"  {secs * 1e6 / n:6.2f} us CPU/event  {name}")
 
 
 def _cpu(engine: Engine, events: list[Event]) -> float:

@@ -25,6 +25,7 @@ BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 LENGTH_MASK = DISCARD_BIT - 1
 HEADER_SIZE = 8
+_FLAGS = BUSY_BIT | DISCARD_BIT
 _POSITION = struct.Struct("<Q")
 _HEADER = struct.Struct("<I")
 
@@ -66,21 +67,25 @@ class MappedRingBuffer:
         start = consumer & self._mask
         offset = start
         end = start + (producer - consumer)
-        spans: list[int] = []  # start, size of each record kept, relative to ``start``
+        rel = HEADER_SIZE - start  # a record's data, relative to ``start``, is at its header's offset + rel
+        spans: list[int] = []  # start and end of each record kept, relative to ``start``
         append = spans.append
         left = max_records
         while offset < end and left:
             (length,) = unpack(data, offset)
-            if length & BUSY_BIT:
-                break  # reserved but not yet committed: the records behind it wait for the next drain
-            size = length & LENGTH_MASK
-            if not length & DISCARD_BIT:
-                append(offset + HEADER_SIZE - start)
-                append(size)
-                left -= 1
-            offset += (size + HEADER_SIZE + 7) & ~7
+            if length & _FLAGS:
+                if length & BUSY_BIT:
+                    break  # reserved but not yet committed: the records behind it wait for the next drain
+                offset += ((length & LENGTH_MASK) + HEADER_SIZE + 7) & ~7  # discarded
+                continue
+            at = offset + rel
+            append(at)
+            append(at + length)
+            left -= 1
+            offset += (length + HEADER_SIZE + 7) & ~7
         chunk = data[start:offset].tobytes()
-        out = [chunk[spans[i] : spans[i] + spans[i + 1]] for i in range(0, len(spans), 2)]
+        ends = iter(spans)
+        out = [chunk[a:b] for a, b in zip(ends, ends, strict=False)]  # pairs of one iterator
         _POSITION.pack_into(self._consumer, 0, consumer + (offset - start))
         return out
 

@@ -41,6 +41,9 @@ _TIMING_EVENT = codec.TIMING_EVENT
 _SMALL_LEN = [varint(n) for n in range(128)]
 _INCOMPLETE = codec.boolean(_E["proc_incomplete"], True)
 _STR_ARG_CACHE = 4096
+_TAIL_CACHE = 4096
+_LOW_BITS = 28
+_LOW_MASK = (1 << _LOW_BITS) - 1
 
 
 def joined(body: struct.Struct) -> struct.Struct:
@@ -77,10 +80,13 @@ class WirePath:
         from collector.wire_handlers import HANDLERS  # here: the handlers are built on this module
 
         self._handlers = HANDLERS
-        self._id_key = _ID
         self._thread: tuple[bytes, Any, tuple[bytes, ...]] | None = None
-        self._id_head = self._id_tail = b""
+        self._id_head = self._id_tail = self._id_end = b""
         self._id_size = 0
+        self._id_starts: list[bytes] = []
+        self._tails: dict[tuple[bytes, int, int, bytes, bool], bytes] = {}
+        self._hi = -1
+        self._timing_head = self._timing_rest = b""
 
     def run(self, records: Iterable[bytes], collected_ns: int) -> tuple[list[SharedEvent], int]:
         """The events of ``records`` read at ``collected_ns`` (epoch ns), and the newest one's event time."""
@@ -90,10 +96,14 @@ class WirePath:
         clock.maybe_refresh()
         self._offset = d._clock_offset = clock.to_wall(0)
         self._collected = codec.TIMING_COLLECTED + varint_ns(collected_ns) if collected_ns else b""
+        self._hi = -1  # the high part of the last event time written (event); its pieces hold this collection time
         i = d.identity
         head, self._id_tail = self.encoder.identity(i.node, i.boot_id, i.producer_id)
         self._id_head = head + codec.IDENTITY_SEQ
         self._id_size = len(self._id_head) + len(self._id_tail)
+        # Per length of the sequence number's varint: the identity's key, length and head, all one piece.
+        self._id_starts = [_ID + varint(self._id_size + n) + self._id_head if n else b"" for n in range(11)]
+        self._id_end = self._id_tail + _TIMING
         self._thread = None  # the table may have changed since the last run (a sweep, a spec)
         out: list[SharedEvent] = []
         append = out.append
@@ -170,27 +180,46 @@ class WirePath:
         seq_bytes = varint(seq)
         event_ns = t[0] + self._offset
         self._last_ns = event_ns
+        # Everything after the timing repeats from event to event of a storm: built once per distinct form.
+        key = (type_, res, t[8], rest, entry.complete)
+        tail = self._tails.get(key)
+        if tail is None:
+            tail = self._tail(key)
+        if not entry.complete:
+            self.incomplete += 1
+        if event_ns >> _LOW_BITS == self._hi and event_ns > 0:
+            # The time's varint: four groups of its low 28 bits, then the high part, the same for ~0.27 s and
+            # written with the timing's key, length and collection time around it (codec.varint_ns, unrolled).
+            low = event_ns & _LOW_MASK
+            time_low = bytes(
+                ((low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80, ((low >> 14) & 0x7F) | 0x80, (low >> 21) | 0x80)
+            )
+            parts = (self._id_starts[len(seq_bytes)], seq_bytes, self._id_end, self._timing_head, time_low)
+            return b"".join((*parts, self._timing_rest, tail)), procs
         timing = (_TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
-        cpu = t[8]
-        parts = (
-            self._id_key,
-            varint(self._id_size + len(seq_bytes)),
-            self._id_head,
-            seq_bytes,
-            self._id_tail,
-            _TIMING,
-            _SMALL_LEN[len(timing)],  # two int64 fields: at most 22 bytes
-            timing,
-            _SOURCE,
-            type_,
-            _RES + varint(res) if res else b"",
-            _CPU + varint(cpu) if cpu else b"",
-            rest,
+        if event_ns > 0:
+            self._hi = event_ns >> _LOW_BITS
+            self._timing_rest = varint(self._hi) + self._collected
+            self._timing_head = _SMALL_LEN[len(timing)] + _TIMING_EVENT
+        ident = (self._id_starts[len(seq_bytes)], seq_bytes, self._id_end)
+        return b"".join((*ident, _SMALL_LEN[len(timing)], timing, tail)), procs  # two int64s: at most 22 bytes
+
+    def _tail(self, key: tuple[bytes, int, int, bytes, bool]) -> bytes:
+        type_, res, cpu, rest, complete = key
+        tail = b"".join(
+            (
+                _SOURCE,
+                type_,
+                _RES + varint(res) if res else b"",
+                _CPU + varint(cpu) if cpu else b"",
+                rest,
+                b"" if complete else _INCOMPLETE,
+            )
         )
-        if entry.complete:
-            return b"".join(parts), procs
-        self.incomplete += 1
-        return b"".join(parts) + _INCOMPLETE, procs
+        if len(self._tails) >= _TAIL_CACHE:
+            self._tails.clear()
+        self._tails[key] = tail
+        return tail
 
 
 def cstring(raw: bytes, start: int, length: int) -> bytes:

@@ -251,13 +251,17 @@ class BatchTables:
     """The shared tables of one ``EventBatchFrame``: processes, and the container each runs in, decoded on first
     use and at most once per distinct wire form across batches."""
 
-    __slots__ = ("_containers", "_frame", "_procs", "enriched_ns")
+    __slots__ = ("_containers", "_frame", "_procs", "enriched_ns", "placement_keys", "process_keys")
 
     def __init__(self, frame: event_pb2.EventBatchFrame) -> None:
         self._frame = frame
         self._procs: dict[int, model.Process] = {}
         self._containers: dict[int, tuple[model.Container, model.K8s]] = {}
         self.enriched_ns = frame.enriched_ns
+        # Wire forms by reference, for the rule engine's decision memo (lanner.lazy_event.PART_KEYS): one bytes
+        # object per entry and batch, so its hash is computed once.
+        self.process_keys: dict[int, bytes] = {}
+        self.placement_keys: dict[int, object] = {}
 
     def process(self, ref: int) -> model.Process:
         """The process at a 1-based reference; IndexError when the batch has no such entry."""

@@ -82,12 +82,24 @@ def _args(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) 
     ev.args = tuple(map(_arg_wire, view.args))
 
 
-def _scalars(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
-    ev.res, ev.cpu, ev.audit_json, ev.proc_incomplete = view.res, view.cpu, view.audit_json, view.proc_incomplete
+def _res(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.res = view.res
+
+
+def _cpu(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.cpu = view.cpu
+
+
+def _audit_json(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.audit_json = view.audit_json
+
+
+def _proc_incomplete(ev: LazyEvent, view: event_pb2.EventView, tables: BatchTables | None) -> None:
+    ev.proc_incomplete = view.proc_incomplete
 
 
 _Decoder = Callable[["LazyEvent", event_pb2.EventView, BatchTables | None], None]
-# Each part of model.Event and the decoder that fills it (some fill two parts that come from one place).
+# Each part of model.Event and the decoder that fills it (container and k8s come from one place, together).
 _DECODERS: dict[str, _Decoder] = {
     "identity": _identity,
     "timing": _timing,
@@ -97,11 +109,13 @@ _DECODERS: dict[str, _Decoder] = {
     "k8s": _placement,
     "fd": _fd,
     "args": _args,
-    "res": _scalars,
-    "cpu": _scalars,
-    "audit_json": _scalars,
-    "proc_incomplete": _scalars,
+    "res": _res,
+    "cpu": _cpu,
+    "audit_json": _audit_json,
+    "proc_incomplete": _proc_incomplete,
 }
+# The name a part is traced under (lanner.lazy_event.PART_KEYS): one per decoder.
+_PART_OF: dict[str, str] = {name: "container" if name == "k8s" else name for name in _DECODERS}
 
 
 class LazyEvent(model.Event):
@@ -110,7 +124,7 @@ class LazyEvent(model.Event):
     Only ``type``, ``source`` and ``given`` (None: a live event) are set at construction; a read of any other
     field finds its slot empty, which lands in ``__getattr__``, which decodes it into the slot."""
 
-    __slots__ = ("_tables", "_view")
+    __slots__ = ("_tables", "_trace", "_view")
 
     def __init__(
         self, view: event_pb2.EventView, tables: BatchTables | None, source: str, evt_type: str | None = None
@@ -120,12 +134,16 @@ class LazyEvent(model.Event):
         self.type = view.type if evt_type is None else evt_type
         self.source = source
         self.given = None
+        # While not None, the name of each part decoded, in order (the rule engine's decision memo reads it).
+        self._trace: list[str] | None = None
 
     def __getattr__(self, name: str) -> object:
         # Python calls this only when the normal lookup failed, i.e. for a part not decoded yet.
         decode = _DECODERS.get(name)
         if decode is None:
             raise AttributeError(name)
+        if self._trace is not None:
+            self._trace.append(_PART_OF[name])
         try:
             decode(self, self._view, self._tables)
         except (DecodeError, IndexError, UnicodeDecodeError) as exc:
@@ -135,6 +153,8 @@ class LazyEvent(model.Event):
     def preload(self, name: str) -> None:
         """Decode part ``name`` now. The rule engine's hook for a part that its first test reads for every event:
         a first read through ``__getattr__`` pays for a failed attribute lookup (~0.5 µs) before decoding."""
+        if self._trace is not None:
+            self._trace.append(_PART_OF[name])
         try:
             _DECODERS[name](self, self._view, self._tables)
         except (DecodeError, IndexError, UnicodeDecodeError) as exc:
@@ -158,3 +178,69 @@ class LazyEvent(model.Event):
             audit_json=self.audit_json,
             proc_incomplete=self.proc_incomplete,
         )
+
+
+# ---- wire keys --------------------------------------------------------------------------------------------------
+# For each part, a key computed from the event's wire form alone (no decoding) such that two events with equal keys
+# decode that part to equal values. The rule engine's decision memo (ruleengine.decision_memo) walks these keys in
+# the order its dispatcher read the parts. None marks a part that differs for every event (identity, timing): no
+# memo is kept past it. A key function raises where the decoder would (a reference past the table): the caller
+# then takes the decoding path, which raises MalformedEvent.
+_PartKey = Callable[[event_pb2.EventView, BatchTables | None], object]
+
+
+def _process_key(tables: BatchTables, ref: int) -> bytes:
+    found = tables.process_keys.get(ref)
+    if found is None:
+        if ref <= 0:
+            raise IndexError(f"process reference {ref}")
+        found = tables.process_keys[ref] = tables._frame.processes[ref - 1]
+    return found
+
+
+def _proc_key(view: event_pb2.EventView, tables: BatchTables | None) -> object:
+    # By reference or inline, a process decodes from its bytes alone, the same way.
+    return _process_key(tables, view.proc_ref) if view.proc_ref and tables is not None else view.proc
+
+
+def _ancestors_key(view: event_pb2.EventView, tables: BatchTables | None) -> object:
+    if view.proc_ref and tables is not None:
+        return tuple([_process_key(tables, r) for r in view.ancestor_refs])
+    return tuple(view.ancestors)
+
+
+def _placement_key(view: event_pb2.EventView, tables: BatchTables | None) -> object:
+    ref = view.proc_ref
+    if ref and tables is not None and not view.container:
+        found = tables.placement_keys.get(ref)
+        if found is None:
+            frame = tables._frame
+            refs = frame.process_containers
+            if ref > len(refs):
+                found = False  # not placed by reference: the event's own (empty) container, as below
+            else:
+                index = refs[ref - 1]
+                if index == 0:
+                    found = True  # the host, as BatchTables.placement gives it
+                else:
+                    k8s = frame.k8s[index - 1] if index <= len(frame.k8s) else b""
+                    found = (frame.containers[index - 1], k8s)
+            tables.placement_keys[ref] = found
+        if found is not False:
+            return found
+    return (view.container, view.k8s, None)
+
+
+PART_KEYS: dict[str, _PartKey | None] = {
+    "identity": None,
+    "timing": None,
+    "proc": _proc_key,
+    "ancestors": _ancestors_key,
+    "container": _placement_key,
+    "fd": lambda view, tables: view.fd if view.HasField("fd") else None,
+    "args": lambda view, tables: tuple(view.args),
+    "res": lambda view, tables: view.res,
+    "cpu": lambda view, tables: view.cpu,
+    "audit_json": lambda view, tables: view.audit_json,
+    "proc_incomplete": lambda view, tables: view.proc_incomplete,
+}

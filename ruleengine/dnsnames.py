@@ -50,6 +50,8 @@ class DnsNames:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.rounds = 0  # completed resolution rounds (tests wait on this instead of sleeping)
+        # Moves each time the address map changes: the rule engine's decision memo forgets what it learnt then.
+        self.generation = 0
 
     def watch(self, names: Iterable[str]) -> None:
         """Resolve these names from now on (the first round starts at once)."""
@@ -81,7 +83,10 @@ class DnsNames:
         for name in names:
             for ip in self._resolve(name):
                 by_ip.setdefault(ip, []).append(name)
-        self._by_ip = {ip: tuple(ns) for ip, ns in by_ip.items()}
+        new = {ip: tuple(ns) for ip, ns in by_ip.items()}
+        if new != self._by_ip:
+            self._by_ip = new
+            self.generation += 1
         self.rounds += 1
 
     def _loop(self) -> None:

@@ -35,9 +35,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from lanner.convert import BatchTables
 from lanner.lazy_event import LazyEvent, MalformedEvent
+from lanner.v1 import event_pb2
 from ruleengine.build import Builder, CompiledRule
 from ruleengine.compiler import compile_dispatcher
+from ruleengine.decision_memo import MISS, NO_MEMO, DecisionMemo
 from ruleengine.fields import EventContext, known_sources
 from ruleengine.loader.messages import LoadMessage, Location
 from ruleengine.loader.reader import Reader
@@ -76,6 +79,9 @@ class EngineOptions:
     enabled_tags: tuple[str, ...] = ()
     disabled_tags: tuple[str, ...] = ()
     plugins: Mapping[str, str] = field(default_factory=lambda: BUILTIN_PLUGINS)
+    # Remember each dispatcher's answer by the wire bytes of the parts it read (ruleengine.decision_memo). Off
+    # only to compare against, in tests and benches.
+    decision_memo: bool = True
 
     def __post_init__(self) -> None:
         if self.rule_matching not in ("first", "all"):
@@ -157,6 +163,7 @@ class Engine:
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.enabled: tuple[CompiledRule, ...] = tuple(r for r in self.rules if _selected(r, options))
         self._first = options.rule_matching == "first"
+        memo = options.decision_memo
         self._tables: dict[str, dict[str, _Slot]] = {}
         self._fallback: dict[str, _Slot] = {}
         by_source: dict[str, list[CompiledRule]] = {}
@@ -165,17 +172,17 @@ class Engine:
         for source, rules_ in by_source.items():
             if source != "syscall":
                 self._tables[source] = {}
-                self._fallback[source] = _Slot.build(tuple(rules_), source, None, self._first)
+                self._fallback[source] = _Slot.build(tuple(rules_), source, None, self._first, memo)
                 continue
             names: set[str] = set()
             for r in rules_:
                 names |= r.evttypes.names
             self._tables[source] = {
-                n: _Slot.build(tuple(r for r in rules_ if r.evttypes.contains(n)), source, n, self._first)
+                n: _Slot.build(tuple(r for r in rules_ if r.evttypes.contains(n)), source, n, self._first, memo)
                 for n in sorted(names)
             }
             self._fallback[source] = _Slot.build(
-                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first
+                tuple(r for r in rules_ if r.evttypes.complement), source, None, self._first, memo
             )
         self.sources: frozenset[str] = frozenset(by_source)
         self.errors_total = 0
@@ -205,6 +212,32 @@ class Engine:
             return False
         return evt_type in table or bool(self._fallback[source].rules)
 
+    def process_view(
+        self, source: str, evt_type: str, view: event_pb2.EventView, tables: BatchTables | None
+    ) -> tuple[list[Match], EventContext | None]:
+        """The service's entry: ``has_rules_for`` and ``process`` in one, for an event read as ``view``. Returns the
+        matches and the context to render them with; no context is built for an event the memo says no rule
+        matches (most of them), and none for a type no rule reads."""
+        table = self._tables.get(source)
+        if table is None:
+            return _NO_MATCH
+        slot = table.get(evt_type)
+        if slot is None:
+            slot = self._fallback[source]
+        if not slot.rules:
+            return _NO_MATCH
+        hit = MISS if slot.memo is None else slot.memo.lookup_view(evt_type, view, tables)
+        if hit is MISS or hit is NO_MEMO:
+            ctx = EventContext(LazyEvent(view, tables, source, evt_type))
+            return self._evaluate(slot, ctx, hit), ctx
+        if self._first:
+            if hit < 0:
+                return _NO_MATCH
+            return [slot.matches[hit]], EventContext(LazyEvent(view, tables, source, evt_type))
+        if not hit:
+            return _NO_MATCH
+        return [slot.matches[i] for i in hit], EventContext(LazyEvent(view, tables, source, evt_type))
+
     def process(self, ctx: EventContext) -> list[Match]:
         """Evaluate the candidate rules; the first match only under ``rule_matching: first``."""
         ev = ctx.event
@@ -216,10 +249,20 @@ class Engine:
             slot = self._fallback[ev.source]
         if not slot.rules:
             return []
+        return self._evaluate(slot, ctx, None)
+
+    def _evaluate(self, slot: _Slot, ctx: EventContext, known: Any) -> list[Match]:
+        """Run ``slot`` for ``ctx``; ``known`` is what the memo already said (MISS or NO_MEMO), or None."""
+        ev = ctx.event
         try:
-            if slot.preload is not None and type(ev) is LazyEvent:
-                ev.preload(slot.preload)
-            hit = slot.fn(ctx)
+            if type(ev) is not LazyEvent:
+                hit = slot.fn(ctx)
+            elif (memo := slot.memo) is None or (hit := known or memo.lookup(ev)) is NO_MEMO:
+                if slot.preload is not None:
+                    ev.preload(slot.preload)
+                hit = slot.fn(ctx)
+            elif hit is MISS:
+                hit = _traced(slot, memo, ctx, ev)
         except MalformedEvent:
             raise  # the event's own bytes are bad, not a rule: the caller drops the event
         except Exception:
@@ -248,6 +291,20 @@ class Engine:
         return out
 
 
+def _traced(slot: _Slot, memo: DecisionMemo, ctx: EventContext, ev: LazyEvent) -> Any:
+    """Evaluate while the event traces the parts it decodes, then remember the answer along that path."""
+    trace: list[str] = []
+    ev._trace = trace
+    try:
+        if slot.preload is not None:
+            ev.preload(slot.preload)
+        hit = slot.fn(ctx)
+    finally:
+        ev._trace = None
+    memo.store(ev, trace, hit)
+    return hit
+
+
 @dataclass(frozen=True, slots=True)
 class _Slot:
     """The candidate rules of one (source, type) with their dispatcher and prebuilt matches."""
@@ -256,14 +313,18 @@ class _Slot:
     matches: tuple[Match, ...]
     fn: Callable[[EventContext], Any]
     preload: str | None = None
+    memo: DecisionMemo | None = None
 
     @classmethod
-    def build(cls, rules: tuple[CompiledRule, ...], source: str, evt_type: str | None, first: bool) -> _Slot:
+    def build(
+        cls, rules: tuple[CompiledRule, ...], source: str, evt_type: str | None, first: bool, memo: bool = True
+    ) -> _Slot:
         disp = compile_dispatcher([r.tree for r in rules], source, evt_type, first)
-        return cls(rules, tuple(Match(r) for r in rules), disp.fn, disp.preload)
+        return cls(rules, tuple(Match(r) for r in rules), disp.fn, disp.preload, DecisionMemo() if memo else None)
 
 
 _EMPTY = _Slot((), (), lambda _ctx: -1)
+_NO_MATCH: tuple[list[Match], None] = ([], None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from lanner.alert import alert_id, alert_to_pb
 from lanner.alert_wire import alert_bytes
 from lanner.convert import BatchTables, event_from_view
-from lanner.lazy_event import LazyEvent, MalformedEvent
+from lanner.lazy_event import MalformedEvent
 from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2
@@ -164,7 +164,7 @@ class RuleEngineService:
         started = time.perf_counter()
         now_ns = time.time_ns()
         tables = BatchTables(batch)
-        has_rules_for, process = engine.has_rules_for, engine.process
+        process_view = engine.process_view
         recorder = self._recorder
         last: event_pb2.EventView | None = None
         # The batch's alerts are queued together once it is evaluated (one queue operation, one ledger write):
@@ -189,17 +189,15 @@ class RuleEngineService:
                     full = event_pb2.Event.FromString(data)
                     self._alerts.submit_urgent(alert_bytes(syscall_drop_alert(full, self._hostname), full))
                 continue
-            evt_type = pb.type
-            if not has_rules_for(source, evt_type):
-                continue
-            # Only the parts of the event that the candidate rules read are decoded (lanner.lazy_event).
-            event = LazyEvent(pb, tables, source, evt_type)
             try:
-                ctx = EventContext(event)
-                matches = process(ctx)
+                # Only the parts of the event that the candidate rules read are decoded (lanner.lazy_event), and
+                # none when an event with the same parts was seen before (ruleengine.decision_memo).
+                matches, ctx = process_view(source, pb.type, pb, tables)
+                if ctx is None:
+                    continue
                 if matches:
                     # The alert carries the event's whole journey, so each hop's latency can be read off it.
-                    pb.timing.enriched_ns = event.timing.enriched_ns
+                    pb.timing.enriched_ns = ctx.event.timing.enriched_ns
                     pb.timing.evaluated_ns = time.time_ns()
                 for match in matches:
                     record = self._render(match, ctx)

@@ -323,3 +323,28 @@ def test_service_takes_kernel_records_through_the_direct_path_one_batch_per_poll
     assert [e.fd.path for e in events] == [f"/etc/f{i}".encode() for i in range(10)]
     assert [e.id.seq for e in events] == list(range(1, 11))
     assert all(e.proc.pid == me and e.type == "openat" for e in events)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    times=st.lists(
+        st.one_of(
+            st.integers(0, 2**62),
+            st.integers(-(2**30), 2**30),  # before the boot clock's offset: times at or below 0
+            st.integers(0, 3).map(lambda k: rec.BOOT_NS + (k << 28) - 1),  # on the 2**28 boundaries
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    collected=st.sampled_from([COLLECTED_NS, 0, 1]),
+)
+def test_event_times_across_the_high_part_agree(times: list[int], collected: int) -> None:
+    """The direct path writes an event's time from its cached high part while it stays the same."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        a, b = _worlds(Path(d))
+        records = [raw_open(30, b"/etc/hostname", ts_ns=max(0, ts)) for ts in times]
+        general = [a.encoder.encode_shared(e) for e in a.decoder.decode_many(records, collected)]
+        direct = b.wire.run(records, collected)[0]
+        assert direct == general
