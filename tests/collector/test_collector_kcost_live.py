@@ -124,6 +124,10 @@ def test_stale_mark_of_a_dropped_open_moves_forward(source: KernelSource) -> Non
     fd = os.open("/etc/hostname", os.O_RDONLY)
     os.close(fd)
     time.sleep(0.01)
+    child = os.fork()  # a record (clone): the next mark is written anew, not kept
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
     fd2 = os.open("/etc/hostname", os.O_RDONLY)
     t = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     print(fd, fd2, t, flush=True)
@@ -196,15 +200,24 @@ def _keys(control: object, pid: int) -> int:
     return sum(1 for k in control.bpf[b"fd_closed"] if k.value >> 32 == pid)  # type: ignore[attr-defined]
 
 
-# Opens an fd, waits, closes it (and the same number twice more), lstats (6 on x86_64: close's i386 number).
+# Opens an fd, waits, closes it (and the same number twice more), lstats (6 on x86_64: close's i386 number). A fork
+# before each close makes records (clone, exit): a close with no record since the last stamp of its fd keeps that stamp.
 CLOSER = """
 import os, sys, time
+def record():
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
 fd = os.open("/etc/hostname", os.O_RDONLY)
 print(os.getpid(), fd, flush=True)
 sys.stdin.readline()
+record()
 os.close(fd)
 for _ in range(2):
-    os.close(os.open("/etc/hostname", os.O_RDONLY))
+    fd = os.open("/etc/hostname", os.O_RDONLY)
+    record()
+    os.close(fd)
 os.lstat("/etc/hostname")
 print("done", flush=True)
 time.sleep(0.3)
