@@ -1287,6 +1287,13 @@ int kf_open_filter(void *args)
 	if (!mode)
 		return open_emit(ks, kn);
 	kf_path_bits(ks, kn, 0, 1, need, &yes, &no);
+	// Most opens are decided here, by their path: the decision program (the comm, then the counters and the emit)
+	// is reached only by an open that some clause may still want.
+	if (conf && !kf_any_clause(ks->args.sc & (KF_SLOTS - 1), mode->n, yes, no, &need)) {
+		kf_count(1, ks->args.sc & (KF_SLOTS - 1));
+		kf_mark_stale(res);
+		return 0;
+	}
 	ks->yes = yes;
 	ks->no = no;
 	ks->res = res;
