@@ -264,12 +264,26 @@ def main() -> int:
     ap.add_argument("--rules", nargs="*", default=[str(STABLE_RULES)])
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the stack (repeatable)")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument(
+        "--code",
+        action="append",
+        type=Path,
+        default=[],
+        help="a checkout whose probes to compare side by side in-process (repeatable; bench/storm_ab.py)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_storm: needs root (eBPF)", file=sys.stderr)
         return 2
     load = LoadGen()
     secs = args.seconds
+    if args.code:
+        import storm_ab
+
+        storm_ab.run(
+            [c.resolve() for c in args.code], args.rules, args.rounds, secs, storm, load, OWN, collector_prog_costs
+        )
+        return 0
     env = dict(e.split("=", 1) for e in args.env)
     la0 = os.getloadavg()
     rows: dict[str, list[dict[str, Any]]] = {

@@ -123,6 +123,38 @@ BPF_HASH(pidns, __u64, struct pidns_id, 4096);
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_inflight, 1);
 BPF_PERCPU_ARRAY(drops, __u64, 1);
+// Records stamped so far, host-wide: `started` is counted before a record reads its clock and `done` after. The fd
+// marks (a dropped open's stale mark, a close stamp) are only ever compared with records' times, so a mark need not
+// be rewritten while no record has read the clock since it was written (collector/fdclose.py): the old and the new
+// time then fall between the same two records. That spares the clock read and the write on nearly every mark of a
+// process that opens and closes in a loop while its opens are dropped.
+struct rec_seq {
+	__u64 started;
+	__u64 done;
+};
+BPF_ARRAY(rec_seq, struct rec_seq, 1);
+
+// The `done` count to keep beside a new mark, read before the mark's clock: a record counted after it read its clock
+// after the mark's, so it will make rec_unchanged() false.
+static __always_inline __u64 rec_done(void)
+{
+	__u32 zero = 0;
+	struct rec_seq *q = rec_seq.lookup(&zero);
+	return q ? *(volatile __u64 *)&q->done : ~0ULL;
+}
+
+// Whether no record has read the clock since a mark that kept `done`: none finished since (done unchanged) and none
+// is between its two counts now (started == done).
+static __always_inline int rec_unchanged(__u64 done)
+{
+	__u32 zero = 0;
+	struct rec_seq *q = rec_seq.lookup(&zero);
+	if (!q || done == ~0ULL)
+		return 0;
+	__u64 d = *(volatile __u64 *)&q->done;
+	__u64 st = *(volatile __u64 *)&q->started;
+	return d == done && st == d;
+}
 
 static __always_inline int is_excluded(__u32 tgid)
 {
@@ -139,7 +171,12 @@ static __always_inline struct lanner_hdr *begin(__u32 type, __u64 id)
 		return NULL;
 	struct lanner_hdr *h = (struct lanner_hdr *)s->buf;
 	__u64 ug = bpf_get_current_uid_gid();
+	struct rec_seq *q = rec_seq.lookup(&zero);
+	if (q)
+		__sync_fetch_and_add(&q->started, 1);
 	h->ts_ns = bpf_ktime_get_boot_ns();
+	if (q)
+		__sync_fetch_and_add(&q->done, 1);
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->type = type;
 	h->size = 0;
@@ -796,6 +833,8 @@ struct kf_scratch {
 	__s32 sport;  /* -1: not known here */
 	__u32 open;   /* 1: an open (kf_open_filter; `kn` bytes of its path are in key.s), 0: a record in `scratch` */
 	__s32 kn;
+	__u32 num_done; /* the numeric atoms are in yes/no already (kf_open_filter judged them before the path) */
+	__u32 _pad2;
 };
 
 BPF_ARRAY(kf_conf, struct kf_conf, KF_PATH_ARGS);
@@ -809,8 +848,13 @@ BPF_HASH(kf_comm, struct kf_comm_key, __u64, 4096);
 BPF_HASH(kf_sport, __u32, __u64, 4096);
 BPF_PERCPU_ARRAY(kf_passed, __u64, KF_SLOTS);
 BPF_PERCPU_ARRAY(kf_filtered, __u64, KF_SLOTS);
-// fd numbers a filtered event handed out or changed: (tgid << 32 | fd) -> boot time of that event.
-BPF_TABLE("lru_hash", __u64, __u64, kf_stale_fd, 65536);
+// fd numbers a filtered event handed out or changed: (tgid << 32 | fd) -> boot time of that event, and the record
+// count it was written at (rec_done).
+struct kf_stale {
+	__u64 ts;
+	__u64 done;
+};
+BPF_TABLE("lru_hash", __u64, struct kf_stale, kf_stale_fd, 65536);
 // Raw sockets (tgid << 32 | fd): the collector reports them as IP sockets whatever address a connect names.
 BPF_TABLE("lru_hash", __u64, __u8, kf_rawsk, 4096);
 BPF_PERCPU_ARRAY(kf_scratch_map, struct kf_scratch, 1);
@@ -860,12 +904,14 @@ static __always_inline void kf_count(int filtered, __u32 slot)
 		*c += 1;
 }
 
-// 1 when some clause of syscall slot `slot` (`n` clauses) is not false given the atoms known true (`yes`) and false.
+// 1 when some clause of syscall slot `slot` (`n` clauses) is not false given the atoms known true (`yes`) and false;
+// `*need` gets the atoms the clauses still alive read (the others cannot change the outcome).
 // No early exit: every path leaves the loop at its end, so the verifier explores what follows once, not once per
 // clause (with two passes it would run out of its budget).
-static __always_inline int kf_any_clause(__u32 slot, __u32 n, __u64 yes, __u64 no)
+static __always_inline int kf_any_clause(__u32 slot, __u32 n, __u64 yes, __u64 no, __u64 *need)
 {
 	__u32 alive = 0;
+	__u64 used = 0;
 	__u32 base = slot * KF_MAX_CLAUSES;
 	for (__u32 i = 0; i < KF_MAX_CLAUSES; i++) {
 		if (i >= n)
@@ -878,8 +924,12 @@ static __always_inline int kf_any_clause(__u32 slot, __u32 n, __u64 yes, __u64 n
 		struct kf_clause *c = kf_clauses.lookup(&idx);
 		if (!c)
 			break;
-		alive |= ((c->must_true & no) | (c->must_false & yes)) == 0;
+		__u64 t = c->must_true, f = c->must_false;
+		__u32 live = ((t & no) | (f & yes)) == 0;
+		alive |= live;
+		used |= live ? t | f : 0;
 	}
+	*need = used;
 	return alive;
 }
 
@@ -894,13 +944,18 @@ static __always_inline void kf_mark_stale(__s64 fd)
 	if (fd < 0)
 		return;
 	__u64 k = kf_fd_key(fd);
-	__u64 ts = bpf_ktime_get_boot_ns();
-	// A busy process reuses its numbers: rewriting a mark in place costs less than an LRU map update.
-	__u64 *mark = kf_stale_fd.lookup(&k);
+	// A busy process reuses its numbers: rewriting a mark in place costs less than an LRU map update, and keeping
+	// it costs less again while no record has been stamped since (rec_seq).
+	struct kf_stale *mark = kf_stale_fd.lookup(&k);
+	if (mark && rec_unchanged(mark->done))
+		return;
+	struct kf_stale v = {};
+	v.done = rec_done();
+	v.ts = bpf_ktime_get_boot_ns();
 	if (mark)
-		*mark = ts;
+		*mark = v;
 	else
-		kf_stale_fd.update(&k, &ts);
+		kf_stale_fd.update(&k, &v);
 }
 
 // The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
@@ -920,8 +975,10 @@ static __always_inline struct kf_sc *kf_mode(__u32 sc)
 // The path atoms of path argument `arg` over the string in ks->key.s (`kn` as bpf_probe_read_*_str returned it, the
 // key zero-filled beforehand). `resolved`: the collector reports the path resolved and normalised (opens), so only a
 // path already absolute and normalised can be judged; otherwise it reports the string as passed.
-static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 arg, int resolved, __u64 *yes,
-					 __u64 *no)
+// `need`: the atoms worth judging (a lookup for atoms no live clause reads is skipped: they stay unknown, which
+// cannot revive a clause another atom already made false).
+static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 arg, int resolved, __u64 need,
+					 __u64 *yes, __u64 *no)
 {
 	struct kf_conf *conf = kf_conf.lookup(&arg);
 	if (!conf)
@@ -959,8 +1016,9 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 	else if (kn > 0 && kn < KF_PATH_KEY)
 		*no |= conf->dotdot;
 	len &= KF_PATH_KEY - 1;
-	__u64 exact_all = conf->exact_all, prefix_all = conf->prefix_all, suffix_all = conf->suffix_all;
-	if (!bad && (exact_all | prefix_all | suffix_all | conf->pmatch_all)) {
+	__u64 exact_all = conf->exact_all & need, prefix_all = conf->prefix_all & need;
+	__u64 suffix_all = conf->suffix_all & need, pmatch_all = conf->pmatch_all & need;
+	if (!bad && (exact_all | prefix_all | suffix_all | pmatch_all)) {
 		__u64 exact_mask = conf->exact_mask;
 		__u64 *m = NULL;
 		if (exact_all && kf_exact_maybe(w, len)) {
@@ -970,13 +1028,17 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 		__u64 hit = m ? *m : 0;
 		*yes |= hit & exact_all;
 		*no |= exact_all & ~hit;
-		ks->key.prefixlen = len * 8;
-		m = kf_prefix.lookup(&ks->key);
-		hit = m ? *m : 0;
-		*yes |= hit & prefix_all & exact_mask;
-		*no |= prefix_all & ~hit;
-		if (!*vloose)
-			*no |= conf->pmatch_all & ~hit;
+		if (prefix_all | pmatch_all) {
+			ks->key.prefixlen = len * 8;
+			m = kf_prefix.lookup(&ks->key);
+			hit = m ? *m : 0;
+			*yes |= hit & prefix_all & exact_mask;
+			*no |= prefix_all & ~hit;
+			if (!*vloose)
+				*no |= pmatch_all & ~hit;
+		}
+		if (!suffix_all)
+			return;
 		__u32 sl = len < KF_SUFFIX_KEY ? len : KF_SUFFIX_KEY;
 		// A fixed number of copies (bytes past `sl` are ignored by the trie): no exit per length to verify.
 		for (__u32 j = 0; j < KF_SUFFIX_KEY; j++)
@@ -989,25 +1051,10 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 	}
 }
 
-// The atoms every event has (comm, result, open flags, address family and server port, -1 when not known here),
-// then the clauses of `mode`: 1 when some clause is not false (the event goes to userspace), 0 to drop it.
-static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __u64 no, __u32 flags, __s64 res,
-				     __s32 family, __s32 sport)
+// The numeric atoms (result, open flags, address family; `family` -1 when not known here) into yes / no.
+static __always_inline void kf_num_bits(struct kf_conf *conf, __u32 flags, __s64 res, __s32 family, __u64 *yes,
+					__u64 *no)
 {
-	__u32 zero = 0;
-	__u32 slot = sc & (KF_SLOTS - 1);
-	struct kf_conf *conf = kf_conf.lookup(&zero);
-	if (!conf) {
-		kf_count(0, slot);
-		return 1;
-	}
-	if (conf->sport_all && sport >= 0) {
-		__u32 pk = sport;
-		__u64 *m = kf_sport.lookup(&pk);
-		__u64 hit = m ? *m : 0;
-		yes |= hit;
-		no |= conf->sport_all & ~hit;
-	}
 	__u32 n_num = conf->n_num;
 	for (__u32 i = 0; i < KF_MAX_NUM; i++) {
 		if (i >= n_num)
@@ -1028,14 +1075,39 @@ static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __
 		else
 			v = kf_cmp(res, a->op, a->value);
 		if (v == 1)
-			yes |= a->bit;
+			*yes |= a->bit;
 		else if (v == 0)
-			no |= a->bit;
+			*no |= a->bit;
 	}
+}
+
+// The atoms every event has (comm, result, open flags, address family and server port, -1 when not known here;
+// the numeric ones already in yes / no when `num_done`), then the clauses of `mode`: 1 when some clause is not false
+// (the event goes to userspace), 0 to drop it.
+static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __u64 no, __u32 flags, __s64 res,
+				     __s32 family, __s32 sport, __u32 num_done)
+{
+	__u32 zero = 0;
+	__u32 slot = sc & (KF_SLOTS - 1);
+	struct kf_conf *conf = kf_conf.lookup(&zero);
+	if (!conf) {
+		kf_count(0, slot);
+		return 1;
+	}
+	if (conf->sport_all && sport >= 0) {
+		__u32 pk = sport;
+		__u64 *m = kf_sport.lookup(&pk);
+		__u64 hit = m ? *m : 0;
+		yes |= hit;
+		no |= conf->sport_all & ~hit;
+	}
+	if (!num_done)
+		kf_num_bits(conf, flags, res, family, &yes, &no);
+	__u64 need = 0;
 	// The comm last: it takes a helper call and a hash lookup, and is not needed once every clause is false (the
 	// usual case for an open no rule wants: its path or flags already decide).
-	int alive = kf_any_clause(slot, mode->n, yes, no);
-	if (alive && conf->comm_all) {
+	int alive = kf_any_clause(slot, mode->n, yes, no, &need);
+	if (alive && (conf->comm_all & need)) {
 		struct kf_comm_key ck = {};
 		bpf_get_current_comm(ck.c, sizeof(ck.c));
 		if (ck.c[0]) {
@@ -1043,7 +1115,7 @@ static __always_inline int kf_decide(__u32 sc, struct kf_sc *mode, __u64 yes, __
 			__u64 hit = m ? *m : 0;
 			yes |= hit;
 			no |= conf->comm_all & ~hit;
-			alive = kf_any_clause(slot, mode->n, yes, no);
+			alive = kf_any_clause(slot, mode->n, yes, no, &need);
 		}
 	}
 	kf_count(!alive, slot);
@@ -1195,12 +1267,33 @@ int kf_open_filter(void *args)
 		return 0;
 	__u64 name_ptr = ks->args.name_ptr;
 	__s64 res = ks->args.res;
+	struct kf_sc *mode = kf_mode(ks->args.sc);
+	struct kf_conf *conf = mode ? kf_conf.lookup(&zero) : NULL;
+	__u64 yes = 0, no = 0, need = ~0ULL;
+	ks->num_done = 0;
+	if (conf) {
+		// The flags and the result first: when they make every clause false, the path is not read at all, and
+		// otherwise only the path atoms some live clause reads are looked up.
+		kf_num_bits(conf, ks->args.flags, res, -1, &yes, &no);
+		ks->num_done = 1;
+		if (!kf_any_clause(ks->args.sc & (KF_SLOTS - 1), mode->n, yes, no, &need)) {
+			kf_count(1, ks->args.sc & (KF_SLOTS - 1));
+			kf_mark_stale(res);
+			return 0;
+		}
+	}
 	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
 	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
-	if (!kf_mode(ks->args.sc))
+	if (!mode)
 		return open_emit(ks, kn);
-	__u64 yes = 0, no = 0;
-	kf_path_bits(ks, kn, 0, 1, &yes, &no);
+	kf_path_bits(ks, kn, 0, 1, need, &yes, &no);
+	// Most opens are decided here, by their path: the decision program (the comm, then the counters and the emit)
+	// is reached only by an open that some clause may still want.
+	if (conf && !kf_any_clause(ks->args.sc & (KF_SLOTS - 1), mode->n, yes, no, &need)) {
+		kf_count(1, ks->args.sc & (KF_SLOTS - 1));
+		kf_mark_stale(res);
+		return 0;
+	}
 	ks->yes = yes;
 	ks->no = no;
 	ks->res = res;
@@ -1710,9 +1803,9 @@ int kf_rec_filter(void *args)
 		__u32 l1 = CLAMP(o->path1_len, LANNER_PATH_MAX);
 		__u32 l2 = o->path2_len;
 		int kn = kf_key_from(ks, tail, l1);
-		kf_path_bits(ks, kn, 1, 0, &yes, &no);
+		kf_path_bits(ks, kn, 1, 0, ~0ULL, &yes, &no);
 		kn = kf_key_from(ks, tail + l1, l2);
-		kf_path_bits(ks, kn, 2, 0, &yes, &no);
+		kf_path_bits(ks, kn, 2, 0, ~0ULL, &yes, &no);
 		stale = -1; /* a file operation changes no fd */
 	}
 	ks->yes = yes;
@@ -1725,6 +1818,7 @@ int kf_rec_filter(void *args)
 	ks->sport = sport;
 	ks->open = 0;
 	ks->kn = 0;
+	ks->num_done = 0;
 	kf_prog.call(args, 2);
 	submit(h, size);
 	return 0;
@@ -1745,7 +1839,7 @@ int kf_decide_prog(void *args)
 	struct kf_sc *mode = kf_sc.lookup(&slot);
 	int pass = 1;
 	if (mode && mode->mode)
-		pass = kf_decide(sc, mode, v->yes, v->no, v->flags, v->res, v->family, v->sport);
+		pass = kf_decide(sc, mode, v->yes, v->no, v->flags, v->res, v->family, v->sport, v->num_done);
 	if (!pass)
 		kf_mark_stale(v->stale);
 #if LANNER_FAM_OPEN
@@ -1782,7 +1876,8 @@ BPF_ARRAY(fdx_conf, __u32, 1);
 #define FD_CLOSE_SLOTS 4
 struct fd_closes {
 	__u64 ts[FD_CLOSE_SLOTS];
-	__u64 n; /* closes seen; slot n % FD_CLOSE_SLOTS is the next to write */
+	__u64 n;    /* closes stamped; slot n % FD_CLOSE_SLOTS is the next to write */
+	__u64 done; /* the record count (rec_done) when the last stamp was written */
 };
 BPF_TABLE("lru_hash", __u64, struct fd_closes, fd_closed, 65536);
 
@@ -1821,15 +1916,21 @@ static __always_inline __u64 fd_ino(__s32 fd)
 static __always_inline void fd_close_stamp(__u32 fd)
 {
 	__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
-	__u64 ts = bpf_ktime_get_boot_ns();
 	struct fd_closes *c = fd_closed.lookup(&k);
+	// No record stamped since the last close of this fd: that stamp stands for this close too (rec_seq).
+	if (c && rec_unchanged(c->done))
+		return;
+	__u64 done = rec_done();
+	__u64 ts = bpf_ktime_get_boot_ns();
 	if (c) {
 		c->ts[c->n & (FD_CLOSE_SLOTS - 1)] = ts;
 		c->n++;
+		c->done = done;
 	} else {
 		struct fd_closes first = {};
 		first.ts[0] = ts;
 		first.n = 1;
+		first.done = done;
 		fd_closed.update(&k, &first);
 	}
 }

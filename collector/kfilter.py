@@ -390,7 +390,7 @@ class KernelControl(FdxSwitches):
     def stale_fd(self, pid: int, fd: int) -> int:
         """Boot time of the last open of (pid, fd) the kernel dropped, 0 if none is remembered."""
         v = self.bpf[b"kf_stale_fd"].get(ctypes.c_uint64((pid << 32) | (fd & 0xFFFFFFFF)))
-        return int(v.value) if v is not None else 0
+        return int(v.ts) if v is not None else 0
 
     def update_metrics(self) -> None:
         """Move the kernel's per-syscall counters into the Prometheus counters."""

@@ -124,6 +124,10 @@ def test_stale_mark_of_a_dropped_open_moves_forward(source: KernelSource) -> Non
     fd = os.open("/etc/hostname", os.O_RDONLY)
     os.close(fd)
     time.sleep(0.01)
+    child = os.fork()  # a record (clone): the next mark is written anew, not kept
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
     fd2 = os.open("/etc/hostname", os.O_RDONLY)
     t = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     print(fd, fd2, t, flush=True)
@@ -139,6 +143,49 @@ def test_stale_mark_of_a_dropped_open_moves_forward(source: KernelSource) -> Non
     # The second (dropped) open rewrote the first one's mark: it is its time, 10 ms after the first.
     assert t - 200_000_000 < mark <= t, (mark, t)
     assert os.getpid() != pid
+
+
+def test_fd_marks_are_kept_while_no_record_is_stamped(source: KernelSource) -> None:
+    """An open+close loop whose opens are dropped: the stale mark and the close stamp of its fd are written again
+    only after some record read the clock (a fork here), not on every open and close."""
+    control = _control(source)
+    source.apply_spec(build_spec(_engine("evt.type = openat and fd.name = /nonexistent/x").enabled))
+    code = """
+    import os, sys, time
+    fd = os.open("/etc/hostname", os.O_RDONLY)
+    print(os.getpid(), fd, flush=True)
+    sys.stdin.readline()
+    for _ in range(2000):
+        os.close(fd)
+        fd = os.open("/etc/hostname", os.O_RDONLY)
+    t = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    child = os.fork()  # a record (clone): the next close is stamped anew, and so is the next dropped open
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(fd)
+    fd = os.open("/etc/hostname", os.O_RDONLY)
+    print(t, flush=True)
+    sys.stdin.readline()
+    """
+    p = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdin is not None
+    pid, fd = (int(x) for x in p.stdout.readline().split())
+    n0 = _stamps(control, pid, fd)
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    t = int(p.stdout.readline())
+    stamps = _stamps(control, pid, fd) - n0
+    closes = control.bpf[b"fd_closed"].get(ctypes.c_uint64((pid << 32) | fd))  # type: ignore[attr-defined]
+    mark = control.stale_fd(pid, fd)
+    p.communicate("done\n", timeout=60)
+    # 2001 closes, stamped: the one after the fork, and one after each record the host made meanwhile (the first
+    # close keeps the stamp of the last close of that number at start-up unless a record came between).
+    assert 1 <= stamps < 1000, stamps
+    # The last close and the last dropped open came after the fork, so their marks are later than t.
+    assert max(closes.ts) > t and mark > t, (list(closes.ts), mark, t)
 
 
 # A 32-bit program (no libc): rt_sigprocmask, which is number 175 in the i386 table (init_module's number on
@@ -196,15 +243,24 @@ def _keys(control: object, pid: int) -> int:
     return sum(1 for k in control.bpf[b"fd_closed"] if k.value >> 32 == pid)  # type: ignore[attr-defined]
 
 
-# Opens an fd, waits, closes it (and the same number twice more), lstats (6 on x86_64: close's i386 number).
+# Opens an fd, waits, closes it (and the same number twice more), lstats (6 on x86_64: close's i386 number). A fork
+# before each close makes records (clone, exit): a close with no record since the last stamp of its fd keeps that stamp.
 CLOSER = """
 import os, sys, time
+def record():
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
 fd = os.open("/etc/hostname", os.O_RDONLY)
 print(os.getpid(), fd, flush=True)
 sys.stdin.readline()
+record()
 os.close(fd)
 for _ in range(2):
-    os.close(os.open("/etc/hostname", os.O_RDONLY))
+    fd = os.open("/etc/hostname", os.O_RDONLY)
+    record()
+    os.close(fd)
 os.lstat("/etc/hostname")
 print("done", flush=True)
 time.sleep(0.3)
