@@ -83,16 +83,20 @@ class Step:
         return pctl([row[hop] for row in self.latency], q)
 
 
-def settle(before: Counters, must_pass: int, timeout: float = 4.0) -> Counters:
-    """The step's counters once every stage has counted it: the collector copies the kernel filter's counts about
-    once a second (on any poll, busy or idle), and events still in flight between stages show as vanished for a
-    moment. Gives up after ``timeout`` and returns what it saw last (a real shortfall stays)."""
+def settle(before: Counters, must_pass: int, timeout: float = 4.0) -> tuple[Counters, float]:
+    """The step's counters once every stage has counted it, and the events gone between stages with no drop
+    counted. The collector copies the kernel filter's counts about once a second (on any poll, busy or idle), and
+    events in flight between stages show as gone for a moment, so this polls until both agree or ``timeout``
+    passes (a real shortfall stays). Gone is judged on the totals since the stack started, not on the step's
+    deltas: the host's background keeps a few events in flight at any moment, the step's start included."""
     deadline = time.monotonic() + timeout
     while True:
         time.sleep(0.25)
-        delta = counters() - before
-        if (delta.kernel_passed >= must_pass and delta.vanished() == 0) or time.monotonic() > deadline:
-            return delta
+        total = counters()
+        delta = total - before
+        gone = total.vanished()
+        if (delta.kernel_passed >= must_pass and gone == 0) or time.monotonic() > deadline:
+            return delta, gone
 
 
 def run_step(
@@ -103,7 +107,7 @@ def run_step(
     res = load.run(rate, seconds, every)
     got = sub.wait_for(n0 + res.markers, timeout=30.0)
     must_pass = res.opens if forced else res.markers
-    delta, cpu1 = settle(before, must_pass), stack.cpu()
+    (delta, gone), cpu1 = settle(before, must_pass), stack.cpu()
     events = max(1.0, delta.at_ruleengine)
     cpu_us = {n: (cpu1[n] - cpu0[n]) * 1e6 / events for n in cpu1}
     return Step(
@@ -121,7 +125,7 @@ def run_step(
         latency=sub.since(n0),
         must_pass=must_pass,
         ring_drops=delta.ring_drops(),
-        vanished=delta.vanished(),
+        vanished=gone,
         stage_in={k: delta.events_in.get(k, 0.0) for k in ("collector", "enricher", "ruleengine")},
         stage_drops={k: delta.stage_drops(k) for k in ("collector", "enricher", "ruleengine", "dispatcher")},
     )

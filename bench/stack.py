@@ -193,8 +193,9 @@ class Counters:
 
     def vanished(self) -> float:
         """Events that left one stage and never reached the next, with no drop counted for them: the collector's
-        and enricher's events in, less their own drops, against the next stage's events in. Read upstream first,
-        events still in flight show here for a moment; background events arriving meanwhile only lower it."""
+        and enricher's events in, less their own drops, against the next stage's events in (use on totals since the
+        stack started). Read upstream first, events still in flight show here for a moment; background events
+        arriving meanwhile only lower it, and so do the drop reports a stage adds (a few events)."""
         gone = 0.0
         for up, down in (("collector", "enricher"), ("enricher", "ruleengine")):
             if up in self.events_in and down in self.events_in:
