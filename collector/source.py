@@ -48,6 +48,8 @@ _CLOSE_NR = {"x86_64": 3}
 _CLOSE_NR_32 = {"x86_64": 6}
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
+# How often the kernel filter's per-syscall counts are copied into lanner_kernel_{passed,filtered}_total.
+KERNEL_COUNTS_INTERVAL_S = 1.0
 
 
 class EventSource(Protocol):
@@ -436,6 +438,14 @@ class KernelSource:
 
     def _next_chunk(self) -> list[bytes]:
         now = time.monotonic()
+        # On every poll, not only those that find events: while the kernel filter drops everything (an open storm no
+        # rule wants) nothing reaches userspace, and counters moved only by event-bearing polls stood still, behind
+        # the kernel by whatever it counted since the last such poll, until some unrelated event came along.
+        if now - self._kcounted >= KERNEL_COUNTS_INTERVAL_S:
+            self._kcounted = now
+            control = getattr(self.reader, "control", None)
+            if isinstance(control, KernelControl):
+                control.update_metrics()
         if now - self._swept > SWEEP_INTERVAL_S:
             self._swept = now
             gone = self.table.sweep()
@@ -461,11 +471,6 @@ class KernelSource:
         return ack
 
     def _update_metrics(self, incomplete: int) -> None:
-        now = time.monotonic()
-        control = getattr(self.reader, "control", None)
-        if isinstance(control, KernelControl) and now - self._kcounted >= 1.0:
-            self._kcounted = now
-            control.update_metrics()
         metrics.PROCESSES.set(len(self.table.procs))
         malformed = self.decoder.malformed
         if malformed > self._malformed_seen:

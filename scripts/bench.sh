@@ -28,9 +28,10 @@ for b in bench/bench_engine.py bench/bench_replay.py bench/bench_dispatcher.py b
   [ -f "$b" ] || continue
   echo "=== $b $(args_for "$b")"
   if [ "$b" = bench/bench_pipeline.py ]; then
-    # One `lanner up` benchmark at a time, and not beside an e2e run (the lock e2e tests take).
+    # One `lanner up` benchmark at a time, and not beside an e2e run (the lock e2e tests take) nor another
+    # benchmark (the lock benchmarks take on a shared host).
     # shellcheck disable=SC2046
-    flock /tmp/lanner-e2e.lock "$PY" "$b" $(args_for "$b") || echo "($b failed with $?)"
+    flock /tmp/lanner-e2e.lock flock /tmp/lanner-bench.lock "$PY" "$b" $(args_for "$b") || echo "($b failed with $?)"
   else
     # shellcheck disable=SC2046
     "$PY" "$b" $(args_for "$b") || echo "($b failed with $?)"
