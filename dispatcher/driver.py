@@ -185,10 +185,12 @@ class OutputDriver:
             else:
                 entries = await self._read(">", block_ms=1000)
             if entries:
-                # Acked with the next read, in the same round trip (see _read).
+                # Acked with the next read, in the same round trip (see _read), or before a gather.
                 self._unacked = await self._process(entries)
                 if len(entries) < self._batch:
                     # Alerts are flowing: gather a few intakes for the next read and delivery (dispatcher.hub).
+                    # The acks go first: held over the gather, a crash in it would deliver the batch again.
+                    await self._flush_acks()
                     await asyncio.sleep(READ_GATHER_S)
 
     async def _flush_acks(self) -> None:

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.kfilter import FILTERED, PASSED, KernelControl
+from collector.kfilter import FILTERED, PASSED
 from collector.source import KernelSource
 from ruleengine.engine import EngineOptions, load_texts
 from ruleengine.kspec import build_spec
+from tests.collector.live_programs import kernel_control
 from tests.support.kernel_source import WAIT_S, collect, drain, kernel_source
 
 pytestmark = pytest.mark.bpf
@@ -33,12 +34,6 @@ def source() -> Iterator[KernelSource]:
     yield from kernel_source()
 
 
-def _control(src: KernelSource) -> KernelControl:
-    control = src.reader.control  # type: ignore[attr-defined]
-    assert isinstance(control, KernelControl)
-    return control
-
-
 def test_filter_counts_reach_prometheus_while_nothing_passes(source: KernelSource) -> None:
     """An open storm that the filter drops whole leaves nothing to read. The counters used to be copied only by a
     poll that found events, so `lanner_kernel_filtered_total` stood still, behind the kernel by the storm's last
@@ -48,7 +43,7 @@ def test_filter_counts_reach_prometheus_while_nothing_passes(source: KernelSourc
     assert res.engine is not None, [e.format() for e in res.errors]
     source.apply_spec(build_spec(res.engine.enabled))
     drain(source)
-    control = _control(source)
+    control = kernel_control(source)
     control.update_metrics()
     prom0 = FILTERED.labels("openat")._value.get() + PASSED.labels("openat")._value.get()
     kernel0 = sum(control.counts()["openat"])

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.kfilter import FILTERED, KernelControl
+from collector.kfilter import FILTERED
 from collector.source import BpfProbe, KernelSource
 from lanner.model import Event
 from lanner.v1 import kfilter_pb2
 from ruleengine.engine import Engine, EngineOptions, load_texts
 from ruleengine.fields import EventContext
 from ruleengine.kspec import build_spec
+from tests.collector.live_programs import kernel_control
 from tests.support.kernel_source import collect, confine, drain, kernel_source
 
 pytestmark = pytest.mark.bpf
@@ -54,12 +55,6 @@ DUP = _rules(
 @pytest.fixture(scope="module")
 def source() -> Iterator[KernelSource]:
     yield from kernel_source()
-
-
-def _control(src: KernelSource) -> KernelControl:
-    control = src.reader.control  # type: ignore[attr-defined]
-    assert isinstance(control, KernelControl)
-    return control
 
 
 def _exited(pid: int) -> object:
@@ -129,7 +124,7 @@ def test_hot_reload_swaps_tracepoints_and_keeps_the_tables(source: KernelSource,
 def test_opens_no_rule_wants_are_dropped_and_counted(source: KernelSource) -> None:
     engine = _rules(_rule("shadow", "evt.type in (open, openat) and fd.name = /etc/shadow"))
     source.apply_spec(build_spec(engine.enabled))
-    before = _control(source).counts()["openat"][0]
+    before = kernel_control(source).counts()["openat"][0]
     drain(source)
     pid = _spawn_py("import os\nfor _ in range(200): os.close(os.open('/etc/hostname', os.O_RDONLY))\n"
                     "os.close(os.open('/etc/shadow', os.O_RDONLY))")  # fmt: skip
@@ -137,8 +132,8 @@ def test_opens_no_rule_wants_are_dropped_and_counted(source: KernelSource) -> No
     opened = [e.fd.path for e in events if e.proc.pid == pid and e.type == "openat" and e.fd is not None]
     assert opened == ["/etc/shadow"], opened
     assert _alerts(engine, events, pid) == ["shadow"]
-    assert _control(source).counts()["openat"][0] - before >= 200
-    _control(source).update_metrics()
+    assert kernel_control(source).counts()["openat"][0] - before >= 200
+    kernel_control(source).update_metrics()
     assert FILTERED.labels("openat")._value.get() >= 200
 
 
@@ -190,7 +185,7 @@ def test_filter_switch_off_passes_everything() -> None:
 
 
 def test_no_spec_means_everything_attached(source: KernelSource) -> None:
-    control = _control(source)
+    control = kernel_control(source)
     # A spec whose rules match every type: back to tracing everything (what a fresh collector does).
     everything = kfilter_pb2.KernelSpec(all_types=True, fingerprint="all")
     ack = source.apply_spec(everything)
@@ -391,7 +386,7 @@ def test_probe_decides_like_the_evaluator_beyond_opens(source: KernelSource, tmp
     assert source.dropped() == lost, "ring buffer overflowed: the comparison is void"
     assert not mismatches, mismatches[:10]
     assert 0 < wanted < len(calls)  # both decisions were exercised
-    counts = _control(source).counts()
+    counts = kernel_control(source).counts()
     assert counts["connect"][0] > 0 and counts["symlink"][1] > 0
 
 
@@ -414,10 +409,10 @@ def test_dup2_of_a_socket_whose_connect_was_dropped(source: KernelSource) -> Non
             "os.dup2(s.fileno(), 100); sys.stdin.read()\n"
         )
         drain(source)
-        before = _control(source).counts()
+        before = kernel_control(source).counts()
         proc, events = _alive_until_dup2(source, code)
         assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     mine = [e for e in events if e.proc.pid == proc.pid]
     assert not any(e.type == "connect" for e in mine), [e.type for e in mine]
-    assert _control(source).counts()["connect"][0] > before["connect"][0]
+    assert kernel_control(source).counts()["connect"][0] > before["connect"][0]
     assert _alerts(engine, events, proc.pid) == ["dup of a socket"], [(e.type, e.res, e.fd) for e in mine]
