@@ -328,9 +328,9 @@ def _escape(text: str) -> str:
     return _CONTROL.sub(repl, text)
 
 
-# Alerts come in bursts within one second: the text of the last second rendered is kept, per format, with the
-# time zone it was rendered in (``time.tzset`` makes a new ``time.tzname``).
-_last_second: dict[bool, tuple[int, object, str]] = {}
+# Alerts come in bursts within one second: per format, the last second rendered, the time zone it was rendered in
+# (``time.tzset`` makes a new ``time.tzname``), and the formatter's text before and after its nanoseconds.
+_last_second: dict[bool, tuple[int, object, str, str]] = {}
 
 
 def format_alert_time(ns: int, iso8601: bool) -> str:
@@ -339,15 +339,11 @@ def format_alert_time(ns: int, iso8601: bool) -> str:
     last = _last_second.get(iso8601)
     zone = _time.tzname
     if last is None or last[0] != secs or last[1] is not zone:
-        # The formatters' own text for the whole second, without its nanoseconds (".000000000" and what follows).
+        # The formatters' own text for the whole second, split around its ".000000000".
         text = format_iso8601(secs * 1_000_000_000) if iso8601 else format_time(secs * 1_000_000_000)
         cut = text.index(".", 8)
-        last = _last_second[iso8601] = (secs, zone, text[:cut])
-        _suffix[iso8601] = text[cut + 10 :]
-    return f"{last[2]}.{nanos:09d}{_suffix[iso8601]}"
-
-
-_suffix: dict[bool, str] = {}
+        last = _last_second[iso8601] = (secs, zone, text[:cut], text[cut + 10 :])
+    return f"{last[2]}.{nanos:09d}{last[3]}"
 
 
 def render_alert(
