@@ -122,7 +122,8 @@ BPF_HASH(excluded, __u32, __u8, 4096);
 BPF_HASH(pidns, __u64, struct pidns_id, 4096);
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_inflight, 1);
-BPF_PERCPU_ARRAY(drops, __u64, 1);
+// [0] records lost: the ring refused them twice (ring_buffer_full); [1] first tries that failed (retried once).
+BPF_PERCPU_ARRAY(drops, __u64, 2);
 // Records stamped so far, host-wide: `started` is counted before a record reads its clock and `done` after. The fd
 // marks (a dropped open's stale mark, a close stamp) are only ever compared with records' times, so a mark need not
 // be rewritten while no record has read the clock since it was written (collector/fdclose.py): the old and the new
@@ -209,17 +210,18 @@ static __always_inline void submit(struct lanner_hdr *h, __u64 size)
 	if (size > SCRATCH_SIZE)
 		size = SCRATCH_SIZE;
 	h->size = size;
-	// A reservation can fail with the ring nearly empty (6.18: -EAGAIN for 126-byte opens with 45 KB of 8 MB in
-	// use, 1-3 a step at 20-70k events/s; likely the ring's resilient spinlock giving up). Such failures come in
-	// short clusters: three more tries before counting a loss (in a test, 4 tries recovered every failure).
 	long rc = events.ringbuf_output(h, size, 0);
-	if (rc != 0)
-		rc = events.ringbuf_output(h, size, 0);
-	if (rc != 0)
-		rc = events.ringbuf_output(h, size, 0);
-	if (rc != 0)
-		rc = events.ringbuf_output(h, size, 0);
-	if (rc != 0) {
+	if (rc == 0)
+		return;
+	// Only a full ring should fail. Failures with the ring nearly empty were the collector's consumer zeroing its
+	// position for a moment (collector/ringbuf.py); one more try covers a rare transient (the ring's lock is a
+	// resilient spinlock that may give up), and each first-try failure is counted so that such a cause shows
+	// (lanner_collector_ring_retries_total) instead of hiding behind retries.
+	__u32 slot = 1;
+	__u64 *r = drops.lookup(&slot);
+	if (r)
+		*r += 1;
+	if (events.ringbuf_output(h, size, 0) != 0) {
 		__u32 zero = 0;
 		__u64 *d = drops.lookup(&zero);
 		if (d)

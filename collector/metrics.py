@@ -15,6 +15,11 @@ AUDIT_REJECTED = Counter(
     "Audit webhook requests refused, by reason (bad_request, too_large, unauthenticated)",
     ["reason"],
 )
+RING_RETRIES = Counter(
+    "lanner_collector_ring_retries_total",
+    "Ring buffer reservations that failed at the first try and were tried again; only a full ring should fail, so "
+    "a count without ring_buffer_full losses beside it is a bug (the consumer, or the ring's lock giving up)",
+)
 CONTROL_REFUSED = Counter(
     "lanner_collector_control_refused_total", "Kernel spec calls refused: no pipeline certificate or control token"
 )

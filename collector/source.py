@@ -324,6 +324,13 @@ class BpfProbe:
             return 0
         return int(sum(self._bpf[b"drops"][ctypes.c_int(0)]))
 
+    def retried(self) -> int:
+        """Ring buffer reservations that failed at the first try (each was tried once more; a second failure is
+        also in ``dropped``), summed over CPUs."""
+        if self._bpf is None:
+            return 0
+        return int(sum(self._bpf[b"drops"][ctypes.c_int(1)]))
+
     def close(self) -> None:
         """Detach the probes and free the maps."""
         if self._mapped is not None:
@@ -375,6 +382,7 @@ class KernelSource:
         self._next = 0
         self._malformed_seen = 0
         self._kcounted = 0.0
+        self._retries_seen = 0
         self._wire: WirePath | None = None
 
     def start(self) -> None:
@@ -446,6 +454,7 @@ class KernelSource:
             control = getattr(self.reader, "control", None)
             if isinstance(control, KernelControl):
                 control.update_metrics()
+            self._count_ring_retries()
         if now - self._swept > SWEEP_INTERVAL_S:
             self._swept = now
             gone = self.table.sweep()
@@ -482,6 +491,18 @@ class KernelSource:
     def dropped(self) -> int:
         """Records lost in the kernel ring buffer."""
         return self.reader.dropped()
+
+    def _count_ring_retries(self) -> None:
+        """Copy the probes' count of ring buffer reservations that failed at the first try into
+        ``lanner_collector_ring_retries_total``: with a working consumer only a full ring fails, so a count with
+        no matching ``ring_buffer_full`` loss is a bug showing (see ``BpfProbe.retried``)."""
+        retried = getattr(self.reader, "retried", None)
+        if retried is None:
+            return
+        n = int(retried())
+        if n > self._retries_seen:
+            metrics.RING_RETRIES.inc(n - self._retries_seen)
+            self._retries_seen = n
 
     def close(self) -> None:
         """Detach the probes."""
