@@ -62,6 +62,7 @@ class Step:
     # Opens the kernel filter had to pass: every open of the load when forced to userspace, else its markers.
     must_pass: int = 0
     ring_drops: float = 0.0
+    ring_retries: float = 0.0
     vanished: float = 0.0
     stage_in: dict[str, float] = field(default_factory=dict)
     stage_drops: dict[str, float] = field(default_factory=dict)
@@ -127,6 +128,7 @@ def run_step(
         latency=sub.since(n0),
         must_pass=must_pass,
         ring_drops=delta.ring_drops(),
+        ring_retries=delta.ring_retries,
         vanished=gone,
         stage_in={k: delta.events_in.get(k, 0.0) for k in ("collector", "enricher", "ruleengine")},
         stage_drops={k: delta.stage_drops(k) for k in ("collector", "enricher", "ruleengine", "dispatcher")},
@@ -154,7 +156,8 @@ def print_stages(step: Step) -> None:
     i, d = step.stage_in, step.stage_drops
     print(
         f"      stages: load {step.opens:,} opens ({step.markers} markers) -> kernel passed {step.kernel_passed:,.0f} "
-        f"open* (all processes), ring drops {step.ring_drops:.0f} -> collector in {i.get('collector', 0):,.0f} "
+        f"open* (all processes), ring drops {step.ring_drops:.0f} (first tries failed {step.ring_retries:.0f}) "
+        f"-> collector in {i.get('collector', 0):,.0f} "
         f"(drops {d.get('collector', 0):.0f}) -> enricher in {i.get('enricher', 0):,.0f} (drops "
         f"{d.get('enricher', 0):.0f}) -> rule engine in {i.get('ruleengine', 0):,.0f} (drops "
         f"{d.get('ruleengine', 0):.0f}); vanished between stages {step.vanished:.0f} -> marker alerts "

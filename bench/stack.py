@@ -165,6 +165,8 @@ class Counters:
     # Per stage: events in, and batches (each stage observes its latency histogram once per batch or poll).
     events_in: dict[str, float] = field(default_factory=dict)
     batches: dict[str, float] = field(default_factory=dict)
+    # Ring buffer reservations that failed at the first try (retried once): anything but a full ring is a bug.
+    ring_retries: float = 0.0
 
     def __sub__(self, other: Counters) -> Counters:
         return Counters(
@@ -175,6 +177,7 @@ class Counters:
             {k: v - other.drops.get(k, 0.0) for k, v in self.drops.items() if v - other.drops.get(k, 0.0)},
             {k: v - other.events_in.get(k, 0.0) for k, v in self.events_in.items()},
             {k: v - other.batches.get(k, 0.0) for k, v in self.batches.items()},
+            self.ring_retries - other.ring_retries,
         )
 
     def batch_sizes(self) -> dict[str, float]:
@@ -222,6 +225,8 @@ def counters() -> Counters:
                 c.kernel_passed += value
             elif key.startswith("lanner_kernel_filtered_total") and "open" in key:
                 c.kernel_filtered += value
+            elif key == "lanner_collector_ring_retries_total":
+                c.ring_retries += value
     return c
 
 
