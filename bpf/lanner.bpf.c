@@ -24,6 +24,9 @@
 //   LANNER_REGS_ARGS    1 (x86_64) when exit probes can read a syscall's arguments from the task's saved user
 //                       registers: the open family then has no enter probes
 //   LANNER_MODULE_TPS   1 when the kernel has init_module/finit_module tracepoints (module support built in)
+//   LANNER_RAW_ENTER    1 (x86_64 with LANNER_REGS_ARGS) when every enter-side probe runs on one BPF raw tracepoint
+//                       on sys_enter, dispatched by syscall number (NR_<name>, from collector/rawenter.py), instead
+//                       of the syscalls:sys_enter_* perf tracepoints (see the end of this file)
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -61,6 +64,17 @@
 #endif
 #ifndef LANNER_MODULE_TPS
 #define LANNER_MODULE_TPS 0
+#endif
+#ifndef LANNER_RAW_ENTER
+#define LANNER_RAW_ENTER 0
+#endif
+
+// An enter-side probe: a syscalls:sys_enter_* tracepoint, or with LANNER_RAW_ENTER a function the raw sys_enter
+// dispatcher calls with the arguments laid out as that tracepoint's record (SC_ARG reads both the same way).
+#if LANNER_RAW_ENTER
+#define ENTER_PROBE(name) static __always_inline int enter_##name(void *args)
+#else
+#define ENTER_PROBE(name) TRACEPOINT_PROBE(syscalls, sys_enter_##name)
 #endif
 
 #define SCRATCH_SIZE 16384
@@ -298,7 +312,7 @@ static __always_inline int generic_exit(void *args)
 }
 
 #define GENERIC_PROBE(name, sc, nargs)                                                                             \
-	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                                              \
+	ENTER_PROBE(name)                                                              \
 	{                                                                                                          \
 		return stash(args, sc, nargs);                                                                     \
 	}                                                                                                          \
@@ -373,12 +387,12 @@ static __always_inline int exec_enter(void *args, __u32 sc, __u64 fname, __u64 a
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+ENTER_PROBE(execve)
 {
 	return exec_enter(args, LANNER_SC_EXECVE, SC_ARG(0), SC_ARG(1), SC_ARG(2), AT_FDCWD_VAL, 0);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+ENTER_PROBE(execveat)
 {
 	return exec_enter(args, LANNER_SC_EXECVEAT, SC_ARG(1), SC_ARG(2), SC_ARG(3), (__s32)SC_ARG(0), (__u32)SC_ARG(4));
 }
@@ -630,12 +644,12 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 
 /* ---------------------------------------------------------------- fork / exit */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+ENTER_PROBE(clone)
 {
 	return stash(args, LANNER_SC_CLONE, 1);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+ENTER_PROBE(clone3)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -649,12 +663,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_fork)
+ENTER_PROBE(fork)
 {
 	return stash(args, LANNER_SC_FORK, 0);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+ENTER_PROBE(vfork)
 {
 	return stash(args, LANNER_SC_VFORK, 0);
 }
@@ -703,12 +717,12 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_exit_group)
+ENTER_PROBE(exit_group)
 {
 	return stash(args, SC_EXIT_STASH, 1);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_exit)
+ENTER_PROBE(exit)
 {
 	return stash(args, SC_EXIT_STASH, 1);
 }
@@ -1150,23 +1164,23 @@ struct open_how_user {
 };
 
 #if !LANNER_REGS_ARGS
-TRACEPOINT_PROBE(syscalls, sys_enter_open)
+ENTER_PROBE(open)
 {
 	return stash(args, LANNER_SC_OPEN, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+ENTER_PROBE(openat)
 {
 	return stash(args, LANNER_SC_OPENAT, 4);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+ENTER_PROBE(openat2)
 {
 	return stash(args, LANNER_SC_OPENAT2, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+ENTER_PROBE(creat)
 {
 	return stash(args, LANNER_SC_CREAT, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
+ENTER_PROBE(open_by_handle_at)
 {
 	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
 }
@@ -1348,7 +1362,7 @@ GENERIC_PROBE(dup3, LANNER_SC_DUP3, 3)
 /* ---------------------------------------------------------------- network */
 
 #if LANNER_FAM_NET
-TRACEPOINT_PROBE(syscalls, sys_enter_socket)
+ENTER_PROBE(socket)
 {
 	return stash(args, LANNER_SC_SOCKET, 3);
 }
@@ -1380,15 +1394,15 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+ENTER_PROBE(connect)
 {
 	return stash(args, LANNER_SC_CONNECT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+ENTER_PROBE(accept)
 {
 	return stash(args, LANNER_SC_ACCEPT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
+ENTER_PROBE(accept4)
 {
 	return stash(args, LANNER_SC_ACCEPT4, 4);
 }
@@ -1463,11 +1477,11 @@ static __always_inline int stash_send(__u32 sc, __u64 fd, __u64 addr, __u64 addr
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+ENTER_PROBE(sendto)
 {
 	return stash_send(LANNER_SC_SENDTO, SC_ARG(0), SC_ARG(4), SC_ARG(5), SC_ARG(2));
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+ENTER_PROBE(sendmsg)
 {
 	// struct user_msghdr starts with msg_name and msg_namelen.
 	struct {
@@ -1491,71 +1505,71 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
 /* ---------------------------------------------------------------- unlink / rename / mkdir / chdir */
 
 #if LANNER_FAM_FILEOP
-TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
+ENTER_PROBE(unlink)
 {
 	return stash(args, LANNER_SC_UNLINK, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
+ENTER_PROBE(unlinkat)
 {
 	return stash(args, LANNER_SC_UNLINKAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_rename)
+ENTER_PROBE(rename)
 {
 	return stash(args, LANNER_SC_RENAME, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
+ENTER_PROBE(renameat)
 {
 	return stash(args, LANNER_SC_RENAMEAT, 4);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
+ENTER_PROBE(renameat2)
 {
 	return stash(args, LANNER_SC_RENAMEAT2, 5);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_mkdir)
+ENTER_PROBE(mkdir)
 {
 	return stash(args, LANNER_SC_MKDIR, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_mkdirat)
+ENTER_PROBE(mkdirat)
 {
 	return stash(args, LANNER_SC_MKDIRAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_rmdir)
+ENTER_PROBE(rmdir)
 {
 	return stash(args, LANNER_SC_RMDIR, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+ENTER_PROBE(chdir)
 {
 	return stash(args, LANNER_SC_CHDIR, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
+ENTER_PROBE(fchdir)
 {
 	return stash(args, LANNER_SC_FCHDIR, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
+ENTER_PROBE(chmod)
 {
 	return stash(args, LANNER_SC_CHMOD, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
+ENTER_PROBE(fchmod)
 {
 	return stash(args, LANNER_SC_FCHMOD, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
+ENTER_PROBE(fchmodat)
 {
 	return stash(args, LANNER_SC_FCHMODAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_symlink)
+ENTER_PROBE(symlink)
 {
 	return stash(args, LANNER_SC_SYMLINK, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_symlinkat)
+ENTER_PROBE(symlinkat)
 {
 	return stash(args, LANNER_SC_SYMLINKAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_link)
+ENTER_PROBE(link)
 {
 	return stash(args, LANNER_SC_LINK, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_linkat)
+ENTER_PROBE(linkat)
 {
 	return stash(args, LANNER_SC_LINKAT, 5);
 }
@@ -1945,7 +1959,7 @@ static __always_inline void fd_close_stamp(__u32 fd)
 	}
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_close)
+ENTER_PROBE(close)
 {
 	fd_close_stamp((__u32)SC_ARG(0));
 	__u32 zero = 0;
@@ -1964,7 +1978,7 @@ GENERIC_PROBE(eventfd2, LANNER_SC_EVENTFD2, 2)
 GENERIC_PROBE(userfaultfd, LANNER_SC_USERFAULTFD, 1)
 
 // fcntl is called constantly for F_GETFL/F_SETFD; only the commands that make a new fd are reported.
-TRACEPOINT_PROBE(syscalls, sys_enter_fcntl)
+ENTER_PROBE(fcntl)
 {
 	__u64 cmd = SC_ARG(1);
 	if (cmd != 0 /* F_DUPFD */ && cmd != 1030 /* F_DUPFD_CLOEXEC */)
@@ -2008,7 +2022,7 @@ static __always_inline int fdpair_exit(void *args)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_pipe)
+ENTER_PROBE(pipe)
 {
 	return stash(args, LANNER_SC_PIPE, 1);
 }
@@ -2016,7 +2030,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pipe)
 {
 	return fdpair_exit(args);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_pipe2)
+ENTER_PROBE(pipe2)
 {
 	return stash(args, LANNER_SC_PIPE2, 2);
 }
@@ -2025,7 +2039,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pipe2)
 	return fdpair_exit(args);
 }
 #if LANNER_FAM_NET
-TRACEPOINT_PROBE(syscalls, sys_enter_socketpair)
+ENTER_PROBE(socketpair)
 {
 	return stash(args, LANNER_SC_SOCKETPAIR, 4);
 }
@@ -2052,7 +2066,7 @@ static __always_inline int recv_all(void)
 }
 
 // Slots: a[0] fd, a[1] recvfrom's src_addr or recvmsg's msghdr, a[2] recvfrom's addrlen pointer, a[3] size.
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+ENTER_PROBE(recvfrom)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -2069,7 +2083,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
 	inflight.update(&tid, &f);
 	return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+ENTER_PROBE(recvmsg)
 {
 	return stash(args, LANNER_SC_RECVMSG, 3);
 }
@@ -2161,7 +2175,7 @@ static __always_inline int strs_exit(__s64 ret, __u32 sc, __u64 p0, __u64 p1, __
 }
 
 #if LANNER_FAM_FILEOP
-TRACEPOINT_PROBE(syscalls, sys_enter_mount)
+ENTER_PROBE(mount)
 {
 	return stash(args, LANNER_SC_MOUNT, 4);
 }
@@ -2178,7 +2192,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 	return strs_exit(SC_RET(), f.sc, f.a[0], f.a[1], f.a[2], flags, 0);
 }
 // umount2's tracepoints are named after the kernel's sys_umount.
-TRACEPOINT_PROBE(syscalls, sys_enter_umount)
+ENTER_PROBE(umount)
 {
 	return stash(args, LANNER_SC_UMOUNT2, 2);
 }
@@ -2203,11 +2217,11 @@ static __always_inline int module_record(__s64 ret, struct inflight *f)
 
 #if LANNER_MODULE_TPS
 // A kernel with module support has tracepoints of its own for both calls.
-TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
+ENTER_PROBE(init_module)
 {
 	return stash(args, LANNER_SC_INIT_MODULE, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
+ENTER_PROBE(finit_module)
 {
 	return stash(args, LANNER_SC_FINIT_MODULE, 3);
 }
@@ -2227,7 +2241,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 {
 	return module_exit(args);
 }
-#else
+#elif !LANNER_RAW_ENTER
 // A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made: they
 // go to sys_ni_syscall, which fails with ENOSYS and nothing else. They are caught on the raw sys_enter tracepoint,
 // which fires for every syscall, so it is kept to the least: a BPF raw tracepoint (called with the registers and the
@@ -2326,4 +2340,171 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	return module_record(-K_ENOSYS, &f);
 }
 #endif
+#endif
+
+/* ---------------------------------------------------------------- every enter probe on the raw sys_enter tracepoint */
+// With perf tracepoints, each syscalls:sys_enter_* attached makes the kernel run perf_syscall_enter on every syscall
+// of the host (to look the number up in its bitmap), and beside the raw probe the sys_enter tracepoint iterates over
+// two callbacks. Here one BPF raw tracepoint is the only sys_enter callback: it gets the registers and the syscall
+// number, returns at once for a number no attached unit wants (raw_want, written by userspace: attaching a unit sets
+// its bits, without touching a tracepoint), and calls the enter probe of the syscall with its arguments laid out as
+// the tracepoint's record. The exits stay on syscalls:sys_exit_*, which ignore 32-bit tasks' syscalls on x86; so do
+// the enter probes here, except the two that need no exit: the close stamp and module loads.
+#if LANNER_RAW_ENTER
+#define RAW_NRS 512
+#define RAW_WANT64 1 /* the x86_64 syscall of this number is wanted */
+#define RAW_WANT32 2 /* the i386 syscall of this number is wanted (a 32-bit task's) */
+#define RAW_USER32_CS 0x23
+#define RAW_ENOSYS 38
+BPF_ARRAY(raw_want, __u32, RAW_NRS);
+#if LANNER_FAM_PRIV && !LANNER_MODULE_TPS
+// Present when module loads are caught here (userspace reads it to know they are compiled).
+BPF_ARRAY(raw_modules, __u32, 1);
+static __always_inline int raw_module(__u32 sc, __u64 a0, __u64 a1, __u64 a2)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = sc;
+	f.a[0] = a0;
+	f.a[1] = a1;
+	f.a[2] = a2;
+	// Without module support the call goes to sys_ni_syscall: its only result is -ENOSYS, so no exit probe.
+	return module_record(-RAW_ENOSYS, &f);
+}
+#endif
+
+// A 32-bit task's syscall (i386 numbers; arguments in bx, cx, dx).
+static __always_inline int raw_enter32(__u64 nr, const struct pt_regs *r)
+{
+#if LANNER_FAM_OPEN
+	if (nr == NR32_close) {
+		fd_close_stamp((__u32)r->bx);
+		return 0;
+	}
+#endif
+#if LANNER_FAM_PRIV && !LANNER_MODULE_TPS
+	if (nr == NR32_init_module || nr == NR32_finit_module)
+		return raw_module(nr == NR32_init_module ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE,
+				  r->bx & 0xFFFFFFFF, r->cx & 0xFFFFFFFF, r->dx & 0xFFFFFFFF);
+#endif
+	return 0;
+}
+
+#define RAW_CASE(name)                                                                                             \
+	case NR_##name:                                                                                            \
+		return enter_##name(a);
+
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	__u64 nr = ctx->args[1];
+	if (nr >= RAW_NRS)
+		return 0;
+	__u32 k = nr;
+	__u32 *w = raw_want.lookup(&k);
+	if (!w || !*w)
+		return 0;
+	const struct pt_regs *r = (const struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	// The two tables number syscalls differently: a 32-bit task's code segment tells which one `nr` is from.
+	int compat = (r->cs & 0xffff) == RAW_USER32_CS;
+	if (!(*w & (compat ? RAW_WANT32 : RAW_WANT64)))
+		return 0;
+	if (compat)
+		return raw_enter32(nr, r);
+	// The arguments where SC_ARG reads them in a syscalls:sys_enter_* record: 8-byte slots from offset 16.
+	__u64 a[8];
+	a[0] = 0;
+	a[1] = nr;
+	a[2] = r->di;
+	a[3] = r->si;
+	a[4] = r->dx;
+	a[5] = r->r10;
+	a[6] = r->r8;
+	a[7] = r->r9;
+	// One call site for both execs: their argument copies are the largest code here.
+	if (nr == NR_execve || nr == NR_execveat) {
+		int at = nr == NR_execveat;
+		return exec_enter(a, at ? LANNER_SC_EXECVEAT : LANNER_SC_EXECVE, at ? a[3] : a[2], at ? a[4] : a[3],
+				  at ? a[5] : a[4], at ? (__s32)a[2] : AT_FDCWD_VAL, at ? (__u32)a[6] : 0);
+	}
+#if LANNER_FAM_PRIV && !LANNER_MODULE_TPS
+	if (nr == NR_init_module || nr == NR_finit_module)
+		return raw_module(nr == NR_init_module ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE, a[2], a[3],
+				  a[4]);
+#endif
+	switch (nr) {
+		RAW_CASE(clone)
+		RAW_CASE(clone3)
+		RAW_CASE(fork)
+		RAW_CASE(vfork)
+		RAW_CASE(exit)
+		RAW_CASE(exit_group)
+#if LANNER_FAM_OPEN
+		RAW_CASE(dup)
+		RAW_CASE(dup2)
+		RAW_CASE(dup3)
+		RAW_CASE(close)
+		RAW_CASE(eventfd)
+		RAW_CASE(eventfd2)
+		RAW_CASE(userfaultfd)
+		RAW_CASE(fcntl)
+		RAW_CASE(pipe)
+		RAW_CASE(pipe2)
+#endif
+#if LANNER_FAM_NET
+		RAW_CASE(socket)
+		RAW_CASE(connect)
+		RAW_CASE(accept)
+		RAW_CASE(accept4)
+		RAW_CASE(listen)
+		RAW_CASE(sendto)
+		RAW_CASE(sendmsg)
+		RAW_CASE(recvfrom)
+		RAW_CASE(recvmsg)
+#if LANNER_FAM_OPEN
+		RAW_CASE(socketpair)
+#endif
+#endif
+#if LANNER_FAM_FILEOP
+		RAW_CASE(unlink)
+		RAW_CASE(unlinkat)
+		RAW_CASE(rename)
+		RAW_CASE(renameat)
+		RAW_CASE(renameat2)
+		RAW_CASE(mkdir)
+		RAW_CASE(mkdirat)
+		RAW_CASE(rmdir)
+		RAW_CASE(chdir)
+		RAW_CASE(fchdir)
+		RAW_CASE(chmod)
+		RAW_CASE(fchmod)
+		RAW_CASE(fchmodat)
+		RAW_CASE(symlink)
+		RAW_CASE(symlinkat)
+		RAW_CASE(link)
+		RAW_CASE(linkat)
+		RAW_CASE(mount)
+		RAW_CASE(umount)
+#endif
+#if LANNER_FAM_PRIV
+		RAW_CASE(setuid)
+		RAW_CASE(setgid)
+		RAW_CASE(setreuid)
+		RAW_CASE(setregid)
+		RAW_CASE(setresuid)
+		RAW_CASE(setresgid)
+		RAW_CASE(ptrace)
+		RAW_CASE(unshare)
+		RAW_CASE(setns)
+		RAW_CASE(bpf)
+		RAW_CASE(prctl)
+#if LANNER_MODULE_TPS
+		RAW_CASE(init_module)
+		RAW_CASE(finit_module)
+#endif
+#endif
+	}
+	return 0;
+}
 #endif

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from collector import layout
+from collector import layout, rawenter
 from collector.kfilter_fdx import FDX_EMIT_CLOSE, FDX_EMIT_RECV, FdxSwitches
 from lanner.v1 import kfilter_pb2
 
@@ -240,9 +240,14 @@ class KernelControl(FdxSwitches):
         self.trace_all = trace_all
         self.filtering = filtering
         self.fingerprint = ""
-        # Module loads are caught on the raw tracepoint only when the kernel has no tracepoints of their own.
-        self._raw = RAW_TP[0] in getattr(bpf, "raw_tracepoint_fds", {})
+        # Every enter probe on the raw sys_enter tracepoint (x86_64 with BTF): units switch their bits in raw_want.
+        self._want = rawenter.RawWant(bpf) if rawenter.compiled(bpf) else None
+        # Else module loads are caught on the raw tracepoint only when the kernel has no tracepoints of their own.
+        self._raw = self._want is None and RAW_TP[0] in getattr(bpf, "raw_tracepoint_fds", {})
         self.compiled = compiled_syscalls(bpf.tracepoint_fds, self._raw)
+        if self._want is not None:
+            self.compiled = sorted(set(self.compiled) | rawenter.compiled_syscalls(bpf))
+            self._want.set(self.compiled)
         self.attached = set(self.compiled)
         self._detached: dict[str, list[str]] = {}
         # The raw sys_enter probe can stamp closes (compiled so) and currently does.
@@ -297,6 +302,9 @@ class KernelControl(FdxSwitches):
     def _attach(self, wanted: set[str]) -> None:
         have = {_unit(sc, self._raw) for sc in self.attached}
         want = {_unit(sc, self._raw) for sc in wanted}
+        if self._want is not None:
+            # Enter probes stop before their exits go, and start after their exits came.
+            self._want.set(self.attached & wanted)
         for unit in sorted(have - want):
             if unit == RAW_UNIT:
                 self._raw_tp(False)
@@ -316,7 +324,18 @@ class KernelControl(FdxSwitches):
             for phase, tp, fn in reversed(_unit_tracepoints(unit)):
                 if phase in phases:
                     self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+        if self._want is not None:
+            self._want.set(wanted)
         self.attached = set(wanted)
+
+    def enter_attached(self, sc: str) -> bool:
+        """Whether the enter probe of ``sc`` runs now: its bits in raw_want, or its sys_enter_* tracepoint."""
+        if self._want is not None:
+            nr = rawenter.NRS_X86_64.get(sc)
+            return nr is not None and bool(self._want.read().get(nr, 0) & rawenter.WANT64)
+        if sc in RAW_SYSCALLS and self._raw:
+            return RAW_TP[0] in self.bpf.raw_tracepoint_fds
+        return f"syscalls:sys_enter_{sc}".encode() in self.bpf.tracepoint_fds
 
     def _raw_tp(self, on: bool) -> None:
         tp, fn = RAW_TP
