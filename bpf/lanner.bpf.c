@@ -839,6 +839,7 @@ struct kf_open_args {
 struct kf_scratch {
 	struct kf_open_args args;
 	struct kf_key key;
+	struct kf_key ekey; /* the exact-path hash key: the path, zero-filled to its end (the hash covers every byte) */
 	struct kf_sfx_key sfx;
 	__u32 w; /* the last four bytes seen, newest lowest */
 	__u32 bad;
@@ -1046,8 +1047,12 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 		__u64 exact_mask = conf->exact_mask;
 		__u64 *m = NULL;
 		if (exact_all && kf_exact_maybe(w, len)) {
-			ks->key.prefixlen = 0;
-			m = kf_exact.lookup(&ks->key);
+			// The path buffer is not zeroed past the path (that would cost every open a 256-byte memset for a
+			// lookup the Bloom filter makes rare): the key is built here.
+			__builtin_memset(ks->ekey.s, 0, sizeof(ks->ekey.s));
+			ks->ekey.prefixlen = 0;
+			bpf_probe_read_kernel(ks->ekey.s, CLAMP(len, KF_PATH_KEY - 1), ks->key.s);
+			m = kf_exact.lookup(&ks->ekey);
 		}
 		__u64 hit = m ? *m : 0;
 		*yes |= hit & exact_all;
@@ -1306,8 +1311,13 @@ int kf_open_filter(void *args)
 			return 0;
 		}
 	}
-	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
-	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
+	// Not zero-filled first: the scan stops at the string's NUL, the tries read only `prefixlen` bits, the exact key
+	// is built apart (kf_path_bits), and a failed read leaves the buffer zeroed by the helper.
+	int kn = 0;
+	if (name_ptr)
+		kn = bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr);
+	else
+		ks->key.s[0] = 0;
 	if (!mode)
 		return open_emit(ks, kn);
 	kf_path_bits(ks, kn, 0, 1, need, &yes, &no);

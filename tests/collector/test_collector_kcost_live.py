@@ -358,3 +358,25 @@ def _close_stamps_on_the_raw_enter_probe(source: KernelSource, tmp_path: Path) -
     source.apply_spec(build_spec(_engine(MODULES_AND_FDS[1]).enabled))
     assert control.enter_attached("close")
     assert _closes_stamped(control) == (3, 0)
+
+
+def test_an_exact_path_after_a_longer_one_still_matches(source: KernelSource) -> None:
+    """The open filter's path buffer is not zeroed before each read: the bytes a longer path left behind must not
+    reach the exact-path key."""
+    source.apply_spec(build_spec(_engine("evt.type = openat and fd.name = /etc/hostname").enabled))
+    code = """
+    import os
+    print(os.getpid())
+    fds = []
+    for p in ("/etc/hostname" + "-x" * 60, "/etc/hostname", "/etc/hostname/" + "y" * 100, "/etc/hostname"):
+        try:
+            fds.append(os.open(p, os.O_RDONLY))
+        except OSError:
+            fds.append(-1)
+    print(*fds, flush=True)
+    """
+    events, out = _run(source, code)
+    fds = [int(x) for x in out[1:5]]
+    assert fds[1] >= 0 and fds[3] >= 0
+    got = sorted(e.res for e in events if e.type == "openat" and e.fd is not None and e.fd.path == "/etc/hostname")
+    assert got == sorted([fds[1], fds[3]]), [(e.res, e.arg("name")) for e in events if e.type == "openat"]
