@@ -326,6 +326,9 @@ class KernelControl(FdxSwitches):
                     self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
         if self._want is not None:
             self._want.set(wanted)
+            # With no enter probe wanted at all (never with rules: the process table always wants some), nothing
+            # runs on sys_enter.
+            self._raw_tp(bool(self._want.words))
         self.attached = set(wanted)
 
     def enter_attached(self, sc: str) -> bool:
