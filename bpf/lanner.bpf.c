@@ -1195,7 +1195,6 @@ static __always_inline int open_emit(struct kf_scratch *ks, int kn);
 
 static __always_inline int open_exit(void *args, __u32 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
 	__s64 res = SC_RET();
 	if (LANNER_DROP_FAILED_OPEN && res < 0)
@@ -1205,7 +1204,7 @@ static __always_inline int open_exit(void *args, __u32 sc)
 	f.sc = sc;
 	regs_args(&f);
 #else
-	if (!take((__u32)id, &f))
+	if (!take((__u32)bpf_get_current_pid_tgid(), &f))
 		return 0;
 #endif
 	__u64 name_ptr = 0;
