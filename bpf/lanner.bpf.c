@@ -170,6 +170,58 @@ static __always_inline int rec_unchanged(__u64 done)
 	return d == done && st == d;
 }
 
+// The fd marks live in LRU hashes (kf_stale_fd, fd_closed) that userspace reads. A process that opens and closes in a
+// loop marks the same (tgid, fd) over and over, and nearly every mark is kept (above); finding that out costs a hash
+// lookup. Each CPU remembers the last mark of each map it kept or wrote: (key, its `done`, the insert count read
+// before). While the key is the same, no record has been stamped since (rec_unchanged) and nothing was inserted into
+// either map (an insert is the only way an entry leaves an LRU map: no program and no userspace deletes from them),
+// the entry is still there with that `done`, so the lookup would keep it: it is skipped.
+#define MARK_STALE 0
+#define MARK_CLOSE 1
+struct mark_cache {
+	__u64 key;
+	__u64 done;
+	__u64 inserts;
+};
+BPF_PERCPU_ARRAY(mark_cache, struct mark_cache, 2);
+// Inserts into kf_stale_fd and fd_closed so far (bumped before each insert).
+BPF_ARRAY(mark_inserts, __u64, 1);
+
+static __always_inline __u64 mark_inserts_now(void)
+{
+	__u32 zero = 0;
+	__u64 *n = mark_inserts.lookup(&zero);
+	return n ? *(volatile __u64 *)n : ~0ULL;
+}
+
+static __always_inline void mark_inserted(void)
+{
+	__u32 zero = 0;
+	__u64 *n = mark_inserts.lookup(&zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+// Whether the mark of `key` in map `which` would be kept (see above), without looking it up.
+static __always_inline int mark_cached(__u32 which, __u64 key)
+{
+	struct mark_cache *c = mark_cache.lookup(&which);
+	if (!c || c->key != key || c->inserts == ~0ULL)
+		return 0;
+	return c->inserts == mark_inserts_now() && rec_unchanged(c->done);
+}
+
+// Remembers that the entry of `key` holds `done`, as seen with the insert count `inserts` read before the lookup.
+static __always_inline void mark_cache_set(__u32 which, __u64 key, __u64 done, __u64 inserts)
+{
+	struct mark_cache *c = mark_cache.lookup(&which);
+	if (c) {
+		c->key = key;
+		c->done = done;
+		c->inserts = inserts;
+	}
+}
+
 static __always_inline int is_excluded(__u32 tgid)
 {
 	if (tgid == LANNER_SELF_TGID)
@@ -969,18 +1021,27 @@ static __always_inline void kf_mark_stale(__s64 fd)
 	if (fd < 0)
 		return;
 	__u64 k = kf_fd_key(fd);
+	if (mark_cached(MARK_STALE, k))
+		return;
+	__u64 ins = mark_inserts_now();
 	// A busy process reuses its numbers: rewriting a mark in place costs less than an LRU map update, and keeping
 	// it costs less again while no record has been stamped since (rec_seq).
 	struct kf_stale *mark = kf_stale_fd.lookup(&k);
-	if (mark && rec_unchanged(mark->done))
+	if (mark && rec_unchanged(mark->done)) {
+		mark_cache_set(MARK_STALE, k, mark->done, ins);
 		return;
+	}
 	struct kf_stale v = {};
 	v.done = rec_done();
 	v.ts = bpf_ktime_get_boot_ns();
-	if (mark)
+	if (mark) {
 		*mark = v;
-	else
-		kf_stale_fd.update(&k, &v);
+	} else {
+		mark_inserted();
+		if (kf_stale_fd.update(&k, &v) != 0)
+			return;
+	}
+	mark_cache_set(MARK_STALE, k, v.done, ins);
 }
 
 // The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
@@ -1949,10 +2010,15 @@ static __always_inline __u64 fd_ino(__s32 fd)
 static __always_inline void fd_close_stamp(__u32 fd)
 {
 	__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
+	if (mark_cached(MARK_CLOSE, k))
+		return;
+	__u64 ins = mark_inserts_now();
 	struct fd_closes *c = fd_closed.lookup(&k);
 	// No record stamped since the last close of this fd: that stamp stands for this close too (rec_seq).
-	if (c && rec_unchanged(c->done))
+	if (c && rec_unchanged(c->done)) {
+		mark_cache_set(MARK_CLOSE, k, c->done, ins);
 		return;
+	}
 	__u64 done = rec_done();
 	__u64 ts = bpf_ktime_get_boot_ns();
 	if (c) {
@@ -1964,8 +2030,11 @@ static __always_inline void fd_close_stamp(__u32 fd)
 		first.ts[0] = ts;
 		first.n = 1;
 		first.done = done;
-		fd_closed.update(&k, &first);
+		mark_inserted();
+		if (fd_closed.update(&k, &first) != 0)
+			return;
 	}
+	mark_cache_set(MARK_CLOSE, k, done, ins);
 }
 
 ENTER_PROBE(close)
