@@ -910,8 +910,8 @@ struct kf_scratch {
 	__s32 sport;  /* -1: not known here */
 	__u32 open;   /* 1: an open (kf_open_filter; `kn` bytes of its path are in key.s), 0: a record in `scratch` */
 	__s32 kn;
-	__u32 num_done; /* the numeric atoms are in yes/no already (kf_open_filter judged them before the path) */
-	__u32 _pad2;
+	__u32 num_done;  /* the numeric atoms are in yes/no already (kf_open_filter judged them before the path) */
+	__u32 have_path; /* kf_open_filter read the path (`kn`) already, to compare it with its memo */
 };
 
 BPF_ARRAY(kf_conf, struct kf_conf, KF_PATH_ARGS);
@@ -1042,6 +1042,49 @@ static __always_inline void kf_mark_stale(__s64 fd)
 			return;
 	}
 	mark_cache_set(MARK_STALE, k, v.done, ins);
+}
+
+// The last open each CPU dropped after reading its path, with what decided it: an open with the same syscall, flags,
+// result and path is dropped again without judging it (a process opening one file in a loop gets the same fd each
+// time). The decision reads nothing else (the comm is judged only in kf_decide_prog, for opens still alive).
+// kf_gen is bumped by userspace before and after it rewrites the filter maps: a memo made before the last bump is
+// never used.
+struct kf_memo {
+	__u64 gen;
+	__s64 res;
+	__u32 sc;
+	__u32 flags;
+	__s32 kn;
+	__u32 _pad;
+	char s[KF_PATH_KEY];
+};
+BPF_PERCPU_ARRAY(kf_memo, struct kf_memo, 1);
+// Only paths this short are remembered (the compare is unrolled).
+#define KF_MEMO_PATH 64
+BPF_ARRAY(kf_gen, __u64, 1);
+
+static __always_inline __u64 kf_gen_now(void)
+{
+	__u32 zero = 0;
+	__u64 *g = kf_gen.lookup(&zero);
+	return g ? *(volatile __u64 *)g : ~0ULL;
+}
+
+// Whether the `kn` bytes (bpf_probe_read_user_str's count, NUL included) in `key` are the memo's path.
+static __always_inline int kf_memo_same(struct kf_memo *m, const char *key, int kn)
+{
+	if (kn <= 0 || kn > KF_MEMO_PATH || m->kn != kn)
+		return 0;
+	const __u64 *a = (const __u64 *)key, *b = (const __u64 *)m->s;
+	__u64 diff = 0;
+#pragma unroll
+	for (__u32 i = 0; i < KF_MEMO_PATH / 8; i++) {
+		__s32 left = kn - (__s32)(i * 8);
+		// Bytes past the string are left over from earlier paths: not compared.
+		__u64 mask = left >= 8 ? ~0ULL : left > 0 ? (1ULL << ((left & 7) * 8)) - 1 : 0;
+		diff |= (a[i] ^ b[i]) & mask;
+	}
+	return diff == 0;
 }
 
 // The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
@@ -1360,7 +1403,26 @@ int kf_open_filter(void *args)
 	struct kf_conf *conf = mode ? kf_conf.lookup(&zero) : NULL;
 	__u64 yes = 0, no = 0, need = ~0ULL;
 	ks->num_done = 0;
+	__u64 gen = 0;
+	ks->have_path = 0;
 	if (conf) {
+		gen = kf_gen_now();
+		struct kf_memo *memo = kf_memo.lookup(&zero);
+		// The operands are loaded again (volatile): what the comparisons teach the verifier about them must not
+		// split the rest of the program into as many states as there are ways through here.
+		volatile struct kf_scratch *vk = ks;
+		__u64 vptr = vk->args.name_ptr;
+		if (memo && memo->gen == kf_gen_now() && memo->res == vk->args.res && memo->sc == vk->args.sc &&
+		    memo->flags == vk->args.flags && vptr) {
+			int n = bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)vptr);
+			if (kf_memo_same(memo, ks->key.s, n)) {
+				kf_count(1, ks->args.sc & (KF_SLOTS - 1));
+				kf_mark_stale(res);
+				return 0;
+			}
+			ks->kn = n;
+			ks->have_path = 1;
+		}
 		// The flags and the result first: when they make every clause false, the path is not read at all, and
 		// otherwise only the path atoms some live clause reads are looked up.
 		kf_num_bits(conf, ks->args.flags, res, -1, &yes, &no);
@@ -1373,8 +1435,11 @@ int kf_open_filter(void *args)
 	}
 	// Not zero-filled first: the scan stops at the string's NUL, the tries read only `prefixlen` bits, the exact key
 	// is built apart (kf_path_bits), and a failed read leaves the buffer zeroed by the helper.
+	// Read back through volatile loads: both ways here reach what follows as one verifier state.
 	int kn = 0;
-	if (name_ptr)
+	if (*(volatile __u32 *)&ks->have_path)
+		kn = *(volatile __s32 *)&ks->kn;
+	else if (name_ptr)
 		kn = bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr);
 	else
 		ks->key.s[0] = 0;
@@ -1386,6 +1451,15 @@ int kf_open_filter(void *args)
 	if (conf && !kf_any_clause(ks->args.sc & (KF_SLOTS - 1), mode->n, yes, no, &need)) {
 		kf_count(1, ks->args.sc & (KF_SLOTS - 1));
 		kf_mark_stale(res);
+		struct kf_memo *memo = kf_memo.lookup(&zero);
+		if (memo && kn > 0 && kn <= KF_MEMO_PATH) {
+			memo->gen = gen;
+			memo->res = res;
+			memo->sc = ks->args.sc;
+			memo->flags = ks->args.flags;
+			memo->kn = kn;
+			bpf_probe_read_kernel(memo->s, CLAMP(kn, KF_MEMO_PATH), ks->key.s);
+		}
 		return 0;
 	}
 	ks->yes = yes;

@@ -353,6 +353,7 @@ class KernelControl(FdxSwitches):
         modes = b[b"kf_sc"]
         for slot in range(KF_SLOTS):  # everything passes while the maps change
             modes[ctypes.c_int(slot)] = modes.Leaf(0, 0)
+        self._bump_gen()  # the open filter's memo of a dropped open is not used across a rewrite
         if maps is None:
             return
         for name in (b"kf_exact", b"kf_prefix", b"kf_suffix", b"kf_comm", b"kf_sport"):
@@ -406,8 +407,14 @@ class KernelControl(FdxSwitches):
         for slot, cl in maps.clauses.items():
             for i, (must_true, must_false) in enumerate(cl):
                 clauses[ctypes.c_int(slot * KF_MAX_CLAUSES + i)] = clauses.Leaf(must_true, must_false)
+        self._bump_gen()
         for slot, cl in maps.clauses.items():
             modes[ctypes.c_int(slot)] = modes.Leaf(1, len(cl))
+
+    def _bump_gen(self) -> None:
+        if _has_map(self.bpf, b"kf_gen"):
+            gen = self.bpf[b"kf_gen"]
+            gen[ctypes.c_int(0)] = ctypes.c_uint64(int(gen[ctypes.c_int(0)].value) + 1)
 
     def stale_fd(self, pid: int, fd: int) -> int:
         """Boot time of the last open of (pid, fd) the kernel dropped, 0 if none is remembered."""

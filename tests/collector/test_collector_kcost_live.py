@@ -380,3 +380,64 @@ def test_an_exact_path_after_a_longer_one_still_matches(source: KernelSource) ->
     assert fds[1] >= 0 and fds[3] >= 0
     got = sorted(e.res for e in events if e.type == "openat" and e.fd is not None and e.fd.path == "/etc/hostname")
     assert got == sorted([fds[1], fds[3]]), [(e.res, e.arg("name")) for e in events if e.type == "openat"]
+
+
+def test_the_drop_memo_never_drops_what_the_filter_passes(source: KernelSource, tmp_path: Path) -> None:
+    """The open filter remembers its last dropped open per CPU (kf_memo): an open differing from it only in the
+    path's bytes (same length, syscall, flags and fd), or only in its flags, is judged again, and a reload that
+    wants the remembered open passes it at once."""
+    target = tmp_path / "f"
+    target.write_text("x")
+    source.apply_spec(
+        build_spec(
+            _engine(
+                "evt.type = openat and fd.name = /etc/shadow",
+                f"evt.type = openat and evt.is_open_write = true and fd.name = {target}",
+            ).enabled
+        )
+    )
+    code = f"""
+    import os
+    print(os.getpid())
+    n = 0
+    for _ in range(50):
+        for path, flags in (("/etc/passwd", os.O_RDONLY), ("/etc/shadow", os.O_RDONLY),
+                            ({str(target)!r}, os.O_RDONLY), ({str(target)!r}, os.O_WRONLY)):
+            fd = os.open(path, flags)
+            n = max(n, fd)
+            os.close(fd)
+    print(n, flush=True)
+    """
+    events, _out = _run(source, code)
+    opens = [e for e in events if e.type == "openat" and e.fd is not None]
+    assert len([e for e in opens if e.fd is not None and e.fd.path == "/etc/shadow"]) == 50
+    writes = [e for e in opens if e.fd is not None and e.fd.path == str(target)]
+    assert len(writes) == 50 and all(int(e.arg("flags") or 0) & 3 == os.O_WRONLY for e in writes)
+    assert not [e for e in opens if e.fd is not None and e.fd.path == "/etc/passwd"]
+    # The reload wants what the memo holds: the same process drops /etc/passwd, waits for the reload, opens it again.
+    p = subprocess.Popen(
+        [sys.executable, "-c", RELOADED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert p.stdin is not None and p.stdout is not None
+    pid = int(p.stdout.readline())
+    source.apply_spec(build_spec(_engine("evt.type = openat and fd.name = /etc/passwd").enabled))
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == "done"
+    p.communicate(timeout=60)
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == pid for e in evs))
+    again = [e for e in events if e.proc.pid == pid and e.type == "openat" and e.fd and e.fd.path == "/etc/passwd"]
+    assert len(again) == 3, len(again)
+
+
+# Drops opens of /etc/passwd (the memo holds the last), waits, then opens it three times more.
+RELOADED = """
+import os, sys
+for _ in range(20):
+    os.close(os.open("/etc/passwd", os.O_RDONLY))
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(3):
+    os.close(os.open("/etc/passwd", os.O_RDONLY))
+print("done", flush=True)
+"""
