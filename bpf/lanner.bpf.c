@@ -24,6 +24,9 @@
 //   LANNER_REGS_ARGS    1 (x86_64) when exit probes can read a syscall's arguments from the task's saved user
 //                       registers: the open family then has no enter probes
 //   LANNER_MODULE_TPS   1 when the kernel has init_module/finit_module tracepoints (module support built in)
+//   LANNER_RAW_ENTER    1 (x86_64 with LANNER_REGS_ARGS) when every enter-side probe runs on one BPF raw tracepoint
+//                       on sys_enter, dispatched by syscall number (NR_<name>, from collector/rawenter.py), instead
+//                       of the syscalls:sys_enter_* perf tracepoints (see the end of this file)
 // Process lifecycle (exec, fork, exit) is always traced: the process table depends on it.
 
 #include <uapi/linux/ptrace.h>
@@ -61,6 +64,17 @@
 #endif
 #ifndef LANNER_MODULE_TPS
 #define LANNER_MODULE_TPS 0
+#endif
+#ifndef LANNER_RAW_ENTER
+#define LANNER_RAW_ENTER 0
+#endif
+
+// An enter-side probe: a syscalls:sys_enter_* tracepoint, or with LANNER_RAW_ENTER a function the raw sys_enter
+// dispatcher calls with the arguments laid out as that tracepoint's record (SC_ARG reads both the same way).
+#if LANNER_RAW_ENTER
+#define ENTER_PROBE(name) static __always_inline int enter_##name(void *args)
+#else
+#define ENTER_PROBE(name) TRACEPOINT_PROBE(syscalls, sys_enter_##name)
 #endif
 
 #define SCRATCH_SIZE 16384
@@ -155,6 +169,58 @@ static __always_inline int rec_unchanged(__u64 done)
 	__u64 d = *(volatile __u64 *)&q->done;
 	__u64 st = *(volatile __u64 *)&q->started;
 	return d == done && st == d;
+}
+
+// The fd marks live in LRU hashes (kf_stale_fd, fd_closed) that userspace reads. A process that opens and closes in a
+// loop marks the same (tgid, fd) over and over, and nearly every mark is kept (above); finding that out costs a hash
+// lookup. Each CPU remembers the last mark of each map it kept or wrote: (key, its `done`, the insert count read
+// before). While the key is the same, no record has been stamped since (rec_unchanged) and nothing was inserted into
+// either map (an insert is the only way an entry leaves an LRU map: no program and no userspace deletes from them),
+// the entry is still there with that `done`, so the lookup would keep it: it is skipped.
+#define MARK_STALE 0
+#define MARK_CLOSE 1
+struct mark_cache {
+	__u64 key;
+	__u64 done;
+	__u64 inserts;
+};
+BPF_PERCPU_ARRAY(mark_cache, struct mark_cache, 2);
+// Inserts into kf_stale_fd and fd_closed so far (bumped before each insert).
+BPF_ARRAY(mark_inserts, __u64, 1);
+
+static __always_inline __u64 mark_inserts_now(void)
+{
+	__u32 zero = 0;
+	__u64 *n = mark_inserts.lookup(&zero);
+	return n ? *(volatile __u64 *)n : ~0ULL;
+}
+
+static __always_inline void mark_inserted(void)
+{
+	__u32 zero = 0;
+	__u64 *n = mark_inserts.lookup(&zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+// Whether the mark of `key` in map `which` would be kept (see above), without looking it up.
+static __always_inline int mark_cached(__u32 which, __u64 key)
+{
+	struct mark_cache *c = mark_cache.lookup(&which);
+	if (!c || c->key != key || c->inserts == ~0ULL)
+		return 0;
+	return c->inserts == mark_inserts_now() && rec_unchanged(c->done);
+}
+
+// Remembers that the entry of `key` holds `done`, as seen with the insert count `inserts` read before the lookup.
+static __always_inline void mark_cache_set(__u32 which, __u64 key, __u64 done, __u64 inserts)
+{
+	struct mark_cache *c = mark_cache.lookup(&which);
+	if (c) {
+		c->key = key;
+		c->done = done;
+		c->inserts = inserts;
+	}
 }
 
 static __always_inline int is_excluded(__u32 tgid)
@@ -300,7 +366,7 @@ static __always_inline int generic_exit(void *args)
 }
 
 #define GENERIC_PROBE(name, sc, nargs)                                                                             \
-	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                                              \
+	ENTER_PROBE(name)                                                              \
 	{                                                                                                          \
 		return stash(args, sc, nargs);                                                                     \
 	}                                                                                                          \
@@ -375,12 +441,12 @@ static __always_inline int exec_enter(void *args, __u32 sc, __u64 fname, __u64 a
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+ENTER_PROBE(execve)
 {
 	return exec_enter(args, LANNER_SC_EXECVE, SC_ARG(0), SC_ARG(1), SC_ARG(2), AT_FDCWD_VAL, 0);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+ENTER_PROBE(execveat)
 {
 	return exec_enter(args, LANNER_SC_EXECVEAT, SC_ARG(1), SC_ARG(2), SC_ARG(3), (__s32)SC_ARG(0), (__u32)SC_ARG(4));
 }
@@ -632,12 +698,12 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 
 /* ---------------------------------------------------------------- fork / exit */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+ENTER_PROBE(clone)
 {
 	return stash(args, LANNER_SC_CLONE, 1);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+ENTER_PROBE(clone3)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -651,12 +717,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_fork)
+ENTER_PROBE(fork)
 {
 	return stash(args, LANNER_SC_FORK, 0);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+ENTER_PROBE(vfork)
 {
 	return stash(args, LANNER_SC_VFORK, 0);
 }
@@ -705,12 +771,12 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_exit_group)
+ENTER_PROBE(exit_group)
 {
 	return stash(args, SC_EXIT_STASH, 1);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_exit)
+ENTER_PROBE(exit)
 {
 	return stash(args, SC_EXIT_STASH, 1);
 }
@@ -827,6 +893,7 @@ struct kf_open_args {
 struct kf_scratch {
 	struct kf_open_args args;
 	struct kf_key key;
+	struct kf_key ekey; /* the exact-path hash key: the path, zero-filled to its end (the hash covers every byte) */
 	struct kf_sfx_key sfx;
 	__u32 w; /* the last four bytes seen, newest lowest */
 	__u32 bad;
@@ -845,8 +912,8 @@ struct kf_scratch {
 	__s32 sport;  /* -1: not known here */
 	__u32 open;   /* 1: an open (kf_open_filter; `kn` bytes of its path are in key.s), 0: a record in `scratch` */
 	__s32 kn;
-	__u32 num_done; /* the numeric atoms are in yes/no already (kf_open_filter judged them before the path) */
-	__u32 _pad2;
+	__u32 num_done;  /* the numeric atoms are in yes/no already (kf_open_filter judged them before the path) */
+	__u32 have_path; /* kf_open_filter read the path (`kn`) already, to compare it with its memo */
 };
 
 BPF_ARRAY(kf_conf, struct kf_conf, KF_PATH_ARGS);
@@ -956,18 +1023,70 @@ static __always_inline void kf_mark_stale(__s64 fd)
 	if (fd < 0)
 		return;
 	__u64 k = kf_fd_key(fd);
+	if (mark_cached(MARK_STALE, k))
+		return;
+	__u64 ins = mark_inserts_now();
 	// A busy process reuses its numbers: rewriting a mark in place costs less than an LRU map update, and keeping
 	// it costs less again while no record has been stamped since (rec_seq).
 	struct kf_stale *mark = kf_stale_fd.lookup(&k);
-	if (mark && rec_unchanged(mark->done))
+	if (mark && rec_unchanged(mark->done)) {
+		mark_cache_set(MARK_STALE, k, mark->done, ins);
 		return;
+	}
 	struct kf_stale v = {};
 	v.done = rec_done();
 	v.ts = bpf_ktime_get_boot_ns();
-	if (mark)
+	if (mark) {
 		*mark = v;
-	else
-		kf_stale_fd.update(&k, &v);
+	} else {
+		mark_inserted();
+		if (kf_stale_fd.update(&k, &v) != 0)
+			return;
+	}
+	mark_cache_set(MARK_STALE, k, v.done, ins);
+}
+
+// The last open each CPU dropped after reading its path, with what decided it: an open with the same syscall, flags,
+// result and path is dropped again without judging it (a process opening one file in a loop gets the same fd each
+// time). The decision reads nothing else (the comm is judged only in kf_decide_prog, for opens still alive).
+// kf_gen is bumped by userspace before and after it rewrites the filter maps: a memo made before the last bump is
+// never used.
+struct kf_memo {
+	__u64 gen;
+	__s64 res;
+	__u32 sc;
+	__u32 flags;
+	__s32 kn;
+	__u32 _pad;
+	char s[KF_PATH_KEY];
+};
+BPF_PERCPU_ARRAY(kf_memo, struct kf_memo, 1);
+// Only paths this short are remembered (the compare is unrolled).
+#define KF_MEMO_PATH 64
+BPF_ARRAY(kf_gen, __u64, 1);
+
+static __always_inline __u64 kf_gen_now(void)
+{
+	__u32 zero = 0;
+	__u64 *g = kf_gen.lookup(&zero);
+	return g ? *(volatile __u64 *)g : ~0ULL;
+}
+
+// Whether the `kn` bytes (bpf_probe_read_user_str's count, NUL included) in `key` are the memo's path.
+static __always_inline int kf_memo_same(struct kf_memo *m, const char *key, int kn)
+{
+	if (kn <= 0 || kn > KF_MEMO_PATH || m->kn != kn)
+		return 0;
+	const __u64 *a = (const __u64 *)key, *b = (const __u64 *)m->s;
+	__u64 diff = 0;
+#pragma unroll
+	for (__u32 i = 0; i < KF_MEMO_PATH / 8; i++) {
+		__s32 left = kn - (__s32)(i * 8);
+		// Bytes past the string are left over from earlier paths: not compared.
+		__u64 mask = left >= 8 ? ~0ULL : left > 0 ? (1ULL << ((left & 7) * 8)) - 1 : 0;
+		diff |= (a[i] ^ b[i]) & mask;
+	}
+	return diff == 0;
 }
 
 // The filter mode of syscall `sc`; NULL when its events are not filtered (they count as passed then).
@@ -1034,8 +1153,12 @@ static __always_inline void kf_path_bits(struct kf_scratch *ks, int kn, __u32 ar
 		__u64 exact_mask = conf->exact_mask;
 		__u64 *m = NULL;
 		if (exact_all && kf_exact_maybe(w, len)) {
-			ks->key.prefixlen = 0;
-			m = kf_exact.lookup(&ks->key);
+			// The path buffer is not zeroed past the path (that would cost every open a 256-byte memset for a
+			// lookup the Bloom filter makes rare): the key is built here.
+			__builtin_memset(ks->ekey.s, 0, sizeof(ks->ekey.s));
+			ks->ekey.prefixlen = 0;
+			bpf_probe_read_kernel(ks->ekey.s, CLAMP(len, KF_PATH_KEY - 1), ks->key.s);
+			m = kf_exact.lookup(&ks->ekey);
 		}
 		__u64 hit = m ? *m : 0;
 		*yes |= hit & exact_all;
@@ -1152,23 +1275,23 @@ struct open_how_user {
 };
 
 #if !LANNER_REGS_ARGS
-TRACEPOINT_PROBE(syscalls, sys_enter_open)
+ENTER_PROBE(open)
 {
 	return stash(args, LANNER_SC_OPEN, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+ENTER_PROBE(openat)
 {
 	return stash(args, LANNER_SC_OPENAT, 4);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+ENTER_PROBE(openat2)
 {
 	return stash(args, LANNER_SC_OPENAT2, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+ENTER_PROBE(creat)
 {
 	return stash(args, LANNER_SC_CREAT, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
+ENTER_PROBE(open_by_handle_at)
 {
 	return stash(args, LANNER_SC_OPEN_BY_HANDLE_AT, 3);
 }
@@ -1178,7 +1301,6 @@ static __always_inline int open_emit(struct kf_scratch *ks, int kn);
 
 static __always_inline int open_exit(void *args, __u32 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct inflight f = {};
 	__s64 res = SC_RET();
 	if (LANNER_DROP_FAILED_OPEN && res < 0)
@@ -1188,7 +1310,7 @@ static __always_inline int open_exit(void *args, __u32 sc)
 	f.sc = sc;
 	regs_args(&f);
 #else
-	if (!take((__u32)id, &f))
+	if (!take((__u32)bpf_get_current_pid_tgid(), &f))
 		return 0;
 #endif
 	__u64 name_ptr = 0;
@@ -1283,7 +1405,26 @@ int kf_open_filter(void *args)
 	struct kf_conf *conf = mode ? kf_conf.lookup(&zero) : NULL;
 	__u64 yes = 0, no = 0, need = ~0ULL;
 	ks->num_done = 0;
+	__u64 gen = 0;
+	ks->have_path = 0;
 	if (conf) {
+		gen = kf_gen_now();
+		struct kf_memo *memo = kf_memo.lookup(&zero);
+		// The operands are loaded again (volatile): what the comparisons teach the verifier about them must not
+		// split the rest of the program into as many states as there are ways through here.
+		volatile struct kf_scratch *vk = ks;
+		__u64 vptr = vk->args.name_ptr;
+		if (memo && memo->gen == kf_gen_now() && memo->res == vk->args.res && memo->sc == vk->args.sc &&
+		    memo->flags == vk->args.flags && vptr) {
+			int n = bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)vptr);
+			if (kf_memo_same(memo, ks->key.s, n)) {
+				kf_count(1, ks->args.sc & (KF_SLOTS - 1));
+				kf_mark_stale(res);
+				return 0;
+			}
+			ks->kn = n;
+			ks->have_path = 1;
+		}
 		// The flags and the result first: when they make every clause false, the path is not read at all, and
 		// otherwise only the path atoms some live clause reads are looked up.
 		kf_num_bits(conf, ks->args.flags, res, -1, &yes, &no);
@@ -1294,8 +1435,16 @@ int kf_open_filter(void *args)
 			return 0;
 		}
 	}
-	__builtin_memset(ks->key.s, 0, sizeof(ks->key.s));
-	int kn = name_ptr ? bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr) : 0;
+	// Not zero-filled first: the scan stops at the string's NUL, the tries read only `prefixlen` bits, the exact key
+	// is built apart (kf_path_bits), and a failed read leaves the buffer zeroed by the helper.
+	// Read back through volatile loads: both ways here reach what follows as one verifier state.
+	int kn = 0;
+	if (*(volatile __u32 *)&ks->have_path)
+		kn = *(volatile __s32 *)&ks->kn;
+	else if (name_ptr)
+		kn = bpf_probe_read_user_str(ks->key.s, KF_PATH_KEY, (const char *)name_ptr);
+	else
+		ks->key.s[0] = 0;
 	if (!mode)
 		return open_emit(ks, kn);
 	kf_path_bits(ks, kn, 0, 1, need, &yes, &no);
@@ -1304,6 +1453,15 @@ int kf_open_filter(void *args)
 	if (conf && !kf_any_clause(ks->args.sc & (KF_SLOTS - 1), mode->n, yes, no, &need)) {
 		kf_count(1, ks->args.sc & (KF_SLOTS - 1));
 		kf_mark_stale(res);
+		struct kf_memo *memo = kf_memo.lookup(&zero);
+		if (memo && kn > 0 && kn <= KF_MEMO_PATH) {
+			memo->gen = gen;
+			memo->res = res;
+			memo->sc = ks->args.sc;
+			memo->flags = ks->args.flags;
+			memo->kn = kn;
+			bpf_probe_read_kernel(memo->s, CLAMP(kn, KF_MEMO_PATH), ks->key.s);
+		}
 		return 0;
 	}
 	ks->yes = yes;
@@ -1350,7 +1508,7 @@ GENERIC_PROBE(dup3, LANNER_SC_DUP3, 3)
 /* ---------------------------------------------------------------- network */
 
 #if LANNER_FAM_NET
-TRACEPOINT_PROBE(syscalls, sys_enter_socket)
+ENTER_PROBE(socket)
 {
 	return stash(args, LANNER_SC_SOCKET, 3);
 }
@@ -1382,15 +1540,15 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+ENTER_PROBE(connect)
 {
 	return stash(args, LANNER_SC_CONNECT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+ENTER_PROBE(accept)
 {
 	return stash(args, LANNER_SC_ACCEPT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
+ENTER_PROBE(accept4)
 {
 	return stash(args, LANNER_SC_ACCEPT4, 4);
 }
@@ -1465,11 +1623,11 @@ static __always_inline int stash_send(__u32 sc, __u64 fd, __u64 addr, __u64 addr
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+ENTER_PROBE(sendto)
 {
 	return stash_send(LANNER_SC_SENDTO, SC_ARG(0), SC_ARG(4), SC_ARG(5), SC_ARG(2));
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+ENTER_PROBE(sendmsg)
 {
 	// struct user_msghdr starts with msg_name and msg_namelen.
 	struct {
@@ -1493,71 +1651,71 @@ TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
 /* ---------------------------------------------------------------- unlink / rename / mkdir / chdir */
 
 #if LANNER_FAM_FILEOP
-TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
+ENTER_PROBE(unlink)
 {
 	return stash(args, LANNER_SC_UNLINK, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
+ENTER_PROBE(unlinkat)
 {
 	return stash(args, LANNER_SC_UNLINKAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_rename)
+ENTER_PROBE(rename)
 {
 	return stash(args, LANNER_SC_RENAME, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
+ENTER_PROBE(renameat)
 {
 	return stash(args, LANNER_SC_RENAMEAT, 4);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
+ENTER_PROBE(renameat2)
 {
 	return stash(args, LANNER_SC_RENAMEAT2, 5);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_mkdir)
+ENTER_PROBE(mkdir)
 {
 	return stash(args, LANNER_SC_MKDIR, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_mkdirat)
+ENTER_PROBE(mkdirat)
 {
 	return stash(args, LANNER_SC_MKDIRAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_rmdir)
+ENTER_PROBE(rmdir)
 {
 	return stash(args, LANNER_SC_RMDIR, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+ENTER_PROBE(chdir)
 {
 	return stash(args, LANNER_SC_CHDIR, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
+ENTER_PROBE(fchdir)
 {
 	return stash(args, LANNER_SC_FCHDIR, 1);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
+ENTER_PROBE(chmod)
 {
 	return stash(args, LANNER_SC_CHMOD, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
+ENTER_PROBE(fchmod)
 {
 	return stash(args, LANNER_SC_FCHMOD, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
+ENTER_PROBE(fchmodat)
 {
 	return stash(args, LANNER_SC_FCHMODAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_symlink)
+ENTER_PROBE(symlink)
 {
 	return stash(args, LANNER_SC_SYMLINK, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_symlinkat)
+ENTER_PROBE(symlinkat)
 {
 	return stash(args, LANNER_SC_SYMLINKAT, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_link)
+ENTER_PROBE(link)
 {
 	return stash(args, LANNER_SC_LINK, 2);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_linkat)
+ENTER_PROBE(linkat)
 {
 	return stash(args, LANNER_SC_LINKAT, 5);
 }
@@ -1928,10 +2086,15 @@ static __always_inline __u64 fd_ino(__s32 fd)
 static __always_inline void fd_close_stamp(__u32 fd)
 {
 	__u64 k = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
+	if (mark_cached(MARK_CLOSE, k))
+		return;
+	__u64 ins = mark_inserts_now();
 	struct fd_closes *c = fd_closed.lookup(&k);
 	// No record stamped since the last close of this fd: that stamp stands for this close too (rec_seq).
-	if (c && rec_unchanged(c->done))
+	if (c && rec_unchanged(c->done)) {
+		mark_cache_set(MARK_CLOSE, k, c->done, ins);
 		return;
+	}
 	__u64 done = rec_done();
 	__u64 ts = bpf_ktime_get_boot_ns();
 	if (c) {
@@ -1943,11 +2106,14 @@ static __always_inline void fd_close_stamp(__u32 fd)
 		first.ts[0] = ts;
 		first.n = 1;
 		first.done = done;
-		fd_closed.update(&k, &first);
+		mark_inserted();
+		if (fd_closed.update(&k, &first) != 0)
+			return;
 	}
+	mark_cache_set(MARK_CLOSE, k, done, ins);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_close)
+ENTER_PROBE(close)
 {
 	fd_close_stamp((__u32)SC_ARG(0));
 	__u32 zero = 0;
@@ -1966,7 +2132,7 @@ GENERIC_PROBE(eventfd2, LANNER_SC_EVENTFD2, 2)
 GENERIC_PROBE(userfaultfd, LANNER_SC_USERFAULTFD, 1)
 
 // fcntl is called constantly for F_GETFL/F_SETFD; only the commands that make a new fd are reported.
-TRACEPOINT_PROBE(syscalls, sys_enter_fcntl)
+ENTER_PROBE(fcntl)
 {
 	__u64 cmd = SC_ARG(1);
 	if (cmd != 0 /* F_DUPFD */ && cmd != 1030 /* F_DUPFD_CLOEXEC */)
@@ -2010,7 +2176,7 @@ static __always_inline int fdpair_exit(void *args)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_pipe)
+ENTER_PROBE(pipe)
 {
 	return stash(args, LANNER_SC_PIPE, 1);
 }
@@ -2018,7 +2184,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pipe)
 {
 	return fdpair_exit(args);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_pipe2)
+ENTER_PROBE(pipe2)
 {
 	return stash(args, LANNER_SC_PIPE2, 2);
 }
@@ -2027,7 +2193,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pipe2)
 	return fdpair_exit(args);
 }
 #if LANNER_FAM_NET
-TRACEPOINT_PROBE(syscalls, sys_enter_socketpair)
+ENTER_PROBE(socketpair)
 {
 	return stash(args, LANNER_SC_SOCKETPAIR, 4);
 }
@@ -2054,7 +2220,7 @@ static __always_inline int recv_all(void)
 }
 
 // Slots: a[0] fd, a[1] recvfrom's src_addr or recvmsg's msghdr, a[2] recvfrom's addrlen pointer, a[3] size.
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+ENTER_PROBE(recvfrom)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -2071,7 +2237,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
 	inflight.update(&tid, &f);
 	return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+ENTER_PROBE(recvmsg)
 {
 	return stash(args, LANNER_SC_RECVMSG, 3);
 }
@@ -2163,7 +2329,7 @@ static __always_inline int strs_exit(__s64 ret, __u32 sc, __u64 p0, __u64 p1, __
 }
 
 #if LANNER_FAM_FILEOP
-TRACEPOINT_PROBE(syscalls, sys_enter_mount)
+ENTER_PROBE(mount)
 {
 	return stash(args, LANNER_SC_MOUNT, 4);
 }
@@ -2180,7 +2346,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mount)
 	return strs_exit(SC_RET(), f.sc, f.a[0], f.a[1], f.a[2], flags, 0);
 }
 // umount2's tracepoints are named after the kernel's sys_umount.
-TRACEPOINT_PROBE(syscalls, sys_enter_umount)
+ENTER_PROBE(umount)
 {
 	return stash(args, LANNER_SC_UMOUNT2, 2);
 }
@@ -2205,11 +2371,11 @@ static __always_inline int module_record(__s64 ret, struct inflight *f)
 
 #if LANNER_MODULE_TPS
 // A kernel with module support has tracepoints of its own for both calls.
-TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
+ENTER_PROBE(init_module)
 {
 	return stash(args, LANNER_SC_INIT_MODULE, 3);
 }
-TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
+ENTER_PROBE(finit_module)
 {
 	return stash(args, LANNER_SC_FINIT_MODULE, 3);
 }
@@ -2229,7 +2395,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_finit_module)
 {
 	return module_exit(args);
 }
-#else
+#elif !LANNER_RAW_ENTER
 // A kernel built without module support has no init_module/finit_module tracepoints, yet the calls can be made: they
 // go to sys_ni_syscall, which fails with ENOSYS and nothing else. They are caught on the raw sys_enter tracepoint,
 // which fires for every syscall, so it is kept to the least: a BPF raw tracepoint (called with the registers and the
@@ -2328,4 +2494,171 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	return module_record(-K_ENOSYS, &f);
 }
 #endif
+#endif
+
+/* ---------------------------------------------------------------- every enter probe on the raw sys_enter tracepoint */
+// With perf tracepoints, each syscalls:sys_enter_* attached makes the kernel run perf_syscall_enter on every syscall
+// of the host (to look the number up in its bitmap), and beside the raw probe the sys_enter tracepoint iterates over
+// two callbacks. Here one BPF raw tracepoint is the only sys_enter callback: it gets the registers and the syscall
+// number, returns at once for a number no attached unit wants (raw_want, written by userspace: attaching a unit sets
+// its bits, without touching a tracepoint), and calls the enter probe of the syscall with its arguments laid out as
+// the tracepoint's record. The exits stay on syscalls:sys_exit_*, which ignore 32-bit tasks' syscalls on x86; so do
+// the enter probes here, except the two that need no exit: the close stamp and module loads.
+#if LANNER_RAW_ENTER
+#define RAW_NRS 512
+#define RAW_WANT64 1 /* the x86_64 syscall of this number is wanted */
+#define RAW_WANT32 2 /* the i386 syscall of this number is wanted (a 32-bit task's) */
+#define RAW_USER32_CS 0x23
+#define RAW_ENOSYS 38
+BPF_ARRAY(raw_want, __u32, RAW_NRS);
+#if LANNER_FAM_PRIV && !LANNER_MODULE_TPS
+// Present when module loads are caught here (userspace reads it to know they are compiled).
+BPF_ARRAY(raw_modules, __u32, 1);
+static __always_inline int raw_module(__u32 sc, __u64 a0, __u64 a1, __u64 a2)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (is_excluded(id >> 32))
+		return 0;
+	struct inflight f = {};
+	f.sc = sc;
+	f.a[0] = a0;
+	f.a[1] = a1;
+	f.a[2] = a2;
+	// Without module support the call goes to sys_ni_syscall: its only result is -ENOSYS, so no exit probe.
+	return module_record(-RAW_ENOSYS, &f);
+}
+#endif
+
+// A 32-bit task's syscall (i386 numbers; arguments in bx, cx, dx).
+static __always_inline int raw_enter32(__u64 nr, const struct pt_regs *r)
+{
+#if LANNER_FAM_OPEN
+	if (nr == NR32_close) {
+		fd_close_stamp((__u32)r->bx);
+		return 0;
+	}
+#endif
+#if LANNER_FAM_PRIV && !LANNER_MODULE_TPS
+	if (nr == NR32_init_module || nr == NR32_finit_module)
+		return raw_module(nr == NR32_init_module ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE,
+				  r->bx & 0xFFFFFFFF, r->cx & 0xFFFFFFFF, r->dx & 0xFFFFFFFF);
+#endif
+	return 0;
+}
+
+#define RAW_CASE(name)                                                                                             \
+	case NR_##name:                                                                                            \
+		return enter_##name(a);
+
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	__u64 nr = ctx->args[1];
+	if (nr >= RAW_NRS)
+		return 0;
+	__u32 k = nr;
+	__u32 *w = raw_want.lookup(&k);
+	if (!w || !*w)
+		return 0;
+	const struct pt_regs *r = (const struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	// The two tables number syscalls differently: a 32-bit task's code segment tells which one `nr` is from.
+	int compat = (r->cs & 0xffff) == RAW_USER32_CS;
+	if (!(*w & (compat ? RAW_WANT32 : RAW_WANT64)))
+		return 0;
+	if (compat)
+		return raw_enter32(nr, r);
+	// The arguments where SC_ARG reads them in a syscalls:sys_enter_* record: 8-byte slots from offset 16.
+	__u64 a[8];
+	a[0] = 0;
+	a[1] = nr;
+	a[2] = r->di;
+	a[3] = r->si;
+	a[4] = r->dx;
+	a[5] = r->r10;
+	a[6] = r->r8;
+	a[7] = r->r9;
+	// One call site for both execs: their argument copies are the largest code here.
+	if (nr == NR_execve || nr == NR_execveat) {
+		int at = nr == NR_execveat;
+		return exec_enter(a, at ? LANNER_SC_EXECVEAT : LANNER_SC_EXECVE, at ? a[3] : a[2], at ? a[4] : a[3],
+				  at ? a[5] : a[4], at ? (__s32)a[2] : AT_FDCWD_VAL, at ? (__u32)a[6] : 0);
+	}
+#if LANNER_FAM_PRIV && !LANNER_MODULE_TPS
+	if (nr == NR_init_module || nr == NR_finit_module)
+		return raw_module(nr == NR_init_module ? LANNER_SC_INIT_MODULE : LANNER_SC_FINIT_MODULE, a[2], a[3],
+				  a[4]);
+#endif
+	switch (nr) {
+		RAW_CASE(clone)
+		RAW_CASE(clone3)
+		RAW_CASE(fork)
+		RAW_CASE(vfork)
+		RAW_CASE(exit)
+		RAW_CASE(exit_group)
+#if LANNER_FAM_OPEN
+		RAW_CASE(dup)
+		RAW_CASE(dup2)
+		RAW_CASE(dup3)
+		RAW_CASE(close)
+		RAW_CASE(eventfd)
+		RAW_CASE(eventfd2)
+		RAW_CASE(userfaultfd)
+		RAW_CASE(fcntl)
+		RAW_CASE(pipe)
+		RAW_CASE(pipe2)
+#endif
+#if LANNER_FAM_NET
+		RAW_CASE(socket)
+		RAW_CASE(connect)
+		RAW_CASE(accept)
+		RAW_CASE(accept4)
+		RAW_CASE(listen)
+		RAW_CASE(sendto)
+		RAW_CASE(sendmsg)
+		RAW_CASE(recvfrom)
+		RAW_CASE(recvmsg)
+#if LANNER_FAM_OPEN
+		RAW_CASE(socketpair)
+#endif
+#endif
+#if LANNER_FAM_FILEOP
+		RAW_CASE(unlink)
+		RAW_CASE(unlinkat)
+		RAW_CASE(rename)
+		RAW_CASE(renameat)
+		RAW_CASE(renameat2)
+		RAW_CASE(mkdir)
+		RAW_CASE(mkdirat)
+		RAW_CASE(rmdir)
+		RAW_CASE(chdir)
+		RAW_CASE(fchdir)
+		RAW_CASE(chmod)
+		RAW_CASE(fchmod)
+		RAW_CASE(fchmodat)
+		RAW_CASE(symlink)
+		RAW_CASE(symlinkat)
+		RAW_CASE(link)
+		RAW_CASE(linkat)
+		RAW_CASE(mount)
+		RAW_CASE(umount)
+#endif
+#if LANNER_FAM_PRIV
+		RAW_CASE(setuid)
+		RAW_CASE(setgid)
+		RAW_CASE(setreuid)
+		RAW_CASE(setregid)
+		RAW_CASE(setresuid)
+		RAW_CASE(setresgid)
+		RAW_CASE(ptrace)
+		RAW_CASE(unshare)
+		RAW_CASE(setns)
+		RAW_CASE(bpf)
+		RAW_CASE(prctl)
+#if LANNER_MODULE_TPS
+		RAW_CASE(init_module)
+		RAW_CASE(finit_module)
+#endif
+#endif
+	}
+	return 0;
+}
 #endif

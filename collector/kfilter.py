@@ -17,8 +17,18 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from collector import layout
+from collector import rawenter
 from collector.kfilter_fdx import FDX_EMIT_CLOSE, FDX_EMIT_RECV, FdxSwitches
+from collector.kfilter_maps import (
+    BLOOM_WORDS,
+    KF_MAX_CLAUSES,
+    KF_SLOTS,
+    SLOTS,
+    KernelFilterMaps,
+    bloom_bit,
+    closure,
+    exact_bloom,
+)
 from lanner.v1 import kfilter_pb2
 
 log = logging.getLogger(__name__)
@@ -35,47 +45,6 @@ RAW_UNIT = "raw_syscalls"
 RAW_TP = (b"sys_enter", b"raw_tracepoint__sys_enter")
 # Never detached: the process table is built from them.
 LIFECYCLE = frozenset({"execve", "execveat", "clone", "clone3", "fork", "vfork", "exit", "exit_group"})
-# The syscalls the probes can filter, with their slot (LANNER_SC_*). chdir and fchdir are missing on purpose: they
-# move the cwd, which the process table must follow.
-_FILTERABLE = (
-    "open",
-    "openat",
-    "openat2",
-    "creat",
-    "open_by_handle_at",
-    "connect",
-    "accept",
-    "accept4",
-    "socket",
-    "sendto",
-    "sendmsg",
-    "unlink",
-    "unlinkat",
-    "rename",
-    "renameat",
-    "renameat2",
-    "mkdir",
-    "mkdirat",
-    "rmdir",
-    "chmod",
-    "fchmod",
-    "fchmodat",
-    "symlink",
-    "symlinkat",
-    "link",
-    "linkat",
-)
-SLOTS: dict[str, int] = {name: getattr(layout, "SC_" + name.upper()) for name in _FILTERABLE}
-KF_SLOTS = 128
-KF_PATH_ARGS = 3
-KF_MAX_CLAUSES = 64
-KF_MAX_NUM = 64
-PATH_KEY = 256
-SUFFIX_KEY = 64
-PATH_KINDS = {1: "exact", 2: "prefix", 3: "suffix", 12: "pmatch"}
-COMM, RAW_DOTDOT, FAMILY, SPORT = 4, 9, 10, 11
-NUM_KINDS = frozenset({5, 6, 7, 8, FAMILY})
-OPS = {"=": 0, "!=": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
 
 
 def syscalls_of(event_type: str) -> tuple[str, ...]:
@@ -121,115 +90,12 @@ def compiled_syscalls(tracepoints: Iterable[bytes], raw: bool = False) -> list[s
     return sorted(out)
 
 
-def closure(entries: dict[bytes, int]) -> dict[bytes, int]:
-    """For trie entries: each key's mask ORed with the masks of every shorter key that is a prefix of it, since a
-    longest-prefix lookup returns one entry for all the prefixes a string has."""
-    return {k: m | _prefix_masks(k, entries) for k, m in entries.items()}
-
-
-def _prefix_masks(key: bytes, entries: dict[bytes, int]) -> int:
-    out = 0
-    for other, m in entries.items():
-        if len(other) < len(key) and key.startswith(other):
-            out |= m
-    return out
-
-
-class KernelFilterMaps:
-    """The map contents for one spec, computed in Python (tested without a kernel)."""
-
-    def __init__(self, spec: kfilter_pb2.KernelSpec) -> None:
-        self.exact: dict[bytes, int] = {}
-        prefix: dict[bytes, int] = {}
-        suffix: dict[bytes, int] = {}
-        self.comm: dict[bytes, int] = {}
-        self.sport: dict[int, int] = {}
-        self.masks = {"comm": 0, "dotdot": 0, "exact_mask": 0, "sport": 0}
-        # Per path argument (0: an open's path, 1 and 2: a file operation's paths): the bits of its path atoms.
-        self.path_masks = [{"exact": 0, "prefix": 0, "suffix": 0, "pmatch": 0} for _ in range(KF_PATH_ARGS)]
-        self.num: list[tuple[int, int, int, int]] = []  # kind, op, value, bit
-        for i, a in enumerate(spec.atoms[:64]):
-            bit = 1 << i
-            if a.exact:
-                self.masks["exact_mask"] |= bit
-            kind = PATH_KINDS.get(a.kind)
-            if kind is not None:
-                if a.arg >= KF_PATH_ARGS:
-                    continue  # never true or false: its clauses are only weaker
-                self.path_masks[a.arg][kind] |= bit
-                target = {"exact": self.exact, "prefix": prefix, "suffix": suffix, "pmatch": prefix}[kind]
-                for s in a.strings:
-                    b = s.encode()
-                    if kind == "suffix":
-                        b = b[::-1]
-                    if len(b) >= (SUFFIX_KEY + 1 if kind == "suffix" else PATH_KEY - 1):
-                        continue  # no judgeable path can match it (suffixes this long never reach the spec)
-                    target[b] = target.get(b, 0) | bit
-            elif a.kind == COMM:
-                self.masks["comm"] |= bit
-                for s in a.strings:
-                    b = s.encode()
-                    if 0 < len(b) <= 15:
-                        self.comm[b] = self.comm.get(b, 0) | bit
-            elif a.kind == RAW_DOTDOT:
-                self.masks["dotdot"] |= bit
-            elif a.kind == SPORT:
-                self.masks["sport"] |= bit
-                for s in a.strings:
-                    port = int(s)
-                    self.sport[port] = self.sport.get(port, 0) | bit
-            elif a.kind == FAMILY and len(self.num) < KF_MAX_NUM:
-                fams = 0
-                for s in a.strings:
-                    fams |= 1 << int(s)
-                self.num.append((a.kind, 0, fams, bit))
-            elif a.kind in NUM_KINDS and len(self.num) < KF_MAX_NUM:
-                self.num.append((a.kind, OPS.get(a.op, 0), a.number, bit))
-        self.prefix = closure(prefix)
-        self.suffix = closure(suffix)
-        self.clauses: dict[int, list[tuple[int, int]]] = {}
-        for tf in spec.filters:
-            if tf.event_type not in SLOTS or len(tf.clauses) > KF_MAX_CLAUSES:
-                continue
-            out = []
-            for c in tf.clauses:
-                out.append((_bits(c.true_atoms), _bits(c.false_atoms)))
-            self.clauses[SLOTS[tf.event_type]] = out
-
-
-BLOOM_WORDS = 64
-
-
 def _has_map(bpf: Any, name: bytes) -> bool:
     try:
         bpf[name]
     except KeyError:
         return False
     return True
-
-
-def bloom_bit(path: bytes) -> tuple[int, int]:
-    """(word, bit) of ``path`` in kf_exact_bloom: a hash of its length and last four bytes, as kf_exact_maybe."""
-    w = int.from_bytes(path[-4:], "big")
-    h = ((w * 0x9E3779B1) ^ (len(path) * 0x85EBCA77)) & 0xFFFFFFFF
-    return h >> 26, (h >> 20) & 63
-
-
-def exact_bloom(paths: Iterable[bytes]) -> list[int]:
-    """The words of kf_exact_bloom for these exact paths."""
-    words = [0] * BLOOM_WORDS
-    for p in paths:
-        word, bit = bloom_bit(p)
-        words[word] |= 1 << bit
-    return words
-
-
-def _bits(idx: Iterable[int]) -> int:
-    m = 0
-    for i in idx:
-        if i < 64:
-            m |= 1 << i
-    return m
 
 
 class KernelControl(FdxSwitches):
@@ -240,9 +106,14 @@ class KernelControl(FdxSwitches):
         self.trace_all = trace_all
         self.filtering = filtering
         self.fingerprint = ""
-        # Module loads are caught on the raw tracepoint only when the kernel has no tracepoints of their own.
-        self._raw = RAW_TP[0] in getattr(bpf, "raw_tracepoint_fds", {})
+        # Every enter probe on the raw sys_enter tracepoint (x86_64 with BTF): units switch their bits in raw_want.
+        self._want = rawenter.RawWant(bpf) if rawenter.compiled(bpf) else None
+        # Else module loads are caught on the raw tracepoint only when the kernel has no tracepoints of their own.
+        self._raw = self._want is None and RAW_TP[0] in getattr(bpf, "raw_tracepoint_fds", {})
         self.compiled = compiled_syscalls(bpf.tracepoint_fds, self._raw)
+        if self._want is not None:
+            self.compiled = sorted(set(self.compiled) | rawenter.compiled_syscalls(bpf))
+            self._want.set(self.compiled)
         self.attached = set(self.compiled)
         self._detached: dict[str, list[str]] = {}
         # The raw sys_enter probe can stamp closes (compiled so) and currently does.
@@ -297,6 +168,9 @@ class KernelControl(FdxSwitches):
     def _attach(self, wanted: set[str]) -> None:
         have = {_unit(sc, self._raw) for sc in self.attached}
         want = {_unit(sc, self._raw) for sc in wanted}
+        if self._want is not None:
+            # Enter probes stop before their exits go, and start after their exits came.
+            self._want.set(self.attached & wanted)
         for unit in sorted(have - want):
             if unit == RAW_UNIT:
                 self._raw_tp(False)
@@ -316,7 +190,21 @@ class KernelControl(FdxSwitches):
             for phase, tp, fn in reversed(_unit_tracepoints(unit)):
                 if phase in phases:
                     self.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+        if self._want is not None:
+            self._want.set(wanted)
+            # With no enter probe wanted at all (never with rules: the process table always wants some), nothing
+            # runs on sys_enter.
+            self._raw_tp(bool(self._want.words))
         self.attached = set(wanted)
+
+    def enter_attached(self, sc: str) -> bool:
+        """Whether the enter probe of ``sc`` runs now: its bits in raw_want, or its sys_enter_* tracepoint."""
+        if self._want is not None:
+            nr = rawenter.NRS_X86_64.get(sc)
+            return nr is not None and bool(self._want.read().get(nr, 0) & rawenter.WANT64)
+        if sc in RAW_SYSCALLS and self._raw:
+            return RAW_TP[0] in self.bpf.raw_tracepoint_fds
+        return f"syscalls:sys_enter_{sc}".encode() in self.bpf.tracepoint_fds
 
     def _raw_tp(self, on: bool) -> None:
         tp, fn = RAW_TP
@@ -331,6 +219,7 @@ class KernelControl(FdxSwitches):
         modes = b[b"kf_sc"]
         for slot in range(KF_SLOTS):  # everything passes while the maps change
             modes[ctypes.c_int(slot)] = modes.Leaf(0, 0)
+        self._bump_gen()  # the open filter's memo of a dropped open is not used across a rewrite
         if maps is None:
             return
         for name in (b"kf_exact", b"kf_prefix", b"kf_suffix", b"kf_comm", b"kf_sport"):
@@ -384,8 +273,14 @@ class KernelControl(FdxSwitches):
         for slot, cl in maps.clauses.items():
             for i, (must_true, must_false) in enumerate(cl):
                 clauses[ctypes.c_int(slot * KF_MAX_CLAUSES + i)] = clauses.Leaf(must_true, must_false)
+        self._bump_gen()
         for slot, cl in maps.clauses.items():
             modes[ctypes.c_int(slot)] = modes.Leaf(1, len(cl))
+
+    def _bump_gen(self) -> None:
+        if _has_map(self.bpf, b"kf_gen"):
+            gen = self.bpf[b"kf_gen"]
+            gen[ctypes.c_int(0)] = ctypes.c_uint64(int(gen[ctypes.c_int(0)].value) + 1)
 
     def stale_fd(self, pid: int, fd: int) -> int:
         """Boot time of the last open of (pid, fd) the kernel dropped, 0 if none is remembered."""
@@ -415,4 +310,16 @@ class KernelControl(FdxSwitches):
         return out
 
 
-__all__ = ["FILTERED", "PASSED", "KernelControl", "KernelFilterMaps", "wanted_syscalls"]
+# The map contents moved to collector.kfilter_maps; these names are still imported from here.
+__all__ = [
+    "BLOOM_WORDS",
+    "FILTERED",
+    "PASSED",
+    "SLOTS",
+    "KernelControl",
+    "KernelFilterMaps",
+    "bloom_bit",
+    "closure",
+    "exact_bloom",
+    "wanted_syscalls",
+]

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
-from collector import kernel_offsets, layout, metrics, preflight
+from collector import kernel_offsets, layout, metrics, preflight, rawenter
 from collector.cgroups import CgroupMap
 from collector.decode import Decoder, Identity
 from collector.encode import EventEncoder
@@ -178,6 +178,7 @@ class BpfProbe:
         trace_all: bool = False,
         kernel_filter: bool = True,
         use_btf: bool = True,
+        raw_enter: bool = True,
     ) -> None:
         if ring_buffer_pages <= 0 or ring_buffer_pages & (ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, got {ring_buffer_pages}")
@@ -192,6 +193,7 @@ class BpfProbe:
         self._capture_env = capture_env
         self._trace_all = trace_all
         self._kernel_filter = kernel_filter
+        self._raw_enter = raw_enter
         self.control: KernelControl | None = None
         # Kernel struct offsets for the exec probe; without them exec facts come from /proc (see `collector check`).
         self.offsets = kernel_offsets.resolve() if use_btf else kernel_offsets.KernelOffsets({}, "BTF use turned off")
@@ -229,6 +231,11 @@ class BpfProbe:
         # pointer they need comes from BTF.
         regs_args = platform.machine() == "x86_64" and self.offsets.available
         flags.append(f"-DLANNER_REGS_ARGS={int(regs_args)}")
+        # There, every enter probe also runs on the one raw sys_enter tracepoint, dispatched by syscall number.
+        raw_enter = regs_args and self._raw_enter and rawenter.supported()
+        flags.append(f"-DLANNER_RAW_ENTER={int(raw_enter)}")
+        if raw_enter:
+            flags += rawenter.cflags()
         return flags
 
     def start(self) -> None:

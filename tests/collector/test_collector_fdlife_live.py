@@ -186,12 +186,13 @@ def test_module_loads_are_caught_on_raw_syscalls_only_while_a_rule_wants_them(so
     raw = b"sys_enter"  # a BPF raw tracepoint
     try:
         ack = source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
-        assert "init_module" not in ack.attached and raw not in control.bpf.raw_tracepoint_fds
+        assert "init_module" not in ack.attached and not control.enter_attached("init_module")
         events, _ = _run(source, MODULES, hold=True)
         assert not [e for e in events if e.type in ("init_module", "finit_module")]
 
         ack = source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
-        assert {"init_module", "finit_module"} <= set(ack.attached) and raw in control.bpf.raw_tracepoint_fds
+        assert {"init_module", "finit_module"} <= set(ack.attached) and control.enter_attached("init_module")
+        assert raw in control.bpf.raw_tracepoint_fds
         events, out = _run(source, MODULES, hold=True)
         init = [e for e in events if e.type == "init_module"]
         finit = [e for e in events if e.type == "finit_module"]

@@ -43,3 +43,18 @@ def test_probe_constants_match() -> None:
     assert int(re.search(r"^#define KF_BLOOM_WORDS (\d+)", src, re.M).group(1)) == BLOOM_WORDS  # type: ignore[union-attr]
     assert "(w * 0x9E3779B1U) ^ (len * 0x85EBCA77U)" in src
     assert "h >> 26" in src and "(h >> 20) & 63" in src
+
+
+def test_nothing_deletes_fd_marks() -> None:
+    """The per-CPU mark cache (mark_cached in bpf/lanner.bpf.c) skips the lookup of a mark it kept while nothing was
+    inserted into kf_stale_fd or fd_closed: sound only while an insert (and the LRU eviction it may cause) is the only
+    way an entry leaves them. Every insert must bump mark_inserts, and nothing may delete from them."""
+    program = (ROOT / "bpf" / "lanner.bpf.c").read_text()
+    for name in ("kf_stale_fd", "fd_closed"):
+        assert f"{name}.delete" not in program
+        assert program.count(f"{name}.update(") == 1
+        i = program.index(f"{name}.update(")
+        assert "mark_inserted();" in program[i - 120 : i], name
+    py = "\n".join(p.read_text() for p in (ROOT / "collector").glob("*.py"))
+    assert not re.search(r"""\[b["'](kf_stale_fd|fd_closed)["']\]\s*\.\s*(clear|pop|__delitem__)""", py)
+    assert not re.search(r"""del\s+\S*\[b["'](kf_stale_fd|fd_closed)["']\]""", py)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from collector import rawenter
 from collector.source import KernelSource, module_tracepoints
 from lanner.model import Event
 from ruleengine.kspec import build_spec
@@ -26,6 +27,11 @@ from tests.support.kernel_source import collect, kernel_source
 pytestmark = pytest.mark.bpf
 
 X86_64 = platform.machine() == "x86_64"
+
+
+def raw_enter(control: object) -> bool:
+    """Whether the loaded probes run every enter probe on the raw sys_enter tracepoint (x86_64 with BTF)."""
+    return rawenter.compiled(control.bpf)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +88,16 @@ def test_open_arguments_read_from_registers(source: KernelSource, tmp_path: obje
 
 def test_close_exit_attached_only_while_close_records_are_wanted(source: KernelSource) -> None:
     control = _control(source)
-    enter, exit_ = b"syscalls:sys_enter_close", b"syscalls:sys_exit_close"
+    exit_ = b"syscalls:sys_exit_close"
+
+    def enter() -> bool:
+        return control.enter_attached("close")
+
     source.apply_spec(build_spec(_engine("evt.type = dup2 and fd.name = /x").enabled))
     assert "close" in control.attached
-    assert enter in control.bpf.tracepoint_fds and exit_ not in control.bpf.tracepoint_fds
+    assert enter() and exit_ not in control.bpf.tracepoint_fds
     source.apply_spec(build_spec(_engine("evt.type = close and fd.name = /etc/hostname").enabled))
-    assert enter in control.bpf.tracepoint_fds and exit_ in control.bpf.tracepoint_fds
+    assert enter() and exit_ in control.bpf.tracepoint_fds
     code = """
     import os
     print(os.getpid())
@@ -99,9 +109,9 @@ def test_close_exit_attached_only_while_close_records_are_wanted(source: KernelS
     assert [e for e in events if e.type == "close" and e.arg("fd") == int(out[1])]
     # Detached with its unit, then back without close records: the exit stays detached.
     source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
-    assert enter not in control.bpf.tracepoint_fds and exit_ not in control.bpf.tracepoint_fds
+    assert not enter() and exit_ not in control.bpf.tracepoint_fds
     source.apply_spec(build_spec(_engine("evt.type = dup2 and fd.name = /x").enabled))
-    assert enter in control.bpf.tracepoint_fds and exit_ not in control.bpf.tracepoint_fds
+    assert enter() and exit_ not in control.bpf.tracepoint_fds
 
 
 def test_module_loads_cost_one_raw_enter_probe(source: KernelSource) -> None:
@@ -109,10 +119,16 @@ def test_module_loads_cost_one_raw_enter_probe(source: KernelSource) -> None:
     source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
     tps = control.bpf.tracepoint_fds
     assert not [tp for tp in tps if tp.startswith(b"raw_syscalls:")]
-    assert (b"sys_enter" in control.bpf.raw_tracepoint_fds) != module_tracepoints()
-    assert (b"syscalls:sys_enter_init_module" in tps) == module_tracepoints()
+    assert control.enter_attached("init_module") and control.enter_attached("finit_module")
+    if raw_enter(control):
+        # The raw probe carries every enter probe: module loads are bits in raw_want, not a tracepoint.
+        assert b"sys_enter" in control.bpf.raw_tracepoint_fds
+        assert not [tp for tp in tps if tp.startswith(b"syscalls:sys_enter_")]
+    else:
+        assert (b"sys_enter" in control.bpf.raw_tracepoint_fds) != module_tracepoints()
+        assert (b"syscalls:sys_enter_init_module" in tps) == module_tracepoints()
     source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
-    assert b"sys_enter" not in control.bpf.raw_tracepoint_fds
+    assert not control.enter_attached("init_module") and not control.enter_attached("finit_module")
 
 
 def test_stale_mark_of_a_dropped_open_moves_forward(source: KernelSource) -> None:
@@ -284,6 +300,9 @@ def _closes_stamped(control: object) -> tuple[int, int]:
 @pytest.mark.skipif(not X86_64 or module_tracepoints(), reason="closes ride the raw probe of x86_64 module loads")
 def test_close_stamps_ride_the_raw_probe_while_module_loads_are_wanted(source: KernelSource, tmp_path: Path) -> None:
     control = _control(source)
+    if raw_enter(control):
+        _close_stamps_on_the_raw_enter_probe(source, tmp_path)
+        return
     enter = b"syscalls:sys_enter_close"
     source.apply_spec(build_spec(_engine(*MODULES_AND_FDS).enabled))
     assert b"sys_enter" in control.bpf.raw_tracepoint_fds and enter not in control.bpf.tracepoint_fds
@@ -313,3 +332,112 @@ def test_close_stamps_ride_the_raw_probe_while_module_loads_are_wanted(source: K
     source.apply_spec(build_spec(_engine(MODULES_AND_FDS[1]).enabled))
     assert enter in control.bpf.tracepoint_fds
     assert _closes_stamped(control) == (3, 0)
+
+
+def _close_stamps_on_the_raw_enter_probe(source: KernelSource, tmp_path: Path) -> None:
+    """Every enter probe on the raw tracepoint: the close stamps are there whatever the rules, never on a close enter
+    tracepoint, and follow the close unit (and its bits) across reloads."""
+    control = _control(source)
+    enter = b"syscalls:sys_enter_close"
+    for conds in (MODULES_AND_FDS, MODULES_AND_FDS[1:], (MODULES_AND_FDS[0], "evt.type = close and fd.name = /x")):
+        source.apply_spec(build_spec(_engine(*conds).enabled))
+        assert control.enter_attached("close") and enter not in control.bpf.tracepoint_fds
+        # Every close stamped once; lstat (6, close's i386 number) stamped nothing.
+        assert _closes_stamped(control) == (3, 0), conds
+    # A 32-bit task: its close (i386 6) is stamped, its read (i386 3) is not.
+    src, exe = tmp_path / "c32.c", tmp_path / "c32"
+    src.write_text(T32_CLOSE)
+    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    c = subprocess.Popen([str(exe)])
+    c.wait(timeout=30)
+    assert _stamps(control, c.pid, 5) == 1 and _stamps(control, c.pid, 7) == 0
+    # No close wanted at all: no stamps; back again: stamped.
+    source.apply_spec(build_spec(_engine("evt.type = mkdir").enabled))
+    assert not control.enter_attached("close")
+    assert _closes_stamped(control) == (0, 0)
+    source.apply_spec(build_spec(_engine(MODULES_AND_FDS[1]).enabled))
+    assert control.enter_attached("close")
+    assert _closes_stamped(control) == (3, 0)
+
+
+def test_an_exact_path_after_a_longer_one_still_matches(source: KernelSource) -> None:
+    """The open filter's path buffer is not zeroed before each read: the bytes a longer path left behind must not
+    reach the exact-path key."""
+    source.apply_spec(build_spec(_engine("evt.type = openat and fd.name = /etc/hostname").enabled))
+    code = """
+    import os
+    print(os.getpid())
+    fds = []
+    for p in ("/etc/hostname" + "-x" * 60, "/etc/hostname", "/etc/hostname/" + "y" * 100, "/etc/hostname"):
+        try:
+            fds.append(os.open(p, os.O_RDONLY))
+        except OSError:
+            fds.append(-1)
+    print(*fds, flush=True)
+    """
+    events, out = _run(source, code)
+    fds = [int(x) for x in out[1:5]]
+    assert fds[1] >= 0 and fds[3] >= 0
+    got = sorted(e.res for e in events if e.type == "openat" and e.fd is not None and e.fd.path == "/etc/hostname")
+    assert got == sorted([fds[1], fds[3]]), [(e.res, e.arg("name")) for e in events if e.type == "openat"]
+
+
+def test_the_drop_memo_never_drops_what_the_filter_passes(source: KernelSource, tmp_path: Path) -> None:
+    """The open filter remembers its last dropped open per CPU (kf_memo): an open differing from it only in the
+    path's bytes (same length, syscall, flags and fd), or only in its flags, is judged again, and a reload that
+    wants the remembered open passes it at once."""
+    target = tmp_path / "f"
+    target.write_text("x")
+    source.apply_spec(
+        build_spec(
+            _engine(
+                "evt.type = openat and fd.name = /etc/shadow",
+                f"evt.type = openat and evt.is_open_write = true and fd.name = {target}",
+            ).enabled
+        )
+    )
+    code = f"""
+    import os
+    print(os.getpid())
+    n = 0
+    for _ in range(50):
+        for path, flags in (("/etc/passwd", os.O_RDONLY), ("/etc/shadow", os.O_RDONLY),
+                            ({str(target)!r}, os.O_RDONLY), ({str(target)!r}, os.O_WRONLY)):
+            fd = os.open(path, flags)
+            n = max(n, fd)
+            os.close(fd)
+    print(n, flush=True)
+    """
+    events, _out = _run(source, code)
+    opens = [e for e in events if e.type == "openat" and e.fd is not None]
+    assert len([e for e in opens if e.fd is not None and e.fd.path == "/etc/shadow"]) == 50
+    writes = [e for e in opens if e.fd is not None and e.fd.path == str(target)]
+    assert len(writes) == 50 and all(int(e.arg("flags") or 0) & 3 == os.O_WRONLY for e in writes)
+    assert not [e for e in opens if e.fd is not None and e.fd.path == "/etc/passwd"]
+    # The reload wants what the memo holds: the same process drops /etc/passwd, waits for the reload, opens it again.
+    p = subprocess.Popen(
+        [sys.executable, "-c", RELOADED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert p.stdin is not None and p.stdout is not None
+    pid = int(p.stdout.readline())
+    source.apply_spec(build_spec(_engine("evt.type = openat and fd.name = /etc/passwd").enabled))
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == "done"
+    p.communicate(timeout=60)
+    events = collect(source, lambda evs: any(e.type == "procexit" and e.proc.pid == pid for e in evs))
+    again = [e for e in events if e.proc.pid == pid and e.type == "openat" and e.fd and e.fd.path == "/etc/passwd"]
+    assert len(again) == 3, len(again)
+
+
+# Drops opens of /etc/passwd (the memo holds the last), waits, then opens it three times more.
+RELOADED = """
+import os, sys
+for _ in range(20):
+    os.close(os.open("/etc/passwd", os.O_RDONLY))
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for _ in range(3):
+    os.close(os.open("/etc/passwd", os.O_RDONLY))
+print("done", flush=True)
+"""

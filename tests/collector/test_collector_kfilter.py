@@ -94,7 +94,7 @@ def test_probe_constants_match_python() -> None:
     """The C side of the filter and the two Python sides agree on sizes and atom numbers."""
     import re
 
-    from collector import kfilter as ck
+    from collector import kfilter_maps as ck
     from ruleengine import kfilter as rk
 
     src = (ROOT / "bpf" / "lanner.bpf.c").read_text()
