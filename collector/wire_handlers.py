@@ -26,6 +26,7 @@ from lanner.codec import SharedEvent, field, varint
 from lanner.model import Fd, FdType
 from lanner.text import from_bytes, to_bytes
 
+_CPU = [f[0] for f in layout.Hdr._fields_].index("cpu")  # in the unpacked header
 _FD = codec.EVENT["fd"]
 _FD_PATH, _FD_PATH_RAW = codec.FD["path"], codec.FD["path_raw"]
 _FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
@@ -87,7 +88,9 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
     res = t[_OPEN_RES]
     if res >= 0:
         table.set_fd(entry, hit[2], hit[3])
-    return w.event(t, entry, procs, hit[0], res, hit[1])
+    # The same record again, but for its time, changes nothing but the time (``WirePath.run`` repeats it).
+    w.repeat = (len(raw), raw[8:], entry, procs, hit[2] if res >= 0 else None, hit[3], t[_CPU], hit[0], res, hit[1])
+    return w.event(t[0], t[_CPU], entry, procs, hit[0], res, hit[1])
 
 
 def _open_parts(
@@ -187,7 +190,7 @@ def fileop_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | N
     rest = b"".join(
         w.str_arg(arg, strings[src]) if src in strings else w.int_arg(arg, t[_FO[src]]) for arg, src in spec[1]
     )
-    return w.event(t, entry, procs, spec[0], t[_FO_RES], rest)
+    return w.event(t[0], t[_CPU], entry, procs, spec[0], t[_FO_RES], rest)
 
 
 # ---------------------------------------------------------------------------------------------------- sockets
@@ -214,7 +217,7 @@ def socket_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | N
             w.int_arg("proto", protocol),
         )
     )
-    return w.event(t, entry, procs, _SOCKET_TYPE, res, rest)
+    return w.event(t[0], t[_CPU], entry, procs, _SOCKET_TYPE, res, rest)
 
 
 _SOCK = joined(layout.SOCK)
@@ -235,7 +238,7 @@ def connect_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | 
     rest = b"".join(
         (field(_FD, codec.fd_bytes(fd)), w.int_arg("res", res), w.int_arg("fd", fdnum), w.encoder.arg("addr", addr_raw))
     )
-    return w.event(t, entry, procs, _CONNECT_TYPE, res, rest)
+    return w.event(t[0], t[_CPU], entry, procs, _CONNECT_TYPE, res, rest)
 
 
 _ACCEPT_TYPES = {layout.SC_ACCEPT: event_type("accept"), layout.SC_ACCEPT4: event_type("accept4")}
@@ -254,7 +257,9 @@ def accept_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | N
     rest = b"".join(
         (field(_FD, codec.fd_bytes(fd)), w.int_arg("fd", res), w.int_arg("flags", flags) if accept4 else b"")
     )
-    return w.event(t, entry, procs, _ACCEPT_TYPES[layout.SC_ACCEPT4 if accept4 else layout.SC_ACCEPT], res, rest)
+    return w.event(
+        t[0], t[_CPU], entry, procs, _ACCEPT_TYPES[layout.SC_ACCEPT4 if accept4 else layout.SC_ACCEPT], res, rest
+    )
 
 
 # Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).
