@@ -27,7 +27,7 @@ from lanner.model import Fd, FdType
 from lanner.text import from_bytes, to_bytes
 
 _CPU = [f[0] for f in layout.Hdr._fields_].index("cpu")  # in the unpacked header
-_FD = codec.EVENT["fd"]
+_FD, _ARGS = codec.EVENT["fd"], codec.EVENT["args"]
 _FD_PATH, _FD_PATH_RAW = codec.FD["path"], codec.FD["path_raw"]
 _FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
 _FD_IS_FILE = codec.FD["type"] + varint(FdType.FILE)
@@ -97,28 +97,46 @@ def _open_parts(
     res: int, resolve: int, sc: int, dirfd: int, flags: int, mode: int, name: bytes, path: bytes, w: WirePath
 ) -> tuple[bytes, bytes, Fd, bool] | None:
     """(type field, fd and args fields, the fd table's Fd, close-on-exec) of one distinct open; None for the
-    general path."""
+    general path. Everything but the path is one of few shapes (a process opens many files alike): built once."""
+    shape = w.open_shapes.get((sc, res, dirfd, flags, mode, resolve))
+    if shape is None:
+        shape = _open_shape(res, resolve, sc, dirfd, flags, mode, w)
+        if shape is None:
+            return None
+    type_, fd_head, fd_tail, before, after, fd_type, cloexec = shape
+    fd = b"".join(
+        (fd_head, field(_FD_PATH, path) if path else b"", field(_FD_PATH_RAW, name) if name else b"", fd_tail)
+    )
+    fields = b"".join((field(_FD, fd), before, field(_ARGS, _NAME_ARG + field(codec.ARG_STR, name)), after))
+    text = from_bytes(path)
+    model = Fd(res if res >= 0 else -1, fd_type, text, text if name is path else from_bytes(name), flags, mode)
+    return type_, fields, model, cloexec
+
+
+_NAME_ARG = codec.text(codec.ARG_NAME, "name")
+
+
+def _open_shape(
+    res: int, resolve: int, sc: int, dirfd: int, flags: int, mode: int, w: WirePath
+) -> tuple[bytes, bytes, bytes, bytes, bytes, FdType, bool] | None:
+    """An open's wire pieces around its path: (type field, fd fields before and after the path, args fields
+    before and after the name, fd type, close-on-exec)."""
     spec = _OPEN_TYPES.get(sc)
     if spec is None:
         return None
-    num = res if res >= 0 else -1
     fd_type = FdType.DIRECTORY if flags & O_DIRECTORY else FdType.FILE
-    fd = b"".join(
-        (
-            codec.fd_num(num),
-            _FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE,
-            field(_FD_PATH, path) if path else b"",
-            field(_FD_PATH_RAW, name) if name else b"",
-            _FD_FLAGS + varint(flags),
-            _FD_MODE + varint(mode),
-        )
-    )
+    fd_head = codec.fd_num(res if res >= 0 else -1) + (_FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE)
+    fd_tail = _FD_FLAGS + varint(flags) + _FD_MODE + varint(mode)
     values = {"fd": res, "dirfd": dirfd, "flags": flags, "mode": mode, "resolve": resolve}
-    parts = [field(_FD, fd)]
-    for arg in spec[1]:
-        parts.append(w.str_arg(arg, name) if arg == "name" else w.int_arg(arg, values[arg]))
-    model = Fd(num, fd_type, from_bytes(path), from_bytes(name), flags, mode)
-    return spec[0], b"".join(parts), model, bool(flags & O_CLOEXEC)
+    names = spec[1]
+    at = names.index("name")
+    before = b"".join(w.int_arg(arg, values[arg]) for arg in names[:at])
+    after = b"".join(w.int_arg(arg, values[arg]) for arg in names[at + 1 :])
+    shape = (spec[0], fd_head, fd_tail, before, after, fd_type, bool(flags & O_CLOEXEC))
+    if len(w.open_shapes) >= _OPEN_CACHE:
+        w.open_shapes.clear()
+    w.open_shapes[(sc, res, dirfd, flags, mode, resolve)] = shape
+    return shape
 
 
 _OPEN_CACHE = 4096

@@ -80,6 +80,7 @@ class WirePath:
         self._str_args: dict[tuple[str, bytes], bytes] = {}
         self.opens: dict[tuple[int, int, int, int, int, int, bytes, bytes], tuple[bytes, bytes, Fd, bool]] = {}
         self.opens_by_body: dict[bytes, tuple[bytes, bytes, Fd, bool]] = {}
+        self.open_shapes: dict[tuple[int, ...], Any] = {}  # collector.wire_handlers._open_shape
         self._offset = 0
         self._collected = b""
         from collector.wire_handlers import HANDLERS  # here: the handlers are built on this module
