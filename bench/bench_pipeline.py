@@ -316,6 +316,11 @@ def main() -> int:
     ap.add_argument("--forced-only", action="store_true", help="run only section 3 (forced to userspace)")
     ap.add_argument("--step-seconds", type=float, default=0.0, help="seconds per load step (default 2 or 4)")
     ap.add_argument("--storm-only", action="store_true", help="run only section 1 (the storm), without the idle window")
+    ap.add_argument(
+        "--distinct",
+        action="store_true",
+        help="with --forced-only: a load whose opens do not repeat (files, fds and processes vary, as on a real host)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_pipeline: needs root (eBPF)", file=sys.stderr)
@@ -326,7 +331,7 @@ def main() -> int:
     secs, rounds, idle_s = (2.0, 2, 10.0) if args.quick else (4.0, 3, 30.0)
     if args.step_seconds:
         secs = args.step_seconds
-    load = LoadGen()
+    load = LoadGen(distinct=args.distinct)
     if args.forced_only:
         la0 = os.getloadavg()
         fixed, rising = forced(load, secs, args.rates)

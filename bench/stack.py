@@ -49,34 +49,66 @@ LOADGEN = "lanner-loadgen"
 
 # open+close in a loop. rate 0 = as fast as it can; otherwise paced every 0.5 ms to `rate` opens/s. Every
 # `every`-th open is of the marker path (the one a bench rule alerts on). Prints: opens markers seconds.
+# With a 7th argument N > 0 the opens do not repeat the way a storm of one open does: `plain` is a directory of
+# files f0..f(N-1), opened in turn; 16 fds stay open in a ring (each open closes the one 16 opens before), so fd
+# numbers vary; and each run of 1000 opens is made by a new child process (new pid, new start time).
 LOADGEN_C = r"""
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
-int main(int argc, char **argv) {
-    double rate = atof(argv[1]), secs = atof(argv[2]);
-    const char *plain = argv[3], *marker = argv[4];
-    long every = atol(argv[5]), n = 0, markers = 0;
-    double t0 = now(), end = t0 + secs, t;
+static long *counts; /* opens, markers: shared with the children in distinct mode */
+static void run(double rate, double t0, double end, const char *plain, const char *marker, long every,
+                long files, long quota) {
     struct timespec nap = {0, 500000};
-    while ((t = now()) < end) {
-        long target = rate > 0 ? (long)((t - t0) * rate) : n + 1000;
-        if (rate > 0 && n >= target) { nanosleep(&nap, NULL); continue; }
-        while (n < target) {
-            n++;
+    int ring[16];
+    char path[4096];
+    double t;
+    long stop = counts[0] + quota;
+    for (int i = 0; i < 16; i++) ring[i] = -1;
+    while ((t = now()) < end && counts[0] < stop) {
+        long target = rate > 0 ? (long)((t - t0) * rate) : counts[0] + 1000;
+        if (target > stop) target = stop;
+        if (rate > 0 && counts[0] >= target) { nanosleep(&nap, NULL); continue; }
+        while (counts[0] < target) {
+            long n = ++counts[0];
             const char *p = plain;
-            if (every > 0 && n % every == 0) { p = marker; markers++; }
+            if (every > 0 && n % every == 0) { p = marker; counts[1]++; }
+            else if (files > 0) { snprintf(path, sizeof path, "%s/f%ld", plain, n % files); p = path; }
             int fd = open(p, O_RDONLY);
-            if (fd >= 0) close(fd);
+            if (files > 0) {
+                int slot = n % 16;
+                if (ring[slot] >= 0) close(ring[slot]);
+                ring[slot] = fd;
+            } else if (fd >= 0) close(fd);
         }
     }
-    printf("%ld %ld %f\n", n, markers, now() - t0);
+}
+int main(int argc, char **argv) {
+    double rate = atof(argv[1]), secs = atof(argv[2]);
+    long every = atol(argv[5]), files = argc > 6 ? atol(argv[6]) : 0;
+    counts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    double t0 = now(), end = t0 + secs;
+    if (files <= 0) {
+        run(rate, t0, end, argv[3], argv[4], every, 0, 1L << 62);
+    } else {
+        while (now() < end) {
+            pid_t pid = fork();
+            if (pid == 0) { run(rate, t0, end, argv[3], argv[4], every, files, 1000); _exit(0); }
+            if (pid < 0) return 1;
+            waitpid(pid, NULL, 0);
+        }
+    }
+    printf("%ld %ld %f\n", counts[0], counts[1], now() - t0);
     return 0;
 }
 """
+# Files the distinct load opens in turn (a prime, so that file and fd slot do not pair up the same way again soon).
+DISTINCT_FILES = 4093
 
 
 def free_port() -> int:
@@ -99,17 +131,23 @@ class LoadResult:
 class LoadGen:
     """The compiled C load generator plus the files it opens (a plain one no rule wants and a marker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, distinct: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="lanner-bench-load-"))
+        self.files = DISTINCT_FILES if distinct else 0
         src, self.exe = self.dir / "loadgen.c", self.dir / LOADGEN
         src.write_text(LOADGEN_C)
         subprocess.run(["gcc", "-O2", "-o", str(self.exe), str(src)], check=True)
         self.marker = self.dir / "marker"
         self.marker.write_text("")
         self.plain = "/etc/hostname"
+        if self.files:
+            self.plain = str(self.dir / "many")
+            os.mkdir(self.plain)
+            for i in range(self.files):
+                Path(self.plain, f"f{i}").write_text("")
 
     def cmd(self, rate: float, seconds: float, every: int) -> list[str]:
-        return [str(self.exe), str(rate), str(seconds), self.plain, str(self.marker), str(every)]
+        return [str(self.exe), str(rate), str(seconds), self.plain, str(self.marker), str(every), str(self.files)]
 
     def run(self, rate: float, seconds: float, every: int) -> LoadResult:
         out = subprocess.run(self.cmd(rate, seconds, every), check=True, capture_output=True, text=True).stdout

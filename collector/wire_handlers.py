@@ -26,7 +26,8 @@ from lanner.codec import SharedEvent, field, varint
 from lanner.model import Fd, FdType
 from lanner.text import from_bytes, to_bytes
 
-_FD = codec.EVENT["fd"]
+_CPU = [f[0] for f in layout.Hdr._fields_].index("cpu")  # in the unpacked header
+_FD, _ARGS = codec.EVENT["fd"], codec.EVENT["args"]
 _FD_PATH, _FD_PATH_RAW = codec.FD["path"], codec.FD["path_raw"]
 _FD_FLAGS, _FD_MODE = codec.FD["open_flags"], codec.FD["mode"]
 _FD_IS_FILE = codec.FD["type"] + varint(FdType.FILE)
@@ -87,35 +88,55 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
     res = t[_OPEN_RES]
     if res >= 0:
         table.set_fd(entry, hit[2], hit[3])
-    return w.event(t, entry, procs, hit[0], res, hit[1])
+    # The same record again, but for its time, changes nothing but the time (``WirePath.run`` repeats it).
+    w.repeat = (len(raw), raw[8:], entry, procs, hit[2] if res >= 0 else None, hit[3], t[_CPU], hit[0], res, hit[1])
+    return w.event(t[0], t[_CPU], entry, procs, hit[0], res, hit[1])
 
 
 def _open_parts(
     res: int, resolve: int, sc: int, dirfd: int, flags: int, mode: int, name: bytes, path: bytes, w: WirePath
 ) -> tuple[bytes, bytes, Fd, bool] | None:
     """(type field, fd and args fields, the fd table's Fd, close-on-exec) of one distinct open; None for the
-    general path."""
+    general path. Everything but the path is one of few shapes (a process opens many files alike): built once."""
+    shape = w.open_shapes.get((sc, res, dirfd, flags, mode, resolve))
+    if shape is None:
+        shape = _open_shape(res, resolve, sc, dirfd, flags, mode, w)
+        if shape is None:
+            return None
+    type_, fd_head, fd_tail, before, after, fd_type, cloexec = shape
+    fd = b"".join(
+        (fd_head, field(_FD_PATH, path) if path else b"", field(_FD_PATH_RAW, name) if name else b"", fd_tail)
+    )
+    fields = b"".join((field(_FD, fd), before, field(_ARGS, _NAME_ARG + field(codec.ARG_STR, name)), after))
+    text = from_bytes(path)
+    model = Fd(res if res >= 0 else -1, fd_type, text, text if name is path else from_bytes(name), flags, mode)
+    return type_, fields, model, cloexec
+
+
+_NAME_ARG = codec.text(codec.ARG_NAME, "name")
+
+
+def _open_shape(
+    res: int, resolve: int, sc: int, dirfd: int, flags: int, mode: int, w: WirePath
+) -> tuple[bytes, bytes, bytes, bytes, bytes, FdType, bool] | None:
+    """An open's wire pieces around its path: (type field, fd fields before and after the path, args fields
+    before and after the name, fd type, close-on-exec)."""
     spec = _OPEN_TYPES.get(sc)
     if spec is None:
         return None
-    num = res if res >= 0 else -1
     fd_type = FdType.DIRECTORY if flags & O_DIRECTORY else FdType.FILE
-    fd = b"".join(
-        (
-            codec.fd_num(num),
-            _FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE,
-            field(_FD_PATH, path) if path else b"",
-            field(_FD_PATH_RAW, name) if name else b"",
-            _FD_FLAGS + varint(flags),
-            _FD_MODE + varint(mode),
-        )
-    )
+    fd_head = codec.fd_num(res if res >= 0 else -1) + (_FD_IS_DIR if fd_type == FdType.DIRECTORY else _FD_IS_FILE)
+    fd_tail = _FD_FLAGS + varint(flags) + _FD_MODE + varint(mode)
     values = {"fd": res, "dirfd": dirfd, "flags": flags, "mode": mode, "resolve": resolve}
-    parts = [field(_FD, fd)]
-    for arg in spec[1]:
-        parts.append(w.str_arg(arg, name) if arg == "name" else w.int_arg(arg, values[arg]))
-    model = Fd(num, fd_type, from_bytes(path), from_bytes(name), flags, mode)
-    return spec[0], b"".join(parts), model, bool(flags & O_CLOEXEC)
+    names = spec[1]
+    at = names.index("name")
+    before = b"".join(w.int_arg(arg, values[arg]) for arg in names[:at])
+    after = b"".join(w.int_arg(arg, values[arg]) for arg in names[at + 1 :])
+    shape = (spec[0], fd_head, fd_tail, before, after, fd_type, bool(flags & O_CLOEXEC))
+    if len(w.open_shapes) >= _OPEN_CACHE:
+        w.open_shapes.clear()
+    w.open_shapes[(sc, res, dirfd, flags, mode, resolve)] = shape
+    return shape
 
 
 _OPEN_CACHE = 4096
@@ -187,7 +208,7 @@ def fileop_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | N
     rest = b"".join(
         w.str_arg(arg, strings[src]) if src in strings else w.int_arg(arg, t[_FO[src]]) for arg, src in spec[1]
     )
-    return w.event(t, entry, procs, spec[0], t[_FO_RES], rest)
+    return w.event(t[0], t[_CPU], entry, procs, spec[0], t[_FO_RES], rest)
 
 
 # ---------------------------------------------------------------------------------------------------- sockets
@@ -214,7 +235,7 @@ def socket_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | N
             w.int_arg("proto", protocol),
         )
     )
-    return w.event(t, entry, procs, _SOCKET_TYPE, res, rest)
+    return w.event(t[0], t[_CPU], entry, procs, _SOCKET_TYPE, res, rest)
 
 
 _SOCK = joined(layout.SOCK)
@@ -235,7 +256,7 @@ def connect_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | 
     rest = b"".join(
         (field(_FD, codec.fd_bytes(fd)), w.int_arg("res", res), w.int_arg("fd", fdnum), w.encoder.arg("addr", addr_raw))
     )
-    return w.event(t, entry, procs, _CONNECT_TYPE, res, rest)
+    return w.event(t[0], t[_CPU], entry, procs, _CONNECT_TYPE, res, rest)
 
 
 _ACCEPT_TYPES = {layout.SC_ACCEPT: event_type("accept"), layout.SC_ACCEPT4: event_type("accept4")}
@@ -254,7 +275,9 @@ def accept_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | N
     rest = b"".join(
         (field(_FD, codec.fd_bytes(fd)), w.int_arg("fd", res), w.int_arg("flags", flags) if accept4 else b"")
     )
-    return w.event(t, entry, procs, _ACCEPT_TYPES[layout.SC_ACCEPT4 if accept4 else layout.SC_ACCEPT], res, rest)
+    return w.event(
+        t[0], t[_CPU], entry, procs, _ACCEPT_TYPES[layout.SC_ACCEPT4 if accept4 else layout.SC_ACCEPT], res, rest
+    )
 
 
 # Message id (the header's ``type`` field as its four little-endian bytes) -> (struct of header + body, handler).

@@ -44,6 +44,11 @@ _STR_ARG_CACHE = 4096
 _TAIL_CACHE = 4096
 _LOW_BITS = 28
 _LOW_MASK = (1 << _LOW_BITS) - 1
+# Two 7-bit groups of a varint that goes on (both continuation bits set), by their 14 bits: an event's time and
+# sequence number are written from these pieces and cached high parts instead of byte by byte.
+_PAIR = [bytes(((i & 0x7F) | 0x80, ((i >> 7) & 0x7F) | 0x80)) for i in range(1 << 14)]
+_GROUP = [bytes(((i & 0x7F) | 0x80,)) for i in range(128)]
+_TS = struct.Struct("<Q").unpack_from
 
 
 def joined(body: struct.Struct) -> struct.Struct:
@@ -75,6 +80,7 @@ class WirePath:
         self._str_args: dict[tuple[str, bytes], bytes] = {}
         self.opens: dict[tuple[int, int, int, int, int, int, bytes, bytes], tuple[bytes, bytes, Fd, bool]] = {}
         self.opens_by_body: dict[bytes, tuple[bytes, bytes, Fd, bool]] = {}
+        self.open_shapes: dict[tuple[int, ...], Any] = {}  # collector.wire_handlers._open_shape
         self._offset = 0
         self._collected = b""
         from collector.wire_handlers import HANDLERS  # here: the handlers are built on this module
@@ -87,6 +93,11 @@ class WirePath:
         self._tails: dict[tuple[bytes, int, int, bytes, bool], bytes] = {}
         self._hi = -1
         self._timing_head = self._timing_rest = b""
+        self._seq_hi = -1
+        self._seq_head = self._seq_rest = b""
+        # The open record just taken (see ``run``): its length, its bytes after the time, the thread's entry and
+        # processes, the fd to set (or None) and its close-on-exec, cpu, and the event's type, res and fd and args.
+        self.repeat: tuple[int, bytes, Any, tuple[bytes, ...], Fd | None, bool, int, bytes, int, bytes] | None = None
 
     def run(self, records: Iterable[bytes], collected_ns: int) -> tuple[list[SharedEvent], int]:
         """The events of ``records`` read at ``collected_ns`` (epoch ns), and the newest one's event time."""
@@ -105,20 +116,36 @@ class WirePath:
         self._id_starts = [_ID + varint(self._id_size + n) + self._id_head if n else b"" for n in range(11)]
         self._id_end = self._id_tail + _TIMING
         self._thread = None  # the table may have changed since the last run (a sweep, a spec)
+        self._seq_hi = -1
         out: list[SharedEvent] = []
         append = out.append
         handlers = self._handlers
         encode = self.encoder.encode_shared
+        table = self.table
         newest = 0
+        rep = None
         for raw in records:
+            if rep is not None and len(raw) == rep[0] and raw.endswith(rep[1]):
+                # The previous record again but for its time (a storm of one open): everything the handler
+                # found from the header and body holds, and only what depends on the time is done again.
+                ts = _TS(raw)[0]
+                table.now_ns = ts
+                if rep[4] is not None:
+                    table.set_fd(rep[2], rep[4], rep[5])
+                append(self.event(ts, rep[6], rep[2], rep[3], rep[7], rep[8], rep[9]))
+                newest = self._last_ns
+                continue
             entry = handlers.get(raw[16:20])
             ev: SharedEvent | None = GENERAL
+            self.repeat = None
             if entry is not None and len(raw) >= entry[0].size:
                 try:
                     ev = entry[1](self, entry[0].unpack_from(raw), raw)
                 except Exception:
                     ev = GENERAL  # the general path decodes it again and counts and logs what is wrong
+            rep = self.repeat
             if ev is GENERAL:
+                rep = None
                 self._thread = None  # any other record may change the tables
                 model = d.decode(raw)
                 if model is None:
@@ -170,32 +197,45 @@ class WirePath:
         return data
 
     def event(
-        self, t: tuple[Any, ...], entry: Any, procs: tuple[bytes, ...], type_: bytes, res: int, rest: bytes
+        self, ts: int, cpu: int, entry: Any, procs: tuple[bytes, ...], type_: bytes, res: int, rest: bytes
     ) -> SharedEvent:
-        """Assemble the event of header ``t`` (its thread's entry and processes from ``thread``) from the parts
-        after ``cpu`` (fd, args) and take the next sequence number; call it last, once nothing can fail any
-        more."""
+        """Assemble the event of a record of boot time ``ts`` read on ``cpu`` (its thread's entry and processes
+        from ``thread``) from the parts after ``cpu`` (fd, args) and take the next sequence number; call it last,
+        once nothing can fail any more."""
         d = self.decoder
         d.seq = seq = d.seq + 1
-        seq_bytes = varint(seq)
-        event_ns = t[0] + self._offset
+        event_ns = ts + self._offset
         self._last_ns = event_ns
         # Everything after the timing repeats from event to event of a storm: built once per distinct form.
-        key = (type_, res, t[8], rest, entry.complete)
+        key = (type_, res, cpu, rest, entry.complete)
         tail = self._tails.get(key)
         if tail is None:
             tail = self._tail(key)
         if not entry.complete:
             self.incomplete += 1
-        if event_ns >> _LOW_BITS == self._hi and event_ns > 0:
+        if event_ns >> _LOW_BITS == self._hi and event_ns > 0 and seq >> 7 == self._seq_hi:
             # The time's varint: four groups of its low 28 bits, then the high part, the same for ~0.27 s and
             # written with the timing's key, length and collection time around it (codec.varint_ns, unrolled).
+            # The sequence number likewise: its low group, then the rest, the same for 128 events.
             low = event_ns & _LOW_MASK
-            time_low = bytes(
-                ((low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80, ((low >> 14) & 0x7F) | 0x80, (low >> 21) | 0x80)
-            )
-            parts = (self._id_starts[len(seq_bytes)], seq_bytes, self._id_end, self._timing_head, time_low)
-            return b"".join((*parts, self._timing_rest, tail)), procs
+            pair = _PAIR
+            return b"".join(
+                (
+                    self._seq_head,
+                    _GROUP[seq & 0x7F],
+                    self._seq_rest,
+                    self._timing_head,
+                    pair[low & 0x3FFF],
+                    pair[low >> 14],
+                    self._timing_rest,
+                    tail,
+                )
+            ), procs
+        seq_bytes = varint(seq)
+        if seq > 0x7F:
+            self._seq_hi = seq >> 7
+            self._seq_rest = seq_bytes[1:] + self._id_end
+            self._seq_head = self._id_starts[len(seq_bytes)]
         timing = (_TIMING_EVENT + varint_ns(event_ns) if event_ns else b"") + self._collected
         if event_ns > 0:
             self._hi = event_ns >> _LOW_BITS

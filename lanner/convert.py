@@ -18,6 +18,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from lanner import model
+from lanner.present import present_reader
 from lanner.text import from_bytes, to_bytes
 from lanner.v1 import event_pb2
 
@@ -133,19 +134,23 @@ def fd_from_pb(pb: event_pb2.Fd) -> model.Fd:
     return _memoized(_fd_cache, _decode_fd, pb)
 
 
-def _decode_fd(pb: event_pb2.Fd) -> model.Fd:
-    # Only the fields present: ``num`` has presence, so fd 0 is kept, and an absent number (data from before it had
-    # presence) keeps the model's -1.
-    kw: dict[str, Any] = {f.name: value for f, value in pb.ListFields()}
-    for name in _FD_TEXT:
-        if name in kw:
-            kw[name] = from_bytes(kw[name])
-    if "type" in kw:
-        # proto3 enums are open: a value this build does not know reads as "unspecified", not as an error.
-        kw["type"] = _FD_TYPES.get(kw["type"], model.FdType.UNSPECIFIED)
-    if "l4proto" in kw:
-        kw["l4proto"] = _L4_PROTOS.get(kw["l4proto"], model.L4Proto.UNSPECIFIED)
-    return model.Fd(**kw)
+def _fd_type(value: int) -> model.FdType:
+    # proto3 enums are open: a value this build does not know reads as "unspecified", not as an error.
+    return _FD_TYPES.get(value, model.FdType.UNSPECIFIED)
+
+
+def _l4proto(value: int) -> model.L4Proto:
+    return _L4_PROTOS.get(value, model.L4Proto.UNSPECIFIED)
+
+
+# Only the fields present: ``num`` has presence, so fd 0 is kept, and an absent number (data from before it had
+# presence) keeps the model's -1. Read field by field (lanner.present): the rule engine decodes an fd for nearly
+# every event of a host whose files do not repeat.
+_decode_fd: Callable[[event_pb2.Fd], model.Fd] = present_reader(
+    event_pb2.Fd.DESCRIPTOR,
+    {**dict.fromkeys(_FD_TEXT, from_bytes), "type": _fd_type, "l4proto": _l4proto},
+    model.Fd,
+)
 
 
 def fd_to_pb(fd: model.Fd, out: event_pb2.Fd) -> None:

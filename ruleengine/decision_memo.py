@@ -67,7 +67,7 @@ class _Branch:
 class DecisionMemo:
     """The answers of one dispatcher (one slot of the engine), by event type and the wire keys of the parts read."""
 
-    __slots__ = ("_dns", "_hits", "_misses", "_resting", "_roots", "_size", "enabled", "limit")
+    __slots__ = ("_dns", "_misses", "_resting", "_roots", "_size", "enabled", "hits", "limit")
 
     def __init__(self, limit: int = 2 << 20) -> None:
         self._roots: dict[str, object] = {}
@@ -75,7 +75,9 @@ class DecisionMemo:
         self._dns = dnsnames.WATCHED.generation
         self.enabled = True
         self.limit = limit
-        self._hits = self._misses = self._resting = 0
+        # Hits in the current window; the service counts here the repeats it answers for the memo (see
+        # ``RuleEngineService.evaluate_batch``), so the memo rests as if it had answered them itself.
+        self.hits = self._misses = self._resting = 0
 
     def lookup(self, ev: LazyEvent) -> Any:
         """The stored answer for this event, ``MISS``, or ``NO_MEMO``."""
@@ -101,11 +103,11 @@ class DecisionMemo:
         if node is MISS:
             self._misses += 1
             if self._misses >= WINDOW:
-                if self._hits < self._misses:
+                if self.hits < self._misses:
                     self._resting = REST
-                self._hits = self._misses = 0
+                self.hits = self._misses = 0
         else:
-            self._hits += 1
+            self.hits += 1
         return node
 
     def store(self, ev: LazyEvent, trace: list[str], answer: object) -> None:

@@ -238,6 +238,17 @@ class Engine:
             return _NO_MATCH
         return [slot.matches[i] for i in hit], EventContext(LazyEvent(view, tables, source, evt_type))
 
+    def memo_of(self, source: str, evt_type: str) -> DecisionMemo | None:
+        """The decision memo ``process_view`` asks for an event of this source and type (None: none, or no
+        candidate rule at all)."""
+        table = self._tables.get(source)
+        if table is None:
+            return None
+        slot = table.get(evt_type)
+        if slot is None:
+            slot = self._fallback[source]
+        return slot.memo if slot.rules else None
+
     def process(self, ctx: EventContext) -> list[Match]:
         """Evaluate the candidate rules; the first match only under ``rule_matching: first``."""
         ev = ctx.event

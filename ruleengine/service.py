@@ -26,6 +26,8 @@ from lanner.metrics import EVENTS_DROPPED, EVENTS_IN, STAGE_LATENCY
 from lanner.streaming import BatchSender
 from lanner.v1 import event_pb2
 from lanner.wire import push_events_handler
+from ruleengine import dnsnames
+from ruleengine.decision_memo import DecisionMemo
 from ruleengine.fields import EventContext
 from ruleengine.metrics import ALERTS_RAISED, EVAL_SECONDS, UPSTREAM_DROPPED
 from ruleengine.output import AlertRecord, format_alert_time
@@ -37,6 +39,27 @@ SERVICE_NAME = "lanner.v1.RuleEngineService"
 
 
 _parse_view = event_pb2.EventView.FromString
+_UNSEEN: Any = object()
+# A batch stops looking for repeats once it has seen this many more new keys than repeats (a repeat saves about
+# what three new keys cost).
+_REPEAT_BUDGET = 32
+_ID_TAG, _TIMING_TAG = 0x0A, 0x12  # EventView fields 1 and 2, as every stage writes them: first, in this order
+
+
+def _repeat_key(data: bytes) -> bytes | None:
+    """An event's bytes after its identity and timing (None when it does not start with them, short ones).
+
+    Every other field is in this key: two events of one batch with the same key read the same parts (fields
+    placed by reference refer to the same batch tables). A rule that reads the identity or timing makes the memo
+    answer NO_MEMO, which is never kept as a repeat."""
+    if len(data) < 4 or data[0] != _ID_TAG or data[1] > 0x7F:
+        return None
+    at = data[1] + 2
+    if len(data) < at + 2 or data[at] != _TIMING_TAG or data[at + 1] > 0x7F:
+        return None
+    return data[at + 2 + data[at + 1] :]
+
+
 SYSCALL_DROP_RULE = "Falco internal: syscall event drop"
 # Above this many alerts per second, the alert sender gathers for ALERT_LINGER_BUSY_S instead of its own linger:
 # every PushAlerts message costs both services and Redis a fixed ~1 ms of CPU (gRPC messages, round trips,
@@ -170,6 +193,13 @@ class RuleEngineService:
         # The batch's alerts are queued together once it is evaluated (one queue operation, one ledger write):
         # the sender only runs after this returns anyway.
         raised: list[bytes] = []
+        # Repeats within the batch: the events that no rule matched, by their bytes after the identity and timing
+        # (see ``_repeat_key``), and the memo that said so (None: no candidate rule). An event with the same
+        # bytes there reads the same parts, so the memo would give it the same answer; it is not even looked up.
+        seen: dict[bytes, DecisionMemo | None] = {}
+        watched = dnsnames.WATCHED
+        dns = watched.generation
+        budget = _REPEAT_BUDGET
         for data in batch.events:
             try:
                 pb = _parse_view(data)
@@ -183,6 +213,23 @@ class RuleEngineService:
                     recorder(event_from_view(pb, tables))
                 except Exception as exc:
                     log.warning("event could not be recorded", extra={"seq": pb.id.seq, "error": repr(exc)})
+            key = None
+            if budget > 0:  # a batch whose events do not repeat soon stops paying for the keys
+                key = _repeat_key(data)
+                if key is not None:
+                    memo = seen.get(key, _UNSEEN)
+                    if memo is _UNSEEN:
+                        budget -= 1
+                    elif watched.generation != dns:
+                        seen.clear()  # what the memo answered may have changed with the names it resolves
+                        dns = watched.generation
+                    elif memo is None:
+                        budget += 1
+                        continue
+                    elif memo.enabled:
+                        memo.hits += 1
+                        budget += 1
+                        continue
             source = pb.source or "syscall"
             if source == "internal":
                 if pb.type == "syscall_event_drop":
@@ -194,6 +241,8 @@ class RuleEngineService:
                 # none when an event with the same parts was seen before (ruleengine.decision_memo).
                 matches, ctx = process_view(source, pb.type, pb, tables)
                 if ctx is None:
+                    if key is not None:
+                        seen[key] = engine.memo_of(source, pb.type)
                     continue
                 if matches:
                     # The alert carries the event's whole journey, so each hop's latency can be read off it.

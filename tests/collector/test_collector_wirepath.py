@@ -348,3 +348,58 @@ def test_event_times_across_the_high_part_agree(times: list[int], collected: int
         general = [a.encoder.encode_shared(e) for e in a.decoder.decode_many(records, collected)]
         direct = b.wire.run(records, collected)[0]
         assert direct == general
+
+
+def _repeatable_pool() -> list[bytes]:
+    """Records whose repeats (same bytes but the time) the direct path answers from the record before; and records
+    in between that change what a repeat would mean (a cwd, an exec, an exit, another thread)."""
+    return [
+        raw_open(20, b"/etc/hostname", comm="bash", uid=1000, gid=1000),
+        raw_open(20, b"notes.txt", res=4, comm="bash", uid=1000, gid=1000, flags=O_CLOEXEC),
+        raw_open(20, b"/etc/shadow", res=-13, comm="bash", uid=1000, gid=1000),
+        raw_open(20, b"/etc/hostname", tid=21, comm="worker", uid=1000, gid=1000, cpu=300),
+        raw_open(999, b"/etc/passwd", comm="ghost"),
+        raw_open(40, b"log", comm="cat", res=9),
+        rec.fileop_record(20, layout.SC_CHDIR, "/var", comm="bash"),
+        rec.fileop_record(40, layout.SC_CHDIR, "/tmp", comm="cat"),
+        rec.fork_record(20, 40),
+        rec.exec_record(40, "/usr/bin/cat", ["cat", "/etc/shadow"]),
+        rec.exit_record(40),
+        raw_open(20, b"/etc/passwd", name_len=4000, comm="bash", uid=1000, gid=1000),  # malformed
+    ]
+
+
+def _at(record: bytes, ts: int) -> bytes:
+    return struct.pack("<Q", ts) + record[8:]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 11), st.integers(1, 40), st.integers(0, 2**40)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_repeated_records_agree(runs: list[tuple[int, int, int]]) -> None:
+    """Runs of one record at changing times, between records that change the tables: the direct path's repeat
+    of the record before gives the general path's events and leaves its tables (sequence numbers cross 128)."""
+    import tempfile
+
+    pool = _repeatable_pool()
+    records = []
+    for which, count, start in runs:
+        records += [_at(pool[which], rec.BOOT_NS + start + k * 4_000_000) for k in range(count)]
+    with tempfile.TemporaryDirectory() as d:
+        a, b = _worlds(Path(d))
+        _same(a, b, records)
+
+
+def test_a_storm_of_one_open_across_the_time_and_sequence_boundaries(tmp_path: Path) -> None:
+    a, b = _worlds(tmp_path)
+    base = rec.BOOT_NS + (1 << 28) - 500 * 997
+    storm = [_at(raw_open(20, b"/etc/hostname", comm="bash", uid=1000, gid=1000), base + k * 997) for k in range(1000)]
+    relative = [_at(raw_open(20, b"x", res=5, comm="bash", uid=1000, gid=1000), base + k) for k in range(300)]
+    chdir = rec.fileop_record(20, layout.SC_CHDIR, "/var", comm="bash")
+    _same(a, b, storm + relative + [chdir] + relative + storm)
+    _same(a, b, storm)  # a new run: the repeat starts afresh
