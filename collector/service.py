@@ -53,9 +53,9 @@ WAKEABLE_IDLE_MAX_S = 0.5
 # While events trickle in, poll when about this many are due (bounded by poll_interval_s and IDLE_POLL_MAX_S).
 POLL_TARGET = 4.0
 # While the ring buffer wakes the loop, the gather after a wake-up grows with the rate: GATHER_PER_RATE seconds per
-# event/s (6 ms at 1k/s), up to GATHER_MID_MAX_S below GATHER_WIDE_RATE (where issue 6 sets latency targets) and
+# event/s (4 ms at 1k/s), up to GATHER_MID_MAX_S below GATHER_WIDE_RATE (where issue 6 sets latency targets) and
 # GATHER_MAX_S above it, or until the poll would fill GATHER_FILL of a batch (see gather_delay).
-GATHER_PER_RATE = 6e-6
+GATHER_PER_RATE = 4e-6
 GATHER_MID_MAX_S = 0.015
 GATHER_WIDE_RATE = 20_000.0
 GATHER_MAX_S = 0.02
@@ -289,10 +289,10 @@ def gather_delay(rate: float, interval: float, batch_size: int = 256, pressure: 
     event loop), and on this VM a context switch is most of that. While events flow, batches/s is about one per
     gather, so that cost is paid per second whatever the rate: with 2 ms gathers 1k events/s went in batches of 3
     and the four services spent 0.84 of a core on it. So the gather grows in proportion to the rate,
-    ``GATHER_PER_RATE`` (6 ms and batches of ~7 at 1k/s, where issue 6's p50 budget is 10 ms), up to
+    ``GATHER_PER_RATE`` (4 ms and batches of ~5 at 1k/s, where issue 6's p50 budget is 10 ms), up to
     ``GATHER_MID_MAX_S`` below ``GATHER_WIDE_RATE`` (150-event batches at 10k/s, where the p99 budget is 50 ms)
     and ``GATHER_MAX_S`` above, and never past the time that fills ``GATHER_FILL`` of a batch (``batch_size``): a
-    fuller poll would leave a remainder to go in a small batch of its own. A trickle (under ~330 events/s, where
+    fuller poll would leave a remainder to go in a small batch of its own. A trickle (under ~500 events/s, where
     batches are single events anyway and a gather would only add latency) keeps ``interval``. A full poll skips
     the gather altogether.
 
