@@ -52,9 +52,12 @@ IDLE_POLL_MAX_S = 0.05
 WAKEABLE_IDLE_MAX_S = 0.5
 # While events trickle in, poll when about this many are due (bounded by poll_interval_s and IDLE_POLL_MAX_S).
 POLL_TARGET = 4.0
-# While the ring buffer wakes the loop: above GATHER_SCALE_RATE events/s the gather after a wake-up grows with the
-# rate, up to GATHER_MAX_S, or until the poll would fill GATHER_FILL of a batch (see gather_delay).
-GATHER_SCALE_RATE = 2500.0
+# While the ring buffer wakes the loop, the gather after a wake-up grows with the rate: GATHER_PER_RATE seconds per
+# event/s (4 ms at 1k/s), up to GATHER_MID_MAX_S below GATHER_WIDE_RATE (where issue 6 sets latency targets) and
+# GATHER_MAX_S above it, or until the poll would fill GATHER_FILL of a batch (see gather_delay).
+GATHER_PER_RATE = 4e-6
+GATHER_MID_MAX_S = 0.015
+GATHER_WIDE_RATE = 20_000.0
 GATHER_MAX_S = 0.02
 GATHER_FILL = 0.9
 # While the host's CPUs are contended by a busy workload (collector.contention), a gather that would make batches
@@ -281,14 +284,17 @@ async def wait_readable(fds: Sequence[int], timeout: float) -> None:
 def gather_delay(rate: float, interval: float, batch_size: int = 256, pressure: float = 0.0) -> float:
     """How long to gather after the ring buffer woke the loop, at ``rate`` events/s lately.
 
-    Each poll sends one batch through every later stage, and a batch costs each stage a few hundred microseconds of
-    gRPC and asyncio whatever its size (more on a loaded host, where each message also costs thread wake-ups and
-    cold caches): at 10k events/s, 2 ms gathers made 20-event batches, and that fixed cost was most of the
-    pipeline's CPU per event. So above ``GATHER_SCALE_RATE`` the gather grows in proportion to the rate (about 80
-    events a batch at 10k/s, 500 at 25k/s), up to ``GATHER_MAX_S`` of added latency, and never past the time that
-    fills ``GATHER_FILL`` of a batch (``batch_size``): a fuller poll would leave a remainder to go in a small batch
-    of its own. Below the scale rate (where latency, not CPU, is what a quiet host notices) it stays ``interval``.
-    A full poll skips the gather altogether.
+    Each poll sends one batch through every later stage, and a batch costs each stage 0.5-1 ms of CPU whatever its
+    size: each gRPC message wakes three threads per process (gRPC's event engine, its completion-queue poller, the
+    event loop), and on this VM a context switch is most of that. While events flow, batches/s is about one per
+    gather, so that cost is paid per second whatever the rate: with 2 ms gathers 1k events/s went in batches of 3
+    and the four services spent 0.84 of a core on it. So the gather grows in proportion to the rate,
+    ``GATHER_PER_RATE`` (4 ms and batches of ~5 at 1k/s, where issue 6's p50 budget is 10 ms), up to
+    ``GATHER_MID_MAX_S`` below ``GATHER_WIDE_RATE`` (150-event batches at 10k/s, where the p99 budget is 50 ms)
+    and ``GATHER_MAX_S`` above, and never past the time that fills ``GATHER_FILL`` of a batch (``batch_size``): a
+    fuller poll would leave a remainder to go in a small batch of its own. A trickle (under ~500 events/s, where
+    batches are single events anyway and a gather would only add latency) keeps ``interval``. A full poll skips
+    the gather altogether.
 
     Under CPU ``pressure`` (0-1, collector.contention) the CPU a batch costs is taken from the workload, at any
     rate: during an open/close storm only ~1.4k events/s reached userspace, in batches of 6, and the services'
@@ -298,7 +304,7 @@ def gather_delay(rate: float, interval: float, batch_size: int = 256, pressure: 
     raises the pressure too, and their batches are big enough."""
     if rate <= 0:
         return interval
-    grow = min(GATHER_MAX_S, interval * rate / GATHER_SCALE_RATE)
+    grow = min(GATHER_MAX_S if rate >= GATHER_WIDE_RATE else GATHER_MID_MAX_S, rate * GATHER_PER_RATE)
     if pressure > PRESSURE_LOW:
         share = min(1.0, (pressure - PRESSURE_LOW) / (PRESSURE_HIGH - PRESSURE_LOW))
         grow = max(grow, share * min(GATHER_BUSY_MAX_S, BUSY_BATCH / rate))

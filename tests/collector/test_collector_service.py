@@ -20,6 +20,7 @@ from collector.service import (
     BUSY_POLL,
     GATHER_FILL,
     GATHER_MAX_S,
+    GATHER_MID_MAX_S,
     IDLE_POLL_MAX_S,
     CollectorService,
     event_json,
@@ -179,12 +180,13 @@ def test_poll_pacing_follows_the_event_rate() -> None:
 def test_gather_grows_with_the_rate_only_where_batches_would_be_small() -> None:
     interval = 0.002
     assert gather_delay(0.0, interval) == interval  # after a quiet spell: the first event waits only the interval
-    assert gather_delay(1000.0, interval) == interval  # 1k/s: latency first
-    assert gather_delay(5000.0, interval) == pytest.approx(0.004)
-    assert gather_delay(10_000.0, interval, 1024) == pytest.approx(0.008)  # 10k/s: ~80-event batches, not ~20
+    assert gather_delay(400.0, interval) == interval  # a trickle: single-event batches anyway, latency first
+    assert gather_delay(1000.0, interval) == pytest.approx(0.004)  # 1k/s: ~5-event batches, not 3
+    assert gather_delay(2000.0, interval) == pytest.approx(0.008)
+    assert gather_delay(10_000.0, interval, 1024) == GATHER_MID_MAX_S  # 10k/s: ~150-event batches, not ~20
     assert gather_delay(25_000.0, interval, 1024) == GATHER_MAX_S  # ~500-event batches
     assert gather_delay(1e6, interval, 1024) == interval  # a flood: the interval, and the loop goes round at once
-    assert gather_delay(1000.0, 0.01) == 0.01  # a configured interval above the cap is kept
+    assert gather_delay(100.0, 0.01) == 0.01  # a configured interval above the policy is kept
 
 
 @pytest.mark.parametrize("batch_size", [64, 256, 1024, 4096])
