@@ -163,6 +163,7 @@ class OutputDriver:
         own_pending = True
         next_claim = time.monotonic() + self._claim_idle_ms / 1000
         while True:
+            dense = True
             if own_pending:
                 entries = await self._read("0", block_ms=0)
                 if not entries:
@@ -183,13 +184,18 @@ class OutputDriver:
                     # More may be waiting: look again right after this batch.
                     next_claim = time.monotonic()
             else:
+                started = time.monotonic()
                 entries = await self._read(">", block_ms=1000)
+                # A read that found its alerts waiting means they flow densely; one that waited for them does not.
+                dense = time.monotonic() - started < READ_GATHER_S
             if entries:
                 # Acked with the next read, in the same round trip (see _read), or before a gather.
                 self._unacked = await self._process(entries)
-                if len(entries) < self._batch:
-                    # Alerts are flowing: gather a few intakes for the next read and delivery (dispatcher.hub).
-                    # The acks go first: held over the gather, a crash in it would deliver the batch again.
+                if dense and len(entries) < self._batch:
+                    # Alerts are flowing densely: gather a few intakes for the next read and delivery
+                    # (dispatcher.hub). The acks go first: held over the gather, a crash in it would deliver the
+                    # batch again. Sparser batches (the rule engine sends one every 25 ms under load) gather
+                    # nothing by sleeping, so their acks ride with the next read at once.
                     await self._flush_acks()
                     await asyncio.sleep(READ_GATHER_S)
 
