@@ -35,6 +35,7 @@ from dispatcher.metrics import (
     OUTPUT_SENT,
 )
 from dispatcher.model import Alert, Priority
+from dispatcher.recent import RecentAlerts
 from dispatcher.registry import Background, BatchOutput, Output, Reopenable, RetryLater
 from dispatcher.routetree import RouteNode, outputs_for
 from dispatcher.routing import Route
@@ -112,9 +113,11 @@ class OutputDriver:
         read_batch: int = 256,
         claim_idle_s: float = 60.0,
         tree: RouteNode | None = None,
+        recent: RecentAlerts | None = None,
     ) -> None:
         self.name = name
         self.tree = tree
+        self._recent = recent
         self.grouper = Grouper(store, name, opts.group_window_s, opts.group_by) if opts.group_window_s > 0 else None
         self.output = output
         self.opts = opts
@@ -272,6 +275,13 @@ class OutputDriver:
             # The entry was trimmed while pending; nothing is left to deliver.
             log.error("pending alert vanished from the stream", extra={"output": self.name, "entry": entry.id})
             return None
+        # An alert this dispatcher's intake has just added comes decoded already (a plain entry: no extra fields).
+        recent = self._recent.get(entry.id) if self._recent is not None and entry.extra is None else None
+        if recent is not None:
+            if not self.wants(recent):
+                self._filtered.inc()
+                return None
+            return entry, recent
         try:
             alert = alert_from_pb(alert_pb2.Alert.FromString(entry.payload))
             if is_digest(entry.extra):

@@ -148,8 +148,8 @@ def _settle(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-# One fed alert: its entry id, its payload as stored, and that payload parsed.
-Fed = tuple[bytes, bytes, alert_pb2.Alert]
+# One fed alert: its entry id, its payload as stored, that payload parsed, and decoded if it was (dispatcher.recent).
+Fed = tuple[bytes, bytes, alert_pb2.Alert, Alert | None]
 
 
 class SubscriberHub:
@@ -306,8 +306,8 @@ class SubscriberHub:
         took = False
         while (batch := fed.pop(self._cursor, None)) is not None:
             subs = list(self._subs)
-            for entry_id, payload, pb in batch:
-                self._fan_out(entry_id, payload, subs, pb)
+            for entry_id, payload, pb, decoded in batch:
+                self._fan_out(entry_id, payload, subs, pb, decoded)
             self._cursor = batch[-1][0]
             took = True
         if fed:
@@ -369,9 +369,14 @@ class SubscriberHub:
             self._fed.clear()
 
     def _fan_out(
-        self, entry_id: bytes, payload: bytes, subs: list[Subscriber], pb: alert_pb2.Alert | None = None
+        self,
+        entry_id: bytes,
+        payload: bytes,
+        subs: list[Subscriber],
+        pb: alert_pb2.Alert | None = None,
+        decoded: Alert | None = None,
     ) -> None:
-        alert = decode_for(subs, payload, pb)
+        alert = decoded if decoded is not None else decode_for(subs, payload, pb)
         if alert is None:
             return
         sid = parse_id(entry_id)

@@ -37,6 +37,7 @@ from dispatcher.metrics import (
     STREAM_LENGTH,
 )
 from dispatcher.model import Priority
+from dispatcher.recent import RecentAlerts, on_added
 from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
 from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
@@ -96,6 +97,7 @@ class Dispatcher:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"dispatcher.sidekick: {exc}") from None
         self.drivers: list[OutputDriver] = []
+        self.recent = RecentAlerts() if specs else None
         for spec in specs:
             output = (outputs or {}).get(spec.name) or self._build(kinds[output_type(spec.name)], spec)
             self.drivers.append(
@@ -108,6 +110,7 @@ class Dispatcher:
                     read_batch=cfg.read_batch,
                     claim_idle_s=cfg.claim_idle_s,
                     tree=self.tree,
+                    recent=self.recent,
                 )
             )
 
@@ -210,13 +213,7 @@ class Dispatcher:
 
     def _persist(self, items: list[tuple[str, bytes]], parsed: list[alert_pb2.Alert]) -> Awaitable[int]:
         """Persist the alerts; what is new also goes to the subscriber hub in memory (dispatcher.hub)."""
-        hub = self.hub
-
-        def fed(newest: bytes, added: list[tuple[int, bytes]]) -> None:
-            if hub.tailing:
-                hub.feed(newest, [(entry_id, items[i][1], parsed[i]) for i, entry_id in added])
-
-        return self.store.persist(items, fed)
+        return self.store.persist(items, on_added(self.hub, self.recent, items, parsed))
 
     async def accept(self, alerts: list[alert_pb2.Alert], peer: str) -> int:
         """Persist alerts from another intake (the Falcosidekick drop-in); return how many were valid."""

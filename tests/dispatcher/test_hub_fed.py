@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import grpc
 import pytest
-from dispatcher_testlib import base_config, free_port, make_alert, push, running, subscribe_call, wait_for
+from dispatcher_testlib import base_config, free_port, lines, make_alert, push, running, subscribe_call, wait_for
 
 from dispatcher.hub import SubscriberHub
 from dispatcher.routing import Route
@@ -40,7 +41,7 @@ async def _persist(store: AlertStore, hub: SubscriberHub, ids: range) -> int:
     items = [(pb.alert_id, pb.SerializeToString()) for pb in pbs]
 
     def fed(newest: bytes, added: list[tuple[int, bytes]]) -> None:
-        hub.feed(newest, [(entry_id, items[i][1], pbs[i]) for i, entry_id in added])
+        hub.feed(newest, [(entry_id, items[i][1], pbs[i], None) for i, entry_id in added])
 
     return await store.persist(items, fed)
 
@@ -86,7 +87,7 @@ async def test_a_fed_batch_is_offered_only_when_it_follows_the_cursor(redis_url:
         await store.persist(items[:2], lambda newest, added: batches.append((newest, added)))
         await store.persist(items[2:], lambda newest, added: batches.append((newest, [(i + 2, e) for i, e in added])))
         for newest, added in reversed(batches):
-            hub.feed(newest, [(entry_id, items[i][1], pbs[i]) for i, entry_id in added])
+            hub.feed(newest, [(entry_id, items[i][1], pbs[i], None) for i, entry_id in added])
         assert hub._take_fed()
         assert _drain(sub) == ["alert-5", "alert-6", "alert-7", "alert-8"]
     finally:
@@ -153,3 +154,47 @@ async def test_two_replicas_each_subscriber_gets_every_alert_once_in_stream_orde
         assert cursors == sorted(cursors), "a subscriber saw the stream out of order"
     # Both subscribers saw the one stream in the same order.
     assert got[0] == got[1]
+
+
+def test_recent_alerts_are_decoded_as_the_stream_bytes_would_be_and_kept_boundedly() -> None:
+    from dispatcher.recent import RecentAlerts
+    from lanner.alert import alert_from_pb
+
+    recent = RecentAlerts(size=3)
+    for i in range(5):
+        pb = make_alert(i, fields={"proc.name": "bash", "n": i, "list": ["a", 1]})
+        pb.output_fields_json = f'{{"list":["a",1],"n":{i},"proc.name":"bash"}}'
+        got = recent.add(f"1-{i}".encode(), pb)
+        assert got == alert_from_pb(alert_pb2.Alert.FromString(pb.SerializeToString()))
+    # The oldest go first; a driver that lags further decodes the stream's bytes itself.
+    assert [recent.get(f"1-{i}".encode()) is not None for i in range(5)] == [False, False, True, True, True]
+    bad = make_alert(9)
+    bad.output_fields_json = "{not json"
+    assert recent.add(b"2-0", bad) is None
+    assert recent.get(b"2-0") is None  # the driver dead-letters it from the stream, naming why
+
+
+async def test_the_file_output_writes_the_same_lines_with_and_without_the_intakes_decoding(
+    redis_url: str, bind: str, tmp_path: Path
+) -> None:
+    # One dispatcher writes alerts its own intake added (decoded once, at intake); a second one, on another
+    # stream, only ever sees them from Redis (its intake is not the one that added them). Same lines.
+    fast, slow = tmp_path / "fast.jsonl", tmp_path / "slow.jsonl"
+    cfg = base_config(redis_url, bind, outputs={"file": {"path": str(fast)}})
+    alerts = [make_alert(i, fields={"proc.name": "bash", "proc.pid": i, "fd.name": None}) for i in range(50)]
+    async with running(cfg) as d:
+        await push(d.target, [alert_pb2.AlertBatch(batch_seq=1, alerts=alerts)])
+        await wait_for(lambda: len(lines(fast)) == 50)
+    cfg2 = base_config(redis_url, f"127.0.0.1:{free_port()}", stream="other", outputs={"file": {"path": str(slow)}})
+    async with running(cfg2):
+        store = AlertStore(redis_url, "other", "other:dedup:", 60_000)
+        try:
+            # Stored as the first dispatcher stored them: its stream's payloads, copied over as they are.
+            first = AlertStore(redis_url, cfg.stream, "x:", 60_000)
+            entries = await first.read_range("0-0", 100, inclusive=True)
+            await first.close()
+            await store.persist([("", e.payload) for e in entries if e.payload is not None])
+        finally:
+            await store.close()
+        await wait_for(lambda: len(lines(slow)) == 50)
+    assert lines(fast) == lines(slow)
