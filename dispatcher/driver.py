@@ -35,6 +35,7 @@ from dispatcher.metrics import (
     OUTPUT_SENT,
 )
 from dispatcher.model import Alert, Priority
+from dispatcher.recent import RecentAlerts
 from dispatcher.registry import Background, BatchOutput, Output, Reopenable, RetryLater
 from dispatcher.routetree import RouteNode, outputs_for
 from dispatcher.routing import Route
@@ -112,9 +113,11 @@ class OutputDriver:
         read_batch: int = 256,
         claim_idle_s: float = 60.0,
         tree: RouteNode | None = None,
+        recent: RecentAlerts | None = None,
     ) -> None:
         self.name = name
         self.tree = tree
+        self._recent = recent
         self.grouper = Grouper(store, name, opts.group_window_s, opts.group_by) if opts.group_window_s > 0 else None
         self.output = output
         self.opts = opts
@@ -163,6 +166,7 @@ class OutputDriver:
         own_pending = True
         next_claim = time.monotonic() + self._claim_idle_ms / 1000
         while True:
+            dense = True
             if own_pending:
                 entries = await self._read("0", block_ms=0)
                 if not entries:
@@ -183,13 +187,18 @@ class OutputDriver:
                     # More may be waiting: look again right after this batch.
                     next_claim = time.monotonic()
             else:
+                started = time.monotonic()
                 entries = await self._read(">", block_ms=1000)
+                # A read that found its alerts waiting means they flow densely; one that waited for them does not.
+                dense = time.monotonic() - started < READ_GATHER_S
             if entries:
                 # Acked with the next read, in the same round trip (see _read), or before a gather.
                 self._unacked = await self._process(entries)
-                if len(entries) < self._batch:
-                    # Alerts are flowing: gather a few intakes for the next read and delivery (dispatcher.hub).
-                    # The acks go first: held over the gather, a crash in it would deliver the batch again.
+                if dense and len(entries) < self._batch:
+                    # Alerts are flowing densely: gather a few intakes for the next read and delivery
+                    # (dispatcher.hub). The acks go first: held over the gather, a crash in it would deliver the
+                    # batch again. Sparser batches (the rule engine sends one every 25 ms under load) gather
+                    # nothing by sleeping, so their acks ride with the next read at once.
                     await self._flush_acks()
                     await asyncio.sleep(READ_GATHER_S)
 
@@ -266,6 +275,13 @@ class OutputDriver:
             # The entry was trimmed while pending; nothing is left to deliver.
             log.error("pending alert vanished from the stream", extra={"output": self.name, "entry": entry.id})
             return None
+        # An alert this dispatcher's intake has just added comes decoded already (a plain entry: no extra fields).
+        recent = self._recent.get(entry.id) if self._recent is not None and entry.extra is None else None
+        if recent is not None:
+            if not self.wants(recent):
+                self._filtered.inc()
+                return None
+            return entry, recent
         try:
             alert = alert_from_pb(alert_pb2.Alert.FromString(entry.payload))
             if is_digest(entry.extra):

@@ -6,6 +6,11 @@ persisted, and every dispatcher replica serves all alerts to its own subscribers
 as ``cursor``; a client that reconnects with it is first replayed what it missed (``replay``), within the stream's
 retention, and then continues live with no gap and no duplicate: live alerts at or before the replay's last id are
 skipped.
+
+The alerts this dispatcher's own intake persists reach the hub in memory as well (``feed``): the persist script
+returns the id of the stream's newest entry before it ran, and when that is the hub's cursor nothing can lie
+between, so the hub fans the new alerts out at once, with no read and no decode. Anything else (another replica's
+alerts, a gap, a quiet spell) is read from the stream as before.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import contextlib
 import functools
 import json
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +43,11 @@ StreamId = tuple[int, int]
 # After a read that found alerts, the next one waits this long (seconds), so that under load each read, and each
 # message to a subscriber, carries many: every read and message costs far more than an alert in it.
 READ_GATHER_S = 0.004
+# After the last alert fed from this dispatcher's intake, how long the tail waits for the next before it goes back
+# to a blocking read of the stream (where another writer's alerts wake it at once).
+FED_IDLE_S = 0.1
+# Fed batches the tail has not taken yet, at most (more means it is behind: it reads them from the stream).
+MAX_FED = 1024
 # Alerts per SubscribeBatches message at most.
 MAX_SEND = 512
 _CURSOR = field_key(alert_pb2.Alert.DESCRIPTOR, "cursor")
@@ -118,15 +130,26 @@ class Subscriber:
         self._sent.inc()
 
 
-def decode_for(subs: Sequence[Subscriber], payload: bytes) -> Alert | None:
-    """The alert as routing needs it: full only when some subscriber filters on output fields."""
+def decode_for(subs: Sequence[Subscriber], payload: bytes, pb: alert_pb2.Alert | None = None) -> Alert | None:
+    """The alert as routing needs it: full only when some subscriber filters on output fields (``pb``: the
+    payload already parsed)."""
     try:
-        pb = alert_pb2.Alert.FromString(payload)
+        if pb is None:
+            pb = alert_pb2.Alert.FromString(payload)
         full = any(s.matchers or s.namespaces for s in subs)
         return alert_from_pb(pb) if full else alert_head_from_pb(pb)
     except (DecodeError, AlertError, ValueError, RecursionError) as exc:
         log.error("undecodable alert in stream; not sent to subscribers", extra={"error": str(exc)})
         return None
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+# One fed alert: its entry id, its payload as stored, that payload parsed, and decoded if it was (dispatcher.recent).
+Fed = tuple[bytes, bytes, alert_pb2.Alert, Alert | None]
 
 
 class SubscriberHub:
@@ -141,6 +164,11 @@ class SubscriberHub:
         self._wake = asyncio.Event()
         # Set while the tail loop runs with a fixed position: everything after it reaches every registered subscriber.
         self._tailing = asyncio.Event()
+        # The id of the last entry the tail has offered (or its starting point), and the fed batches it has not
+        # taken yet, keyed by the newest entry before each (see ``feed``).
+        self._cursor = b""
+        self._fed: dict[bytes, list[Fed]] = {}
+        self._fed_wake: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -253,6 +281,52 @@ class SubscriberHub:
             if out:
                 yield out
 
+    @property
+    def tailing(self) -> bool:
+        """True while the tail runs (someone is subscribed): only then is ``feed`` worth calling."""
+        return self._tailing.is_set()
+
+    def feed(self, newest: bytes, added: list[Fed]) -> None:
+        """Alerts this dispatcher just persisted, in stream order; ``newest`` is the id of the stream's newest entry
+        before them (from the persist script). Offered at once if the tail has read up to ``newest``."""
+        if not added or not self._tailing.is_set():
+            return
+        if len(self._fed) >= MAX_FED:
+            self._fed.clear()  # the tail is behind: a gap makes it read the stream, which holds them all
+        self._fed[newest] = added
+        wake = self._fed_wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _take_fed(self) -> bool:
+        """Offer the fed batches that follow the cursor, and forget those it is already past; True if any."""
+        fed = self._fed
+        if not fed:
+            return False
+        took = False
+        while (batch := fed.pop(self._cursor, None)) is not None:
+            subs = list(self._subs)
+            for entry_id, payload, pb, decoded in batch:
+                self._fan_out(entry_id, payload, subs, pb, decoded)
+            self._cursor = batch[-1][0]
+            took = True
+        if fed:
+            at = parse_id(self._cursor)
+            for key in [k for k, batch in fed.items() if parse_id(batch[-1][0]) <= at]:
+                del fed[key]
+                took = True
+        return took
+
+    async def _wait_fed(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._fed_wake = loop.create_future()
+        timer = loop.call_later(timeout, _settle, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._fed_wake = None
+
     async def run(self) -> None:
         """Tail the stream forever; idle (no Redis reads) while nobody is subscribed."""
         url = self._store.url
@@ -261,25 +335,48 @@ class SubscriberHub:
                 self._wake.clear()
                 await self._wake.wait()
             # Start from the newest entry at the moment someone is listening: replays cover what came before.
-            cursor = await retry_redis(self._store.last_id, "subscriber tail", url)
+            self._cursor = (await retry_redis(self._store.last_id, "subscriber tail", url)).encode()
+            self._fed.clear()
             self._tailing.set()
+            fed_at = -math.inf
             while self._subs:
-                read = functools.partial(self._store.read_after, cursor, self._batch, 500)
+                if self._take_fed():
+                    fed_at = time.monotonic()
+                    continue
+                idle = time.monotonic() - fed_at
+                block: int | None = 500
+                if self._fed:
+                    block = None  # a fed batch that does not follow the cursor: read what lies between
+                elif idle < FED_IDLE_S:
+                    # This dispatcher's intake is flowing: its next batch comes in memory.
+                    await self._wait_fed(FED_IDLE_S - idle)
+                    continue
+                read = functools.partial(self._store.read_after, self._cursor.decode(), self._batch, block)
+                started = time.monotonic()
                 entries = await retry_redis(read, "subscriber tail", url)
+                subs = list(self._subs)
                 for entry in entries:
-                    cursor = entry.id.decode()
+                    self._cursor = entry.id
                     if entry.payload is not None and entry.target is None:
-                        self._fan_out(entry.id, entry.payload)
-                if 0 < len(entries) < self._batch:
-                    # Alerts are flowing: let a few intakes gather, so one read and one message per subscriber
-                    # carry them (the first alert after a quiet spell still goes at once: the read blocks for it).
+                        self._fan_out(entry.id, entry.payload, subs)
+                if block and 0 < len(entries) < self._batch and time.monotonic() - started < READ_GATHER_S:
+                    # Alerts from elsewhere are flowing densely (the read found them waiting): let a few gather, so
+                    # one read and one message per subscriber carry them. A read that waited for its alerts
+                    # gathers nothing by sleeping, and the first alert after a quiet spell goes at once.
                     await asyncio.sleep(READ_GATHER_S)
             # No await between the loop's last check and this: a subscriber added later sees the tail as stopped.
             self._tailing.clear()
+            self._fed.clear()
 
-    def _fan_out(self, entry_id: bytes, payload: bytes) -> None:
-        subs = list(self._subs)
-        alert = decode_for(subs, payload)
+    def _fan_out(
+        self,
+        entry_id: bytes,
+        payload: bytes,
+        subs: list[Subscriber],
+        pb: alert_pb2.Alert | None = None,
+        decoded: Alert | None = None,
+    ) -> None:
+        alert = decoded if decoded is not None else decode_for(subs, payload, pb)
         if alert is None:
             return
         sid = parse_id(entry_id)

@@ -37,6 +37,7 @@ from dispatcher.metrics import (
     STREAM_LENGTH,
 )
 from dispatcher.model import Priority
+from dispatcher.recent import RecentAlerts, on_added
 from dispatcher.registry import Output, OutputContext, OutputType, registered_outputs
 from dispatcher.routetree import parse_tree
 from dispatcher.routing import Route
@@ -96,6 +97,7 @@ class Dispatcher:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"dispatcher.sidekick: {exc}") from None
         self.drivers: list[OutputDriver] = []
+        self.recent = RecentAlerts() if specs else None
         for spec in specs:
             output = (outputs or {}).get(spec.name) or self._build(kinds[output_type(spec.name)], spec)
             self.drivers.append(
@@ -108,6 +110,7 @@ class Dispatcher:
                     read_batch=cfg.read_batch,
                     claim_idle_s=cfg.claim_idle_s,
                     tree=self.tree,
+                    recent=self.recent,
                 )
             )
 
@@ -175,8 +178,10 @@ class Dispatcher:
 
     # -- intake -------------------------------------------------------------------------------------------
 
-    def _intake(self, batch: alert_pb2.AlertBatch, peer: str) -> list[tuple[str, bytes]]:
+    def _intake(self, batch: alert_pb2.AlertBatch, peer: str) -> tuple[list[tuple[str, bytes]], list[alert_pb2.Alert]]:
+        """The valid alerts of a batch as (dedup key, payload) pairs, and each one's parsed form."""
         items: list[tuple[str, bytes]] = []
+        parsed: list[alert_pb2.Alert] = []
         for i, pb in enumerate(batch.alerts):
             try:
                 if not pb.rule:
@@ -203,14 +208,19 @@ class Dispatcher:
             for part in cut:
                 ALERTS_TRUNCATED.labels(part=part).inc()
             items.append((key, payload))
-        return items
+            parsed.append(pb)
+        return items, parsed
+
+    def _persist(self, items: list[tuple[str, bytes]], parsed: list[alert_pb2.Alert]) -> Awaitable[int]:
+        """Persist the alerts; what is new also goes to the subscriber hub in memory (dispatcher.hub)."""
+        return self.store.persist(items, on_added(self.hub, self.recent, items, parsed))
 
     async def accept(self, alerts: list[alert_pb2.Alert], peer: str) -> int:
         """Persist alerts from another intake (the Falcosidekick drop-in); return how many were valid."""
         batch = alert_pb2.AlertBatch(alerts=alerts)
         EVENTS_IN.labels(stage="dispatcher").inc(len(alerts))
-        items = self._intake(batch, peer)
-        added = await retry_redis(functools.partial(self.store.persist, items), "http intake", self.cfg.redis_url)
+        items, parsed = self._intake(batch, peer)
+        added = await retry_redis(functools.partial(self._persist, items, parsed), "http intake", self.cfg.redis_url)
         ALERTS_ACCEPTED.inc(added)
         ALERTS_DUPLICATE.inc(len(items) - added)
         return len(items)
@@ -246,8 +256,8 @@ class Dispatcher:
                     extra={"peer": peer, "error": msg, "dropped": lost, "kept": len(batch.alerts)},
                 )
             EVENTS_IN.labels(stage="dispatcher").inc(len(batch.alerts))
-            items = self._intake(batch, peer)
-            persist = functools.partial(self.store.persist, items)
+            items, parsed = self._intake(batch, peer)
+            persist = functools.partial(self._persist, items, parsed)
             added = await retry_redis(persist, f"ack of batch {batch.batch_seq}", self.cfg.redis_url)
             ALERTS_ACCEPTED.inc(added)
             ALERTS_DUPLICATE.inc(len(items) - added)

@@ -26,21 +26,27 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # KEYS[1] = stream; ARGV[1] = dedup key prefix, ARGV[2] = dedup window in ms, then (alert_id, payload) pairs.
-# Returns how many were new; an empty alert_id skips dedup.
+# An empty alert_id skips dedup. Returns the id of the stream's newest entry before this call ("" when it has none),
+# then, for each new alert, its pair's index (from 0) and its new entry id: the subscriber hub fans the new alerts
+# out from memory when it had read up to that newest entry (dispatcher.hub), since nothing can lie between.
 _PERSIST_LUA = """
-local added = 0
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local out = {newest[1] and newest[1][1] or ''}
 for i = 3, #ARGV, 2 do
   local fresh = true
   if ARGV[i] ~= '' then
     fresh = redis.call('SET', ARGV[1] .. ARGV[i], '1', 'NX', 'PX', ARGV[2])
   end
   if fresh then
-    redis.call('XADD', KEYS[1], '*', 'a', ARGV[i + 1])
-    added = added + 1
+    out[#out + 1] = (i - 3) / 2
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'a', ARGV[i + 1])
   end
 end
-return added
+return out
 """
+
+# Called with the newest entry id before a persist run and the (item index, entry id) of what it added.
+OnAdded = Callable[[bytes, list[tuple[int, bytes]]], None]
 
 # Alerts per script call: keeps each call short so Redis stays responsive to the delivery workers.
 _CHUNK = 512
@@ -142,8 +148,13 @@ class AlertStore:
                 await conn.close()
         await self._r.aclose()
 
-    async def persist(self, items: Sequence[tuple[str, bytes]]) -> int:
-        """Append ``(alert_id, payload)`` pairs not seen within the dedup window; return how many were new."""
+    async def persist(self, items: Sequence[tuple[str, bytes]], on_added: OnAdded | None = None) -> int:
+        """Append ``(alert_id, payload)`` pairs not seen within the dedup window; return how many were new.
+
+        ``on_added(newest, added)`` is called once per script run that added any: ``newest`` is the id of the
+        stream's newest entry before the run (b"" for none), ``added`` the ``(index into items, entry id)`` of
+        each new entry, in stream order.
+        """
         added = 0
         for start in range(0, len(items), _CHUNK):
             args: list[str | bytes] = [self._prefix, self._window]
@@ -151,15 +162,19 @@ class AlertStore:
                 args.append(alert_id)
                 args.append(payload)
             if self._cmd is None:
-                added += int(await self._persist(keys=[self.stream], args=args))
-                continue
-            try:
-                added += int(await self._cmd.call("EVALSHA", self._persist_sha, 1, self.stream, *args))
-            except ResponseError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                # A restarted (or flushed) Redis: EVAL runs the script and caches it for the next EVALSHA.
-                added += int(await self._cmd.call("EVAL", _PERSIST_LUA, 1, self.stream, *args))
+                reply = await self._persist(keys=[self.stream], args=args)
+            else:
+                try:
+                    reply = await self._cmd.call("EVALSHA", self._persist_sha, 1, self.stream, *args)
+                except ResponseError as exc:
+                    if not str(exc).startswith("NOSCRIPT"):
+                        raise
+                    # A restarted (or flushed) Redis: EVAL runs the script and caches it for the next EVALSHA.
+                    reply = await self._cmd.call("EVAL", _PERSIST_LUA, 1, self.stream, *args)
+            new = (len(reply) - 1) // 2
+            added += new
+            if new and on_added is not None:
+                on_added(reply[0], [(start + int(reply[i]), reply[i + 1]) for i in range(1, len(reply), 2)])
         return added
 
     async def ensure_group(self, group: str, start: str = "$") -> None:
@@ -254,19 +269,19 @@ class AlertStore:
         last = info.get("last-generated-id", b"0-0")
         return last.decode() if isinstance(last, bytes) else str(last)
 
-    async def read_after(self, cursor: str, count: int, block_ms: int) -> list[Entry]:
-        """Plain XREAD after ``cursor`` (live tail, no group)."""
+    async def read_after(self, cursor: str, count: int, block_ms: int | None) -> list[Entry]:
+        """Plain XREAD after ``cursor`` (live tail, no group); ``block_ms`` None does not block."""
         if self._lean:
+            block: list[str | int] = ["BLOCK", block_ms] if block_ms is not None else []
             reply = await self._reader("tail").call(
                 "XREAD",
                 "COUNT",
                 count,
-                "BLOCK",
-                block_ms,
+                *block,
                 "STREAMS",
                 self.stream,
                 cursor,
-                extra_timeout=block_ms / 1000,
+                extra_timeout=(block_ms or 0) / 1000,
             )
             return _flat_entries(reply[0][1] if reply else None)
         resp = await self._r.xread({self.stream: cursor}, count=count, block=block_ms)

@@ -10,6 +10,7 @@ An alert too large to be sure it needs no cutting, or text that is not valid UTF
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,24 +73,88 @@ _HEADS: dict[str, bytes] = {}
 _MAX_HEADS = 4096
 
 
+def _entry(key: str, value: Any) -> bytes:
+    """One map entry of the ``Struct``, with its field key and length."""
+    head = _HEADS.get(key)
+    if head is None:
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        head = _HEADS[key] = _len(_ENTRY["key"], key.encode()) + _ENTRY["value"]
+    v = _value(value)
+    n = len(v)
+    entry = head + (_LEN[n] if n < 128 else varint(n)) + v
+    n = len(entry)
+    return _STRUCT_FIELD + (_LEN[n] if n < 128 else varint(n)) + entry
+
+
 def _fields(fields: Mapping[str, Any]) -> bytes:
     """The ``Struct`` of the output fields: one map entry (name, value) each."""
-    parts: list[bytes] = []
+    return b"".join([_entry(key, value) for key, value in fields.items()])
+
+
+_encode_str = json.encoder.encode_basestring  # json.dumps's own, for ensure_ascii=False
+# Field values repeat from alert to alert (every <NA>, the user, the container, the process name): a short string's
+# or a missing value's map entry and JSON member are kept per (name, value).
+_PAIRS: dict[tuple[str, str | None], tuple[bytes, str]] = {}
+_MAX_PAIRS = 8192
+_MAX_KEPT_CHARS = 64
+
+
+def _member(key: str, value: Any) -> str | None:
+    """``"key":value`` as ``canonical_json`` writes it, displayable; None for a value it should write itself."""
+    kind = type(value)
+    if kind is str:
+        text = _encode_str(value)
+    elif value is None:
+        text = "null"
+    elif value is True:
+        text = "true"
+    elif value is False:
+        text = "false"
+    elif kind is int:
+        text = int.__repr__(value)
+    else:
+        return None
+    return displayable(f"{_encode_str(key)}:{text}")
+
+
+def _fields_and_json(fields: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The ``Struct`` of the output fields and ``displayable(canonical_json(fields))``, in one pass."""
+    entries: list[bytes] = []
+    members: list[tuple[str, str]] = []
+    pairs = _PAIRS
     for key, value in fields.items():
-        head = _HEADS.get(key)
-        if head is None:
-            if len(_HEADS) >= _MAX_HEADS:
-                _HEADS.clear()
-            head = _HEADS[key] = _len(_ENTRY["key"], key.encode()) + _ENTRY["value"]
-        v = _value(value)
-        n = len(v)
-        entry = head + (_LEN[n] if n < 128 else varint(n)) + v
-        n = len(entry)
-        parts += (_STRUCT_FIELD, _LEN[n] if n < 128 else varint(n), entry)
-    return b"".join(parts)
+        kept = (type(value) is str and len(value) <= _MAX_KEPT_CHARS) or value is None
+        if kept:
+            hit = pairs.get((key, value))
+            if hit is not None:
+                entries.append(hit[0])
+                members.append((key, hit[1]))
+                continue
+        member = _member(key, value)
+        if member is None:
+            # A list or a float: json.dumps writes the whole object, as canonical_json always did.
+            return b"".join([_entry(k, v) for k, v in fields.items()]), displayable(canonical_json(fields))
+        entry = _entry(key, value)
+        if kept:
+            if len(pairs) >= _MAX_PAIRS:
+                pairs.clear()
+            pairs[key, value] = (entry, member)
+        entries.append(entry)
+        members.append((key, member))
+    members.sort()
+    return b"".join(entries), "{" + ",".join([m for _, m in members]) + "}"
 
 
-def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -> bytes:
+# The fields before the time (rule, priority, source, tags) are the same for every alert of a rule.
+_RULE_HEADS: dict[tuple[str, int, str, tuple[str, ...]], bytes] = {}
+
+
+def _rule_head(alert: Alert) -> bytes:
+    key = (alert.rule, int(alert.priority), alert.source, tuple(alert.tags))
+    head = _RULE_HEADS.get(key)
+    if head is not None:
+        return head
     a = _A
     parts = [_len(a["rule"], alert.rule.encode())] if alert.rule else []
     if int(alert.priority):
@@ -98,6 +163,15 @@ def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -
         parts.append(_len(a["source"], alert.source.encode()))
     for tag in sorted(alert.tags):
         parts.append(_len(a["tags"], tag.encode()))
+    if len(_RULE_HEADS) >= _MAX_HEADS:
+        _RULE_HEADS.clear()
+    head = _RULE_HEADS[key] = b"".join(parts)
+    return head
+
+
+def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -> bytes:
+    a = _A
+    parts = [_rule_head(alert)]
     seconds, nanos = divmod(alert.time_ns, _NS)
     stamp = (_TS["seconds"] + varint(seconds) if seconds else b"") + (_TS["nanos"] + varint(nanos) if nanos else b"")
     parts.append(_len(a["time"], stamp))
@@ -105,7 +179,8 @@ def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -
         parts.append(_len(a["output"], alert.output.encode()))
     if alert.message:
         parts.append(_len(a["message"], alert.message.encode()))
-    parts.append(_len(a["output_fields"], _fields(alert.output_fields)))
+    struct, fields_json = _fields_and_json(alert.output_fields)
+    parts.append(_len(a["output_fields"], struct))
     if alert.hostname:
         parts.append(_len(a["hostname"], alert.hostname.encode()))
     if event is not None:
@@ -115,7 +190,7 @@ def _encode(alert: Alert, event: event_pb2.Event | event_pb2.EventView | None) -
     else:
         ident = eventless_alert_id(alert)
     parts.append(_len(a["alert_id"], ident.encode()))
-    parts.append(_len(a["output_fields_json"], displayable(canonical_json(alert.output_fields)).encode()))
+    parts.append(_len(a["output_fields_json"], fields_json.encode()))
     return b"".join(parts)
 
 

@@ -96,12 +96,28 @@ def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
     """
     fields = alert.output_fields
     if opts.include_output_fields and isinstance(fields, JsonFields) and _as_received(fields, alert.time_ns):
-        # The fields' JSON text goes in as it came (the rule engine wrote it once): only the envelope is encoded.
-        envelope = _envelope(alert, opts, hostname)
-        envelope["output_fields"] = 0
-        text = json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        # Inside a JSON string every quote is escaped, so the first '"output_fields":0' is the key itself.
-        return escape_json(text.replace(_SLOT, '"output_fields":' + fields.text, 1))
+        # The fields' JSON text goes in as it came (the rule engine wrote it once): only the envelope is encoded,
+        # member by member in json.dumps's sorted key order and with its string encoder (every value is a string).
+        enc = _encode_str
+        parts = ['{"hostname":', enc(alert.hostname or hostname)]
+        if opts.include_message:
+            parts += (',"message":', enc(alert.message))
+        if opts.include_output:
+            parts += (',"output":', enc(alert.output or text_line(alert)))
+        parts += (
+            ',"output_fields":',
+            fields.text,
+            ',"priority":',
+            enc(alert.priority.falco_name),
+            ',"rule":',
+            enc(alert.rule),
+            ',"source":',
+            enc(alert.source),
+        )
+        if opts.include_tags:
+            parts += (',"tags":[', ",".join([enc(t) for t in sorted(set(alert.tags))]), "]")
+        parts += (',"time":"', rfc3339_ns(alert.time_ns), '"}')
+        return escape_json("".join(parts))
     return escape_json(
         json.dumps(
             falco_dict(alert, opts, hostname),
@@ -113,7 +129,7 @@ def falco_json(alert: Alert, opts: JsonOptions = DEFAULT_JSON, hostname: str = "
     )
 
 
-_SLOT = '"output_fields":0'
+_encode_str = json.encoder.encode_basestring  # json.dumps's own string encoder, for ensure_ascii=False
 _EVT_TIME = '"evt.time":'
 
 

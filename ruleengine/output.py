@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import time as _time
@@ -79,6 +80,12 @@ class Token:
     key: str  # the output_fields key: the token as written, without width
     width: int = 0
     transformer: str = ""
+    # No width, no transformer, not a list of ancestors: an ASCII string, an int or a missing value renders as it
+    # is (``OutputFormat.render`` takes these without the general calls below).
+    plain: bool = dataclasses.field(init=False, default=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", not self.width and not self.transformer and not self.field.any_of)
 
     def value(self, ctx: EventContext) -> object:
         """The (transformed) extracted value."""
@@ -118,10 +125,28 @@ class OutputFormat:
         """The message text and the JSON-typed values of its fields."""
         parts: list[str] = []
         values: dict[str, object] = {}
+        get = ctx.get
         for seg in self.segments:
-            if isinstance(seg, str):
+            if type(seg) is str:
                 parts.append(seg)
                 continue
+            assert isinstance(seg, Token)
+            if seg.plain:
+                # The common values, as render_value and json_value would give them (an ASCII str is displayable).
+                v = get(seg.field)
+                kind = type(v)
+                if kind is str and cast(str, v).isascii():
+                    parts.append(cast(str, v))
+                    values[seg.key] = v
+                    continue
+                if v is None:
+                    parts.append(NA)
+                    values[seg.key] = None
+                    continue
+                if kind is int:
+                    parts.append(str(v))
+                    values[seg.key] = v
+                    continue
             v = seg.value(ctx)
             parts.append(seg.text(v))
             values[seg.key] = seg.json(v)
@@ -319,6 +344,9 @@ _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
 
 def _escape(text: str) -> str:
     # Falco JSON-escapes control characters of the text line and replaces invalid UTF-8 with U+FFFD.
+    if text.isascii() and text.isprintable():  # printable ASCII: no control character, no surrogate
+        return text
+
     def repl(m: re.Match[str]) -> str:
         ch = m.group(0)
         if "\ud800" <= ch <= "\udfff":

@@ -38,6 +38,7 @@ def test_as_sent_equals_encoded(
     if evt_time:
         fields["evt.time"] = time_ns
     alert = Alert(rule=text or "r", priority=Priority.NOTICE, tags=(text, "t"), time_ns=time_ns, output=text,
+                  hostname=text[::-1], source=text or "syscall",
                   message=text, output_fields=fields)  # type: ignore[arg-type]  # fmt: skip
     fast, slow = rendered_both_ways(alert, opts)
     assert fast == slow
