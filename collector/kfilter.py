@@ -90,14 +90,6 @@ def compiled_syscalls(tracepoints: Iterable[bytes], raw: bool = False) -> list[s
     return sorted(out)
 
 
-def _has_map(bpf: Any, name: bytes) -> bool:
-    try:
-        bpf[name]
-    except KeyError:
-        return False
-    return True
-
-
 class KernelControl(FdxSwitches):
     """Attachments and filter maps of a loaded ``BpfProbe`` (its bcc object is ``bpf``)."""
 
@@ -117,7 +109,7 @@ class KernelControl(FdxSwitches):
         self.attached = set(self.compiled)
         self._detached: dict[str, list[str]] = {}
         # The raw sys_enter probe can stamp closes (compiled so) and currently does.
-        self._raw_close = self._raw and _has_map(bpf, b"fdx_raw_close")
+        self._raw_close = self._raw and rawenter.has_map(bpf, b"fdx_raw_close")
         self._stamp_raw = False
         self._close_bits = 0
         self._set_fdx(FDX_EMIT_CLOSE if trace_all else 0, FDX_EMIT_RECV if trace_all else 0)
@@ -278,7 +270,7 @@ class KernelControl(FdxSwitches):
             modes[ctypes.c_int(slot)] = modes.Leaf(1, len(cl))
 
     def _bump_gen(self) -> None:
-        if _has_map(self.bpf, b"kf_gen"):
+        if rawenter.has_map(self.bpf, b"kf_gen"):
             gen = self.bpf[b"kf_gen"]
             gen[ctypes.c_int(0)] = ctypes.c_uint64(int(gen[ctypes.c_int(0)].value) + 1)
 

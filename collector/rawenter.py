@@ -105,7 +105,7 @@ def cflags() -> list[str]:
 
 def compiled(bpf: Any) -> bool:
     """Whether the loaded program has the raw dispatcher."""
-    return _has_map(bpf, b"raw_want")
+    return has_map(bpf, b"raw_want")
 
 
 def compiled_syscalls(bpf: Any) -> set[str]:
@@ -116,12 +116,13 @@ def compiled_syscalls(bpf: Any) -> set[str]:
         name = tp.decode()
         if name.startswith("syscalls:sys_exit_"):
             out.add(name[len("syscalls:sys_exit_") :])
-    if _has_map(bpf, b"raw_modules"):
+    if has_map(bpf, b"raw_modules"):
         out.update(MODULE_LOADS)
     return out
 
 
-def _has_map(bpf: Any, name: bytes) -> bool:
+def has_map(bpf: Any, name: bytes) -> bool:
+    """Whether the loaded program defines this map (it is compiled in only when its feature is)."""
     try:
         bpf[name]
     except KeyError:

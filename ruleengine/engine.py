@@ -218,12 +218,7 @@ class Engine:
         """The service's entry: ``has_rules_for`` and ``process`` in one, for an event read as ``view``. Returns the
         matches and the context to render them with; no context is built for an event the memo says no rule
         matches (most of them), and none for a type no rule reads."""
-        table = self._tables.get(source)
-        if table is None:
-            return _NO_MATCH
-        slot = table.get(evt_type)
-        if slot is None:
-            slot = self._fallback[source]
+        slot = self._slot(source, evt_type)
         if not slot.rules:
             return _NO_MATCH
         hit = MISS if slot.memo is None else slot.memo.lookup_view(evt_type, view, tables)
@@ -241,23 +236,13 @@ class Engine:
     def memo_of(self, source: str, evt_type: str) -> DecisionMemo | None:
         """The decision memo ``process_view`` asks for an event of this source and type (None: none, or no
         candidate rule at all)."""
-        table = self._tables.get(source)
-        if table is None:
-            return None
-        slot = table.get(evt_type)
-        if slot is None:
-            slot = self._fallback[source]
+        slot = self._slot(source, evt_type)
         return slot.memo if slot.rules else None
 
     def process(self, ctx: EventContext) -> list[Match]:
         """Evaluate the candidate rules; the first match only under ``rule_matching: first``."""
         ev = ctx.event
-        table = self._tables.get(ev.source)
-        if table is None:
-            return []
-        slot = table.get(ev.type)
-        if slot is None:
-            slot = self._fallback[ev.source]
+        slot = self._slot(ev.source, ev.type)
         if not slot.rules:
             return []
         return self._evaluate(slot, ctx, None)
