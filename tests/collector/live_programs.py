@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from collector.kfilter import KernelControl
 from collector.source import KernelSource
@@ -70,3 +71,11 @@ def run_program(
     assert p.returncode == 0
     mine = [e for e in events if e.proc.pid == p.pid or (children and e.proc.ppid == p.pid)]
     return mine, words + out.split(), p.pid
+
+
+def build_32_bit(tmp_path: Path, name: str, code: str) -> Path:
+    """A static 32-bit x86 program built from ``code`` (no libc: it makes its syscalls with ``int $0x80``)."""
+    src, exe = tmp_path / f"{name}.c", tmp_path / name
+    src.write_text(code)
+    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    return exe

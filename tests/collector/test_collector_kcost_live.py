@@ -21,7 +21,7 @@ from collector import rawenter
 from collector.source import KernelSource, module_tracepoints
 from lanner.model import Event
 from ruleengine.kspec import build_spec
-from tests.collector.live_programs import engine_of, kernel_control, run_program
+from tests.collector.live_programs import build_32_bit, engine_of, kernel_control, run_program
 from tests.support.kernel_source import collect, kernel_source
 
 pytestmark = pytest.mark.bpf
@@ -219,9 +219,7 @@ void _start(void) {
 
 @pytest.mark.skipif(not X86_64, reason="32-bit tasks on x86_64")
 def test_module_loads_of_32_bit_tasks_by_their_own_numbers(source: KernelSource, tmp_path: Path) -> None:
-    src, exe = tmp_path / "t32.c", tmp_path / "t32"
-    src.write_text(T32)
-    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    exe = build_32_bit(tmp_path, "t32", T32)
     source.apply_spec(build_spec(_engine("evt.type in (init_module, finit_module)").enabled))
     while source.poll():
         pass
@@ -309,9 +307,7 @@ def test_close_stamps_ride_the_raw_probe_while_module_loads_are_wanted(source: K
     # Every close stamped once, by the raw probe alone; lstat stamped nothing.
     assert _closes_stamped(control) == (3, 0)
     # A 32-bit task: its close (i386 6) is stamped, its read (i386 3) is not.
-    src, exe = tmp_path / "c32.c", tmp_path / "c32"
-    src.write_text(T32_CLOSE)
-    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    exe = build_32_bit(tmp_path, "c32", T32_CLOSE)
     c = subprocess.Popen([str(exe)])
     c.wait(timeout=30)
     assert _stamps(control, c.pid, 5) == 1 and _stamps(control, c.pid, 7) == 0
@@ -345,9 +341,7 @@ def _close_stamps_on_the_raw_enter_probe(source: KernelSource, tmp_path: Path) -
         # Every close stamped once; lstat (6, close's i386 number) stamped nothing.
         assert _closes_stamped(control) == (3, 0), conds
     # A 32-bit task: its close (i386 6) is stamped, its read (i386 3) is not.
-    src, exe = tmp_path / "c32.c", tmp_path / "c32"
-    src.write_text(T32_CLOSE)
-    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    exe = build_32_bit(tmp_path, "c32", T32_CLOSE)
     c = subprocess.Popen([str(exe)])
     c.wait(timeout=30)
     assert _stamps(control, c.pid, 5) == 1 and _stamps(control, c.pid, 7) == 0

@@ -17,7 +17,7 @@ from collector.source import KernelSource
 from lanner.model import Event
 from ruleengine.engine import load_rules
 from ruleengine.kspec import build_spec
-from tests.collector.live_programs import HOLD, engine_of, kernel_control, run_program
+from tests.collector.live_programs import HOLD, build_32_bit, engine_of, kernel_control, run_program
 from tests.support.kernel_source import collect, kernel_source
 
 pytestmark = pytest.mark.bpf
@@ -179,9 +179,7 @@ void _start(void) {
 
 
 def test_32_bit_tasks_syscalls_are_numbered_by_the_i386_table(source: KernelSource, raw: None, tmp_path: Path) -> None:
-    src, exe = tmp_path / "f32.c", tmp_path / "f32"
-    src.write_text(T32_FORK)
-    subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    exe = build_32_bit(tmp_path, "f32", T32_FORK)
     source.apply_spec(build_spec(engine_of("evt.type in (clone, fork, execve)").enabled))
     while source.poll():
         pass
