@@ -9,7 +9,7 @@ import struct
 from typing import Any
 
 from collector import layout
-from collector.decode_file import O_CLOEXEC, O_DIRECTORY
+from collector.decode_file import AT_FDCWD, O_CLOEXEC, O_DIRECTORY
 from collector.decode_net import SOCK_CLOEXEC, accept_fd, connect_fd, socket_fd
 from collector.wirepath import (
     GENERAL,
@@ -59,6 +59,7 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
     table = w.table
     body = raw[_OPEN_BODY_AT:]
     hit = w.opens_by_body.get(body)
+    name_is_absolute = True  # opens_by_body holds only absolute, normal paths
     if hit is None:
         res, resolve, sc, dirfd, flags, mode, name_len = t[_OPEN_RES : _OPEN_RES + 7]
         name = cstring(raw, _OPEN_NAME_AT, name_len)  # before any table change: a bad record changes nothing
@@ -72,6 +73,7 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
                 w.opens_by_body.clear()
             w.opens_by_body[body] = hit
         else:
+            name_is_absolute = False
             path = to_bytes(table.resolve(entry, dirfd, from_bytes(name)))
             key = (res, resolve, sc, dirfd, flags, mode, name, path)
             hit = w.opens.get(key)
@@ -88,8 +90,10 @@ def open_event(w: WirePath, t: tuple[Any, ...], raw: bytes) -> SharedEvent | Non
     res = t[_OPEN_RES]
     if res >= 0:
         table.set_fd(entry, hit[2], hit[3])
-    # The same record again, but for its time, changes nothing but the time (``WirePath.run`` repeats it).
-    w.repeat = (len(raw), raw[8:], entry, procs, hit[2] if res >= 0 else None, hit[3], t[_CPU], hit[0], res, hit[1])
+    # The same record again, but for its time, changes nothing but the time (``WirePath.run`` repeats it), unless
+    # its path was resolved against an fd: whether that fd's entry is stale depends on the record's time.
+    if t[_OPEN_RES + 3] == AT_FDCWD or name_is_absolute:
+        w.repeat = (len(raw), raw[8:], entry, procs, hit[2] if res >= 0 else None, hit[3], t[_CPU], hit[0], res, hit[1])
     return w.event(t[0], t[_CPU], entry, procs, hit[0], res, hit[1])
 
 

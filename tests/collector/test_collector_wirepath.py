@@ -403,3 +403,20 @@ def test_a_storm_of_one_open_across_the_time_and_sequence_boundaries(tmp_path: P
     chdir = rec.fileop_record(20, layout.SC_CHDIR, "/var", comm="bash")
     _same(a, b, storm + relative + [chdir] + relative + storm)
     _same(a, b, storm)  # a new run: the repeat starts afresh
+
+
+def test_a_repeat_relative_to_an_fd_is_resolved_again(tmp_path: Path) -> None:
+    """Whether the dirfd's table entry is stale depends on the record's time (a kernel mark of a filtered open of
+    that fd number in between): such an open is resolved again, never repeated from the record before."""
+    a, b = _worlds(tmp_path)
+    mark = rec.BOOT_NS + 2_000
+    for world in (a, b):
+        world.table.stale_fd = lambda pid, fd: mark if fd == 5 else 0
+    hdr = {"comm": "bash", "uid": 1000, "gid": 1000}
+    records = [
+        _at(raw_open(20, b"/home/alice", res=5, flags=O_DIRECTORY, **hdr), rec.BOOT_NS),  # type: ignore[arg-type]
+        *(_at(raw_open(20, b"x", dirfd=5, res=6, **hdr), rec.BOOT_NS + k * 1_000) for k in (1, 3, 4)),  # type: ignore[arg-type]
+    ]
+    _same(a, b, records)
+    paths = [event_pb2.Event.FromString(e[0]).fd.path for e in b.direct(records[1:2])]
+    assert paths == [b"<UNKNOWN>/x"]
