@@ -38,14 +38,16 @@ from lanner.v1 import kfilter_pb2
 log = logging.getLogger(__name__)
 
 FAMILIES = layout.FAMILIES
-# init_module / finit_module syscall numbers, caught on the raw syscall tracepoints (-1: never matches).
-_MODULE_SYSCALL_NRS = {"x86_64": (175, 313), "aarch64": (105, 273)}
+# init_module / finit_module syscall numbers, caught on the raw syscall tracepoints (-1: never matches); x86_64's
+# come from collector.rawenter, which holds its syscall tables.
+_X64, _I386 = rawenter.NRS_X86_64, rawenter.NRS_I386
+_MODULE_SYSCALL_NRS = {"x86_64": (_X64["init_module"], _X64["finit_module"]), "aarch64": (105, 273)}
 # The same for 32-bit tasks (the i386 table), which the raw sys_enter tracepoint sees too.
-_MODULE_SYSCALL_NRS_32 = {"x86_64": (128, 350)}
+_MODULE_SYSCALL_NRS_32 = {"x86_64": (_I386["init_module"], _I386["finit_module"])}
 # close(2)'s number, for the raw sys_enter probe that stamps closes while it is attached for module loads (64-bit and
 # i386 tables).
-_CLOSE_NR = {"x86_64": 3}
-_CLOSE_NR_32 = {"x86_64": 6}
+_CLOSE_NR = {"x86_64": _X64["close"]}
+_CLOSE_NR_32 = {"x86_64": _I386["close"]}
 # How often the process table is checked against /proc for processes whose exit event was lost.
 SWEEP_INTERVAL_S = 30.0
 # How often the kernel filter's per-syscall counts are copied into lanner_kernel_{passed,filtered}_total.
